@@ -1,0 +1,180 @@
+//! Commission actor: applies the events of one partition (one affiliate, or one
+//! unattributed buyer) one at a time, each in its own transaction, and acks the
+//! journal only after the commit. Stops itself when idle.
+use super::supervisor::SupervisorMsg;
+use super::Deps;
+use crate::event::EventStatus;
+use crate::journal::Delivery;
+use crate::metrics as m;
+use crate::store::processing::Outcome;
+use crate::store::StoreError;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rust_decimal::prelude::ToPrimitive;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Immediate retries of a transaction that lost a lock conflict (deadlock,
+/// lock wait timeout) before it counts as a failed attempt.
+const LOCK_CONFLICT_RETRIES: u32 = 3;
+
+pub enum CommissionMsg {
+    Process(Delivery),
+    IdleCheck,
+    /// The supervisor forgot this actor: stop after what is already queued.
+    Retire,
+}
+
+/// The entry being processed right now, shared with the supervisor so that a
+/// panic can be charged to the event that caused it.
+pub type Current = Arc<Mutex<Option<Delivery>>>;
+
+pub struct CommissionActor;
+
+pub struct CommissionArgs {
+    pub deps: Arc<Deps>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub partition: crate::event::PartitionKey,
+    pub current: Current,
+}
+
+pub struct CommissionState {
+    args: CommissionArgs,
+    last_active: Instant,
+    idle_timer: JoinHandle<()>,
+}
+
+impl Actor for CommissionActor {
+    type Msg = CommissionMsg;
+    type State = CommissionState;
+    type Arguments = CommissionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: CommissionArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let idle_timer = myself.send_interval(args.deps.tuning.actor_idle / 2, || CommissionMsg::IdleCheck);
+        Ok(CommissionState { args, last_active: Instant::now(), idle_timer })
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        st.idle_timer.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CommissionMsg::Process(delivery) => {
+                st.last_active = Instant::now();
+                *st.args.current.lock().expect("current entry lock") = Some(delivery.clone());
+                process(&st.args.deps, &delivery).await;
+                *st.args.current.lock().expect("current entry lock") = None;
+                st.last_active = Instant::now();
+                st.args.supervisor.cast(SupervisorMsg::Finished {
+                    partition: st.args.partition.clone(),
+                    entry_id: delivery.entry_id,
+                })?;
+            }
+            CommissionMsg::IdleCheck => {
+                if st.last_active.elapsed() >= st.args.deps.tuning.actor_idle {
+                    st.args
+                        .supervisor
+                        .cast(SupervisorMsg::Idle { partition: st.args.partition.clone(), actor: myself.get_id() })?;
+                }
+            }
+            CommissionMsg::Retire => myself.stop(None),
+        }
+        Ok(())
+    }
+}
+
+/// Applies one journal entry and settles it: ack after commit, or record the
+/// failed attempt (retry with backoff, or dead) and then ack. If even the
+/// failure cannot be recorded, the entry stays unacknowledged and is claimed again.
+async fn process(deps: &Deps, delivery: &Delivery) {
+    let span = tracing::info_span!("event", event_id = %delivery.event.id, partition = %delivery.event.partition);
+    process_in_span(deps, delivery).instrument(span).await
+}
+
+async fn process_in_span(deps: &Deps, delivery: &Delivery) {
+    let event_id = delivery.event.id;
+    if deps.faults.take_panic() {
+        panic!("injected panic while processing event {event_id}");
+    }
+    let delay = deps.faults.commission_delay();
+    if !delay.is_zero() {
+        // Benchmark only; holds no connection and no lock.
+        tokio::time::sleep(delay).await;
+    }
+    let started = Instant::now();
+    let mut result = deps.store.process_event(event_id, &deps.faults).await;
+    let mut conflicts = 0;
+    while matches!(&result, Err(e) if e.is_lock_conflict()) && conflicts < LOCK_CONFLICT_RETRIES {
+        conflicts += 1;
+        tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
+        result = deps.store.process_event(event_id, &deps.faults).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    match result {
+        Ok(Outcome::Applied { kind, lag, amounts, rows_written }) => {
+            metrics::counter!(m::EVENTS_TOTAL, "type" => kind.as_str(), "outcome" => "done").increment(1);
+            metrics::histogram!(m::EVENT_PROCESSING_DURATION_SECONDS, "type" => kind.as_str()).record(elapsed);
+            metrics::histogram!(m::EVENT_LAG_SECONDS).record(lag.as_secs_f64());
+            for (k, amount) in amounts {
+                let units = amount.abs().trunc().to_u64().unwrap_or(u64::MAX);
+                let name = if amount.is_sign_negative() {
+                    m::COMMISSION_REVERSED_AMOUNT_TOTAL
+                } else {
+                    m::COMMISSION_AMOUNT_TOTAL
+                };
+                metrics::counter!(name, "kind" => k.as_str()).increment(units);
+            }
+            tracing::debug!(rows_written, "event applied");
+            ack(deps, delivery).await;
+        }
+        Ok(Outcome::AlreadyDone { kind }) => {
+            metrics::counter!(m::EVENTS_TOTAL, "type" => kind.as_str(), "outcome" => "noop").increment(1);
+            ack(deps, delivery).await;
+        }
+        Ok(Outcome::Skipped(why)) => {
+            tracing::debug!(why, "event skipped");
+            ack(deps, delivery).await;
+        }
+        Err(e) => settle_failure(deps, delivery, &e).await,
+    }
+}
+
+async fn settle_failure(deps: &Deps, delivery: &Delivery, error: &StoreError) {
+    let event_id = delivery.event.id;
+    match deps.store.record_failure(event_id, &error.to_string(), &deps.tuning.retry).await {
+        Ok((status, kind)) => {
+            let outcome = if status == EventStatus::Dead { "dead" } else { "failed" };
+            metrics::counter!(m::EVENTS_TOTAL, "type" => kind.as_str(), "outcome" => outcome).increment(1);
+            tracing::warn!(%error, status = status.as_str(), "event attempt failed");
+            ack(deps, delivery).await;
+        }
+        Err(e) => {
+            tracing::error!(%error, record_error = %e, "event failed and the failure could not be recorded; it stays in the journal");
+        }
+    }
+}
+
+async fn ack(deps: &Deps, delivery: &Delivery) {
+    if let Err(e) = deps.journal.ack(std::slice::from_ref(&delivery.entry_id)).await {
+        metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ack").increment(1);
+        tracing::warn!(error = %e, "journal ack failed; the entry will be claimed again and be a no-op");
+    }
+}
+
+/// Charges a panic to the event it interrupted (called by the supervisor).
+pub async fn record_panic(deps: &Deps, delivery: &Delivery, panic: &str) {
+    let error = StoreError::Corrupt(format!("commission actor panicked: {panic}"));
+    settle_failure(deps, delivery, &error).await;
+}

@@ -1,0 +1,41 @@
+//! Dispatcher: journals each event intake committed. A failed journal write is
+//! only a delay: the event is pending in MySQL and recovery journals it again.
+use super::Deps;
+use crate::event::EventRef;
+use crate::metrics as m;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
+
+pub enum DispatcherMsg {
+    /// An event was committed and must reach the journal.
+    Committed(EventRef),
+}
+
+pub struct Dispatcher;
+
+impl Actor for Dispatcher {
+    type Msg = DispatcherMsg;
+    type State = Arc<Deps>;
+    type Arguments = Arc<Deps>;
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, deps: Arc<Deps>) -> Result<Self::State, ActorProcessingErr> {
+        Ok(deps)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        deps: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DispatcherMsg::Committed(event) => {
+                if let Err(e) = deps.journal.publish(std::slice::from_ref(&event)).await {
+                    metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "publish").increment(1);
+                    tracing::warn!(event_id = %event.id, error = %e, "journal write failed; recovery will journal the event again");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Recovery: at start and then periodically, journal again what MySQL holds as
+//! open but the journal may have lost (crash between commit and XADD, Redis
+//! flushed or down), journal failed events whose retry time has come, claim
+//! entries left by dead consumers, and refresh the backlog gauges from MySQL.
+use super::supervisor::SupervisorMsg;
+use super::Deps;
+use crate::event::EventRef;
+use crate::journal::JournalError;
+use crate::metrics as m;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+const PAGE: u32 = 1000;
+
+pub enum RecoveryMsg {
+    Sweep,
+}
+
+pub struct Recovery;
+
+pub struct RecoveryState {
+    deps: Arc<Deps>,
+    supervisor: ActorRef<SupervisorMsg>,
+    /// False until every open event has been journaled once since start.
+    caught_up: bool,
+    timer: JoinHandle<()>,
+}
+
+impl Actor for Recovery {
+    type Msg = RecoveryMsg;
+    type State = RecoveryState;
+    type Arguments = (Arc<Deps>, ActorRef<SupervisorMsg>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (deps, supervisor): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.cast(RecoveryMsg::Sweep)?;
+        let timer = myself.send_interval(deps.tuning.recovery_interval, || RecoveryMsg::Sweep);
+        Ok(RecoveryState { deps, supervisor, caught_up: false, timer })
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        st.timer.abort();
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        _: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Err(e) = sweep(st).await {
+            tracing::warn!(error = %e, "recovery sweep incomplete; next one retries");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SweepError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
+    let deps = &st.deps;
+    // Gauges first: they must stay true even while Redis is down.
+    let backlog = deps.store.backlog().await?;
+    metrics::gauge!(m::EVENTS_PENDING).set(backlog.open as f64);
+    metrics::gauge!(m::EVENTS_DEAD).set(backlog.dead as f64);
+
+    let fresh = deps.journal.ensure().await.inspect_err(|_| {
+        metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ensure").increment(1);
+    })?;
+    if fresh || !st.caught_up {
+        if fresh {
+            tracing::warn!(
+                "journal created anew (first start, or its data was lost): journaling every open event again"
+            );
+        }
+        let n = rejournal_all(deps).await?;
+        if n > 0 {
+            tracing::info!(events = n, "journaled open events again");
+        }
+        st.caught_up = true;
+    }
+    loop {
+        let due = deps.store.take_due_events(PAGE).await?;
+        publish(deps, &due).await?;
+        if (due.len() as u32) < PAGE {
+            break;
+        }
+    }
+    let claimed = deps.journal.claim_idle(deps.tuning.claim_idle, PAGE as usize).await?;
+    if !claimed.is_empty() {
+        tracing::info!(entries = claimed.len(), "claimed journal entries left unacknowledged");
+        let _ = st.supervisor.cast(SupervisorMsg::Deliver(claimed));
+    }
+    Ok(())
+}
+
+async fn rejournal_all(deps: &Deps) -> Result<usize, SweepError> {
+    let mut after = None;
+    let mut total = 0;
+    loop {
+        let page = deps.store.open_events(after, PAGE).await?;
+        publish(deps, &page).await?;
+        total += page.len();
+        match page.last() {
+            Some(last) if page.len() as u32 == PAGE => after = Some(last.id),
+            _ => return Ok(total),
+        }
+    }
+}
+
+async fn publish(deps: &Deps, events: &[EventRef]) -> Result<(), SweepError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    deps.journal.publish(events).await?;
+    metrics::counter!(m::EVENTS_REJOURNALED_TOTAL).increment(events.len() as u64);
+    Ok(())
+}

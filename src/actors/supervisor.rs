@@ -1,0 +1,250 @@
+//! Supervisor: owns every other actor. Routes journal entries to the commission
+//! actor of their partition (spawning it on demand), restarts a panicked actor
+//! and re-delivers its unfinished entries, restarts a failed helper actor.
+use super::commission::{record_panic, CommissionActor, CommissionArgs, CommissionMsg, Current};
+use super::dispatcher::{Dispatcher, DispatcherMsg};
+use super::reader::{Reader, ReaderMsg};
+use super::recovery::{Recovery, RecoveryMsg};
+use super::Deps;
+use crate::event::PartitionKey;
+use crate::journal::Delivery;
+use crate::metrics as m;
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub enum SupervisorMsg {
+    /// Journal entries to process (new, or claimed from a dead consumer).
+    Deliver(Vec<Delivery>),
+    /// A commission actor settled an entry (acked, or recorded its failure).
+    Finished { partition: PartitionKey, entry_id: String },
+    /// A commission actor has had nothing to do for a while.
+    Idle { partition: PartitionKey, actor: ActorId },
+    /// Graceful shutdown: stop reading the journal, let actors finish what
+    /// they hold (up to the timeout), then stop everything.
+    Drain(Duration, RpcReplyPort<()>),
+    /// Intake committed an event: forward it to the dispatcher (whichever
+    /// incarnation is alive) to be journaled.
+    Committed(crate::event::EventRef),
+}
+
+struct Child {
+    actor: ActorRef<CommissionMsg>,
+    current: Current,
+    /// Entries sent to the actor and not yet finished, oldest first.
+    inflight: VecDeque<Delivery>,
+}
+
+pub struct Supervisor;
+
+pub struct SupervisorState {
+    deps: Arc<Deps>,
+    children: HashMap<PartitionKey, Child>,
+    partitions: HashMap<ActorId, PartitionKey>,
+    dispatcher: ActorRef<DispatcherMsg>,
+    reader: Option<ActorRef<ReaderMsg>>,
+    recovery: ActorRef<RecoveryMsg>,
+    draining: bool,
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<Deps>;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, deps: Arc<Deps>) -> Result<Self::State, ActorProcessingErr> {
+        let (dispatcher, _) = Actor::spawn_linked(None, Dispatcher, deps.clone(), myself.get_cell()).await?;
+        let (recovery, _) =
+            Actor::spawn_linked(None, Recovery, (deps.clone(), myself.clone()), myself.get_cell()).await?;
+        let (reader, _) = Actor::spawn_linked(None, Reader, (deps.clone(), myself.clone()), myself.get_cell()).await?;
+        Ok(SupervisorState {
+            deps,
+            children: HashMap::new(),
+            partitions: HashMap::new(),
+            dispatcher,
+            reader: Some(reader),
+            recovery,
+            draining: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Deliver(entries) => {
+                for d in entries {
+                    st.route(&myself, d).await?;
+                }
+            }
+            SupervisorMsg::Finished { partition, entry_id } => {
+                if let Some(child) = st.children.get_mut(&partition) {
+                    if let Some(pos) = child.inflight.iter().position(|d| d.entry_id == entry_id) {
+                        child.inflight.remove(pos);
+                        st.deps.inflight.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            SupervisorMsg::Idle { partition, actor } => {
+                let retire =
+                    st.children.get(&partition).is_some_and(|c| c.actor.get_id() == actor && c.inflight.is_empty());
+                if retire {
+                    if let Some(child) = st.children.remove(&partition) {
+                        st.partitions.remove(&actor);
+                        // Retire is queued behind anything already sent, so nothing is dropped.
+                        let _ = child.actor.cast(CommissionMsg::Retire);
+                    }
+                    metrics::gauge!(m::ACTORS_ACTIVE).set(st.children.len() as f64);
+                }
+            }
+            SupervisorMsg::Drain(timeout, reply) => {
+                st.draining = true;
+                if let Some(reader) = st.reader.take() {
+                    reader.stop(None);
+                }
+                let deadline = Instant::now() + timeout;
+                while st.deps.inflight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                    // Finished messages queue behind this one; count what the
+                    // actors still hold through their shared slots instead.
+                    let busy = st.children.values().any(|c| c.current.lock().map(|g| g.is_some()).unwrap_or(false));
+                    if !busy {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                myself.stop_children(None);
+                let _ = reply.send(());
+                myself.stop(None);
+            }
+            SupervisorMsg::Committed(event) => {
+                if let Err(e) = st.dispatcher.cast(DispatcherMsg::Committed(event)) {
+                    // Only while the dispatcher restarts; recovery journals the event later.
+                    tracing::warn!(error = %e, "dispatcher unavailable");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, error) => st.child_failed(&myself, cell, &error.to_string()).await?,
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if st.draining {
+                    return Ok(());
+                }
+                if let Some(partition) = st.partitions.remove(&cell.get_id()) {
+                    // Stopped on its own: hand anything it still held to a fresh actor.
+                    if let Some(child) = st.children.remove(&partition) {
+                        for d in child.inflight {
+                            st.deps.inflight.fetch_sub(1, Ordering::Relaxed);
+                            st.route(&myself, d).await?;
+                        }
+                    }
+                    metrics::gauge!(m::ACTORS_ACTIVE).set(st.children.len() as f64);
+                } else {
+                    st.restart_helper(&myself, &cell).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    async fn route(&mut self, myself: &ActorRef<SupervisorMsg>, delivery: Delivery) -> Result<(), ActorProcessingErr> {
+        let partition = delivery.event.partition.clone();
+        if !self.children.contains_key(&partition) {
+            let current = Current::default();
+            let args = CommissionArgs {
+                deps: self.deps.clone(),
+                supervisor: myself.clone(),
+                partition: partition.clone(),
+                current: current.clone(),
+            };
+            let (actor, _) = Actor::spawn_linked(None, CommissionActor, args, myself.get_cell()).await?;
+            self.partitions.insert(actor.get_id(), partition.clone());
+            self.children.insert(partition.clone(), Child { actor, current, inflight: VecDeque::new() });
+            metrics::gauge!(m::ACTORS_ACTIVE).set(self.children.len() as f64);
+        }
+        let child = self.children.get_mut(&partition).expect("child inserted above");
+        child.actor.cast(CommissionMsg::Process(delivery.clone()))?;
+        child.inflight.push_back(delivery);
+        self.deps.inflight.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A commission actor panicked: charge the panic to the entry it was
+    /// processing (a failed attempt, retried with backoff), and re-deliver the
+    /// rest of its entries to a fresh actor for the partition.
+    async fn child_failed(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        cell: ActorCell,
+        error: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(partition) = self.partitions.remove(&cell.get_id()) else {
+            if self.draining {
+                return Ok(());
+            }
+            tracing::error!(actor = ?cell.get_id(), error, "helper actor failed; restarting it");
+            return self.restart_helper(myself, &cell).await;
+        };
+        metrics::counter!(m::ACTOR_RESTARTS_TOTAL).increment(1);
+        let Some(child) = self.children.remove(&partition) else { return Ok(()) };
+        let culprit = child.current.lock().ok().and_then(|mut g| g.take());
+        tracing::error!(%partition, error, culprit = ?culprit.as_ref().map(|d| d.event.id), "commission actor panicked; restarting");
+        let mut rest = Vec::new();
+        for d in child.inflight {
+            self.deps.inflight.fetch_sub(1, Ordering::Relaxed);
+            if culprit.as_ref().is_some_and(|c| c.entry_id == d.entry_id) {
+                continue;
+            }
+            rest.push(d);
+        }
+        if let Some(culprit) = culprit {
+            let deps = self.deps.clone();
+            let error = error.to_owned();
+            tokio::spawn(async move { record_panic(&deps, &culprit, &error).await });
+        }
+        if !self.draining {
+            for d in rest {
+                self.route(myself, d).await?;
+            }
+        }
+        metrics::gauge!(m::ACTORS_ACTIVE).set(self.children.len() as f64);
+        Ok(())
+    }
+
+    async fn restart_helper(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        cell: &ActorCell,
+    ) -> Result<(), ActorProcessingErr> {
+        let id = cell.get_id();
+        if id == self.dispatcher.get_id() {
+            let (d, _) = Actor::spawn_linked(None, Dispatcher, self.deps.clone(), myself.get_cell()).await?;
+            self.dispatcher = d;
+        } else if id == self.recovery.get_id() {
+            let (r, _) =
+                Actor::spawn_linked(None, Recovery, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;
+            self.recovery = r;
+        } else if self.reader.as_ref().is_some_and(|r| r.get_id() == id) {
+            let (r, _) =
+                Actor::spawn_linked(None, Reader, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;
+            self.reader = Some(r);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! Wires store, journal, actor tree and router; runs until told to stop, then
+//! drains: stop accepting, finish in-flight events, ack, exit.
+use crate::actors::supervisor::{Supervisor, SupervisorMsg};
+use crate::actors::{Deps, Tuning};
+use crate::config::Config;
+use crate::faults::Faults;
+use crate::http::extract::ApiKeys;
+use crate::http::{router, AppState};
+use crate::journal::redis::RedisJournal;
+use crate::journal::{Journal, JournalError};
+use crate::retry::RetryPolicy;
+use crate::store::{Store, StoreError};
+use ractor::Actor;
+use rand::distr::{Alphanumeric, SampleString};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a graceful shutdown waits for actors to finish what they hold.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("actor system: {0}")]
+    Actors(String),
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A started instance.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub keys: ApiKeys,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), AppError>>,
+}
+
+impl RunningApp {
+    /// Begins a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the instance has stopped.
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.task.await.map_err(|e| AppError::Actors(e.to_string()))?
+    }
+}
+
+fn generated_key(kind: &str) -> String {
+    let key = format!("{kind}_{}", Alphanumeric.sample_string(&mut rand::rng(), 32));
+    eprintln!("komisi: no {kind} keys configured; generated one for this run: {key}");
+    key
+}
+
+/// Connects everything, applies migrations, starts the actor tree and the HTTP server.
+pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, AppError> {
+    config.validate().map_err(AppError::Config)?;
+    let keys = ApiKeys {
+        storefront: if config.storefront_keys.is_empty() {
+            vec![generated_key("storefront")]
+        } else {
+            config.storefront_keys.clone()
+        },
+        admin: if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() },
+    };
+    let store = Store::connect(&config.database_url, config.db_max_connections, config.redeliver_after()).await?;
+    store.migrate().await?;
+    let redis_url = config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
+    let consumer = format!("komisi-{}", uuid::Uuid::now_v7());
+    let journal: Arc<dyn Journal> = Arc::new(RedisJournal::new(redis_url, &config.redis_prefix, consumer)?);
+
+    let deps = Arc::new(Deps {
+        store: Arc::new(store.clone()),
+        journal: journal.clone(),
+        faults: faults.clone(),
+        tuning: Tuning {
+            actor_idle: config.actor_idle(),
+            recovery_interval: config.recovery_interval(),
+            claim_idle: config.claim_idle(),
+            max_inflight: config.max_inflight,
+            retry: RetryPolicy {
+                max_attempts: config.max_attempts,
+                base: config.retry_base(),
+                max: config.retry_max(),
+            },
+        },
+        inflight: AtomicUsize::new(0),
+    });
+    let (supervisor, supervisor_done) =
+        Actor::spawn(None, Supervisor, deps).await.map_err(|e| AppError::Actors(e.to_string()))?;
+
+    let state = AppState {
+        store: store.clone(),
+        journal,
+        supervisor: supervisor.clone(),
+        keys: Arc::new(keys.clone()),
+        faults,
+        metrics: crate::metrics::handle(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(signal.cancelled_owned()).await;
+        // No new orders now; let the actors finish and ack what they hold.
+        let drained = ractor::call!(supervisor, SupervisorMsg::Drain, DRAIN_TIMEOUT);
+        if let Err(e) = drained {
+            tracing::warn!(error = %e, "drain did not complete");
+        }
+        let _ = supervisor_done.await;
+        served.map_err(AppError::Io)
+    });
+    tracing::info!(%addr, "komisi serving");
+    Ok(RunningApp { addr, store, keys, shutdown, task })
+}
+
+/// `komisi serve`: runs until SIGTERM or Ctrl-C, then drains.
+pub async fn serve(config: Config) -> Result<(), AppError> {
+    let app = start(config, Arc::new(Faults::default())).await?;
+    let stop = app.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining");
+        stop.cancel();
+    });
+    app.wait().await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// `komisi migrate`: applies pending migrations and exits.
+pub async fn migrate(config: Config) -> Result<(), AppError> {
+    config.validate().map_err(AppError::Config)?;
+    let store = Store::connect(&config.database_url, 2, config.redeliver_after()).await?;
+    store.migrate().await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Runtime configuration: one struct, read once from flags or environment
+//! variables (each with a default), validated at start.
+use clap::Args;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// HTTP listen address.
+    #[arg(long, env = "KOMISI_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// System of record. `mysql://user:pass@host/db` in production.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://komisi.db")]
+    pub database_url: String,
+
+    /// Dispatch journal (Redis Streams). Required with a MySQL database.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key, so deployments and tests can share one Redis.
+    #[arg(long, env = "KOMISI_REDIS_PREFIX", default_value = "komisi")]
+    pub redis_prefix: String,
+
+    /// Comma-separated bearer keys for `/v1/*`; generated and printed once when unset.
+    #[arg(long, env = "KOMISI_STOREFRONT_KEYS", value_delimiter = ',')]
+    pub storefront_keys: Vec<String>,
+
+    /// Comma-separated bearer keys for `/admin/*`; generated and printed once when unset.
+    #[arg(long, env = "KOMISI_ADMIN_KEYS", value_delimiter = ',')]
+    pub admin_keys: Vec<String>,
+
+    /// Attempts before an event is dead.
+    #[arg(long, env = "KOMISI_MAX_ATTEMPTS", default_value_t = 8)]
+    pub max_attempts: u32,
+
+    /// First retry delay; doubles each attempt (with jitter) up to the maximum.
+    #[arg(long, env = "KOMISI_RETRY_BASE_MS", default_value_t = 1_000)]
+    pub retry_base_ms: u64,
+
+    /// Longest retry delay.
+    #[arg(long, env = "KOMISI_RETRY_MAX_MS", default_value_t = 300_000)]
+    pub retry_max_ms: u64,
+
+    /// A pending event not applied this long after it was journaled is journaled again.
+    #[arg(long, env = "KOMISI_REDELIVER_AFTER_MS", default_value_t = 60_000)]
+    pub redeliver_after_ms: u64,
+
+    /// A journal entry unacknowledged this long is claimed from its (presumed dead) consumer.
+    #[arg(long, env = "KOMISI_CLAIM_IDLE_MS", default_value_t = 60_000)]
+    pub claim_idle_ms: u64,
+
+    /// How often the recovery sweep runs.
+    #[arg(long, env = "KOMISI_RECOVERY_INTERVAL_MS", default_value_t = 5_000)]
+    pub recovery_interval_ms: u64,
+
+    /// A commission actor with no work for this long stops (it is respawned on demand).
+    #[arg(long, env = "KOMISI_ACTOR_IDLE_MS", default_value_t = 30_000)]
+    pub actor_idle_ms: u64,
+
+    /// Journal entries handed to actors and not yet finished, at most.
+    #[arg(long, env = "KOMISI_MAX_INFLIGHT", default_value_t = 10_000)]
+    pub max_inflight: usize,
+
+    /// MySQL connection pool size.
+    #[arg(long, env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 32)]
+    pub db_max_connections: u32,
+
+    /// Benchmark only: sleep this long before every commission computation
+    /// (outside any transaction). Off (0) by default.
+    #[arg(long, env = "KOMISI_BENCH_COMMISSION_DELAY_MS", default_value_t = 0)]
+    pub bench_commission_delay_ms: u64,
+}
+
+impl Config {
+    pub fn retry_base(&self) -> Duration {
+        Duration::from_millis(self.retry_base_ms)
+    }
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms)
+    }
+    pub fn redeliver_after(&self) -> Duration {
+        Duration::from_millis(self.redeliver_after_ms)
+    }
+    pub fn claim_idle(&self) -> Duration {
+        Duration::from_millis(self.claim_idle_ms)
+    }
+    pub fn recovery_interval(&self) -> Duration {
+        Duration::from_millis(self.recovery_interval_ms)
+    }
+    pub fn actor_idle(&self) -> Duration {
+        Duration::from_millis(self.actor_idle_ms)
+    }
+
+    /// Checks what clap cannot: consistent values and a supported backend.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("KOMISI_MAX_ATTEMPTS must be at least 1".into());
+        }
+        if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
+            return Err("KOMISI_RETRY_BASE_MS must be > 0 and ≤ KOMISI_RETRY_MAX_MS".into());
+        }
+        if self.recovery_interval_ms == 0 || self.actor_idle_ms == 0 || self.max_inflight == 0 {
+            return Err("intervals and KOMISI_MAX_INFLIGHT must be > 0".into());
+        }
+        if self.redis_prefix.is_empty() {
+            return Err("KOMISI_REDIS_PREFIX must not be empty".into());
+        }
+        if !self.database_url.starts_with("mysql://") && !self.database_url.starts_with("mariadb://") {
+            return Err(format!(
+                "DATABASE_URL={} is not supported yet: the embedded SQLite mode is not built; \
+                 set DATABASE_URL=mysql://… and REDIS_URL=redis://…",
+                self.database_url
+            ));
+        }
+        if self.redis_url.is_none() {
+            return Err("REDIS_URL is required with a MySQL database".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! SPEC §4 rules 1–9: what an order's current state entitles each beneficiary
+//! to, under its stamped program version and the context frozen at first processing.
+use super::ids::{AffiliateId, BuyerId};
+use super::money;
+use super::order::OrderState;
+use super::program::Program;
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommissionKind {
+    Commission,
+    TierBonus,
+    MilestoneBonus,
+}
+
+impl CommissionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Commission => "commission",
+            Self::TierBonus => "tier_bonus",
+            Self::MilestoneBonus => "milestone_bonus",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "commission" => Some(Self::Commission),
+            "tier_bonus" => Some(Self::TierBonus),
+            "milestone_bonus" => Some(Self::MilestoneBonus),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKind {
+    Points,
+    FirstOrderBonus,
+}
+
+impl RewardKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Points => "points",
+            Self::FirstOrderBonus => "first_order_bonus",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "points" => Some(Self::Points),
+            "first_order_bonus" => Some(Self::FirstOrderBonus),
+            _ => None,
+        }
+    }
+}
+
+/// Why an order pays no commission (rule 2). Buyer rewards are not affected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoCommissionReason {
+    Unattributed,
+    AffiliateSuspended,
+    SelfReferral,
+    BelowMinimum,
+}
+
+impl NoCommissionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unattributed => "unattributed",
+            Self::AffiliateSuspended => "affiliate_suspended",
+            Self::SelfReferral => "self_referral",
+            Self::BelowMinimum => "below_minimum",
+        }
+    }
+}
+
+/// An affiliate as seen at the order's first processing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AffiliateSnapshot {
+    pub id: AffiliateId,
+    pub suspended: bool,
+    /// The affiliate's own shopper account (self-referral rule); only used for the direct affiliate.
+    pub buyer_id: Option<BuyerId>,
+}
+
+/// Everything about the world outside the order that the rules need, resolved
+/// once at the order's first processing and stored with the order, so later
+/// events of the order pay the same people the same way (rule 7, and G5).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FrozenContext {
+    /// The attributed affiliate, or None when the order is unattributed.
+    pub direct: Option<AffiliateSnapshot>,
+    /// Ancestors of the direct affiliate, nearest first (parent, grandparent, …),
+    /// as many as needed to fill every level even when some are skipped.
+    pub upline: Vec<AffiliateSnapshot>,
+    /// Σ original eligible amount of the direct affiliate's attributed orders placed
+    /// earlier in the same calendar month (program timezone; ties by order id).
+    pub volume_before: Decimal,
+    /// 1-based position of this order among the direct affiliate's attributed orders of that month.
+    pub nth_in_month: u32,
+    /// True when the buyer has no order placed before this one.
+    pub buyer_first_order: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommissionLine {
+    pub affiliate_id: AffiliateId,
+    /// 1 for the direct affiliate (commission, tier_bonus, milestone_bonus), k for the k-th level.
+    pub level: u8,
+    pub kind: CommissionKind,
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewardLine {
+    pub buyer_id: BuyerId,
+    pub kind: RewardKind,
+    pub points: i64,
+}
+
+/// What the order's current state is entitled to. Lines with a zero amount are omitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitlement {
+    /// Σ quantity × unit_price over non-excluded items, net of refunds (0 when cancelled).
+    pub eligible_amount: Decimal,
+    /// The same, as bought (rule 2's minimum uses this).
+    pub original_eligible_amount: Decimal,
+    pub no_commission_reason: Option<NoCommissionReason>,
+    pub commissions: Vec<CommissionLine>,
+    pub rewards: Vec<RewardLine>,
+}
+
+/// Applies SPEC §4 rules 1–9. Pure and deterministic.
+pub fn entitle(order: &OrderState, program: &Program, ctx: &FrozenContext) -> Entitlement {
+    let eligible_items = || order.items.iter().filter(|i| !program.is_excluded(i.category.as_str()));
+    let original_eligible_amount: Decimal = eligible_items().map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
+    let eligible_amount: Decimal = if order.cancelled {
+        Decimal::ZERO
+    } else {
+        eligible_items().map(|i| Decimal::from(i.net_quantity()) * i.unit_price).sum()
+    };
+    let no_commission_reason = match &ctx.direct {
+        None => Some(NoCommissionReason::Unattributed),
+        Some(d) if d.suspended => Some(NoCommissionReason::AffiliateSuspended),
+        Some(d) if d.buyer_id.as_ref() == Some(&order.buyer_id) => Some(NoCommissionReason::SelfReferral),
+        Some(_) if original_eligible_amount < program.min_order_amount => Some(NoCommissionReason::BelowMinimum),
+        Some(_) => None,
+    };
+    let mut entitlement = Entitlement {
+        eligible_amount,
+        original_eligible_amount,
+        no_commission_reason,
+        commissions: Vec::new(),
+        rewards: Vec::new(),
+    };
+    if order.voided() {
+        return entitlement;
+    }
+    let round = |x: Decimal| money::round(x, program.scale, program.rounding);
+
+    if let (None, Some(direct)) = (no_commission_reason, &ctx.direct) {
+        // Rules 3–6: the direct affiliate.
+        let raw: Decimal = eligible_items()
+            .map(|i| Decimal::from(i.net_quantity()) * i.unit_price * program.level1_rate(i.category.as_str()))
+            .sum();
+        let mut commission = round(raw);
+        let tier_rate = program
+            .tiers
+            .iter()
+            .filter(|t| t.monthly_sales_from <= ctx.volume_before)
+            .map(|t| t.bonus_rate)
+            .next_back()
+            .unwrap_or(Decimal::ZERO);
+        let mut tier = round(eligible_amount * tier_rate);
+        if commission > program.max_commission_per_order {
+            commission = program.max_commission_per_order;
+            tier = Decimal::ZERO;
+        } else {
+            tier = tier.min(program.max_commission_per_order - commission);
+        }
+        let milestone = program
+            .milestones
+            .iter()
+            .find(|m| m.nth_order_in_month == ctx.nth_in_month)
+            .map(|m| m.bonus)
+            .unwrap_or(Decimal::ZERO);
+        for (kind, amount) in [
+            (CommissionKind::Commission, commission),
+            (CommissionKind::TierBonus, tier),
+            (CommissionKind::MilestoneBonus, milestone),
+        ] {
+            if !amount.is_zero() {
+                entitlement.commissions.push(CommissionLine {
+                    affiliate_id: direct.id.clone(),
+                    level: 1,
+                    kind,
+                    amount,
+                });
+            }
+        }
+
+        // Rule 7: levels 2..n up the frozen chain.
+        let mut ancestors = ctx.upline.iter();
+        for (k, rate) in program.levels.iter().enumerate().skip(1) {
+            let beneficiary = if program.skip_inactive_upline {
+                ancestors.by_ref().find(|a| !a.suspended)
+            } else {
+                ancestors.next().filter(|a| !a.suspended)
+            };
+            let Some(ancestor) = beneficiary else {
+                if program.skip_inactive_upline {
+                    break;
+                }
+                continue;
+            };
+            let amount = round(eligible_amount * rate);
+            if !amount.is_zero() {
+                entitlement.commissions.push(CommissionLine {
+                    affiliate_id: ancestor.id.clone(),
+                    level: (k + 1) as u8,
+                    kind: CommissionKind::Commission,
+                    amount,
+                });
+            }
+        }
+    }
+
+    // Rule 8: buyer rewards, whole points, always floored.
+    let points = (eligible_amount * program.points_rate).floor().to_i64().unwrap_or(i64::MAX);
+    if points != 0 {
+        entitlement.rewards.push(RewardLine { buyer_id: order.buyer_id.clone(), kind: RewardKind::Points, points });
+    }
+    if ctx.buyer_first_order && program.first_order_bonus != 0 {
+        entitlement.rewards.push(RewardLine {
+            buyer_id: order.buyer_id.clone(),
+            kind: RewardKind::FirstOrderBonus,
+            points: program.first_order_bonus,
+        });
+    }
+    entitlement
+}
+
+/// The calendar month (in `tz`) containing `at`, as a half-open UTC interval [start, end).
+pub fn month_window(at: DateTime<Utc>, tz: chrono_tz::Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let local = at.with_timezone(&tz);
+    let (y, m) = (local.year(), local.month());
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let start_of = |year: i32, month: u32| -> DateTime<Utc> {
+        let midnight = NaiveDate::from_ymd_opt(year, month, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("the first of a month at midnight exists");
+        // Midnight skipped by a DST jump: the month starts an hour later.
+        tz.from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| tz.from_local_datetime(&(midnight + chrono::TimeDelta::hours(1))).earliest())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| midnight.and_utc())
+    };
+    (start_of(y, m), start_of(ny, nm))
+}

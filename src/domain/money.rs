@@ -1,0 +1,78 @@
+//! Money helpers: strict parsing of decimal strings and the rounding modes.
+//! Money is always `rust_decimal::Decimal`, never a float.
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// How amounts are rounded to the program's scale (SPEC §4 rule 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    Floor,
+    HalfEven,
+    HalfUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("must be a decimal string such as \"1250.50\" (no sign, exponent or spaces)")]
+    Syntax,
+    #[error("must have at most {0} decimal places")]
+    TooManyDecimals(u32),
+    #[error("must be below {0}")]
+    TooLarge(String),
+    #[error("must be at most 1")]
+    RateAboveOne,
+}
+
+/// Parses a non-negative plain decimal string: `^[0-9]+(\.[0-9]+)?$`, with at most
+/// `max_decimals` decimal places and strictly below 10^`max_int_digits`.
+/// Rejects signs, exponents, whitespace, leading '.', trailing '.', empty strings.
+pub fn parse_non_negative(s: &str, max_decimals: u32, max_int_digits: u32) -> Result<Decimal, MoneyError> {
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        return Err(MoneyError::Syntax);
+    }
+    let frac = frac.unwrap_or("");
+    if frac.len() as u32 > max_decimals {
+        return Err(MoneyError::TooManyDecimals(max_decimals));
+    }
+    let significant = int.trim_start_matches('0');
+    if significant.len() as u32 > max_int_digits {
+        return Err(MoneyError::TooLarge(format!("10^{max_int_digits}")));
+    }
+    let int = if significant.is_empty() { "0" } else { significant };
+    let text = if frac.is_empty() { int.to_owned() } else { format!("{int}.{frac}") };
+    Decimal::from_str_exact(&text).map_err(|_| MoneyError::Syntax)
+}
+
+/// A unit price or order amount: ≥ 0, at most 4 decimals, below 10^12.
+pub fn parse_amount(s: &str) -> Result<Decimal, MoneyError> {
+    parse_non_negative(s, 4, 12)
+}
+
+/// A rate: a plain decimal string in [0, 1], at most 6 decimals.
+pub fn parse_rate(s: &str) -> Result<Decimal, MoneyError> {
+    match parse_non_negative(s, 6, 28) {
+        Ok(r) if r > Decimal::ONE => Err(MoneyError::RateAboveOne),
+        other => other,
+    }
+}
+
+/// Rounds `amount` to `scale` decimal places with `mode`.
+pub fn round(amount: Decimal, scale: u32, mode: Rounding) -> Decimal {
+    let strategy = match mode {
+        Rounding::Floor => RoundingStrategy::ToNegativeInfinity,
+        Rounding::HalfEven => RoundingStrategy::MidpointNearestEven,
+        Rounding::HalfUp => RoundingStrategy::MidpointAwayFromZero,
+    };
+    amount.round_dp_with_strategy(scale, strategy)
+}
+
+/// Formats an amount for JSON: a plain decimal string with no exponent and no
+/// trailing zeros beyond `scale`' (e.g. 95000 with scale 0 → "95000", -80000 → "-80000").
+pub fn format(amount: Decimal) -> String {
+    amount.normalize().to_string()
+}

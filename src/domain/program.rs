@@ -1,0 +1,277 @@
+//! The commission program (SPEC §4): its JSON document form, validation into a
+//! typed `Program`, and the default version 1.
+use super::ids::is_valid_id;
+use super::money::{self, Rounding};
+use super::FieldError;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The JSON form exchanged over `GET/PUT /admin/program`. Every amount and rate
+/// is a decimal string. Unknown fields are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramDoc {
+    pub currency: String,
+    pub scale: u32,
+    pub rounding: Rounding,
+    pub timezone: String,
+    pub levels: Vec<String>,
+    #[serde(default)]
+    pub category_rates: BTreeMap<String, String>,
+    #[serde(default)]
+    pub excluded_categories: Vec<String>,
+    pub min_order_amount: String,
+    pub max_commission_per_order: String,
+    #[serde(default)]
+    pub tiers: Vec<TierDoc>,
+    #[serde(default)]
+    pub milestones: Vec<MilestoneDoc>,
+    pub skip_inactive_upline: bool,
+    pub holding_days: u32,
+    pub buyer_rewards: BuyerRewardsDoc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierDoc {
+    pub monthly_sales_from: String,
+    pub bonus_rate: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MilestoneDoc {
+    pub nth_order_in_month: u32,
+    pub bonus: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuyerRewardsDoc {
+    pub points_rate: String,
+    /// Whole points, as a string of digits (e.g. "5000").
+    pub first_order_bonus: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tier {
+    pub monthly_sales_from: Decimal,
+    pub bonus_rate: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Milestone {
+    pub nth_order_in_month: u32,
+    pub bonus: Decimal,
+}
+
+/// A validated program version. Immutable once stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    /// ISO 4217 style: exactly 3 uppercase ASCII letters.
+    pub currency: String,
+    /// Decimal places of every amount, 0..=4.
+    pub scale: u32,
+    pub rounding: Rounding,
+    pub timezone: chrono_tz::Tz,
+    /// levels[0] is the direct affiliate's default rate; 1..=10 levels, each in [0, 1].
+    pub levels: Vec<Decimal>,
+    pub category_rates: BTreeMap<String, Decimal>,
+    pub excluded_categories: BTreeSet<String>,
+    pub min_order_amount: Decimal,
+    pub max_commission_per_order: Decimal,
+    /// Sorted by `monthly_sales_from` ascending, strictly increasing.
+    pub tiers: Vec<Tier>,
+    /// Distinct `nth_order_in_month` (≥ 1).
+    pub milestones: Vec<Milestone>,
+    pub skip_inactive_upline: bool,
+    /// 0..=3650.
+    pub holding_days: u32,
+    pub points_rate: Decimal,
+    pub first_order_bonus: i64,
+}
+
+impl Program {
+    /// Validates a document, reporting every problem with its JSON path
+    /// (e.g. `levels[1]`, `tiers[0].bonus_rate`, `buyer_rewards.points_rate`).
+    pub fn parse(doc: &ProgramDoc) -> Result<Program, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut err = |field: String, message: String| errors.push(FieldError::new(field, message));
+        let scale_ok = doc.scale <= 4;
+        if !scale_ok {
+            err("scale".into(), "must be 0-4".into());
+        }
+        let scale = doc.scale.min(4);
+        let rate = |field: String, s: &str, err: &mut dyn FnMut(String, String)| -> Decimal {
+            money::parse_rate(s).unwrap_or_else(|e| {
+                err(field, e.to_string());
+                Decimal::ZERO
+            })
+        };
+        let amount = |field: String, s: &str, err: &mut dyn FnMut(String, String)| -> Decimal {
+            match money::parse_amount(s) {
+                Ok(a) if a.scale() > scale && a.normalize().scale() > scale => {
+                    err(field, format!("must have at most {scale} decimal places (the program scale)"));
+                    a
+                }
+                Ok(a) => a,
+                Err(e) => {
+                    err(field, e.to_string());
+                    Decimal::ZERO
+                }
+            }
+        };
+
+        if !(doc.currency.len() == 3 && doc.currency.bytes().all(|b| b.is_ascii_uppercase())) {
+            err("currency".into(), "must be 3 uppercase letters".into());
+        }
+        let timezone = doc.timezone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+            err("timezone".into(), "must be an IANA time zone such as Asia/Jakarta".into());
+            chrono_tz::UTC
+        });
+        if doc.levels.is_empty() || doc.levels.len() > 10 {
+            err("levels".into(), "must list 1-10 rates".into());
+        }
+        let levels: Vec<Decimal> =
+            doc.levels.iter().enumerate().map(|(i, r)| rate(format!("levels[{i}]"), r, &mut err)).collect();
+        let mut category_rates = BTreeMap::new();
+        for (category, r) in &doc.category_rates {
+            if !is_valid_id(category) {
+                err(format!("category_rates.{category}"), "category names are 1-64 of [A-Za-z0-9_.:-]".into());
+            }
+            category_rates.insert(category.clone(), rate(format!("category_rates.{category}"), r, &mut err));
+        }
+        let mut excluded_categories = BTreeSet::new();
+        for (i, category) in doc.excluded_categories.iter().enumerate() {
+            if !is_valid_id(category) {
+                err(format!("excluded_categories[{i}]"), "category names are 1-64 of [A-Za-z0-9_.:-]".into());
+            }
+            excluded_categories.insert(category.clone());
+        }
+        let min_order_amount = amount("min_order_amount".into(), &doc.min_order_amount, &mut err);
+        let max_commission_per_order =
+            amount("max_commission_per_order".into(), &doc.max_commission_per_order, &mut err);
+        if max_commission_per_order <= Decimal::ZERO {
+            err("max_commission_per_order".into(), "must be above 0".into());
+        }
+        let mut tiers: Vec<Tier> = Vec::new();
+        for (i, t) in doc.tiers.iter().enumerate() {
+            let from = amount(format!("tiers[{i}].monthly_sales_from"), &t.monthly_sales_from, &mut err);
+            if tiers.last().is_some_and(|prev| prev.monthly_sales_from >= from) {
+                err(format!("tiers[{i}].monthly_sales_from"), "tiers must be in increasing monthly_sales_from".into());
+            }
+            tiers.push(Tier {
+                monthly_sales_from: from,
+                bonus_rate: rate(format!("tiers[{i}].bonus_rate"), &t.bonus_rate, &mut err),
+            });
+        }
+        let mut milestones: Vec<Milestone> = Vec::new();
+        for (i, m) in doc.milestones.iter().enumerate() {
+            if m.nth_order_in_month == 0 {
+                err(format!("milestones[{i}].nth_order_in_month"), "must be 1 or more".into());
+            } else if milestones.iter().any(|x| x.nth_order_in_month == m.nth_order_in_month) {
+                err(format!("milestones[{i}].nth_order_in_month"), "each n may appear once".into());
+            }
+            milestones.push(Milestone {
+                nth_order_in_month: m.nth_order_in_month,
+                bonus: amount(format!("milestones[{i}].bonus"), &m.bonus, &mut err),
+            });
+        }
+        if doc.holding_days > 3650 {
+            err("holding_days".into(), "must be 0-3650".into());
+        }
+        let points_rate = rate("buyer_rewards.points_rate".into(), &doc.buyer_rewards.points_rate, &mut err);
+        let bonus = &doc.buyer_rewards.first_order_bonus;
+        let first_order_bonus = match bonus.parse::<i64>() {
+            Ok(n) if !bonus.is_empty() && bonus.bytes().all(|b| b.is_ascii_digit()) && n <= 1_000_000_000 => n,
+            _ => {
+                err("buyer_rewards.first_order_bonus".into(), "must be whole points, 0-1000000000, as a string".into());
+                0
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Program {
+            currency: doc.currency.clone(),
+            scale,
+            rounding: doc.rounding,
+            timezone,
+            levels,
+            category_rates,
+            excluded_categories,
+            min_order_amount,
+            max_commission_per_order,
+            tiers,
+            milestones,
+            skip_inactive_upline: doc.skip_inactive_upline,
+            holding_days: doc.holding_days,
+            points_rate,
+            first_order_bonus,
+        })
+    }
+
+    /// The document form; `Program::parse(&p.to_doc()) == Ok(p)`.
+    pub fn to_doc(&self) -> ProgramDoc {
+        ProgramDoc {
+            currency: self.currency.clone(),
+            scale: self.scale,
+            rounding: self.rounding,
+            timezone: self.timezone.name().to_owned(),
+            levels: self.levels.iter().map(|r| money::format(*r)).collect(),
+            category_rates: self.category_rates.iter().map(|(c, r)| (c.clone(), money::format(*r))).collect(),
+            excluded_categories: self.excluded_categories.iter().cloned().collect(),
+            min_order_amount: money::format(self.min_order_amount),
+            max_commission_per_order: money::format(self.max_commission_per_order),
+            tiers: self
+                .tiers
+                .iter()
+                .map(|t| TierDoc {
+                    monthly_sales_from: money::format(t.monthly_sales_from),
+                    bonus_rate: money::format(t.bonus_rate),
+                })
+                .collect(),
+            milestones: self
+                .milestones
+                .iter()
+                .map(|m| MilestoneDoc { nth_order_in_month: m.nth_order_in_month, bonus: money::format(m.bonus) })
+                .collect(),
+            skip_inactive_upline: self.skip_inactive_upline,
+            holding_days: self.holding_days,
+            buyer_rewards: BuyerRewardsDoc {
+                points_rate: money::format(self.points_rate),
+                first_order_bonus: self.first_order_bonus.to_string(),
+            },
+        }
+    }
+
+    /// The SPEC §4 example program, which a fresh database starts with as version 1.
+    pub fn default_doc() -> ProgramDoc {
+        let s = |x: &str| x.to_owned();
+        ProgramDoc {
+            currency: s("IDR"),
+            scale: 0,
+            rounding: Rounding::Floor,
+            timezone: s("Asia/Jakarta"),
+            levels: vec![s("0.10"), s("0.03"), s("0.01")],
+            category_rates: BTreeMap::from([(s("electronics"), s("0.04"))]),
+            excluded_categories: vec![s("gift-card")],
+            min_order_amount: s("50000"),
+            max_commission_per_order: s("1000000"),
+            tiers: vec![TierDoc { monthly_sales_from: s("10000000"), bonus_rate: s("0.02") }],
+            milestones: vec![MilestoneDoc { nth_order_in_month: 3, bonus: s("25000") }],
+            skip_inactive_upline: true,
+            holding_days: 14,
+            buyer_rewards: BuyerRewardsDoc { points_rate: s("0.01"), first_order_bonus: s("5000") },
+        }
+    }
+
+    /// The level-1 rate of an item in `category`.
+    pub fn level1_rate(&self, category: &str) -> Decimal {
+        self.category_rates.get(category).copied().unwrap_or(self.levels.first().copied().unwrap_or(Decimal::ZERO))
+    }
+
+    pub fn is_excluded(&self, category: &str) -> bool {
+        self.excluded_categories.contains(category)
+    }
+}

@@ -1,0 +1,62 @@
+//! Failure injection for tests and benchmarks. Every switch is off by default;
+//! production code only pays an atomic load per check.
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// This many next commission transactions fail with a real database error
+    /// after writing their ledger rows and before commit (u32::MAX: all of them).
+    db_error_mid_tx: AtomicU32,
+    /// This many next commission computations panic inside the actor.
+    panic_in_actor: AtomicU32,
+    /// Intake parks every request after its commit and before the journal write,
+    /// as if the process died there.
+    hold_after_commit: AtomicBool,
+    /// Benchmark only: sleep before every commission computation, holding no
+    /// connection and no lock (KOMISI_BENCH_COMMISSION_DELAY_MS).
+    commission_delay: Duration,
+}
+
+fn take(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+            0 => None,
+            u32::MAX => Some(u32::MAX),
+            n => Some(n - 1),
+        })
+        .is_ok()
+}
+
+impl Faults {
+    pub fn with_commission_delay(delay: Duration) -> Self {
+        Self { commission_delay: delay, ..Self::default() }
+    }
+    pub fn fail_db_mid_tx(&self, times: u32) {
+        self.db_error_mid_tx.store(times, Ordering::SeqCst);
+    }
+    pub fn panic_in_actor(&self, times: u32) {
+        self.panic_in_actor.store(times, Ordering::SeqCst);
+    }
+    pub fn hold_after_commit(&self, on: bool) {
+        self.hold_after_commit.store(on, Ordering::SeqCst);
+    }
+    pub fn clear(&self) {
+        self.fail_db_mid_tx(0);
+        self.panic_in_actor(0);
+        self.hold_after_commit(false);
+    }
+
+    pub(crate) fn take_db_error(&self) -> bool {
+        take(&self.db_error_mid_tx)
+    }
+    pub(crate) fn take_panic(&self) -> bool {
+        take(&self.panic_in_actor)
+    }
+    pub(crate) fn holding_after_commit(&self) -> bool {
+        self.hold_after_commit.load(Ordering::SeqCst)
+    }
+    pub(crate) fn commission_delay(&self) -> Duration {
+        self.commission_delay
+    }
+}

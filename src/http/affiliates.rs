@@ -1,0 +1,215 @@
+//! `/v1/affiliates`: register, update, read an affiliate, and list its ledger.
+use super::error::ApiError;
+use super::extract::{ApiJson, Storefront};
+use super::AppState;
+use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
+use crate::domain::FieldError;
+use crate::store::affiliates::{
+    Affiliate, AffiliatePatch, AffiliateStatus, Balances, CreateAffiliate, NewAffiliate, PatchAffiliate,
+};
+use crate::store::ledger::LedgerEntry;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/affiliates", post(create))
+        .route("/v1/affiliates/{id}", get(read).patch(update))
+        .route("/v1/affiliates/{id}/commissions", get(commissions))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    id: String,
+    name: String,
+    #[serde(default)]
+    parent_id: Option<String>,
+    referral_code: String,
+    #[serde(default)]
+    buyer_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    status: Option<AffiliateStatus>,
+    /// Absent: unchanged; null: detach from the parent.
+    #[serde(default, deserialize_with = "present")]
+    parent_id: Option<Option<String>>,
+}
+
+/// Distinguishes an absent field (None, via `default`) from an explicit null (Some(None)).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Serialize)]
+pub struct AffiliateView {
+    id: AffiliateId,
+    name: String,
+    parent_id: Option<AffiliateId>,
+    referral_code: ReferralCode,
+    buyer_id: Option<BuyerId>,
+    status: AffiliateStatus,
+    currency: String,
+    balances: Balances,
+    created_at: DateTime<Utc>,
+}
+
+async fn view(state: &AppState, a: Affiliate) -> Result<AffiliateView, ApiError> {
+    let (_, program) = state.store.current_program().await?;
+    Ok(AffiliateView {
+        id: a.id,
+        name: a.name,
+        parent_id: a.parent_id,
+        referral_code: a.referral_code,
+        buyer_id: a.buyer_id,
+        status: a.status,
+        currency: program.currency.clone(),
+        balances: a.balances,
+        created_at: a.created_at,
+    })
+}
+
+fn parse_name(name: &str, errors: &mut Vec<FieldError>) -> String {
+    let trimmed = name.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 {
+        errors.push(FieldError::new("name", "must be 1-200 characters"));
+    }
+    trimmed.to_owned()
+}
+
+fn parse_id<T>(
+    field: &str,
+    raw: &str,
+    parse: fn(&str) -> Result<T, crate::domain::ids::InvalidId>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    parse(raw).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
+}
+
+async fn create(
+    _: Storefront,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<AffiliateView>), ApiError> {
+    let mut errors = Vec::new();
+    let id = parse_id("id", &body.id, AffiliateId::parse, &mut errors);
+    let name = parse_name(&body.name, &mut errors);
+    let parent_id = body.parent_id.as_deref().and_then(|p| parse_id("parent_id", p, AffiliateId::parse, &mut errors));
+    let referral_code = parse_id("referral_code", &body.referral_code, ReferralCode::parse, &mut errors);
+    let buyer_id = body.buyer_id.as_deref().and_then(|b| parse_id("buyer_id", b, BuyerId::parse, &mut errors));
+    if body.parent_id.is_some() && body.parent_id == Some(body.id.clone()) {
+        errors.push(FieldError::new("parent_id", "an affiliate cannot be its own parent"));
+    }
+    let (Some(id), Some(referral_code), true) = (id, referral_code, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let new = NewAffiliate { id, name, parent_id, referral_code, buyer_id };
+    match state.store.create_affiliate(&new).await? {
+        CreateAffiliate::Created(a) => Ok((StatusCode::CREATED, Json(view(&state, a).await?))),
+        CreateAffiliate::Unchanged(a) => Ok((StatusCode::OK, Json(view(&state, a).await?))),
+        CreateAffiliate::Conflict(why) => Err(ApiError::Conflict(why.to_owned())),
+        CreateAffiliate::UnknownParent => Err(ApiError::field("parent_id", "no affiliate has this id")),
+    }
+}
+
+async fn update(
+    _: Storefront,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> Result<Json<AffiliateView>, ApiError> {
+    let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
+    let mut errors = Vec::new();
+    let name = body.name.as_deref().map(|n| parse_name(n, &mut errors));
+    let parent_id = match &body.parent_id {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(p)) => Some(parse_id("parent_id", p, AffiliateId::parse, &mut errors)),
+    };
+    if matches!(&parent_id, Some(Some(p)) if *p == id) {
+        errors.push(FieldError::new("parent_id", "an affiliate cannot be its own parent"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let patch = AffiliatePatch { name, status: body.status, parent_id };
+    match state.store.patch_affiliate(&id, &patch).await? {
+        PatchAffiliate::Updated(a) => Ok(Json(view(&state, a).await?)),
+        PatchAffiliate::NotFound => Err(ApiError::NotFound("affiliate")),
+        PatchAffiliate::UnknownParent => Err(ApiError::field("parent_id", "no affiliate has this id")),
+        PatchAffiliate::Cycle => {
+            Err(ApiError::field("parent_id", "this parent would make a cycle in the referral tree"))
+        }
+    }
+}
+
+async fn read(
+    _: Storefront,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AffiliateView>, ApiError> {
+    let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
+    let a = state.store.affiliate(&id).await?.ok_or(ApiError::NotFound("affiliate"))?;
+    Ok(Json(view(&state, a).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+async fn commissions(
+    _: Storefront,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<LedgerEntry>>, ApiError> {
+    let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
+    let mut errors = Vec::new();
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new("limit", format!("must be an integer 1-{MAX_LIMIT}")));
+                DEFAULT_LIMIT
+            }
+        },
+    };
+    let after = match q.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(s) => s.parse::<u64>().unwrap_or_else(|_| {
+            errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
+            0
+        }),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    if state.store.affiliate(&id).await?.is_none() {
+        return Err(ApiError::NotFound("affiliate"));
+    }
+    let items = state.store.affiliate_ledger(&id, after, limit).await?;
+    let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| e.id.to_string())).flatten();
+    Ok(Json(Page { items, next_cursor }))
+}

@@ -1,0 +1,88 @@
+//! One error type for every handler, rendered as `application/problem+json`
+//! (RFC 9457). A 5xx body carries a generic detail; the real error travels in a
+//! response extension to the logging middleware.
+use crate::domain::FieldError;
+use crate::store::StoreError;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    #[error("missing or invalid bearer key")]
+    Unauthorized,
+    #[error("this key may not use this resource")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body above the limit")]
+    PayloadTooLarge,
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+/// The real cause of a 5xx, for the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalError(pub String);
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = match &self {
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "malformed-request", "Malformed request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        };
+        let detail = match &self {
+            ApiError::Store(_) => "an internal error occurred; nothing was changed by this request".to_owned(),
+            ApiError::Validation(errors) => format!("{} field(s) are invalid", errors.len()),
+            other => other.to_string(),
+        };
+        let errors = match &self {
+            ApiError::Validation(errors) => Some(errors.as_slice()),
+            _ => None,
+        };
+        let body = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
+        if let ApiError::Store(e) = &self {
+            response.extensions_mut().insert(InternalError(e.to_string()));
+        }
+        response
+    }
+}

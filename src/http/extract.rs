@@ -1,0 +1,125 @@
+//! Extractors for the cross-cutting concerns: bearer-key auth (storefront vs
+//! admin) and JSON bodies whose failures become problem+json (400/413/415/422).
+use super::error::ApiError;
+use super::AppState;
+use crate::domain::FieldError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+
+/// The configured bearer keys.
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    pub storefront: Vec<String>,
+    pub admin: Vec<String>,
+}
+
+impl ApiKeys {
+    fn matches(keys: &[String], given: &[u8]) -> bool {
+        // Compare against every key in constant time, so timing reveals nothing.
+        keys.iter().fold(false, |hit, k| hit | bool::from(k.as_bytes().ct_eq(given)))
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&[u8]> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.as_bytes();
+    let rest = value.strip_prefix(b"Bearer ")?;
+    (!rest.is_empty()).then_some(rest)
+}
+
+/// A storefront caller (an admin key is accepted too).
+pub struct Storefront;
+
+impl FromRequestParts<AppState> for Storefront {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        if ApiKeys::matches(&state.keys.storefront, key) || ApiKeys::matches(&state.keys.admin, key) {
+            Ok(Storefront)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// An operator caller: a storefront key is refused with 403.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        if ApiKeys::matches(&state.keys.admin, key) {
+            Ok(Admin)
+        } else if ApiKeys::matches(&state.keys.storefront, key) {
+            Err(ApiError::Forbidden)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// A JSON body. Syntax errors → 400; wrong shapes or types → 422 naming the
+/// field path (e.g. `items[2].unit_price`); over the body limit → 413.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                let base = if path == "." { String::new() } else { path };
+                let field = match named_field(&message) {
+                    Some(name) if base.is_empty() => name.to_owned(),
+                    Some(name) => format!("{base}.{name}"),
+                    None => base,
+                };
+                ApiError::Validation(vec![FieldError::new(field, message)])
+            }
+            _ => ApiError::BadRequest(format!("body is not valid JSON: {inner}")),
+        }
+    })
+}
+
+/// For "missing field `x`" and "unknown field `x`, expected …", the field named.
+fn named_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `").or_else(|| message.strip_prefix("unknown field `"))?;
+    rest.split('`').next()
+}
+
+/// serde_json appends " at line L column C" to data errors; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}

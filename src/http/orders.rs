@@ -1,0 +1,202 @@
+//! `/v1/orders`: intake (answers after the order's own commit, G4) and the
+//! order view with its commissions, rewards and event statuses.
+use super::error::ApiError;
+use super::extract::{ApiJson, Storefront};
+use super::AppState;
+use crate::actors::supervisor::SupervisorMsg;
+use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, Sku};
+use crate::domain::money::parse_amount;
+use crate::domain::FieldError;
+use crate::event::EventId;
+use crate::store::orders::{Attribution, CreateOrder, NewItem, NewOrder, OrderView};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
+pub const MAX_ITEMS: usize = 500;
+pub const MAX_QUANTITY: u64 = 1_000_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/orders", post(create)).route("/v1/orders/{id}", get(read))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderBody {
+    id: String,
+    buyer_id: String,
+    #[serde(default)]
+    referral_code: Option<String>,
+    #[serde(default)]
+    affiliate_id: Option<String>,
+    currency: String,
+    #[serde(default)]
+    placed_at: Option<String>,
+    items: Vec<ItemBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemBody {
+    sku: String,
+    category: String,
+    quantity: u64,
+    unit_price: String,
+}
+
+/// The normalised request: what "the same body" means for idempotency, and
+/// the event payload operators see.
+#[derive(Debug, Serialize)]
+struct Normalised<'a> {
+    id: &'a str,
+    buyer_id: &'a str,
+    referral_code: Option<&'a str>,
+    affiliate_id: Option<&'a str>,
+    currency: &'a str,
+    placed_at: Option<String>,
+    items: Vec<NormalisedItem<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct NormalisedItem<'a> {
+    sku: &'a str,
+    category: &'a str,
+    quantity: u64,
+    unit_price: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    order_id: OrderId,
+    event_id: EventId,
+    status: &'static str,
+}
+
+fn id_field<T>(
+    field: String,
+    raw: &str,
+    parse: fn(&str) -> Result<T, crate::domain::ids::InvalidId>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    parse(raw).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
+}
+
+/// Parses every field, collecting every problem, so one 422 lists them all.
+fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
+    let mut errors = Vec::new();
+    let id = id_field("id".into(), &body.id, OrderId::parse, &mut errors);
+    let buyer_id = id_field("buyer_id".into(), &body.buyer_id, BuyerId::parse, &mut errors);
+    let attribution = match (&body.referral_code, &body.affiliate_id) {
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new("affiliate_id", "give referral_code or affiliate_id, not both"));
+            None
+        }
+        (Some(code), None) => {
+            id_field("referral_code".into(), code, ReferralCode::parse, &mut errors).map(Attribution::ReferralCode)
+        }
+        (None, Some(a)) => {
+            id_field("affiliate_id".into(), a, AffiliateId::parse, &mut errors).map(Attribution::AffiliateId)
+        }
+        (None, None) => None,
+    };
+    let currency_ok = body.currency.len() == 3 && body.currency.bytes().all(|b| b.is_ascii_uppercase());
+    if !currency_ok {
+        errors.push(FieldError::new("currency", "must be a 3-letter uppercase currency code"));
+    }
+    let placed_at = body.placed_at.as_deref().and_then(|p| match DateTime::parse_from_rfc3339(p) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            errors.push(FieldError::new("placed_at", "must be an RFC 3339 timestamp"));
+            None
+        }
+    });
+    if body.items.is_empty() || body.items.len() > MAX_ITEMS {
+        errors.push(FieldError::new("items", format!("must hold 1-{MAX_ITEMS} items")));
+    }
+    let mut skus = HashSet::new();
+    let mut items = Vec::with_capacity(body.items.len());
+    for (n, item) in body.items.iter().enumerate() {
+        let sku = id_field(format!("items[{n}].sku"), &item.sku, Sku::parse, &mut errors);
+        if sku.is_some() && !skus.insert(item.sku.as_str()) {
+            errors.push(FieldError::new(format!("items[{n}].sku"), "each sku may appear only once"));
+        }
+        let category = id_field(format!("items[{n}].category"), &item.category, Category::parse, &mut errors);
+        if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+            errors
+                .push(FieldError::new(format!("items[{n}].quantity"), format!("must be an integer 1-{MAX_QUANTITY}")));
+        }
+        let unit_price = parse_amount(&item.unit_price)
+            .map_err(|e| errors.push(FieldError::new(format!("items[{n}].unit_price"), e.to_string())))
+            .ok();
+        if let (Some(sku), Some(category), Some(unit_price)) = (sku, category, unit_price) {
+            items.push(NewItem { sku, category, quantity: item.quantity as u32, unit_price });
+        }
+    }
+    let (Some(id), Some(buyer_id), true) = (id, buyer_id, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let normalised = Normalised {
+        id: id.as_str(),
+        buyer_id: buyer_id.as_str(),
+        referral_code: body.referral_code.as_deref(),
+        affiliate_id: body.affiliate_id.as_deref(),
+        currency: &body.currency,
+        placed_at: placed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        items: items
+            .iter()
+            .map(|i| NormalisedItem {
+                sku: i.sku.as_str(),
+                category: i.category.as_str(),
+                quantity: u64::from(i.quantity),
+                unit_price: crate::domain::money::format(i.unit_price),
+            })
+            .collect(),
+    };
+    let payload = serde_json::to_string(&normalised).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let request_hash: [u8; 32] = Sha256::digest(payload.as_bytes()).into();
+    Ok(NewOrder { id, buyer_id, attribution, currency: body.currency.clone(), placed_at, items, request_hash, payload })
+}
+
+async fn create(
+    _: Storefront,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<OrderBody>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let order = parse_order(&body)?;
+    match state.store.create_order(&order).await? {
+        CreateOrder::Accepted(event) => {
+            if state.faults.holding_after_commit() {
+                // Failure injection: the process "dies" between the commit and the journal write.
+                std::future::pending::<()>().await;
+            }
+            let event_id = event.id;
+            // Journaling is the dispatcher's job; the order is already durable.
+            let _ = state.supervisor.cast(SupervisorMsg::Committed(event));
+            Ok((StatusCode::ACCEPTED, Json(Accepted { order_id: order.id, event_id, status: "accepted" })))
+        }
+        CreateOrder::Duplicate(event_id) => {
+            Ok((StatusCode::OK, Json(Accepted { order_id: order.id, event_id, status: "accepted" })))
+        }
+        CreateOrder::Conflict => {
+            Err(ApiError::Conflict(format!("order {} was already accepted with a different body", order.id)))
+        }
+        CreateOrder::WrongCurrency { expected } => {
+            Err(ApiError::field("currency", format!("the program currency is {expected}")))
+        }
+    }
+}
+
+async fn read(
+    _: Storefront,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
+    let view = state.store.order_view(&id).await?.ok_or(ApiError::NotFound("order"))?;
+    Ok(Json(view))
+}

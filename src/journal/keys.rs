@@ -1,0 +1,25 @@
+//! Every Redis key komisi uses, built in one place from the configured prefix.
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+    /// The stream of event references.
+    pub fn stream(&self) -> String {
+        format!("{}:journal", self.prefix)
+    }
+    /// A random marker written when the journal is created: its absence means
+    /// the journal was lost (flush, restart without persistence, deleted keys).
+    pub fn epoch(&self) -> String {
+        format!("{}:journal:epoch", self.prefix)
+    }
+    /// The consumer group every komisi instance reads through.
+    pub fn group(&self) -> &'static str {
+        "komisi"
+    }
+}

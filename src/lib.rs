@@ -1,0 +1,13 @@
+//! komisi: an event-driven affiliate-commission and buyer-reward engine.
+//! Data flows one way: http → actors → domain (pure) → store.
+pub mod actors;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod event;
+pub mod faults;
+pub mod http;
+pub mod journal;
+pub mod metrics;
+pub mod retry;
+pub mod store;

@@ -1,0 +1,67 @@
+//! Every metric komisi exports, named once, and the Prometheus recorder with
+//! explicit histogram buckets (so p99 can be aggregated across instances).
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const HTTP_REQUESTS_TOTAL: &str = "komisi_http_requests_total";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "komisi_http_request_duration_seconds";
+pub const EVENTS_TOTAL: &str = "komisi_events_total";
+pub const EVENT_PROCESSING_DURATION_SECONDS: &str = "komisi_event_processing_duration_seconds";
+pub const EVENT_LAG_SECONDS: &str = "komisi_event_lag_seconds";
+pub const EVENTS_PENDING: &str = "komisi_events_pending";
+pub const EVENTS_DEAD: &str = "komisi_events_dead";
+pub const ACTORS_ACTIVE: &str = "komisi_actors_active";
+pub const ACTOR_RESTARTS_TOTAL: &str = "komisi_actor_restarts_total";
+pub const COMMISSION_AMOUNT_TOTAL: &str = "komisi_commission_amount_total";
+pub const COMMISSION_REVERSED_AMOUNT_TOTAL: &str = "komisi_commission_reversed_amount_total";
+pub const JOURNAL_ERRORS_TOTAL: &str = "komisi_journal_errors_total";
+pub const EVENTS_REJOURNALED_TOTAL: &str = "komisi_events_rejournaled_total";
+
+const HTTP_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const PROCESSING_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const LAG_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// The process-wide recorder. The `metrics` facade has one global recorder, so
+/// several app instances in one process (tests) share it; counters then sum
+/// over instances.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.into()), HTTP_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(EVENT_PROCESSING_DURATION_SECONDS.into()),
+                        PROCESSING_BUCKETS,
+                    )
+                })
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(EVENT_LAG_SECONDS.into()), LAG_BUCKETS))
+                .expect("bucket lists are non-empty constants")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding
+            // program); then ours only renders what it sees, which is nothing.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests by method, route template and status");
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request latency");
+    describe_counter!(EVENTS_TOTAL, "Events processed by type and outcome (done, noop, failed, dead)");
+    describe_histogram!(EVENT_PROCESSING_DURATION_SECONDS, Unit::Seconds, "One event's transaction");
+    describe_histogram!(EVENT_LAG_SECONDS, Unit::Seconds, "Order commit to event applied");
+    describe_gauge!(EVENTS_PENDING, "Events not yet applied (pending, processing, failed)");
+    describe_gauge!(EVENTS_DEAD, "Events that exhausted their attempts");
+    describe_gauge!(ACTORS_ACTIVE, "Commission actors alive");
+    describe_counter!(ACTOR_RESTARTS_TOTAL, "Commission actors restarted after a panic");
+    describe_counter!(COMMISSION_AMOUNT_TOTAL, "Commission written, by kind, in program currency units");
+    describe_counter!(COMMISSION_REVERSED_AMOUNT_TOTAL, "Commission reversed, by kind, in program currency units");
+    describe_counter!(JOURNAL_ERRORS_TOTAL, "Failed journal operations");
+    describe_counter!(EVENTS_REJOURNALED_TOTAL, "Events journaled again by recovery");
+}

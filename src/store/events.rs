@@ -1,0 +1,144 @@
+//! The event log's bookkeeping: failed attempts and their history, and what
+//! recovery must journal again.
+use super::processing::order_commission_status;
+use super::{corrupt, Result, Store};
+use crate::domain::ids::OrderId;
+use crate::event::{EventId, EventRef, EventStatus, EventType, PartitionKey};
+use crate::retry::RetryPolicy;
+use chrono::Utc;
+use sqlx::{MySql, QueryBuilder, Row};
+
+/// Backlog figures for the gauges, read from the record so they stay true across restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// pending, processing or failed (waiting for a retry)
+    pub open: u64,
+    pub dead: u64,
+}
+
+impl Store {
+    /// Records a failed attempt: attempts + 1, the error kept in the history, and
+    /// either a retry time (`failed`) or `dead` once the policy is exhausted.
+    /// A done or dead event is left as it is. Returns the event's status after.
+    pub async fn record_failure(
+        &self,
+        id: EventId,
+        error: &str,
+        policy: &RetryPolicy,
+    ) -> Result<(EventStatus, EventType)> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("SELECT type, status, attempts, order_id FROM events WHERE id = ? FOR UPDATE")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Err(corrupt(format!("no event {id}")));
+        };
+        let kind = EventType::parse(row.try_get("type")?).ok_or_else(|| corrupt("event type"))?;
+        let status = EventStatus::parse(row.try_get("status")?).ok_or_else(|| corrupt("event status"))?;
+        if matches!(status, EventStatus::Done | EventStatus::Dead) {
+            return Ok((status, kind));
+        }
+        let attempts: u32 = row.try_get::<u32, _>("attempts")? + 1;
+        let order_id = OrderId::from_trusted(row.try_get("order_id")?);
+        let next = if policy.exhausted(attempts) { EventStatus::Dead } else { EventStatus::Failed };
+        let now = Utc::now();
+        let retry_at = now + chrono::TimeDelta::from_std(policy.delay(attempts)).map_err(corrupt)?;
+        // Errors can be long (a whole SQL message); keep the history readable.
+        let error: String = error.chars().take(2000).collect();
+        sqlx::query(
+            "UPDATE events SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(next.as_str())
+        .bind(attempts)
+        .bind(&error)
+        .bind(retry_at)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO event_attempts (event_id, at, error) VALUES (?, ?, ?)")
+            .bind(id.to_string())
+            .bind(now)
+            .bind(&error)
+            .execute(&mut *tx)
+            .await?;
+        let commission_status = order_commission_status(&mut tx, &order_id).await?;
+        sqlx::query("UPDATE orders SET commission_status = ?, updated_at = ? WHERE id = ?")
+            .bind(commission_status.as_str())
+            .bind(now)
+            .bind(order_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((next, kind))
+    }
+
+    /// Open events whose lease or retry time has passed, oldest due first; their
+    /// next_attempt_at moves one lease ahead so the next sweep does not journal
+    /// them again while they wait in the journal.
+    pub async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>> {
+        let now = Utc::now();
+        let rows = sqlx::query(
+            "SELECT id, partition_key FROM events WHERE status IN ('pending', 'processing', 'failed') \
+             AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let refs = rows.iter().map(event_ref).collect::<Result<Vec<_>>>()?;
+        if !refs.is_empty() {
+            let mut q = QueryBuilder::<MySql>::new("UPDATE events SET next_attempt_at = ");
+            q.push_bind(now + self.lease).push(" WHERE status IN ('pending', 'processing', 'failed') AND id IN (");
+            let mut ids = q.separated(", ");
+            for r in &refs {
+                ids.push_bind(r.id.to_string());
+            }
+            q.push(")");
+            q.build().execute(&self.pool).await?;
+        }
+        Ok(refs)
+    }
+
+    /// One page of every open event (keyset on id), for journaling all of them
+    /// again after a restart or a journal loss.
+    pub async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>> {
+        sqlx::query(
+            "SELECT id, partition_key FROM events WHERE status IN ('pending', 'processing', 'failed') \
+             AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_ref)
+        .collect()
+    }
+
+    pub async fn backlog(&self) -> Result<Backlog> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM events WHERE status IN ('pending', 'processing', 'failed', 'dead') GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut backlog = Backlog::default();
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            let n = u64::try_from(n).map_err(corrupt)?;
+            match r.try_get::<&str, _>("status")? {
+                "dead" => backlog.dead += n,
+                _ => backlog.open += n,
+            }
+        }
+        Ok(backlog)
+    }
+}
+
+fn event_ref(r: &sqlx::mysql::MySqlRow) -> Result<EventRef> {
+    Ok(EventRef {
+        id: EventId::parse(r.try_get("id")?).ok_or_else(|| corrupt("event id"))?,
+        partition: PartitionKey::from_stored(r.try_get("partition_key")?),
+    })
+}

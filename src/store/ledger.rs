@@ -1,0 +1,153 @@
+//! Reading the commission and reward ledgers (writes happen in `processing`).
+use super::{corrupt, Result, Store};
+use crate::domain::entitlement::{CommissionKind, RewardKind};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::mysql::MySqlRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    Pending,
+    Approved,
+    Paid,
+}
+
+impl EntryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Paid => "paid",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "paid" => Self::Paid,
+            other => return Err(corrupt(format!("entry status {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LedgerEntry {
+    pub id: u64,
+    pub affiliate_id: AffiliateId,
+    pub order_id: OrderId,
+    pub event_id: String,
+    pub level: u8,
+    pub kind: CommissionKind,
+    #[serde(with = "crate::http::money_str")]
+    pub amount: Decimal,
+    pub status: EntryStatus,
+    pub rule_version: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RewardEntry {
+    pub id: u64,
+    pub buyer_id: BuyerId,
+    pub order_id: OrderId,
+    pub event_id: String,
+    pub kind: RewardKind,
+    pub points: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+const LEDGER_COLUMNS: &str =
+    "id, affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at";
+const REWARD_COLUMNS: &str = "id, buyer_id, order_id, event_id, kind, points, created_at";
+
+fn ledger_row(r: &MySqlRow) -> Result<LedgerEntry> {
+    Ok(LedgerEntry {
+        id: r.try_get("id")?,
+        affiliate_id: AffiliateId::from_trusted(r.try_get("affiliate_id")?),
+        order_id: OrderId::from_trusted(r.try_get("order_id")?),
+        event_id: r.try_get("event_id")?,
+        level: r.try_get("level")?,
+        kind: CommissionKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("ledger kind"))?,
+        amount: r.try_get("amount")?,
+        status: EntryStatus::parse(r.try_get("status")?)?,
+        rule_version: r.try_get("rule_version")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn reward_row(r: &MySqlRow) -> Result<RewardEntry> {
+    Ok(RewardEntry {
+        id: r.try_get("id")?,
+        buyer_id: BuyerId::from_trusted(r.try_get("buyer_id")?),
+        order_id: OrderId::from_trusted(r.try_get("order_id")?),
+        event_id: r.try_get("event_id")?,
+        kind: RewardKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("reward kind"))?,
+        points: r.try_get("points")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// A buyer's points and reward history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuyerRewards {
+    pub buyer_id: BuyerId,
+    pub points: i64,
+    pub history: Vec<RewardEntry>,
+}
+
+impl Store {
+    /// One page of an affiliate's ledger, oldest first; `after` is the last id of the previous page.
+    pub async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
+        sqlx::query(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger_entries WHERE affiliate_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(id.as_str())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(ledger_row)
+        .collect()
+    }
+
+    pub async fn order_ledger(&self, id: &OrderId) -> Result<Vec<LedgerEntry>> {
+        sqlx::query(&format!("SELECT {LEDGER_COLUMNS} FROM ledger_entries WHERE order_id = ? ORDER BY id"))
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(ledger_row)
+            .collect()
+    }
+
+    pub async fn order_rewards(&self, id: &OrderId) -> Result<Vec<RewardEntry>> {
+        sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE order_id = ? ORDER BY id"))
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(reward_row)
+            .collect()
+    }
+
+    /// A buyer's points balance and full history (a buyer never seen has 0 points).
+    pub async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
+        let points: Option<i64> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let history =
+            sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE buyer_id = ? ORDER BY id"))
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(reward_row)
+                .collect::<Result<Vec<_>>>()?;
+        Ok(BuyerRewards { buyer_id: id.clone(), points: points.unwrap_or(0), history })
+    }
+}

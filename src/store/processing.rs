@@ -1,0 +1,337 @@
+//! Applying one event: in ONE transaction lock the event and its order, resolve
+//! (once) the order's context, compute the entitlement, write only the delta,
+//! update balances, mark the event done (G3). A failed attempt rolls back whole.
+use super::affiliates::{fetch_affiliate, AffiliateStatus, MAX_TREE_DEPTH};
+use super::ledger::EntryStatus;
+use super::orders::{load_state, CommissionStatus};
+use super::{corrupt, Result, Store};
+use crate::domain::entitlement::{entitle, month_window, AffiliateSnapshot, CommissionKind, FrozenContext, RewardKind};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use crate::domain::ledger::{delta, Applied, Delta};
+use crate::domain::program::Program;
+use crate::event::{EventId, EventStatus, EventType};
+use crate::faults::Faults;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{MySql, QueryBuilder, Row, Transaction};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+/// What processing one event did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The event's delta was written (possibly empty) and it is now done.
+    Applied {
+        kind: EventType,
+        /// Order commit → applied.
+        lag: Duration,
+        /// Σ written amount per commission kind (negative for reversals).
+        amounts: Vec<(CommissionKind, Decimal)>,
+        rows_written: usize,
+    },
+    /// Already done: a duplicate delivery or a replay; nothing written.
+    AlreadyDone { kind: EventType },
+    /// Dead or unknown: left alone.
+    Skipped(&'static str),
+}
+
+impl Store {
+    /// Applies one event exactly once. Safe to call any number of times, in any
+    /// order, concurrently: the event and order rows are locked, and a done event
+    /// is a no-op.
+    pub async fn process_event(&self, id: EventId, faults: &Faults) -> Result<Outcome> {
+        let mut tx = self.pool.begin().await?;
+        let Some(ev) = sqlx::query("SELECT type, order_id, status, created_at FROM events WHERE id = ? FOR UPDATE")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Outcome::Skipped("unknown event"));
+        };
+        let kind = EventType::parse(ev.try_get("type")?).ok_or_else(|| corrupt("event type"))?;
+        match EventStatus::parse(ev.try_get("status")?).ok_or_else(|| corrupt("event status"))? {
+            EventStatus::Done => return Ok(Outcome::AlreadyDone { kind }),
+            EventStatus::Dead => return Ok(Outcome::Skipped("dead event")),
+            EventStatus::Pending | EventStatus::Processing | EventStatus::Failed => {}
+        }
+        let order_id = OrderId::from_trusted(ev.try_get("order_id")?);
+        let created_at: DateTime<Utc> = ev.try_get("created_at")?;
+
+        let order = sqlx::query(
+            "SELECT buyer_id, affiliate_id, status, placed_at, program_version, context FROM orders WHERE id = ? FOR UPDATE",
+        )
+        .bind(order_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| corrupt(format!("event {id} refers to missing order {order_id}")))?;
+        let version: u64 = order.try_get("program_version")?;
+        let program = self.program(version).await?;
+        let buyer_id = BuyerId::from_trusted(order.try_get("buyer_id")?);
+        let state = load_state(&mut tx, &order_id, buyer_id.clone(), &order).await?;
+
+        let ctx = match order.try_get::<Option<String>, _>("context")? {
+            Some(json) => serde_json::from_str::<FrozenContext>(&json).map_err(corrupt)?,
+            None => {
+                let direct = order.try_get::<Option<String>, _>("affiliate_id")?.map(AffiliateId::from_trusted);
+                let placed_at: DateTime<Utc> = order.try_get("placed_at")?;
+                let ctx = resolve_context(&mut tx, &program, &order_id, &buyer_id, direct.as_ref(), placed_at).await?;
+                sqlx::query("UPDATE orders SET context = ? WHERE id = ?")
+                    .bind(serde_json::to_string(&ctx).map_err(corrupt)?)
+                    .bind(order_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                ctx
+            }
+        };
+
+        let entitled = entitle(&state, &program, &ctx);
+        let applied = load_applied(&mut tx, &order_id).await?;
+        let delta = delta(&entitled, &applied);
+        let now = Utc::now();
+        let rows_written = write_delta(&mut tx, &delta, &order_id, id, version, EntryStatus::Pending, now).await?;
+
+        if faults.take_db_error() {
+            // A genuine database error in the middle of the transaction, after the
+            // ledger rows are written: G3 says none of them may survive.
+            sqlx::query("SELECT * FROM komisi_injected_fault_table").execute(&mut *tx).await?;
+        }
+
+        sqlx::query(
+            "UPDATE events SET status = 'done', attempts = attempts + 1, applied_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let commission_status = order_commission_status(&mut tx, &order_id).await?;
+        sqlx::query("UPDATE orders SET commission_status = ?, no_commission_reason = ?, updated_at = ? WHERE id = ?")
+            .bind(commission_status.as_str())
+            .bind(entitled.no_commission_reason.map(|r| r.as_str()))
+            .bind(now)
+            .bind(order_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        let mut amounts: BTreeMap<CommissionKind, Decimal> = BTreeMap::new();
+        for line in &delta.commissions {
+            *amounts.entry(line.kind).or_default() += line.amount;
+        }
+        Ok(Outcome::Applied {
+            kind,
+            lag: (Utc::now() - created_at).to_std().unwrap_or_default(),
+            amounts: amounts.into_iter().collect(),
+            rows_written,
+        })
+    }
+}
+
+/// The order's commission status from the statuses of all its events (this
+/// transaction's own update included).
+pub(super) async fn order_commission_status(
+    tx: &mut Transaction<'_, MySql>,
+    order_id: &OrderId,
+) -> Result<CommissionStatus> {
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM events WHERE order_id = ?")
+        .bind(order_id.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+    let parsed = statuses
+        .iter()
+        .map(|s| EventStatus::parse(s).ok_or_else(|| corrupt("event status")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(CommissionStatus::of(parsed))
+}
+
+/// Resolves what the rules need from outside the order, once, at first processing.
+async fn resolve_context(
+    tx: &mut Transaction<'_, MySql>,
+    program: &Program,
+    order_id: &OrderId,
+    buyer_id: &BuyerId,
+    direct: Option<&AffiliateId>,
+    placed_at: DateTime<Utc>,
+) -> Result<FrozenContext> {
+    let buyer_first_order: bool = sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ? \
+         AND (placed_at < ? OR (placed_at = ? AND id < ?)))",
+    )
+    .bind(buyer_id.as_str())
+    .bind(placed_at)
+    .bind(placed_at)
+    .bind(order_id.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+
+    let direct = match direct {
+        Some(id) => fetch_affiliate(tx, id).await?,
+        None => None,
+    };
+    let Some(direct) = direct else {
+        return Ok(FrozenContext {
+            direct: None,
+            upline: Vec::new(),
+            volume_before: Decimal::ZERO,
+            nth_in_month: 0,
+            buyer_first_order,
+        });
+    };
+
+    // Walk up until every level 2..n can be filled (skipping suspended
+    // ancestors when the program says so), or the root is reached.
+    let wanted = program.levels.len().saturating_sub(1);
+    let mut upline = Vec::new();
+    let mut seen = HashSet::from([direct.id.clone()]);
+    let mut filled = 0;
+    let mut cursor = direct.parent_id.clone();
+    while let Some(id) = cursor {
+        if filled >= wanted || upline.len() >= MAX_TREE_DEPTH || !seen.insert(id.clone()) {
+            break;
+        }
+        let Some(ancestor) = fetch_affiliate(tx, &id).await? else { break };
+        let suspended = ancestor.status == AffiliateStatus::Suspended;
+        if !suspended || !program.skip_inactive_upline {
+            filled += 1;
+        }
+        cursor = ancestor.parent_id.clone();
+        upline.push(AffiliateSnapshot { id: ancestor.id, suspended, buyer_id: ancestor.buyer_id });
+    }
+
+    let (start, _end) = month_window(placed_at, program.timezone);
+    let month = sqlx::query(
+        "SELECT COALESCE(SUM(original_eligible), 0) AS volume, COUNT(*) AS n FROM orders \
+         WHERE affiliate_id = ? AND placed_at >= ? AND (placed_at < ? OR (placed_at = ? AND id < ?))",
+    )
+    .bind(direct.id.as_str())
+    .bind(start)
+    .bind(placed_at)
+    .bind(placed_at)
+    .bind(order_id.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    let earlier: i64 = month.try_get("n")?;
+
+    Ok(FrozenContext {
+        direct: Some(AffiliateSnapshot {
+            suspended: direct.status == AffiliateStatus::Suspended,
+            id: direct.id,
+            buyer_id: direct.buyer_id,
+        }),
+        upline,
+        volume_before: month.try_get("volume")?,
+        nth_in_month: u32::try_from(earlier + 1).map_err(corrupt)?,
+        buyer_first_order,
+    })
+}
+
+async fn load_applied(tx: &mut Transaction<'_, MySql>, order_id: &OrderId) -> Result<Applied> {
+    let mut applied = Applied::default();
+    let rows = sqlx::query(
+        "SELECT affiliate_id, kind, MAX(level) AS level, SUM(amount) AS amount FROM ledger_entries \
+         WHERE order_id = ? GROUP BY affiliate_id, kind",
+    )
+    .bind(order_id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        let kind = CommissionKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("ledger kind"))?;
+        applied.commissions.insert(
+            (AffiliateId::from_trusted(r.try_get("affiliate_id")?), kind),
+            (r.try_get("level")?, r.try_get("amount")?),
+        );
+    }
+    let rows = sqlx::query(
+        "SELECT buyer_id, kind, CAST(SUM(points) AS SIGNED) AS points FROM reward_entries \
+         WHERE order_id = ? GROUP BY buyer_id, kind",
+    )
+    .bind(order_id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        let kind = RewardKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("reward kind"))?;
+        applied.rewards.insert((BuyerId::from_trusted(r.try_get("buyer_id")?), kind), r.try_get("points")?);
+    }
+    Ok(applied)
+}
+
+/// Writes a delta's rows and moves balances by the same amounts. Balance rows
+/// are locked in id order, so concurrent events sharing uplines cannot deadlock.
+async fn write_delta(
+    tx: &mut Transaction<'_, MySql>,
+    delta: &Delta,
+    order_id: &OrderId,
+    event_id: EventId,
+    version: u64,
+    status: EntryStatus,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let event_id = event_id.to_string();
+    if !delta.commissions.is_empty() {
+        let mut q = QueryBuilder::<MySql>::new(
+            "INSERT INTO ledger_entries (affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at) ",
+        );
+        q.push_values(&delta.commissions, |mut b, line| {
+            b.push_bind(line.affiliate_id.as_str())
+                .push_bind(order_id.as_str())
+                .push_bind(&event_id)
+                .push_bind(line.level)
+                .push_bind(line.kind.as_str())
+                .push_bind(line.amount)
+                .push_bind(status.as_str())
+                .push_bind(version)
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+
+        let mut by_affiliate: BTreeMap<&str, Decimal> = BTreeMap::new();
+        for line in &delta.commissions {
+            *by_affiliate.entry(line.affiliate_id.as_str()).or_default() += line.amount;
+        }
+        let column = match status {
+            EntryStatus::Pending => "pending",
+            EntryStatus::Approved => "approved",
+            EntryStatus::Paid => "paid",
+        };
+        for (affiliate, amount) in by_affiliate {
+            let done = sqlx::query(&format!("UPDATE affiliates SET {column} = {column} + ? WHERE id = ?"))
+                .bind(amount)
+                .bind(affiliate)
+                .execute(&mut **tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                return Err(corrupt(format!("no affiliate row for {affiliate}")));
+            }
+        }
+    }
+    if !delta.rewards.is_empty() {
+        let mut q = QueryBuilder::<MySql>::new(
+            "INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at) ",
+        );
+        q.push_values(&delta.rewards, |mut b, line| {
+            b.push_bind(line.buyer_id.as_str())
+                .push_bind(order_id.as_str())
+                .push_bind(&event_id)
+                .push_bind(line.kind.as_str())
+                .push_bind(line.points)
+                .push_bind(now);
+        });
+        q.build().execute(&mut **tx).await?;
+        let mut by_buyer: BTreeMap<&str, i64> = BTreeMap::new();
+        for line in &delta.rewards {
+            *by_buyer.entry(line.buyer_id.as_str()).or_default() += line.points;
+        }
+        for (buyer, points) in by_buyer {
+            sqlx::query(
+                "INSERT INTO buyers (id, points, updated_at) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE points = points + VALUES(points), updated_at = VALUES(updated_at)",
+            )
+            .bind(buyer)
+            .bind(points)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(delta.commissions.len() + delta.rewards.len())
+}

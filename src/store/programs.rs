@@ -1,0 +1,55 @@
+//! Program versions: immutable once stored, so they are cached forever in memory.
+use super::{corrupt, Result, Store};
+use crate::domain::program::{Program, ProgramDoc};
+use chrono::Utc;
+use sqlx::Row;
+use std::sync::Arc;
+
+impl Store {
+    pub(super) async fn ensure_default_program(&self) -> Result<()> {
+        let body = serde_json::to_string(&Program::default_doc()).map_err(corrupt)?;
+        sqlx::query("INSERT IGNORE INTO program_versions (version, body, created_at) VALUES (1, ?, ?)")
+            .bind(body)
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The version in force now and its program.
+    pub async fn current_program(&self) -> Result<(u64, Arc<Program>)> {
+        let version: u64 =
+            sqlx::query_scalar("SELECT MAX(version) FROM program_versions").fetch_one(&self.pool).await?;
+        Ok((version, self.program(version).await?))
+    }
+
+    /// A program version, from the cache or the database.
+    pub async fn program(&self, version: u64) -> Result<Arc<Program>> {
+        if let Some(p) = self.programs.read().expect("program cache poisoned").get(&version) {
+            return Ok(p.clone());
+        }
+        let row = sqlx::query("SELECT body FROM program_versions WHERE version = ?")
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| corrupt(format!("program version {version} does not exist")))?;
+        let body: String = row.try_get("body")?;
+        let doc: ProgramDoc = serde_json::from_str(&body).map_err(corrupt)?;
+        let program = Arc::new(
+            Program::parse(&doc).map_err(|e| corrupt(format!("program version {version} is invalid: {e:?}")))?,
+        );
+        self.programs.write().expect("program cache poisoned").insert(version, program.clone());
+        Ok(program)
+    }
+
+    /// Stores a validated program as a new version.
+    pub async fn insert_program(&self, program: &Program) -> Result<u64> {
+        let body = serde_json::to_string(&program.to_doc()).map_err(corrupt)?;
+        let done = sqlx::query("INSERT INTO program_versions (body, created_at) VALUES (?, ?)")
+            .bind(body)
+            .bind(Utc::now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.last_insert_id())
+    }
+}

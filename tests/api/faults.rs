@@ -1,0 +1,191 @@
+//! Failure injection on every path that touches money. Each test ends with the
+//! ledger exactly right: nothing lost, nothing paid twice, nothing half-applied.
+use crate::helpers::*;
+use komisi::faults::Faults;
+use reqwest::StatusCode;
+use sqlx::Row;
+use std::time::Duration;
+
+async fn event_row(app: &TestApp, order_id: &str) -> (String, u32, Vec<String>) {
+    let row = sqlx::query("SELECT id, status, attempts FROM events WHERE order_id = ?")
+        .bind(order_id)
+        .fetch_one(&app.db)
+        .await
+        .expect("event row");
+    let id: String = row.get("id");
+    let errors: Vec<String> = sqlx::query_scalar("SELECT error FROM event_attempts WHERE event_id = ? ORDER BY id")
+        .bind(&id)
+        .fetch_all(&app.db)
+        .await
+        .expect("attempts");
+    (row.get("status"), row.get("attempts"), errors)
+}
+
+async fn assert_worked_example_paid_once(app: &TestApp, order_id: &str) {
+    assert_eq!(
+        app.order_amounts(order_id).await,
+        vec![
+            ("A".into(), "commission".into(), d("21500")),
+            ("B".into(), "commission".into(), d("64500")),
+            ("C".into(), "commission".into(), d("95000")),
+        ]
+    );
+    assert_eq!(app.balance("C", "pending").await, d("95000"));
+    assert_eq!(app.balance("B", "pending").await, d("64500"));
+    assert_eq!(app.balance("A", "pending").await, d("21500"));
+    assert_eq!(app.points("x").await, 26500);
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn a_database_error_mid_transaction_rolls_back_and_the_retry_applies_once() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.faults.fail_db_mid_tx(1);
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let (status, attempts, errors) = event_row(&app, "o-1").await;
+    assert_eq!((status.as_str(), attempts), ("done", 2));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("komisi_injected_fault_table"), "{errors:?}");
+    assert_worked_example_paid_once(&app, "o-1").await;
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_goes_dead_with_its_history_and_writes_nothing() {
+    let app = spawn_app_with(|c| c.max_attempts = 3, Faults::default()).await;
+    abc_tree(&app).await;
+    app.faults.fail_db_mid_tx(u32::MAX);
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    let order = app.order_in_status("o-1", "dead", Duration::from_secs(30)).await;
+    assert_eq!(order["events"][0]["status"], "dead");
+    let (status, attempts, errors) = event_row(&app, "o-1").await;
+    assert_eq!((status.as_str(), attempts, errors.len()), ("dead", 3, 3));
+    // Every attempt wrote ledger rows before failing; none survived.
+    assert!(order["commissions"].as_array().unwrap().is_empty());
+    assert!(order["rewards"].as_array().unwrap().is_empty());
+    for a in ["A", "B", "C"] {
+        assert_eq!(app.balance(a, "pending").await, d("0"));
+    }
+    assert_eq!(app.points("x").await, 0);
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn a_panicking_commission_actor_is_restarted_and_the_event_applied_once() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.faults.panic_in_actor(1);
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    // A second order of the same partition, queued behind the one that panics.
+    app.accept(&simple_order("o-2", "y", Some("code-C"), "100000")).await;
+    app.processed("o-1").await;
+    app.processed("o-2").await;
+    let (status, attempts, errors) = event_row(&app, "o-1").await;
+    assert_eq!(status, "done");
+    assert_eq!(attempts, 2, "the panic counts as one failed attempt: {errors:?}");
+    assert!(errors[0].contains("panicked"), "{errors:?}");
+    assert_eq!(app.order_amounts("o-2").await.len(), 3);
+    assert_eq!(app.balance("C", "pending").await, d("105000"));
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn losing_every_redis_key_after_intake_loses_no_event() {
+    // One entry in flight at a time and slow processing, so most entries are
+    // still unread in Redis when the keys are deleted.
+    let app = spawn_app_with(|c| c.max_inflight = 1, Faults::with_commission_delay(Duration::from_millis(150))).await;
+    abc_tree(&app).await;
+    for n in 0..10 {
+        app.accept(&simple_order(&format!("o-{n}"), &format!("buyer-{n}"), Some("code-C"), "100000")).await;
+    }
+    let deleted = app.delete_redis_keys().await;
+    assert!(deleted > 0, "the journal keys existed");
+    for n in 0..10 {
+        app.processed(&format!("o-{n}")).await;
+    }
+    // 10 × 10 000 (C), 3 000 (B), 1 000 (A); milestone 25 000 for C's 3rd order.
+    assert_eq!(app.balance("C", "pending").await, d("125000"));
+    assert_eq!(app.balance("B", "pending").await, d("30000"));
+    assert_eq!(app.balance("A", "pending").await, d("10000"));
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_order_commit_and_journal_write_loses_nothing() {
+    let mut app = spawn_app().await;
+    abc_tree(&app).await;
+    app.faults.hold_after_commit(true);
+    let order = worked_example_order("o-1", "x", "code-C");
+    let client = app.client.clone();
+    let url = app.url("/v1/orders");
+    let pending = tokio::spawn(async move { client.post(url).bearer_auth(STOREFRONT_KEY).json(&order).send().await });
+    let db = app.db.clone();
+    let committed = poll(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events WHERE order_id = 'o-1'")
+            .fetch_one(&db)
+            .await
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    assert!(committed, "the order committed");
+    app.kill().await;
+    assert!(pending.await.expect("task").is_err(), "the client never got an answer");
+    assert_eq!(event_row(&app, "o-1").await.0, "pending");
+
+    app.restart(Faults::default()).await;
+    app.processed("o-1").await;
+    // The storefront retries the request it never got an answer to.
+    let (status, _) = app.place(&worked_example_order("o-1", "x", "code-C")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_worked_example_paid_once(&app, "o-1").await;
+}
+
+#[tokio::test]
+async fn orders_taken_while_redis_is_down_are_applied_when_it_is_back() {
+    let mut app = spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), Faults::default()).await;
+    abc_tree(&app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    let order = app.get_json("/v1/orders/o-1").await;
+    assert_eq!(order["commission_status"], "pending");
+    app.kill().await;
+    app.config.redis_url =
+        Some(std::env::var("KOMISI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+    app.restart(Faults::default()).await;
+    app.processed("o-1").await;
+    assert_worked_example_paid_once(&app, "o-1").await;
+}
+
+#[tokio::test]
+async fn a_killed_instance_with_events_in_flight_is_caught_up_by_the_next_one() {
+    let mut app = spawn_app_with(|_| {}, Faults::with_commission_delay(Duration::from_millis(100))).await;
+    abc_tree(&app).await;
+    for n in 0..10 {
+        app.accept(&simple_order(&format!("o-{n}"), &format!("buyer-{n}"), Some("code-C"), "100000")).await;
+    }
+    // Killed while entries sit unacknowledged in its actors.
+    app.kill().await;
+    app.restart(Faults::default()).await;
+    for n in 0..10 {
+        app.processed(&format!("o-{n}")).await;
+    }
+    assert_eq!(app.balance("C", "pending").await, d("125000"));
+    assert_eq!(app.balance("B", "pending").await, d("30000"));
+    assert_eq!(app.balance("A", "pending").await, d("10000"));
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_events() {
+    let mut app = spawn_app_with(|_| {}, Faults::with_commission_delay(Duration::from_millis(50))).await;
+    abc_tree(&app).await;
+    for n in 0..5 {
+        app.accept(&simple_order(&format!("o-{n}"), &format!("buyer-{n}"), Some("code-C"), "100000")).await;
+    }
+    app.shutdown().await;
+    let open: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status <> 'done'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(open, 0, "every accepted event was applied before exit");
+    app.assert_ledger_consistent().await;
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary: every test starts a real komisi against
+//! MariaDB and Redis, with its own database and key prefix.
+mod concurrency;
+mod faults;
+mod helpers;
+mod intake;
+mod ops;
+mod rules;
