@@ -6,6 +6,13 @@ use reqwest::StatusCode;
 use sqlx::Row;
 use std::time::Duration;
 
+/// Leases and claims far beyond any test's length: only the recovery path under
+/// test (start-up re-journaling, the journal-loss check) can rescue an event.
+fn no_lease_rescue(c: &mut komisi::config::Config) {
+    c.redeliver_after_ms = 600_000;
+    c.claim_idle_ms = 600_000;
+}
+
 async fn event_row(app: &TestApp, order_id: &str) -> (String, u32, Vec<String>) {
     let row = sqlx::query("SELECT id, status, attempts FROM events WHERE order_id = ?")
         .bind(order_id)
@@ -94,7 +101,14 @@ async fn a_panicking_commission_actor_is_restarted_and_the_event_applied_once() 
 async fn losing_every_redis_key_after_intake_loses_no_event() {
     // One entry in flight at a time and slow processing, so most entries are
     // still unread in Redis when the keys are deleted.
-    let app = spawn_app_with(|c| c.max_inflight = 1, Faults::with_commission_delay(Duration::from_millis(150))).await;
+    let app = spawn_app_with(
+        |c| {
+            no_lease_rescue(c);
+            c.max_inflight = 1;
+        },
+        Faults::with_commission_delay(Duration::from_millis(150)),
+    )
+    .await;
     abc_tree(&app).await;
     for n in 0..10 {
         app.accept(&simple_order(&format!("o-{n}"), &format!("buyer-{n}"), Some("code-C"), "100000")).await;
@@ -113,7 +127,7 @@ async fn losing_every_redis_key_after_intake_loses_no_event() {
 
 #[tokio::test]
 async fn a_crash_between_order_commit_and_journal_write_loses_nothing() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_with(no_lease_rescue, Faults::default()).await;
     abc_tree(&app).await;
     app.faults.hold_after_commit(true);
     let order = worked_example_order("o-1", "x", "code-C");
@@ -144,7 +158,14 @@ async fn a_crash_between_order_commit_and_journal_write_loses_nothing() {
 
 #[tokio::test]
 async fn orders_taken_while_redis_is_down_are_applied_when_it_is_back() {
-    let mut app = spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), Faults::default()).await;
+    let mut app = spawn_app_with(
+        |c| {
+            no_lease_rescue(c);
+            c.redis_url = Some("redis://127.0.0.1:1".into());
+        },
+        Faults::default(),
+    )
+    .await;
     abc_tree(&app).await;
     app.accept(&worked_example_order("o-1", "x", "code-C")).await;
     let order = app.get_json("/v1/orders/o-1").await;
@@ -159,7 +180,7 @@ async fn orders_taken_while_redis_is_down_are_applied_when_it_is_back() {
 
 #[tokio::test]
 async fn a_killed_instance_with_events_in_flight_is_caught_up_by_the_next_one() {
-    let mut app = spawn_app_with(|_| {}, Faults::with_commission_delay(Duration::from_millis(100))).await;
+    let mut app = spawn_app_with(no_lease_rescue, Faults::with_commission_delay(Duration::from_millis(100))).await;
     abc_tree(&app).await;
     for n in 0..10 {
         app.accept(&simple_order(&format!("o-{n}"), &format!("buyer-{n}"), Some("code-C"), "100000")).await;
