@@ -262,3 +262,7 @@ pub fn month_window(at: DateTime<Utc>, tz: chrono_tz::Tz) -> (DateTime<Utc>, Dat
     };
     (start_of(y, m), start_of(ny, nm))
 }
+
+#[cfg(test)]
+#[path = "entitlement_tests.rs"]
+mod tests;

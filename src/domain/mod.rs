@@ -19,3 +19,6 @@ impl FieldError {
         Self { field: field.into(), message: message.into() }
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -76,3 +76,64 @@ pub fn round(amount: Decimal, scale: u32, mode: Rounding) -> Decimal {
 pub fn format(amount: Decimal) -> String {
     amount.normalize().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn parses_plain_decimal_strings() {
+        assert_eq!(parse_amount("150000"), Ok(d("150000")));
+        assert_eq!(parse_amount("1250.50"), Ok(d("1250.50")));
+        assert_eq!(parse_amount("0"), Ok(d("0")));
+        assert_eq!(parse_amount("007"), Ok(d("7")));
+        assert_eq!(parse_amount("999999999999.9999"), Ok(d("999999999999.9999")));
+    }
+
+    #[test]
+    fn refuses_every_other_form() {
+        for bad in ["", "1e5", "1E5", "-1", "+1", " 1", "1 ", "1.", ".5", "NaN", "inf", "1,5", "0x10", "1.2.3"] {
+            assert_eq!(parse_amount(bad), Err(MoneyError::Syntax), "{bad:?}");
+        }
+        assert_eq!(parse_amount("1.23456"), Err(MoneyError::TooManyDecimals(4)));
+        assert_eq!(parse_amount("1000000000000"), Err(MoneyError::TooLarge("10^12".into())));
+        assert_eq!(parse_amount(&"9".repeat(400)), Err(MoneyError::TooLarge("10^12".into())));
+    }
+
+    #[test]
+    fn rates_lie_between_zero_and_one() {
+        assert_eq!(parse_rate("0.10"), Ok(d("0.10")));
+        assert_eq!(parse_rate("1"), Ok(d("1")));
+        assert_eq!(parse_rate("1.5"), Err(MoneyError::RateAboveOne));
+        assert_eq!(parse_rate("10"), Err(MoneyError::RateAboveOne));
+        assert_eq!(parse_rate("0.1234567"), Err(MoneyError::TooManyDecimals(6)));
+    }
+
+    #[test]
+    fn rounds_with_each_mode() {
+        assert_eq!(round(d("2.5"), 0, Rounding::Floor), d("2"));
+        assert_eq!(round(d("2.5"), 0, Rounding::HalfEven), d("2"));
+        assert_eq!(round(d("3.5"), 0, Rounding::HalfEven), d("4"));
+        assert_eq!(round(d("2.5"), 0, Rounding::HalfUp), d("3"));
+        assert_eq!(round(d("2.4999"), 0, Rounding::HalfUp), d("2"));
+        assert_eq!(round(d("1.005"), 2, Rounding::HalfUp), d("1.01"));
+        assert_eq!(round(d("1.005"), 2, Rounding::HalfEven), d("1.00"));
+        assert_eq!(round(d("1.009"), 2, Rounding::Floor), d("1.00"));
+        assert_eq!(round(d("-1.5"), 0, Rounding::Floor), d("-2"));
+    }
+
+    #[test]
+    fn formats_without_exponent_or_trailing_zeros() {
+        assert_eq!(format(d("95000")), "95000");
+        assert_eq!(format(d("95000.00")), "95000");
+        assert_eq!(format(d("1250.50")), "1250.5");
+        assert_eq!(format(d("-80000")), "-80000");
+        assert_eq!(format(d("0.000")), "0");
+        assert_eq!(format(d("100000000000000000000")), "100000000000000000000");
+    }
+}

@@ -275,3 +275,73 @@ impl Program {
         self.excluded_categories.contains(category)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_program_is_valid_and_round_trips() {
+        let program = Program::parse(&Program::default_doc()).expect("default program is valid");
+        assert_eq!(program.levels.len(), 3);
+        assert_eq!(program.level1_rate("electronics"), Decimal::new(4, 2));
+        assert_eq!(program.level1_rate("fashion"), Decimal::new(10, 2));
+        assert!(program.is_excluded("gift-card"));
+        assert_eq!(program.first_order_bonus, 5000);
+        assert_eq!(Program::parse(&program.to_doc()), Ok(program));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let mut doc = Program::default_doc();
+        doc.currency = "idr".into();
+        doc.scale = 9;
+        doc.timezone = "Mars/Olympus".into();
+        doc.levels = vec!["0.10".into(), "2".into()];
+        doc.category_rates.insert("bad name".into(), "0.1".into());
+        doc.min_order_amount = "-5".into();
+        doc.max_commission_per_order = "0".into();
+        doc.tiers = vec![
+            TierDoc { monthly_sales_from: "100".into(), bonus_rate: "0.01".into() },
+            TierDoc { monthly_sales_from: "50".into(), bonus_rate: "1.01".into() },
+        ];
+        doc.milestones = vec![
+            MilestoneDoc { nth_order_in_month: 0, bonus: "1".into() },
+            MilestoneDoc { nth_order_in_month: 2, bonus: "1.5".into() },
+        ];
+        doc.holding_days = 4000;
+        doc.buyer_rewards.points_rate = "x".into();
+        doc.buyer_rewards.first_order_bonus = "5.5".into();
+        let errors = Program::parse(&doc).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        for expected in [
+            "currency",
+            "scale",
+            "timezone",
+            "levels[1]",
+            "category_rates.bad name",
+            "min_order_amount",
+            "max_commission_per_order",
+            "tiers[1].monthly_sales_from",
+            "tiers[1].bonus_rate",
+            "milestones[0].nth_order_in_month",
+            "holding_days",
+            "buyer_rewards.points_rate",
+            "buyer_rewards.first_order_bonus",
+        ] {
+            assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn amounts_may_not_be_finer_than_the_scale() {
+        let mut doc = Program::default_doc();
+        doc.min_order_amount = "50000.5".into();
+        assert_eq!(Program::parse(&doc).unwrap_err()[0].field, "min_order_amount");
+        doc.min_order_amount = "50000.00".into();
+        assert!(Program::parse(&doc).is_ok(), "trailing zeros are not finer");
+        doc.scale = 2;
+        doc.min_order_amount = "50000.5".into();
+        assert!(Program::parse(&doc).is_ok());
+    }
+}
