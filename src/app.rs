@@ -41,6 +41,8 @@ pub struct RunningApp {
     pub addr: SocketAddr,
     pub store: Store,
     pub keys: ApiKeys,
+    /// The root of the actor tree (for inspection in tests and tools).
+    pub supervisor: ractor::ActorRef<SupervisorMsg>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), AppError>>,
 }
@@ -113,6 +115,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     let app = router(state);
+    let root = supervisor.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(signal.cancelled_owned()).await;
         // No new orders now; let the actors finish and ack what they hold.
@@ -124,7 +127,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         served.map_err(AppError::Io)
     });
     tracing::info!(%addr, "komisi serving");
-    Ok(RunningApp { addr, store, keys, shutdown, task })
+    Ok(RunningApp { addr, store, keys, supervisor: root, shutdown, task })
 }
 
 /// `komisi serve`: runs until SIGTERM or Ctrl-C, then drains.

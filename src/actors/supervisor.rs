@@ -25,9 +25,17 @@ pub enum SupervisorMsg {
     /// Graceful shutdown: stop reading the journal, let actors finish what
     /// they hold (up to the timeout), then stop everything.
     Drain(Duration, RpcReplyPort<()>),
+    /// How many commission actors are alive and entries in flight.
+    Stats(RpcReplyPort<TreeStats>),
     /// Intake committed an event: forward it to the dispatcher (whichever
     /// incarnation is alive) to be journaled.
     Committed(crate::event::EventRef),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeStats {
+    pub commission_actors: usize,
+    pub inflight: usize,
 }
 
 struct Child {
@@ -120,6 +128,12 @@ impl Actor for Supervisor {
                 myself.stop_children(None);
                 let _ = reply.send(());
                 myself.stop(None);
+            }
+            SupervisorMsg::Stats(reply) => {
+                let _ = reply.send(TreeStats {
+                    commission_actors: st.children.len(),
+                    inflight: st.deps.inflight.load(Ordering::Relaxed),
+                });
             }
             SupervisorMsg::Committed(event) => {
                 if let Err(e) = st.dispatcher.cast(DispatcherMsg::Committed(event)) {

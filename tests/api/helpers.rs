@@ -1,8 +1,10 @@
 //! spawn_app(): a real komisi instance on port 0, with its own MariaDB database
 //! and Redis key prefix, running on its own runtime so a test can kill it
 //! outright (every task dropped mid-flight, as with SIGKILL) and restart it.
+use komisi::actors::supervisor::{SupervisorMsg, TreeStats};
 use komisi::config::Config;
 use komisi::faults::Faults;
+use ractor::ActorRef;
 use reqwest::{Response, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -56,6 +58,7 @@ pub struct TestApp {
     pub prefix: String,
     pub config: Config,
     pub faults: Arc<Faults>,
+    pub supervisor: ActorRef<SupervisorMsg>,
     instance: Instance,
 }
 
@@ -100,7 +103,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config), faults: Faults) -> T
     let mut config = test_config(db_url.clone(), prefix.clone());
     tune(&mut config);
     let faults = Arc::new(faults);
-    let (instance, addr) = start_instance(config.clone(), faults.clone()).await;
+    let (instance, addr, supervisor) = start_instance(config.clone(), faults.clone()).await;
     let db = MySqlPool::connect(&db_url).await.expect("connect test database");
     TestApp {
         base: format!("http://{addr}"),
@@ -110,11 +113,12 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config), faults: Faults) -> T
         prefix,
         config,
         faults,
+        supervisor,
         instance,
     }
 }
 
-async fn start_instance(config: Config, faults: Arc<Faults>) -> (Instance, SocketAddr) {
+async fn start_instance(config: Config, faults: Arc<Faults>) -> (Instance, SocketAddr, ActorRef<SupervisorMsg>) {
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Stop>();
     let thread = std::thread::spawn(move || {
@@ -127,7 +131,7 @@ async fn start_instance(config: Config, faults: Arc<Faults>) -> (Instance, Socke
                     return;
                 }
             };
-            let _ = addr_tx.send(Ok(app.addr));
+            let _ = addr_tx.send(Ok((app.addr, app.supervisor.clone())));
             if let Ok(Stop::Graceful) = stop_rx.await {
                 app.shutdown();
                 let _ = app.wait().await;
@@ -136,8 +140,8 @@ async fn start_instance(config: Config, faults: Arc<Faults>) -> (Instance, Socke
         // Drops every task still running: actors, handlers, open transactions.
         rt.shutdown_background();
     });
-    let addr = addr_rx.await.expect("app thread alive").expect("app starts");
-    (Instance { stop: Some(stop_tx), thread: Some(thread) }, addr)
+    let (addr, supervisor) = addr_rx.await.expect("app thread alive").expect("app starts");
+    (Instance { stop: Some(stop_tx), thread: Some(thread) }, addr, supervisor)
 }
 
 impl TestApp {
@@ -158,9 +162,15 @@ impl TestApp {
     /// Starts a new instance on the same database and Redis prefix (a new port).
     pub async fn restart(&mut self, faults: Faults) {
         self.faults = Arc::new(faults);
-        let (instance, addr) = start_instance(self.config.clone(), self.faults.clone()).await;
+        let (instance, addr, supervisor) = start_instance(self.config.clone(), self.faults.clone()).await;
         self.instance = instance;
+        self.supervisor = supervisor;
         self.base = format!("http://{addr}");
+    }
+
+    /// The actor tree's own count of live commission actors and entries in flight.
+    pub async fn tree_stats(&self) -> TreeStats {
+        ractor::call!(self.supervisor, SupervisorMsg::Stats).expect("supervisor answers")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -4,5 +4,6 @@ mod concurrency;
 mod faults;
 mod helpers;
 mod intake;
+mod journal;
 mod ops;
 mod rules;

@@ -62,3 +62,32 @@ async fn readiness_reports_a_missing_journal() {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn commission_actors_are_spawned_per_partition_and_stop_when_idle() {
+    let app = spawn_app_with(|c| c.actor_idle_ms = 300, komisi::faults::Faults::default()).await;
+    for n in 0..6 {
+        app.create_affiliate(&format!("A{n}"), None).await;
+    }
+    for n in 0..6 {
+        app.accept(&simple_order(&format!("o-{n}"), &format!("b-{n}"), Some(&format!("code-A{n}")), "100000")).await;
+    }
+    // An actor per partition while there is work (6 affiliates), …
+    let mut peak = 0;
+    for n in 0..6 {
+        peak = peak.max(app.tree_stats().await.commission_actors);
+        app.processed(&format!("o-{n}")).await;
+    }
+    assert!(peak >= 1, "actors were spawned");
+    // … and none once every partition has been idle for the idle time.
+    let idle = poll(std::time::Duration::from_secs(10), || async {
+        let s = app.tree_stats().await;
+        s.commission_actors == 0 && s.inflight == 0
+    })
+    .await;
+    assert!(idle, "idle actors stopped: {:?}", app.tree_stats().await);
+    // A new event for a retired partition spawns its actor again.
+    app.accept(&simple_order("o-again", "b-again", Some("code-A0"), "100000")).await;
+    app.processed("o-again").await;
+    assert_eq!(app.balance("A0", "pending").await, d("20000"));
+}
