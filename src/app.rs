@@ -109,6 +109,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         keys: Arc::new(keys.clone()),
         faults,
         metrics: crate::metrics::handle(),
+        retry_horizon: config.retry_horizon(),
     };
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;

@@ -92,6 +92,15 @@ impl Config {
         Duration::from_millis(self.actor_idle_ms)
     }
 
+    /// The longest an event can legitimately stay open: every backoff at its
+    /// longest, plus a lease, a claim and a sweep. Older open events are stuck.
+    pub fn retry_horizon(&self) -> Duration {
+        let backoffs: Duration = (1..=self.max_attempts)
+            .map(|k| self.retry_base().saturating_mul(1u32 << (k - 1).min(30)).min(self.retry_max()))
+            .sum();
+        backoffs + self.redeliver_after() + self.claim_idle() + self.recovery_interval()
+    }
+
     /// Checks what clap cannot: consistent values and a supported backend.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_attempts == 0 {

@@ -38,17 +38,29 @@ impl serde::Serialize for EventId {
 pub enum EventType {
     #[serde(rename = "order.placed")]
     OrderPlaced,
+    #[serde(rename = "order.refunded")]
+    OrderRefunded,
+    #[serde(rename = "order.cancelled")]
+    OrderCancelled,
+    #[serde(rename = "order.completed")]
+    OrderCompleted,
 }
 
 impl EventType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderPlaced => "order.placed",
+            Self::OrderRefunded => "order.refunded",
+            Self::OrderCancelled => "order.cancelled",
+            Self::OrderCompleted => "order.completed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "order.placed" => Some(Self::OrderPlaced),
+            "order.refunded" => Some(Self::OrderRefunded),
+            "order.cancelled" => Some(Self::OrderCancelled),
+            "order.completed" => Some(Self::OrderCompleted),
             _ => None,
         }
     }

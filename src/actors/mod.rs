@@ -5,6 +5,7 @@ pub mod commission;
 pub mod dispatcher;
 pub mod reader;
 pub mod recovery;
+pub mod scheduler;
 pub mod supervisor;
 
 use crate::faults::Faults;

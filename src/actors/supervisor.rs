@@ -5,6 +5,7 @@ use super::commission::{record_panic, CommissionActor, CommissionArgs, Commissio
 use super::dispatcher::{Dispatcher, DispatcherMsg};
 use super::reader::{Reader, ReaderMsg};
 use super::recovery::{Recovery, RecoveryMsg};
+use super::scheduler::{Scheduler, SchedulerMsg};
 use super::Deps;
 use crate::event::PartitionKey;
 use crate::journal::Delivery;
@@ -54,6 +55,7 @@ pub struct SupervisorState {
     dispatcher: ActorRef<DispatcherMsg>,
     reader: Option<ActorRef<ReaderMsg>>,
     recovery: ActorRef<RecoveryMsg>,
+    scheduler: ActorRef<SchedulerMsg>,
     draining: bool,
 }
 
@@ -67,6 +69,7 @@ impl Actor for Supervisor {
         let (recovery, _) =
             Actor::spawn_linked(None, Recovery, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let (reader, _) = Actor::spawn_linked(None, Reader, (deps.clone(), myself.clone()), myself.get_cell()).await?;
+        let (scheduler, _) = Actor::spawn_linked(None, Scheduler, deps.clone(), myself.get_cell()).await?;
         Ok(SupervisorState {
             deps,
             children: HashMap::new(),
@@ -74,6 +77,7 @@ impl Actor for Supervisor {
             dispatcher,
             reader: Some(reader),
             recovery,
+            scheduler,
             draining: false,
         })
     }
@@ -254,6 +258,9 @@ impl SupervisorState {
             let (r, _) =
                 Actor::spawn_linked(None, Recovery, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;
             self.recovery = r;
+        } else if id == self.scheduler.get_id() {
+            let (s, _) = Actor::spawn_linked(None, Scheduler, self.deps.clone(), myself.get_cell()).await?;
+            self.scheduler = s;
         } else if self.reader.as_ref().is_some_and(|r| r.get_id() == id) {
             let (r, _) =
                 Actor::spawn_linked(None, Reader, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;

@@ -1,5 +1,6 @@
 //! The HTTP surface (axum): one module per resource, merged here, plus the
 //! request metrics and logging middleware.
+pub mod admin;
 pub mod affiliates;
 pub mod buyers;
 pub mod error;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub keys: Arc<ApiKeys>,
     pub faults: Arc<Faults>,
     pub metrics: PrometheusHandle,
+    /// How long an event may stay open, retries included, before reconcile calls it stuck.
+    pub retry_horizon: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::routes())
         .merge(buyers::routes())
         .merge(program::routes())
+        .merge(admin::routes())
         .merge(ops::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(observe))

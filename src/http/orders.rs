@@ -4,10 +4,11 @@ use super::error::ApiError;
 use super::extract::{ApiJson, Storefront};
 use super::AppState;
 use crate::actors::supervisor::SupervisorMsg;
-use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, Sku};
+use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
 use crate::domain::money::parse_amount;
 use crate::domain::FieldError;
 use crate::event::EventId;
+use crate::store::lifecycle::{LifecycleOutcome, RefundRequest};
 use crate::store::orders::{Attribution, CreateOrder, NewItem, NewOrder, OrderView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -22,7 +23,12 @@ pub const MAX_ITEMS: usize = 500;
 pub const MAX_QUANTITY: u64 = 1_000_000;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/orders", post(create)).route("/v1/orders/{id}", get(read))
+    Router::new()
+        .route("/v1/orders", post(create))
+        .route("/v1/orders/{id}", get(read))
+        .route("/v1/orders/{id}/refunds", post(refund))
+        .route("/v1/orders/{id}/cancel", post(cancel))
+        .route("/v1/orders/{id}/complete", post(complete))
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,4 +205,108 @@ async fn read(
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
     let view = state.store.order_view(&id).await?.ok_or(ApiError::NotFound("order"))?;
     Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    refund_id: String,
+    items: Vec<RefundItemBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundItemBody {
+    sku: String,
+    quantity: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct EventAccepted {
+    event_id: EventId,
+}
+
+/// First acceptance → 202 (after the commit, and the event is cast to be
+/// journaled); an identical repeat → 200 with the same event.
+async fn dispatch(state: &AppState, outcome: LifecycleOutcome) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    match outcome {
+        LifecycleOutcome::Accepted(event) => {
+            if state.faults.holding_after_commit() {
+                std::future::pending::<()>().await;
+            }
+            let event_id = event.id;
+            let _ = state.supervisor.cast(SupervisorMsg::Committed(event));
+            Ok((StatusCode::ACCEPTED, Json(EventAccepted { event_id })))
+        }
+        LifecycleOutcome::Duplicate(event_id) => Ok((StatusCode::OK, Json(EventAccepted { event_id }))),
+        LifecycleOutcome::Conflict(why) => Err(ApiError::Conflict(why)),
+        LifecycleOutcome::Invalid(errors) => Err(ApiError::Validation(errors)),
+        LifecycleOutcome::NotFound => Err(ApiError::NotFound("order")),
+    }
+}
+
+fn parse_refund(order_id: OrderId, body: &RefundBody) -> Result<RefundRequest, ApiError> {
+    let mut errors = Vec::new();
+    let refund_id = id_field("refund_id".into(), &body.refund_id, RefundId::parse, &mut errors);
+    if body.items.is_empty() || body.items.len() > MAX_ITEMS {
+        errors.push(FieldError::new("items", format!("must hold 1-{MAX_ITEMS} items")));
+    }
+    let mut seen = HashSet::new();
+    let mut items = Vec::new();
+    for (n, item) in body.items.iter().enumerate() {
+        let sku = id_field(format!("items[{n}].sku"), &item.sku, Sku::parse, &mut errors);
+        if sku.is_some() && !seen.insert(item.sku.as_str()) {
+            errors.push(FieldError::new(format!("items[{n}].sku"), "each sku may appear only once"));
+        }
+        if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+            errors
+                .push(FieldError::new(format!("items[{n}].quantity"), format!("must be an integer 1-{MAX_QUANTITY}")));
+        }
+        if let Some(sku) = sku {
+            items.push((sku, item.quantity as u32));
+        }
+    }
+    let (Some(refund_id), true) = (refund_id, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    // Normalised: the same refund with its lines in another order is the same request.
+    let mut lines: Vec<(&str, u32)> = items.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+    lines.sort();
+    let lines: Vec<_> =
+        lines.iter().map(|(sku, quantity)| serde_json::json!({"sku": sku, "quantity": quantity})).collect();
+    let payload = serde_json::json!({"refund_id": refund_id, "items": lines}).to_string();
+    let request_hash: [u8; 32] = Sha256::digest(payload.as_bytes()).into();
+    Ok(RefundRequest { order_id, refund_id, items, request_hash, payload })
+}
+
+async fn refund(
+    _: Storefront,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RefundBody>,
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
+    let request = parse_refund(id, &body)?;
+    let outcome = state.store.refund(&request).await?;
+    dispatch(&state, outcome).await
+}
+
+async fn cancel(
+    _: Storefront,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
+    let outcome = state.store.cancel(&id).await?;
+    dispatch(&state, outcome).await
+}
+
+async fn complete(
+    _: Storefront,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+    let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
+    let outcome = state.store.complete(&id).await?;
+    dispatch(&state, outcome).await
 }

@@ -3,9 +3,12 @@
 pub mod affiliates;
 pub mod events;
 pub mod ledger;
+pub mod lifecycle;
 pub mod orders;
+pub mod payouts;
 pub mod processing;
 pub mod programs;
+pub mod reconcile;
 
 use crate::domain::program::Program;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
@@ -140,6 +143,7 @@ pub trait EventStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<crate::event::EventRef>>;
     async fn backlog(&self) -> Result<events::Backlog>;
+    async fn approve_due(&self, limit: u32) -> Result<usize>;
 }
 
 #[async_trait::async_trait]
@@ -171,5 +175,8 @@ impl EventStore for Store {
     }
     async fn backlog(&self) -> Result<events::Backlog> {
         Store::backlog(self).await
+    }
+    async fn approve_due(&self, limit: u32) -> Result<usize> {
+        Store::approve_due(self, limit).await
     }
 }

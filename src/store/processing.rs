@@ -5,7 +5,9 @@ use super::affiliates::{fetch_affiliate, AffiliateStatus, MAX_TREE_DEPTH};
 use super::ledger::EntryStatus;
 use super::orders::{load_state, CommissionStatus};
 use super::{corrupt, Result, Store};
-use crate::domain::entitlement::{entitle, month_window, AffiliateSnapshot, CommissionKind, FrozenContext, RewardKind};
+use crate::domain::entitlement::{
+    entitle, month_window, AffiliateSnapshot, CommissionKind, Entitlement, FrozenContext, RewardKind,
+};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{delta, Applied, Delta};
 use crate::domain::program::Program;
@@ -58,7 +60,8 @@ impl Store {
         let created_at: DateTime<Utc> = ev.try_get("created_at")?;
 
         let order = sqlx::query(
-            "SELECT buyer_id, affiliate_id, status, placed_at, program_version, context FROM orders WHERE id = ? FOR UPDATE",
+            "SELECT buyer_id, affiliate_id, status, placed_at, program_version, context, approve_at, approved_at \
+             FROM orders WHERE id = ? FOR UPDATE",
         )
         .bind(order_id.as_str())
         .fetch_optional(&mut *tx)
@@ -88,7 +91,14 @@ impl Store {
         let applied = load_applied(&mut tx, &order_id).await?;
         let delta = delta(&entitled, &applied);
         let now = Utc::now();
-        let rows_written = write_delta(&mut tx, &delta, &order_id, id, version, EntryStatus::Pending, now).await?;
+        // Once approved, an order's entries (clawbacks included) land approved.
+        let approved = order.try_get::<Option<DateTime<Utc>>, _>("approved_at")?.is_some();
+        let status = if approved { EntryStatus::Approved } else { EntryStatus::Pending };
+        let rows_written = write_delta(&mut tx, &delta, &order_id, id, version, status, now).await?;
+        let approve_at: Option<DateTime<Utc>> = order.try_get("approve_at")?;
+        if !approved && approve_at.is_some_and(|at| at <= now) {
+            approve_in(&mut tx, &order_id, now).await?;
+        }
 
         if faults.take_db_error() {
             // A genuine database error in the middle of the transaction, after the
@@ -125,6 +135,72 @@ impl Store {
             rows_written,
         })
     }
+}
+
+impl Store {
+    /// Approves the orders whose holding period has passed (the durable
+    /// schedule is `orders.approve_at`), each in its own transaction. Returns
+    /// how many were approved.
+    pub async fn approve_due(&self, limit: u32) -> Result<usize> {
+        let now = Utc::now();
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE approved_at IS NULL AND approve_at <= ? ORDER BY approve_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut approved = 0;
+        for id in due {
+            let mut tx = self.pool.begin().await?;
+            let still_due: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM orders WHERE id = ? AND approved_at IS NULL AND approve_at <= ? FOR UPDATE",
+            )
+            .bind(&id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if still_due.is_some() {
+                approve_in(&mut tx, &OrderId::from_trusted(id), now).await?;
+                approved += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(approved)
+    }
+}
+
+/// Moves an order's pending entries to approved, balances with them, and marks
+/// the order approved. The caller holds the order row lock.
+async fn approve_in(tx: &mut Transaction<'_, MySql>, order_id: &OrderId, now: DateTime<Utc>) -> Result<()> {
+    let sums = sqlx::query(
+        "SELECT affiliate_id, SUM(amount) AS amount FROM ledger_entries WHERE order_id = ? AND status = 'pending' \
+         GROUP BY affiliate_id ORDER BY affiliate_id",
+    )
+    .bind(order_id.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE ledger_entries SET status = 'approved' WHERE order_id = ? AND status = 'pending'")
+        .bind(order_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    for r in sums {
+        let amount: Decimal = r.try_get("amount")?;
+        let affiliate: String = r.try_get("affiliate_id")?;
+        sqlx::query("UPDATE affiliates SET pending = pending - ?, approved = approved + ? WHERE id = ?")
+            .bind(amount)
+            .bind(amount)
+            .bind(affiliate)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE orders SET approved_at = ?, updated_at = ? WHERE id = ?")
+        .bind(now)
+        .bind(now)
+        .bind(order_id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// The order's commission status from the statuses of all its events (this
@@ -334,4 +410,31 @@ async fn write_delta(
         }
     }
     Ok(delta.commissions.len() + delta.rewards.len())
+}
+
+impl Store {
+    /// The entitlement of an order's current state and what its ledger holds,
+    /// read under a shared lock on the order; None when the order has not been
+    /// processed yet (its context is not resolved).
+    pub async fn entitlement_and_applied(&self, order_id: &OrderId) -> Result<Option<(Entitlement, Applied)>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(order) = sqlx::query(
+            "SELECT buyer_id, status, program_version, context FROM orders WHERE id = ? LOCK IN SHARE MODE",
+        )
+        .bind(order_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let Some(context) = order.try_get::<Option<String>, _>("context")? else {
+            return Ok(None);
+        };
+        let ctx: FrozenContext = serde_json::from_str(&context).map_err(corrupt)?;
+        let program = self.program(order.try_get("program_version")?).await?;
+        let state = load_state(&mut tx, order_id, BuyerId::from_trusted(order.try_get("buyer_id")?), &order).await?;
+        let applied = load_applied(&mut tx, order_id).await?;
+        tx.commit().await?;
+        Ok(Some((entitle(&state, &program, &ctx), applied)))
+    }
 }

@@ -185,6 +185,22 @@ impl TestApp {
         self.client.put(self.url(path)).bearer_auth(ADMIN_KEY).json(body).send().await.expect("PUT")
     }
 
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).bearer_auth(ADMIN_KEY).json(body).send().await.expect("POST")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let r = self.client.get(self.url(path)).bearer_auth(ADMIN_KEY).send().await.expect("GET");
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.expect("json")
+    }
+
+    /// `GET /admin/reconcile` must find nothing wrong.
+    pub async fn assert_reconciled(&self) {
+        let report = self.admin_get("/admin/reconcile").await;
+        assert_eq!(report["ok"], true, "reconcile found violations: {report}");
+    }
+
     pub async fn patch(&self, path: &str, body: &Value) -> Response {
         self.client.patch(self.url(path)).bearer_auth(STOREFRONT_KEY).json(body).send().await.expect("PATCH")
     }
@@ -272,6 +288,18 @@ impl TestApp {
                 .or_default() += dec(&e["amount"]);
         }
         sums.into_iter().filter(|(_, v)| !v.is_zero()).map(|((a, k), v)| (a, k, v)).collect()
+    }
+
+    /// Ledger entries of one event: (affiliate, kind, amount, status).
+    pub async fn event_entries(&self, event_id: &str) -> Vec<(String, String, Decimal, String)> {
+        sqlx::query("SELECT affiliate_id, kind, amount, status FROM ledger_entries WHERE event_id = ? ORDER BY affiliate_id, kind")
+            .bind(event_id)
+            .fetch_all(&self.db)
+            .await
+            .expect("entries")
+            .iter()
+            .map(|r| (r.get("affiliate_id"), r.get("kind"), r.get("amount"), r.get("status")))
+            .collect()
     }
 
     /// The invariants every test ends with: balances equal ledger sums, points

@@ -5,5 +5,6 @@ mod faults;
 mod helpers;
 mod intake;
 mod journal;
+mod lifecycle;
 mod ops;
 mod rules;
