@@ -4,7 +4,8 @@ use std::fmt;
 use uuid::Uuid;
 
 /// An event's id: a UUIDv7, so ids sort by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
+#[schema(value_type = String, format = Uuid)]
 pub struct EventId(Uuid);
 
 impl EventId {
@@ -34,7 +35,7 @@ impl serde::Serialize for EventId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 pub enum EventType {
     #[serde(rename = "order.placed")]
     OrderPlaced,
@@ -44,15 +45,22 @@ pub enum EventType {
     OrderCancelled,
     #[serde(rename = "order.completed")]
     OrderCompleted,
+    /// An operator's recompute that found the ledger off its entitlement.
+    #[serde(rename = "order.recomputed")]
+    OrderRecomputed,
 }
 
 impl EventType {
+    pub const ALL: [EventType; 5] =
+        [Self::OrderPlaced, Self::OrderRefunded, Self::OrderCancelled, Self::OrderCompleted, Self::OrderRecomputed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OrderPlaced => "order.placed",
             Self::OrderRefunded => "order.refunded",
             Self::OrderCancelled => "order.cancelled",
             Self::OrderCompleted => "order.completed",
+            Self::OrderRecomputed => "order.recomputed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -61,12 +69,13 @@ impl EventType {
             "order.refunded" => Some(Self::OrderRefunded),
             "order.cancelled" => Some(Self::OrderCancelled),
             "order.completed" => Some(Self::OrderCompleted),
+            "order.recomputed" => Some(Self::OrderRecomputed),
             _ => None,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     Pending,

@@ -16,6 +16,29 @@ pub const COMMISSION_AMOUNT_TOTAL: &str = "komisi_commission_amount_total";
 pub const COMMISSION_REVERSED_AMOUNT_TOTAL: &str = "komisi_commission_reversed_amount_total";
 pub const JOURNAL_ERRORS_TOTAL: &str = "komisi_journal_errors_total";
 pub const EVENTS_REJOURNALED_TOTAL: &str = "komisi_events_rejournaled_total";
+pub const READY: &str = "komisi_ready";
+
+/// Every metric komisi exports, with its Prometheus type. Dashboards and alert
+/// rules may only use these (a test checks).
+pub const ALL: &[(&str, &str)] = &[
+    (HTTP_REQUESTS_TOTAL, "counter"),
+    (HTTP_REQUEST_DURATION_SECONDS, "histogram"),
+    (EVENTS_TOTAL, "counter"),
+    (EVENT_PROCESSING_DURATION_SECONDS, "histogram"),
+    (EVENT_LAG_SECONDS, "histogram"),
+    (EVENTS_PENDING, "gauge"),
+    (EVENTS_DEAD, "gauge"),
+    (ACTORS_ACTIVE, "gauge"),
+    (ACTOR_RESTARTS_TOTAL, "counter"),
+    (COMMISSION_AMOUNT_TOTAL, "counter"),
+    (COMMISSION_REVERSED_AMOUNT_TOTAL, "counter"),
+    (JOURNAL_ERRORS_TOTAL, "counter"),
+    (EVENTS_REJOURNALED_TOTAL, "counter"),
+    (READY, "gauge"),
+];
+
+/// Outcomes of `komisi_events_total`.
+pub const OUTCOMES: [&str; 4] = ["done", "noop", "failed", "dead"];
 
 const HTTP_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 const PROCESSING_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -44,6 +67,7 @@ pub fn handle() -> PrometheusHandle {
             // program); then ours only renders what it sees, which is nothing.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            register_zeroes();
             handle
         })
         .clone()
@@ -64,4 +88,27 @@ fn describe() {
     describe_counter!(COMMISSION_REVERSED_AMOUNT_TOTAL, "Commission reversed, by kind, in program currency units");
     describe_counter!(JOURNAL_ERRORS_TOTAL, "Failed journal operations");
     describe_counter!(EVENTS_REJOURNALED_TOTAL, "Events journaled again by recovery");
+    describe_gauge!(READY, "1 when the last recovery sweep reached MySQL and Redis, else 0");
+}
+
+/// Creates every series whose labels are known in advance at zero, so alerts
+/// and rates see a series from the start instead of an absent one.
+fn register_zeroes() {
+    for kind in crate::event::EventType::ALL {
+        for outcome in OUTCOMES {
+            metrics::counter!(EVENTS_TOTAL, "type" => kind.as_str(), "outcome" => outcome).absolute(0);
+        }
+    }
+    for kind in ["commission", "tier_bonus", "milestone_bonus"] {
+        metrics::counter!(COMMISSION_AMOUNT_TOTAL, "kind" => kind).absolute(0);
+        metrics::counter!(COMMISSION_REVERSED_AMOUNT_TOTAL, "kind" => kind).absolute(0);
+    }
+    for op in ["publish", "read", "ack", "ensure"] {
+        metrics::counter!(JOURNAL_ERRORS_TOTAL, "op" => op).absolute(0);
+    }
+    metrics::counter!(ACTOR_RESTARTS_TOTAL).absolute(0);
+    metrics::counter!(EVENTS_REJOURNALED_TOTAL).absolute(0);
+    metrics::gauge!(ACTORS_ACTIVE).set(0.0);
+    metrics::gauge!(EVENTS_PENDING).set(0.0);
+    metrics::gauge!(EVENTS_DEAD).set(0.0);
 }

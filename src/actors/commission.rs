@@ -99,7 +99,12 @@ impl Actor for CommissionActor {
 /// failed attempt (retry with backoff, or dead) and then ack. If even the
 /// failure cannot be recorded, the entry stays unacknowledged and is claimed again.
 async fn process(deps: &Deps, delivery: &Delivery) {
-    let span = tracing::info_span!("event", event_id = %delivery.event.id, partition = %delivery.event.partition);
+    let span = tracing::info_span!(
+        "event",
+        event_id = %delivery.event.id,
+        partition = %delivery.event.partition,
+        order_id = tracing::field::Empty
+    );
     process_in_span(deps, delivery).instrument(span).await
 }
 

@@ -7,8 +7,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 
 pub enum DispatcherMsg {
-    /// An event was committed and must reach the journal.
-    Committed(EventRef),
+    /// Events were committed (or replayed) and must reach the journal.
+    Publish(Vec<EventRef>),
 }
 
 pub struct Dispatcher;
@@ -29,10 +29,11 @@ impl Actor for Dispatcher {
         deps: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DispatcherMsg::Committed(event) => {
-                if let Err(e) = deps.journal.publish(std::slice::from_ref(&event)).await {
+            DispatcherMsg::Publish(events) => {
+                if let Err(e) = deps.journal.publish(&events).await {
                     metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "publish").increment(1);
-                    tracing::warn!(event_id = %event.id, error = %e, "journal write failed; recovery will journal the event again");
+                    tracing::warn!(events = events.len(), first = %events[0].id, error = %e,
+                        "journal write failed; recovery will journal the events again");
                 }
             }
         }

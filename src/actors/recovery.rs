@@ -53,8 +53,12 @@ impl Actor for Recovery {
         _: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Err(e) = sweep(st).await {
-            tracing::warn!(error = %e, "recovery sweep incomplete; next one retries");
+        match sweep(st).await {
+            Ok(()) => metrics::gauge!(m::READY).set(1.0),
+            Err(e) => {
+                metrics::gauge!(m::READY).set(0.0);
+                tracing::warn!(error = %e, "recovery sweep incomplete; next one retries");
+            }
         }
         Ok(())
     }

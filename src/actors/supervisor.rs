@@ -31,6 +31,8 @@ pub enum SupervisorMsg {
     /// Intake committed an event: forward it to the dispatcher (whichever
     /// incarnation is alive) to be journaled.
     Committed(crate::event::EventRef),
+    /// An operator replayed events: journal them again.
+    Replayed(Vec<crate::event::EventRef>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,12 +141,9 @@ impl Actor for Supervisor {
                     inflight: st.deps.inflight.load(Ordering::Relaxed),
                 });
             }
-            SupervisorMsg::Committed(event) => {
-                if let Err(e) = st.dispatcher.cast(DispatcherMsg::Committed(event)) {
-                    // Only while the dispatcher restarts; recovery journals the event later.
-                    tracing::warn!(error = %e, "dispatcher unavailable");
-                }
-            }
+            SupervisorMsg::Replayed(events) if events.is_empty() => {}
+            SupervisorMsg::Committed(event) => st.publish(vec![event]),
+            SupervisorMsg::Replayed(events) => st.publish(events),
         }
         Ok(())
     }
@@ -181,6 +180,13 @@ impl Actor for Supervisor {
 }
 
 impl SupervisorState {
+    fn publish(&self, events: Vec<crate::event::EventRef>) {
+        if let Err(e) = self.dispatcher.cast(DispatcherMsg::Publish(events)) {
+            // Only while the dispatcher restarts; recovery journals the events later.
+            tracing::warn!(error = %e, "dispatcher unavailable");
+        }
+    }
+
     async fn route(&mut self, myself: &ActorRef<SupervisorMsg>, delivery: Delivery) -> Result<(), ActorProcessingErr> {
         let partition = delivery.event.partition.clone();
         if !self.children.contains_key(&partition) {

@@ -8,7 +8,7 @@ pub mod order;
 pub mod program;
 
 /// One problem with one input field, reported in a 422 `errors` list.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -1,5 +1,6 @@
 //! `/admin` money movement and checks: payout batches and reconciliation.
 use super::error::ApiError;
+use super::error::Problem;
 use super::extract::{Admin, ApiJson};
 use super::AppState;
 use crate::domain::money::parse_amount;
@@ -7,18 +8,16 @@ use crate::store::payouts::Payout;
 use crate::store::reconcile::Report;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/payouts", post(create_payout))
-        .route("/admin/payouts/{id}/complete", post(complete_payout))
-        .route("/admin/reconcile", get(reconcile))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_payout)).routes(routes!(complete_payout)).routes(routes!(reconcile))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PayoutBody {
     min_amount: String,
@@ -26,6 +25,14 @@ struct PayoutBody {
 
 /// Builds a batch from approved balances ≥ `min_amount`. An `Idempotency-Key`
 /// header makes a retried request return the batch the first one built.
+#[utoipa::path(post, path = "/admin/payouts", tag = "payouts", request_body = PayoutBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats return the first batch")),
+    responses(
+        (status = 200, description = "The batch", body = Payout),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid min_amount", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
 async fn create_payout(
     _: Admin,
     State(state): State<AppState>,
@@ -43,6 +50,15 @@ async fn create_payout(
     Ok(Json(state.store.create_payout(min_amount, key.as_deref()).await?))
 }
 
+/// Marks a batch paid: its entries move approved → paid. Idempotent.
+#[utoipa::path(post, path = "/admin/payouts/{id}/complete", tag = "payouts",
+    params(("id" = u64, Path, description = "Payout id")),
+    responses(
+        (status = 200, description = "The completed batch", body = Payout),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payout", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
 async fn complete_payout(
     _: Admin,
     State(state): State<AppState>,
@@ -52,6 +68,13 @@ async fn complete_payout(
     state.store.complete_payout(id).await?.map(Json).ok_or(ApiError::NotFound("payout"))
 }
 
+/// Checks every SPEC §5 invariant and lists each violation with the ids involved.
+#[utoipa::path(get, path = "/admin/reconcile", tag = "operations",
+    responses(
+        (status = 200, description = "The report", body = Report),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
 async fn reconcile(_: Admin, State(state): State<AppState>) -> Result<Json<Report>, ApiError> {
     Ok(Json(state.store.reconcile(state.retry_horizon).await?))
 }

@@ -1,5 +1,6 @@
 //! `/v1/affiliates`: register, update, read an affiliate, and list its ledger.
 use super::error::ApiError;
+use super::error::Problem;
 use super::extract::{ApiJson, Storefront};
 use super::AppState;
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
@@ -10,19 +11,17 @@ use crate::store::affiliates::{
 use crate::store::ledger::LedgerEntry;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/affiliates", post(create))
-        .route("/v1/affiliates/{id}", get(read).patch(update))
-        .route("/v1/affiliates/{id}/commissions", get(commissions))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create)).routes(routes!(read, update)).routes(routes!(commissions))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     id: String,
@@ -34,7 +33,7 @@ struct CreateBody {
     buyer_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
     #[serde(default)]
@@ -43,6 +42,7 @@ struct PatchBody {
     status: Option<AffiliateStatus>,
     /// Absent: unchanged; null: detach from the parent.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     parent_id: Option<Option<String>>,
 }
 
@@ -51,7 +51,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AffiliateView {
     id: AffiliateId,
     name: String,
@@ -96,6 +96,16 @@ fn parse_id<T>(
     parse(raw).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
 }
 
+/// Registers an affiliate: 201, or 200 when the same id was registered with the same data.
+#[utoipa::path(post, path = "/v1/affiliates", tag = "affiliates", request_body = CreateBody,
+    responses(
+        (status = 201, description = "Registered", body = AffiliateView),
+        (status = 200, description = "Already registered with the same data", body = AffiliateView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Id or referral code taken with other data", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields or unknown parent", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn create(
     _: Storefront,
     State(state): State<AppState>,
@@ -122,6 +132,16 @@ async fn create(
     }
 }
 
+/// Renames, suspends or re-parents an affiliate (`parent_id: null` detaches it).
+#[utoipa::path(patch, path = "/v1/affiliates/{id}", tag = "affiliates", request_body = PatchBody,
+    params(("id" = String, Path, description = "Affiliate id")),
+    responses(
+        (status = 200, description = "Updated", body = AffiliateView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, unknown parent or a cycle", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn update(
     _: Storefront,
     State(state): State<AppState>,
@@ -153,6 +173,14 @@ async fn update(
     }
 }
 
+/// An affiliate with its balances.
+#[utoipa::path(get, path = "/v1/affiliates/{id}", tag = "affiliates",
+    params(("id" = String, Path, description = "Affiliate id")),
+    responses(
+        (status = 200, description = "The affiliate", body = AffiliateView),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn read(
     _: Storefront,
     State(state): State<AppState>,
@@ -163,13 +191,15 @@ async fn read(
     Ok(Json(view(&state, a).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// 1-500, default 50
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Page<T> {
     items: Vec<T>,
     next_cursor: Option<String>,
@@ -178,6 +208,15 @@ struct Page<T> {
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
+/// The affiliate's ledger entries, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/affiliates/{id}/commissions", tag = "affiliates",
+    params(("id" = String, Path, description = "Affiliate id"), PageQuery),
+    responses(
+        (status = 200, description = "One page of entries", body = Page<LedgerEntry>),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn commissions(
     _: Storefront,
     State(state): State<AppState>,

@@ -41,8 +41,9 @@ impl ApiError {
 #[derive(Debug, Clone)]
 pub struct InternalError(pub String);
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
@@ -50,6 +51,8 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -77,7 +80,14 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => Some(errors.as_slice()),
             _ => None,
         };
-        let body = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors };
+        let body = Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors,
+            request_id: super::current_request_id(),
+        };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
         if let ApiError::Store(e) = &self {

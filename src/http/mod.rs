@@ -4,6 +4,7 @@ pub mod admin;
 pub mod affiliates;
 pub mod buyers;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod ops;
 pub mod orders;
@@ -41,28 +42,96 @@ pub struct AppState {
     pub retry_horizon: std::time::Duration,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "komisi", description = "Affiliate-commission and buyer-reward engine. Money is a JSON string holding a decimal."),
+    modifiers(&BearerKeys),
+    tags(
+        (name = "affiliates"), (name = "orders"), (name = "buyers"), (name = "program"),
+        (name = "payouts"), (name = "events"), (name = "operations"), (name = "ops")
+    )
+)]
+struct ApiDoc;
+
+struct BearerKeys;
+
+impl utoipa::Modify for BearerKeys {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        for name in ["storefront", "admin"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(format!("a {name} key")))
+                        .build(),
+                ),
+            );
+        }
+    }
+}
+
+/// Every route, each registered together with its OpenAPI operation: a route
+/// cannot be served without being documented.
+fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa::OpenApi;
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(affiliates::routes())
         .merge(orders::routes())
         .merge(buyers::routes())
         .merge(program::routes())
         .merge(admin::routes())
+        .merge(events::routes())
         .merge(ops::routes())
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(observe))
-        .with_state(state)
 }
 
+/// The OpenAPI document of every route, generated from the handlers' annotations.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| api().split_for_parts().1)
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = api().split_for_parts();
+    routes.layer(DefaultBodyLimit::max(BODY_LIMIT)).layer(middleware::from_fn(observe)).with_state(state)
+}
+
+tokio::task_local! {
+    /// The current request's id, for error bodies.
+    pub static REQUEST_ID: String;
+}
+
+/// The id of the request being handled, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
 /// Counts and times every request by route template (never the raw path, so
-/// label cardinality stays bounded), and logs the cause of every 5xx.
+/// label cardinality stays bounded), gives it a request id (the caller's
+/// `X-Request-Id` when sane, else a new one) that every log line of the request
+/// and every error body carries, and logs the cause of every 5xx.
 async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().as_str().to_owned();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::info_span!("http", %method, %route);
-    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let span = tracing::info_span!("http", %method, %route, request_id = %request_id);
+    let mut response =
+        REQUEST_ID.scope(request_id.clone(), tracing::Instrument::instrument(next.run(req), span.clone())).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
     let status = response.status();
     if let Some(InternalError(cause)) = response.extensions().get::<InternalError>() {
         span.in_scope(|| tracing::error!(status = status.as_u16(), cause, "request failed"));

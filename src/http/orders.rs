@@ -1,6 +1,7 @@
 //! `/v1/orders`: intake (answers after the order's own commit, G4) and the
 //! order view with its commissions, rewards and event statuses.
 use super::error::ApiError;
+use super::error::Problem;
 use super::extract::{ApiJson, Storefront};
 use super::AppState;
 use crate::actors::supervisor::SupervisorMsg;
@@ -12,26 +13,27 @@ use crate::store::lifecycle::{LifecycleOutcome, RefundRequest};
 use crate::store::orders::{Attribution, CreateOrder, NewItem, NewOrder, OrderView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub const MAX_ITEMS: usize = 500;
 pub const MAX_QUANTITY: u64 = 1_000_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orders", post(create))
-        .route("/v1/orders/{id}", get(read))
-        .route("/v1/orders/{id}/refunds", post(refund))
-        .route("/v1/orders/{id}/cancel", post(cancel))
-        .route("/v1/orders/{id}/complete", post(complete))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(read))
+        .routes(routes!(refund))
+        .routes(routes!(cancel))
+        .routes(routes!(complete))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OrderBody {
     id: String,
@@ -46,12 +48,15 @@ struct OrderBody {
     items: Vec<ItemBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ItemBody {
     sku: String,
     category: String,
+    /// 1-1 000 000
     quantity: u64,
+    /// A decimal string: ≥ 0, at most 4 decimals, below 10^12
+    #[schema(example = "75000")]
     unit_price: String,
 }
 
@@ -76,7 +81,7 @@ struct NormalisedItem<'a> {
     unit_price: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Accepted {
     order_id: OrderId,
     event_id: EventId,
@@ -168,6 +173,17 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
     Ok(NewOrder { id, buyer_id, attribution, currency: body.currency.clone(), placed_at, items, request_hash, payload })
 }
 
+/// Accepts an order: 202 once the order, its items and its event are committed.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderBody,
+    responses(
+        (status = 202, description = "Accepted; commissions follow in the background", body = Accepted),
+        (status = 200, description = "The identical request was accepted before", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id was accepted with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body above 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn create(
     _: Storefront,
     State(state): State<AppState>,
@@ -197,6 +213,13 @@ async fn create(
     }
 }
 
+/// The order with its commission status, commissions, rewards and events.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn read(
     _: Storefront,
     State(state): State<AppState>,
@@ -207,21 +230,21 @@ async fn read(
     Ok(Json(view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefundBody {
     refund_id: String,
     items: Vec<RefundItemBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefundItemBody {
     sku: String,
     quantity: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct EventAccepted {
     event_id: EventId,
 }
@@ -279,6 +302,16 @@ fn parse_refund(order_id: OrderId, body: &RefundBody) -> Result<RefundRequest, A
     Ok(RefundRequest { order_id, refund_id, items, request_hash, payload })
 }
 
+/// Refunds quantities of some items; idempotent on `refund_id`.
+#[utoipa::path(post, path = "/v1/orders/{id}/refunds", tag = "orders", request_body = RefundBody,
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 202, description = "Accepted", body = EventAccepted),
+        (status = 200, description = "This refund was accepted before", body = EventAccepted),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Refund id reused with other items, or the order is cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown sku or more than was bought", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn refund(
     _: Storefront,
     State(state): State<AppState>,
@@ -291,6 +324,15 @@ async fn refund(
     dispatch(&state, outcome).await
 }
 
+/// Cancels the order (before completion); idempotent.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 202, description = "Accepted", body = EventAccepted),
+        (status = 200, description = "Cancelled before", body = EventAccepted),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is completed: use refunds", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn cancel(
     _: Storefront,
     State(state): State<AppState>,
@@ -301,6 +343,15 @@ async fn cancel(
     dispatch(&state, outcome).await
 }
 
+/// The return window is over: entries are approved `holding_days` later; idempotent.
+#[utoipa::path(post, path = "/v1/orders/{id}/complete", tag = "orders",
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 202, description = "Accepted", body = EventAccepted),
+        (status = 200, description = "Completed before", body = EventAccepted),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The order is cancelled", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
 async fn complete(
     _: Storefront,
     State(state): State<AppState>,

@@ -1,35 +1,52 @@
 //! `/admin/program`: read the program in force; store a new immutable version.
 use super::error::ApiError;
+use super::error::Problem;
 use super::extract::{Admin, ApiJson};
 use super::AppState;
 use crate::domain::program::{Program, ProgramDoc};
 use crate::domain::FieldError;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/admin/program", get(read).put(replace))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(read, replace))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Versioned {
     version: u64,
     #[serde(flatten)]
     program: ProgramDoc,
 }
 
+/// The program version in force.
+#[utoipa::path(get, path = "/admin/program", tag = "program",
+    responses(
+        (status = 200, description = "The program and its version", body = Versioned),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
 async fn read(_: Admin, State(state): State<AppState>) -> Result<Json<Versioned>, ApiError> {
     let (version, program) = state.store.current_program().await?;
     Ok(Json(Versioned { version, program: program.to_doc() }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Stored {
     version: u64,
 }
 
+/// Validates a program and stores it as a new immutable version.
+#[utoipa::path(put, path = "/admin/program", tag = "program", request_body = ProgramDoc,
+    responses(
+        (status = 200, description = "Stored", body = Stored),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid program", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
 async fn replace(
     _: Admin,
     State(state): State<AppState>,

@@ -9,7 +9,7 @@ use sqlx::{MySql, Row, Transaction};
 /// The deepest referral tree walked; a guard against a cycle left by a bug or by hand.
 pub const MAX_TREE_DEPTH: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AffiliateStatus {
     Active,
@@ -41,13 +41,16 @@ pub struct NewAffiliate {
     pub buyer_id: Option<BuyerId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Balances {
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub pending: Decimal,
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub approved: Decimal,
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub paid: Decimal,
 }
 

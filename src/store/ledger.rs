@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use sqlx::mysql::MySqlRow;
 use sqlx::Row;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryStatus {
     Pending,
@@ -33,7 +33,7 @@ impl EntryStatus {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     pub id: u64,
     pub affiliate_id: AffiliateId,
@@ -42,13 +42,14 @@ pub struct LedgerEntry {
     pub level: u8,
     pub kind: CommissionKind,
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub amount: Decimal,
     pub status: EntryStatus,
     pub rule_version: u64,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct RewardEntry {
     pub id: u64,
     pub buyer_id: BuyerId,
@@ -91,7 +92,7 @@ fn reward_row(r: &MySqlRow) -> Result<RewardEntry> {
 }
 
 /// A buyer's points and reward history.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct BuyerRewards {
     pub buyer_id: BuyerId,
     pub points: i64,

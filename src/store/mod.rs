@@ -1,5 +1,6 @@
 //! The MySQL system of record (sqlx). One module per aggregate; everything that
 //! one event changes is written through one transaction.
+pub mod admin;
 pub mod affiliates;
 pub mod events;
 pub mod ledger;

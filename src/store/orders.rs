@@ -50,7 +50,7 @@ pub enum CreateOrder {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Placed,
@@ -83,7 +83,7 @@ impl OrderStatus {
 }
 
 /// Where an order's commissions stand: `processed` once every event is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommissionStatus {
     Pending,
@@ -134,7 +134,7 @@ impl CommissionStatus {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct EventSummary {
     pub id: EventId,
     #[serde(rename = "type")]
@@ -143,7 +143,7 @@ pub struct EventSummary {
 }
 
 /// `GET /v1/orders/{id}`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: OrderId,
     pub buyer_id: BuyerId,
@@ -154,9 +154,11 @@ pub struct OrderView {
     pub currency: String,
     pub placed_at: DateTime<Utc>,
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub total: Decimal,
     /// Eligible amount of the current state (net of refunds; 0 when cancelled).
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub eligible_amount: Decimal,
     pub rule_version: u64,
     pub commission_status: CommissionStatus,

@@ -8,19 +8,21 @@ use rust_decimal::Decimal;
 use sqlx::{MySql, QueryBuilder, Row};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PayoutItem {
     pub affiliate_id: AffiliateId,
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub amount: Decimal,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Payout {
     pub id: u64,
     pub status: String,
     pub items: Vec<PayoutItem>,
     #[serde(with = "crate::http::money_str")]
+    #[schema(value_type = String, example = "95000")]
     pub total: Decimal,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,

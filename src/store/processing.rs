@@ -57,6 +57,7 @@ impl Store {
             EventStatus::Pending | EventStatus::Processing | EventStatus::Failed => {}
         }
         let order_id = OrderId::from_trusted(ev.try_get("order_id")?);
+        tracing::Span::current().record("order_id", order_id.as_str());
         let created_at: DateTime<Utc> = ev.try_get("created_at")?;
 
         let order = sqlx::query(

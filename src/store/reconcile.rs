@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use sqlx::Row;
 use std::time::Duration;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Violation {
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,7 +31,7 @@ impl Violation {
     }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Checked {
     pub affiliates: u64,
     pub buyers: u64,
@@ -40,7 +40,7 @@ pub struct Checked {
     pub payouts: u64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub ok: bool,
     pub checked: Checked,

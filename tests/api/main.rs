@@ -6,5 +6,6 @@ mod helpers;
 mod intake;
 mod journal;
 mod lifecycle;
+mod operator;
 mod ops;
 mod rules;

@@ -1,0 +1,266 @@
+//! `/admin/events` and `/admin/orders/{id}/recompute`: see every event, its
+//! payload and attempt history; replay one or many; recompute an order.
+use super::error::ApiError;
+use super::error::Problem;
+use super::extract::{Admin, ApiJson};
+use super::AppState;
+use crate::actors::supervisor::SupervisorMsg;
+use crate::domain::ids::OrderId;
+use crate::domain::FieldError;
+use crate::event::{EventId, EventStatus, EventType};
+use crate::store::admin::{EventDetail, EventFilter, EventRow, Recompute, RecomputeOutcome};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(replay_many))
+        .routes(routes!(detail))
+        .routes(routes!(replay_one))
+        .routes(routes!(recompute))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    status: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    order_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Page {
+    items: Vec<EventRow>,
+    next_cursor: Option<String>,
+}
+
+fn time(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    raw.and_then(|s| match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            errors.push(FieldError::new(field, "must be an RFC 3339 timestamp"));
+            None
+        }
+    })
+}
+
+fn filter(
+    status: Option<&str>,
+    kind: Option<&str>,
+    order_id: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> EventFilter {
+    EventFilter {
+        status: status.and_then(|s| {
+            EventStatus::parse(s).or_else(|| {
+                errors.push(FieldError::new("status", "one of pending, processing, done, failed, dead"));
+                None
+            })
+        }),
+        kind: kind.and_then(|k| {
+            EventType::parse(k).or_else(|| {
+                errors.push(FieldError::new("type", "not an event type"));
+                None
+            })
+        }),
+        order_id: order_id
+            .and_then(|o| OrderId::parse(o).map_err(|e| errors.push(FieldError::new("order_id", e.to_string()))).ok()),
+        since: time("since", since, errors),
+        until: time("until", until, errors),
+    }
+}
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// Events, newest first, filtered by status, type, order and creation time.
+#[utoipa::path(get, path = "/admin/events", tag = "events", params(ListQuery),
+    responses(
+        (status = 200, description = "One page of events", body = Page),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn list(_: Admin, State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Page>, ApiError> {
+    let mut errors = Vec::new();
+    let f = filter(
+        q.status.as_deref(),
+        q.kind.as_deref(),
+        q.order_id.as_deref(),
+        q.since.as_deref(),
+        q.until.as_deref(),
+        &mut errors,
+    );
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new("limit", format!("must be an integer 1-{MAX_LIMIT}")));
+            DEFAULT_LIMIT
+        }
+    };
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => EventId::parse(c).or_else(|| {
+            errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
+            None
+        }),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let items = state.store.list_events(&f, before, limit).await?;
+    let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| e.id.to_string())).flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// One event with its payload, attempt history and replays.
+#[utoipa::path(get, path = "/admin/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The event", body = EventDetail),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn detail(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EventDetail>, ApiError> {
+    let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
+    state.store.event_detail(id).await?.map(Json).ok_or(ApiError::NotFound("event"))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Replayed {
+    event_id: EventId,
+    status: EventStatus,
+}
+
+/// Replays one event: a failed or dead one gets a fresh attempt budget; a done
+/// one is journaled again and its processing is a recorded no-op.
+#[utoipa::path(post, path = "/admin/events/{id}/replay", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 202, description = "Journaled again", body = Replayed),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn replay_one(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Replayed>), ApiError> {
+    let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
+    let refs = state.store.replay(&[id]).await?;
+    if refs.is_empty() {
+        return Err(ApiError::NotFound("event"));
+    }
+    let _ = state.supervisor.cast(SupervisorMsg::Replayed(refs));
+    let status = state.store.event_detail(id).await?.map(|d| d.event.status).ok_or(ApiError::NotFound("event"))?;
+    Ok((StatusCode::ACCEPTED, Json(Replayed { event_id: id, status })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct BulkReplay {
+    status: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct BulkReplayed {
+    replayed: usize,
+}
+
+/// Replays every failed or dead event matching the filter.
+#[utoipa::path(post, path = "/admin/events/replay", tag = "events", request_body = BulkReplay,
+    responses(
+        (status = 200, description = "How many were replayed", body = BulkReplayed),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn replay_many(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BulkReplay>,
+) -> Result<Json<BulkReplayed>, ApiError> {
+    let mut errors = Vec::new();
+    if body.status != "failed" && body.status != "dead" {
+        errors.push(FieldError::new("status", "must be failed or dead"));
+    }
+    let f = filter(
+        Some(&body.status),
+        body.kind.as_deref(),
+        None,
+        body.since.as_deref(),
+        body.until.as_deref(),
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let ids = state.store.select_for_replay(&f).await?;
+    let refs = state.store.replay(&ids).await?;
+    let replayed = refs.len();
+    let _ = state.supervisor.cast(SupervisorMsg::Replayed(refs));
+    Ok(Json(BulkReplayed { replayed }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RecomputeBody {
+    dry_run: bool,
+}
+
+/// Entitlement vs. ledger of one order; without `dry_run` a new event writes the difference.
+#[utoipa::path(post, path = "/admin/orders/{id}/recompute", tag = "operations", request_body = RecomputeBody,
+    params(("id" = String, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "entitled, applied, delta", body = Recompute),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not processed yet", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn recompute(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RecomputeBody>,
+) -> Result<Json<Recompute>, ApiError> {
+    let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
+    match state.store.recompute(&id, body.dry_run).await? {
+        RecomputeOutcome::Done(mut r) => {
+            if let Some(event) = r.event.take() {
+                let _ = state.supervisor.cast(SupervisorMsg::Committed(event));
+            }
+            Ok(Json(r))
+        }
+        RecomputeOutcome::NotFound => Err(ApiError::NotFound("order")),
+        RecomputeOutcome::NotProcessed => {
+            Err(ApiError::Conflict("the order has not been processed yet; nothing to recompute against".into()))
+        }
+    }
+}

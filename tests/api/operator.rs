@@ -1,0 +1,315 @@
+//! The operator surface: the event admin API, replays, recompute, the OpenAPI
+//! document, and the dashboards and alert rules.
+use crate::helpers::*;
+use komisi::faults::Faults;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+async fn events_of(app: &TestApp, order: &str) -> Vec<Value> {
+    app.admin_get(&format!("/admin/events?order_id={order}")).await["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_failing_event_goes_failed_then_dead_and_a_bulk_replay_pays_it_once() {
+    let app = spawn_app_with(
+        |c| {
+            c.max_attempts = 2;
+            c.retry_base_ms = 1_500;
+            c.retry_max_ms = 1_500;
+        },
+        Faults::default(),
+    )
+    .await;
+    abc_tree(&app).await;
+    app.faults.fail_db_mid_tx(u32::MAX);
+    let event_id = app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+
+    let failed =
+        poll(Duration::from_secs(10), || async { events_of(&app, "o-1").await[0]["status"] == "failed" }).await;
+    assert!(failed, "the event is failed after its first attempt");
+    let row = &events_of(&app, "o-1").await[0];
+    assert_eq!(
+        (row["id"].as_str(), row["type"].as_str(), row["attempts"].as_u64()),
+        (Some(event_id.as_str()), Some("order.placed"), Some(1))
+    );
+    assert!(row["last_error"].as_str().unwrap().contains("komisi_injected_fault_table"));
+    assert_eq!(app.get_json("/v1/orders/o-1").await["commission_status"], "failed");
+
+    app.order_in_status("o-1", "dead", Duration::from_secs(15)).await;
+    let detail = app.admin_get(&format!("/admin/events/{event_id}")).await;
+    assert_eq!(detail["status"], "dead");
+    assert_eq!(detail["payload"]["items"].as_array().unwrap().len(), 3);
+    assert_eq!(detail["payload"]["referral_code"], "code-C");
+    let history = detail["attempt_history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history
+        .iter()
+        .all(|a| a["at"].is_string() && a["error"].as_str().unwrap().contains("komisi_injected_fault_table")));
+    let dead = app.admin_get("/admin/events?status=dead").await;
+    assert_eq!(dead["items"].as_array().unwrap().len(), 1);
+    assert_eq!(app.admin_get("/admin/events?status=done&type=order.placed").await["items"], json!([]));
+
+    // The fault is fixed; the operator replays every dead event.
+    app.faults.clear();
+    let replayed: Value =
+        app.admin_post("/admin/events/replay", &json!({"status": "dead"})).await.json().await.unwrap();
+    assert_eq!(replayed["replayed"], 1);
+    app.processed("o-1").await;
+    let detail = app.admin_get(&format!("/admin/events/{event_id}")).await;
+    assert_eq!(detail["status"], "done");
+    assert_eq!(detail["attempt_history"].as_array().unwrap().len(), 2, "history is kept");
+    assert_eq!(detail["replay_history"][0]["previous_status"], "dead");
+    assert_eq!(app.balance("C", "pending").await, d("95000"));
+    assert_eq!(app.balance("B", "pending").await, d("64500"));
+    assert_eq!(app.balance("A", "pending").await, d("21500"));
+    assert_eq!(app.points("x").await, 26500);
+    // Nothing left to replay.
+    let again: Value = app.admin_post("/admin/events/replay", &json!({"status": "dead"})).await.json().await.unwrap();
+    assert_eq!(again["replayed"], 0);
+    app.assert_ledger_consistent().await;
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn replaying_a_done_event_changes_no_balance() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    let event_id = app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let r = app.admin_post(&format!("/admin/events/{event_id}/replay"), &json!({})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "done");
+    // The replay is journaled, delivered and recorded as a no-op.
+    let recorded = poll(Duration::from_secs(5), || async {
+        app.admin_get(&format!("/admin/events/{event_id}")).await["replay_history"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert!(recorded);
+    let drained = poll(Duration::from_secs(5), || async { app.tree_stats().await.inflight == 0 }).await;
+    assert!(drained);
+    assert_eq!(app.balance("C", "pending").await, d("95000"));
+    assert_eq!(app.points("x").await, 26500);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries").fetch_one(&app.db).await.unwrap();
+    assert_eq!(rows, 3);
+    assert_eq!(
+        app.admin_post("/admin/events/01234567-89ab-7def-8123-456789abcdef/replay", &json!({})).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn events_are_listed_newest_first_with_cursor_pagination_and_filters() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(app.accept(&simple_order(&format!("o-{n}"), "b", Some("code-A"), "100000")).await);
+    }
+    let first = app.admin_get("/admin/events?limit=2").await;
+    let second =
+        app.admin_get(&format!("/admin/events?limit=2&cursor={}", first["next_cursor"].as_str().unwrap())).await;
+    let third =
+        app.admin_get(&format!("/admin/events?limit=2&cursor={}", second["next_cursor"].as_str().unwrap())).await;
+    let seen: Vec<String> = [&first, &second, &third]
+        .iter()
+        .flat_map(|p| p["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()))
+        .collect();
+    ids.reverse();
+    assert_eq!(seen, ids);
+    assert_eq!(third["next_cursor"], Value::Null);
+    assert_eq!(app.admin_get("/admin/events?order_id=o-3").await["items"].as_array().unwrap().len(), 1);
+    let future = app.admin_get("/admin/events?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(future["items"], json!([]));
+    let r = app.client.get(app.url("/admin/events?status=sleeping")).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.client.get(app.url("/admin/events")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn recompute_shows_entitled_applied_delta_and_writes_the_delta_as_an_event() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let clean: Value =
+        app.admin_post("/admin/orders/o-1/recompute", &json!({"dry_run": true})).await.json().await.unwrap();
+    assert_eq!(clean["delta"], json!([]));
+    assert_eq!(clean["entitled"], clean["applied"]);
+    assert!(clean["entitled"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"affiliate_id": "C", "level": 1, "kind": "commission", "amount": "95000"})));
+    assert!(clean["entitled"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"buyer_id": "x", "kind": "first_order_bonus", "points": 5000})));
+
+    // Someone deletes B's entry behind komisi's back (and fixes the balance to match).
+    sqlx::query("DELETE FROM ledger_entries WHERE affiliate_id = 'B'").execute(&app.db).await.unwrap();
+    sqlx::query("UPDATE affiliates SET pending = 0 WHERE id = 'B'").execute(&app.db).await.unwrap();
+    let dry: Value =
+        app.admin_post("/admin/orders/o-1/recompute", &json!({"dry_run": true})).await.json().await.unwrap();
+    assert_eq!(dry["delta"], json!([{"affiliate_id": "B", "level": 2, "kind": "commission", "amount": "64500"}]));
+    assert_eq!(dry["event_id"], Value::Null);
+    assert_eq!(app.balance("B", "pending").await, d("0"), "a dry run writes nothing");
+
+    let wet: Value =
+        app.admin_post("/admin/orders/o-1/recompute", &json!({"dry_run": false})).await.json().await.unwrap();
+    let event_id = wet["event_id"].as_str().expect("an event writes the delta").to_owned();
+    app.processed("o-1").await;
+    assert_eq!(app.balance("B", "pending").await, d("64500"));
+    assert_eq!(
+        app.event_entries(&event_id).await,
+        vec![("B".into(), "commission".into(), d("64500"), "pending".into())]
+    );
+    let after: Value =
+        app.admin_post("/admin/orders/o-1/recompute", &json!({"dry_run": false})).await.json().await.unwrap();
+    assert_eq!((after["delta"].clone(), after["event_id"].clone()), (json!([]), Value::Null));
+    assert_eq!(
+        app.admin_post("/admin/orders/nope/recompute", &json!({"dry_run": true})).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document() {
+    let app = spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            documented.insert((method.to_uppercase(), path.clone()));
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has responses");
+            if matches!(method.as_str(), "post" | "put" | "patch")
+                && !path.ends_with("/replay")
+                && !path.ends_with("/cancel")
+                && !path.ends_with("/complete")
+                && !path.ends_with("/payouts/{id}/complete")
+            {
+                assert!(op["requestBody"].is_object(), "{method} {path} documents its request body");
+            }
+        }
+    }
+    // The SPEC §3 contract.
+    let spec: BTreeSet<(String, String)> = [
+        ("POST", "/v1/affiliates"),
+        ("PATCH", "/v1/affiliates/{id}"),
+        ("GET", "/v1/affiliates/{id}"),
+        ("GET", "/v1/affiliates/{id}/commissions"),
+        ("POST", "/v1/orders"),
+        ("GET", "/v1/orders/{id}"),
+        ("POST", "/v1/orders/{id}/refunds"),
+        ("POST", "/v1/orders/{id}/cancel"),
+        ("POST", "/v1/orders/{id}/complete"),
+        ("GET", "/v1/buyers/{id}/rewards"),
+        ("GET", "/admin/events"),
+        ("GET", "/admin/events/{id}"),
+        ("POST", "/admin/events/{id}/replay"),
+        ("POST", "/admin/events/replay"),
+        ("POST", "/admin/orders/{id}/recompute"),
+        ("GET", "/admin/program"),
+        ("PUT", "/admin/program"),
+        ("POST", "/admin/payouts"),
+        ("POST", "/admin/payouts/{id}/complete"),
+        ("GET", "/admin/reconcile"),
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/openapi.json"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(documented, spec);
+    // Every documented operation is really served (no 404/405 for its method and path).
+    for (method, path) in &documented {
+        let url = app.url(&path.replace("{id}", "1"));
+        let r = app
+            .client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(ADMIN_KEY)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let problem = r.headers().get("content-type").is_some_and(|v| v == "application/problem+json");
+        // A 404 from a handler is a problem document ("no such order"); the router's own is not.
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED && (status != StatusCode::NOT_FOUND || problem),
+            "{method} {path}: {status}"
+        );
+    }
+    // Routes can only be added through the documented router: no bare `.route(` in src/http.
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(".route("), "{} registers an undocumented route", path.display());
+    }
+}
+
+/// Every `komisi_*` name in a dashboard query or an alert rule.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("komisi_") {
+        let start = i + pos;
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase() || bytes[end].is_ascii_digit() || bytes[end] == b'_')
+        {
+            end += 1;
+        }
+        let name = &text[start..end];
+        let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        names.insert(base.to_owned());
+        i = end;
+    }
+    names
+}
+
+#[test]
+fn dashboards_and_alerts_only_use_exported_metrics() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
+    let exported: BTreeSet<String> = komisi::metrics::ALL.iter().map(|(n, _)| n.to_string()).collect();
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/komisi.json")).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    let rules = std::fs::read_to_string(format!("{dir}/alerts.yml")).unwrap();
+    let rule_exprs: Vec<String> =
+        rules.lines().filter_map(|l| l.trim().strip_prefix("expr:")).map(str::to_owned).collect();
+    assert!(exprs.len() >= 10 && rule_exprs.len() >= 4, "dashboard and rules parsed");
+    let used: BTreeSet<String> = exprs.iter().chain(rule_exprs.iter()).flat_map(|e| metric_names(e)).collect();
+    let unknown: Vec<&String> = used.difference(&exported).collect();
+    assert!(unknown.is_empty(), "queries name metrics komisi does not export: {unknown:?}");
+    // The SPEC's required metrics are all on the dashboard.
+    for required in [
+        "komisi_http_requests_total",
+        "komisi_http_request_duration_seconds",
+        "komisi_events_total",
+        "komisi_event_lag_seconds",
+        "komisi_events_pending",
+        "komisi_events_dead",
+        "komisi_actors_active",
+        "komisi_actor_restarts_total",
+        "komisi_commission_amount_total",
+        "komisi_event_processing_duration_seconds",
+    ] {
+        assert!(used.contains(required), "{required} missing from the dashboard");
+    }
+    let prometheus = std::fs::read_to_string(format!("{dir}/prometheus.yml")).unwrap();
+    assert!(prometheus.contains("alerts.yml") && prometheus.contains("/metrics"));
+}
