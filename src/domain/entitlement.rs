@@ -253,18 +253,22 @@ pub fn month_window(at: DateTime<Utc>, tz: chrono_tz::Tz) -> (DateTime<Utc>, Dat
     let local = at.with_timezone(&tz);
     let (y, m) = (local.year(), local.month());
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    let start_of = |year: i32, month: u32| -> DateTime<Utc> {
-        let midnight = NaiveDate::from_ymd_opt(year, month, 1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .expect("the first of a month at midnight exists");
-        // Midnight skipped by a DST jump: the month starts an hour later.
-        tz.from_local_datetime(&midnight)
+    let start_of = |year: i32, month: u32| -> Option<DateTime<Utc>> {
+        let midnight = NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 0)?;
+        // Midnight repeated by a DST fall-back: the month starts at the first one.
+        // Midnight skipped by a DST jump (an hour long in practice, e.g.
+        // America/Asuncion 2017-10-01): the month starts at the jump, an hour later.
+        let start = tz
+            .from_local_datetime(&midnight)
             .earliest()
             .or_else(|| tz.from_local_datetime(&(midnight + chrono::TimeDelta::hours(1))).earliest())
             .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|| midnight.and_utc())
+            .unwrap_or_else(|| midnight.and_utc());
+        Some(start)
     };
-    (start_of(y, m), start_of(ny, nm))
+    // `at`'s own month always has a first day; the fallbacks only matter at the
+    // edges of chrono's calendar (year ±262143), where a panic would be worse.
+    (start_of(y, m).unwrap_or(DateTime::<Utc>::MIN_UTC), start_of(ny, nm).unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
 #[cfg(test)]

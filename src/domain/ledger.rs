@@ -75,3 +75,97 @@ impl Applied {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn line(affiliate: &str, level: u8, kind: CommissionKind, amount: &str) -> CommissionLine {
+        CommissionLine { affiliate_id: AffiliateId::parse(affiliate).unwrap(), level, kind, amount: d(amount) }
+    }
+
+    fn reward(kind: RewardKind, points: i64) -> RewardLine {
+        RewardLine { buyer_id: BuyerId::parse("x").unwrap(), kind, points }
+    }
+
+    fn entitlement(commissions: Vec<CommissionLine>, rewards: Vec<RewardLine>) -> Entitlement {
+        Entitlement {
+            eligible_amount: Decimal::ZERO,
+            original_eligible_amount: Decimal::ZERO,
+            no_commission_reason: None,
+            commissions,
+            rewards,
+        }
+    }
+
+    #[test]
+    fn delta_is_entitled_minus_applied_per_key_sorted_and_without_zeros() {
+        use CommissionKind::*;
+        let mut applied = Applied::default();
+        applied.add(&Delta {
+            commissions: vec![
+                line("C", 1, Commission, "95000"),
+                line("C", 1, TierBonus, "1000"),
+                line("B", 2, Commission, "64500"),
+            ],
+            rewards: vec![reward(RewardKind::Points, 21500), reward(RewardKind::FirstOrderBonus, 5000)],
+        });
+        let entitled = entitlement(
+            vec![
+                line("C", 1, MilestoneBonus, "25000"),
+                line("C", 1, Commission, "15000"),
+                line("B", 2, Commission, "64500"),
+            ],
+            vec![reward(RewardKind::FirstOrderBonus, 5000), reward(RewardKind::Points, 1500)],
+        );
+        let change = delta(&entitled, &applied);
+        assert_eq!(
+            change.commissions,
+            vec![
+                line("C", 1, Commission, "-80000"),
+                // Only in the ledger: taken back whole, at the level it was paid at.
+                line("C", 1, TierBonus, "-1000"),
+                line("C", 1, MilestoneBonus, "25000"),
+            ]
+        );
+        assert_eq!(change.rewards, vec![reward(RewardKind::Points, -20000)]);
+        applied.add(&change);
+        assert!(delta(&entitled, &applied).is_empty());
+        // A fully clawed-back key stays in `applied` at zero and needs nothing more.
+        assert_eq!(applied.commissions[&(AffiliateId::parse("C").unwrap(), TierBonus)], (1, d("0")));
+        assert!(delta(&entitlement(vec![], vec![]), &Applied::default()).is_empty());
+    }
+
+    #[test]
+    fn an_empty_entitlement_reverses_everything() {
+        let mut applied = Applied::default();
+        let first = Delta {
+            commissions: vec![line("A", 3, CommissionKind::Commission, "21500")],
+            rewards: vec![reward(RewardKind::Points, 26500)],
+        };
+        applied.add(&first);
+        applied.add(&first);
+        assert_eq!(
+            applied.commissions[&(AffiliateId::parse("A").unwrap(), CommissionKind::Commission)],
+            (3, d("43000"))
+        );
+        let change = delta(&entitlement(vec![], vec![]), &applied);
+        assert_eq!(change.commissions, vec![line("A", 3, CommissionKind::Commission, "-43000")]);
+        assert_eq!(change.rewards, vec![reward(RewardKind::Points, -53000)]);
+    }
+
+    #[test]
+    fn the_entitled_level_wins_over_the_applied_one() {
+        let mut applied = Applied::default();
+        applied.add(&Delta { commissions: vec![line("A", 2, CommissionKind::Commission, "10")], rewards: vec![] });
+        let change = delta(&entitlement(vec![line("A", 3, CommissionKind::Commission, "4")], vec![]), &applied);
+        assert_eq!(change.commissions, vec![line("A", 3, CommissionKind::Commission, "-6")]);
+        applied.add(&change);
+        assert_eq!(applied.commissions[&(AffiliateId::parse("A").unwrap(), CommissionKind::Commission)], (3, d("4")));
+    }
+}

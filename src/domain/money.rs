@@ -55,8 +55,11 @@ pub fn parse_amount(s: &str) -> Result<Decimal, MoneyError> {
 
 /// A rate: a plain decimal string in [0, 1], at most 6 decimals.
 pub fn parse_rate(s: &str) -> Result<Decimal, MoneyError> {
-    match parse_non_negative(s, 6, 28) {
+    // One integer digit bounds the work on absurd input; anything of two or more
+    // digits is above 1, which is the message the user needs, not "below 10^1".
+    match parse_non_negative(s, 6, 1) {
         Ok(r) if r > Decimal::ONE => Err(MoneyError::RateAboveOne),
+        Err(MoneyError::TooLarge(_)) => Err(MoneyError::RateAboveOne),
         other => other,
     }
 }
@@ -93,6 +96,9 @@ mod tests {
         assert_eq!(parse_amount("0"), Ok(d("0")));
         assert_eq!(parse_amount("007"), Ok(d("7")));
         assert_eq!(parse_amount("999999999999.9999"), Ok(d("999999999999.9999")));
+        // Leading zeros do not count towards the size limit.
+        assert_eq!(parse_amount("0000000000000000000001.5"), Ok(d("1.5")));
+        assert_eq!(parse_non_negative("12.5", 1, 2), Ok(d("12.5")));
     }
 
     #[test]
@@ -101,6 +107,8 @@ mod tests {
             assert_eq!(parse_amount(bad), Err(MoneyError::Syntax), "{bad:?}");
         }
         assert_eq!(parse_amount("1.23456"), Err(MoneyError::TooManyDecimals(4)));
+        assert_eq!(parse_amount("999999999999.99999"), Err(MoneyError::TooManyDecimals(4)));
+        assert_eq!(parse_non_negative("100", 0, 2), Err(MoneyError::TooLarge("10^2".into())));
         assert_eq!(parse_amount("1000000000000"), Err(MoneyError::TooLarge("10^12".into())));
         assert_eq!(parse_amount(&"9".repeat(400)), Err(MoneyError::TooLarge("10^12".into())));
     }
@@ -112,6 +120,14 @@ mod tests {
         assert_eq!(parse_rate("1.5"), Err(MoneyError::RateAboveOne));
         assert_eq!(parse_rate("10"), Err(MoneyError::RateAboveOne));
         assert_eq!(parse_rate("0.1234567"), Err(MoneyError::TooManyDecimals(6)));
+        assert_eq!(parse_rate("0"), Ok(d("0")));
+        assert_eq!(parse_rate("1.0"), Ok(d("1")));
+        assert_eq!(parse_rate("1.000001"), Err(MoneyError::RateAboveOne));
+        assert_eq!(parse_rate("1234567890123456789012345678.123456"), Err(MoneyError::RateAboveOne));
+        assert_eq!(parse_rate(&"9".repeat(400)), Err(MoneyError::RateAboveOne));
+        for bad in ["", "-0.1", "1e-1", ".5", "0.", " 0.1", "NaN"] {
+            assert_eq!(parse_rate(bad), Err(MoneyError::Syntax), "{bad:?}");
+        }
     }
 
     #[test]

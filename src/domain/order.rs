@@ -42,3 +42,40 @@ impl OrderState {
         self.cancelled || self.fully_refunded()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn item(quantity: u32, refunded: u32, price: &str) -> OrderItem {
+        OrderItem {
+            sku: Sku::parse(&format!("sku-{price}")).unwrap(),
+            category: Category::parse("fashion").unwrap(),
+            quantity,
+            refunded,
+            unit_price: Decimal::from_str(price).unwrap(),
+        }
+    }
+
+    fn order(items: Vec<OrderItem>, cancelled: bool) -> OrderState {
+        OrderState { buyer_id: BuyerId::parse("x").unwrap(), items, cancelled }
+    }
+
+    #[test]
+    fn the_total_is_as_bought_whatever_was_refunded() {
+        let o = order(vec![item(2, 1, "75000"), item(3, 0, "0.5")], false);
+        assert_eq!(o.total(), Decimal::from_str("150001.5").unwrap());
+        assert_eq!(o.items[0].net_quantity(), 1);
+    }
+
+    #[test]
+    fn voided_means_cancelled_or_every_unit_refunded() {
+        assert!(!order(vec![item(2, 1, "1"), item(1, 1, "2")], false).voided());
+        assert!(order(vec![item(2, 2, "1"), item(1, 1, "2")], false).fully_refunded());
+        assert!(order(vec![item(2, 0, "1")], true).voided());
+        assert!(!order(vec![item(2, 0, "1")], true).fully_refunded());
+        // Not reachable from the API (orders have 1-500 items), but not "fully refunded".
+        assert!(!order(vec![], false).voided());
+    }
+}

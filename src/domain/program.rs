@@ -108,16 +108,19 @@ impl Program {
                 Decimal::ZERO
             })
         };
-        let amount = |field: String, s: &str, err: &mut dyn FnMut(String, String)| -> Decimal {
+        // None when the text is not an amount at all, so checks that compare the
+        // value (above 0, increasing tiers) do not pile a second error on the field.
+        let amount = |field: String, s: &str, err: &mut dyn FnMut(String, String)| -> Option<Decimal> {
             match money::parse_amount(s) {
-                Ok(a) if a.scale() > scale && a.normalize().scale() > scale => {
+                // Trailing zeros ("50000.00" at scale 0) are not finer than the scale.
+                Ok(a) if a.normalize().scale() > scale => {
                     err(field, format!("must have at most {scale} decimal places (the program scale)"));
-                    a
+                    Some(a)
                 }
-                Ok(a) => a,
+                Ok(a) => Some(a),
                 Err(e) => {
                     err(field, e.to_string());
-                    Decimal::ZERO
+                    None
                 }
             }
         };
@@ -148,20 +151,31 @@ impl Program {
             }
             excluded_categories.insert(category.clone());
         }
-        let min_order_amount = amount("min_order_amount".into(), &doc.min_order_amount, &mut err);
+        let min_order_amount =
+            amount("min_order_amount".into(), &doc.min_order_amount, &mut err).unwrap_or(Decimal::ZERO);
         let max_commission_per_order =
             amount("max_commission_per_order".into(), &doc.max_commission_per_order, &mut err);
-        if max_commission_per_order <= Decimal::ZERO {
+        if max_commission_per_order.is_some_and(|max| max <= Decimal::ZERO) {
             err("max_commission_per_order".into(), "must be above 0".into());
         }
+        let max_commission_per_order = max_commission_per_order.unwrap_or(Decimal::ZERO);
         let mut tiers: Vec<Tier> = Vec::new();
+        // The highest threshold so far that parsed: a tier that fails to parse is
+        // reported once, and every tier not above all earlier ones is reported.
+        let mut highest_from: Option<Decimal> = None;
         for (i, t) in doc.tiers.iter().enumerate() {
             let from = amount(format!("tiers[{i}].monthly_sales_from"), &t.monthly_sales_from, &mut err);
-            if tiers.last().is_some_and(|prev| prev.monthly_sales_from >= from) {
-                err(format!("tiers[{i}].monthly_sales_from"), "tiers must be in increasing monthly_sales_from".into());
+            if let Some(from) = from {
+                if highest_from.is_some_and(|highest| highest >= from) {
+                    err(
+                        format!("tiers[{i}].monthly_sales_from"),
+                        "tiers must be in strictly increasing monthly_sales_from".into(),
+                    );
+                }
+                highest_from = Some(highest_from.map_or(from, |highest| highest.max(from)));
             }
             tiers.push(Tier {
-                monthly_sales_from: from,
+                monthly_sales_from: from.unwrap_or(Decimal::ZERO),
                 bonus_rate: rate(format!("tiers[{i}].bonus_rate"), &t.bonus_rate, &mut err),
             });
         }
@@ -174,7 +188,7 @@ impl Program {
             }
             milestones.push(Milestone {
                 nth_order_in_month: m.nth_order_in_month,
-                bonus: amount(format!("milestones[{i}].bonus"), &m.bonus, &mut err),
+                bonus: amount(format!("milestones[{i}].bonus"), &m.bonus, &mut err).unwrap_or(Decimal::ZERO),
             });
         }
         if doc.holding_days > 3650 {
@@ -331,6 +345,97 @@ mod tests {
         ] {
             assert!(fields.contains(&expected), "{expected} missing from {fields:?}");
         }
+    }
+
+    #[test]
+    fn the_other_paths_are_reported_once_each() {
+        let mut doc = Program::default_doc();
+        doc.levels = vec![];
+        doc.category_rates = BTreeMap::from([("electronics".to_owned(), "0.5.0".to_owned())]);
+        doc.excluded_categories = vec!["gift card".into()];
+        doc.max_commission_per_order = "1e6".into();
+        doc.tiers = vec![
+            TierDoc { monthly_sales_from: "abc".into(), bonus_rate: "0.01".into() },
+            TierDoc { monthly_sales_from: "100".into(), bonus_rate: "0.02".into() },
+            TierDoc { monthly_sales_from: "100".into(), bonus_rate: "0.03".into() },
+        ];
+        doc.milestones = vec![
+            MilestoneDoc { nth_order_in_month: 2, bonus: "25000.5".into() },
+            MilestoneDoc { nth_order_in_month: 2, bonus: "1".into() },
+        ];
+        doc.buyer_rewards.first_order_bonus = "1000000001".into();
+        let errors = Program::parse(&doc).unwrap_err();
+        let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            vec![
+                "buyer_rewards.first_order_bonus",
+                "category_rates.electronics",
+                "excluded_categories[0]",
+                "levels",
+                "max_commission_per_order",
+                "milestones[0].bonus",
+                "milestones[1].nth_order_in_month",
+                "tiers[0].monthly_sales_from",
+                "tiers[2].monthly_sales_from",
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_at_their_edges() {
+        let ok = |change: &dyn Fn(&mut ProgramDoc)| {
+            let mut doc = Program::default_doc();
+            change(&mut doc);
+            Program::parse(&doc).map(|_| ()).map_err(|e| e.into_iter().map(|e| e.field).collect::<Vec<_>>())
+        };
+        assert_eq!(ok(&|d| d.levels = vec!["1".into(); 10]), Ok(()));
+        assert_eq!(ok(&|d| d.levels = vec!["0.1".into(); 11]), Err(vec!["levels".to_owned()]));
+        assert_eq!(ok(&|d| d.scale = 4), Ok(()));
+        assert_eq!(ok(&|d| d.holding_days = 3650), Ok(()));
+        assert_eq!(ok(&|d| d.holding_days = 3651), Err(vec!["holding_days".to_owned()]));
+        assert_eq!(ok(&|d| d.buyer_rewards.first_order_bonus = "1000000000".into()), Ok(()));
+        assert_eq!(ok(&|d| d.buyer_rewards.first_order_bonus = "0".into()), Ok(()));
+        for bad in ["", "-1", "+1", "5.0", " 5", "99999999999999999999999"] {
+            assert_eq!(
+                ok(&|d| d.buyer_rewards.first_order_bonus = bad.into()),
+                Err(vec!["buyer_rewards.first_order_bonus".to_owned()]),
+                "{bad:?}"
+            );
+        }
+        for bad in ["IDRX", "ID", "Idr", "ID1", "ÀBC"] {
+            assert_eq!(ok(&|d| d.currency = bad.into()), Err(vec!["currency".to_owned()]), "{bad:?}");
+        }
+        assert_eq!(
+            ok(&|d| d.max_commission_per_order = "0.0".into()),
+            Err(vec!["max_commission_per_order".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_richer_program_round_trips() {
+        let mut doc = Program::default_doc();
+        doc.scale = 2;
+        doc.rounding = Rounding::HalfEven;
+        doc.timezone = "Europe/Berlin".into();
+        doc.levels = vec!["0.125".into(), "0".into(), "1".into()];
+        doc.category_rates.insert("food".into(), "0.000001".into());
+        doc.excluded_categories = vec!["b".into(), "a".into()];
+        doc.min_order_amount = "0.50".into();
+        doc.tiers = vec![
+            TierDoc { monthly_sales_from: "0".into(), bonus_rate: "0.01".into() },
+            TierDoc { monthly_sales_from: "999999999999.99".into(), bonus_rate: "0.02".into() },
+        ];
+        doc.milestones = vec![
+            MilestoneDoc { nth_order_in_month: 5, bonus: "0.01".into() },
+            MilestoneDoc { nth_order_in_month: 1, bonus: "10".into() },
+        ];
+        let program = Program::parse(&doc).expect("valid");
+        assert_eq!(program.to_doc().levels, vec!["0.125", "0", "1"]);
+        assert_eq!(program.to_doc().min_order_amount, "0.5");
+        assert_eq!(program.level1_rate("food"), Decimal::new(1, 6));
+        assert_eq!(Program::parse(&program.to_doc()), Ok(program));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Properties of the engine over random programs, orders and event histories:
 //! replays write nothing, any event order converges to the same ledger, and
 //! rounding never pays more than the rules' exact amount.
-use super::entitlement::{entitle, AffiliateSnapshot, CommissionKind, Entitlement, FrozenContext};
+use super::entitlement::{entitle, AffiliateSnapshot, CommissionKind, Entitlement, FrozenContext, RewardKind};
 use super::ids::{AffiliateId, BuyerId, Category, Sku};
 use super::ledger::{delta, Applied};
 use super::money::Rounding;
 use super::order::{OrderItem, OrderState};
 use super::program::{MilestoneDoc, Program, ProgramDoc, TierDoc};
 use proptest::prelude::*;
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,15 +29,24 @@ prop_compose! {
         rounding in rounding(),
         electronics in prop::option::of(rate()),
         exclude_gift_cards in any::<bool>(),
-        min in 0u64..200_000,
-        cap in 1u64..2_000_000,
-        tier in prop::option::of((0u64..3_000_000, rate())),
-        milestone in prop::option::of((1u32..=4, 0u64..50_000)),
+        min_cents in 0i64..20_000_000,
+        cap_cents in 1i64..200_000_000,
+        tiers in prop::collection::vec((0u64..3_000_000, rate()), 0..=3),
+        milestones in prop::collection::vec((1u32..=4, 0i64..5_000_000), 0..=3),
         skip in any::<bool>(),
         points_rate in rate(),
         first_bonus in 0u32..10_000,
     ) -> Program {
         let s = |d: Decimal| super::money::format(d);
+        // Amounts at the program's scale (cents cut down to it), as the program requires.
+        let at_scale = |cents: i64| super::money::round(Decimal::new(cents, 2), scale, Rounding::Floor);
+        let cap = at_scale(cap_cents).max(Decimal::new(1, scale));
+        let mut tiers = tiers;
+        tiers.sort_by_key(|t| t.0);
+        tiers.dedup_by_key(|t| t.0);
+        let mut milestones = milestones;
+        milestones.sort_by_key(|m| m.0);
+        milestones.dedup_by_key(|m| m.0);
         let doc = ProgramDoc {
             currency: "IDR".into(),
             scale,
@@ -45,10 +55,10 @@ prop_compose! {
             levels: levels.into_iter().map(s).collect(),
             category_rates: electronics.map(|r| BTreeMap::from([("electronics".to_owned(), s(r))])).unwrap_or_default(),
             excluded_categories: if exclude_gift_cards { vec!["gift-card".into()] } else { vec![] },
-            min_order_amount: min.to_string(),
-            max_commission_per_order: cap.to_string(),
-            tiers: tier.map(|(from, r)| vec![TierDoc { monthly_sales_from: from.to_string(), bonus_rate: s(r) }]).unwrap_or_default(),
-            milestones: milestone.map(|(n, b)| vec![MilestoneDoc { nth_order_in_month: n, bonus: b.to_string() }]).unwrap_or_default(),
+            min_order_amount: s(at_scale(min_cents)),
+            max_commission_per_order: s(cap),
+            tiers: tiers.into_iter().map(|(from, r)| TierDoc { monthly_sales_from: from.to_string(), bonus_rate: s(r) }).collect(),
+            milestones: milestones.into_iter().rev().map(|(n, b)| MilestoneDoc { nth_order_in_month: n, bonus: s(at_scale(b)) }).collect(),
             skip_inactive_upline: skip,
             holding_days: 0,
             buyer_rewards: super::program::BuyerRewardsDoc { points_rate: s(points_rate), first_order_bonus: first_bonus.to_string() },
@@ -79,7 +89,7 @@ prop_compose! {
 
 prop_compose! {
     fn context()(
-        direct in prop::option::of(any::<bool>()),
+        direct in prop::option::of((any::<bool>(), prop::bool::weighted(0.1))),
         upline in prop::collection::vec(any::<bool>(), 0..=4),
         volume in 0u64..5_000_000,
         nth in 1u32..=4,
@@ -87,7 +97,11 @@ prop_compose! {
     ) -> FrozenContext {
         let snap = |id: String, suspended: bool| AffiliateSnapshot { id: AffiliateId::parse(&id).unwrap(), suspended, buyer_id: None };
         FrozenContext {
-            direct: direct.map(|s| snap("direct".into(), s)),
+            // Sometimes the direct affiliate is the buyer (self-referral).
+            direct: direct.map(|(s, own)| AffiliateSnapshot {
+                buyer_id: own.then(|| BuyerId::parse("buyer").unwrap()),
+                ..snap("direct".into(), s)
+            }),
             upline: upline.into_iter().enumerate().map(|(n, s)| snap(format!("up-{n}"), s)).collect(),
             volume_before: Decimal::from(volume),
             nth_in_month: nth,
@@ -193,37 +207,121 @@ proptest! {
     }
 
     #[test]
-    fn rounding_never_pays_more_than_the_exact_amount(p in program(), o in order(), ctx in context()) {
+    fn rounding_never_pays_more_than_the_exact_amount(
+        p in program(),
+        o in order(),
+        ctx in context(),
+        history in changes(),
+    ) {
+        // Some orders partly or fully refunded, some cancelled.
+        let mut o = o;
+        for change in &history {
+            apply(&mut o, change);
+        }
         let e = entitle(&o, &p, &ctx);
         let unit = Decimal::new(1, p.scale);
-        let exact_rate = |level: u8| p.levels[usize::from(level) - 1];
+        let half_unit = unit / Decimal::TWO;
+        let paid = e.no_commission_reason.is_none() && !o.voided();
+        // The rules' amounts before rounding, computed here from the rules, not from `entitle`.
+        let eligible: Decimal = if o.cancelled {
+            Decimal::ZERO
+        } else {
+            o.items
+                .iter()
+                .filter(|i| !p.is_excluded(i.category.as_str()))
+                .map(|i| Decimal::from(i.quantity - i.refunded) * i.unit_price)
+                .sum()
+        };
+        prop_assert_eq!(e.eligible_amount, eligible);
+        let level1_exact: Decimal = o
+            .items
+            .iter()
+            .filter(|i| !p.is_excluded(i.category.as_str()))
+            .map(|i| Decimal::from(i.net_quantity()) * i.unit_price * p.level1_rate(i.category.as_str()))
+            .sum();
+        let tier_rate = p.tiers.iter().rev().find(|t| t.monthly_sales_from <= ctx.volume_before).map_or(Decimal::ZERO, |t| t.bonus_rate);
+        let milestone = p.milestones.iter().find(|m| m.nth_order_in_month == ctx.nth_in_month).map_or(Decimal::ZERO, |m| m.bonus);
+        let amount_of = |level: u8, kind: CommissionKind| {
+            e.commissions.iter().find(|l| l.level == level && l.kind == kind).map_or(Decimal::ZERO, |l| l.amount)
+        };
+        let commission = amount_of(1, CommissionKind::Commission);
+        let tier = amount_of(1, CommissionKind::TierBonus);
+
+        let mut exact_total = Decimal::ZERO;
+        let mut paid_total = Decimal::ZERO;
         for line in &e.commissions {
-            prop_assert!(line.amount > Decimal::ZERO);
-            // Upline lines are eligible × level rate; level-1 commission is per item.
-            let exact = match (line.level, line.kind) {
-                (1, CommissionKind::Commission) => o
-                    .items
-                    .iter()
-                    .filter(|i| !p.is_excluded(i.category.as_str()))
-                    .map(|i| Decimal::from(i.net_quantity()) * i.unit_price * p.level1_rate(i.category.as_str()))
-                    .sum::<Decimal>()
-                    .min(p.max_commission_per_order),
-                (1, _) => continue, // bonuses: capped or fixed amounts, checked below
-                (level, _) => e.eligible_amount * exact_rate(level),
+            prop_assert!(paid, "a line without commission: {line:?}");
+            prop_assert!(line.amount > Decimal::ZERO, "{line:?}");
+            prop_assert!(line.amount.normalize().scale() <= p.scale, "{line:?} finer than the scale");
+            // The exact amount of this line, and the amount a correct rounding may differ by.
+            let (exact, capped) = match (line.level, line.kind) {
+                (1, CommissionKind::Commission) => (level1_exact.min(p.max_commission_per_order), level1_exact >= p.max_commission_per_order),
+                // The tier bonus is capped against the *rounded* commission.
+                (1, CommissionKind::TierBonus) => {
+                    let room = p.max_commission_per_order - commission;
+                    ((eligible * tier_rate).min(room), eligible * tier_rate >= room)
+                }
+                (1, CommissionKind::MilestoneBonus) => (milestone, true),
+                (level, _) => (eligible * p.levels[usize::from(level) - 1], false),
             };
-            let capped = line.level == 1 && exact == p.max_commission_per_order;
             match p.rounding {
                 Rounding::Floor => prop_assert!(line.amount <= exact && (capped || exact - line.amount < unit), "{line:?} vs {exact}"),
-                Rounding::HalfEven | Rounding::HalfUp => prop_assert!((line.amount - exact).abs() * Decimal::TWO <= unit, "{line:?} vs {exact}"),
+                Rounding::HalfEven | Rounding::HalfUp => prop_assert!((line.amount - exact).abs() <= half_unit, "{line:?} vs {exact}"),
             }
+            paid_total += line.amount;
         }
-        let level1: Decimal = e
-            .commissions
-            .iter()
-            .filter(|l| l.level == 1 && matches!(l.kind, CommissionKind::Commission | CommissionKind::TierBonus))
-            .map(|l| l.amount)
-            .sum();
-        prop_assert!(level1 <= p.max_commission_per_order);
+        if paid {
+            // Rule 6 on the exact amounts, then the upline and the milestone.
+            let (c, t) = if level1_exact > p.max_commission_per_order {
+                (p.max_commission_per_order, Decimal::ZERO)
+            } else {
+                (level1_exact, (eligible * tier_rate).min(p.max_commission_per_order - level1_exact))
+            };
+            exact_total = c + t + milestone;
+            // Rule 7, written as the SPEC words it: with skipping, the active ancestors
+            // take the levels in turn; without, ancestor i holds level i + 2 or forfeits it.
+            let mut expected_upline = Vec::new();
+            let mut ancestors = ctx.upline.iter().filter(|a| !p.skip_inactive_upline || !a.suspended);
+            for (k, rate) in p.levels.iter().enumerate().skip(1) {
+                match ancestors.next() {
+                    Some(a) if !a.suspended => {
+                        exact_total += eligible * rate;
+                        let amount = super::money::round(eligible * rate, p.scale, p.rounding);
+                        if !amount.is_zero() {
+                            expected_upline.push((a.id.clone(), k + 1, amount));
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            let upline: Vec<_> = e
+                .commissions
+                .iter()
+                .filter(|l| l.level > 1)
+                .map(|l| (l.affiliate_id.clone(), usize::from(l.level), l.amount))
+                .collect();
+            prop_assert_eq!(upline, expected_upline);
+            prop_assert!(e.commissions.iter().filter(|l| l.level > 1).all(|l| l.kind == CommissionKind::Commission));
+            prop_assert_eq!(amount_of(1, CommissionKind::MilestoneBonus), milestone);
+        }
+        if p.rounding == Rounding::Floor {
+            prop_assert!(paid_total <= exact_total, "paid {paid_total} > exact {exact_total}");
+        }
+        // Rule 6 holds on what is paid.
+        prop_assert!(commission + tier <= p.max_commission_per_order);
+        // Deterministic order: commissions by (level, kind), rewards by kind.
+        let keys: Vec<_> = e.commissions.iter().map(|l| (l.level, l.kind)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        prop_assert_eq!(keys, sorted);
+        // Rule 8: points always floored, whatever the program's rounding; never negative.
+        let points = if o.voided() { 0 } else { (eligible * p.points_rate).floor().to_i64().unwrap() };
+        let bonus = if ctx.buyer_first_order && !o.voided() { p.first_order_bonus } else { 0 };
+        let reward = |kind: RewardKind| e.rewards.iter().find(|r| r.kind == kind).map_or(0, |r| r.points);
+        prop_assert_eq!(reward(RewardKind::Points), points);
+        prop_assert_eq!(reward(RewardKind::FirstOrderBonus), bonus);
         for r in &e.rewards {
             prop_assert!(r.points > 0);
         }
