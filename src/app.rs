@@ -76,7 +76,13 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         },
         admin: if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() },
     };
-    let store = Store::connect(&config.database_url, config.db_max_connections, config.redeliver_after()).await?;
+    let store = Store::connect_split(
+        &config.database_url,
+        config.db_max_connections,
+        config.db_worker_connections,
+        config.redeliver_after(),
+    )
+    .await?;
     store.migrate().await?;
     let redis_url = config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
     let consumer = format!("komisi-{}", uuid::Uuid::now_v7());

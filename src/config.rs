@@ -62,9 +62,13 @@ pub struct Config {
     #[arg(long, env = "KOMISI_MAX_INFLIGHT", default_value_t = 10_000)]
     pub max_inflight: usize,
 
-    /// MySQL connection pool size.
-    #[arg(long, env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 32)]
+    /// MySQL connections for requests (intake and reads).
+    #[arg(long, env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+
+    /// MySQL connections for event processing, approval and recovery.
+    #[arg(long, env = "KOMISI_DB_WORKER_CONNECTIONS", default_value_t = 16)]
+    pub db_worker_connections: u32,
 
     /// Benchmark only: sleep this long before every commission computation
     /// (outside any transaction). Off (0) by default.

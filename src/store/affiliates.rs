@@ -102,7 +102,7 @@ pub enum PatchAffiliate {
 
 const COLUMNS: &str = "id, name, parent_id, referral_code, buyer_id, status, pending, approved, paid, created_at";
 
-fn from_row(row: &MySqlRow) -> Result<Affiliate> {
+pub(super) fn from_row(row: &MySqlRow) -> Result<Affiliate> {
     let status: String = row.try_get("status")?;
     Ok(Affiliate {
         id: AffiliateId::from_trusted(row.try_get("id")?),

@@ -26,7 +26,7 @@ impl Store {
         error: &str,
         policy: &RetryPolicy,
     ) -> Result<(EventStatus, EventType)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.work.begin().await?;
         let Some(row) = sqlx::query("SELECT type, status, attempts, order_id FROM events WHERE id = ? FOR UPDATE")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -85,7 +85,7 @@ impl Store {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.work)
         .await?;
         let refs = rows.iter().map(event_ref).collect::<Result<Vec<_>>>()?;
         if !refs.is_empty() {
@@ -96,7 +96,7 @@ impl Store {
                 ids.push_bind(r.id.to_string());
             }
             q.push(")");
-            q.build().execute(&self.pool).await?;
+            q.build().execute(&self.work).await?;
         }
         Ok(refs)
     }
@@ -110,7 +110,7 @@ impl Store {
         )
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.work)
         .await?
         .iter()
         .map(event_ref)
@@ -121,7 +121,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT status, COUNT(*) AS n FROM events WHERE status IN ('pending', 'processing', 'failed', 'dead') GROUP BY status",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.work)
         .await?;
         let mut backlog = Backlog::default();
         for r in rows {

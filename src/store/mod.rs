@@ -74,7 +74,11 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 /// Handle to the database: a pool plus a cache of immutable program versions.
 #[derive(Clone)]
 pub struct Store {
+    /// Requests (intake and reads): kept apart so order intake never waits
+    /// for a connection held by commission work (G4).
     pool: MySqlPool,
+    /// Event processing, approval and recovery.
+    work: MySqlPool,
     programs: Arc<RwLock<HashMap<u64, Arc<Program>>>>,
     /// How long a journaled event may stay unapplied before recovery journals it again.
     lease: chrono::TimeDelta,
@@ -84,23 +88,37 @@ impl Store {
     /// Connects with UTC session time and READ COMMITTED isolation: every money
     /// transaction takes explicit row locks, so it needs no gap locks.
     pub async fn connect(url: &str, max_connections: u32, redeliver_after: Duration) -> Result<Store> {
+        Self::connect_split(url, max_connections, max_connections, redeliver_after).await
+    }
+
+    /// One pool for requests, one for event processing.
+    pub async fn connect_split(
+        url: &str,
+        request_connections: u32,
+        worker_connections: u32,
+        redeliver_after: Duration,
+    ) -> Result<Store> {
         let options =
             MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_owned())).statement_cache_capacity(256);
-        let pool = MySqlPoolOptions::new()
-            .max_connections(max_connections)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
-                    conn.execute("SET SESSION innodb_lock_wait_timeout = 10").await?;
-                    Ok(())
+        let pool_of = |size: u32| {
+            MySqlPoolOptions::new()
+                .max_connections(size.max(1))
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+                        conn.execute("SET SESSION innodb_lock_wait_timeout = 10").await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await?;
+                .connect_with(options.clone())
+        };
+        let pool = pool_of(request_connections).await?;
+        let work = pool_of(worker_connections).await?;
         Ok(Store {
             pool,
+            work,
             programs: Arc::new(RwLock::new(HashMap::new())),
             lease: chrono::TimeDelta::from_std(redeliver_after).map_err(corrupt)?,
         })

@@ -42,7 +42,7 @@ impl Store {
     /// order, concurrently: the event and order rows are locked, and a done event
     /// is a no-op.
     pub async fn process_event(&self, id: EventId, faults: &Faults) -> Result<Outcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.work.begin().await?;
         let Some(ev) = sqlx::query("SELECT type, order_id, status, created_at FROM events WHERE id = ? FOR UPDATE")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -73,23 +73,23 @@ impl Store {
         let buyer_id = BuyerId::from_trusted(order.try_get("buyer_id")?);
         let state = load_state(&mut tx, &order_id, buyer_id.clone(), &order).await?;
 
-        let ctx = match order.try_get::<Option<String>, _>("context")? {
-            Some(json) => serde_json::from_str::<FrozenContext>(&json).map_err(corrupt)?,
+        // The context is resolved once, at first processing; before that no event
+        // of this order has written anything, so there is nothing applied to read.
+        let (ctx, new_context, applied) = match order.try_get::<Option<String>, _>("context")? {
+            Some(json) => {
+                let ctx = serde_json::from_str::<FrozenContext>(&json).map_err(corrupt)?;
+                (ctx, None, load_applied(&mut tx, &order_id).await?)
+            }
             None => {
                 let direct = order.try_get::<Option<String>, _>("affiliate_id")?.map(AffiliateId::from_trusted);
                 let placed_at: DateTime<Utc> = order.try_get("placed_at")?;
                 let ctx = resolve_context(&mut tx, &program, &order_id, &buyer_id, direct.as_ref(), placed_at).await?;
-                sqlx::query("UPDATE orders SET context = ? WHERE id = ?")
-                    .bind(serde_json::to_string(&ctx).map_err(corrupt)?)
-                    .bind(order_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                ctx
+                let json = serde_json::to_string(&ctx).map_err(corrupt)?;
+                (ctx, Some(json), Applied::default())
             }
         };
 
         let entitled = entitle(&state, &program, &ctx);
-        let applied = load_applied(&mut tx, &order_id).await?;
         let delta = delta(&entitled, &applied);
         let now = Utc::now();
         // Once approved, an order's entries (clawbacks included) land approved.
@@ -116,13 +116,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let commission_status = order_commission_status(&mut tx, &order_id).await?;
-        sqlx::query("UPDATE orders SET commission_status = ?, no_commission_reason = ?, updated_at = ? WHERE id = ?")
-            .bind(commission_status.as_str())
-            .bind(entitled.no_commission_reason.map(|r| r.as_str()))
-            .bind(now)
-            .bind(order_id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE orders SET commission_status = ?, no_commission_reason = ?, context = COALESCE(?, context), \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(commission_status.as_str())
+        .bind(entitled.no_commission_reason.map(|r| r.as_str()))
+        .bind(new_context)
+        .bind(now)
+        .bind(order_id.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
 
         let mut amounts: BTreeMap<CommissionKind, Decimal> = BTreeMap::new();
@@ -149,11 +153,11 @@ impl Store {
         )
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.work)
         .await?;
         let mut approved = 0;
         for id in due {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.work.begin().await?;
             let still_due: Option<i64> = sqlx::query_scalar(
                 "SELECT 1 FROM orders WHERE id = ? AND approved_at IS NULL AND approve_at <= ? FOR UPDATE",
             )
@@ -262,17 +266,26 @@ async fn resolve_context(
     let mut seen = HashSet::from([direct.id.clone()]);
     let mut filled = 0;
     let mut cursor = direct.parent_id.clone();
-    while let Some(id) = cursor {
-        if filled >= wanted || upline.len() >= MAX_TREE_DEPTH || !seen.insert(id.clone()) {
+    while let Some(start) = cursor.take() {
+        // One round trip for the next stretch of ancestors (a few more than the
+        // levels, in case some are suspended and skipped).
+        let stretch = ancestors(tx, &start, wanted.saturating_sub(filled) + 4).await?;
+        let reached_end = stretch.len() < wanted.saturating_sub(filled) + 4;
+        for ancestor in stretch {
+            if filled >= wanted || upline.len() >= MAX_TREE_DEPTH || !seen.insert(ancestor.id.clone()) {
+                cursor = None;
+                break;
+            }
+            let suspended = ancestor.status == AffiliateStatus::Suspended;
+            if !suspended || !program.skip_inactive_upline {
+                filled += 1;
+            }
+            cursor = ancestor.parent_id.clone();
+            upline.push(AffiliateSnapshot { id: ancestor.id, suspended, buyer_id: ancestor.buyer_id });
+        }
+        if reached_end || filled >= wanted {
             break;
         }
-        let Some(ancestor) = fetch_affiliate(tx, &id).await? else { break };
-        let suspended = ancestor.status == AffiliateStatus::Suspended;
-        if !suspended || !program.skip_inactive_upline {
-            filled += 1;
-        }
-        cursor = ancestor.parent_id.clone();
-        upline.push(AffiliateSnapshot { id: ancestor.id, suspended, buyer_id: ancestor.buyer_id });
     }
 
     let (start, _end) = month_window(placed_at, program.timezone);
@@ -300,6 +313,27 @@ async fn resolve_context(
         nth_in_month: u32::try_from(earlier + 1).map_err(corrupt)?,
         buyer_first_order,
     })
+}
+
+/// `first` and up to `count − 1` of its ancestors, nearest first, in one query.
+async fn ancestors(
+    tx: &mut Transaction<'_, MySql>,
+    first: &AffiliateId,
+    count: usize,
+) -> Result<Vec<super::affiliates::Affiliate>> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE chain (id, parent_id, depth) AS ( \
+           SELECT id, parent_id, 0 FROM affiliates WHERE id = ? \
+           UNION ALL \
+           SELECT a.id, a.parent_id, c.depth + 1 FROM affiliates a JOIN chain c ON a.id = c.parent_id WHERE c.depth + 1 < ? \
+         ) SELECT c.depth, a.id, a.name, a.parent_id, a.referral_code, a.buyer_id, a.status, a.pending, a.approved, \
+           a.paid, a.created_at FROM chain c JOIN affiliates a ON a.id = c.id ORDER BY c.depth",
+    )
+    .bind(first.as_str())
+    .bind(count as u64)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(super::affiliates::from_row).collect()
 }
 
 async fn load_applied(tx: &mut Transaction<'_, MySql>, order_id: &OrderId) -> Result<Applied> {
@@ -370,15 +404,22 @@ async fn write_delta(
             EntryStatus::Approved => "approved",
             EntryStatus::Paid => "paid",
         };
-        for (affiliate, amount) in by_affiliate {
-            let done = sqlx::query(&format!("UPDATE affiliates SET {column} = {column} + ? WHERE id = ?"))
-                .bind(amount)
-                .bind(affiliate)
-                .execute(&mut **tx)
-                .await?;
-            if done.rows_affected() != 1 {
-                return Err(corrupt(format!("no affiliate row for {affiliate}")));
-            }
+        // One statement for every balance; InnoDB locks the rows in primary-key
+        // order, the same order for every event, so events sharing uplines queue
+        // instead of deadlocking.
+        let mut q = QueryBuilder::<MySql>::new(format!("UPDATE affiliates SET {column} = {column} + CASE id"));
+        for (affiliate, amount) in &by_affiliate {
+            q.push(" WHEN ").push_bind(*affiliate).push(" THEN ").push_bind(*amount);
+        }
+        q.push(" END WHERE id IN (");
+        let mut ids = q.separated(", ");
+        for affiliate in by_affiliate.keys() {
+            ids.push_bind(*affiliate);
+        }
+        q.push(")");
+        let done = q.build().execute(&mut **tx).await?;
+        if done.rows_affected() != by_affiliate.len() as u64 {
+            return Err(corrupt(format!("balance rows missing for some of {:?}", by_affiliate.keys())));
         }
     }
     if !delta.rewards.is_empty() {

@@ -79,7 +79,8 @@ fn test_config(db_url: String, prefix: String) -> Config {
         recovery_interval_ms: 200,
         actor_idle_ms: 1_000,
         max_inflight: 10_000,
-        db_max_connections: 8,
+        db_max_connections: 4,
+        db_worker_connections: 4,
         bench_commission_delay_ms: 0,
     }
 }

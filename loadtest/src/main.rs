@@ -1,0 +1,395 @@
+//! Load generator for komisi (open loop, latency corrected for coordinated
+//! omission) and the raw-database baseline it is compared with. Every loop is
+//! bounded in count and time and targets loopback only.
+mod baseline;
+mod metrics;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "loadtest", about = "Load generator for komisi and the raw-database baseline")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create the affiliate tree (idempotent).
+    Setup(SetupArgs),
+    /// Offer a fixed arrival rate for a while, then report.
+    Run(RunArgs),
+    /// Ramp the rate up to the highest one komisi sustains.
+    FindMax(FindMaxArgs),
+    /// The same durable transactions komisi needs per order, straight to MariaDB.
+    Baseline(baseline::BaselineArgs),
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base_url: String,
+    #[arg(long, env = "KOMISI_STOREFRONT_KEY", default_value = "loadtest")]
+    storefront_key: String,
+    /// komisi's pid, to report its memory (VmRSS, VmHWM).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Affiliates in the tree (100 roots, 900 mid-level, the rest leaves).
+    #[arg(long, default_value_t = 10_000)]
+    affiliates: usize,
+}
+
+#[derive(Args)]
+struct SetupArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args, Clone)]
+struct Mix {
+    /// Share of requests that refund one item of an earlier order.
+    #[arg(long, default_value_t = 0.05)]
+    refund_share: f64,
+    /// Share of requests that complete an earlier order.
+    #[arg(long, default_value_t = 0.10)]
+    complete_share: f64,
+    /// Requests in flight at most; beyond it a request is counted as dropped.
+    #[arg(long, default_value_t = 4_000)]
+    max_in_flight: usize,
+    /// Buyers to spread orders over.
+    #[arg(long, default_value_t = 1_000_000)]
+    buyers: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    mix: Mix,
+    /// Requests per second offered.
+    #[arg(long)]
+    rate: f64,
+    #[arg(long, default_value_t = 30)]
+    duration_secs: u64,
+    /// Longest wait for the backlog to drain after the run.
+    #[arg(long, default_value_t = 300)]
+    drain_timeout_secs: u64,
+}
+
+#[derive(Args)]
+struct FindMaxArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    mix: Mix,
+    #[arg(long, default_value_t = 100.0)]
+    start_rate: f64,
+    #[arg(long, default_value_t = 1.25)]
+    factor: f64,
+    #[arg(long, default_value_t = 20_000.0)]
+    max_rate: f64,
+    #[arg(long, default_value_t = 20)]
+    step_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup(a) => setup(&a.target).await,
+        Cmd::Run(a) => {
+            let report = run(
+                &a.target,
+                &a.mix,
+                a.rate,
+                Duration::from_secs(a.duration_secs),
+                Duration::from_secs(a.drain_timeout_secs),
+            )
+            .await?;
+            println!("{}", compact(&report));
+            Ok(())
+        }
+        Cmd::FindMax(a) => find_max(a).await,
+        Cmd::Baseline(a) => baseline::run(a).await,
+    }
+}
+
+fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(4_096).timeout(Duration::from_secs(30)).build()?)
+}
+
+fn parent_of(n: usize) -> Option<usize> {
+    match n {
+        0..100 => None,
+        100..1000 => Some(n % 100),
+        _ => Some(100 + n % 900),
+    }
+}
+
+async fn setup(t: &Target) -> Result<()> {
+    let http = client()?;
+    let started = Instant::now();
+    // Parents before children: roots, then mid-level, then leaves.
+    for range in
+        [0..100.min(t.affiliates), 100.min(t.affiliates)..1000.min(t.affiliates), 1000.min(t.affiliates)..t.affiliates]
+    {
+        let results: Vec<Result<()>> = futures::stream::iter(range)
+            .map(|n| {
+                let http = http.clone();
+                async move {
+                    let body = json!({"id": format!("aff-{n}"), "name": format!("Affiliate {n}"),
+                        "parent_id": parent_of(n).map(|p| format!("aff-{p}")), "referral_code": format!("code-{n}")});
+                    let r = http
+                        .post(format!("{}/v1/affiliates", t.base_url))
+                        .bearer_auth(&t.storefront_key)
+                        .json(&body)
+                        .send()
+                        .await?;
+                    if !r.status().is_success() {
+                        bail!("affiliate {n}: {} {}", r.status(), r.text().await.unwrap_or_default());
+                    }
+                    Ok(())
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<_>>>()?;
+    }
+    println!("{} affiliates ready in {:.1}s", t.affiliates, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+use futures::StreamExt;
+
+const CATEGORIES: [&str; 4] = ["fashion", "electronics", "food", "gift-card"];
+
+fn new_order(id: &str, mix: &Mix, affiliates: usize, rng: &mut impl Rng) -> (Value, usize) {
+    let leaf = rng.random_range(1000.min(affiliates - 1)..affiliates);
+    let items = rng.random_range(1..=5);
+    let body = json!({
+        "id": id,
+        "buyer_id": format!("buyer-{}", rng.random_range(0..mix.buyers)),
+        "referral_code": format!("code-{leaf}"),
+        "currency": "IDR",
+        "items": (0..items).map(|n| json!({
+            "sku": format!("sku-{n}"),
+            "category": CATEGORIES[rng.random_range(0..CATEGORIES.len())],
+            "quantity": rng.random_range(1..=3),
+            "unit_price": format!("{}", rng.random_range(10..2_000) * 1_000),
+        })).collect::<Vec<_>>(),
+    });
+    (body, items)
+}
+
+#[derive(Default)]
+struct Counters {
+    orders_ok: AtomicU64,
+    other_ok: AtomicU64,
+    errors: AtomicU64,
+    dropped: AtomicU64,
+}
+
+fn quantiles_ms(h: &Histogram<u64>) -> Value {
+    let q = |p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    json!({"p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999), "max_ms": h.max() as f64 / 1000.0, "count": h.len()})
+}
+
+fn rss(pid: Option<u32>) -> Value {
+    let Some(pid) = pid else { return Value::Null };
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return Value::Null };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb as f64 / 1024.0)
+    };
+    json!({"rss_mb": field("VmRSS:"), "peak_rss_mb": field("VmHWM:")})
+}
+
+async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout: Duration) -> Result<Value> {
+    let http = client()?;
+    let before = metrics::scrape(&http, &t.base_url).await.context("komisi /metrics")?;
+    let counters = Arc::new(Counters::default());
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let accepted: Arc<Mutex<Vec<(String, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let backlog = Arc::new(Mutex::new(Vec::new()));
+    let base_open = metrics::open_events(&before);
+    let sampler = {
+        let (http, base, backlog) = (http.clone(), t.base_url.clone(), backlog.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                if let Ok(m) = metrics::scrape(&http, &base).await {
+                    backlog.lock().unwrap().push((started.elapsed().as_secs(), metrics::open_events(&m) - base_open));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = (rate * duration.as_secs_f64()) as u64;
+    let started = Instant::now();
+    let mut rng = rand::rng();
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        // Open loop: request i is due at a fixed time whatever happened before,
+        // and its latency counts from then (no coordinated omission).
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        if in_flight.load(Ordering::Relaxed) >= mix.max_in_flight {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let roll: f64 = rng.random();
+        let earlier = {
+            let list = accepted.lock().unwrap();
+            (!list.is_empty()).then(|| list[rng.random_range(0..list.len())].clone())
+        };
+        let (url, body, is_order) = match earlier {
+            Some((order, items)) if roll < mix.refund_share => (
+                format!("{}/v1/orders/{order}/refunds", t.base_url),
+                json!({"refund_id": format!("r-{i}"), "items": [{"sku": format!("sku-{}", rng.random_range(0..items)), "quantity": 1}]}),
+                None,
+            ),
+            Some((order, _)) if roll < mix.refund_share + mix.complete_share => {
+                (format!("{}/v1/orders/{order}/complete", t.base_url), Value::Null, None)
+            }
+            _ => {
+                let id = format!("lt-{run_id}-{i}");
+                let (body, items) = new_order(&id, mix, t.affiliates, &mut rng);
+                (format!("{}/v1/orders", t.base_url), body, Some((id, items)))
+            }
+        };
+        let (http, key, counters, latency, accepted, in_flight) = (
+            http.clone(),
+            t.storefront_key.clone(),
+            counters.clone(),
+            latency.clone(),
+            accepted.clone(),
+            in_flight.clone(),
+        );
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tasks.push(tokio::spawn(async move {
+            let mut req = http.post(url).bearer_auth(key);
+            if !body.is_null() {
+                req = req.json(&body);
+            }
+            let result = req.send().await;
+            let elapsed = due.elapsed().as_micros() as u64;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            match result {
+                Ok(r) if r.status().is_success() => match is_order {
+                    Some(order) => {
+                        counters.orders_ok.fetch_add(1, Ordering::Relaxed);
+                        let _ = latency.lock().unwrap().record(elapsed.max(1));
+                        accepted.lock().unwrap().push(order);
+                    }
+                    None => {
+                        counters.other_ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                // Refunding an item already fully refunded is a legitimate 422 in the mix.
+                Ok(r) if r.status() == 422 && is_order.is_none() => {
+                    counters.other_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let offered_for = started.elapsed();
+    // Drain: until every accepted event is applied.
+    let drain_started = Instant::now();
+    let mut drained = false;
+    while drain_started.elapsed() < drain_timeout {
+        if metrics::open_events(&metrics::scrape(&http, &t.base_url).await?) - base_open <= 0.0 {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drain = drain_started.elapsed();
+    sampler.abort();
+    let after = metrics::scrape(&http, &t.base_url).await?;
+    let done = after.sum("komisi_events_total", &[("outcome", "done")])
+        - before.sum("komisi_events_total", &[("outcome", "done")]);
+    let lag = metrics::histogram_delta(&before, &after, "komisi_event_lag_seconds");
+    let orders_ok = counters.orders_ok.load(Ordering::Relaxed);
+    let h = latency.lock().unwrap();
+    Ok(json!({
+        "offered_rate": rate,
+        "duration_s": offered_for.as_secs_f64(),
+        "orders_accepted": orders_ok,
+        "other_requests_ok": counters.other_ok.load(Ordering::Relaxed),
+        "errors": counters.errors.load(Ordering::Relaxed),
+        "dropped": counters.dropped.load(Ordering::Relaxed),
+        "accepted_per_s": orders_ok as f64 / offered_for.as_secs_f64(),
+        "intake_latency": quantiles_ms(&h),
+        "events_applied": done,
+        "drained": drained,
+        "drain_s": drain.as_secs_f64(),
+        "end_to_end_events_per_s": done / (offered_for + drain).as_secs_f64(),
+        "lag_upper_bound_s": {"p50": metrics::quantile(&lag, 0.5), "p99": metrics::quantile(&lag, 0.99)},
+        "backlog_every_s": backlog.lock().unwrap().iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+        "server_memory": rss(t.server_pid),
+    }))
+}
+
+async fn find_max(a: FindMaxArgs) -> Result<()> {
+    let mut rate = a.start_rate;
+    let mut best: Option<Value> = None;
+    while rate <= a.max_rate {
+        let report = run(&a.target, &a.mix, rate, Duration::from_secs(a.step_secs), Duration::from_secs(60)).await?;
+        let lag_p99 = report["lag_upper_bound_s"]["p99"].as_f64().unwrap_or(f64::INFINITY);
+        let drain = report["drain_s"].as_f64().unwrap_or(f64::INFINITY);
+        let errors = report["errors"].as_u64().unwrap_or(0) + report["dropped"].as_u64().unwrap_or(0);
+        // Sustained: the backlog drains within 2 s of the end, lag p99 under 1 s, no errors.
+        let sustained = drain <= 2.0 && lag_p99 <= 1.0 && errors == 0;
+        eprintln!(
+            "rate {rate:.0}/s: accepted {:.0}/s, intake p99 {} ms, lag p99 ≤ {lag_p99} s, drain {drain:.1} s, errors {errors} → {}",
+            report["accepted_per_s"].as_f64().unwrap_or(0.0),
+            report["intake_latency"]["p99_ms"],
+            if sustained { "sustained" } else { "NOT sustained" }
+        );
+        if !sustained {
+            break;
+        }
+        best = Some(report);
+        rate *= a.factor;
+    }
+    println!("{}", compact(&json!({"max_sustained": best})));
+    Ok(())
+}
+
+/// Pretty JSON, with number arrays (the backlog series) kept on one line.
+fn compact(v: &Value) -> String {
+    let mut v = v.clone();
+    fn flatten(v: &mut Value) {
+        match v {
+            Value::Object(m) => m.values_mut().for_each(flatten),
+            Value::Array(a) if a.iter().all(Value::is_number) => {
+                *v = Value::String(serde_json::to_string(a).unwrap_or_default())
+            }
+            _ => {}
+        }
+    }
+    flatten(&mut v);
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
