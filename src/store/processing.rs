@@ -1,7 +1,7 @@
 //! Applying one event: in ONE transaction lock the event and its order, resolve
 //! (once) the order's context, compute the entitlement, write only the delta,
 //! update balances, mark the event done (G3). A failed attempt rolls back whole.
-use super::affiliates::{fetch_affiliate, AffiliateStatus, MAX_TREE_DEPTH};
+use super::affiliates::{AffiliateStatus, MAX_TREE_DEPTH};
 use super::ledger::EntryStatus;
 use super::orders::{load_state, CommissionStatus};
 use super::{corrupt, Result, Store};
@@ -234,22 +234,23 @@ async fn resolve_context(
     direct: Option<&AffiliateId>,
     placed_at: DateTime<Utc>,
 ) -> Result<FrozenContext> {
-    let buyer_first_order: bool = sqlx::query_scalar(
-        "SELECT NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ? \
-         AND (placed_at < ? OR (placed_at = ? AND id < ?)))",
-    )
-    .bind(buyer_id.as_str())
-    .bind(placed_at)
-    .bind(placed_at)
-    .bind(order_id.as_str())
-    .fetch_one(&mut **tx)
-    .await?;
-
     let direct = match direct {
-        Some(id) => fetch_affiliate(tx, id).await?,
-        None => None,
+        // The direct affiliate and its ancestors, nearest first, in one query: a
+        // few more than the levels, in case some are suspended and skipped.
+        Some(id) => ancestors(tx, id, program.levels.len() + 4).await?,
+        None => Vec::new(),
     };
-    let Some(direct) = direct else {
+    let mut chain = direct.into_iter();
+    let Some(direct) = chain.next() else {
+        let buyer_first_order: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ? AND (placed_at < ? OR (placed_at = ? AND id < ?)))",
+        )
+        .bind(buyer_id.as_str())
+        .bind(placed_at)
+        .bind(placed_at)
+        .bind(order_id.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
         return Ok(FrozenContext {
             direct: None,
             upline: Vec::new(),
@@ -265,13 +266,13 @@ async fn resolve_context(
     let mut upline = Vec::new();
     let mut seen = HashSet::from([direct.id.clone()]);
     let mut filled = 0;
+    let mut fetched: Vec<_> = chain.collect();
+    let mut asked = program.levels.len() + 3;
     let mut cursor = direct.parent_id.clone();
-    while let Some(start) = cursor.take() {
-        // One round trip for the next stretch of ancestors (a few more than the
-        // levels, in case some are suspended and skipped).
-        let stretch = ancestors(tx, &start, wanted.saturating_sub(filled) + 4).await?;
-        let reached_end = stretch.len() < wanted.saturating_sub(filled) + 4;
-        for ancestor in stretch {
+    loop {
+        // Fewer rows than asked for: the walk reached the root.
+        let reached_end = fetched.len() < asked;
+        for ancestor in fetched.drain(..) {
             if filled >= wanted || upline.len() >= MAX_TREE_DEPTH || !seen.insert(ancestor.id.clone()) {
                 cursor = None;
                 break;
@@ -283,16 +284,35 @@ async fn resolve_context(
             cursor = ancestor.parent_id.clone();
             upline.push(AffiliateSnapshot { id: ancestor.id, suspended, buyer_id: ancestor.buyer_id });
         }
-        if reached_end || filled >= wanted {
-            break;
+        match &cursor {
+            // Many suspended ancestors in a row: fetch the next stretch.
+            Some(next) if !reached_end && filled < wanted => {
+                asked = wanted - filled + 4;
+                fetched = ancestors(tx, next, asked).await?;
+            }
+            _ => break,
         }
     }
 
+    // Rules 4, 5 and 8 in one round trip: the affiliate's earlier orders this
+    // month (program timezone; ties by id), and whether the buyer ordered before.
     let (start, _end) = month_window(placed_at, program.timezone);
-    let month = sqlx::query(
-        "SELECT COALESCE(SUM(original_eligible), 0) AS volume, COUNT(*) AS n FROM orders \
-         WHERE affiliate_id = ? AND placed_at >= ? AND (placed_at < ? OR (placed_at = ? AND id < ?))",
-    )
+    let earlier = "affiliate_id = ? AND placed_at >= ? AND (placed_at < ? OR (placed_at = ? AND id < ?))";
+    let month = sqlx::query(&format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ? AND (placed_at < ? OR (placed_at = ? AND id < ?))) \
+           AS first_order, \
+         (SELECT COALESCE(SUM(original_eligible), 0) FROM orders WHERE {earlier}) AS volume, \
+         (SELECT COUNT(*) FROM orders WHERE {earlier}) AS n"
+    ))
+    .bind(buyer_id.as_str())
+    .bind(placed_at)
+    .bind(placed_at)
+    .bind(order_id.as_str())
+    .bind(direct.id.as_str())
+    .bind(start)
+    .bind(placed_at)
+    .bind(placed_at)
+    .bind(order_id.as_str())
     .bind(direct.id.as_str())
     .bind(start)
     .bind(placed_at)
@@ -301,6 +321,7 @@ async fn resolve_context(
     .fetch_one(&mut **tx)
     .await?;
     let earlier: i64 = month.try_get("n")?;
+    let buyer_first_order: bool = month.try_get("first_order")?;
 
     Ok(FrozenContext {
         direct: Some(AffiliateSnapshot {

@@ -235,3 +235,25 @@ async fn orders_below_the_minimum_pay_no_commission() {
     assert_eq!(app.balance("C", "pending").await, d("5000"));
     app.assert_ledger_consistent().await;
 }
+
+#[tokio::test]
+async fn a_long_run_of_suspended_ancestors_is_walked_past() {
+    let app = spawn_app().await;
+    // T ← S0 ← S1 ← … ← S7 ← C: eight suspended ancestors between C and T.
+    app.create_affiliate("T", None).await;
+    let mut parent = "T".to_owned();
+    for n in (0..8).rev() {
+        let id = format!("S{n}");
+        app.create_affiliate(&id, Some(&parent)).await;
+        app.patch(&format!("/v1/affiliates/{id}"), &json!({"status": "suspended"})).await;
+        parent = id;
+    }
+    app.create_affiliate("C", Some(&parent)).await;
+    app.accept(&simple_order("o-1", "x", Some("code-C"), "1000000")).await;
+    app.processed("o-1").await;
+    assert_eq!(
+        app.order_amounts("o-1").await,
+        vec![("C".into(), "commission".into(), d("100000")), ("T".into(), "commission".into(), d("30000"))]
+    );
+    app.assert_ledger_consistent().await;
+}
