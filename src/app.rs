@@ -19,6 +19,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Orders written by one intake transaction, at most.
+const INTAKE_BATCH: usize = 64;
+
 /// How long a graceful shutdown waits for actors to finish what they hold.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -104,11 +107,13 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
             },
         },
         inflight: AtomicUsize::new(0),
+        empty_reads: Default::default(),
     });
     let (supervisor, supervisor_done) =
         Actor::spawn(None, Supervisor, deps).await.map_err(|e| AppError::Actors(e.to_string()))?;
 
     let state = AppState {
+        intake: crate::intake::Intake::start(store.clone(), config.db_max_connections as usize, INTAKE_BATCH),
         store: store.clone(),
         journal,
         supervisor: supervisor.clone(),

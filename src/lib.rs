@@ -7,6 +7,7 @@ pub mod domain;
 pub mod event;
 pub mod faults;
 pub mod http;
+pub mod intake;
 pub mod journal;
 pub mod metrics;
 pub mod retry;

@@ -9,6 +9,8 @@ use std::sync::Arc;
 pub enum DispatcherMsg {
     /// Events were committed (or replayed) and must reach the journal.
     Publish(Vec<EventRef>),
+    /// Answers once every earlier message has been handled (graceful shutdown).
+    Flush(ractor::RpcReplyPort<()>),
 }
 
 pub struct Dispatcher;
@@ -35,6 +37,9 @@ impl Actor for Dispatcher {
                     tracing::warn!(events = events.len(), first = %events[0].id, error = %e,
                         "journal write failed; recovery will journal the events again");
                 }
+            }
+            DispatcherMsg::Flush(reply) => {
+                let _ = reply.send(());
             }
         }
         Ok(())

@@ -34,4 +34,6 @@ pub struct Deps {
     pub tuning: Tuning,
     /// Journal entries handed to commission actors and not yet finished.
     pub inflight: AtomicUsize,
+    /// Journal reads that found nothing new (graceful shutdown waits for them).
+    pub empty_reads: std::sync::atomic::AtomicU64,
 }

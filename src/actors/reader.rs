@@ -49,7 +49,9 @@ impl Actor for Reader {
             let room = (st.deps.tuning.max_inflight - busy).min(BATCH);
             match st.deps.journal.read(room, BLOCK).await {
                 Ok(entries) if !entries.is_empty() => st.supervisor.cast(SupervisorMsg::Deliver(entries))?,
-                Ok(_) => {}
+                Ok(_) => {
+                    st.deps.empty_reads.fetch_add(1, Ordering::SeqCst);
+                }
                 Err(e) => {
                     metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "read").increment(1);
                     tracing::warn!(error = %e, "journal read failed");

@@ -26,6 +26,8 @@ pub enum SupervisorMsg {
     /// Graceful shutdown: stop reading the journal, let actors finish what
     /// they hold (up to the timeout), then stop everything.
     Drain(Duration, RpcReplyPort<()>),
+    /// The end of a drain: stop everything now.
+    Stop(RpcReplyPort<()>),
     /// How many commission actors are alive and entries in flight.
     Stats(RpcReplyPort<TreeStats>),
     /// Intake committed an event: forward it to the dispatcher (whichever
@@ -117,19 +119,30 @@ impl Actor for Supervisor {
                 }
             }
             SupervisorMsg::Drain(timeout, reply) => {
+                // Wait outside this handler, so Deliver and Finished keep flowing.
+                let (dispatcher, deps, me) = (st.dispatcher.clone(), st.deps.clone(), myself.clone());
+                tokio::spawn(async move {
+                    let deadline = Instant::now() + timeout;
+                    // Everything intake committed is in the journal once the dispatcher has caught up …
+                    let _ = ractor::call!(dispatcher, DispatcherMsg::Flush);
+                    // … and has been read once two reads after that came back empty (the
+                    // first may have begun before the flush); then wait for the actors.
+                    let seen = deps.empty_reads.load(Ordering::SeqCst);
+                    while Instant::now() < deadline {
+                        if deps.empty_reads.load(Ordering::SeqCst) >= seen + 2
+                            && deps.inflight.load(Ordering::SeqCst) == 0
+                        {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let _ = me.cast(SupervisorMsg::Stop(reply));
+                });
+            }
+            SupervisorMsg::Stop(reply) => {
                 st.draining = true;
                 if let Some(reader) = st.reader.take() {
                     reader.stop(None);
-                }
-                let deadline = Instant::now() + timeout;
-                while st.deps.inflight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-                    // Finished messages queue behind this one; count what the
-                    // actors still hold through their shared slots instead.
-                    let busy = st.children.values().any(|c| c.current.lock().map(|g| g.is_some()).unwrap_or(false));
-                    if !busy {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 myself.stop_children(None);
                 let _ = reply.send(());

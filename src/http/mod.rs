@@ -33,6 +33,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Order intake, coalesced into shared transactions under load.
+    pub intake: crate::intake::Intake,
     pub journal: Arc<dyn Journal>,
     pub supervisor: ActorRef<SupervisorMsg>,
     pub keys: Arc<ApiKeys>,

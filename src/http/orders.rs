@@ -196,7 +196,8 @@ async fn create(
     ApiJson(body): ApiJson<OrderBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let order = parse_order(&body)?;
-    match state.store.create_order(&order).await? {
+    let order_id = order.id.clone();
+    match state.intake.submit(order).await? {
         CreateOrder::Accepted(event) => {
             if state.faults.holding_after_commit() {
                 // Failure injection: the process "dies" between the commit and the journal write.
@@ -205,13 +206,13 @@ async fn create(
             let event_id = event.id;
             // Journaling is the dispatcher's job; the order is already durable.
             let _ = state.supervisor.cast(SupervisorMsg::Committed(event));
-            Ok((StatusCode::ACCEPTED, Json(Accepted { order_id: order.id, event_id, status: "accepted" })))
+            Ok((StatusCode::ACCEPTED, Json(Accepted { order_id, event_id, status: "accepted" })))
         }
         CreateOrder::Duplicate(event_id) => {
-            Ok((StatusCode::OK, Json(Accepted { order_id: order.id, event_id, status: "accepted" })))
+            Ok((StatusCode::OK, Json(Accepted { order_id, event_id, status: "accepted" })))
         }
         CreateOrder::Conflict => {
-            Err(ApiError::Conflict(format!("order {} was already accepted with a different body", order.id)))
+            Err(ApiError::Conflict(format!("order {order_id} was already accepted with a different body")))
         }
         CreateOrder::WrongCurrency { expected } => {
             Err(ApiError::field("currency", format!("the program currency is {expected}")))

@@ -1,6 +1,6 @@
 //! Order intake (one transaction: order + items + event) and the order view.
 use super::ledger::{LedgerEntry, RewardEntry};
-use super::{corrupt, mysql_error_number, Result, Store, ER_DUP_ENTRY};
+use super::{corrupt, mysql_error_number, Result, Store, StoreError, ER_DUP_ENTRY};
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, Sku};
 use crate::domain::order::{OrderItem, OrderState};
 use crate::domain::program::Program;
@@ -8,6 +8,7 @@ use crate::event::{EventId, EventRef, EventStatus, EventType, PartitionKey};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{MySql, QueryBuilder, Row, Transaction};
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attribution {
@@ -183,21 +184,7 @@ impl Store {
         };
         let now = Utc::now();
         let placed_at = order.placed_at.unwrap_or(now);
-        let state = OrderState {
-            buyer_id: order.buyer_id.clone(),
-            items: order
-                .items
-                .iter()
-                .map(|i| OrderItem {
-                    sku: i.sku.clone(),
-                    category: i.category.clone(),
-                    quantity: i.quantity,
-                    refunded: 0,
-                    unit_price: i.unit_price,
-                })
-                .collect(),
-            cancelled: false,
-        };
+        let state = new_state(order);
         let inserted = sqlx::query(
             "INSERT INTO orders (id, buyer_id, affiliate_id, referral_code, attribution_note, currency, placed_at, \
              status, total, original_eligible, program_version, request_hash, commission_status, created_at, updated_at) \
@@ -246,6 +233,157 @@ impl Store {
         insert_event(&mut tx, &event, EventType::OrderPlaced, &order.id, &order.payload, now, now + self.lease).await?;
         tx.commit().await?;
         Ok(CreateOrder::Accepted(event))
+    }
+
+    /// Intake of several orders in ONE transaction: multi-row inserts and one
+    /// commit for all, each order still answered on its own (accepted,
+    /// duplicate, conflict, wrong currency). If a concurrent writer takes one of
+    /// the ids between the check and the insert, nothing of the batch is kept
+    /// and each order is taken again in a transaction of its own.
+    pub async fn create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
+        if orders.len() == 1 {
+            return Ok(vec![self.create_order(&orders[0]).await?]);
+        }
+        match self.try_create_orders(orders).await {
+            Err(StoreError::Db(e)) if mysql_error_number(&e) == Some(ER_DUP_ENTRY) => {
+                let mut out = Vec::with_capacity(orders.len());
+                for order in orders {
+                    out.push(self.create_order(order).await?);
+                }
+                Ok(out)
+            }
+            other => other,
+        }
+    }
+
+    async fn try_create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
+        let mut tx = self.pool.begin().await?;
+        let version: u64 = sqlx::query_scalar("SELECT MAX(version) FROM program_versions").fetch_one(&mut *tx).await?;
+        let program = self.program(version).await?;
+        let mut outcomes: Vec<Option<CreateOrder>> = orders.iter().map(|_| None).collect();
+
+        // Ids already taken: answered from the stored order, nothing inserted.
+        let mut q = QueryBuilder::<MySql>::new("SELECT id FROM orders WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for o in orders {
+            sep.push_bind(o.id.as_str());
+        }
+        q.push(")");
+        let taken: HashSet<String> = q.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
+
+        let mut later = Vec::new(); // the same id twice in one batch: answered after the first commits
+        let mut seen = HashSet::new();
+        let mut insert = Vec::new();
+        for (n, o) in orders.iter().enumerate() {
+            if o.currency != program.currency {
+                outcomes[n] = Some(CreateOrder::WrongCurrency { expected: program.currency.clone() });
+            } else if taken.contains(o.id.as_str()) || !seen.insert(o.id.as_str()) {
+                later.push(n);
+            } else {
+                insert.push(n);
+            }
+        }
+
+        if !insert.is_empty() {
+            let codes = attribution_lookup(&mut tx, orders, &insert).await?;
+            let now = Utc::now();
+            let mut rows = Vec::with_capacity(insert.len());
+            for &n in &insert {
+                let o = &orders[n];
+                let (affiliate_id, note) = match &o.attribution {
+                    None => (None, None),
+                    Some(Attribution::ReferralCode(c)) => match codes.get(&(true, c.as_str().to_owned())) {
+                        Some(id) => (Some(id.clone()), None),
+                        None => (None, Some("unknown_referral_code")),
+                    },
+                    Some(Attribution::AffiliateId(a)) => match codes.get(&(false, a.as_str().to_owned())) {
+                        Some(id) => (Some(id.clone()), None),
+                        None => (None, Some("unknown_affiliate_id")),
+                    },
+                };
+                let partition = match &affiliate_id {
+                    Some(a) => PartitionKey::affiliate(a),
+                    None => PartitionKey::buyer(o.buyer_id.as_str()),
+                };
+                let state = new_state(o);
+                rows.push((
+                    n,
+                    affiliate_id,
+                    note,
+                    state.total(),
+                    eligible(&state, &program),
+                    EventRef { id: EventId::new(), partition },
+                ));
+            }
+            let mut q = QueryBuilder::<MySql>::new(
+                "INSERT INTO orders (id, buyer_id, affiliate_id, referral_code, attribution_note, currency, placed_at, \
+                 status, total, original_eligible, program_version, request_hash, commission_status, created_at, updated_at) ",
+            );
+            q.push_values(&rows, |mut b, (n, affiliate_id, note, total, eligible, _)| {
+                let o = &orders[*n];
+                b.push_bind(o.id.as_str())
+                    .push_bind(o.buyer_id.as_str())
+                    .push_bind(affiliate_id.clone())
+                    .push_bind(match &o.attribution {
+                        Some(Attribution::ReferralCode(c)) => Some(c.as_str()),
+                        _ => None,
+                    })
+                    .push_bind(*note)
+                    .push_bind(o.currency.as_str())
+                    .push_bind(o.placed_at.unwrap_or(now))
+                    .push_bind("placed")
+                    .push_bind(*total)
+                    .push_bind(*eligible)
+                    .push_bind(version)
+                    .push_bind(&o.request_hash[..])
+                    .push_bind("pending")
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+
+            let mut q = QueryBuilder::<MySql>::new(
+                "INSERT INTO order_items (order_id, sku, line_no, category, quantity, unit_price) ",
+            );
+            let items =
+                rows.iter().flat_map(|(n, ..)| orders[*n].items.iter().enumerate().map(move |(k, i)| (*n, k, i)));
+            q.push_values(items, |mut b, (n, k, item)| {
+                b.push_bind(orders[n].id.as_str())
+                    .push_bind(item.sku.as_str())
+                    .push_bind(k as u16)
+                    .push_bind(item.category.as_str())
+                    .push_bind(item.quantity)
+                    .push_bind(item.unit_price);
+            });
+            q.build().execute(&mut *tx).await?;
+
+            let mut q = QueryBuilder::<MySql>::new(
+                "INSERT INTO events (id, type, order_id, partition_key, status, attempts, payload, next_attempt_at, created_at, updated_at) ",
+            );
+            q.push_values(&rows, |mut b, (n, .., event)| {
+                b.push_bind(event.id.to_string())
+                    .push_bind(EventType::OrderPlaced.as_str())
+                    .push_bind(orders[*n].id.as_str())
+                    .push_bind(event.partition.as_str())
+                    .push_bind("pending")
+                    .push_bind(0u32)
+                    .push_bind(orders[*n].payload.as_str())
+                    .push_bind(now + self.lease)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+            tx.commit().await?;
+            for (n, .., event) in rows {
+                outcomes[n] = Some(CreateOrder::Accepted(event));
+            }
+        } else {
+            tx.commit().await?;
+        }
+        for n in later {
+            outcomes[n] = Some(self.existing_order_outcome(&orders[n]).await?);
+        }
+        outcomes.into_iter().map(|o| o.ok_or_else(|| corrupt("an order of the batch got no outcome"))).collect()
     }
 
     async fn existing_order_outcome(&self, order: &NewOrder) -> Result<CreateOrder> {
@@ -364,6 +502,63 @@ pub(super) async fn load_state(
     order: &sqlx::mysql::MySqlRow,
 ) -> Result<OrderState> {
     load_state_with(&mut **tx, id, buyer_id, order).await
+}
+
+fn new_state(order: &NewOrder) -> OrderState {
+    OrderState {
+        buyer_id: order.buyer_id.clone(),
+        items: order
+            .items
+            .iter()
+            .map(|i| OrderItem {
+                sku: i.sku.clone(),
+                category: i.category.clone(),
+                quantity: i.quantity,
+                refunded: 0,
+                unit_price: i.unit_price,
+            })
+            .collect(),
+        cancelled: false,
+    }
+}
+
+/// (is a referral code, code or id) → affiliate id, for every order of a batch, in one query.
+async fn attribution_lookup(
+    tx: &mut Transaction<'_, MySql>,
+    orders: &[NewOrder],
+    which: &[usize],
+) -> Result<HashMap<(bool, String), String>> {
+    let mut codes = Vec::new();
+    let mut ids = Vec::new();
+    for &n in which {
+        match &orders[n].attribution {
+            Some(Attribution::ReferralCode(c)) => codes.push(c.as_str()),
+            Some(Attribution::AffiliateId(a)) => ids.push(a.as_str()),
+            None => {}
+        }
+    }
+    let mut found = HashMap::new();
+    if codes.is_empty() && ids.is_empty() {
+        return Ok(found);
+    }
+    let mut q = QueryBuilder::<MySql>::new("SELECT id, referral_code FROM affiliates WHERE referral_code IN (");
+    let mut sep = q.separated(", ");
+    for c in codes.iter().chain(std::iter::once(&"")) {
+        sep.push_bind(*c);
+    }
+    q.push(") OR id IN (");
+    let mut sep = q.separated(", ");
+    for i in ids.iter().chain(std::iter::once(&"")) {
+        sep.push_bind(*i);
+    }
+    q.push(")");
+    for row in q.build().fetch_all(&mut **tx).await? {
+        let id: String = row.try_get("id")?;
+        let code: String = row.try_get("referral_code")?;
+        found.insert((true, code), id.clone());
+        found.insert((false, id.clone()), id);
+    }
+    Ok(found)
 }
 
 async fn resolve_attribution(

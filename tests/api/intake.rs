@@ -225,3 +225,47 @@ async fn program_versions_are_validated_and_immutable() {
     assert_eq!(app.order_amounts("o-1").await, vec![("A".into(), "commission".into(), d("10000"))]);
     assert_eq!(app.order_amounts("o-2").await, vec![("A".into(), "commission".into(), d("20000"))]);
 }
+
+#[tokio::test]
+async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
+    use komisi::http::orders::parse_order_json;
+    use komisi::store::orders::CreateOrder;
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    app.accept(&simple_order("taken", "x", Some("code-A"), "100000")).await;
+    let store = komisi::store::Store::connect(&app.config.database_url, 2, std::time::Duration::from_millis(500))
+        .await
+        .unwrap();
+    let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
+    let mut usd = simple_order("usd", "y", None, "5");
+    usd["currency"] = json!("USD");
+    let batch = vec![
+        parse(simple_order("new-1", "y", Some("code-A"), "100000")),
+        parse(simple_order("new-1", "y", Some("code-A"), "100000")), // the same request twice in one batch
+        parse(simple_order("new-2", "z", Some("no-such-code"), "100000")),
+        parse(usd),
+        parse(simple_order("taken", "x", Some("code-A"), "100000")), // a retry of an earlier order
+        parse(simple_order("taken", "x", Some("code-A"), "999")),    // the same id, another body
+    ];
+    let outcomes = store.create_orders(&batch).await.unwrap();
+    let first = match &outcomes[0] {
+        CreateOrder::Accepted(e) => e.id,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(&outcomes[1], CreateOrder::Duplicate(id) if *id == first), "{:?}", outcomes[1]);
+    assert!(matches!(&outcomes[2], CreateOrder::Accepted(_)));
+    assert!(matches!(&outcomes[3], CreateOrder::WrongCurrency { .. }));
+    assert!(matches!(&outcomes[4], CreateOrder::Duplicate(_)));
+    assert!(matches!(&outcomes[5], CreateOrder::Conflict));
+    assert_eq!(count(&app, "orders").await, 3);
+    assert_eq!(count(&app, "events").await, 3);
+    let unattributed: (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT affiliate_id, attribution_note FROM orders WHERE id = 'new-2'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(unattributed, (None, Some("unknown_referral_code".into())));
+    // The events reach the journal through recovery (they were not cast by a handler).
+    let _ = (app.processed("new-1").await, app.processed("new-2").await);
+    app.assert_ledger_consistent().await;
+}
