@@ -1,173 +1,540 @@
 #!/usr/bin/env bash
-# The one test command: provisions MariaDB and Redis when none answer at the
-# default local addresses (throwaway instances from the installed binaries,
-# installing the Debian packages first when missing and running as root),
-# then runs fmt, clippy and the whole test suite.
+# The one test command, on any machine (including a fresh Debian 12 with nothing
+# running):
 #
-#   scripts/test.sh                 everything
-#   scripts/test.sh -- worked       only tests whose name contains "worked"
-#   KOMISI_TEST_QUICK=1 ...         skip fmt and clippy
-#   KOMISI_TEST_MYSQL_URL / KOMISI_TEST_REDIS_URL   use these servers as they are
+#   scripts/test.sh                    fmt, clippy, the whole test suite, bench build
+#   scripts/test.sh -- worked_example  extra arguments go to `cargo test --workspace`
+#
+# MariaDB / Redis: a server given by KOMISI_TEST_MYSQL_URL / KOMISI_TEST_REDIS_URL
+# is used as is. Otherwise the default local address (127.0.0.1:3306 as root
+# without password, 127.0.0.1:6379) is used when it answers; if it does not, a
+# throwaway instance is started on a free port from the installed binaries
+# (installing the Debian packages first when missing and running as root) and
+# stopped and deleted again when the script exits. Databases `komisi_t_%` and
+# Redis keys `komisi_t_*` left over from earlier runs are removed before testing.
+#
+# Switches (environment):
+#   KOMISI_TEST_QUICK=1             skip cargo fmt and cargo clippy
+#   KOMISI_TEST_PROVISION_ONLY=1    provision, print the URLs, check CREATE/DROP
+#                                   DATABASE and Redis SET/GET, then exit (and
+#                                   stop any throwaway servers)
+#   KOMISI_TEST_FORCE_THROWAWAY=1   do not use servers at the default addresses;
+#                                   start throwaway ones (for testing this script)
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+case "${1:-}" in
+  -h | --help)
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+  --) shift ;;
+esac
+TEST_ARGS=("$@")
+
+log() { printf '== %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+# A switch is on when set to anything but "" or "0".
+on() { [ -n "${1:-}" ] && [ "$1" != 0 ]; }
+
+# ---------------------------------------------------------------- cleanup
 
 TMP_ROOT=""
 MARIADB_PID=""
 REDIS_PID=""
+REDIS_PORT=""
+POLICY_RC_CREATED=""
+
+# True while $1 is a running (not zombie) process.
+alive() {
+  local stat
+  if [ -r "/proc/$1/stat" ]; then
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+  else
+    kill -0 "$1" 2>/dev/null
+  fi
+}
+
+# stop_pid PID SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.
+stop_pid() {
+  local pid=$1 end=$((SECONDS + $2))
+  kill -TERM "$pid" 2>/dev/null || true
+  while alive "$pid" && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
+  if alive "$pid"; then
+    warn "pid $pid did not stop in $2 s, killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  wait "$pid" 2>/dev/null || true # reap it when it is our child
+}
 
 cleanup() {
-  if [ -n "$MARIADB_PID" ]; then kill "$MARIADB_PID" 2>/dev/null || true; wait "$MARIADB_PID" 2>/dev/null || true; fi
-  if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; fi
+  local rc=$?
+  set +e
+  trap '' HUP INT TERM # a second Ctrl-C must not cut the cleanup short
+  if [ -n "$MARIADB_PID" ]; then
+    log "stopping throwaway MariaDB (pid $MARIADB_PID)"
+    stop_pid "$MARIADB_PID" 60
+  fi
+  if [ -n "$REDIS_PID" ]; then
+    log "stopping throwaway Redis (pid $REDIS_PID)"
+    stop_pid "$REDIS_PID" 20
+  elif [ -n "$REDIS_PORT" ]; then
+    timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1
+  fi
+  if [ -n "$POLICY_RC_CREATED" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if [ -n "$TMP_ROOT" ]; then rm -rf "$TMP_ROOT"; fi
+  exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 tmp_root() {
-  if [ -z "$TMP_ROOT" ]; then TMP_ROOT=$(mktemp -d /tmp/komisi-test.XXXXXX); fi
+  if [ -z "$TMP_ROOT" ]; then TMP_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/komisi-test.XXXXXX"); fi
 }
 
+# ---------------------------------------------------------------- packages
+
+can_apt() { [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; }
+
+APT_UPDATED=""
 apt_install() {
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: $* missing and cannot be installed (need root and apt-get)" >&2
-    exit 1
+  can_apt || die "$* needed but cannot be installed here (needs root and apt-get); install it, or point KOMISI_TEST_MYSQL_URL / KOMISI_TEST_REDIS_URL at running servers"
+  log "installing $* (apt-get)"
+  if [ -z "$APT_UPDATED" ]; then
+    apt-get update
+    APT_UPDATED=1
   fi
-  echo "== installing $*"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  # Only the binaries are wanted: keep the packages' maintainer scripts from
+  # starting the system services (there is no systemd; they would use init.d).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+  if [ -n "$POLICY_RC_CREATED" ]; then
+    rm -f /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=""
+  fi
 }
 
-# True when something listens on 127.0.0.1:$1.
+# ---------------------------------------------------------------- helpers
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
 port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  # shellcheck disable=SC2016 # $1 is expanded by the inner bash
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
 }
 
+# First port from $1 on that nothing listens on.
 free_port() {
   local p
-  for p in $(seq "$1" $(( $1 + 200 ))); do
-    if ! port_open "$p"; then echo "$p"; return; fi
+  for ((p = $1; p < $1 + 500; p++)); do
+    if ! port_open "$p"; then
+      echo "$p"
+      return
+    fi
   done
-  echo "error: no free port near $1" >&2
-  exit 1
+  die "no free port in $1..$(($1 + 499))"
 }
 
-mariadb_answers() { # port
-  local client
-  client=$(command -v mariadb || command -v mysql || true)
-  [ -n "$client" ] || return 1
-  "$client" --protocol=TCP -h127.0.0.1 -P"$1" -uroot -e 'SELECT 1' >/dev/null 2>&1
-}
+# Password shown as *** for printing.
+mask_url() { sed -E 's#^([a-z]+://[^:@/]*):[^@]*@#\1:***@#' <<<"$1"; }
+
+url_decode() { printf '%b' "${1//%/\\x}"; }
+
+mysql_client() { command -v mariadb || command -v mysql || true; }
 
 find_mariadbd() {
   local c
-  for c in mariadbd /usr/sbin/mariadbd mysqld /usr/sbin/mysqld; do
-    if command -v "$c" >/dev/null 2>&1; then command -v "$c"; return; fi
+  for c in mariadbd /usr/sbin/mariadbd /usr/libexec/mariadbd mysqld /usr/sbin/mysqld; do
+    if command -v "$c" >/dev/null 2>&1; then
+      command -v "$c"
+      return
+    fi
   done
+}
+
+find_install_db() {
+  command -v mariadb-install-db || command -v mysql_install_db || true
+}
+
+# ---------------------------------------------------------------- MariaDB
+
+MYSQL_SOURCE=""
+
+# True when root without password answers over TCP on 127.0.0.1:$1 (without a
+# client: when the port is open).
+mariadb_answers() {
+  local client
+  client=$(mysql_client)
+  if [ -n "$client" ]; then
+    "$client" --no-defaults --protocol=TCP -h127.0.0.1 -P"$1" -uroot --connect-timeout=5 \
+      -e 'SELECT 1' >/dev/null 2>&1
+  else
+    port_open "$1"
+  fi
+}
+
+# start_mariadb DIR PORT: 0 = up (MARIADB_PID set), 2 = port taken, else fatal.
+start_mariadb() {
+  local dir=$1 port=$2 server install_db client i
+  local user_opt=()
+  server=$(find_mariadbd)
+  install_db=$(find_install_db)
+  client=$(mysql_client)
+  if [ "$(id -u)" -eq 0 ]; then user_opt=(--user=root); fi
+  rm -rf "$dir"
+  mkdir -p "$dir/data"
+  "$install_db" --no-defaults "${user_opt[@]}" --datadir="$dir/data" \
+    --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 ||
+    {
+      cat "$dir/install.log" >&2
+      die "mariadb-install-db failed"
+    }
+  # Character set as Debian's packaged server configures it.
+  "$server" --no-defaults "${user_opt[@]}" --datadir="$dir/data" --socket="$dir/mysqld.sock" \
+    --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
+    --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+    --max-connections=1000 --innodb-flush-log-at-trx-commit=2 >"$dir/stdout.log" 2>&1 &
+  MARIADB_PID=$!
+  # Ready = answers on our own socket (not on the port, which a concurrent run
+  # might have taken in the meantime).
+  for ((i = 0; i < 600; i++)); do
+    if ! alive "$MARIADB_PID"; then
+      wait "$MARIADB_PID" 2>/dev/null || true
+      MARIADB_PID=""
+      if grep -qiE 'address already in use|Do you already have another .*server running' "$dir/error.log" 2>/dev/null; then
+        return 2
+      fi
+      cat "$dir/error.log" "$dir/stdout.log" >&2 2>/dev/null || true
+      die "throwaway MariaDB exited during start-up (log above)"
+    fi
+    if [ -n "$client" ]; then
+      if "$client" --no-defaults --socket="$dir/mysqld.sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; then return 0; fi
+    elif [ -S "$dir/mysqld.sock" ] && port_open "$port"; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  cat "$dir/error.log" >&2 2>/dev/null || true
+  die "throwaway MariaDB did not answer within 60 s (log above)"
 }
 
 provision_mariadb() {
-  if [ -n "${KOMISI_TEST_MYSQL_URL:-}" ]; then return; fi
-  if ! command -v mariadb >/dev/null 2>&1 && ! command -v mysql >/dev/null 2>&1; then
-    apt_install mariadb-client
-  fi
-  if [ -z "${KOMISI_TEST_FORCE_THROWAWAY:-}" ] && mariadb_answers 3306; then
-    export KOMISI_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
+  # The client checks the server and cleans leftovers; without it (and no way
+  # to install it) a plain TCP check has to do.
+  if [ -z "$(mysql_client)" ] && can_apt; then apt_install mariadb-client; fi
+  if [ -n "${KOMISI_TEST_MYSQL_URL:-}" ]; then
+    MYSQL_SOURCE="from KOMISI_TEST_MYSQL_URL"
     return
   fi
-  local server
-  server=$(find_mariadbd)
-  if [ -z "$server" ]; then
-    apt_install mariadb-server
-    server=$(find_mariadbd)
+  if ! on "${KOMISI_TEST_FORCE_THROWAWAY:-}" && mariadb_answers 3306; then
+    export KOMISI_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306"
+    MYSQL_SOURCE="already running at the default address"
+    return
   fi
+  if [ -z "$(find_mariadbd)" ] || [ -z "$(find_install_db)" ]; then apt_install mariadb-server; fi
+  [ -n "$(find_mariadbd)" ] || die "no mariadbd binary found"
+  [ -n "$(find_install_db)" ] || die "no mariadb-install-db found"
   tmp_root
-  local dir="$TMP_ROOT/mariadb" port
-  port=$(free_port 33060)
-  mkdir -p "$dir/data"
-  echo "== starting a throwaway MariaDB on 127.0.0.1:$port"
-  mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$dir/data" \
-    --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
-    || { cat "$dir/install.log" >&2; exit 1; }
-  "$server" --no-defaults --user="$(id -un)" --datadir="$dir/data" --socket="$dir/mysqld.sock" \
-    --port="$port" --bind-address=127.0.0.1 --skip-log-bin --innodb-flush-log-at-trx-commit=2 \
-    --max-connections=500 >"$dir/server.log" 2>&1 &
-  MARIADB_PID=$!
-  local i
-  for i in $(seq 1 120); do
-    if mariadb_answers "$port"; then break; fi
-    if ! kill -0 "$MARIADB_PID" 2>/dev/null; then cat "$dir/server.log" >&2; exit 1; fi
-    sleep 0.5
+  local port attempt rc
+  for attempt in 1 2 3; do
+    port=$(free_port 33061)
+    log "starting a throwaway MariaDB on 127.0.0.1:$port"
+    rc=0
+    start_mariadb "$TMP_ROOT/mariadb" "$port" || rc=$?
+    if [ "$rc" -eq 0 ]; then
+      export KOMISI_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port"
+      MYSQL_SOURCE="throwaway, pid $MARIADB_PID, data in $TMP_ROOT/mariadb"
+      return
+    fi
+    warn "port $port was taken meanwhile (attempt $attempt), trying another"
   done
-  mariadb_answers "$port" || { echo "error: MariaDB did not start" >&2; cat "$dir/server.log" >&2; exit 1; }
-  export KOMISI_TEST_MYSQL_URL="mysql://root@127.0.0.1:$port"
+  die "could not start a throwaway MariaDB"
+}
+
+# Connection parameters of KOMISI_TEST_MYSQL_URL, for the command-line client.
+MY_USER="" MY_PASS="" MY_HOST="" MY_PORT=""
+parse_mysql_url() {
+  local rest=${1#*://} userinfo="" hostport
+  if [[ $rest == *@* ]]; then
+    userinfo=${rest%@*}
+    rest=${rest##*@}
+  fi
+  hostport=${rest%%[/?]*}
+  MY_USER=$(url_decode "${userinfo%%:*}")
+  MY_PASS=""
+  if [[ $userinfo == *:* ]]; then MY_PASS=$(url_decode "${userinfo#*:}"); fi
+  if [[ $hostport == \[* ]]; then
+    MY_HOST=${hostport%%]*}
+    MY_HOST=${MY_HOST#[}
+    rest=${hostport#*]}
+    MY_PORT=${rest#:}
+  else
+    MY_HOST=${hostport%%:*}
+    MY_PORT=""
+    if [[ $hostport == *:* ]]; then MY_PORT=${hostport##*:}; fi
+  fi
+  MY_USER=${MY_USER:-root}
+  MY_HOST=${MY_HOST:-127.0.0.1}
+  MY_PORT=${MY_PORT:-3306}
+}
+
+# sql STATEMENTS: run against KOMISI_TEST_MYSQL_URL, tab-separated output.
+sql() {
+  local client envs=()
+  client=$(mysql_client)
+  if [ -n "$MY_PASS" ]; then envs=("MYSQL_PWD=$MY_PASS"); fi
+  env "${envs[@]}" "$client" --no-defaults --protocol=TCP -h"$MY_HOST" -P"$MY_PORT" -u"$MY_USER" \
+    --connect-timeout=10 -N -B -e "$1"
+}
+
+# ---------------------------------------------------------------- Redis
+
+REDIS_SOURCE=""
+
+# PING over plain bash when redis-cli is missing.
+redis_ping_tcp() {
+  local reply=""
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  IFS= read -r -t 3 reply <&3 || true
+  exec 3<&- 3>&-
+  [ "${reply%$'\r'}" = "+PONG" ]
 }
 
 redis_answers() { # port
-  [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = "PONG" ]
+  if command -v redis-cli >/dev/null 2>&1; then
+    [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]
+  else
+    redis_ping_tcp "$1"
+  fi
+}
+
+# start_redis DIR PORT: 0 = up (REDIS_PID set), 2 = port taken, else fatal.
+start_redis() {
+  local dir=$1 port=$2 i
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  REDIS_PORT=$port
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize yes --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+    --unixsocket "$dir/redis.sock" --unixsocketperm 700 >"$dir/stdout.log" 2>&1 ||
+    {
+      cat "$dir/stdout.log" "$dir/redis.log" >&2 2>/dev/null || true
+      REDIS_PORT=""
+      die "redis-server failed to start (log above)"
+    }
+  # Ready = answers on our own socket and has written its pid file.
+  for ((i = 0; i < 200; i++)); do
+    if [ -s "$dir/redis.pid" ] && [ -z "$REDIS_PID" ]; then REDIS_PID=$(cat "$dir/redis.pid"); fi
+    if [ -n "$REDIS_PID" ] && [ "$(timeout 5 redis-cli -s "$dir/redis.sock" ping 2>/dev/null)" = PONG ]; then
+      return 0
+    fi
+    if grep -qiE 'address already in use' "$dir/redis.log" 2>/dev/null; then
+      if [ -n "$REDIS_PID" ]; then stop_pid "$REDIS_PID" 10; fi
+      REDIS_PID=""
+      REDIS_PORT=""
+      return 2
+    fi
+    if [ -n "$REDIS_PID" ] && ! alive "$REDIS_PID"; then break; fi
+    sleep 0.1
+  done
+  cat "$dir/redis.log" >&2 2>/dev/null || true
+  die "throwaway Redis did not come up within 20 s (log above)"
 }
 
 provision_redis() {
-  if [ -n "${KOMISI_TEST_REDIS_URL:-}" ]; then return; fi
-  if ! command -v redis-cli >/dev/null 2>&1; then apt_install redis-tools; fi
-  if [ -z "${KOMISI_TEST_FORCE_THROWAWAY:-}" ] && redis_answers 6379; then
-    export KOMISI_TEST_REDIS_URL="redis://127.0.0.1:6379"
+  if ! command -v redis-cli >/dev/null 2>&1 && can_apt; then apt_install redis-tools; fi
+  if [ -n "${KOMISI_TEST_REDIS_URL:-}" ]; then
+    REDIS_SOURCE="from KOMISI_TEST_REDIS_URL"
     return
   fi
-  if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server; fi
+  if ! on "${KOMISI_TEST_FORCE_THROWAWAY:-}" && redis_answers 6379; then
+    export KOMISI_TEST_REDIS_URL="redis://127.0.0.1:6379"
+    REDIS_SOURCE="already running at the default address"
+    return
+  fi
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-server redis-tools
+  fi
   tmp_root
-  local dir="$TMP_ROOT/redis" port
-  port=$(free_port 63790)
-  mkdir -p "$dir"
-  echo "== starting a throwaway Redis on 127.0.0.1:$port"
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
-    --logfile "$dir/redis.log" --daemonize no >/dev/null 2>&1 &
-  REDIS_PID=$!
-  local i
-  for i in $(seq 1 60); do
-    if redis_answers "$port"; then break; fi
-    sleep 0.25
+  local port attempt rc
+  for attempt in 1 2 3; do
+    port=$(free_port 63791)
+    log "starting a throwaway Redis on 127.0.0.1:$port"
+    rc=0
+    start_redis "$TMP_ROOT/redis" "$port" || rc=$?
+    if [ "$rc" -eq 0 ]; then
+      export KOMISI_TEST_REDIS_URL="redis://127.0.0.1:$port"
+      REDIS_SOURCE="throwaway, pid $REDIS_PID"
+      return
+    fi
+    warn "port $port was taken meanwhile (attempt $attempt), trying another"
   done
-  redis_answers "$port" || { echo "error: Redis did not start" >&2; cat "$dir/redis.log" >&2; exit 1; }
-  export KOMISI_TEST_REDIS_URL="redis://127.0.0.1:$port"
+  die "could not start a throwaway Redis"
 }
 
-# Leftovers of earlier runs (a test keeps its database only when it failed).
-clean_leftovers() {
-  local mysql_hostport port redis_hostport rport client dbs
-  mysql_hostport=${KOMISI_TEST_MYSQL_URL##*@}
-  port=${mysql_hostport##*:}
-  client=$(command -v mariadb || command -v mysql)
-  dbs=$("$client" --protocol=TCP -h127.0.0.1 -P"$port" -uroot -N -e "SHOW DATABASES LIKE 'komisi\\_t\\_%'" 2>/dev/null || true)
-  for db in $dbs; do "$client" --protocol=TCP -h127.0.0.1 -P"$port" -uroot -e "DROP DATABASE \`$db\`" || true; done
-  redis_hostport=${KOMISI_TEST_REDIS_URL#redis://}
-  rport=${redis_hostport##*:}
-  rport=${rport%%/*}
-  redis-cli -h 127.0.0.1 -p "$rport" --scan --pattern 'komisi_t_*' | xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$rport" DEL >/dev/null || true
+# Connection parameters of KOMISI_TEST_REDIS_URL for redis-cli, read as the
+# Rust client reads them (redis-cli's own -u fails on redis://:password@host).
+RD_ARGS=() RD_PASS=""
+parse_redis_url() {
+  local rest=${1#*://} userinfo="" hostport db host port user
+  RD_ARGS=()
+  RD_PASS=""
+  if [[ $1 == rediss://* ]]; then RD_ARGS+=(--tls); fi
+  if [[ $rest == *@* ]]; then
+    userinfo=${rest%@*}
+    rest=${rest##*@}
+  fi
+  hostport=${rest%%[/?]*}
+  db=""
+  if [[ $rest == */* ]]; then
+    db=${rest#*/}
+    db=${db%%[/?]*}
+  fi
+  if [[ $hostport == \[* ]]; then
+    host=${hostport%%]*}
+    host=${host#[}
+    port=${hostport#*]}
+    port=${port#:}
+  else
+    host=${hostport%%:*}
+    port=""
+    if [[ $hostport == *:* ]]; then port=${hostport##*:}; fi
+  fi
+  RD_ARGS+=(-h "${host:-127.0.0.1}" -p "${port:-6379}")
+  if [ -n "$db" ]; then RD_ARGS+=(-n "$db"); fi
+  user=$(url_decode "${userinfo%%:*}")
+  if [[ $userinfo == *:* ]]; then
+    RD_PASS=$(url_decode "${userinfo#*:}")
+    if [ -n "$user" ]; then RD_ARGS+=(--user "$user"); fi
+  fi
 }
+
+rcli() {
+  if [ -n "$RD_PASS" ]; then
+    REDISCLI_AUTH="$RD_PASS" redis-cli --no-auth-warning "${RD_ARGS[@]}" "$@"
+  else
+    redis-cli "${RD_ARGS[@]}" "$@"
+  fi
+}
+
+# ---------------------------------------------------------------- leftovers and probe
+
+clean_leftovers() {
+  local dbs stmt="" db keys
+  if [ -n "$(mysql_client)" ]; then
+    if dbs=$(sql "SHOW DATABASES LIKE 'komisi\\_t\\_%'"); then
+      for db in $dbs; do stmt+="DROP DATABASE IF EXISTS \`$db\`; "; done
+      if [ -n "$stmt" ]; then
+        sql "$stmt" || warn "could not drop all leftover test databases"
+      fi
+      log "dropped $(wc -w <<<"$dbs") leftover komisi_t_% database(s)"
+    else
+      warn "could not list leftover test databases"
+    fi
+  else
+    warn "no mariadb/mysql client: leftover test databases not cleaned"
+  fi
+  if command -v redis-cli >/dev/null 2>&1; then
+    if keys=$(rcli --scan --pattern 'komisi_t_*'); then
+      if [ -n "$keys" ]; then
+        (
+          if [ -n "$RD_PASS" ]; then export REDISCLI_AUTH="$RD_PASS"; fi
+          xargs -r -d '\n' -n 500 redis-cli --no-auth-warning "${RD_ARGS[@]}" DEL <<<"$keys" >/dev/null
+        ) || warn "could not delete all leftover Redis keys"
+      fi
+      log "deleted $(grep -c . <<<"$keys" || true) leftover komisi_t_* Redis key(s)"
+    else
+      warn "could not scan leftover Redis keys"
+    fi
+  else
+    warn "no redis-cli: leftover Redis keys not cleaned"
+  fi
+}
+
+# Fail early, with a clear message, when the servers cannot do what the tests need.
+probe() {
+  local v
+  if [ -n "$(mysql_client)" ]; then
+    sql 'DROP DATABASE IF EXISTS komisi_t_probe; CREATE DATABASE komisi_t_probe; DROP DATABASE komisi_t_probe;' ||
+      die "MariaDB at $(mask_url "$KOMISI_TEST_MYSQL_URL") cannot CREATE/DROP DATABASE"
+    log "MariaDB ok: CREATE/DROP DATABASE work"
+  fi
+  if command -v redis-cli >/dev/null 2>&1; then
+    v="probe-$$-$RANDOM"
+    if ! [ "$(rcli SET komisi_t_probe "$v" EX 60)" = OK ] || ! [ "$(rcli GET komisi_t_probe)" = "$v" ]; then
+      die "Redis at $(mask_url "$KOMISI_TEST_REDIS_URL") fails SET/GET"
+    fi
+    rcli DEL komisi_t_probe >/dev/null
+    log "Redis ok: SET/GET work"
+  fi
+}
+
+# ---------------------------------------------------------------- Rust toolchain
+
+setup_rust() {
+  if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found (install the Rust toolchain with rustup, then re-run)"
+  # Rust links through the system C compiler.
+  if ! command -v cc >/dev/null 2>&1 && can_apt; then apt_install gcc libc6-dev; fi
+  if ! on "${KOMISI_TEST_QUICK:-}" && command -v rustup >/dev/null 2>&1; then
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+      rustup component add rustfmt clippy
+    fi
+  fi
+}
+
+# ---------------------------------------------------------------- main
+
+if ! on "${KOMISI_TEST_PROVISION_ONLY:-}"; then setup_rust; fi
 
 provision_mariadb
 provision_redis
-echo "== MariaDB: $KOMISI_TEST_MYSQL_URL"
-echo "== Redis:   $KOMISI_TEST_REDIS_URL"
-case "$KOMISI_TEST_MYSQL_URL" in mysql://root@127.0.0.1:*) clean_leftovers ;; esac
+parse_mysql_url "$KOMISI_TEST_MYSQL_URL"
+parse_redis_url "$KOMISI_TEST_REDIS_URL"
+log "MariaDB: $(mask_url "$KOMISI_TEST_MYSQL_URL") ($MYSQL_SOURCE)"
+log "Redis:   $(mask_url "$KOMISI_TEST_REDIS_URL") ($REDIS_SOURCE)"
+clean_leftovers
+probe
 
-if [ -n "${KOMISI_TEST_PROVISION_ONLY:-}" ]; then exit 0; fi
+if on "${KOMISI_TEST_PROVISION_ONLY:-}"; then
+  log "KOMISI_TEST_PROVISION_ONLY set: not running cargo"
+  exit 0
+fi
 
-extra=()
-if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
-
-if [ -z "${KOMISI_TEST_QUICK:-}" ]; then
-  echo "== cargo fmt --check"
+if on "${KOMISI_TEST_QUICK:-}"; then
+  log "KOMISI_TEST_QUICK set: skipping cargo fmt and cargo clippy"
+else
+  log "cargo fmt --all -- --check"
   cargo fmt --all -- --check
-  echo "== cargo clippy"
+  log "cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
 fi
-echo "== cargo test"
-cargo test --workspace -- "${extra[@]}"
-if compgen -G "benches/*.rs" >/dev/null || compgen -G "*/benches/*.rs" >/dev/null; then
-  echo "== cargo bench --no-run"
+
+log "cargo test --workspace ${TEST_ARGS[*]}"
+cargo test --workspace "${TEST_ARGS[@]}"
+
+if [ -n "$(find . \( -name target -o -name '.?*' \) -prune -o -type d -name benches -print -quit 2>/dev/null)" ]; then
+  log "cargo bench --workspace --no-run"
   cargo bench --workspace --no-run
 fi
+
+log "all passed"
