@@ -43,31 +43,28 @@ impl Store {
     /// is a no-op.
     pub async fn process_event(&self, id: EventId, faults: &Faults) -> Result<Outcome> {
         let mut tx = self.work.begin().await?;
-        let Some(ev) = sqlx::query("SELECT type, order_id, status, created_at FROM events WHERE id = ? FOR UPDATE")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
+        // The event and its order, both locked, in one statement.
+        let Some(order) = sqlx::query(
+            "SELECT e.type, e.order_id, e.status AS event_status, e.created_at AS event_created_at, \
+             o.buyer_id, o.affiliate_id, o.status, o.placed_at, o.program_version, o.context, o.approve_at, o.approved_at \
+             FROM events e JOIN orders o ON o.id = e.order_id WHERE e.id = ? FOR UPDATE",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?
         else {
             return Ok(Outcome::Skipped("unknown event"));
         };
-        let kind = EventType::parse(ev.try_get("type")?).ok_or_else(|| corrupt("event type"))?;
-        match EventStatus::parse(ev.try_get("status")?).ok_or_else(|| corrupt("event status"))? {
+        let kind = EventType::parse(order.try_get("type")?).ok_or_else(|| corrupt("event type"))?;
+        match EventStatus::parse(order.try_get("event_status")?).ok_or_else(|| corrupt("event status"))? {
             EventStatus::Done => return Ok(Outcome::AlreadyDone { kind }),
             EventStatus::Dead => return Ok(Outcome::Skipped("dead event")),
             EventStatus::Pending | EventStatus::Processing | EventStatus::Failed => {}
         }
-        let order_id = OrderId::from_trusted(ev.try_get("order_id")?);
+        let order_id = OrderId::from_trusted(order.try_get("order_id")?);
         tracing::Span::current().record("order_id", order_id.as_str());
-        let created_at: DateTime<Utc> = ev.try_get("created_at")?;
+        let created_at: DateTime<Utc> = order.try_get("event_created_at")?;
 
-        let order = sqlx::query(
-            "SELECT buyer_id, affiliate_id, status, placed_at, program_version, context, approve_at, approved_at \
-             FROM orders WHERE id = ? FOR UPDATE",
-        )
-        .bind(order_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| corrupt(format!("event {id} refers to missing order {order_id}")))?;
         let version: u64 = order.try_get("program_version")?;
         let program = self.program(version).await?;
         let buyer_id = BuyerId::from_trusted(order.try_get("buyer_id")?);
@@ -115,12 +112,12 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
-        let commission_status = order_commission_status(&mut tx, &order_id).await?;
-        sqlx::query(
-            "UPDATE orders SET commission_status = ?, no_commission_reason = ?, context = COALESCE(?, context), \
-             updated_at = ? WHERE id = ?",
-        )
-        .bind(commission_status.as_str())
+        // The commission status from every event of the order, this one now done.
+        sqlx::query(&format!(
+            "UPDATE orders SET commission_status = ({COMMISSION_STATUS_OF_EVENTS}), no_commission_reason = ?, \
+             context = COALESCE(?, context), updated_at = ? WHERE id = ?"
+        ))
+        .bind(order_id.as_str())
         .bind(entitled.no_commission_reason.map(|r| r.as_str()))
         .bind(new_context)
         .bind(now)
@@ -207,6 +204,13 @@ async fn approve_in(tx: &mut Transaction<'_, MySql>, order_id: &OrderId, now: Da
         .await?;
     Ok(())
 }
+
+/// SQL for an order's commission status from its events' statuses (one bind:
+/// the order id); the same rule as `CommissionStatus::of`.
+const COMMISSION_STATUS_OF_EVENTS: &str = "SELECT CASE WHEN SUM(status = 'dead') > 0 THEN 'dead' \
+     WHEN SUM(status = 'failed') > 0 THEN 'failed' \
+     WHEN SUM(status IN ('pending', 'processing')) > 0 THEN 'pending' ELSE 'processed' END \
+     FROM events WHERE order_id = ?";
 
 /// The order's commission status from the statuses of all its events (this
 /// transaction's own update included).
