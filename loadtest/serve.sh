@@ -2,17 +2,22 @@
 # Starts a release komisi for load tests on a fresh database and Redis prefix.
 #   loadtest/serve.sh [extra env assignments...]   prints the server pid
 # e.g. loadtest/serve.sh KOMISI_BENCH_COMMISSION_DELAY_MS=200
+# KOMISI_BENCH_KEEP_DB=1 restarts on the existing database (no setup).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MYSQL=${KOMISI_BENCH_MYSQL:-mysql://root@127.0.0.1:3306}
 PORT=${KOMISI_BENCH_PORT:-18090}
 pkill -f "komisi serve --bind 127.0.0.1:$PORT" 2>/dev/null && sleep 1 || true
-mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS komisi_perf; CREATE DATABASE komisi_perf"
-redis-cli --scan --pattern 'komisi_perf:*' | xargs -r redis-cli DEL >/dev/null
+if [ -z "${KOMISI_BENCH_KEEP_DB:-}" ]; then
+  mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS komisi_perf; CREATE DATABASE komisi_perf"
+  redis-cli --scan --pattern 'komisi_perf:*' | xargs -r redis-cli DEL >/dev/null
+fi
 env DATABASE_URL="$MYSQL/komisi_perf" REDIS_URL=redis://127.0.0.1:6379 KOMISI_REDIS_PREFIX=komisi_perf \
   KOMISI_STOREFRONT_KEYS=loadtest KOMISI_ADMIN_KEYS=loadtest-admin RUST_LOG=warn "$@" \
   ./target/release/komisi serve --bind "127.0.0.1:$PORT" >/tmp/komisi-bench.log 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
-./target/release/loadtest setup --base-url "http://127.0.0.1:$PORT" >&2
+if [ -z "${KOMISI_BENCH_KEEP_DB:-}" ]; then
+  ./target/release/loadtest setup --base-url "http://127.0.0.1:$PORT" --affiliates "${KOMISI_BENCH_AFFILIATES:-10000}" >&2
+fi
 echo "$pid"

@@ -144,7 +144,11 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
 
 /// `komisi serve`: runs until SIGTERM or Ctrl-C, then drains.
 pub async fn serve(config: Config) -> Result<(), AppError> {
-    let app = start(config, Arc::new(Faults::default())).await?;
+    let delay = Duration::from_millis(config.bench_commission_delay_ms);
+    if !delay.is_zero() {
+        tracing::warn!(?delay, "benchmark setting: every commission computation is delayed");
+    }
+    let app = start(config, Arc::new(Faults::with_commission_delay(delay))).await?;
     let stop = app.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The figures of docs/PERFORMANCE.md, in one run: the raw-database baseline and
+# komisi measured back to back on this machine, each 3 times (medians in the doc).
+#   loadtest/bench.sh [max_rate] [runs]        (release build first)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+MAX=${1:-600}
+RUNS=${2:-3}
+HALF=$((MAX / 2))
+URL=http://127.0.0.1:18090
+LT=./target/release/loadtest
+cargo build --release -q -p komisi -p loadtest
+summary() {
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99/p99.9 ms=%s/%s/%s' % (l['p50_ms'], l['p99_ms'], l['p999_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'lag p50/p99 <= %s/%s s' % (d['lag_upper_bound_s']['p50'], d['lag_upper_bound_s']['p99']), 'errors=%s dropped=%s' % (d['errors'], d['dropped']), 'rss_mb=%s' % d['server_memory']['peak_rss_mb'])"
+}
+echo "# baseline (raw sqlx, same transactions), connections 32 and 16"
+for _ in $(seq "$RUNS"); do
+  $LT baseline --duration-secs 10 --connections 32 | python3 -c "import json,sys; print('baseline32 orders/s=%.0f' % json.load(sys.stdin)['orders_per_s'])"
+  $LT baseline --duration-secs 10 --connections 16 | python3 -c "import json,sys; print('baseline16 orders/s=%.0f' % json.load(sys.stdin)['orders_per_s'])"
+done
+PID=$(loadtest/serve.sh)
+echo "# komisi at $MAX/s (saturation) and $HALF/s (half)"
+for _ in $(seq "$RUNS"); do
+  $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" | summary "max=$MAX"
+  $LT run --base-url $URL --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "half=$HALF"
+done
+PID=$(loadtest/serve.sh KOMISI_BENCH_COMMISSION_DELAY_MS=200)
+echo "# komisi with every commission computation delayed 200 ms"
+for _ in $(seq "$RUNS"); do
+  $LT run --base-url $URL --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "delay200 half=$HALF"
+  $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" | summary "delay200 max=$MAX"
+done
+echo "# restart with a backlog: orders accepted while the journal is down, then a restart"
+PID=$(loadtest/serve.sh REDIS_URL=redis://127.0.0.1:1)
+$LT run --base-url $URL --rate 700 --duration-secs 30 --drain-timeout-secs 0 --server-pid "$PID" | summary "backlog-build"
+kill "$PID"; sleep 1
+PENDING=$(mariadb -uroot -h127.0.0.1 -N -e "SELECT COUNT(*) FROM komisi_perf.events WHERE status <> 'done'")
+START=$(date +%s.%N)
+PID=$(KOMISI_BENCH_KEEP_DB=1 loadtest/serve.sh)
+while [ "$(mariadb -uroot -h127.0.0.1 -N -e "SELECT COUNT(*) FROM komisi_perf.events WHERE status <> 'done'")" != 0 ]; do sleep 0.2; done
+END=$(date +%s.%N)
+python3 -c "print('restart-drain pending=$PENDING seconds=%.1f events/s=%.0f' % ($END-$START, $PENDING/($END-$START)))"
+kill "$PID"
