@@ -12,7 +12,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rust_decimal::prelude::ToPrimitive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 /// Immediate retries of a transaction that lost a lock conflict (deadlock,
@@ -21,8 +20,8 @@ const LOCK_CONFLICT_RETRIES: u32 = 3;
 
 pub enum CommissionMsg {
     Process(Delivery),
-    IdleCheck,
-    /// The supervisor forgot this actor: stop after what is already queued.
+    /// The supervisor found this actor idle and forgot it: stop after what is
+    /// already queued.
     Retire,
 }
 
@@ -41,8 +40,6 @@ pub struct CommissionArgs {
 
 pub struct CommissionState {
     args: CommissionArgs,
-    last_active: Instant,
-    idle_timer: JoinHandle<()>,
 }
 
 impl Actor for CommissionActor {
@@ -55,13 +52,10 @@ impl Actor for CommissionActor {
         myself: ActorRef<Self::Msg>,
         args: CommissionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let idle_timer = myself.send_interval(args.deps.tuning.actor_idle / 2, || CommissionMsg::IdleCheck);
-        Ok(CommissionState { args, last_active: Instant::now(), idle_timer })
-    }
-
-    async fn post_stop(&self, _: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        st.idle_timer.abort();
-        Ok(())
+        // No timer of its own: with one actor per active partition there can be
+        // tens of thousands; the supervisor's single sweep retires idle ones.
+        let _ = myself;
+        Ok(CommissionState { args })
     }
 
     async fn handle(
@@ -72,22 +66,13 @@ impl Actor for CommissionActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             CommissionMsg::Process(delivery) => {
-                st.last_active = Instant::now();
                 *st.args.current.lock().expect("current entry lock") = Some(delivery.clone());
                 process(&st.args.deps, &delivery).await;
                 *st.args.current.lock().expect("current entry lock") = None;
-                st.last_active = Instant::now();
                 st.args.supervisor.cast(SupervisorMsg::Finished {
                     partition: st.args.partition.clone(),
                     entry_id: delivery.entry_id,
                 })?;
-            }
-            CommissionMsg::IdleCheck => {
-                if st.last_active.elapsed() >= st.args.deps.tuning.actor_idle {
-                    st.args
-                        .supervisor
-                        .cast(SupervisorMsg::Idle { partition: st.args.partition.clone(), actor: myself.get_id() })?;
-                }
             }
             CommissionMsg::Retire => myself.stop(None),
         }

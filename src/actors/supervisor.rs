@@ -21,8 +21,8 @@ pub enum SupervisorMsg {
     Deliver(Vec<Delivery>),
     /// A commission actor settled an entry (acked, or recorded its failure).
     Finished { partition: PartitionKey, entry_id: String },
-    /// A commission actor has had nothing to do for a while.
-    Idle { partition: PartitionKey, actor: ActorId },
+    /// Periodic: retire commission actors idle for the idle time.
+    RetireIdle,
     /// Graceful shutdown: stop reading the journal, let actors finish what
     /// they hold (up to the timeout), then stop everything.
     Drain(Duration, RpcReplyPort<()>),
@@ -48,6 +48,8 @@ struct Child {
     current: Current,
     /// Entries sent to the actor and not yet finished, oldest first.
     inflight: VecDeque<Delivery>,
+    /// When it was last given or finished an entry.
+    last_active: Instant,
 }
 
 pub struct Supervisor;
@@ -60,6 +62,7 @@ pub struct SupervisorState {
     reader: Option<ActorRef<ReaderMsg>>,
     recovery: ActorRef<RecoveryMsg>,
     scheduler: ActorRef<SchedulerMsg>,
+    idle_sweep: tokio::task::JoinHandle<()>,
     draining: bool,
 }
 
@@ -74,6 +77,7 @@ impl Actor for Supervisor {
             Actor::spawn_linked(None, Recovery, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let (reader, _) = Actor::spawn_linked(None, Reader, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let (scheduler, _) = Actor::spawn_linked(None, Scheduler, deps.clone(), myself.get_cell()).await?;
+        let deps_idle_period = (deps.tuning.actor_idle / 2).max(Duration::from_millis(10));
         Ok(SupervisorState {
             deps,
             children: HashMap::new(),
@@ -82,6 +86,7 @@ impl Actor for Supervisor {
             reader: Some(reader),
             recovery,
             scheduler,
+            idle_sweep: myself.send_interval(deps_idle_period, || SupervisorMsg::RetireIdle),
             draining: false,
         })
     }
@@ -100,23 +105,29 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Finished { partition, entry_id } => {
                 if let Some(child) = st.children.get_mut(&partition) {
+                    child.last_active = Instant::now();
                     if let Some(pos) = child.inflight.iter().position(|d| d.entry_id == entry_id) {
                         child.inflight.remove(pos);
                         st.deps.inflight.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
             }
-            SupervisorMsg::Idle { partition, actor } => {
-                let retire =
-                    st.children.get(&partition).is_some_and(|c| c.actor.get_id() == actor && c.inflight.is_empty());
-                if retire {
+            SupervisorMsg::RetireIdle => {
+                let idle = st.deps.tuning.actor_idle;
+                let retired: Vec<PartitionKey> = st
+                    .children
+                    .iter()
+                    .filter(|(_, c)| c.inflight.is_empty() && c.last_active.elapsed() >= idle)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                for partition in retired {
                     if let Some(child) = st.children.remove(&partition) {
-                        st.partitions.remove(&actor);
-                        // Retire is queued behind anything already sent, so nothing is dropped.
+                        st.partitions.remove(&child.actor.get_id());
+                        // Retire queues behind anything already sent, so nothing is dropped.
                         let _ = child.actor.cast(CommissionMsg::Retire);
                     }
-                    metrics::gauge!(m::ACTORS_ACTIVE).set(st.children.len() as f64);
                 }
+                metrics::gauge!(m::ACTORS_ACTIVE).set(st.children.len() as f64);
             }
             SupervisorMsg::Drain(timeout, reply) => {
                 // Wait outside this handler, so Deliver and Finished keep flowing.
@@ -141,6 +152,7 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Stop(reply) => {
                 st.draining = true;
+                st.idle_sweep.abort();
                 if let Some(reader) = st.reader.take() {
                     reader.stop(None);
                 }
@@ -212,10 +224,14 @@ impl SupervisorState {
             };
             let (actor, _) = Actor::spawn_linked(None, CommissionActor, args, myself.get_cell()).await?;
             self.partitions.insert(actor.get_id(), partition.clone());
-            self.children.insert(partition.clone(), Child { actor, current, inflight: VecDeque::new() });
+            self.children.insert(
+                partition.clone(),
+                Child { actor, current, inflight: VecDeque::new(), last_active: Instant::now() },
+            );
             metrics::gauge!(m::ACTORS_ACTIVE).set(self.children.len() as f64);
         }
         let child = self.children.get_mut(&partition).expect("child inserted above");
+        child.last_active = Instant::now();
         child.actor.cast(CommissionMsg::Process(delivery.clone()))?;
         child.inflight.push_back(delivery);
         self.deps.inflight.fetch_add(1, Ordering::Relaxed);
