@@ -131,11 +131,17 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(signal.cancelled_owned()).await;
         // No new orders now; let the actors finish and ack what they hold.
-        let drained = ractor::call!(supervisor, SupervisorMsg::Drain, DRAIN_TIMEOUT);
-        if let Err(e) = drained {
-            tracing::warn!(error = %e, "drain did not complete");
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(5), async {
+            ractor::call!(supervisor, SupervisorMsg::Drain, DRAIN_TIMEOUT)
+        })
+        .await;
+        if !matches!(drained, Ok(Ok(()))) {
+            tracing::warn!("drain did not complete in time; stopping anyway (unacked entries are claimed later)");
+            supervisor.kill();
         }
-        let _ = supervisor_done.await;
+        if tokio::time::timeout(Duration::from_secs(5), supervisor_done).await.is_err() {
+            tracing::warn!("actor tree did not stop in time; exiting anyway");
+        }
         served.map_err(AppError::Io)
     });
     tracing::info!(%addr, "komisi serving");

@@ -135,7 +135,9 @@ impl Actor for Supervisor {
                 tokio::spawn(async move {
                     let deadline = Instant::now() + timeout;
                     // Everything intake committed is in the journal once the dispatcher has caught up …
-                    let _ = ractor::call!(dispatcher, DispatcherMsg::Flush);
+                    // Bounded: a dispatcher stuck on an unreachable Redis must not hold the exit.
+                    let _ =
+                        tokio::time::timeout(timeout, async { ractor::call!(dispatcher, DispatcherMsg::Flush) }).await;
                     // … and has been read once two reads after that came back empty (the
                     // first may have begun before the flush); then wait for the actors.
                     let seen = deps.empty_reads.load(Ordering::SeqCst);

@@ -210,3 +210,17 @@ async fn graceful_shutdown_finishes_in_flight_events() {
     assert_eq!(open, 0, "every accepted event was applied before exit");
     app.assert_ledger_consistent().await;
 }
+
+#[tokio::test]
+async fn graceful_shutdown_completes_while_redis_is_unreachable() {
+    let mut app = spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), Faults::default()).await;
+    abc_tree(&app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    // The drain can neither journal nor read; it must end at once, not at its 30 s timeout.
+    let stopped = tokio::time::timeout(Duration::from_secs(15), app.shutdown()).await;
+    assert!(stopped.is_ok(), "SIGTERM-style shutdown hung");
+    // Nothing was lost: the order is durable and pending for the next instance.
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM events WHERE order_id = 'o-1'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(status, "pending");
+}
