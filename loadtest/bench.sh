@@ -31,13 +31,5 @@ for _ in $(seq "$RUNS"); do
   $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" | summary "delay200 max=$MAX"
 done
 echo "# restart with a backlog: orders accepted while the journal is down, then a restart"
-PID=$(loadtest/serve.sh REDIS_URL=redis://127.0.0.1:1)
-$LT run --base-url $URL --rate 700 --duration-secs 30 --drain-timeout-secs 0 --server-pid "$PID" | summary "backlog-build"
-kill "$PID"; sleep 1
-PENDING=$(mariadb -uroot -h127.0.0.1 -N -e "SELECT COUNT(*) FROM komisi_perf.events WHERE status <> 'done'")
-START=$(date +%s.%N)
-PID=$(KOMISI_BENCH_KEEP_DB=1 loadtest/serve.sh)
-while [ "$(mariadb -uroot -h127.0.0.1 -N -e "SELECT COUNT(*) FROM komisi_perf.events WHERE status <> 'done'")" != 0 ]; do sleep 0.2; done
-END=$(date +%s.%N)
-python3 -c "print('restart-drain pending=$PENDING seconds=%.1f events/s=%.0f' % ($END-$START, $PENDING/($END-$START)))"
 kill "$PID"
+loadtest/restart.sh 30 700
