@@ -59,7 +59,7 @@ pub struct Config {
     pub actor_idle_ms: u64,
 
     /// Journal entries handed to actors and not yet finished, at most.
-    #[arg(long, env = "KOMISI_MAX_INFLIGHT", default_value_t = 10_000)]
+    #[arg(long, env = "KOMISI_MAX_INFLIGHT", default_value_t = 2_000)]
     pub max_inflight: usize,
 
     /// MySQL connections for requests (intake and reads).
