@@ -1,7 +1,7 @@
 //! `/v1/affiliates`: register, update, read an affiliate, and list its ledger.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{ApiJson, Storefront};
+use super::extract::{id_field, ApiJson, Storefront};
 use super::AppState;
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
 use crate::domain::FieldError;
@@ -87,15 +87,6 @@ fn parse_name(name: &str, errors: &mut Vec<FieldError>) -> String {
     trimmed.to_owned()
 }
 
-fn parse_id<T>(
-    field: &str,
-    raw: &str,
-    parse: fn(&str) -> Result<T, crate::domain::ids::InvalidId>,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    parse(raw).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
-}
-
 /// Registers an affiliate: 201, or 200 when the same id was registered with the same data.
 #[utoipa::path(post, path = "/v1/affiliates", tag = "affiliates", request_body = CreateBody,
     responses(
@@ -112,11 +103,11 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<AffiliateView>), ApiError> {
     let mut errors = Vec::new();
-    let id = parse_id("id", &body.id, AffiliateId::parse, &mut errors);
+    let id = id_field("id", &body.id, AffiliateId::parse, &mut errors);
     let name = parse_name(&body.name, &mut errors);
-    let parent_id = body.parent_id.as_deref().and_then(|p| parse_id("parent_id", p, AffiliateId::parse, &mut errors));
-    let referral_code = parse_id("referral_code", &body.referral_code, ReferralCode::parse, &mut errors);
-    let buyer_id = body.buyer_id.as_deref().and_then(|b| parse_id("buyer_id", b, BuyerId::parse, &mut errors));
+    let parent_id = body.parent_id.as_deref().and_then(|p| id_field("parent_id", p, AffiliateId::parse, &mut errors));
+    let referral_code = id_field("referral_code", &body.referral_code, ReferralCode::parse, &mut errors);
+    let buyer_id = body.buyer_id.as_deref().and_then(|b| id_field("buyer_id", b, BuyerId::parse, &mut errors));
     if body.parent_id.is_some() && body.parent_id == Some(body.id.clone()) {
         errors.push(FieldError::new("parent_id", "an affiliate cannot be its own parent"));
     }
@@ -154,7 +145,7 @@ async fn update(
     let parent_id = match &body.parent_id {
         None => None,
         Some(None) => Some(None),
-        Some(Some(p)) => Some(parse_id("parent_id", p, AffiliateId::parse, &mut errors)),
+        Some(Some(p)) => Some(id_field("parent_id", p, AffiliateId::parse, &mut errors)),
     };
     if matches!(&parent_id, Some(Some(p)) if *p == id) {
         errors.push(FieldError::new("parent_id", "an affiliate cannot be its own parent"));

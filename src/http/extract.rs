@@ -123,3 +123,14 @@ fn strip_position(message: &str) -> String {
         None => message.to_owned(),
     }
 }
+
+/// Parses one storefront-given id, recording a field error when it is invalid,
+/// so a handler can report every bad field of a request at once.
+pub fn id_field<T>(
+    field: impl Into<String>,
+    raw: &str,
+    parse: fn(&str) -> Result<T, crate::domain::ids::InvalidId>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    parse(raw).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
+}

@@ -2,7 +2,7 @@
 //! order view with its commissions, rewards and event statuses.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{ApiJson, Storefront};
+use super::extract::{id_field, ApiJson, Storefront};
 use super::AppState;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
@@ -88,15 +88,6 @@ struct Accepted {
     status: &'static str,
 }
 
-fn id_field<T>(
-    field: String,
-    raw: &str,
-    parse: fn(&str) -> Result<T, crate::domain::ids::InvalidId>,
-    errors: &mut Vec<FieldError>,
-) -> Option<T> {
-    parse(raw).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
-}
-
 /// Parses and validates a `POST /v1/orders` body (JSON bytes) into an order
 /// ready for intake. Public for the benchmarks.
 pub fn parse_order_json(bytes: &[u8]) -> Result<NewOrder, ApiError> {
@@ -106,19 +97,17 @@ pub fn parse_order_json(bytes: &[u8]) -> Result<NewOrder, ApiError> {
 /// Parses every field, collecting every problem, so one 422 lists them all.
 fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
     let mut errors = Vec::new();
-    let id = id_field("id".into(), &body.id, OrderId::parse, &mut errors);
-    let buyer_id = id_field("buyer_id".into(), &body.buyer_id, BuyerId::parse, &mut errors);
+    let id = id_field("id", &body.id, OrderId::parse, &mut errors);
+    let buyer_id = id_field("buyer_id", &body.buyer_id, BuyerId::parse, &mut errors);
     let attribution = match (&body.referral_code, &body.affiliate_id) {
         (Some(_), Some(_)) => {
             errors.push(FieldError::new("affiliate_id", "give referral_code or affiliate_id, not both"));
             None
         }
         (Some(code), None) => {
-            id_field("referral_code".into(), code, ReferralCode::parse, &mut errors).map(Attribution::ReferralCode)
+            id_field("referral_code", code, ReferralCode::parse, &mut errors).map(Attribution::ReferralCode)
         }
-        (None, Some(a)) => {
-            id_field("affiliate_id".into(), a, AffiliateId::parse, &mut errors).map(Attribution::AffiliateId)
-        }
+        (None, Some(a)) => id_field("affiliate_id", a, AffiliateId::parse, &mut errors).map(Attribution::AffiliateId),
         (None, None) => None,
     };
     let currency_ok = body.currency.len() == 3 && body.currency.bytes().all(|b| b.is_ascii_uppercase());
@@ -277,7 +266,7 @@ async fn dispatch(state: &AppState, outcome: LifecycleOutcome) -> Result<(Status
 
 fn parse_refund(order_id: OrderId, body: &RefundBody) -> Result<RefundRequest, ApiError> {
     let mut errors = Vec::new();
-    let refund_id = id_field("refund_id".into(), &body.refund_id, RefundId::parse, &mut errors);
+    let refund_id = id_field("refund_id", &body.refund_id, RefundId::parse, &mut errors);
     if body.items.is_empty() || body.items.len() > MAX_ITEMS {
         errors.push(FieldError::new("items", format!("must hold 1-{MAX_ITEMS} items")));
     }
