@@ -24,6 +24,20 @@ async fn lifecycle(app: &TestApp, order: &str, action: &str) -> (StatusCode, Val
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST /admin/payouts` with an Idempotency-Key.
+async fn payout_with_key(app: &TestApp, key: &str, min_amount: &str) -> Value {
+    let r = app
+        .client
+        .post(app.url("/admin/payouts"))
+        .bearer_auth(ADMIN_KEY)
+        .header("idempotency-key", key)
+        .json(&json!({"min_amount": min_amount}))
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
 fn amounts(list: &[(&str, &str, &str)]) -> Vec<(String, String, rust_decimal::Decimal)> {
     list.iter().map(|(a, k, v)| (a.to_string(), k.to_string(), d(v))).collect()
 }
@@ -171,32 +185,10 @@ async fn a_refund_after_payout_is_a_clawback_that_the_next_payout_nets() {
     app.accept(&simple_order("o-2", "y", Some("code-C"), "1000000")).await;
     lifecycle(&app, "o-2", "complete").await;
     app.processed("o-2").await;
-    let netted: Value = app
-        .client
-        .post(app.url("/admin/payouts"))
-        .bearer_auth(ADMIN_KEY)
-        .header("idempotency-key", "net-1")
-        .json(&json!({"min_amount": "1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let netted = payout_with_key(&app, "net-1", "1").await;
     let c: Vec<&Value> = netted["items"].as_array().unwrap().iter().filter(|i| i["affiliate_id"] == "C").collect();
     assert_eq!(c, vec![&json!({"affiliate_id": "C", "amount": "20000"})], "100 000 earned − 80 000 clawed back");
-    let replay: Value = app
-        .client
-        .post(app.url("/admin/payouts"))
-        .bearer_auth(ADMIN_KEY)
-        .header("idempotency-key", "net-1")
-        .json(&json!({"min_amount": "1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let replay = payout_with_key(&app, "net-1", "1").await;
     assert_eq!(replay["id"], netted["id"]);
     app.admin_post(&format!("/admin/payouts/{}/complete", netted["id"]), &json!({})).await;
     assert_eq!(app.balance("C", "approved").await, d("0"));
