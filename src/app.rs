@@ -91,8 +91,16 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     let consumer = format!("komisi-{}", uuid::Uuid::now_v7());
     let journal: Arc<dyn Journal> = Arc::new(RedisJournal::new(redis_url, &config.redis_prefix, consumer)?);
 
+    let event_store: Arc<dyn crate::store::EventStore> = Arc::new(store.clone());
+    let applier = crate::apply::Applier::start(
+        event_store.clone(),
+        faults.clone(),
+        config.db_worker_connections as usize,
+        config.event_batch,
+    );
     let deps = Arc::new(Deps {
-        store: Arc::new(store.clone()),
+        store: event_store,
+        applier,
         journal: journal.clone(),
         faults: faults.clone(),
         tuning: Tuning {

@@ -70,6 +70,11 @@ pub struct Config {
     #[arg(long, env = "KOMISI_DB_WORKER_CONNECTIONS", default_value_t = 16)]
     pub db_worker_connections: u32,
 
+    /// Events of different partitions applied in one transaction, at most
+    /// (batches form only when events wait; 1 turns batching off).
+    #[arg(long, env = "KOMISI_EVENT_BATCH", default_value_t = 32)]
+    pub event_batch: usize,
+
     /// Benchmark only: sleep this long before every commission computation
     /// (outside any transaction). Off (0) by default.
     #[arg(long, env = "KOMISI_BENCH_COMMISSION_DELAY_MS", default_value_t = 0)]
@@ -113,8 +118,9 @@ impl Config {
         if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
             return Err("KOMISI_RETRY_BASE_MS must be > 0 and ≤ KOMISI_RETRY_MAX_MS".into());
         }
-        if self.recovery_interval_ms == 0 || self.actor_idle_ms == 0 || self.max_inflight == 0 {
-            return Err("intervals and KOMISI_MAX_INFLIGHT must be > 0".into());
+        if self.recovery_interval_ms == 0 || self.actor_idle_ms == 0 || self.max_inflight == 0 || self.event_batch == 0
+        {
+            return Err("intervals, KOMISI_MAX_INFLIGHT and KOMISI_EVENT_BATCH must be > 0".into());
         }
         if self.redis_prefix.is_empty() {
             return Err("KOMISI_REDIS_PREFIX must not be empty".into());

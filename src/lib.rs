@@ -2,6 +2,8 @@
 //! Data flows one way: http → actors → domain (pure) → store.
 pub mod actors;
 pub mod app;
+pub mod apply;
+pub mod coalesce;
 pub mod config;
 pub mod domain;
 pub mod event;

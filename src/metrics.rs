@@ -8,6 +8,8 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "komisi_http_request_duration_se
 pub const EVENTS_TOTAL: &str = "komisi_events_total";
 pub const EVENT_PROCESSING_DURATION_SECONDS: &str = "komisi_event_processing_duration_seconds";
 pub const EVENT_LAG_SECONDS: &str = "komisi_event_lag_seconds";
+pub const EVENT_BATCH_SIZE: &str = "komisi_event_batch_size";
+pub const EVENT_BATCH_FALLBACKS_TOTAL: &str = "komisi_event_batch_fallbacks_total";
 pub const EVENTS_PENDING: &str = "komisi_events_pending";
 pub const EVENTS_DEAD: &str = "komisi_events_dead";
 pub const ACTORS_ACTIVE: &str = "komisi_actors_active";
@@ -26,6 +28,8 @@ pub const ALL: &[(&str, &str)] = &[
     (EVENTS_TOTAL, "counter"),
     (EVENT_PROCESSING_DURATION_SECONDS, "histogram"),
     (EVENT_LAG_SECONDS, "histogram"),
+    (EVENT_BATCH_SIZE, "histogram"),
+    (EVENT_BATCH_FALLBACKS_TOTAL, "counter"),
     (EVENTS_PENDING, "gauge"),
     (EVENTS_DEAD, "gauge"),
     (ACTORS_ACTIVE, "gauge"),
@@ -42,6 +46,7 @@ pub const OUTCOMES: [&str; 4] = ["done", "noop", "failed", "dead"];
 
 const HTTP_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 const PROCESSING_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 const LAG_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// The process-wide recorder. The `metrics` facade has one global recorder, so
@@ -60,6 +65,7 @@ pub fn handle() -> PrometheusHandle {
                     )
                 })
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(EVENT_LAG_SECONDS.into()), LAG_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(EVENT_BATCH_SIZE.into()), BATCH_BUCKETS))
                 .expect("bucket lists are non-empty constants")
                 .build_recorder();
             let handle = recorder.handle();
@@ -80,6 +86,8 @@ fn describe() {
     describe_counter!(EVENTS_TOTAL, "Events processed by type and outcome (done, noop, failed, dead)");
     describe_histogram!(EVENT_PROCESSING_DURATION_SECONDS, Unit::Seconds, "One event's transaction");
     describe_histogram!(EVENT_LAG_SECONDS, Unit::Seconds, "Order commit to event applied");
+    describe_histogram!(EVENT_BATCH_SIZE, "Events applied by one shared transaction");
+    describe_counter!(EVENT_BATCH_FALLBACKS_TOTAL, "Batches rolled back and applied event by event");
     describe_gauge!(EVENTS_PENDING, "Events not yet applied (pending, processing, failed)");
     describe_gauge!(EVENTS_DEAD, "Events that exhausted their attempts");
     describe_gauge!(ACTORS_ACTIVE, "Commission actors alive");
@@ -108,6 +116,7 @@ fn register_zeroes() {
     }
     metrics::counter!(ACTOR_RESTARTS_TOTAL).absolute(0);
     metrics::counter!(EVENTS_REJOURNALED_TOTAL).absolute(0);
+    metrics::counter!(EVENT_BATCH_FALLBACKS_TOTAL).absolute(0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(EVENTS_PENDING).set(0.0);
     metrics::gauge!(EVENTS_DEAD).set(0.0);

@@ -1,6 +1,7 @@
 //! Commission actor: applies the events of one partition (one affiliate, or one
-//! unattributed buyer) one at a time, each in its own transaction, and acks the
-//! journal only after the commit. Stops itself when idle.
+//! unattributed buyer) one at a time, in order, and acks the journal only after
+//! the commit. Events of different partitions ready at the same moment share a
+//! transaction (`apply`). Stopped by the supervisor when idle.
 use super::supervisor::SupervisorMsg;
 use super::Deps;
 use crate::event::EventStatus;
@@ -88,7 +89,6 @@ async fn process(deps: &Deps, delivery: &Delivery) {
         "event",
         event_id = %delivery.event.id,
         partition = %delivery.event.partition,
-        order_id = tracing::field::Empty
     );
     process_in_span(deps, delivery).instrument(span).await
 }
@@ -104,12 +104,12 @@ async fn process_in_span(deps: &Deps, delivery: &Delivery) {
         tokio::time::sleep(delay).await;
     }
     let started = Instant::now();
-    let mut result = deps.store.process_event(event_id, &deps.faults).await;
+    let mut result = deps.applier.apply(event_id).await;
     let mut conflicts = 0;
     while matches!(&result, Err(e) if e.is_lock_conflict()) && conflicts < LOCK_CONFLICT_RETRIES {
         conflicts += 1;
         tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
-        result = deps.store.process_event(event_id, &deps.faults).await;
+        result = deps.applier.apply(event_id).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
     match result {

@@ -29,6 +29,8 @@ pub struct Tuning {
 /// What every actor shares.
 pub struct Deps {
     pub store: Arc<dyn EventStore>,
+    /// Applies events, batching those of different partitions into shared transactions.
+    pub applier: crate::apply::Applier,
     pub journal: Arc<dyn Journal>,
     pub faults: Arc<Faults>,
     pub tuning: Tuning,

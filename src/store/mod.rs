@@ -149,6 +149,12 @@ pub trait EventStore: Send + Sync + 'static {
         id: crate::event::EventId,
         faults: &crate::faults::Faults,
     ) -> Result<processing::Outcome>;
+    /// Several events of different orders in one transaction, all or nothing.
+    async fn process_events(
+        &self,
+        ids: &[crate::event::EventId],
+        faults: &crate::faults::Faults,
+    ) -> Result<Vec<processing::Outcome>>;
     async fn record_failure(
         &self,
         id: crate::event::EventId,
@@ -173,6 +179,13 @@ impl EventStore for Store {
         faults: &crate::faults::Faults,
     ) -> Result<processing::Outcome> {
         Store::process_event(self, id, faults).await
+    }
+    async fn process_events(
+        &self,
+        ids: &[crate::event::EventId],
+        faults: &crate::faults::Faults,
+    ) -> Result<Vec<processing::Outcome>> {
+        Store::process_events(self, ids, faults).await
     }
     async fn record_failure(
         &self,

@@ -81,6 +81,7 @@ fn test_config(db_url: String, prefix: String) -> Config {
         max_inflight: 10_000,
         db_max_connections: 4,
         db_worker_connections: 4,
+        event_batch: 32,
         bench_commission_delay_ms: 0,
     }
 }

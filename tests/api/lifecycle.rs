@@ -6,13 +6,13 @@ use serde_json::{json, Value};
 use sqlx::Row;
 use std::time::Duration;
 
-async fn refund(app: &TestApp, order: &str, refund_id: &str, items: Value) -> (StatusCode, Value) {
+pub(crate) async fn refund(app: &TestApp, order: &str, refund_id: &str, items: Value) -> (StatusCode, Value) {
     let r = app.post(&format!("/v1/orders/{order}/refunds"), &json!({"refund_id": refund_id, "items": items})).await;
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn lifecycle(app: &TestApp, order: &str, action: &str) -> (StatusCode, Value) {
+pub(crate) async fn lifecycle(app: &TestApp, order: &str, action: &str) -> (StatusCode, Value) {
     let r = app
         .client
         .post(app.url(&format!("/v1/orders/{order}/{action}")))

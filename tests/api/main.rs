@@ -1,5 +1,6 @@
 //! The one integration-test binary: every test starts a real komisi against
 //! MariaDB and Redis, with its own database and key prefix.
+mod batching;
 mod concurrency;
 mod faults;
 mod helpers;

@@ -1,0 +1,222 @@
+//! Events of different orders applied in one shared transaction: the ledger
+//! must be exactly what applying them one by one writes, a failing batch must
+//! write nothing, and its events must then land one by one.
+use crate::helpers::*;
+use crate::lifecycle::{lifecycle, refund};
+use komisi::apply::apply_batch;
+use komisi::event::EventId;
+use komisi::faults::Faults;
+use komisi::store::processing::Outcome;
+use komisi::store::Store;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::{MySqlPool, Row};
+use std::time::Duration;
+
+/// An instance whose journal is unreachable: orders are committed and their
+/// events stay pending, so the test decides how they are applied.
+async fn spawn_without_journal() -> (TestApp, Store) {
+    let app = spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), Faults::default()).await;
+    let store = Store::connect(&app.config.database_url, 2, Duration::from_secs(60)).await.expect("store");
+    (app, store)
+}
+
+/// Open events, oldest first.
+async fn open_events(db: &MySqlPool) -> Vec<EventId> {
+    sqlx::query_scalar::<_, String>("SELECT id FROM events WHERE status <> 'done' ORDER BY created_at, id")
+        .fetch_all(db)
+        .await
+        .expect("events")
+        .iter()
+        .map(|id| EventId::parse(id).expect("event id"))
+        .collect()
+}
+
+/// A tree with a suspended ancestor, and orders that exercise every rule:
+/// levels, category rate, exclusion, minimum, milestone (C's 3rd order of the
+/// month), a buyer's second order, an unattributed order.
+async fn first_wave(app: &TestApp) {
+    abc_tree(app).await;
+    app.create_affiliate("X", None).await;
+    app.create_affiliate("Y", Some("X")).await;
+    app.create_affiliate("Z", Some("Y")).await;
+    assert_eq!(app.patch("/v1/affiliates/Y", &json!({"status": "suspended"})).await.status(), StatusCode::OK);
+    app.accept(&worked_example_order("o-1", "b-1", "code-C")).await;
+    app.accept(&simple_order("o-2", "b-2", Some("code-C"), "600000")).await;
+    app.accept(&simple_order("o-3", "b-3", Some("code-C"), "80000")).await;
+    app.accept(&worked_example_order("o-4", "b-1", "code-Z")).await;
+    app.accept(&simple_order("o-5", "b-4", None, "300000")).await;
+    app.accept(&simple_order("o-6", "b-5", Some("code-B"), "10000")).await;
+    app.accept(&simple_order("o-7", "b-6", Some("code-A"), "900000")).await;
+}
+
+/// Refunds, a cancellation, a completion, and orders under a new program
+/// version without a holding period (approved inside the same transaction).
+async fn second_wave(app: &TestApp) {
+    let (status, body) = refund(app, "o-1", "r-1", json!([{"sku": "phone", "quantity": 1}])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = refund(app, "o-4", "r-2", json!([{"sku": "shirt", "quantity": 1}])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(lifecycle(app, "o-2", "cancel").await.0, StatusCode::ACCEPTED);
+    assert_eq!(lifecycle(app, "o-7", "complete").await.0, StatusCode::ACCEPTED);
+    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    app.accept(&simple_order("o-8", "b-7", Some("code-C"), "250000")).await;
+    app.accept(&simple_order("o-9", "b-2", Some("code-Z"), "400000")).await;
+}
+
+/// A completion without a holding period (approved by the same transaction,
+/// unless the scheduler gets there first), a refund, a new order.
+async fn third_wave(app: &TestApp) {
+    assert_eq!(lifecycle(app, "o-8", "complete").await.0, StatusCode::ACCEPTED);
+    let (status, body) = refund(app, "o-9", "r-4", json!([{"sku": "item", "quantity": 1}])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.accept(&simple_order("o-11", "b-9", Some("code-Z"), "120000")).await;
+}
+
+/// Everything the ledger side of the database says, by order id (event ids
+/// differ between databases).
+async fn snapshot(db: &MySqlPool) -> Vec<String> {
+    let queries = [
+        "SELECT CONCAT_WS('|', 'ledger', l.order_id, e.type, l.affiliate_id, l.level, l.kind, l.amount, l.status, \
+         l.rule_version) FROM ledger_entries l JOIN events e ON e.id = l.event_id",
+        "SELECT CONCAT_WS('|', 'reward', r.order_id, e.type, r.buyer_id, r.kind, r.points) \
+         FROM reward_entries r JOIN events e ON e.id = r.event_id",
+        "SELECT CONCAT_WS('|', 'affiliate', id, pending, approved, paid) FROM affiliates",
+        "SELECT CONCAT_WS('|', 'buyer', id, points) FROM buyers",
+        "SELECT CONCAT_WS('|', 'order', id, commission_status, COALESCE(no_commission_reason, '-'), \
+         COALESCE(context, '-'), approved_at IS NULL) FROM orders",
+        "SELECT CONCAT_WS('|', 'event', order_id, type, status, attempts) FROM events",
+    ];
+    let mut lines = Vec::new();
+    for q in queries {
+        lines.extend(sqlx::query(q).fetch_all(db).await.expect("snapshot").iter().map(|r| r.get::<String, _>(0)));
+    }
+    lines.sort();
+    lines
+}
+
+fn applied(outcomes: &[Outcome]) -> usize {
+    outcomes.iter().filter(|o| matches!(o, Outcome::Applied { .. })).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_writes_exactly_what_one_by_one_application_writes() {
+    let (batched, batch_store) = spawn_without_journal().await;
+    let (alone, alone_store) = spawn_without_journal().await;
+    let none = Faults::default();
+    for wave in 1..=3 {
+        for app in [&batched, &alone] {
+            match wave {
+                1 => first_wave(app).await,
+                2 => second_wave(app).await,
+                _ => third_wave(app).await,
+            }
+        }
+        let ids = open_events(&batched.db).await;
+        assert!(ids.len() >= 3, "a wave opens several events");
+        let outcomes = batch_store.process_events(&ids, &none).await.expect("batch applies");
+        assert_eq!(applied(&outcomes), ids.len());
+        for id in open_events(&alone.db).await {
+            let outcome = alone_store.process_event(id, &none).await.expect("applies");
+            assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
+        }
+        assert!(open_events(&batched.db).await.is_empty());
+        assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
+    }
+    // Not vacuous: the waves paid levels, bonuses and rewards, clawed some
+    // back, and approved the orders without a holding period.
+    let lines = snapshot(&batched.db).await;
+    for needle in [
+        "ledger|o-1|order.placed|C|1|commission|",
+        "ledger|o-1|order.placed|A|3|commission|",
+        "ledger|o-3|order.placed|C|1|milestone_bonus|",
+        "ledger|o-4|order.placed|X|2|commission|",
+        "ledger|o-1|order.refunded|C|1|commission|-",
+        "ledger|o-2|order.cancelled|C|1|commission|-",
+        "ledger|o-8|order.placed|C|1|commission|25000.0000|approved|",
+        "ledger|o-9|order.refunded|Z|1|commission|-",
+        "reward|o-5|order.placed|b-4|",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(needle)), "no line starting {needle} in {lines:#?}");
+    }
+    batched.assert_ledger_consistent().await;
+    // Replaying the batch changes nothing.
+    let ids: Vec<EventId> = sqlx::query_scalar::<_, String>("SELECT id FROM events")
+        .fetch_all(&batched.db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|id| EventId::parse(id).unwrap())
+        .collect();
+    let again = batch_store.process_events(&ids, &none).await.expect("replay");
+    assert!(again.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })), "{again:?}");
+    assert_eq!(snapshot(&batched.db).await, lines);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_writes_nothing_and_its_events_then_land_one_by_one() {
+    let (batched, store) = spawn_without_journal().await;
+    let (alone, alone_store) = spawn_without_journal().await;
+    first_wave(&batched).await;
+    first_wave(&alone).await;
+    let untouched = snapshot(&batched.db).await;
+    let ids = open_events(&batched.db).await;
+
+    // A database error in the middle of the shared transaction: nothing of
+    // any event survives, no attempt is counted.
+    let faults = Faults::default();
+    faults.fail_db_mid_tx(1);
+    assert!(store.process_events(&ids, &faults).await.is_err());
+    assert_eq!(snapshot(&batched.db).await, untouched);
+
+    // Every transaction failing: the batch and then each event alone fail,
+    // and still nothing is written.
+    faults.fail_db_mid_tx(u32::MAX);
+    let results = apply_batch(&store, &faults, ids.clone()).await;
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+    assert_eq!(snapshot(&batched.db).await, untouched);
+
+    // One failure: the batch rolls back, then every event lands on its own.
+    faults.fail_db_mid_tx(1);
+    let results = apply_batch(&store, &faults, ids.clone()).await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(Outcome::Applied { .. }))).count(), ids.len(), "{results:?}");
+    for id in open_events(&alone.db).await {
+        alone_store.process_event(id, &Faults::default()).await.expect("applies");
+    }
+    assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
+
+    // The rest of the lifecycle, batched.
+    second_wave(&batched).await;
+    second_wave(&alone).await;
+    let ids = open_events(&batched.db).await;
+    let outcomes = store.process_events(&ids, &Faults::default()).await.expect("batch applies");
+    assert_eq!(applied(&outcomes), ids.len());
+    for id in open_events(&alone.db).await {
+        alone_store.process_event(id, &Faults::default()).await.expect("applies");
+    }
+    assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
+
+    // Two events of one order cannot share a transaction: the batch is
+    // refused whole, and applied one by one they land in order.
+    for app in [&batched, &alone] {
+        app.accept(&worked_example_order("o-10", "b-8", "code-B")).await;
+        let (status, body) = refund(app, "o-10", "r-3", json!([{"sku": "shirt", "quantity": 2}])).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let ids = open_events(&batched.db).await;
+    assert_eq!(ids.len(), 2);
+    let before = snapshot(&batched.db).await;
+    assert!(store.process_events(&ids, &Faults::default()).await.is_err());
+    assert!(store.process_events(&[ids[0], ids[0]], &Faults::default()).await.is_err());
+    assert_eq!(snapshot(&batched.db).await, before);
+    let results = apply_batch(&store, &Faults::default(), ids.clone()).await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Outcome::Applied { .. }))), "{results:?}");
+    for id in open_events(&batched.db).await {
+        store.process_event(id, &Faults::default()).await.expect("applies");
+    }
+    for id in open_events(&alone.db).await {
+        alone_store.process_event(id, &Faults::default()).await.expect("applies");
+    }
+    assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
+    batched.assert_ledger_consistent().await;
+}
