@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MYSQL=${KOMISI_BENCH_MYSQL:-mysql://root@127.0.0.1:3306}
 PORT=${KOMISI_BENCH_PORT:-18090}
-pkill -f "komisi serve --bind 127.0.0.1:$PORT" 2>/dev/null && sleep 1 || true
+# A previous server still draining would consume this run's journal entries:
+# wait until it has exited.
+pkill -f "komisi serve --bind 127.0.0.1:$PORT" 2>/dev/null || true
+for _ in $(seq 1 300); do pgrep -f "komisi serve --bind 127.0.0.1:$PORT" >/dev/null || break; sleep 0.1; done
 if [ -z "${KOMISI_BENCH_KEEP_DB:-}" ]; then
   mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS komisi_perf; CREATE DATABASE komisi_perf"
   redis-cli --scan --pattern 'komisi_perf:*' | xargs -r redis-cli DEL >/dev/null

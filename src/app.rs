@@ -95,8 +95,9 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     let applier = crate::apply::Applier::start(
         event_store.clone(),
         faults.clone(),
-        config.db_worker_connections as usize,
+        config.event_workers,
         config.event_batch,
+        config.event_linger(),
     );
     let deps = Arc::new(Deps {
         store: event_store,

@@ -12,6 +12,7 @@ use crate::metrics as m;
 use crate::store::processing::Outcome;
 use crate::store::{EventStore, StoreError};
 use std::sync::Arc;
+use std::time::Duration;
 
 type Applied = Result<Outcome, StoreError>;
 
@@ -21,9 +22,16 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// `workers` transactions at most at once, each of up to `max_batch` events.
-    pub fn start(store: Arc<dyn EventStore>, faults: Arc<Faults>, workers: usize, max_batch: usize) -> Self {
-        let batches = Coalescer::start(workers, max_batch, move |ids: Vec<EventId>| {
+    /// `workers` transactions at most at once, each of up to `max_batch`
+    /// events, started at most `linger` after its first event was ready.
+    pub fn start(
+        store: Arc<dyn EventStore>,
+        faults: Arc<Faults>,
+        workers: usize,
+        max_batch: usize,
+        linger: Duration,
+    ) -> Self {
+        let batches = Coalescer::start(workers, max_batch, linger, move |ids: Vec<EventId>| {
             let (store, faults) = (store.clone(), faults.clone());
             async move { apply_batch(store.as_ref(), &faults, ids).await }
         });

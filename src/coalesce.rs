@@ -2,11 +2,15 @@
 //! first waiting job and whatever else is already queued (up to a limit) and
 //! runs them together. Under light load a batch is one job and waits for
 //! nothing; under load, batches grow exactly as fast as the work behind them
-//! slows down. Used for order intake (one transaction per batch of orders) and
+//! slows down. A `linger` makes a worker wait that long after the first job
+//! for more to join (for background work, where a little latency buys fewer,
+//! larger batches). Used for order intake (one transaction per batch of orders) and
 //! for applying events (one transaction per batch of events).
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::Instant;
 
 type Job<J, R> = (J, oneshot::Sender<R>);
 
@@ -21,10 +25,11 @@ impl<J, R> Clone for Coalescer<J, R> {
 }
 
 impl<J: Send + 'static, R: Send + 'static> Coalescer<J, R> {
-    /// `workers` batches run at once, each of up to `max_batch` jobs; `run`
-    /// answers a batch with one result per job, in order. The workers stop
-    /// when every handle is dropped.
-    pub fn start<F, Fut>(workers: usize, max_batch: usize, run: F) -> Self
+    /// `workers` batches run at once, each of up to `max_batch` jobs, started
+    /// at most `linger` after its first job arrived; `run` answers a batch with
+    /// one result per job, in order. The workers stop when every handle is
+    /// dropped.
+    pub fn start<F, Fut>(workers: usize, max_batch: usize, linger: Duration, run: F) -> Self
     where
         F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<R>> + Send,
@@ -44,10 +49,15 @@ impl<J: Send + 'static, R: Send + 'static> Coalescer<J, R> {
                             Some(job) => batch.push(job),
                             None => return,
                         }
+                        let deadline = Instant::now() + linger;
                         while batch.len() < max_batch {
                             match rx.try_recv() {
                                 Ok(job) => batch.push(job),
-                                Err(_) => break,
+                                Err(_) if linger.is_zero() => break,
+                                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                                    Ok(Some(job)) => batch.push(job),
+                                    Ok(None) | Err(_) => break,
+                                },
                             }
                         }
                     }

@@ -4,6 +4,7 @@
 use crate::coalesce::Coalescer;
 use crate::store::orders::{CreateOrder, NewOrder};
 use crate::store::{Store, StoreError};
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct Intake {
@@ -13,7 +14,7 @@ pub struct Intake {
 impl Intake {
     /// `workers` transactions at most at once, each of up to `max_batch` orders.
     pub fn start(store: Store, workers: usize, max_batch: usize) -> Self {
-        let batches = Coalescer::start(workers, max_batch, move |orders: Vec<NewOrder>| {
+        let batches = Coalescer::start(workers, max_batch, Duration::ZERO, move |orders: Vec<NewOrder>| {
             let store = store.clone();
             async move {
                 match store.create_orders(&orders).await {

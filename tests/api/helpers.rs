@@ -81,7 +81,9 @@ fn test_config(db_url: String, prefix: String) -> Config {
         max_inflight: 10_000,
         db_max_connections: 4,
         db_worker_connections: 4,
+        event_workers: 2,
         event_batch: 32,
+        event_linger_ms: 2,
         bench_commission_delay_ms: 0,
     }
 }
