@@ -67,13 +67,13 @@ pub struct Config {
     pub db_max_connections: u32,
 
     /// MySQL connections for event processing, approval and recovery.
-    #[arg(long, env = "KOMISI_DB_WORKER_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "KOMISI_DB_WORKER_CONNECTIONS", default_value_t = 20)]
     pub db_worker_connections: u32,
 
     /// Transactions applying events at once. Few and large beat many and
     /// small: each shares its commit and statements over more events, and
     /// leaves the database's CPU to intake. At most KOMISI_DB_WORKER_CONNECTIONS.
-    #[arg(long, env = "KOMISI_EVENT_WORKERS", default_value_t = 4)]
+    #[arg(long, env = "KOMISI_EVENT_WORKERS", default_value_t = 16)]
     pub event_workers: usize,
 
     /// Events of different partitions applied in one transaction, at most
@@ -84,7 +84,7 @@ pub struct Config {
     /// How long a worker waits after an event is ready for more to share its
     /// transaction. Trades a little lag for less database work per event at
     /// moderate load, which keeps intake fast (G4); 0 turns it off.
-    #[arg(long, env = "KOMISI_EVENT_LINGER_MS", default_value_t = 10)]
+    #[arg(long, env = "KOMISI_EVENT_LINGER_MS", default_value_t = 25)]
     pub event_linger_ms: u64,
 
     /// Benchmark only: sleep this long before every commission computation
