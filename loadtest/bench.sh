@@ -4,13 +4,13 @@
 #   loadtest/bench.sh [max_rate] [runs]        (release build first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-MAX=${1:-600}
+MAX=${1:-1210}
 RUNS=${2:-3}
 HALF=$((MAX / 2))
 URL=http://127.0.0.1:18090
 LT=./target/release/loadtest
 cargo build --release -q -p komisi -p loadtest
-loadtest/buffer-pool.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
+loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
   python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99/p99.9 ms=%s/%s/%s' % (l['p50_ms'], l['p99_ms'], l['p999_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'lag p50/p99 <= %s/%s s' % (d['lag_upper_bound_s']['p50'], d['lag_upper_bound_s']['p99']), 'errors=%s dropped=%s' % (d['errors'], d['dropped']), 'rss_mb=%s' % d['server_memory']['peak_rss_mb'])"
 }

@@ -55,7 +55,7 @@ pub struct Config {
     pub recovery_interval_ms: u64,
 
     /// A commission actor with no work for this long stops (it is respawned on demand).
-    #[arg(long, env = "KOMISI_ACTOR_IDLE_MS", default_value_t = 5_000)]
+    #[arg(long, env = "KOMISI_ACTOR_IDLE_MS", default_value_t = 1_000)]
     pub actor_idle_ms: u64,
 
     /// Journal entries handed to actors and not yet finished, at most.
