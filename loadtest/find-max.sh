@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The maximum sustained rate, RUNS times, each on a fresh server and database:
-# ramps the offered rate by 10 % from START while the backlog drains within 2 s
+# ramps the offered rate by 10 % per 20 s step from START while the backlog drains within 2 s
 # of the end and lag p99 stays ≤ 1 s (see `loadtest find-max --help`).
 #   loadtest/find-max.sh [start_rate] [runs]        (release build first)
 set -euo pipefail
