@@ -416,7 +416,7 @@ impl Store {
         };
         let version: u64 = row.try_get("program_version")?;
         let program = self.program(version).await?;
-        let state = load_state_with(&self.pool, id, BuyerId::from_trusted(row.try_get("buyer_id")?), &row).await?;
+        let state = load_state(&self.pool, id, BuyerId::from_trusted(row.try_get("buyer_id")?), &row).await?;
         let events = sqlx::query("SELECT id, type, status FROM events WHERE order_id = ? ORDER BY created_at, id")
             .bind(id.as_str())
             .fetch_all(&self.pool)
@@ -464,7 +464,37 @@ pub fn eligible(state: &OrderState, program: &Program) -> Decimal {
         .sum()
 }
 
-async fn load_state_with<'e, E>(
+/// The items of these orders, each order's in line order, keyed by order id.
+pub(super) async fn load_items<'e, E>(exec: E, orders: &[&OrderId]) -> Result<HashMap<String, Vec<OrderItem>>>
+where
+    E: sqlx::Executor<'e, Database = MySql>,
+{
+    let mut items: HashMap<String, Vec<OrderItem>> = HashMap::with_capacity(orders.len());
+    if orders.is_empty() {
+        return Ok(items);
+    }
+    let mut q = QueryBuilder::<MySql>::new(
+        "SELECT order_id, sku, category, quantity, refunded, unit_price FROM order_items WHERE order_id IN (",
+    );
+    let mut list = q.separated(", ");
+    for o in orders {
+        list.push_bind(o.as_str());
+    }
+    q.push(") ORDER BY order_id, line_no");
+    for r in q.build().fetch_all(exec).await? {
+        items.entry(r.try_get("order_id")?).or_default().push(OrderItem {
+            sku: Sku::from_trusted(r.try_get("sku")?),
+            category: Category::from_trusted(r.try_get("category")?),
+            quantity: r.try_get("quantity")?,
+            refunded: r.try_get("refunded")?,
+            unit_price: r.try_get("unit_price")?,
+        });
+    }
+    Ok(items)
+}
+
+/// Loads an order's items and cancellation into the engine's view of it.
+pub(super) async fn load_state<'e, E>(
     exec: E,
     id: &OrderId,
     buyer_id: BuyerId,
@@ -474,34 +504,8 @@ where
     E: sqlx::Executor<'e, Database = MySql>,
 {
     let status: String = order.try_get("status")?;
-    let items = sqlx::query(
-        "SELECT sku, category, quantity, refunded, unit_price FROM order_items WHERE order_id = ? ORDER BY line_no",
-    )
-    .bind(id.as_str())
-    .fetch_all(exec)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(OrderItem {
-            sku: Sku::from_trusted(r.try_get("sku")?),
-            category: Category::from_trusted(r.try_get("category")?),
-            quantity: r.try_get("quantity")?,
-            refunded: r.try_get("refunded")?,
-            unit_price: r.try_get("unit_price")?,
-        })
-    })
-    .collect::<Result<Vec<_>>>()?;
+    let items = load_items(exec, &[id]).await?.remove(id.as_str()).unwrap_or_default();
     Ok(OrderState { buyer_id, items, cancelled: status == OrderStatus::Cancelled.as_str() })
-}
-
-/// Loads an order's items and cancellation into the engine's view of it.
-pub(super) async fn load_state(
-    tx: &mut Transaction<'_, MySql>,
-    id: &OrderId,
-    buyer_id: BuyerId,
-    order: &sqlx::mysql::MySqlRow,
-) -> Result<OrderState> {
-    load_state_with(&mut **tx, id, buyer_id, order).await
 }
 
 fn new_state(order: &NewOrder) -> OrderState {

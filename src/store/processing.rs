@@ -6,14 +6,14 @@
 //! failing event only ever fails alone.
 use super::affiliates::{Affiliate, AffiliateStatus, MAX_TREE_DEPTH};
 use super::ledger::EntryStatus;
-use super::orders::{load_state, CommissionStatus, OrderStatus};
+use super::orders::{load_items, load_state, CommissionStatus, OrderStatus};
 use super::{corrupt, Result, Store};
 use crate::domain::entitlement::{
     entitle, month_window, AffiliateSnapshot, CommissionKind, Entitlement, FrozenContext, RewardKind,
 };
-use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, Sku};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{delta, Applied, Delta};
-use crate::domain::order::{OrderItem, OrderState};
+use crate::domain::order::OrderState;
 use crate::domain::program::Program;
 use crate::event::{EventId, EventStatus, EventType};
 use crate::faults::Faults;
@@ -103,7 +103,7 @@ impl Store {
             programs.push(self.program(ev.version).await?);
         }
         let order_ids: Vec<&OrderId> = open.iter().map(|(_, ev)| &ev.order_id).collect();
-        let mut items = load_items(&mut tx, &order_ids).await?;
+        let mut items = load_items(&mut *tx, &order_ids).await?;
         let frozen: Vec<&OrderId> =
             open.iter().filter(|(_, ev)| ev.context.is_some()).map(|(_, ev)| &ev.order_id).collect();
         let mut applied = load_applied(&mut tx, &frozen).await?;
@@ -256,26 +256,6 @@ fn triage(row: &MySqlRow) -> Result<Triage> {
         approve_at: row.try_get("approve_at")?,
         approved: row.try_get::<Option<DateTime<Utc>>, _>("approved_at")?.is_some(),
     })))
-}
-
-/// The items of these orders, each order's in line order.
-async fn load_items(tx: &mut Transaction<'_, MySql>, orders: &[&OrderId]) -> Result<HashMap<String, Vec<OrderItem>>> {
-    let mut q = QueryBuilder::<MySql>::new(
-        "SELECT order_id, sku, category, quantity, refunded, unit_price FROM order_items WHERE order_id IN (",
-    );
-    push_list(&mut q, orders.iter().map(|o| o.as_str()));
-    q.push(") ORDER BY order_id, line_no");
-    let mut items: HashMap<String, Vec<OrderItem>> = HashMap::with_capacity(orders.len());
-    for r in q.build().fetch_all(&mut **tx).await? {
-        items.entry(r.try_get("order_id")?).or_default().push(OrderItem {
-            sku: Sku::from_trusted(r.try_get("sku")?),
-            category: Category::from_trusted(r.try_get("category")?),
-            quantity: r.try_get("quantity")?,
-            refunded: r.try_get("refunded")?,
-            unit_price: r.try_get("unit_price")?,
-        });
-    }
-    Ok(items)
 }
 
 /// What the ledger holds for each of these orders (none: nothing read).
@@ -776,7 +756,7 @@ impl Store {
         };
         let ctx: FrozenContext = serde_json::from_str(&context).map_err(corrupt)?;
         let program = self.program(order.try_get("program_version")?).await?;
-        let state = load_state(&mut tx, order_id, BuyerId::from_trusted(order.try_get("buyer_id")?), &order).await?;
+        let state = load_state(&mut *tx, order_id, BuyerId::from_trusted(order.try_get("buyer_id")?), &order).await?;
         let applied = load_applied(&mut tx, &[order_id]).await?.remove(order_id.as_str()).unwrap_or_default();
         tx.commit().await?;
         Ok(Some((entitle(&state, &program, &ctx), applied)))
