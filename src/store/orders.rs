@@ -1,5 +1,6 @@
 //! Order intake (one transaction: order + items + event) and the order view.
 use super::ledger::{LedgerEntry, RewardEntry};
+use super::script::Script;
 use super::{corrupt, mysql_error_number, Result, Store, StoreError, ER_DUP_ENTRY};
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, Sku};
 use crate::domain::order::{OrderItem, OrderState};
@@ -7,7 +8,7 @@ use crate::domain::program::Program;
 use crate::event::{EventId, EventRef, EventStatus, EventType, PartitionKey};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::{MySql, QueryBuilder, Row, Transaction};
+use sqlx::{MySql, MySqlConnection, QueryBuilder, Row, Transaction};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,41 +236,58 @@ impl Store {
         Ok(CreateOrder::Accepted(event))
     }
 
-    /// Intake of several orders in ONE transaction: multi-row inserts and one
-    /// commit for all, each order still answered on its own (accepted,
-    /// duplicate, conflict, wrong currency). If a concurrent writer takes one of
-    /// the ids between the check and the insert, nothing of the batch is kept
-    /// and each order is taken again in a transaction of its own.
-    pub async fn create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
-        if orders.len() == 1 {
-            return Ok(vec![self.create_order(&orders[0]).await?]);
-        }
-        match self.try_create_orders(orders).await {
-            Err(StoreError::Db(e)) if mysql_error_number(&e) == Some(ER_DUP_ENTRY) => {
-                let mut out = Vec::with_capacity(orders.len());
-                for order in orders {
-                    out.push(self.create_order(order).await?);
-                }
-                Ok(out)
+    /// Intake of several orders (one or more) in ONE transaction of two round
+    /// trips: one read (program version, ids taken, attributions), then the
+    /// multi-row inserts and the commit sent together (`script`). Each order
+    /// is answered on its own (accepted, duplicate, conflict, wrong currency).
+    /// If a statement of the batch fails (a concurrent writer took one of the
+    /// ids between the read and the insert, a row the database refuses),
+    /// nothing of the batch is kept and each order is taken again in a
+    /// transaction of its own, so one bad order fails alone.
+    pub async fn create_orders(&self, orders: &[NewOrder]) -> Vec<Result<CreateOrder>> {
+        let mut conn = match self.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => return self.create_orders_apart(orders, e.into()).await,
+        };
+        match self.create_orders_on(&mut conn, orders).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(e) => {
+                // It may hold the failed transaction: closed, not given back.
+                drop(conn.detach());
+                self.create_orders_apart(orders, e).await
             }
-            other => other,
         }
     }
 
-    async fn try_create_orders(&self, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
-        let mut tx = self.pool.begin().await?;
-        let version: u64 = sqlx::query_scalar("SELECT MAX(version) FROM program_versions").fetch_one(&mut *tx).await?;
+    /// After a batch failed with `error`: each order alone (see `create_orders`).
+    pub async fn create_orders_apart(&self, orders: &[NewOrder], error: StoreError) -> Vec<Result<CreateOrder>> {
+        match error {
+            StoreError::Db(e) if orders.len() > 1 || mysql_error_number(&e) == Some(ER_DUP_ENTRY) => {
+                let mut out = Vec::with_capacity(orders.len());
+                for order in orders {
+                    out.push(self.create_order(order).await);
+                }
+                out
+            }
+            e => {
+                let message = e.to_string();
+                let mut out = vec![Err(e)];
+                out.extend(
+                    orders.iter().skip(1).map(|_| Err(StoreError::Corrupt(format!("intake failed: {message}")))),
+                );
+                out
+            }
+        }
+    }
+
+    /// The batch of `create_orders` on a given connection, all or nothing; after
+    /// an error the connection should be dropped (it may hold a transaction).
+    pub async fn create_orders_on(&self, conn: &mut MySqlConnection, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
+        // Round trip 1: what the batch depends on (program version, ids taken, attributions).
+        let known = intake_lookup(&mut *conn, orders).await?;
+        let version = known.version;
         let program = self.program(version).await?;
         let mut outcomes: Vec<Option<CreateOrder>> = orders.iter().map(|_| None).collect();
-
-        // Ids already taken: answered from the stored order, nothing inserted.
-        let mut q = QueryBuilder::<MySql>::new("SELECT id FROM orders WHERE id IN (");
-        let mut sep = q.separated(", ");
-        for o in orders {
-            sep.push_bind(o.id.as_str());
-        }
-        q.push(")");
-        let taken: HashSet<String> = q.build_query_scalar::<String>().fetch_all(&mut *tx).await?.into_iter().collect();
 
         let mut later = Vec::new(); // the same id twice in one batch: answered after the first commits
         let mut seen = HashSet::new();
@@ -277,7 +295,7 @@ impl Store {
         for (n, o) in orders.iter().enumerate() {
             if o.currency != program.currency {
                 outcomes[n] = Some(CreateOrder::WrongCurrency { expected: program.currency.clone() });
-            } else if taken.contains(o.id.as_str()) || !seen.insert(o.id.as_str()) {
+            } else if known.taken.contains(o.id.as_str()) || !seen.insert(o.id.as_str()) {
                 later.push(n);
             } else {
                 insert.push(n);
@@ -285,18 +303,17 @@ impl Store {
         }
 
         if !insert.is_empty() {
-            let codes = attribution_lookup(&mut tx, orders, &insert).await?;
             let now = Utc::now();
             let mut rows = Vec::with_capacity(insert.len());
             for &n in &insert {
                 let o = &orders[n];
                 let (affiliate_id, note) = match &o.attribution {
                     None => (None, None),
-                    Some(Attribution::ReferralCode(c)) => match codes.get(&(true, c.as_str().to_owned())) {
+                    Some(Attribution::ReferralCode(c)) => match known.codes.get(&(true, c.as_str().to_owned())) {
                         Some(id) => (Some(id.clone()), None),
                         None => (None, Some("unknown_referral_code")),
                     },
-                    Some(Attribution::AffiliateId(a)) => match codes.get(&(false, a.as_str().to_owned())) {
+                    Some(Attribution::AffiliateId(a)) => match known.codes.get(&(false, a.as_str().to_owned())) {
                         Some(id) => (Some(id.clone()), None),
                         None => (None, Some("unknown_affiliate_id")),
                     },
@@ -315,70 +332,68 @@ impl Store {
                     EventRef { id: EventId::new(), partition },
                 ));
             }
-            let mut q = QueryBuilder::<MySql>::new(
-                "INSERT INTO orders (id, buyer_id, affiliate_id, referral_code, attribution_note, currency, placed_at, \
-                 status, total, original_eligible, program_version, request_hash, commission_status, created_at, updated_at) ",
-            );
-            q.push_values(&rows, |mut b, (n, affiliate_id, note, total, eligible, _)| {
-                let o = &orders[*n];
-                b.push_bind(o.id.as_str())
-                    .push_bind(o.buyer_id.as_str())
-                    .push_bind(affiliate_id.clone())
-                    .push_bind(match &o.attribution {
-                        Some(Attribution::ReferralCode(c)) => Some(c.as_str()),
-                        _ => None,
-                    })
-                    .push_bind(*note)
-                    .push_bind(o.currency.as_str())
-                    .push_bind(o.placed_at.unwrap_or(now))
-                    .push_bind("placed")
-                    .push_bind(*total)
-                    .push_bind(*eligible)
-                    .push_bind(version)
-                    .push_bind(&o.request_hash[..])
-                    .push_bind("pending")
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *tx).await?;
-
-            let mut q = QueryBuilder::<MySql>::new(
-                "INSERT INTO order_items (order_id, sku, line_no, category, quantity, unit_price) ",
+            // Round trip 2: the order rows, their items and events, and the commit.
+            let mut script = Script::new();
+            script.insert(
+                "orders (id, buyer_id, affiliate_id, referral_code, attribution_note, currency, placed_at, \
+                 status, total, original_eligible, program_version, request_hash, commission_status, created_at, updated_at)",
+                &rows,
+                |v, (n, affiliate_id, note, total, eligible, _)| {
+                    let o = &orders[*n];
+                    v.push(o.id.as_str())
+                        .push(o.buyer_id.as_str())
+                        .push(affiliate_id.as_deref())
+                        .push(match &o.attribution {
+                            Some(Attribution::ReferralCode(c)) => Some(c.as_str()),
+                            _ => None,
+                        })
+                        .push(*note)
+                        .push(o.currency.as_str())
+                        .push(o.placed_at.unwrap_or(now))
+                        .push("placed")
+                        .push(*total)
+                        .push(*eligible)
+                        .push(version)
+                        .push(&o.request_hash[..])
+                        .push("pending")
+                        .push(now)
+                        .push(now);
+                },
             );
             let items =
                 rows.iter().flat_map(|(n, ..)| orders[*n].items.iter().enumerate().map(move |(k, i)| (*n, k, i)));
-            q.push_values(items, |mut b, (n, k, item)| {
-                b.push_bind(orders[n].id.as_str())
-                    .push_bind(item.sku.as_str())
-                    .push_bind(k as u16)
-                    .push_bind(item.category.as_str())
-                    .push_bind(item.quantity)
-                    .push_bind(item.unit_price);
-            });
-            q.build().execute(&mut *tx).await?;
-
-            let mut q = QueryBuilder::<MySql>::new(
-                "INSERT INTO events (id, type, order_id, partition_key, status, attempts, payload, next_attempt_at, created_at, updated_at) ",
+            script.insert(
+                "order_items (order_id, sku, line_no, category, quantity, unit_price)",
+                items,
+                |v, (n, k, item)| {
+                    v.push(orders[n].id.as_str())
+                        .push(item.sku.as_str())
+                        .push(k as u16)
+                        .push(item.category.as_str())
+                        .push(item.quantity)
+                        .push(item.unit_price);
+                },
             );
-            q.push_values(&rows, |mut b, (n, .., event)| {
-                b.push_bind(event.id.to_string())
-                    .push_bind(EventType::OrderPlaced.as_str())
-                    .push_bind(orders[*n].id.as_str())
-                    .push_bind(event.partition.as_str())
-                    .push_bind("pending")
-                    .push_bind(0u32)
-                    .push_bind(orders[*n].payload.as_str())
-                    .push_bind(now + self.lease)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *tx).await?;
-            tx.commit().await?;
+            script.insert(
+                "events (id, type, order_id, partition_key, status, attempts, payload, next_attempt_at, created_at, updated_at)",
+                &rows,
+                |v, (n, .., event)| {
+                    v.push(event.id.to_string())
+                        .push(EventType::OrderPlaced.as_str())
+                        .push(orders[*n].id.as_str())
+                        .push(event.partition.as_str())
+                        .push("pending")
+                        .push(0u32)
+                        .push(orders[*n].payload.as_str())
+                        .push(now + self.lease)
+                        .push(now)
+                        .push(now);
+                },
+            );
+            script.commit(conn).await?;
             for (n, .., event) in rows {
                 outcomes[n] = Some(CreateOrder::Accepted(event));
             }
-        } else {
-            tx.commit().await?;
         }
         for n in later {
             outcomes[n] = Some(self.existing_order_outcome(&orders[n]).await?);
@@ -527,40 +542,64 @@ fn new_state(order: &NewOrder) -> OrderState {
 }
 
 /// (is a referral code, code or id) → affiliate id, for every order of a batch, in one query.
-async fn attribution_lookup(
-    tx: &mut Transaction<'_, MySql>,
-    orders: &[NewOrder],
-    which: &[usize],
-) -> Result<HashMap<(bool, String), String>> {
-    let mut codes = Vec::new();
-    let mut ids = Vec::new();
-    for &n in which {
-        match &orders[n].attribution {
+/// What intake needs to know before writing a batch, read in one statement.
+struct IntakeLookup {
+    /// The current program version.
+    version: u64,
+    /// Ids of the batch already taken by stored orders.
+    taken: HashSet<String>,
+    /// (is referral code, code or affiliate id) → affiliate id, for those that exist.
+    codes: HashMap<(bool, String), String>,
+}
+
+async fn intake_lookup(conn: &mut MySqlConnection, orders: &[NewOrder]) -> Result<IntakeLookup> {
+    let mut q = QueryBuilder::<MySql>::new(
+        "SELECT 'v' AS kind, CAST(MAX(version) AS CHAR) AS a, NULL AS b FROM program_versions \
+         UNION ALL SELECT 't', id, NULL FROM orders WHERE id IN (",
+    );
+    let mut sep = q.separated(", ");
+    for o in orders {
+        sep.push_bind(o.id.as_str());
+    }
+    let (mut codes, mut ids) = (Vec::new(), Vec::new());
+    for o in orders {
+        match &o.attribution {
             Some(Attribution::ReferralCode(c)) => codes.push(c.as_str()),
             Some(Attribution::AffiliateId(a)) => ids.push(a.as_str()),
             None => {}
         }
     }
-    let mut found = HashMap::new();
-    if codes.is_empty() && ids.is_empty() {
-        return Ok(found);
-    }
-    let mut q = QueryBuilder::<MySql>::new("SELECT id, referral_code FROM affiliates WHERE referral_code IN (");
-    let mut sep = q.separated(", ");
-    for c in codes.iter().chain(std::iter::once(&"")) {
-        sep.push_bind(*c);
-    }
-    q.push(") OR id IN (");
-    let mut sep = q.separated(", ");
-    for i in ids.iter().chain(std::iter::once(&"")) {
-        sep.push_bind(*i);
-    }
     q.push(")");
-    for row in q.build().fetch_all(&mut **tx).await? {
-        let id: String = row.try_get("id")?;
-        let code: String = row.try_get("referral_code")?;
-        found.insert((true, code), id.clone());
-        found.insert((false, id.clone()), id);
+    if !codes.is_empty() || !ids.is_empty() {
+        q.push(" UNION ALL SELECT 'c', id, referral_code FROM affiliates WHERE referral_code IN (");
+        let mut sep = q.separated(", ");
+        for c in codes.iter().chain(std::iter::once(&"")) {
+            sep.push_bind(*c);
+        }
+        q.push(") OR id IN (");
+        let mut sep = q.separated(", ");
+        for i in ids.iter().chain(std::iter::once(&"")) {
+            sep.push_bind(*i);
+        }
+        q.push(")");
+    }
+    let mut found = IntakeLookup { version: 0, taken: HashSet::new(), codes: HashMap::new() };
+    for row in q.build().fetch_all(conn).await? {
+        let kind: String = row.try_get("kind")?;
+        let a: Option<String> = row.try_get("a")?;
+        let b: Option<String> = row.try_get("b")?;
+        match (kind.as_str(), a, b) {
+            ("v", Some(v), _) => found.version = v.parse().map_err(|_| corrupt("program version"))?,
+            ("v", None, _) => return Err(corrupt("no program version")),
+            ("t", Some(id), _) => {
+                found.taken.insert(id);
+            }
+            ("c", Some(id), Some(code)) => {
+                found.codes.insert((true, code), id.clone());
+                found.codes.insert((false, id.clone()), id);
+            }
+            _ => return Err(corrupt("intake lookup row")),
+        }
     }
     Ok(found)
 }

@@ -247,7 +247,7 @@ async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
         parse(simple_order("taken", "x", Some("code-A"), "100000")), // a retry of an earlier order
         parse(simple_order("taken", "x", Some("code-A"), "999")),    // the same id, another body
     ];
-    let outcomes = store.create_orders(&batch).await.unwrap();
+    let outcomes: Vec<_> = store.create_orders(&batch).await.into_iter().map(Result::unwrap).collect();
     let first = match &outcomes[0] {
         CreateOrder::Accepted(e) => e.id,
         other => panic!("{other:?}"),
@@ -267,5 +267,34 @@ async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
     assert_eq!(unattributed, (None, Some("unknown_referral_code".into())));
     // The events reach the journal through recovery (they were not cast by a handler).
     let _ = (app.processed("new-1").await, app.processed("new-2").await);
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone() {
+    use komisi::http::orders::parse_order_json;
+    use komisi::store::orders::CreateOrder;
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    let store = komisi::store::Store::connect(&app.config.database_url, 2, std::time::Duration::from_millis(500))
+        .await
+        .unwrap();
+    let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
+    let good = parse(simple_order("good", "x", Some("code-A"), "100000"));
+    let mut bad = parse(simple_order("bad", "y", Some("code-A"), "100000"));
+    // The same sku twice: both order rows go in, then the database refuses the item rows.
+    bad.items.push(bad.items[0].clone());
+    let outcomes = store.create_orders(&[good, bad]).await;
+    assert!(matches!(&outcomes[0], Ok(CreateOrder::Accepted(_))), "{:?}", outcomes[0]);
+    assert!(outcomes[1].is_err(), "{:?}", outcomes[1]);
+    let orders: Vec<String> = sqlx::query_scalar("SELECT id FROM orders").fetch_all(&app.db).await.unwrap();
+    assert_eq!(orders, vec!["good".to_string()]);
+    assert_eq!(count(&app, "events").await, 1);
+    assert_eq!(count(&app, "order_items").await, 1);
+    // The pool works on: the next intake commits.
+    let next = store.create_orders(&[parse(simple_order("next", "z", None, "5"))]).await;
+    assert!(matches!(&next[0], Ok(CreateOrder::Accepted(_))), "{:?}", next[0]);
+    assert_eq!(count(&app, "orders").await, 2);
+    let _ = (app.processed("good").await, app.processed("next").await);
     app.assert_ledger_consistent().await;
 }
