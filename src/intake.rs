@@ -9,13 +9,10 @@
 //! for a while is pinged before use.
 use crate::coalesce::Coalescer;
 use crate::store::orders::{CreateOrder, NewOrder};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, IDLE_BEFORE_PING};
 use sqlx::{Connection, MySqlConnection};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A kept connection idle longer than this is pinged before use.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Intake {

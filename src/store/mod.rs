@@ -85,8 +85,9 @@ pub struct Store {
     lease: chrono::TimeDelta,
 }
 
-/// Pooled connections idle longer than this are pinged before use.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+/// Connections idle longer than this are pinged before use (pooled ones,
+/// and those intake keeps).
+pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
 
 impl Store {
     /// Connects with UTC session time and READ COMMITTED isolation: every money
