@@ -213,7 +213,7 @@ impl Store {
         if order.status == OrderStatus::Cancelled {
             return Ok(LifecycleOutcome::Conflict("the order is cancelled".into()));
         }
-        let program = self.program(order.program_version).await?;
+        let program = self.program_in(&mut tx, order.program_version).await?;
         let now = Utc::now();
         let approve_at = now + chrono::TimeDelta::days(i64::from(program.holding_days));
         sqlx::query("UPDATE orders SET completed_at = ?, approve_at = ? WHERE id = ?")

@@ -174,7 +174,7 @@ impl Store {
     pub async fn create_order(&self, order: &NewOrder) -> Result<CreateOrder> {
         let mut tx = self.pool.begin().await?;
         let version: u64 = sqlx::query_scalar("SELECT MAX(version) FROM program_versions").fetch_one(&mut *tx).await?;
-        let program = self.program(version).await?;
+        let program = self.program_in(&mut tx, version).await?;
         if order.currency != program.currency {
             return Ok(CreateOrder::WrongCurrency { expected: program.currency.clone() });
         }
@@ -286,7 +286,7 @@ impl Store {
         // Round trip 1: what the batch depends on (program version, ids taken, attributions).
         let known = intake_lookup(&mut *conn, orders).await?;
         let version = known.version;
-        let program = self.program(version).await?;
+        let program = self.program_in(conn, version).await?;
         let mut outcomes: Vec<Option<CreateOrder>> = orders.iter().map(|_| None).collect();
 
         let mut later = Vec::new(); // the same id twice in one batch: answered after the first commits

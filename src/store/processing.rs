@@ -100,7 +100,7 @@ impl Store {
         // What the rules read, for every open event at once.
         let mut programs = Vec::with_capacity(open.len());
         for (_, ev) in &open {
-            programs.push(self.program(ev.version).await?);
+            programs.push(self.program_in(&mut tx, ev.version).await?);
         }
         let order_ids: Vec<&OrderId> = open.iter().map(|(_, ev)| &ev.order_id).collect();
         let mut items = load_items(&mut *tx, &order_ids).await?;
@@ -755,7 +755,7 @@ impl Store {
             return Ok(None);
         };
         let ctx: FrozenContext = serde_json::from_str(&context).map_err(corrupt)?;
-        let program = self.program(order.try_get("program_version")?).await?;
+        let program = self.program_in(&mut tx, order.try_get("program_version")?).await?;
         let state = load_state(&mut *tx, order_id, BuyerId::from_trusted(order.try_get("buyer_id")?), &order).await?;
         let applied = load_applied(&mut tx, &[order_id]).await?.remove(order_id.as_str()).unwrap_or_default();
         tx.commit().await?;

@@ -2,7 +2,7 @@
 use super::{corrupt, Result, Store};
 use crate::domain::program::{Program, ProgramDoc};
 use chrono::Utc;
-use sqlx::Row;
+use sqlx::{MySqlConnection, Row};
 use std::sync::Arc;
 
 impl Store {
@@ -25,12 +25,23 @@ impl Store {
 
     /// A program version, from the cache or the database.
     pub async fn program(&self, version: u64) -> Result<Arc<Program>> {
+        let cached = self.programs.read().expect("program cache poisoned").get(&version).cloned();
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        self.program_in(&mut *self.pool.acquire().await?, version).await
+    }
+
+    /// `program`, read on a connection the caller already holds (inside its
+    /// transaction): a cache miss then needs no second connection, which a
+    /// full pool could not give while every holder waits for one.
+    pub async fn program_in(&self, conn: &mut MySqlConnection, version: u64) -> Result<Arc<Program>> {
         if let Some(p) = self.programs.read().expect("program cache poisoned").get(&version) {
             return Ok(p.clone());
         }
         let row = sqlx::query("SELECT body FROM program_versions WHERE version = ?")
             .bind(version)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| corrupt(format!("program version {version} does not exist")))?;
         let body: String = row.try_get("body")?;

@@ -276,7 +276,10 @@ async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone()
     use komisi::store::orders::CreateOrder;
     let app = spawn_app().await;
     app.create_affiliate("A", None).await;
-    let store = komisi::store::Store::connect(&app.config.database_url, 2, std::time::Duration::from_millis(500))
+    // A pool of ONE connection, with the program not yet cached: intake must
+    // never need a second connection while it holds one (it would wait for
+    // itself), and the failed batch's connection is replaced.
+    let store = komisi::store::Store::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
         .await
         .unwrap();
     let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
@@ -297,4 +300,10 @@ async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone()
     assert_eq!(count(&app, "orders").await, 2);
     let _ = (app.processed("good").await, app.processed("next").await);
     app.assert_ledger_consistent().await;
+    // The same for a lifecycle request on another fresh one-connection store.
+    let fresh = komisi::store::Store::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
+        .await
+        .unwrap();
+    let completed = fresh.complete(&komisi::domain::ids::OrderId::parse("good").unwrap()).await.unwrap();
+    assert!(matches!(completed, komisi::store::lifecycle::LifecycleOutcome::Accepted(_)), "{completed:?}");
 }
