@@ -334,16 +334,15 @@ async fn resolve_contexts(
         }
         let direct = walk.as_ref().map(|(d, _)| d.id.as_str());
         let (start, _end) = month_window(ev.placed_at, program.timezone);
+        // One aggregate over the affiliate's month (always one row, zeros when
+        // there is no direct affiliate), read from ix_orders_affiliate_placed
+        // alone, which carries original_eligible.
         q.push("SELECT ").push_bind(ev.order_id.as_str());
         q.push(" AS order_id, NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ").push_bind(ev.buyer_id.as_str());
         push_placed_before(&mut q, ev);
-        q.push(") AS first_order, (SELECT COALESCE(SUM(original_eligible), 0) FROM orders WHERE affiliate_id = ");
-        q.push_bind(direct).push(" AND placed_at >= ").push_bind(start);
+        q.push(") AS first_order, COALESCE(SUM(original_eligible), 0) AS volume, COUNT(*) AS n FROM orders");
+        q.push(" WHERE affiliate_id = ").push_bind(direct).push(" AND placed_at >= ").push_bind(start);
         push_placed_before(&mut q, ev);
-        q.push(") AS volume, (SELECT COUNT(*) FROM orders WHERE affiliate_id = ").push_bind(direct);
-        q.push(" AND placed_at >= ").push_bind(start);
-        push_placed_before(&mut q, ev);
-        q.push(") AS n");
     }
     let mut facts: HashMap<String, MySqlRow> = HashMap::with_capacity(fresh.len());
     for row in q.build().fetch_all(&mut **tx).await? {
