@@ -5,15 +5,21 @@
 //! ledger, write 3 ledger rows, 3 balances, 2 reward rows, the buyer, the event
 //! and the order), one statement per row and one commit per transaction, on
 //! komisi's own schema and indexes (its migrations).
+//!
+//! With `--rate` the same transactions arrive at a fixed rate instead (open
+//! loop, like `run`), and the intake transaction's latency is reported, from
+//! each order's due time to its intake commit: the raw-database floor that
+//! komisi's intake latency at the same rate is compared with.
 use anyhow::Result;
 use clap::Args;
+use hdrhistogram::Histogram;
 use rand::Rng;
 use rust_decimal::Decimal;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Executor, MySql, Pool};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
@@ -28,6 +34,18 @@ pub struct BaselineArgs {
     duration_secs: u64,
     #[arg(long, default_value_t = 10_000)]
     affiliates: usize,
+    /// Orders per second offered at fixed arrival times (open loop) instead of
+    /// as fast as the connections allow; reports the intake latency.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+/// What a measurement counted: orders done, seconds, and with `--rate` the
+/// intake latency histogram (microseconds).
+struct Measured {
+    orders: u64,
+    elapsed: f64,
+    intake: Option<Histogram<u64>>,
 }
 
 pub async fn run(a: BaselineArgs) -> Result<()> {
@@ -37,21 +55,23 @@ pub async fn run(a: BaselineArgs) -> Result<()> {
     let url = format!("{}/{db}", a.server_url);
     let result = measure(&url, &a).await;
     admin.execute(format!("DROP DATABASE `{db}`").as_str()).await?;
-    let (orders, elapsed) = result?;
+    let m = result?;
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "baseline": "raw sqlx, intake tx + commission tx per order",
             "connections": a.connections,
-            "orders": orders,
-            "duration_s": elapsed,
-            "orders_per_s": orders as f64 / elapsed,
+            "offered_rate": a.rate,
+            "orders": m.orders,
+            "duration_s": m.elapsed,
+            "orders_per_s": m.orders as f64 / m.elapsed,
+            "intake_latency": m.intake.as_ref().map(crate::quantiles_ms),
         }))?
     );
     Ok(())
 }
 
-async fn measure(url: &str, a: &BaselineArgs) -> Result<(u64, f64)> {
+async fn measure(url: &str, a: &BaselineArgs) -> Result<Measured> {
     // komisi's schema and indexes, through komisi's own migrations.
     let store = komisi::store::Store::connect(url, 2, Duration::from_secs(60)).await?;
     store.migrate().await?;
@@ -86,6 +106,14 @@ async fn measure(url: &str, a: &BaselineArgs) -> Result<(u64, f64)> {
         });
         q.build().execute(&pool).await?;
     }
+    match a.rate {
+        Some(rate) => open_loop(&pool, a, rate).await,
+        None => closed_loop(&pool, a).await,
+    }
+}
+
+/// Every connection issues orders back to back until the deadline.
+async fn closed_loop(pool: &Pool<MySql>, a: &BaselineArgs) -> Result<Measured> {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(a.duration_secs);
     let started = Instant::now();
@@ -107,10 +135,39 @@ async fn measure(url: &str, a: &BaselineArgs) -> Result<(u64, f64)> {
     for w in workers {
         w.await??;
     }
-    Ok((done.load(Ordering::Relaxed), started.elapsed().as_secs_f64()))
+    Ok(Measured { orders: done.load(Ordering::Relaxed), elapsed: started.elapsed().as_secs_f64(), intake: None })
 }
 
-async fn one_order(pool: &Pool<MySql>, id: &str, leaf: usize) -> Result<()> {
+/// Order i is due at a fixed time whatever happened before; its intake
+/// latency counts from then (no coordinated omission), waiting for a free
+/// connection included.
+async fn open_loop(pool: &Pool<MySql>, a: &BaselineArgs, rate: f64) -> Result<Measured> {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = (rate * a.duration_secs as f64) as u64;
+    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (pool, latency) = (pool.clone(), latency.clone());
+        let leaf = rand::rng().random_range(1000..a.affiliates);
+        tasks.push(tokio::spawn(async move {
+            let committed = one_order(&pool, &format!("b-{i}"), leaf).await?;
+            latency.lock().unwrap().record((committed - due).as_micros().max(1) as u64)?;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let intake = latency.lock().unwrap().clone();
+    Ok(Measured { orders: total, elapsed, intake: Some(intake) })
+}
+
+/// One order's two transactions; answers when the intake one committed.
+async fn one_order(pool: &Pool<MySql>, id: &str, leaf: usize) -> Result<Instant> {
     let now = chrono::Utc::now();
     let price = Decimal::from(150_000);
     let leaf_id = format!("aff-{leaf}");
@@ -146,6 +203,7 @@ async fn one_order(pool: &Pool<MySql>, id: &str, leaf: usize) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    let intake_committed = Instant::now();
 
     // Commission: lock, read, write the delta row by row, mark done.
     let mut tx = pool.begin().await?;
@@ -219,5 +277,5 @@ async fn one_order(pool: &Pool<MySql>, id: &str, leaf: usize) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(intake_committed)
 }
