@@ -38,6 +38,10 @@ pub struct BaselineArgs {
     /// as fast as the connections allow; reports the intake latency.
     #[arg(long)]
     rate: Option<f64>,
+    /// Only the intake transaction per order, no commission transaction: with
+    /// `--rate`, the latency a durable intake commit alone has at that rate.
+    #[arg(long)]
+    intake_only: bool,
 }
 
 /// What a measurement counted: orders done, seconds, and with `--rate` the
@@ -59,7 +63,7 @@ pub async fn run(a: BaselineArgs) -> Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
-            "baseline": "raw sqlx, intake tx + commission tx per order",
+            "baseline": if a.intake_only { "raw sqlx, intake tx only" } else { "raw sqlx, intake tx + commission tx per order" },
             "connections": a.connections,
             "offered_rate": a.rate,
             "orders": m.orders,
@@ -119,12 +123,12 @@ async fn closed_loop(pool: &Pool<MySql>, a: &BaselineArgs) -> Result<Measured> {
     let started = Instant::now();
     let workers: Vec<_> = (0..a.connections)
         .map(|w| {
-            let (pool, done, affiliates) = (pool.clone(), done.clone(), a.affiliates);
+            let (pool, done, affiliates, commission) = (pool.clone(), done.clone(), a.affiliates, !a.intake_only);
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     let leaf = rand::rng().random_range(1000..affiliates);
-                    one_order(&pool, &format!("b-{w}-{n}"), leaf).await?;
+                    one_order(&pool, &format!("b-{w}-{n}"), leaf, commission).await?;
                     done.fetch_add(1, Ordering::Relaxed);
                     n += 1;
                 }
@@ -150,10 +154,10 @@ async fn open_loop(pool: &Pool<MySql>, a: &BaselineArgs, rate: f64) -> Result<Me
     for i in 0..total {
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (pool, latency) = (pool.clone(), latency.clone());
+        let (pool, latency, commission) = (pool.clone(), latency.clone(), !a.intake_only);
         let leaf = rand::rng().random_range(1000..a.affiliates);
         tasks.push(tokio::spawn(async move {
-            let committed = one_order(&pool, &format!("b-{i}"), leaf).await?;
+            let committed = one_order(&pool, &format!("b-{i}"), leaf, commission).await?;
             latency.lock().unwrap().record((committed - due).as_micros().max(1) as u64)?;
             anyhow::Ok(())
         }));
@@ -166,8 +170,9 @@ async fn open_loop(pool: &Pool<MySql>, a: &BaselineArgs, rate: f64) -> Result<Me
     Ok(Measured { orders: total, elapsed, intake: Some(intake) })
 }
 
-/// One order's two transactions; answers when the intake one committed.
-async fn one_order(pool: &Pool<MySql>, id: &str, leaf: usize) -> Result<Instant> {
+/// One order's two transactions (the second unless `commission` is false);
+/// answers when the intake one committed.
+async fn one_order(pool: &Pool<MySql>, id: &str, leaf: usize, commission: bool) -> Result<Instant> {
     let now = chrono::Utc::now();
     let price = Decimal::from(150_000);
     let leaf_id = format!("aff-{leaf}");
@@ -204,6 +209,9 @@ async fn one_order(pool: &Pool<MySql>, id: &str, leaf: usize) -> Result<Instant>
         .await?;
     tx.commit().await?;
     let intake_committed = Instant::now();
+    if !commission {
+        return Ok(intake_committed);
+    }
 
     // Commission: lock, read, write the delta row by row, mark done.
     let mut tx = pool.begin().await?;
