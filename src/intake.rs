@@ -49,18 +49,11 @@ impl Intake {
         let batches = Coalescer::start(workers, max_batch, Duration::ZERO, move |orders: Vec<NewOrder>| {
             let kept = kept.clone();
             async move {
-                let failed = match kept.take().await {
-                    Ok(mut conn) => match kept.store.create_orders_on(&mut conn, &orders).await {
-                        Ok(outcomes) => {
-                            kept.give_back(conn);
-                            return outcomes.into_iter().map(Ok).collect();
-                        }
-                        // The connection is dropped (closed): it may hold the failed transaction.
-                        Err(e) => e,
-                    },
-                    Err(e) => e,
-                };
-                kept.store.create_orders_apart(&orders, failed).await
+                let (outcomes, conn) = kept.store.create_orders_with(kept.take().await, &orders).await;
+                if let Some(conn) = conn {
+                    kept.give_back(conn);
+                }
+                outcomes
             }
         });
         Self { batches }

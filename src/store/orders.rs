@@ -244,23 +244,34 @@ impl Store {
     /// ids between the read and the insert, a row the database refuses),
     /// nothing of the batch is kept and each order is taken again in a
     /// transaction of its own, so one bad order fails alone.
+    ///
+    /// On a connection of its own, closed after use (for tests and tools); the
+    /// server's intake keeps its connections and calls `create_orders_with`.
     pub async fn create_orders(&self, orders: &[NewOrder]) -> Vec<Result<CreateOrder>> {
-        let mut conn = match self.pool.acquire().await {
-            Ok(conn) => conn,
-            Err(e) => return self.create_orders_apart(orders, e.into()).await,
+        let conn = self.pool.acquire().await.map(|c| c.detach()).map_err(StoreError::from);
+        self.create_orders_with(conn, orders).await.0
+    }
+
+    /// `create_orders` on `conn` (or, when none could be had, each order
+    /// alone). The connection comes back only when the batch succeeded: after
+    /// a failure it may hold the failed transaction, and is closed.
+    pub async fn create_orders_with(
+        &self,
+        conn: Result<MySqlConnection>,
+        orders: &[NewOrder],
+    ) -> (Vec<Result<CreateOrder>>, Option<MySqlConnection>) {
+        let failed = match conn {
+            Ok(mut conn) => match self.create_orders_on(&mut conn, orders).await {
+                Ok(outcomes) => return (outcomes.into_iter().map(Ok).collect(), Some(conn)),
+                Err(e) => e,
+            },
+            Err(e) => e,
         };
-        match self.create_orders_on(&mut conn, orders).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(e) => {
-                // It may hold the failed transaction: closed, not given back.
-                drop(conn.detach());
-                self.create_orders_apart(orders, e).await
-            }
-        }
+        (self.create_orders_apart(orders, failed).await, None)
     }
 
     /// After a batch failed with `error`: each order alone (see `create_orders`).
-    pub async fn create_orders_apart(&self, orders: &[NewOrder], error: StoreError) -> Vec<Result<CreateOrder>> {
+    async fn create_orders_apart(&self, orders: &[NewOrder], error: StoreError) -> Vec<Result<CreateOrder>> {
         match error {
             StoreError::Db(e) if orders.len() > 1 || mysql_error_number(&e) == Some(ER_DUP_ENTRY) => {
                 let mut out = Vec::with_capacity(orders.len());
@@ -282,7 +293,7 @@ impl Store {
 
     /// The batch of `create_orders` on a given connection, all or nothing; after
     /// an error the connection should be dropped (it may hold a transaction).
-    pub async fn create_orders_on(&self, conn: &mut MySqlConnection, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
+    async fn create_orders_on(&self, conn: &mut MySqlConnection, orders: &[NewOrder]) -> Result<Vec<CreateOrder>> {
         // Round trip 1: what the batch depends on (program version, ids taken, attributions).
         let known = intake_lookup(&mut *conn, orders).await?;
         let version = known.version;
@@ -541,7 +552,6 @@ fn new_state(order: &NewOrder) -> OrderState {
     }
 }
 
-/// (is a referral code, code or id) → affiliate id, for every order of a batch, in one query.
 /// What intake needs to know before writing a batch, read in one statement.
 struct IntakeLookup {
     /// The current program version.
