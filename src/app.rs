@@ -1,15 +1,18 @@
 //! Wires store, journal, actor tree and router; runs until told to stop, then
 //! drains: stop accepting, finish in-flight events, ack, exit.
-use crate::actors::supervisor::{Supervisor, SupervisorMsg};
-use crate::actors::{Deps, Tuning};
+use crate::actors::messages::SupervisorMsg;
+use crate::actors::supervisor::Supervisor;
+use crate::actors::{Deps, SupervisorOutbox, Tuning};
 use crate::config::Config;
-use crate::faults::Faults;
+use crate::engine::faults::Faults;
+use crate::engine::retry::RetryPolicy;
+use crate::engine::{Engine, EngineConfig};
 use crate::http::extract::ApiKeys;
 use crate::http::{router, AppState};
 use crate::journal::redis::RedisJournal;
 use crate::journal::{Journal, JournalError};
-use crate::retry::RetryPolicy;
-use crate::store::{Store, StoreError};
+use crate::store::mysql::MySqlStore;
+use crate::store::{Backend, StoreError};
 use ractor::Actor;
 use rand::distr::{Alphanumeric, SampleString};
 use std::net::SocketAddr;
@@ -42,7 +45,7 @@ pub enum AppError {
 /// A started instance.
 pub struct RunningApp {
     pub addr: SocketAddr,
-    pub store: Store,
+    pub engine: Engine,
     pub keys: ApiKeys,
     /// The root of the actor tree (for inspection in tests and tools).
     pub supervisor: ractor::ActorRef<SupervisorMsg>,
@@ -79,58 +82,54 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         },
         admin: if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() },
     };
-    let store = Store::connect_split(
-        &config.database_url,
-        config.db_max_connections,
-        config.db_worker_connections,
-        config.redeliver_after(),
-    )
-    .await?;
-    store.migrate().await?;
+    let backend: Arc<dyn Backend> = Arc::new(
+        MySqlStore::connect_split(
+            &config.database_url,
+            config.db_max_connections,
+            config.db_worker_connections,
+            config.redeliver_after(),
+        )
+        .await?,
+    );
+    backend.migrate().await?;
     let redis_url = config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
     let consumer = format!("komisi-{}", uuid::Uuid::now_v7());
     let journal: Arc<dyn Journal> = Arc::new(RedisJournal::new(redis_url, &config.redis_prefix, consumer)?);
 
-    let event_store: Arc<dyn crate::store::EventStore> = Arc::new(store.clone());
-    let applier = crate::apply::Applier::start(
-        event_store.clone(),
-        faults.clone(),
-        config.event_workers,
-        config.event_batch,
-        config.event_linger(),
-    );
-    let deps = Arc::new(Deps {
-        store: event_store,
-        applier,
-        journal: journal.clone(),
-        faults: faults.clone(),
-        tuning: Tuning {
-            actor_idle: config.actor_idle(),
-            recovery_interval: config.recovery_interval(),
-            claim_idle: config.claim_idle(),
-            max_inflight: config.max_inflight,
+    let engine = Engine::new(
+        backend,
+        journal,
+        faults,
+        EngineConfig {
+            intake_workers: config.db_max_connections as usize,
+            intake_batch: INTAKE_BATCH,
+            event_workers: config.event_workers,
+            event_batch: config.event_batch,
+            event_linger: config.event_linger(),
             retry: RetryPolicy {
                 max_attempts: config.max_attempts,
                 base: config.retry_base(),
                 max: config.retry_max(),
             },
+            retry_horizon: config.retry_horizon(),
+        },
+    );
+    let deps = Arc::new(Deps {
+        engine: engine.clone(),
+        tuning: Tuning {
+            actor_idle: config.actor_idle(),
+            recovery_interval: config.recovery_interval(),
+            claim_idle: config.claim_idle(),
+            max_inflight: config.max_inflight,
         },
         inflight: AtomicUsize::new(0),
         empty_reads: Default::default(),
     });
     let (supervisor, supervisor_done) =
         Actor::spawn(None, Supervisor, deps).await.map_err(|e| AppError::Actors(e.to_string()))?;
+    engine.connect_outbox(Arc::new(SupervisorOutbox(supervisor.clone())));
 
-    let state = AppState {
-        intake: crate::intake::Intake::start(store.clone(), config.db_max_connections as usize, INTAKE_BATCH),
-        store: store.clone(),
-        journal,
-        supervisor: supervisor.clone(),
-        keys: Arc::new(keys.clone()),
-        faults,
-        metrics: crate::metrics::handle(),
-        retry_horizon: config.retry_horizon(),
-    };
+    let state = AppState { engine: engine.clone(), keys: Arc::new(keys.clone()), metrics: crate::metrics::handle() };
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -154,7 +153,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         served.map_err(AppError::Io)
     });
     tracing::info!(%addr, "komisi serving");
-    Ok(RunningApp { addr, store, keys, supervisor: root, shutdown, task })
+    Ok(RunningApp { addr, engine, keys, supervisor: root, shutdown, task })
 }
 
 /// `komisi serve`: runs until SIGTERM or Ctrl-C, then drains.
@@ -198,7 +197,7 @@ async fn wait_for_signal() {
 /// `komisi migrate`: applies pending migrations and exits.
 pub async fn migrate(config: Config) -> Result<(), AppError> {
     config.validate().map_err(AppError::Config)?;
-    let store = Store::connect(&config.database_url, 2, config.redeliver_after()).await?;
+    let store = MySqlStore::connect(&config.database_url, 2, config.redeliver_after()).await?;
     store.migrate().await?;
     Ok(())
 }

@@ -1,16 +1,13 @@
 //! komisi: an event-driven affiliate-commission and buyer-reward engine.
-//! Data flows one way: http → actors → domain (pure) → store.
+//! Data flows one way: `http → engine → (domain, store, journal)` and
+//! `actors → engine`; `domain` holds every rule as pure functions, `store`
+//! only SQL behind the backend seam, `engine` the use cases.
 pub mod actors;
 pub mod app;
-pub mod apply;
-pub mod coalesce;
 pub mod config;
 pub mod domain;
-pub mod event;
-pub mod faults;
+pub mod engine;
 pub mod http;
-pub mod intake;
 pub mod journal;
 pub mod metrics;
-pub mod retry;
 pub mod store;

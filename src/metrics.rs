@@ -14,6 +14,7 @@ pub const EVENTS_PENDING: &str = "komisi_events_pending";
 pub const EVENTS_DEAD: &str = "komisi_events_dead";
 pub const ACTORS_ACTIVE: &str = "komisi_actors_active";
 pub const ACTOR_RESTARTS_TOTAL: &str = "komisi_actor_restarts_total";
+pub const WORKER_RESTARTS_TOTAL: &str = "komisi_worker_restarts_total";
 pub const COMMISSION_AMOUNT_TOTAL: &str = "komisi_commission_amount_total";
 pub const COMMISSION_REVERSED_AMOUNT_TOTAL: &str = "komisi_commission_reversed_amount_total";
 pub const JOURNAL_ERRORS_TOTAL: &str = "komisi_journal_errors_total";
@@ -34,6 +35,7 @@ pub const ALL: &[(&str, &str)] = &[
     (EVENTS_DEAD, "gauge"),
     (ACTORS_ACTIVE, "gauge"),
     (ACTOR_RESTARTS_TOTAL, "counter"),
+    (WORKER_RESTARTS_TOTAL, "counter"),
     (COMMISSION_AMOUNT_TOTAL, "counter"),
     (COMMISSION_REVERSED_AMOUNT_TOTAL, "counter"),
     (JOURNAL_ERRORS_TOTAL, "counter"),
@@ -92,6 +94,7 @@ fn describe() {
     describe_gauge!(EVENTS_DEAD, "Events that exhausted their attempts");
     describe_gauge!(ACTORS_ACTIVE, "Commission actors alive");
     describe_counter!(ACTOR_RESTARTS_TOTAL, "Commission actors restarted after a panic");
+    describe_counter!(WORKER_RESTARTS_TOTAL, "Batch workers (intake, event application) restarted after a panic");
     describe_counter!(COMMISSION_AMOUNT_TOTAL, "Commission written, by kind, in program currency units");
     describe_counter!(COMMISSION_REVERSED_AMOUNT_TOTAL, "Commission reversed, by kind, in program currency units");
     describe_counter!(JOURNAL_ERRORS_TOTAL, "Failed journal operations");
@@ -102,7 +105,7 @@ fn describe() {
 /// Creates every series whose labels are known in advance at zero, so alerts
 /// and rates see a series from the start instead of an absent one.
 fn register_zeroes() {
-    for kind in crate::event::EventType::ALL {
+    for kind in crate::domain::event::EventType::ALL {
         for outcome in OUTCOMES {
             metrics::counter!(EVENTS_TOTAL, "type" => kind.as_str(), "outcome" => outcome).absolute(0);
         }
@@ -115,6 +118,9 @@ fn register_zeroes() {
         metrics::counter!(JOURNAL_ERRORS_TOTAL, "op" => op).absolute(0);
     }
     metrics::counter!(ACTOR_RESTARTS_TOTAL).absolute(0);
+    for worker in ["intake", "apply"] {
+        metrics::counter!(WORKER_RESTARTS_TOTAL, "worker" => worker).absolute(0);
+    }
     metrics::counter!(EVENTS_REJOURNALED_TOTAL).absolute(0);
     metrics::counter!(EVENT_BATCH_FALLBACKS_TOTAL).absolute(0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);

@@ -77,7 +77,7 @@ pub async fn run(a: BaselineArgs) -> Result<()> {
 
 async fn measure(url: &str, a: &BaselineArgs) -> Result<Measured> {
     // komisi's schema and indexes, through komisi's own migrations.
-    let store = komisi::store::Store::connect(url, 2, Duration::from_secs(60)).await?;
+    let store = komisi::store::mysql::MySqlStore::connect(url, 2, Duration::from_secs(60)).await?;
     store.migrate().await?;
     let options = MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_owned()));
     let pool = MySqlPoolOptions::new()

@@ -1,41 +1,26 @@
 //! Commission actor: applies the events of one partition (one affiliate, or one
 //! unattributed buyer) one at a time, in order, and acks the journal only after
 //! the commit. Events of different partitions ready at the same moment share a
-//! transaction (`apply`). Stopped by the supervisor when idle.
-use super::supervisor::SupervisorMsg;
+//! transaction (the engine's applier). Stopped by the supervisor when idle.
+use super::messages::{CommissionMsg, Current, SupervisorMsg};
 use super::Deps;
-use crate::event::EventStatus;
+use crate::domain::event::{EventStatus, PartitionKey};
+use crate::engine::apply::Outcome;
+use crate::engine::EngineError;
 use crate::journal::Delivery;
 use crate::metrics as m;
-use crate::store::processing::Outcome;
-use crate::store::StoreError;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rust_decimal::prelude::ToPrimitive;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 use tracing::Instrument;
-
-/// Immediate retries of a transaction that lost a lock conflict (deadlock,
-/// lock wait timeout) before it counts as a failed attempt.
-const LOCK_CONFLICT_RETRIES: u32 = 3;
-
-pub enum CommissionMsg {
-    Process(Delivery),
-    /// The supervisor found this actor idle and forgot it: stop after what is
-    /// already queued.
-    Retire,
-}
-
-/// The entry being processed right now, shared with the supervisor so that a
-/// panic can be charged to the event that caused it.
-pub type Current = Arc<Mutex<Option<Delivery>>>;
 
 pub struct CommissionActor;
 
 pub struct CommissionArgs {
     pub deps: Arc<Deps>,
     pub supervisor: ActorRef<SupervisorMsg>,
-    pub partition: crate::event::PartitionKey,
+    pub partition: PartitionKey,
     pub current: Current,
 }
 
@@ -95,22 +80,17 @@ async fn process(deps: &Deps, delivery: &Delivery) {
 
 async fn process_in_span(deps: &Deps, delivery: &Delivery) {
     let event_id = delivery.event.id;
-    if deps.faults.take_panic() {
+    let faults = deps.engine.faults();
+    if faults.take_panic() {
         panic!("injected panic while processing event {event_id}");
     }
-    let delay = deps.faults.commission_delay();
+    let delay = faults.commission_delay();
     if !delay.is_zero() {
         // Benchmark only; holds no connection and no lock.
         tokio::time::sleep(delay).await;
     }
     let started = Instant::now();
-    let mut result = deps.applier.apply(event_id).await;
-    let mut conflicts = 0;
-    while matches!(&result, Err(e) if e.is_lock_conflict()) && conflicts < LOCK_CONFLICT_RETRIES {
-        conflicts += 1;
-        tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
-        result = deps.applier.apply(event_id).await;
-    }
+    let result = deps.engine.apply(event_id).await;
     let elapsed = started.elapsed().as_secs_f64();
     match result {
         Ok(Outcome::Applied { kind, lag, amounts, rows_written }) => {
@@ -141,9 +121,8 @@ async fn process_in_span(deps: &Deps, delivery: &Delivery) {
     }
 }
 
-async fn settle_failure(deps: &Deps, delivery: &Delivery, error: &StoreError) {
-    let event_id = delivery.event.id;
-    match deps.store.record_failure(event_id, &error.to_string(), &deps.tuning.retry).await {
+async fn settle_failure(deps: &Deps, delivery: &Delivery, error: &EngineError) {
+    match deps.engine.record_failure(delivery.event.id, error).await {
         Ok((status, kind)) => {
             let outcome = if status == EventStatus::Dead { "dead" } else { "failed" };
             metrics::counter!(m::EVENTS_TOTAL, "type" => kind.as_str(), "outcome" => outcome).increment(1);
@@ -157,7 +136,7 @@ async fn settle_failure(deps: &Deps, delivery: &Delivery, error: &StoreError) {
 }
 
 async fn ack(deps: &Deps, delivery: &Delivery) {
-    if let Err(e) = deps.journal.ack(std::slice::from_ref(&delivery.entry_id)).await {
+    if let Err(e) = deps.engine.journal().ack(std::slice::from_ref(&delivery.entry_id)).await {
         metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ack").increment(1);
         tracing::warn!(error = %e, "journal ack failed; the entry will be claimed again and be a no-op");
     }
@@ -165,6 +144,6 @@ async fn ack(deps: &Deps, delivery: &Delivery) {
 
 /// Charges a panic to the event it interrupted (called by the supervisor).
 pub async fn record_panic(deps: &Deps, delivery: &Delivery, panic: &str) {
-    let error = StoreError::Corrupt(format!("commission actor panicked: {panic}"));
+    let error = EngineError::Panicked(format!("commission actor panicked: {panic}"));
     settle_failure(deps, delivery, &error).await;
 }

@@ -1,17 +1,10 @@
 //! Dispatcher: journals each event intake committed. A failed journal write is
 //! only a delay: the event is pending in MySQL and recovery journals it again.
+use super::messages::DispatcherMsg;
 use super::Deps;
-use crate::event::EventRef;
 use crate::metrics as m;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
-
-pub enum DispatcherMsg {
-    /// Events were committed (or replayed) and must reach the journal.
-    Publish(Vec<EventRef>),
-    /// Answers once every earlier message has been handled (graceful shutdown).
-    Flush(ractor::RpcReplyPort<()>),
-}
 
 pub struct Dispatcher;
 
@@ -32,7 +25,7 @@ impl Actor for Dispatcher {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             DispatcherMsg::Publish(events) => {
-                if let Err(e) = deps.journal.publish(&events).await {
+                if let Err(e) = deps.engine.journal().publish(&events).await {
                     metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "publish").increment(1);
                     tracing::warn!(events = events.len(), first = %events[0].id, error = %e,
                         "journal write failed; recovery will journal the events again");

@@ -3,17 +3,17 @@
 //! partition, spawned on demand and stopped when idle.
 pub mod commission;
 pub mod dispatcher;
+pub mod messages;
 pub mod reader;
 pub mod recovery;
 pub mod scheduler;
 pub mod supervisor;
 
-use crate::faults::Faults;
-use crate::journal::Journal;
-use crate::retry::RetryPolicy;
-use crate::store::EventStore;
+use crate::domain::event::EventRef;
+use crate::engine::{Engine, Outbox};
+use messages::SupervisorMsg;
+use ractor::ActorRef;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Timings and limits of the actor tree.
@@ -23,19 +23,26 @@ pub struct Tuning {
     pub recovery_interval: Duration,
     pub claim_idle: Duration,
     pub max_inflight: usize,
-    pub retry: RetryPolicy,
 }
 
 /// What every actor shares.
 pub struct Deps {
-    pub store: Arc<dyn EventStore>,
-    /// Applies events, batching those of different partitions into shared transactions.
-    pub applier: crate::apply::Applier,
-    pub journal: Arc<dyn Journal>,
-    pub faults: Arc<Faults>,
+    /// The use cases: applying events, recording failures, recovery's reads;
+    /// and the journal it holds.
+    pub engine: Engine,
     pub tuning: Tuning,
     /// Journal entries handed to commission actors and not yet finished.
     pub inflight: AtomicUsize,
     /// Journal reads that found nothing new (graceful shutdown waits for them).
     pub empty_reads: std::sync::atomic::AtomicU64,
+}
+
+/// Committed events reach the dispatcher through the supervisor.
+pub struct SupervisorOutbox(pub ActorRef<SupervisorMsg>);
+
+impl Outbox for SupervisorOutbox {
+    fn publish(&self, events: Vec<EventRef>) {
+        // Only fails while the tree is stopping; recovery journals the events later.
+        let _ = self.0.cast(SupervisorMsg::Publish(events));
+    }
 }

@@ -1,6 +1,6 @@
 //! Journal reader: pulls new entries for this instance's consumer and hands
 //! them to the supervisor, pausing while too many are in flight.
-use super::supervisor::SupervisorMsg;
+use super::messages::{ReaderMsg, SupervisorMsg};
 use super::Deps;
 use crate::metrics as m;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -10,10 +10,6 @@ use std::time::Duration;
 
 const BATCH: usize = 256;
 const BLOCK: Duration = Duration::from_millis(1000);
-
-pub enum ReaderMsg {
-    Poll,
-}
 
 pub struct Reader;
 
@@ -47,7 +43,7 @@ impl Actor for Reader {
             tokio::time::sleep(Duration::from_millis(20)).await;
         } else {
             let room = (st.deps.tuning.max_inflight - busy).min(BATCH);
-            match st.deps.journal.read(room, BLOCK).await {
+            match st.deps.engine.journal().read(room, BLOCK).await {
                 Ok(entries) if !entries.is_empty() => st.supervisor.cast(SupervisorMsg::Deliver(entries))?,
                 Ok(_) => {
                     st.deps.empty_reads.fetch_add(1, Ordering::SeqCst);

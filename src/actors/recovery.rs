@@ -2,9 +2,9 @@
 //! open but the journal may have lost (crash between commit and XADD, Redis
 //! flushed or down), journal failed events whose retry time has come, claim
 //! entries left by dead consumers, and refresh the backlog gauges from MySQL.
-use super::supervisor::SupervisorMsg;
+use super::messages::{RecoveryMsg, SupervisorMsg};
 use super::Deps;
-use crate::event::EventRef;
+use crate::domain::event::EventRef;
 use crate::journal::JournalError;
 use crate::metrics as m;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -12,10 +12,6 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 const PAGE: u32 = 1000;
-
-pub enum RecoveryMsg {
-    Sweep,
-}
 
 pub struct Recovery;
 
@@ -67,7 +63,7 @@ impl Actor for Recovery {
 #[derive(Debug, thiserror::Error)]
 enum SweepError {
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -75,11 +71,11 @@ enum SweepError {
 async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
     let deps = &st.deps;
     // Gauges first: they must stay true even while Redis is down.
-    let backlog = deps.store.backlog().await?;
+    let backlog = deps.engine.backlog().await?;
     metrics::gauge!(m::EVENTS_PENDING).set(backlog.open as f64);
     metrics::gauge!(m::EVENTS_DEAD).set(backlog.dead as f64);
 
-    let fresh = deps.journal.ensure().await.inspect_err(|_| {
+    let fresh = deps.engine.journal().ensure().await.inspect_err(|_| {
         metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ensure").increment(1);
     })?;
     if fresh || !st.caught_up {
@@ -95,13 +91,13 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
         st.caught_up = true;
     }
     loop {
-        let due = deps.store.take_due_events(PAGE).await?;
+        let due = deps.engine.take_due_events(PAGE).await?;
         publish(deps, &due).await?;
         if (due.len() as u32) < PAGE {
             break;
         }
     }
-    let claimed = deps.journal.claim_idle(deps.tuning.claim_idle, PAGE as usize).await?;
+    let claimed = deps.engine.journal().claim_idle(deps.tuning.claim_idle, PAGE as usize).await?;
     if !claimed.is_empty() {
         tracing::info!(entries = claimed.len(), "claimed journal entries left unacknowledged");
         let _ = st.supervisor.cast(SupervisorMsg::Deliver(claimed));
@@ -113,7 +109,7 @@ async fn rejournal_all(deps: &Deps) -> Result<usize, SweepError> {
     let mut after = None;
     let mut total = 0;
     loop {
-        let page = deps.store.open_events(after, PAGE).await?;
+        let page = deps.engine.open_events(after, PAGE).await?;
         publish(deps, &page).await?;
         total += page.len();
         match page.last() {
@@ -127,7 +123,7 @@ async fn publish(deps: &Deps, events: &[EventRef]) -> Result<(), SweepError> {
     if events.is_empty() {
         return Ok(());
     }
-    deps.journal.publish(events).await?;
+    deps.engine.journal().publish(events).await?;
     metrics::counter!(m::EVENTS_REJOURNALED_TOTAL).increment(events.len() as u64);
     Ok(())
 }

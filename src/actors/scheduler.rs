@@ -1,16 +1,13 @@
 //! Scheduler: approves orders whose holding period has passed. The schedule is
 //! durable (`orders.approve_at` in MySQL), so a restart loses no due time; this
 //! actor only polls it.
+use super::messages::SchedulerMsg;
 use super::Deps;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 const BATCH: u32 = 500;
-
-pub enum SchedulerMsg {
-    Tick,
-}
 
 pub struct Scheduler;
 
@@ -42,7 +39,7 @@ impl Actor for Scheduler {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         loop {
-            match st.deps.store.approve_due(BATCH).await {
+            match st.deps.engine.approve_due(BATCH).await {
                 Ok(n) if n as u32 == BATCH => continue,
                 Ok(n) => {
                     if n > 0 {

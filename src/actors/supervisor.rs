@@ -1,47 +1,23 @@
 //! Supervisor: owns every other actor. Routes journal entries to the commission
 //! actor of their partition (spawning it on demand), restarts a panicked actor
 //! and re-delivers its unfinished entries, restarts a failed helper actor.
-use super::commission::{record_panic, CommissionActor, CommissionArgs, CommissionMsg, Current};
-use super::dispatcher::{Dispatcher, DispatcherMsg};
-use super::reader::{Reader, ReaderMsg};
-use super::recovery::{Recovery, RecoveryMsg};
-use super::scheduler::{Scheduler, SchedulerMsg};
+use super::commission::{record_panic, CommissionActor, CommissionArgs};
+use super::dispatcher::Dispatcher;
+use super::messages::{
+    CommissionMsg, Current, DispatcherMsg, ReaderMsg, RecoveryMsg, SchedulerMsg, SupervisorMsg, TreeStats,
+};
+use super::reader::Reader;
+use super::recovery::Recovery;
+use super::scheduler::Scheduler;
 use super::Deps;
-use crate::event::PartitionKey;
+use crate::domain::event::{EventRef, PartitionKey};
 use crate::journal::Delivery;
 use crate::metrics as m;
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub enum SupervisorMsg {
-    /// Journal entries to process (new, or claimed from a dead consumer).
-    Deliver(Vec<Delivery>),
-    /// A commission actor settled an entry (acked, or recorded its failure).
-    Finished { partition: PartitionKey, entry_id: String },
-    /// Periodic: retire commission actors idle for the idle time.
-    RetireIdle,
-    /// Graceful shutdown: stop reading the journal, let actors finish what
-    /// they hold (up to the timeout), then stop everything.
-    Drain(Duration, RpcReplyPort<()>),
-    /// The end of a drain: stop everything now.
-    Stop(RpcReplyPort<()>),
-    /// How many commission actors are alive and entries in flight.
-    Stats(RpcReplyPort<TreeStats>),
-    /// Intake committed an event: forward it to the dispatcher (whichever
-    /// incarnation is alive) to be journaled.
-    Committed(crate::event::EventRef),
-    /// An operator replayed events: journal them again.
-    Replayed(Vec<crate::event::EventRef>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TreeStats {
-    pub commission_actors: usize,
-    pub inflight: usize,
-}
 
 struct Child {
     actor: ActorRef<CommissionMsg>,
@@ -168,9 +144,8 @@ impl Actor for Supervisor {
                     inflight: st.deps.inflight.load(Ordering::Relaxed),
                 });
             }
-            SupervisorMsg::Replayed(events) if events.is_empty() => {}
-            SupervisorMsg::Committed(event) => st.publish(vec![event]),
-            SupervisorMsg::Replayed(events) => st.publish(events),
+            SupervisorMsg::Publish(events) if events.is_empty() => {}
+            SupervisorMsg::Publish(events) => st.publish(events),
         }
         Ok(())
     }
@@ -207,7 +182,7 @@ impl Actor for Supervisor {
 }
 
 impl SupervisorState {
-    fn publish(&self, events: Vec<crate::event::EventRef>) {
+    fn publish(&self, events: Vec<EventRef>) {
         if let Err(e) = self.dispatcher.cast(DispatcherMsg::Publish(events)) {
             // Only while the dispatcher restarts; recovery journals the events later.
             tracing::warn!(error = %e, "dispatcher unavailable");

@@ -2,7 +2,7 @@
 //! to, under its stamped program version and the context frozen at first processing.
 use super::ids::{AffiliateId, BuyerId};
 use super::money;
-use super::order::OrderState;
+use super::order::{eligible, OrderState};
 use super::program::Program;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::prelude::ToPrimitive;
@@ -142,11 +142,7 @@ pub struct Entitlement {
 pub fn entitle(order: &OrderState, program: &Program, ctx: &FrozenContext) -> Entitlement {
     let eligible_items = || order.items.iter().filter(|i| !program.is_excluded(i.category.as_str()));
     let original_eligible_amount: Decimal = eligible_items().map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
-    let eligible_amount: Decimal = if order.cancelled {
-        Decimal::ZERO
-    } else {
-        eligible_items().map(|i| Decimal::from(i.net_quantity()) * i.unit_price).sum()
-    };
+    let eligible_amount = eligible(order, program);
     let no_commission_reason = match &ctx.direct {
         None => Some(NoCommissionReason::Unattributed),
         Some(d) if d.suspended => Some(NoCommissionReason::AffiliateSuspended),

@@ -1,9 +1,72 @@
 //! Ledger deltas: what one event must write so the ledger equals the
 //! entitlement (delta = entitlement − applied, per beneficiary and kind).
 use super::entitlement::{CommissionKind, CommissionLine, Entitlement, RewardKind, RewardLine};
-use super::ids::{AffiliateId, BuyerId};
+use super::ids::{AffiliateId, BuyerId, OrderId};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
+
+/// Where a ledger entry stands in the payout lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    Pending,
+    Approved,
+    Paid,
+}
+
+impl EntryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Paid => "paid",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "paid" => Self::Paid,
+            _ => return None,
+        })
+    }
+}
+
+/// One stored commission ledger entry.
+#[derive(Debug, Clone)]
+pub struct LedgerEntry {
+    pub id: u64,
+    pub affiliate_id: AffiliateId,
+    pub order_id: OrderId,
+    pub event_id: String,
+    pub level: u8,
+    pub kind: CommissionKind,
+    pub amount: Decimal,
+    pub status: EntryStatus,
+    pub rule_version: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One stored buyer reward entry.
+#[derive(Debug, Clone)]
+pub struct RewardEntry {
+    pub id: u64,
+    pub buyer_id: BuyerId,
+    pub order_id: OrderId,
+    pub event_id: String,
+    pub kind: RewardKind,
+    pub points: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A buyer's points and reward history.
+#[derive(Debug, Clone)]
+pub struct BuyerRewards {
+    pub buyer_id: BuyerId,
+    pub points: i64,
+    pub history: Vec<RewardEntry>,
+}
 
 /// What the ledger already holds for one order, summed per (beneficiary, kind).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,10 +1,15 @@
-//! The pure commission domain: identifiers, money, the program, order state,
-//! entitlement (SPEC §4 rules 1–9) and ledger deltas. No I/O, no async.
+//! The pure commission domain: identifiers, money, the program, orders,
+//! affiliates, events, entitlement (SPEC §4 rules 1–9) and ledger deltas.
+//! No I/O, no async: every rule lives here once, and the layers above only
+//! fetch what a rule needs and write what it decided.
+pub mod affiliate;
 pub mod entitlement;
+pub mod event;
 pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod order;
+pub mod payout;
 pub mod program;
 
 /// One problem with one input field, reported in a 422 `errors` list.

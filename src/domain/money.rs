@@ -80,6 +80,15 @@ pub fn format(amount: Decimal) -> String {
     amount.normalize().to_string()
 }
 
+/// Serde for money: a JSON string holding a plain decimal ("95000", "-80000"),
+/// for `#[serde(with = "crate::domain::money::decimal_str")]`.
+pub mod decimal_str {
+    use rust_decimal::Decimal;
+    pub fn serialize<S: serde::Serializer>(amount: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format(*amount))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

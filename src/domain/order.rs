@@ -1,7 +1,265 @@
-//! Order state as the engine sees it: items net of refunds, and whether the
-//! order is cancelled. Built by the store from the order's rows.
-use super::ids::{BuyerId, Category, Sku};
+//! Orders: the validated request intake receives, the state the rules see
+//! (items net of refunds, cancellation), the statuses, and the rules about an
+//! order that are not about commissions: its eligible amount, what a refund
+//! may take back, and where its commissions stand.
+use super::event::{EventId, EventRef, EventStatus, EventType};
+use super::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
+use super::ledger::{LedgerEntry, RewardEntry};
+use super::program::Program;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use std::collections::HashMap;
+
+/// How a storefront attributes an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribution {
+    ReferralCode(ReferralCode),
+    AffiliateId(AffiliateId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewItem {
+    pub sku: Sku,
+    pub category: Category,
+    pub quantity: u32,
+    pub unit_price: Decimal,
+}
+
+/// A validated order request, built at the edge and handed inward.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: OrderId,
+    pub buyer_id: BuyerId,
+    pub attribution: Option<Attribution>,
+    pub currency: String,
+    pub placed_at: Option<DateTime<Utc>>,
+    pub items: Vec<NewItem>,
+    /// SHA-256 of the normalised request: an identical retry has the same hash.
+    pub request_hash: [u8; 32],
+    /// The normalised request as JSON, kept as the event payload.
+    pub payload: String,
+}
+
+impl NewOrder {
+    /// The order's state before any refund.
+    pub fn state(&self) -> OrderState {
+        OrderState {
+            buyer_id: self.buyer_id.clone(),
+            items: self
+                .items
+                .iter()
+                .map(|i| OrderItem {
+                    sku: i.sku.clone(),
+                    category: i.category.clone(),
+                    quantity: i.quantity,
+                    refunded: 0,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            cancelled: false,
+        }
+    }
+}
+
+/// What intake answered for one order.
+#[derive(Debug)]
+pub enum CreateOrder {
+    Accepted(EventRef),
+    /// The same request was accepted before: its event.
+    Duplicate(EventId),
+    /// The id is taken by an order with other data.
+    Conflict,
+    WrongCurrency {
+        expected: String,
+    },
+}
+
+/// A validated refund request.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    pub order_id: OrderId,
+    pub refund_id: RefundId,
+    pub items: Vec<(Sku, u32)>,
+    pub request_hash: [u8; 32],
+    pub payload: String,
+}
+
+/// What a refund, cancel or complete request came to.
+#[derive(Debug)]
+pub enum LifecycleOutcome {
+    Accepted(EventRef),
+    /// The same request was accepted before: its event.
+    Duplicate(EventId),
+    Conflict(String),
+    Invalid(Vec<RefundProblem>),
+    NotFound,
+}
+
+/// Why a refund line cannot be taken (index into the request's items).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundProblem {
+    UnknownSku { line: usize },
+    MoreThanLeft { line: usize, left: u32 },
+}
+
+/// The refund rule: every line names a sku of the order and takes at most
+/// what is left of it (bought − refunded). Returns every problem at once.
+pub fn check_refund(items: &[OrderItem], request: &[(Sku, u32)]) -> Result<(), Vec<RefundProblem>> {
+    let left: HashMap<&str, u32> = items.iter().map(|i| (i.sku.as_str(), i.net_quantity())).collect();
+    let problems: Vec<RefundProblem> = request
+        .iter()
+        .enumerate()
+        .filter_map(|(line, (sku, quantity))| match left.get(sku.as_str()) {
+            None => Some(RefundProblem::UnknownSku { line }),
+            Some(&l) if *quantity > l => Some(RefundProblem::MoreThanLeft { line, left: l }),
+            Some(_) => None,
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The order's status after a (valid) refund: refunded once nothing is left.
+pub fn status_after_refund(items: &[OrderItem], request: &[(Sku, u32)]) -> OrderStatus {
+    let taken: HashMap<&str, u32> = request.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+    let nothing_left =
+        items.iter().all(|i| i.net_quantity().saturating_sub(taken.get(i.sku.as_str()).copied().unwrap_or(0)) == 0);
+    if nothing_left {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Placed,
+    Completed,
+    Cancelled,
+    PartiallyRefunded,
+    Refunded,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Placed => "placed",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::PartiallyRefunded => "partially_refunded",
+            Self::Refunded => "refunded",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "placed" => Self::Placed,
+            "completed" => Self::Completed,
+            "cancelled" => Self::Cancelled,
+            "partially_refunded" => Self::PartiallyRefunded,
+            "refunded" => Self::Refunded,
+            _ => return None,
+        })
+    }
+}
+
+/// Where an order's commissions stand: `processed` once every event is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CommissionStatus {
+    Pending,
+    Processed,
+    Failed,
+    Dead,
+}
+
+impl CommissionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processed => "processed",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "processed" => Self::Processed,
+            "failed" => Self::Failed,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+
+    /// The rule: the order's commission status given the statuses of all its
+    /// events — dead over failed over open over processed.
+    pub fn of(events: impl IntoIterator<Item = EventStatus>) -> Self {
+        let (mut dead, mut failed, mut open) = (false, false, false);
+        for s in events {
+            match s {
+                EventStatus::Dead => dead = true,
+                EventStatus::Failed => failed = true,
+                EventStatus::Pending | EventStatus::Processing => open = true,
+                EventStatus::Done => {}
+            }
+        }
+        if dead {
+            Self::Dead
+        } else if failed {
+            Self::Failed
+        } else if open {
+            Self::Pending
+        } else {
+            Self::Processed
+        }
+    }
+}
+
+/// Σ net quantity × unit price over items the program does not exclude
+/// (SPEC §4 rule 1); 0 when cancelled.
+pub fn eligible(state: &OrderState, program: &Program) -> Decimal {
+    if state.cancelled {
+        return Decimal::ZERO;
+    }
+    state
+        .items
+        .iter()
+        .filter(|i| !program.is_excluded(i.category.as_str()))
+        .map(|i| Decimal::from(i.net_quantity()) * i.unit_price)
+        .sum()
+}
+
+/// An event of an order, as listed with it.
+#[derive(Debug, Clone)]
+pub struct EventSummary {
+    pub id: EventId,
+    pub kind: EventType,
+    pub status: EventStatus,
+}
+
+/// An order as stored, with its ledger, rewards and events.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub id: OrderId,
+    pub affiliate_id: Option<AffiliateId>,
+    pub referral_code: Option<ReferralCode>,
+    pub attribution_note: Option<String>,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub placed_at: DateTime<Utc>,
+    pub total: Decimal,
+    pub program_version: u64,
+    pub commission_status: CommissionStatus,
+    pub no_commission_reason: Option<String>,
+    pub state: OrderState,
+    pub commissions: Vec<LedgerEntry>,
+    pub rewards: Vec<RewardEntry>,
+    pub events: Vec<EventSummary>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderItem {
@@ -67,6 +325,39 @@ mod tests {
         let o = order(vec![item(2, 1, "75000"), item(3, 0, "0.5")], false);
         assert_eq!(o.total(), Decimal::from_str("150001.5").unwrap());
         assert_eq!(o.items[0].net_quantity(), 1);
+    }
+
+    #[test]
+    fn a_refund_takes_at_most_what_is_left_of_skus_the_order_has() {
+        let items = vec![item(2, 1, "75000"), item(3, 0, "0.5")];
+        let sku = |s: &str| Sku::parse(s).unwrap();
+        assert_eq!(check_refund(&items, &[(sku("sku-75000"), 1), (sku("sku-0.5"), 3)]), Ok(()));
+        assert_eq!(
+            check_refund(&items, &[(sku("sku-75000"), 2), (sku("nope"), 1), (sku("sku-0.5"), 1)]),
+            Err(vec![RefundProblem::MoreThanLeft { line: 0, left: 1 }, RefundProblem::UnknownSku { line: 1 }])
+        );
+        assert_eq!(status_after_refund(&items, &[(sku("sku-75000"), 1)]), OrderStatus::PartiallyRefunded);
+        assert_eq!(status_after_refund(&items, &[(sku("sku-75000"), 1), (sku("sku-0.5"), 3)]), OrderStatus::Refunded);
+    }
+
+    #[test]
+    fn eligible_is_net_of_refunds_without_excluded_categories_and_zero_when_cancelled() {
+        let program = Program::parse(&Program::default_doc()).unwrap();
+        let mut voucher = item(1, 0, "100000");
+        voucher.category = Category::parse("gift-card").unwrap();
+        let o = order(vec![item(2, 1, "75000"), voucher], false);
+        assert_eq!(eligible(&o, &program), Decimal::from(75000));
+        assert_eq!(eligible(&OrderState { cancelled: true, ..o }, &program), Decimal::ZERO);
+    }
+
+    #[test]
+    fn commission_status_is_dead_over_failed_over_open_over_processed() {
+        use EventStatus::*;
+        assert_eq!(CommissionStatus::of([Done, Done]), CommissionStatus::Processed);
+        assert_eq!(CommissionStatus::of([Done, Pending]), CommissionStatus::Pending);
+        assert_eq!(CommissionStatus::of([Processing, Failed, Done]), CommissionStatus::Failed);
+        assert_eq!(CommissionStatus::of([Failed, Dead, Pending]), CommissionStatus::Dead);
+        assert_eq!(CommissionStatus::of([]), CommissionStatus::Processed);
     }
 
     #[test]

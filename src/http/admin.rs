@@ -2,10 +2,9 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{Admin, ApiJson};
+use super::views::{Payout, Report};
 use super::AppState;
 use crate::domain::money::parse_amount;
-use crate::store::payouts::Payout;
-use crate::store::reconcile::Report;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -47,7 +46,7 @@ async fn create_payout(
             _ => return Err(ApiError::BadRequest("Idempotency-Key must be 1-128 visible ASCII characters".into())),
         },
     };
-    Ok(Json(state.store.create_payout(min_amount, key.as_deref()).await?))
+    Ok(Json(state.engine.create_payout(min_amount, key.as_deref()).await?.into()))
 }
 
 /// Marks a batch paid: its entries move approved → paid. Idempotent.
@@ -65,7 +64,7 @@ async fn complete_payout(
     Path(id): Path<String>,
 ) -> Result<Json<Payout>, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::NotFound("payout"))?;
-    state.store.complete_payout(id).await?.map(Json).ok_or(ApiError::NotFound("payout"))
+    state.engine.complete_payout(id).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
 }
 
 /// Checks every SPEC §5 invariant and lists each violation with the ids involved.
@@ -76,5 +75,5 @@ async fn complete_payout(
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn reconcile(_: Admin, State(state): State<AppState>) -> Result<Json<Report>, ApiError> {
-    Ok(Json(state.store.reconcile(state.retry_horizon).await?))
+    Ok(Json(state.engine.reconcile().await?.into()))
 }

@@ -2,17 +2,16 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{id_field, ApiJson, Storefront};
+use super::views::{AffiliateView, LedgerEntry};
 use super::AppState;
+use crate::domain::affiliate::{
+    Affiliate, AffiliatePatch, AffiliateStatus, CreateAffiliate, NewAffiliate, PatchAffiliate,
+};
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
 use crate::domain::FieldError;
-use crate::store::affiliates::{
-    Affiliate, AffiliatePatch, AffiliateStatus, Balances, CreateAffiliate, NewAffiliate, PatchAffiliate,
-};
-use crate::store::ledger::LedgerEntry;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -51,32 +50,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AffiliateView {
-    id: AffiliateId,
-    name: String,
-    parent_id: Option<AffiliateId>,
-    referral_code: ReferralCode,
-    buyer_id: Option<BuyerId>,
-    status: AffiliateStatus,
-    currency: String,
-    balances: Balances,
-    created_at: DateTime<Utc>,
-}
-
 async fn view(state: &AppState, a: Affiliate) -> Result<AffiliateView, ApiError> {
-    let (_, program) = state.store.current_program().await?;
-    Ok(AffiliateView {
-        id: a.id,
-        name: a.name,
-        parent_id: a.parent_id,
-        referral_code: a.referral_code,
-        buyer_id: a.buyer_id,
-        status: a.status,
-        currency: program.currency.clone(),
-        balances: a.balances,
-        created_at: a.created_at,
-    })
+    Ok(AffiliateView::new(a, state.engine.currency().await?))
 }
 
 fn parse_name(name: &str, errors: &mut Vec<FieldError>) -> String {
@@ -115,7 +90,7 @@ async fn create(
         return Err(ApiError::Validation(errors));
     };
     let new = NewAffiliate { id, name, parent_id, referral_code, buyer_id };
-    match state.store.create_affiliate(&new).await? {
+    match state.engine.create_affiliate(&new).await? {
         CreateAffiliate::Created(a) => Ok((StatusCode::CREATED, Json(view(&state, a).await?))),
         CreateAffiliate::Unchanged(a) => Ok((StatusCode::OK, Json(view(&state, a).await?))),
         CreateAffiliate::Conflict(why) => Err(ApiError::Conflict(why.to_owned())),
@@ -154,7 +129,7 @@ async fn update(
         return Err(ApiError::Validation(errors));
     }
     let patch = AffiliatePatch { name, status: body.status, parent_id };
-    match state.store.patch_affiliate(&id, &patch).await? {
+    match state.engine.patch_affiliate(&id, &patch).await? {
         PatchAffiliate::Updated(a) => Ok(Json(view(&state, a).await?)),
         PatchAffiliate::NotFound => Err(ApiError::NotFound("affiliate")),
         PatchAffiliate::UnknownParent => Err(ApiError::field("parent_id", "no affiliate has this id")),
@@ -178,7 +153,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<AffiliateView>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
-    let a = state.store.affiliate(&id).await?.ok_or(ApiError::NotFound("affiliate"))?;
+    let a = state.engine.affiliate(&id).await?.ok_or(ApiError::NotFound("affiliate"))?;
     Ok(Json(view(&state, a).await?))
 }
 
@@ -236,10 +211,14 @@ async fn commissions(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    if state.store.affiliate(&id).await?.is_none() {
-        return Err(ApiError::NotFound("affiliate"));
-    }
-    let items = state.store.affiliate_ledger(&id, after, limit).await?;
+    let items: Vec<LedgerEntry> = state
+        .engine
+        .affiliate_ledger(&id, after, limit)
+        .await?
+        .ok_or(ApiError::NotFound("affiliate"))?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| e.id.to_string())).flatten();
     Ok(Json(Page { items, next_cursor }))
 }

@@ -2,9 +2,9 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::Storefront;
+use super::views::BuyerRewards;
 use super::AppState;
 use crate::domain::ids::BuyerId;
-use crate::store::ledger::BuyerRewards;
 use axum::extract::{Path, State};
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
@@ -27,5 +27,5 @@ async fn rewards(
     Path(id): Path<String>,
 ) -> Result<Json<BuyerRewards>, ApiError> {
     let id = BuyerId::parse(&id).map_err(|_| ApiError::NotFound("buyer"))?;
-    Ok(Json(state.store.buyer_rewards(&id).await?))
+    Ok(Json(state.engine.buyer_rewards(&id).await?.into()))
 }

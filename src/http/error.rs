@@ -2,7 +2,7 @@
 //! (RFC 9457). A 5xx body carries a generic detail; the real error travels in a
 //! response extension to the logging middleware.
 use crate::domain::FieldError;
-use crate::store::StoreError;
+use crate::engine::EngineError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -28,7 +28,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Internal(#[from] EngineError),
 }
 
 impl ApiError {
@@ -69,10 +69,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         };
         let detail = match &self {
-            ApiError::Store(_) => "an internal error occurred; nothing was changed by this request".to_owned(),
+            ApiError::Internal(_) => "an internal error occurred; nothing was changed by this request".to_owned(),
             ApiError::Validation(errors) => format!("{} field(s) are invalid", errors.len()),
             other => other.to_string(),
         };
@@ -90,7 +90,7 @@ impl IntoResponse for ApiError {
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
-        if let ApiError::Store(e) = &self {
+        if let ApiError::Internal(e) = &self {
             response.extensions_mut().insert(InternalError(e.to_string()));
         }
         response

@@ -3,12 +3,12 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{Admin, ApiJson};
+use super::views::{EventDetail, EventRow, Recompute};
 use super::AppState;
-use crate::actors::supervisor::SupervisorMsg;
+use crate::domain::event::{EventFilter, EventId, EventStatus, EventType};
 use crate::domain::ids::OrderId;
 use crate::domain::FieldError;
-use crate::event::{EventId, EventStatus, EventType};
-use crate::store::admin::{EventDetail, EventFilter, EventRow, Recompute, RecomputeOutcome};
+use crate::engine::operator::RecomputeOutcome;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -122,7 +122,7 @@ async fn list(_: Admin, State(state): State<AppState>, Query(q): Query<ListQuery
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let items = state.store.list_events(&f, before, limit).await?;
+    let items: Vec<EventRow> = state.engine.list_events(&f, before, limit).await?.into_iter().map(Into::into).collect();
     let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| e.id.to_string())).flatten();
     Ok(Json(Page { items, next_cursor }))
 }
@@ -142,7 +142,7 @@ async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<EventDetail>, ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
-    state.store.event_detail(id).await?.map(Json).ok_or(ApiError::NotFound("event"))
+    state.engine.event_detail(id).await?.map(|d| Json(d.into())).ok_or(ApiError::NotFound("event"))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -167,12 +167,7 @@ async fn replay_one(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
-    let refs = state.store.replay(&[id]).await?;
-    if refs.is_empty() {
-        return Err(ApiError::NotFound("event"));
-    }
-    let _ = state.supervisor.cast(SupervisorMsg::Replayed(refs));
-    let status = state.store.event_detail(id).await?.map(|d| d.event.status).ok_or(ApiError::NotFound("event"))?;
+    let status = state.engine.replay_one(id).await?.ok_or(ApiError::NotFound("event"))?;
     Ok((StatusCode::ACCEPTED, Json(Replayed { event_id: id, status })))
 }
 
@@ -221,10 +216,7 @@ async fn replay_many(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let ids = state.store.select_for_replay(&f).await?;
-    let refs = state.store.replay(&ids).await?;
-    let replayed = refs.len();
-    let _ = state.supervisor.cast(SupervisorMsg::Replayed(refs));
+    let replayed = state.engine.replay_matching(&f).await?;
     Ok(Json(BulkReplayed { replayed }))
 }
 
@@ -251,13 +243,8 @@ async fn recompute(
     ApiJson(body): ApiJson<RecomputeBody>,
 ) -> Result<Json<Recompute>, ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
-    match state.store.recompute(&id, body.dry_run).await? {
-        RecomputeOutcome::Done(mut r) => {
-            if let Some(event) = r.event.take() {
-                let _ = state.supervisor.cast(SupervisorMsg::Committed(event));
-            }
-            Ok(Json(r))
-        }
+    match state.engine.recompute(&id, body.dry_run).await? {
+        RecomputeOutcome::Done(r) => Ok(Json(r.into())),
         RecomputeOutcome::NotFound => Err(ApiError::NotFound("order")),
         RecomputeOutcome::NotProcessed => {
             Err(ApiError::Conflict("the order has not been processed yet; nothing to recompute against".into()))

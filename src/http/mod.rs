@@ -9,12 +9,10 @@ pub mod extract;
 pub mod ops;
 pub mod orders;
 pub mod program;
+pub mod views;
 
-use crate::actors::supervisor::SupervisorMsg;
-use crate::faults::Faults;
-use crate::journal::Journal;
+use crate::engine::Engine;
 use crate::metrics as m;
-use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -22,7 +20,6 @@ use axum::Router;
 use error::InternalError;
 use extract::ApiKeys;
 use metrics_exporter_prometheus::PrometheusHandle;
-use ractor::ActorRef;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,16 +29,10 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// What every handler gets: cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    /// Order intake, coalesced into shared transactions under load.
-    pub intake: crate::intake::Intake,
-    pub journal: Arc<dyn Journal>,
-    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Every use case; handlers call nothing else.
+    pub engine: Engine,
     pub keys: Arc<ApiKeys>,
-    pub faults: Arc<Faults>,
     pub metrics: PrometheusHandle,
-    /// How long an event may stay open, retries included, before reconcile calls it stuck.
-    pub retry_horizon: std::time::Duration,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -143,12 +134,4 @@ async fn observe(req: Request, next: Next) -> Response {
     metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
-}
-
-/// Serde for money: a JSON string holding a plain decimal ("95000", "-80000").
-pub mod money_str {
-    use rust_decimal::Decimal;
-    pub fn serialize<S: serde::Serializer>(amount: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::domain::money::format(*amount))
-    }
 }

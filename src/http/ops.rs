@@ -30,7 +30,7 @@ async fn healthz() -> Json<serde_json::Value> {
     (status = 503, description = "MySQL or Redis unreachable", body = Problem, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let (db, journal) = tokio::join!(state.store.ping(), state.journal.ping());
+    let (db, journal) = state.engine.ready().await;
     if db && journal {
         Ok(Json(json!({"status": "ready", "database": "ok", "journal": "ok"})))
     } else {

@@ -3,14 +3,15 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{id_field, ApiJson, Storefront};
+use super::views::OrderView;
 use super::AppState;
-use crate::actors::supervisor::SupervisorMsg;
+use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
 use crate::domain::money::parse_amount;
+use crate::domain::order::{
+    Attribution, CreateOrder, LifecycleOutcome, NewItem, NewOrder, RefundProblem, RefundRequest,
+};
 use crate::domain::FieldError;
-use crate::event::EventId;
-use crate::store::lifecycle::{LifecycleOutcome, RefundRequest};
-use crate::store::orders::{Attribution, CreateOrder, NewItem, NewOrder, OrderView};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -186,16 +187,9 @@ async fn create(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let order = parse_order(&body)?;
     let order_id = order.id.clone();
-    match state.intake.submit(order).await? {
+    match state.engine.place_order(order).await? {
         CreateOrder::Accepted(event) => {
-            if state.faults.holding_after_commit() {
-                // Failure injection: the process "dies" between the commit and the journal write.
-                std::future::pending::<()>().await;
-            }
-            let event_id = event.id;
-            // Journaling is the dispatcher's job; the order is already durable.
-            let _ = state.supervisor.cast(SupervisorMsg::Committed(event));
-            Ok((StatusCode::ACCEPTED, Json(Accepted { order_id, event_id, status: "accepted" })))
+            Ok((StatusCode::ACCEPTED, Json(Accepted { order_id, event_id: event.id, status: "accepted" })))
         }
         CreateOrder::Duplicate(event_id) => {
             Ok((StatusCode::OK, Json(Accepted { order_id, event_id, status: "accepted" })))
@@ -222,8 +216,8 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
-    let view = state.store.order_view(&id).await?.ok_or(ApiError::NotFound("order"))?;
-    Ok(Json(view))
+    let details = state.engine.order(&id).await?.ok_or(ApiError::NotFound("order"))?;
+    Ok(Json(details.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -245,21 +239,26 @@ struct EventAccepted {
     event_id: EventId,
 }
 
-/// First acceptance → 202 (after the commit, and the event is cast to be
-/// journaled); an identical repeat → 200 with the same event.
-async fn dispatch(state: &AppState, outcome: LifecycleOutcome) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
+/// First acceptance → 202 (after the commit; the engine journals the
+/// event); an identical repeat → 200 with the same event.
+fn answer(outcome: LifecycleOutcome) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     match outcome {
-        LifecycleOutcome::Accepted(event) => {
-            if state.faults.holding_after_commit() {
-                std::future::pending::<()>().await;
-            }
-            let event_id = event.id;
-            let _ = state.supervisor.cast(SupervisorMsg::Committed(event));
-            Ok((StatusCode::ACCEPTED, Json(EventAccepted { event_id })))
-        }
+        LifecycleOutcome::Accepted(event) => Ok((StatusCode::ACCEPTED, Json(EventAccepted { event_id: event.id }))),
         LifecycleOutcome::Duplicate(event_id) => Ok((StatusCode::OK, Json(EventAccepted { event_id }))),
         LifecycleOutcome::Conflict(why) => Err(ApiError::Conflict(why)),
-        LifecycleOutcome::Invalid(errors) => Err(ApiError::Validation(errors)),
+        LifecycleOutcome::Invalid(problems) => Err(ApiError::Validation(
+            problems
+                .into_iter()
+                .map(|p| match p {
+                    RefundProblem::UnknownSku { line } => {
+                        FieldError::new(format!("items[{line}].sku"), "this order has no such sku")
+                    }
+                    RefundProblem::MoreThanLeft { line, left } => {
+                        FieldError::new(format!("items[{line}].quantity"), format!("only {left} left to refund"))
+                    }
+                })
+                .collect(),
+        )),
         LifecycleOutcome::NotFound => Err(ApiError::NotFound("order")),
     }
 }
@@ -316,8 +315,7 @@ async fn refund(
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
     let request = parse_refund(id, &body)?;
-    let outcome = state.store.refund(&request).await?;
-    dispatch(&state, outcome).await
+    answer(state.engine.refund(&request).await?)
 }
 
 /// Cancels the order (before completion); idempotent.
@@ -335,8 +333,7 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
-    let outcome = state.store.cancel(&id).await?;
-    dispatch(&state, outcome).await
+    answer(state.engine.cancel(&id).await?)
 }
 
 /// The return window is over: entries are approved `holding_days` later; idempotent.
@@ -354,6 +351,5 @@ async fn complete(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
-    let outcome = state.store.complete(&id).await?;
-    dispatch(&state, outcome).await
+    answer(state.engine.complete(&id).await?)
 }

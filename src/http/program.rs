@@ -3,8 +3,7 @@ use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{Admin, ApiJson};
 use super::AppState;
-use crate::domain::program::{Program, ProgramDoc};
-use crate::domain::FieldError;
+use crate::domain::program::ProgramDoc;
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
@@ -30,7 +29,7 @@ struct Versioned {
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn read(_: Admin, State(state): State<AppState>) -> Result<Json<Versioned>, ApiError> {
-    let (version, program) = state.store.current_program().await?;
+    let (version, program) = state.engine.program().await?;
     Ok(Json(Versioned { version, program: program.to_doc() }))
 }
 
@@ -52,16 +51,6 @@ async fn replace(
     State(state): State<AppState>,
     ApiJson(doc): ApiJson<ProgramDoc>,
 ) -> Result<Json<Stored>, ApiError> {
-    let program = Program::parse(&doc).map_err(ApiError::Validation)?;
-    let (_, current) = state.store.current_program().await?;
-    if program.currency != current.currency {
-        // Balances and open orders are in the program currency; switching it
-        // would mix currencies in one ledger.
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "currency",
-            format!("the program currency is {} and cannot change", current.currency),
-        )]));
-    }
-    let version = state.store.insert_program(&program).await?;
+    let version = state.engine.put_program(&doc).await?.map_err(ApiError::Validation)?;
     Ok(Json(Stored { version }))
 }

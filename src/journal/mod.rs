@@ -3,7 +3,7 @@
 pub mod keys;
 pub mod redis;
 
-use crate::event::EventRef;
+use crate::domain::event::EventRef;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! entries between instances, XACK after commit, XAUTOCLAIM for dead consumers.
 use super::keys::Keys;
 use super::{Delivery, Journal, JournalError};
-use crate::event::{EventId, EventRef, PartitionKey};
+use crate::domain::event::{EventId, EventRef, PartitionKey};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use std::time::Duration;

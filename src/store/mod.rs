@@ -1,24 +1,23 @@
-//! The MySQL system of record (sqlx). One module per aggregate; everything that
-//! one event changes is written through one transaction.
-pub mod admin;
-pub mod affiliates;
-pub mod events;
-pub mod ledger;
-pub mod lifecycle;
-pub mod orders;
-pub mod payouts;
-pub mod processing;
-pub mod programs;
-pub mod reconcile;
-mod script;
+//! The system of record behind one seam: [`Backend`] (and [`ApplyTx`], the
+//! event transaction's reads and writes) is everything the engine may ask of
+//! storage, in domain types only. `mysql` is the production implementation.
+//! SQL only: the rules live in `domain`, the use cases in `engine`.
+pub mod mysql;
 
+use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
+use crate::domain::entitlement::{CommissionKind, RewardKind};
+use crate::domain::event::{Backlog, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use crate::domain::ledger::{Applied, BuyerRewards, EntryStatus, LedgerEntry};
+use crate::domain::order::{
+    CommissionStatus, CreateOrder, LifecycleOutcome, NewOrder, OrderItem, OrderRecord, OrderStatus, RefundRequest,
+};
+use crate::domain::payout::Payout;
 use crate::domain::program::Program;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::{Connection, Executor};
-use std::collections::HashMap;
-use std::str::FromStr;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,34 +34,14 @@ impl StoreError {
     /// lost connection, exhausted pool), as opposed to a fault in the data.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Db(e) => is_transient_db(e),
+            StoreError::Db(e) => mysql::is_transient(e),
             _ => false,
         }
     }
 
     /// A deadlock or lock-wait timeout: worth an immediate retry.
     pub fn is_lock_conflict(&self) -> bool {
-        matches!(self, StoreError::Db(e) if matches!(mysql_error_number(e), Some(ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT)))
-    }
-}
-
-const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
-const ER_LOCK_DEADLOCK: u16 = 1213;
-pub(crate) const ER_DUP_ENTRY: u16 = 1062;
-
-/// The MySQL/MariaDB error number of a database error.
-pub(crate) fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
-    match e {
-        sqlx::Error::Database(db) => db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|m| m.number()),
-        _ => None,
-    }
-}
-
-fn is_transient_db(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
-        // 1205 lock wait timeout, 1213 deadlock, 2006/2013 connection lost.
-        _ => matches!(mysql_error_number(e), Some(ER_LOCK_WAIT_TIMEOUT | ER_LOCK_DEADLOCK | 2006 | 2013)),
+        matches!(self, StoreError::Db(e) if mysql::is_lock_conflict(e))
     }
 }
 
@@ -72,161 +51,209 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// Handle to the database: a pool plus a cache of immutable program versions.
-#[derive(Clone)]
-pub struct Store {
-    /// Requests (intake and reads): kept apart so order intake never waits
-    /// for a connection held by commission work (G4).
-    pool: MySqlPool,
-    /// Event processing, approval and recovery.
-    work: MySqlPool,
-    programs: Arc<RwLock<HashMap<u64, Arc<Program>>>>,
-    /// How long a journaled event may stay unapplied before recovery journals it again.
-    lease: chrono::TimeDelta,
+/// An open or settled event and its order, as locked by [`ApplyTx::lock`].
+#[derive(Debug, Clone)]
+pub struct LockedEvent {
+    pub id: EventId,
+    pub kind: EventType,
+    pub status: EventStatus,
+    /// The statuses of the order's other events.
+    pub siblings: Vec<EventStatus>,
+    pub order_id: OrderId,
+    pub created_at: DateTime<Utc>,
+    pub program_version: u64,
+    pub buyer_id: BuyerId,
+    pub direct: Option<AffiliateId>,
+    pub placed_at: DateTime<Utc>,
+    pub order_status: OrderStatus,
+    /// The frozen context (JSON) once resolved by a first processing.
+    pub context: Option<String>,
+    pub approve_at: Option<DateTime<Utc>>,
+    pub approved: bool,
 }
 
-/// Connections idle longer than this are pinged before use (pooled ones,
-/// and those intake keeps).
-pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+/// What rules 4, 5 and 8 need to know about an order's month and buyer.
+#[derive(Debug, Clone)]
+pub struct MonthAsk<'a> {
+    pub order_id: &'a OrderId,
+    pub buyer_id: &'a BuyerId,
+    pub direct: Option<&'a AffiliateId>,
+    pub placed_at: DateTime<Utc>,
+    /// Start of the order's calendar month (program timezone), in UTC.
+    pub month_start: DateTime<Utc>,
+}
 
-impl Store {
-    /// Connects with UTC session time and READ COMMITTED isolation: every money
-    /// transaction takes explicit row locks, so it needs no gap locks.
-    pub async fn connect(url: &str, max_connections: u32, redeliver_after: Duration) -> Result<Store> {
-        Self::connect_split(url, max_connections, max_connections, redeliver_after).await
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthFacts {
+    /// The buyer has no order placed before this one (ties by id).
+    pub buyer_first_order: bool,
+    /// Σ original eligible amount of the direct affiliate's earlier orders this month.
+    pub volume_before: Decimal,
+    /// How many such orders there are.
+    pub earlier: u64,
+}
 
-    /// One pool for requests, one for event processing.
-    pub async fn connect_split(
-        url: &str,
-        request_connections: u32,
-        worker_connections: u32,
-        redeliver_after: Duration,
-    ) -> Result<Store> {
-        let options =
-            MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_owned())).statement_cache_capacity(256);
-        let pool_of = |size: u32| {
-            MySqlPoolOptions::new()
-                .max_connections(size.max(1))
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
-                // sqlx pings every connection it hands out: one round trip more
-                // per transaction (half of all round trips at intake). A
-                // connection used within the last second is known to work; one
-                // idle longer is pinged first, and replaced if it fails.
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for < IDLE_BEFORE_PING {
-                            return Ok(true);
-                        }
-                        Ok(conn.ping().await.is_ok())
-                    })
-                })
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
-                        conn.execute("SET SESSION innodb_lock_wait_timeout = 10").await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(options.clone())
-        };
-        let pool = pool_of(request_connections).await?;
-        let work = pool_of(worker_connections).await?;
-        Ok(Store {
-            pool,
-            work,
-            programs: Arc::new(RwLock::new(HashMap::new())),
-            lease: chrono::TimeDelta::from_std(redeliver_after).map_err(corrupt)?,
-        })
-    }
+pub struct LedgerRow {
+    pub affiliate_id: AffiliateId,
+    pub order_id: OrderId,
+    pub event_id: EventId,
+    pub level: u8,
+    pub kind: CommissionKind,
+    pub amount: Decimal,
+    pub status: EntryStatus,
+    pub rule_version: u64,
+}
 
+pub struct RewardRow {
+    pub buyer_id: BuyerId,
+    pub order_id: OrderId,
+    pub event_id: EventId,
+    pub kind: RewardKind,
+    pub points: i64,
+}
+
+/// How an applied event leaves its order.
+pub struct OrderUpdate {
+    pub order_id: OrderId,
+    pub commission_status: CommissionStatus,
+    pub no_commission_reason: Option<&'static str>,
+    /// The context resolved by this event (first processing only), as JSON.
+    pub context: Option<String>,
+}
+
+/// Everything one event transaction writes, in one call so the backend can
+/// order its statements (the most contended rows last).
+#[derive(Default)]
+pub struct Writes {
+    pub ledger: Vec<LedgerRow>,
+    pub rewards: Vec<RewardRow>,
+    /// affiliate → Σ amount per balance status.
+    pub balances: BTreeMap<AffiliateId, BTreeMap<EntryStatus, Decimal>>,
+    /// buyer → Σ points.
+    pub points: BTreeMap<BuyerId, i64>,
+    /// Orders whose holding period has passed: approve before the rest.
+    pub approve: Vec<OrderId>,
+    pub done: Vec<EventId>,
+    pub orders: Vec<OrderUpdate>,
+}
+
+/// The event transaction (G3): every read the rules need and one write,
+/// committed together or not at all (dropping it rolls back).
+#[async_trait::async_trait]
+pub trait ApplyTx: Send {
+    /// Locks the events and their orders; unknown ids are left out.
+    async fn lock(&mut self, ids: &[EventId]) -> Result<Vec<LockedEvent>>;
+    async fn program(&mut self, version: u64) -> Result<Arc<Program>>;
+    /// Each order's items, in line order, keyed by order id.
+    async fn items(&mut self, orders: &[&OrderId]) -> Result<HashMap<OrderId, Vec<OrderItem>>>;
+    /// What the ledger holds for each order.
+    async fn applied(&mut self, orders: &[&OrderId]) -> Result<HashMap<OrderId, Applied>>;
+    /// Each of `firsts` and up to `count − 1` of its ancestors, nearest first.
+    async fn ancestors(
+        &mut self,
+        firsts: &[&AffiliateId],
+        count: usize,
+    ) -> Result<HashMap<AffiliateId, Vec<Affiliate>>>;
+    async fn month_facts(&mut self, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>>;
+    async fn write(&mut self, writes: &Writes, now: DateTime<Utc>) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// What a retry policy decided for a failed attempt.
+pub type FailureDecision = (EventStatus, DateTime<Utc>);
+
+/// What recompute and reconcile read of one order, under a shared lock.
+pub struct EntitlementInputs {
+    pub program_version: u64,
+    pub state: crate::domain::order::OrderState,
+    /// The frozen context (JSON).
+    pub context: String,
+    pub applied: Applied,
+}
+
+/// Rows that break a stored-balance invariant.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileFacts {
+    pub affiliates: u64,
+    pub buyers: u64,
+    pub events: u64,
+    pub payouts: u64,
+    /// (affiliate, stored [pending, approved, paid], ledger sums)
+    pub balance_mismatches: Vec<(String, [Decimal; 3], [Decimal; 3])>,
+    /// (buyer, stored points, reward sum)
+    pub points_mismatches: Vec<(String, i64, i64)>,
+    /// (event, affiliate, kind)
+    pub duplicate_entries: Vec<(String, String, String)>,
+    /// (event, order, status, attempts) open and created before the cutoff
+    pub stuck_events: Vec<(String, String, String, u32)>,
+    /// (payout, affiliate, item amount, entries' sum)
+    pub payout_item_mismatches: Vec<(u64, String, Decimal, Decimal)>,
+    /// (entry, affiliate, payout, entry status, batch status)
+    pub payout_entry_statuses: Vec<(u64, String, u64, String, String)>,
+}
+
+/// Everything the engine asks of the system of record.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
     /// Applies pending migrations and makes sure program version 1 exists.
-    pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
-        self.ensure_default_program().await
-    }
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self) -> bool;
 
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
+    async fn program(&self, version: u64) -> Result<Arc<Program>>;
+    async fn current_program(&self) -> Result<(u64, Arc<Program>)>;
+    async fn insert_program(&self, program: &Program) -> Result<u64>;
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
-    }
-}
+    /// Intake: the orders, their items and `order.placed` events, as few
+    /// transactions as the backend can; one outcome per order, in order.
+    async fn create_orders(&self, orders: &[NewOrder]) -> Vec<Result<CreateOrder>>;
+    async fn order(&self, id: &OrderId) -> Result<Option<OrderRecord>>;
+    async fn refund(&self, req: &RefundRequest) -> Result<LifecycleOutcome>;
+    async fn cancel(&self, id: &OrderId) -> Result<LifecycleOutcome>;
+    async fn complete(&self, id: &OrderId) -> Result<LifecycleOutcome>;
 
-/// What the actors need from the system of record: a small seam, so the
-/// embedded backend can stand in for MySQL.
-#[async_trait::async_trait]
-pub trait EventStore: Send + Sync + 'static {
-    async fn process_event(
-        &self,
-        id: crate::event::EventId,
-        faults: &crate::faults::Faults,
-    ) -> Result<processing::Outcome>;
-    /// Several events of different orders in one transaction, all or nothing.
-    async fn process_events(
-        &self,
-        ids: &[crate::event::EventId],
-        faults: &crate::faults::Faults,
-    ) -> Result<Vec<processing::Outcome>>;
+    async fn create_affiliate(&self, new: &NewAffiliate) -> Result<CreateAffiliate>;
+    async fn patch_affiliate(&self, id: &AffiliateId, patch: &AffiliatePatch) -> Result<PatchAffiliate>;
+    async fn affiliate(&self, id: &AffiliateId) -> Result<Option<Affiliate>>;
+    async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
+    async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards>;
+
+    async fn begin_apply(&self) -> Result<Box<dyn ApplyTx>>;
+    /// Records a failed attempt (attempts + 1, the error in the history);
+    /// `decide` turns the attempt count into the next status and retry time.
+    /// A done or dead event is left as it is. Returns its status after, and its type.
     async fn record_failure(
         &self,
-        id: crate::event::EventId,
+        id: EventId,
         error: &str,
-        policy: &crate::retry::RetryPolicy,
-    ) -> Result<(crate::event::EventStatus, crate::event::EventType)>;
-    async fn take_due_events(&self, limit: u32) -> Result<Vec<crate::event::EventRef>>;
-    async fn open_events(
-        &self,
-        after: Option<crate::event::EventId>,
-        limit: u32,
-    ) -> Result<Vec<crate::event::EventRef>>;
-    async fn backlog(&self) -> Result<events::Backlog>;
+        decide: &(dyn Fn(u32) -> FailureDecision + Send + Sync),
+    ) -> Result<(EventStatus, EventType)>;
+    /// Open events whose lease or retry time has passed, oldest due first;
+    /// their lease moves one period ahead.
+    async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>>;
+    /// One page of every open event (keyset on id).
+    async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>>;
+    async fn backlog(&self) -> Result<Backlog>;
+    /// Approves orders past their holding period, each in its own transaction.
     async fn approve_due(&self, limit: u32) -> Result<usize>;
-}
 
-#[async_trait::async_trait]
-impl EventStore for Store {
-    async fn process_event(
-        &self,
-        id: crate::event::EventId,
-        faults: &crate::faults::Faults,
-    ) -> Result<processing::Outcome> {
-        Store::process_event(self, id, faults).await
-    }
-    async fn process_events(
-        &self,
-        ids: &[crate::event::EventId],
-        faults: &crate::faults::Faults,
-    ) -> Result<Vec<processing::Outcome>> {
-        Store::process_events(self, ids, faults).await
-    }
-    async fn record_failure(
-        &self,
-        id: crate::event::EventId,
-        error: &str,
-        policy: &crate::retry::RetryPolicy,
-    ) -> Result<(crate::event::EventStatus, crate::event::EventType)> {
-        Store::record_failure(self, id, error, policy).await
-    }
-    async fn take_due_events(&self, limit: u32) -> Result<Vec<crate::event::EventRef>> {
-        Store::take_due_events(self, limit).await
-    }
-    async fn open_events(
-        &self,
-        after: Option<crate::event::EventId>,
-        limit: u32,
-    ) -> Result<Vec<crate::event::EventRef>> {
-        Store::open_events(self, after, limit).await
-    }
-    async fn backlog(&self) -> Result<events::Backlog> {
-        Store::backlog(self).await
-    }
-    async fn approve_due(&self, limit: u32) -> Result<usize> {
-        Store::approve_due(self, limit).await
-    }
+    async fn list_events(&self, f: &EventFilter, before: Option<EventId>, limit: u32) -> Result<Vec<EventRecord>>;
+    async fn event_detail(&self, id: EventId) -> Result<Option<EventDetail>>;
+    /// Puts failed and dead events back to pending with a fresh attempt
+    /// budget, records every replay, and returns what to journal.
+    async fn replay(&self, ids: &[EventId]) -> Result<Vec<EventRef>>;
+    async fn select_for_replay(&self, f: &EventFilter) -> Result<Vec<EventId>>;
+    async fn order_exists(&self, id: &OrderId) -> Result<bool>;
+    /// None when the order does not exist or has not been processed.
+    async fn entitlement_inputs(&self, id: &OrderId) -> Result<Option<EntitlementInputs>>;
+    /// Stores an `order.recomputed` event for the order.
+    async fn add_recompute_event(&self, id: &OrderId, payload: &str) -> Result<EventRef>;
+
+    async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<Payout>;
+    async fn complete_payout(&self, id: u64) -> Result<Option<Payout>>;
+
+    /// The balance, points, duplicate, stuck-event and payout checks of
+    /// reconcile; `stuck_before`: open events created earlier are stuck.
+    async fn reconcile_facts(&self, stuck_before: DateTime<Utc>) -> Result<ReconcileFacts>;
+    /// A page of the ids of orders whose events are all done.
+    async fn processed_orders(&self, after: &str, limit: u32) -> Result<Vec<OrderId>>;
 }

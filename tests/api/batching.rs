@@ -3,11 +3,10 @@
 //! write nothing, and its events must then land one by one.
 use crate::helpers::*;
 use crate::lifecycle::{lifecycle, refund};
-use komisi::apply::apply_batch;
-use komisi::event::EventId;
-use komisi::faults::Faults;
-use komisi::store::processing::Outcome;
-use komisi::store::Store;
+use komisi::domain::event::EventId;
+use komisi::engine::apply::{apply_batch, apply_event, apply_events, Outcome};
+use komisi::engine::faults::Faults;
+use komisi::store::mysql::MySqlStore;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::{MySqlPool, Row};
@@ -15,9 +14,9 @@ use std::time::Duration;
 
 /// An instance whose journal is unreachable: orders are committed and their
 /// events stay pending, so the test decides how they are applied.
-async fn spawn_without_journal() -> (TestApp, Store) {
+async fn spawn_without_journal() -> (TestApp, MySqlStore) {
     let app = spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), Faults::default()).await;
-    let store = Store::connect(&app.config.database_url, 2, Duration::from_secs(60)).await.expect("store");
+    let store = MySqlStore::connect(&app.config.database_url, 2, Duration::from_secs(60)).await.expect("store");
     (app, store)
 }
 
@@ -114,10 +113,10 @@ async fn a_batch_writes_exactly_what_one_by_one_application_writes() {
         }
         let ids = open_events(&batched.db).await;
         assert!(ids.len() >= 3, "a wave opens several events");
-        let outcomes = batch_store.process_events(&ids, &none).await.expect("batch applies");
+        let outcomes = apply_events(&batch_store, &none, &ids).await.expect("batch applies");
         assert_eq!(applied(&outcomes), ids.len());
         for id in open_events(&alone.db).await {
-            let outcome = alone_store.process_event(id, &none).await.expect("applies");
+            let outcome = apply_event(&alone_store, &none, id).await.expect("applies");
             assert!(matches!(outcome, Outcome::Applied { .. }), "{outcome:?}");
         }
         assert!(open_events(&batched.db).await.is_empty());
@@ -148,7 +147,7 @@ async fn a_batch_writes_exactly_what_one_by_one_application_writes() {
         .iter()
         .map(|id| EventId::parse(id).unwrap())
         .collect();
-    let again = batch_store.process_events(&ids, &none).await.expect("replay");
+    let again = apply_events(&batch_store, &none, &ids).await.expect("replay");
     assert!(again.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })), "{again:?}");
     assert_eq!(snapshot(&batched.db).await, lines);
 }
@@ -166,7 +165,7 @@ async fn a_failing_batch_writes_nothing_and_its_events_then_land_one_by_one() {
     // any event survives, no attempt is counted.
     let faults = Faults::default();
     faults.fail_db_mid_tx(1);
-    assert!(store.process_events(&ids, &faults).await.is_err());
+    assert!(apply_events(&store, &faults, &ids).await.is_err());
     assert_eq!(snapshot(&batched.db).await, untouched);
 
     // Every transaction failing: the batch and then each event alone fail,
@@ -181,7 +180,7 @@ async fn a_failing_batch_writes_nothing_and_its_events_then_land_one_by_one() {
     let results = apply_batch(&store, &faults, ids.clone()).await;
     assert_eq!(results.iter().filter(|r| matches!(r, Ok(Outcome::Applied { .. }))).count(), ids.len(), "{results:?}");
     for id in open_events(&alone.db).await {
-        alone_store.process_event(id, &Faults::default()).await.expect("applies");
+        apply_event(&alone_store, &Faults::default(), id).await.expect("applies");
     }
     assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
 
@@ -189,10 +188,10 @@ async fn a_failing_batch_writes_nothing_and_its_events_then_land_one_by_one() {
     second_wave(&batched).await;
     second_wave(&alone).await;
     let ids = open_events(&batched.db).await;
-    let outcomes = store.process_events(&ids, &Faults::default()).await.expect("batch applies");
+    let outcomes = apply_events(&store, &Faults::default(), &ids).await.expect("batch applies");
     assert_eq!(applied(&outcomes), ids.len());
     for id in open_events(&alone.db).await {
-        alone_store.process_event(id, &Faults::default()).await.expect("applies");
+        apply_event(&alone_store, &Faults::default(), id).await.expect("applies");
     }
     assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
 
@@ -206,16 +205,16 @@ async fn a_failing_batch_writes_nothing_and_its_events_then_land_one_by_one() {
     let ids = open_events(&batched.db).await;
     assert_eq!(ids.len(), 2);
     let before = snapshot(&batched.db).await;
-    assert!(store.process_events(&ids, &Faults::default()).await.is_err());
-    assert!(store.process_events(&[ids[0], ids[0]], &Faults::default()).await.is_err());
+    assert!(apply_events(&store, &Faults::default(), &ids).await.is_err());
+    assert!(apply_events(&store, &Faults::default(), &[ids[0], ids[0]]).await.is_err());
     assert_eq!(snapshot(&batched.db).await, before);
     let results = apply_batch(&store, &Faults::default(), ids.clone()).await;
     assert!(results.iter().all(|r| matches!(r, Ok(Outcome::Applied { .. }))), "{results:?}");
     for id in open_events(&batched.db).await {
-        store.process_event(id, &Faults::default()).await.expect("applies");
+        apply_event(&store, &Faults::default(), id).await.expect("applies");
     }
     for id in open_events(&alone.db).await {
-        alone_store.process_event(id, &Faults::default()).await.expect("applies");
+        apply_event(&alone_store, &Faults::default(), id).await.expect("applies");
     }
     assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
     batched.assert_ledger_consistent().await;

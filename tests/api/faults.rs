@@ -1,7 +1,7 @@
 //! Failure injection on every path that touches money. Each test ends with the
 //! ledger exactly right: nothing lost, nothing paid twice, nothing half-applied.
 use crate::helpers::*;
-use komisi::faults::Faults;
+use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
 use sqlx::Row;
 use std::time::Duration;
@@ -54,7 +54,7 @@ async fn a_database_error_mid_transaction_rolls_back_and_the_retry_applies_once(
     let (status, attempts, errors) = event_row(&app, "o-1").await;
     assert_eq!((status.as_str(), attempts), ("done", 2));
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].contains("komisi_injected_fault_table"), "{errors:?}");
+    assert!(errors[0].contains("injected failure"), "{errors:?}");
     assert_worked_example_paid_once(&app, "o-1").await;
 }
 
@@ -95,6 +95,42 @@ async fn a_panicking_commission_actor_is_restarted_and_the_event_applied_once() 
     assert_eq!(app.order_amounts("o-2").await.len(), 3);
     assert_eq!(app.balance("C", "pending").await, d("105000"));
     app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn a_panicking_batch_worker_is_restarted_and_its_events_are_applied_once() {
+    // Orders of several partitions, so the worker's batch holds several events.
+    let app = spawn_app_with(|c| c.event_linger_ms = 200, Faults::default()).await;
+    abc_tree(&app).await;
+    for a in ["P", "Q", "R"] {
+        app.create_affiliate(a, None).await;
+    }
+    app.faults.panic_in_batch(1);
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    for (n, a) in ["P", "Q", "R"].iter().enumerate() {
+        app.accept(&simple_order(&format!("o-{a}"), &format!("b-{n}"), Some(&format!("code-{a}")), "100000")).await;
+    }
+    app.processed("o-1").await;
+    for a in ["P", "Q", "R"] {
+        app.processed(&format!("o-{a}")).await;
+        assert_eq!(app.order_amounts(&format!("o-{a}")).await, vec![(a.to_string(), "commission".into(), d("10000"))]);
+        assert_eq!(app.balance(a, "pending").await, d("10000"));
+    }
+    // The panic took no attempt: the worker ran its events again, one by one.
+    for order in ["o-1", "o-P", "o-Q", "o-R"] {
+        let (status, attempts, errors) = event_row(&app, order).await;
+        assert_eq!((status.as_str(), attempts), ("done", 1), "{order}: {errors:?}");
+    }
+    assert_worked_example_paid_once(&app, "o-1").await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let restarts: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("komisi_worker_restarts_total{worker=\"apply\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("worker restart counter exported");
+    assert!(restarts >= 1.0, "the restart was counted: {restarts}");
+    app.assert_reconciled().await;
 }
 
 #[tokio::test]

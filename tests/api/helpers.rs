@@ -1,9 +1,9 @@
 //! spawn_app(): a real komisi instance on port 0, with its own MariaDB database
 //! and Redis key prefix, running on its own runtime so a test can kill it
 //! outright (every task dropped mid-flight, as with SIGKILL) and restart it.
-use komisi::actors::supervisor::{SupervisorMsg, TreeStats};
+use komisi::actors::messages::{SupervisorMsg, TreeStats};
 use komisi::config::Config;
-use komisi::faults::Faults;
+use komisi::engine::faults::Faults;
 use ractor::ActorRef;
 use reqwest::{Response, StatusCode};
 use rust_decimal::Decimal;

@@ -228,14 +228,15 @@ async fn program_versions_are_validated_and_immutable() {
 
 #[tokio::test]
 async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
+    use komisi::domain::order::CreateOrder;
     use komisi::http::orders::parse_order_json;
-    use komisi::store::orders::CreateOrder;
     let app = spawn_app().await;
     app.create_affiliate("A", None).await;
     app.accept(&simple_order("taken", "x", Some("code-A"), "100000")).await;
-    let store = komisi::store::Store::connect(&app.config.database_url, 2, std::time::Duration::from_millis(500))
-        .await
-        .unwrap();
+    let store =
+        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 2, std::time::Duration::from_millis(500))
+            .await
+            .unwrap();
     let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
     let mut usd = simple_order("usd", "y", None, "5");
     usd["currency"] = json!("USD");
@@ -272,16 +273,17 @@ async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
 
 #[tokio::test]
 async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone() {
+    use komisi::domain::order::CreateOrder;
     use komisi::http::orders::parse_order_json;
-    use komisi::store::orders::CreateOrder;
     let app = spawn_app().await;
     app.create_affiliate("A", None).await;
     // A pool of ONE connection, with the program not yet cached: intake must
     // never need a second connection while it holds one (it would wait for
     // itself), and the failed batch's connection is replaced.
-    let store = komisi::store::Store::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
-        .await
-        .unwrap();
+    let store =
+        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
+            .await
+            .unwrap();
     let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
     let good = parse(simple_order("good", "x", Some("code-A"), "100000"));
     let mut bad = parse(simple_order("bad", "y", Some("code-A"), "100000"));
@@ -301,9 +303,10 @@ async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone()
     let _ = (app.processed("good").await, app.processed("next").await);
     app.assert_ledger_consistent().await;
     // The same for a lifecycle request on another fresh one-connection store.
-    let fresh = komisi::store::Store::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
-        .await
-        .unwrap();
+    let fresh =
+        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
+            .await
+            .unwrap();
     let completed = fresh.complete(&komisi::domain::ids::OrderId::parse("good").unwrap()).await.unwrap();
-    assert!(matches!(completed, komisi::store::lifecycle::LifecycleOutcome::Accepted(_)), "{completed:?}");
+    assert!(matches!(completed, komisi::domain::order::LifecycleOutcome::Accepted(_)), "{completed:?}");
 }

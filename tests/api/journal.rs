@@ -1,6 +1,7 @@
 //! The Redis journal on its own: consumer-group delivery, acks, claiming the
 //! entries of a dead consumer, and recreating a lost journal.
-use komisi::event::{EventId, EventRef, PartitionKey};
+use komisi::domain::event::{EventId, EventRef, PartitionKey};
+use komisi::domain::ids::{AffiliateId, BuyerId};
 use komisi::journal::redis::RedisJournal;
 use komisi::journal::Journal;
 use std::time::Duration;
@@ -10,7 +11,15 @@ fn redis_url() -> String {
 }
 
 fn refs(n: usize) -> Vec<EventRef> {
-    (0..n).map(|i| EventRef { id: EventId::new(), partition: PartitionKey::affiliate(&format!("a{i}")) }).collect()
+    (0..n)
+        .map(|i| EventRef {
+            id: EventId::new(),
+            partition: PartitionKey::of(
+                Some(&AffiliateId::parse(&format!("a{i}")).unwrap()),
+                &BuyerId::parse("b").unwrap(),
+            ),
+        })
+        .collect()
 }
 
 async fn cleanup(prefix: &str) {

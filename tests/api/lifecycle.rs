@@ -1,6 +1,6 @@
 //! Refunds, cancellation, completion, holding, payouts, clawbacks, reconcile.
 use crate::helpers::*;
-use komisi::faults::Faults;
+use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -214,10 +214,11 @@ async fn ledger_after(
         .await
         .unwrap();
     assert_eq!(events.len(), 3);
-    let store = komisi::store::Store::connect(&app.config.database_url, 2, Duration::from_secs(60)).await.unwrap();
+    let store =
+        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 2, Duration::from_secs(60)).await.unwrap();
     for i in order {
-        let id = komisi::event::EventId::parse(&events[i]).unwrap();
-        store.process_event(id, &Faults::default()).await.unwrap();
+        let id = komisi::domain::event::EventId::parse(&events[i]).unwrap();
+        komisi::engine::apply::apply_event(&store, &Faults::default(), id).await.unwrap();
     }
     let rows =
         sqlx::query("SELECT id, pending, approved, paid FROM affiliates ORDER BY id").fetch_all(&app.db).await.unwrap();

@@ -1,7 +1,7 @@
 //! The operator surface: the event admin API, replays, recompute, the OpenAPI
 //! document, and the dashboards and alert rules.
 use crate::helpers::*;
-use komisi::faults::Faults;
+use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -34,7 +34,7 @@ async fn a_failing_event_goes_failed_then_dead_and_a_bulk_replay_pays_it_once() 
         (row["id"].as_str(), row["type"].as_str(), row["attempts"].as_u64()),
         (Some(event_id.as_str()), Some("order.placed"), Some(1))
     );
-    assert!(row["last_error"].as_str().unwrap().contains("komisi_injected_fault_table"));
+    assert!(row["last_error"].as_str().unwrap().contains("injected failure"));
     assert_eq!(app.get_json("/v1/orders/o-1").await["commission_status"], "failed");
 
     app.order_in_status("o-1", "dead", Duration::from_secs(15)).await;
@@ -44,9 +44,7 @@ async fn a_failing_event_goes_failed_then_dead_and_a_bulk_replay_pays_it_once() 
     assert_eq!(detail["payload"]["referral_code"], "code-C");
     let history = detail["attempt_history"].as_array().unwrap();
     assert_eq!(history.len(), 2);
-    assert!(history
-        .iter()
-        .all(|a| a["at"].is_string() && a["error"].as_str().unwrap().contains("komisi_injected_fault_table")));
+    assert!(history.iter().all(|a| a["at"].is_string() && a["error"].as_str().unwrap().contains("injected failure")));
     let dead = app.admin_get("/admin/events?status=dead").await;
     assert_eq!(dead["items"].as_array().unwrap().len(), 1);
     assert_eq!(app.admin_get("/admin/events?status=done&type=order.placed").await["items"], json!([]));

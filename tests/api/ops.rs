@@ -57,7 +57,8 @@ async fn metrics_count_requests_and_events() {
 #[tokio::test]
 async fn readiness_reports_a_missing_journal() {
     let app =
-        spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), komisi::faults::Faults::default()).await;
+        spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), komisi::engine::faults::Faults::default())
+            .await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
@@ -65,7 +66,7 @@ async fn readiness_reports_a_missing_journal() {
 
 #[tokio::test]
 async fn commission_actors_are_spawned_per_partition_and_stop_when_idle() {
-    let app = spawn_app_with(|c| c.actor_idle_ms = 300, komisi::faults::Faults::default()).await;
+    let app = spawn_app_with(|c| c.actor_idle_ms = 300, komisi::engine::faults::Faults::default()).await;
     for n in 0..6 {
         app.create_affiliate(&format!("A{n}"), None).await;
     }

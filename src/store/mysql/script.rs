@@ -8,7 +8,7 @@
 //! every string and byte string is a hex literal (`_utf8mb4 X'…'`, `X'…'`: no
 //! quoting or escaping to get wrong), and numbers and times are formatted from
 //! typed values whose text holds no quote.
-use super::Result;
+use crate::store::Result;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{Executor, MySqlConnection};

@@ -10,6 +10,9 @@ pub struct Faults {
     db_error_mid_tx: AtomicU32,
     /// This many next commission computations panic inside the actor.
     panic_in_actor: AtomicU32,
+    /// This many next event batches panic inside the batch worker that
+    /// applies them (before their transaction begins).
+    panic_in_batch: AtomicU32,
     /// Intake parks every request after its commit and before the journal write,
     /// as if the process died there.
     hold_after_commit: AtomicBool,
@@ -38,17 +41,24 @@ impl Faults {
     pub fn panic_in_actor(&self, times: u32) {
         self.panic_in_actor.store(times, Ordering::SeqCst);
     }
+    pub fn panic_in_batch(&self, times: u32) {
+        self.panic_in_batch.store(times, Ordering::SeqCst);
+    }
     pub fn hold_after_commit(&self, on: bool) {
         self.hold_after_commit.store(on, Ordering::SeqCst);
     }
     pub fn clear(&self) {
         self.fail_db_mid_tx(0);
         self.panic_in_actor(0);
+        self.panic_in_batch(0);
         self.hold_after_commit(false);
     }
 
     pub(crate) fn take_db_error(&self) -> bool {
         take(&self.db_error_mid_tx)
+    }
+    pub(crate) fn take_batch_panic(&self) -> bool {
+        take(&self.panic_in_batch)
     }
     pub(crate) fn take_panic(&self) -> bool {
         take(&self.panic_in_actor)

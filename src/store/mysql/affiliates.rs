@@ -1,104 +1,13 @@
 //! Affiliates: the referral tree and each affiliate's balances.
-use super::{corrupt, mysql_error_number, Result, Store, ER_DUP_ENTRY};
+use super::{mysql_error_number, MySqlStore, ER_DUP_ENTRY};
+use crate::domain::affiliate::{
+    Affiliate, AffiliatePatch, AffiliateStatus, Balances, CreateAffiliate, NewAffiliate, PatchAffiliate, MAX_TREE_DEPTH,
+};
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use crate::store::{corrupt, Result};
+use chrono::Utc;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, Row, Transaction};
-
-/// The deepest referral tree walked; a guard against a cycle left by a bug or by hand.
-pub const MAX_TREE_DEPTH: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AffiliateStatus {
-    Active,
-    Suspended,
-}
-
-impl AffiliateStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Suspended => "suspended",
-        }
-    }
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "active" => Ok(Self::Active),
-            "suspended" => Ok(Self::Suspended),
-            other => Err(corrupt(format!("affiliate status {other:?}"))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewAffiliate {
-    pub id: AffiliateId,
-    pub name: String,
-    pub parent_id: Option<AffiliateId>,
-    pub referral_code: ReferralCode,
-    pub buyer_id: Option<BuyerId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Balances {
-    #[serde(with = "crate::http::money_str")]
-    #[schema(value_type = String, example = "95000")]
-    pub pending: Decimal,
-    #[serde(with = "crate::http::money_str")]
-    #[schema(value_type = String, example = "95000")]
-    pub approved: Decimal,
-    #[serde(with = "crate::http::money_str")]
-    #[schema(value_type = String, example = "95000")]
-    pub paid: Decimal,
-}
-
-#[derive(Debug, Clone)]
-pub struct Affiliate {
-    pub id: AffiliateId,
-    pub name: String,
-    pub parent_id: Option<AffiliateId>,
-    pub referral_code: ReferralCode,
-    pub buyer_id: Option<BuyerId>,
-    pub status: AffiliateStatus,
-    pub balances: Balances,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Affiliate {
-    fn same_registration(&self, new: &NewAffiliate) -> bool {
-        self.name == new.name
-            && self.parent_id == new.parent_id
-            && self.referral_code == new.referral_code
-            && self.buyer_id == new.buyer_id
-    }
-}
-
-#[derive(Debug)]
-pub enum CreateAffiliate {
-    Created(Affiliate),
-    /// The same id was registered before with the same data.
-    Unchanged(Affiliate),
-    Conflict(&'static str),
-    UnknownParent,
-}
-
-#[derive(Debug, Default)]
-pub struct AffiliatePatch {
-    pub name: Option<String>,
-    pub status: Option<AffiliateStatus>,
-    /// `Some(None)` detaches the affiliate from its parent.
-    pub parent_id: Option<Option<AffiliateId>>,
-}
-
-#[derive(Debug)]
-pub enum PatchAffiliate {
-    Updated(Affiliate),
-    NotFound,
-    UnknownParent,
-    Cycle,
-}
 
 const COLUMNS: &str = "id, name, parent_id, referral_code, buyer_id, status, pending, approved, paid, created_at";
 
@@ -110,7 +19,7 @@ pub(super) fn from_row(row: &MySqlRow) -> Result<Affiliate> {
         parent_id: row.try_get::<Option<String>, _>("parent_id")?.map(AffiliateId::from_trusted),
         referral_code: ReferralCode::from_trusted(row.try_get("referral_code")?),
         buyer_id: row.try_get::<Option<String>, _>("buyer_id")?.map(BuyerId::from_trusted),
-        status: AffiliateStatus::parse(&status)?,
+        status: AffiliateStatus::parse(&status).ok_or_else(|| corrupt(format!("affiliate status {status:?}")))?,
         balances: Balances {
             pending: row.try_get("pending")?,
             approved: row.try_get("approved")?,
@@ -120,7 +29,7 @@ pub(super) fn from_row(row: &MySqlRow) -> Result<Affiliate> {
     })
 }
 
-impl Store {
+impl MySqlStore {
     pub async fn create_affiliate(&self, new: &NewAffiliate) -> Result<CreateAffiliate> {
         let mut tx = self.pool.begin().await?;
         if let Some(parent) = &new.parent_id {
@@ -163,14 +72,6 @@ impl Store {
     pub async fn affiliate(&self, id: &AffiliateId) -> Result<Option<Affiliate>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM affiliates WHERE id = ?"))
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
-    pub async fn affiliate_by_code(&self, code: &ReferralCode) -> Result<Option<Affiliate>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM affiliates WHERE referral_code = ?"))
-            .bind(code.as_str())
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(from_row).transpose()

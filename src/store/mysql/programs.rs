@@ -1,11 +1,12 @@
 //! Program versions: immutable once stored, so they are cached forever in memory.
-use super::{corrupt, Result, Store};
+use super::MySqlStore;
 use crate::domain::program::{Program, ProgramDoc};
+use crate::store::{corrupt, Result};
 use chrono::Utc;
 use sqlx::{MySqlConnection, Row};
 use std::sync::Arc;
 
-impl Store {
+impl MySqlStore {
     pub(super) async fn ensure_default_program(&self) -> Result<()> {
         let body = serde_json::to_string(&Program::default_doc()).map_err(corrupt)?;
         sqlx::query("INSERT IGNORE INTO program_versions (version, body, created_at) VALUES (1, ?, ?)")

@@ -1,64 +1,11 @@
-//! Reading the commission and reward ledgers (writes happen in `processing`).
-use super::{corrupt, Result, Store};
+//! Reading the commission and reward ledgers (writes happen in `apply`).
+use super::MySqlStore;
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use crate::domain::ledger::{BuyerRewards, EntryStatus, LedgerEntry, RewardEntry};
+use crate::store::{corrupt, Result};
 use sqlx::mysql::MySqlRow;
 use sqlx::Row;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryStatus {
-    Pending,
-    Approved,
-    Paid,
-}
-
-impl EntryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Paid => "paid",
-        }
-    }
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "pending" => Self::Pending,
-            "approved" => Self::Approved,
-            "paid" => Self::Paid,
-            other => return Err(corrupt(format!("entry status {other:?}"))),
-        })
-    }
-}
-
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct LedgerEntry {
-    pub id: u64,
-    pub affiliate_id: AffiliateId,
-    pub order_id: OrderId,
-    pub event_id: String,
-    pub level: u8,
-    pub kind: CommissionKind,
-    #[serde(with = "crate::http::money_str")]
-    #[schema(value_type = String, example = "95000")]
-    pub amount: Decimal,
-    pub status: EntryStatus,
-    pub rule_version: u64,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct RewardEntry {
-    pub id: u64,
-    pub buyer_id: BuyerId,
-    pub order_id: OrderId,
-    pub event_id: String,
-    pub kind: RewardKind,
-    pub points: i64,
-    pub created_at: DateTime<Utc>,
-}
 
 const LEDGER_COLUMNS: &str =
     "id, affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at";
@@ -73,7 +20,7 @@ fn ledger_row(r: &MySqlRow) -> Result<LedgerEntry> {
         level: r.try_get("level")?,
         kind: CommissionKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("ledger kind"))?,
         amount: r.try_get("amount")?,
-        status: EntryStatus::parse(r.try_get("status")?)?,
+        status: EntryStatus::parse(r.try_get("status")?).ok_or_else(|| corrupt("entry status"))?,
         rule_version: r.try_get("rule_version")?,
         created_at: r.try_get("created_at")?,
     })
@@ -91,15 +38,7 @@ fn reward_row(r: &MySqlRow) -> Result<RewardEntry> {
     })
 }
 
-/// A buyer's points and reward history.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct BuyerRewards {
-    pub buyer_id: BuyerId,
-    pub points: i64,
-    pub history: Vec<RewardEntry>,
-}
-
-impl Store {
+impl MySqlStore {
     /// One page of an affiliate's ledger, oldest first; `after` is the last id of the previous page.
     pub async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
         sqlx::query(&format!(

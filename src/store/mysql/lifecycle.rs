@@ -1,32 +1,16 @@
 //! After intake: refunds, cancellation and completion. Each commits the order's
 //! new state and its event in one transaction; the event then recomputes the
 //! order's entitlement like any other (SPEC §4), so only the delta is written.
-use super::orders::{insert_event, OrderStatus};
-use super::{corrupt, Result, Store};
-use crate::domain::ids::{OrderId, RefundId, Sku};
-use crate::domain::FieldError;
-use crate::event::{EventId, EventRef, EventType, PartitionKey};
+use super::orders::{insert_event, load_items};
+use super::{parse_event_id, parse_event_status, parse_order_status, MySqlStore};
+use crate::domain::event::{EventId, EventRef, EventStatus, EventType, PartitionKey};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use crate::domain::order::{
+    check_refund, status_after_refund, CommissionStatus, LifecycleOutcome, OrderStatus, RefundRequest,
+};
+use crate::store::Result;
 use chrono::{DateTime, Utc};
 use sqlx::{MySql, Row, Transaction};
-
-#[derive(Debug, Clone)]
-pub struct RefundRequest {
-    pub order_id: OrderId,
-    pub refund_id: RefundId,
-    pub items: Vec<(Sku, u32)>,
-    pub request_hash: [u8; 32],
-    pub payload: String,
-}
-
-#[derive(Debug)]
-pub enum LifecycleOutcome {
-    Accepted(EventRef),
-    /// The same request was accepted before: its event.
-    Duplicate(EventId),
-    Conflict(String),
-    Invalid(Vec<FieldError>),
-    NotFound,
-}
 
 struct Locked {
     status: OrderStatus,
@@ -45,14 +29,11 @@ async fn lock_order(tx: &mut Transaction<'_, MySql>, id: &OrderId) -> Result<Opt
     else {
         return Ok(None);
     };
-    let affiliate: Option<String> = row.try_get("affiliate_id")?;
-    let buyer: String = row.try_get("buyer_id")?;
+    let affiliate = row.try_get::<Option<String>, _>("affiliate_id")?.map(AffiliateId::from_trusted);
+    let buyer = BuyerId::from_trusted(row.try_get("buyer_id")?);
     Ok(Some(Locked {
-        status: OrderStatus::parse(row.try_get("status")?)?,
-        partition: match affiliate {
-            Some(a) => PartitionKey::affiliate(&a),
-            None => PartitionKey::buyer(&buyer),
-        },
+        status: parse_order_status(row.try_get("status")?)?,
+        partition: PartitionKey::of(affiliate.as_ref(), &buyer),
         completed: row.try_get::<Option<DateTime<Utc>>, _>("completed_at")?.is_some(),
         program_version: row.try_get("program_version")?,
     }))
@@ -64,7 +45,16 @@ async fn existing_event(tx: &mut Transaction<'_, MySql>, id: &OrderId, kind: Eve
         .bind(kind.as_str())
         .fetch_optional(&mut **tx)
         .await?;
-    found.map(|s| EventId::parse(&s).ok_or_else(|| corrupt("event id"))).transpose()
+    found.map(|s| parse_event_id(&s)).transpose()
+}
+
+/// The statuses of all the order's events (this transaction's writes included).
+pub(super) async fn event_statuses(tx: &mut Transaction<'_, MySql>, order_id: &OrderId) -> Result<Vec<EventStatus>> {
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM events WHERE order_id = ?")
+        .bind(order_id.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+    statuses.iter().map(|s| parse_event_status(s)).collect()
 }
 
 /// Writes the order's new status and the event that carries the change.
@@ -77,21 +67,21 @@ struct Change<'a> {
     now: DateTime<Utc>,
 }
 
-impl Store {
+impl MySqlStore {
     async fn record_change(&self, tx: &mut Transaction<'_, MySql>, c: Change<'_>) -> Result<EventRef> {
-        sqlx::query("UPDATE orders SET status = ?, commission_status = 'pending', updated_at = ? WHERE id = ?")
+        let event = EventRef { id: EventId::new(), partition: c.partition };
+        insert_event(tx, &event, c.kind, c.order_id, c.payload, c.now, c.now + self.lease).await?;
+        let commission_status = CommissionStatus::of(event_statuses(tx, c.order_id).await?);
+        sqlx::query("UPDATE orders SET status = ?, commission_status = ?, updated_at = ? WHERE id = ?")
             .bind(c.status.as_str())
+            .bind(commission_status.as_str())
             .bind(c.now)
             .bind(c.order_id.as_str())
             .execute(&mut **tx)
             .await?;
-        let event = EventRef { id: EventId::new(), partition: c.partition };
-        insert_event(tx, &event, c.kind, c.order_id, c.payload, c.now, c.now + self.lease).await?;
         Ok(event)
     }
-}
 
-impl Store {
     pub async fn refund(&self, req: &RefundRequest) -> Result<LifecycleOutcome> {
         let mut tx = self.pool.begin().await?;
         let Some(order) = lock_order(&mut tx, &req.order_id).await? else {
@@ -111,33 +101,14 @@ impl Store {
                     req.refund_id
                 )));
             }
-            let id: String = row.try_get("event_id")?;
-            return Ok(LifecycleOutcome::Duplicate(EventId::parse(&id).ok_or_else(|| corrupt("event id"))?));
+            return Ok(LifecycleOutcome::Duplicate(parse_event_id(row.try_get("event_id")?)?));
         }
         if order.status == OrderStatus::Cancelled {
             return Ok(LifecycleOutcome::Conflict("the order is cancelled; there is nothing to refund".into()));
         }
-        let rows = sqlx::query("SELECT sku, quantity, refunded FROM order_items WHERE order_id = ?")
-            .bind(req.order_id.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut left: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-        for r in &rows {
-            let quantity: u32 = r.try_get("quantity")?;
-            let refunded: u32 = r.try_get("refunded")?;
-            left.insert(r.try_get("sku")?, quantity - refunded);
-        }
-        let mut errors = Vec::new();
-        for (n, (sku, qty)) in req.items.iter().enumerate() {
-            match left.get(sku.as_str()) {
-                None => errors.push(FieldError::new(format!("items[{n}].sku"), "this order has no such sku")),
-                Some(available) if qty > available => errors
-                    .push(FieldError::new(format!("items[{n}].quantity"), format!("only {available} left to refund"))),
-                Some(_) => {}
-            }
-        }
-        if !errors.is_empty() {
-            return Ok(LifecycleOutcome::Invalid(errors));
+        let items = load_items(&mut *tx, &[&req.order_id]).await?.remove(&req.order_id).unwrap_or_default();
+        if let Err(problems) = check_refund(&items, &req.items) {
+            return Ok(LifecycleOutcome::Invalid(problems));
         }
         for (sku, qty) in &req.items {
             sqlx::query("UPDATE order_items SET refunded = refunded + ? WHERE order_id = ? AND sku = ?")
@@ -146,18 +117,13 @@ impl Store {
                 .bind(sku.as_str())
                 .execute(&mut *tx)
                 .await?;
-            if let Some(l) = left.get_mut(sku.as_str()) {
-                *l -= qty;
-            }
         }
-        let status =
-            if left.values().all(|l| *l == 0) { OrderStatus::Refunded } else { OrderStatus::PartiallyRefunded };
         let now = Utc::now();
         let change = Change {
             order_id: &req.order_id,
             partition: order.partition,
             kind: EventType::OrderRefunded,
-            status,
+            status: status_after_refund(&items, &req.items),
             payload: &req.payload,
             now,
         };

@@ -1,22 +1,15 @@
 //! The event log's bookkeeping: failed attempts and their history, and what
 //! recovery must journal again.
-use super::processing::order_commission_status;
-use super::{corrupt, Result, Store};
+use super::lifecycle::event_statuses;
+use super::{parse_event_id, parse_event_status, parse_event_type, MySqlStore};
+use crate::domain::event::{Backlog, EventId, EventRef, EventStatus, EventType, PartitionKey};
 use crate::domain::ids::OrderId;
-use crate::event::{EventId, EventRef, EventStatus, EventType, PartitionKey};
-use crate::retry::RetryPolicy;
+use crate::domain::order::CommissionStatus;
+use crate::store::{corrupt, FailureDecision, Result};
 use chrono::Utc;
 use sqlx::{MySql, QueryBuilder, Row};
 
-/// Backlog figures for the gauges, read from the record so they stay true across restarts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Backlog {
-    /// pending, processing or failed (waiting for a retry)
-    pub open: u64,
-    pub dead: u64,
-}
-
-impl Store {
+impl MySqlStore {
     /// Records a failed attempt: attempts + 1, the error kept in the history, and
     /// either a retry time (`failed`) or `dead` once the policy is exhausted.
     /// A done or dead event is left as it is. Returns the event's status after.
@@ -24,7 +17,7 @@ impl Store {
         &self,
         id: EventId,
         error: &str,
-        policy: &RetryPolicy,
+        decide: &(dyn Fn(u32) -> FailureDecision + Send + Sync),
     ) -> Result<(EventStatus, EventType)> {
         let mut tx = self.work.begin().await?;
         let Some(row) = sqlx::query("SELECT type, status, attempts, order_id FROM events WHERE id = ? FOR UPDATE")
@@ -34,16 +27,15 @@ impl Store {
         else {
             return Err(corrupt(format!("no event {id}")));
         };
-        let kind = EventType::parse(row.try_get("type")?).ok_or_else(|| corrupt("event type"))?;
-        let status = EventStatus::parse(row.try_get("status")?).ok_or_else(|| corrupt("event status"))?;
+        let kind = parse_event_type(row.try_get("type")?)?;
+        let status = parse_event_status(row.try_get("status")?)?;
         if matches!(status, EventStatus::Done | EventStatus::Dead) {
             return Ok((status, kind));
         }
         let attempts: u32 = row.try_get::<u32, _>("attempts")? + 1;
         let order_id = OrderId::from_trusted(row.try_get("order_id")?);
-        let next = if policy.exhausted(attempts) { EventStatus::Dead } else { EventStatus::Failed };
+        let (next, retry_at) = decide(attempts);
         let now = Utc::now();
-        let retry_at = now + chrono::TimeDelta::from_std(policy.delay(attempts)).map_err(corrupt)?;
         // Errors can be long (a whole SQL message); keep the history readable.
         let error: String = error.chars().take(2000).collect();
         sqlx::query(
@@ -63,7 +55,7 @@ impl Store {
             .bind(&error)
             .execute(&mut *tx)
             .await?;
-        let commission_status = order_commission_status(&mut tx, &order_id).await?;
+        let commission_status = CommissionStatus::of(event_statuses(&mut tx, &order_id).await?);
         sqlx::query("UPDATE orders SET commission_status = ?, updated_at = ? WHERE id = ?")
             .bind(commission_status.as_str())
             .bind(now)
@@ -138,7 +130,7 @@ impl Store {
 
 fn event_ref(r: &sqlx::mysql::MySqlRow) -> Result<EventRef> {
     Ok(EventRef {
-        id: EventId::parse(r.try_get("id")?).ok_or_else(|| corrupt("event id"))?,
+        id: parse_event_id(r.try_get("id")?)?,
         partition: PartitionKey::from_stored(r.try_get("partition_key")?),
     })
 }

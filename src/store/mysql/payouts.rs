@@ -1,35 +1,17 @@
 //! Payout batches: approved, not yet batched entries of every affiliate whose
 //! sum reaches the minimum are put in one batch; completing it marks them paid.
 //! An entry belongs to at most one batch (one `payout_id` column).
-use super::{corrupt, Result, Store};
+use super::MySqlStore;
 use crate::domain::ids::AffiliateId;
-use chrono::{DateTime, Utc};
+use crate::domain::payout::{Payout, PayoutItem};
+use crate::store::{corrupt, Result};
+use chrono::Utc;
 use rust_decimal::Decimal;
 use sqlx::{MySql, QueryBuilder, Row};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct PayoutItem {
-    pub affiliate_id: AffiliateId,
-    #[serde(with = "crate::http::money_str")]
-    #[schema(value_type = String, example = "95000")]
-    pub amount: Decimal,
-}
-
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Payout {
-    pub id: u64,
-    pub status: String,
-    pub items: Vec<PayoutItem>,
-    #[serde(with = "crate::http::money_str")]
-    #[schema(value_type = String, example = "95000")]
-    pub total: Decimal,
-    pub created_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-impl Store {
-    async fn payout(&self, id: u64) -> Result<Option<Payout>> {
+impl MySqlStore {
+    pub(super) async fn payout(&self, id: u64) -> Result<Option<Payout>> {
         let Some(row) = sqlx::query("SELECT id, status, total, created_at, completed_at FROM payouts WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)

@@ -1,5 +1,8 @@
 //! The vocabulary shared by intake, the journal and the actors: event ids,
-//! types, statuses, and the partition an event is processed in.
+//! types, statuses, the partition an event is processed in (one routing
+//! rule), and the event log's records as the operator sees them.
+use super::ids::{AffiliateId, BuyerId, OrderId};
+use chrono::{DateTime, Utc};
 use std::fmt;
 use uuid::Uuid;
 
@@ -113,11 +116,13 @@ impl EventStatus {
 pub struct PartitionKey(String);
 
 impl PartitionKey {
-    pub fn affiliate(id: &str) -> Self {
-        Self(format!("a:{id}"))
-    }
-    pub fn buyer(id: &str) -> Self {
-        Self(format!("b:{id}"))
+    /// The routing rule: an order's events go to its direct affiliate's
+    /// partition, or to its buyer's when it is unattributed.
+    pub fn of(affiliate: Option<&AffiliateId>, buyer: &BuyerId) -> Self {
+        match affiliate {
+            Some(a) => Self(format!("a:{a}")),
+            None => Self(format!("b:{buyer}")),
+        }
     }
     pub fn from_stored(s: String) -> Self {
         Self(s)
@@ -138,4 +143,77 @@ impl fmt::Display for PartitionKey {
 pub struct EventRef {
     pub id: EventId,
     pub partition: PartitionKey,
+}
+
+/// Open and dead events, for the gauges (read from the record, so they stay
+/// true across restarts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// pending, processing or failed (waiting for a retry)
+    pub open: u64,
+    pub dead: u64,
+}
+
+/// What an operator filters the event log by.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub status: Option<EventStatus>,
+    pub kind: Option<EventType>,
+    pub order_id: Option<OrderId>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One event as listed.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: EventId,
+    pub kind: EventType,
+    pub order_id: OrderId,
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub at: DateTime<Utc>,
+    pub previous_status: String,
+}
+
+/// One event with everything an operator may need to see.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub event: EventRecord,
+    pub partition: String,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    /// The stored payload (JSON text).
+    pub payload: String,
+    pub attempt_history: Vec<Attempt>,
+    pub replay_history: Vec<Replay>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_is_routed_to_its_affiliate_else_its_buyer() {
+        let buyer = BuyerId::parse("x").unwrap();
+        let affiliate = AffiliateId::parse("C").unwrap();
+        assert_eq!(PartitionKey::of(Some(&affiliate), &buyer).as_str(), "a:C");
+        assert_eq!(PartitionKey::of(None, &buyer).as_str(), "b:x");
+        // An affiliate and a buyer with the same id never share a partition.
+        let same = AffiliateId::parse("x").unwrap();
+        assert_ne!(PartitionKey::of(Some(&same), &buyer), PartitionKey::of(None, &buyer));
+    }
 }

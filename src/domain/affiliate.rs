@@ -1,0 +1,254 @@
+//! Affiliates: the referral tree, each affiliate's status and balances, and the
+//! pure choice of which ancestors a sale's upline levels are paid to.
+use super::entitlement::AffiliateSnapshot;
+use super::ids::{AffiliateId, BuyerId, ReferralCode};
+use super::program::Program;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use std::collections::HashSet;
+
+/// The deepest referral tree walked; a guard against a cycle left by a bug or by hand.
+pub const MAX_TREE_DEPTH: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AffiliateStatus {
+    Active,
+    Suspended,
+}
+
+impl AffiliateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// A validated registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAffiliate {
+    pub id: AffiliateId,
+    pub name: String,
+    pub parent_id: Option<AffiliateId>,
+    pub referral_code: ReferralCode,
+    pub buyer_id: Option<BuyerId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Balances {
+    pub pending: Decimal,
+    pub approved: Decimal,
+    pub paid: Decimal,
+}
+
+#[derive(Debug, Clone)]
+pub struct Affiliate {
+    pub id: AffiliateId,
+    pub name: String,
+    pub parent_id: Option<AffiliateId>,
+    pub referral_code: ReferralCode,
+    pub buyer_id: Option<BuyerId>,
+    pub status: AffiliateStatus,
+    pub balances: Balances,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Affiliate {
+    /// Whether `new` registers the same affiliate again (an idempotent retry).
+    pub fn same_registration(&self, new: &NewAffiliate) -> bool {
+        self.name == new.name
+            && self.parent_id == new.parent_id
+            && self.referral_code == new.referral_code
+            && self.buyer_id == new.buyer_id
+    }
+
+    pub fn snapshot(&self) -> AffiliateSnapshot {
+        AffiliateSnapshot {
+            id: self.id.clone(),
+            suspended: self.status == AffiliateStatus::Suspended,
+            buyer_id: self.buyer_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum CreateAffiliate {
+    Created(Affiliate),
+    /// The same id was registered before with the same data.
+    Unchanged(Affiliate),
+    Conflict(&'static str),
+    UnknownParent,
+}
+
+#[derive(Debug, Default)]
+pub struct AffiliatePatch {
+    pub name: Option<String>,
+    pub status: Option<AffiliateStatus>,
+    /// `Some(None)` detaches the affiliate from its parent.
+    pub parent_id: Option<Option<AffiliateId>>,
+}
+
+#[derive(Debug)]
+pub enum PatchAffiliate {
+    Updated(Affiliate),
+    NotFound,
+    UnknownParent,
+    Cycle,
+}
+
+/// Rule 7's choice of beneficiaries, walked up the tree a stretch at a time:
+/// ancestors are taken nearest first until every level 2..n can be filled
+/// (a suspended ancestor does not fill a level when the program skips
+/// inactive ones, but is kept so the entitlement can skip it), the root is
+/// reached, or a loop or the depth guard stops the walk. The caller fetches
+/// the stretches ([`UplineWalk::next_fetch`]); the choice is made here.
+#[derive(Debug)]
+pub struct UplineWalk {
+    wanted: usize,
+    skip_inactive: bool,
+    filled: usize,
+    upline: Vec<AffiliateSnapshot>,
+    seen: HashSet<AffiliateId>,
+    /// The next ancestor to take, if the walk goes on.
+    cursor: Option<AffiliateId>,
+}
+
+impl UplineWalk {
+    /// A walk from `direct` for `program`'s levels.
+    pub fn new(program: &Program, direct: &Affiliate) -> Self {
+        Self {
+            wanted: program.levels.len().saturating_sub(1),
+            skip_inactive: program.skip_inactive_upline,
+            filled: 0,
+            upline: Vec::new(),
+            seen: HashSet::from([direct.id.clone()]),
+            cursor: direct.parent_id.clone(),
+        }
+    }
+
+    /// How many ancestors to ask for in the first stretch: a few more than
+    /// the levels, in case some are suspended and skipped.
+    pub fn first_stretch(program: &Program) -> usize {
+        program.levels.len() + 3
+    }
+
+    /// Takes a fetched stretch: ancestors nearest first, starting at the
+    /// walk's cursor. `asked` is how many were asked for: fewer means the
+    /// stretch ends at the root.
+    pub fn take(&mut self, stretch: Vec<Affiliate>, asked: usize) {
+        let reached_root = stretch.len() < asked;
+        for ancestor in stretch {
+            if self.filled >= self.wanted
+                || self.upline.len() >= MAX_TREE_DEPTH
+                || self.cursor.as_ref() != Some(&ancestor.id)
+                || !self.seen.insert(ancestor.id.clone())
+            {
+                self.cursor = None;
+                return;
+            }
+            let snapshot = ancestor.snapshot();
+            if !snapshot.suspended || !self.skip_inactive {
+                self.filled += 1;
+            }
+            self.cursor = ancestor.parent_id;
+            self.upline.push(snapshot);
+        }
+        if reached_root {
+            self.cursor = None;
+        }
+    }
+
+    /// The next stretch to fetch — from which ancestor, how many — or None
+    /// when the walk is complete.
+    pub fn next_fetch(&self) -> Option<(AffiliateId, usize)> {
+        if self.filled >= self.wanted {
+            return None;
+        }
+        self.cursor.clone().map(|next| (next, self.wanted - self.filled + 4))
+    }
+
+    pub fn finish(self) -> Vec<AffiliateSnapshot> {
+        self.upline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn affiliate(id: &str, parent: Option<&str>, suspended: bool) -> Affiliate {
+        Affiliate {
+            id: AffiliateId::parse(id).unwrap(),
+            name: id.into(),
+            parent_id: parent.map(|p| AffiliateId::parse(p).unwrap()),
+            referral_code: ReferralCode::parse(&format!("code-{id}")).unwrap(),
+            buyer_id: None,
+            status: if suspended { AffiliateStatus::Suspended } else { AffiliateStatus::Active },
+            balances: Balances::default(),
+            created_at: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    fn default_program() -> Program {
+        Program::parse(&Program::default_doc()).unwrap()
+    }
+
+    fn ids(upline: &[AffiliateSnapshot]) -> Vec<&str> {
+        upline.iter().map(|a| a.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_walk_stops_once_every_level_is_filled() {
+        let program = default_program(); // 3 levels: 2 ancestors wanted
+        let direct = affiliate("C", Some("B"), false);
+        let mut walk = UplineWalk::new(&program, &direct);
+        walk.take(
+            vec![affiliate("B", Some("A"), false), affiliate("A", Some("R"), false), affiliate("R", None, false)],
+            6,
+        );
+        assert_eq!(walk.next_fetch(), None);
+        assert_eq!(ids(&walk.finish()), ["B", "A"]);
+    }
+
+    #[test]
+    fn suspended_ancestors_are_kept_but_fill_no_level_and_the_walk_fetches_on() {
+        let program = default_program();
+        let direct = affiliate("C", Some("S1"), false);
+        let mut walk = UplineWalk::new(&program, &direct);
+        walk.take(vec![affiliate("S1", Some("S2"), true), affiliate("S2", Some("B"), true)], 2);
+        assert_eq!(walk.next_fetch(), Some((AffiliateId::parse("B").unwrap(), 6)));
+        walk.take(vec![affiliate("B", Some("A"), false), affiliate("A", None, false)], 6);
+        assert_eq!(walk.next_fetch(), None);
+        assert_eq!(ids(&walk.finish()), ["S1", "S2", "B", "A"]);
+    }
+
+    #[test]
+    fn the_root_a_loop_or_a_foreign_row_ends_the_walk() {
+        let program = default_program();
+        let direct = affiliate("C", Some("B"), false);
+        let mut walk = UplineWalk::new(&program, &direct);
+        walk.take(vec![affiliate("B", None, false)], 6);
+        assert_eq!(walk.next_fetch(), None);
+        assert_eq!(ids(&walk.finish()), ["B"]);
+        // C → B → C: B is taken, C again stops the walk.
+        let mut walk = UplineWalk::new(&program, &direct);
+        walk.take(vec![affiliate("B", Some("C"), true), affiliate("C", Some("B"), false)], 6);
+        assert_eq!(walk.next_fetch(), None);
+        assert_eq!(ids(&walk.finish()), ["B"]);
+        // Without skipping, a suspended ancestor fills (forfeits) its level.
+        let mut program = default_program();
+        program.skip_inactive_upline = false;
+        let mut walk = UplineWalk::new(&program, &direct);
+        walk.take(vec![affiliate("B", Some("A"), true), affiliate("A", Some("R"), false)], 6);
+        assert_eq!(ids(&walk.finish()), ["B", "A"]);
+    }
+}

@@ -1,0 +1,335 @@
+//! The event transaction (G3), the heart of the product: one event, or a
+//! batch of events of different orders, applied in ONE backend transaction —
+//! lock the events and their orders, load what the rules read, resolve (once)
+//! each order's frozen context, entitle, take the delta against the ledger,
+//! write it, mark the events done, commit. A failed transaction rolls back
+//! whole; `apply_batch` then applies the events of a failed batch one by one,
+//! so a failing event only ever fails alone.
+use super::faults::Faults;
+use super::EngineError;
+use crate::domain::affiliate::UplineWalk;
+use crate::domain::entitlement::{entitle, month_window, CommissionKind, FrozenContext};
+use crate::domain::event::{EventId, EventStatus, EventType};
+use crate::domain::ids::{AffiliateId, OrderId};
+use crate::domain::ledger::{delta, Applied, EntryStatus};
+use crate::domain::order::{CommissionStatus, OrderState, OrderStatus};
+use crate::domain::program::Program;
+use crate::metrics as m;
+use crate::store::{ApplyTx, Backend, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, RewardRow, Writes};
+use chrono::Utc;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What processing one event did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The event's delta was written (possibly empty) and it is now done.
+    Applied {
+        kind: EventType,
+        /// Order commit → applied.
+        lag: Duration,
+        /// Σ written amount per commission kind (negative for reversals).
+        amounts: Vec<(CommissionKind, Decimal)>,
+        rows_written: usize,
+    },
+    /// Already done: a duplicate delivery or a replay; nothing written.
+    AlreadyDone { kind: EventType },
+    /// Dead or unknown: left alone.
+    Skipped(&'static str),
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+fn corrupt(what: impl std::fmt::Display) -> EngineError {
+    EngineError::Store(crate::store::StoreError::Corrupt(what.to_string()))
+}
+
+/// Applies one event exactly once. Safe to call any number of times, in any
+/// order, concurrently: the event and order rows are locked, and a done event
+/// is a no-op.
+pub async fn apply_event(backend: &dyn Backend, faults: &Faults, id: EventId) -> Result<Outcome> {
+    let mut outcomes = apply_events(backend, faults, &[id]).await?;
+    outcomes.pop().ok_or_else(|| corrupt("no outcome for the event"))
+}
+
+/// Applies several events in one transaction, all or nothing: one outcome
+/// per id, in order. The events must belong to different orders (two events
+/// of one order must be applied in sequence); a batch that breaks this is
+/// refused whole, and so is a batch where any event fails — the caller
+/// applies its events one by one instead. Commits, round trips and balance
+/// updates are shared by the batch; every rule is still applied per event.
+pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId]) -> Result<Vec<Outcome>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = backend.begin_apply().await?;
+    let by_id: HashMap<EventId, LockedEvent> = tx.lock(ids).await?.into_iter().map(|e| (e.id, e)).collect();
+
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(ids.len());
+    let mut open: Vec<(usize, LockedEvent)> = Vec::new();
+    let mut orders = HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        match by_id.get(id).cloned() {
+            None => outcomes.push(Some(Outcome::Skipped("unknown event"))),
+            Some(ev) => match ev.status {
+                EventStatus::Done => outcomes.push(Some(Outcome::AlreadyDone { kind: ev.kind })),
+                EventStatus::Dead => outcomes.push(Some(Outcome::Skipped("dead event"))),
+                EventStatus::Pending | EventStatus::Processing | EventStatus::Failed => {
+                    if !orders.insert(ev.order_id.clone()) {
+                        return Err(corrupt(format!("a batch holds two events of order {}", ev.order_id)));
+                    }
+                    outcomes.push(None);
+                    open.push((i, ev));
+                }
+            },
+        }
+    }
+    if open.is_empty() {
+        tx.commit().await?;
+        return outcomes.into_iter().map(|o| o.ok_or_else(|| corrupt("missing outcome"))).collect();
+    }
+
+    // What the rules read, for every open event at once.
+    let mut programs = Vec::with_capacity(open.len());
+    for (_, ev) in &open {
+        programs.push(tx.program(ev.program_version).await?);
+    }
+    let order_ids: Vec<&OrderId> = open.iter().map(|(_, ev)| &ev.order_id).collect();
+    let mut items = tx.items(&order_ids).await?;
+    let frozen: Vec<&OrderId> =
+        open.iter().filter(|(_, ev)| ev.context.is_some()).map(|(_, ev)| &ev.order_id).collect();
+    let mut applied = tx.applied(&frozen).await?;
+    let fresh: Vec<(&LockedEvent, &Program)> = open
+        .iter()
+        .zip(&programs)
+        .filter(|((_, ev), _)| ev.context.is_none())
+        .map(|((_, ev), p)| (ev, p.as_ref()))
+        .collect();
+    let mut contexts = resolve_contexts(tx.as_mut(), &fresh).await?;
+
+    let now = Utc::now();
+    let mut writes = Writes::default();
+    for ((i, ev), program) in open.iter().zip(&programs) {
+        let state = OrderState {
+            buyer_id: ev.buyer_id.clone(),
+            items: items.remove(&ev.order_id).unwrap_or_default(),
+            cancelled: ev.order_status == OrderStatus::Cancelled,
+        };
+        let (ctx, new_context, applied) = match &ev.context {
+            Some(json) => (
+                serde_json::from_str::<FrozenContext>(json).map_err(corrupt)?,
+                None,
+                applied.remove(&ev.order_id).unwrap_or_default(),
+            ),
+            None => {
+                let ctx = contexts.remove(&ev.order_id).ok_or_else(|| corrupt("context not resolved"))?;
+                let json = serde_json::to_string(&ctx).map_err(corrupt)?;
+                // Before the first processing nothing of the order is written.
+                (ctx, Some(json), Applied::default())
+            }
+        };
+        let entitled = entitle(&state, program, &ctx);
+        let delta = delta(&entitled, &applied);
+        // Once approved, an order's entries (clawbacks included) land approved.
+        let status = if ev.approved { EntryStatus::Approved } else { EntryStatus::Pending };
+        for line in &delta.commissions {
+            writes.ledger.push(LedgerRow {
+                affiliate_id: line.affiliate_id.clone(),
+                order_id: ev.order_id.clone(),
+                event_id: ev.id,
+                level: line.level,
+                kind: line.kind,
+                amount: line.amount,
+                status,
+                rule_version: ev.program_version,
+            });
+            *writes.balances.entry(line.affiliate_id.clone()).or_default().entry(status).or_default() += line.amount;
+        }
+        for line in &delta.rewards {
+            writes.rewards.push(RewardRow {
+                buyer_id: line.buyer_id.clone(),
+                order_id: ev.order_id.clone(),
+                event_id: ev.id,
+                kind: line.kind,
+                points: line.points,
+            });
+            *writes.points.entry(line.buyer_id.clone()).or_default() += line.points;
+        }
+        if !ev.approved && ev.approve_at.is_some_and(|at| at <= now) {
+            writes.approve.push(ev.order_id.clone());
+        }
+        writes.done.push(ev.id);
+        writes.orders.push(OrderUpdate {
+            order_id: ev.order_id.clone(),
+            commission_status: CommissionStatus::of(ev.siblings.iter().copied().chain([EventStatus::Done])),
+            no_commission_reason: entitled.no_commission_reason.map(|r| r.as_str()),
+            context: new_context,
+        });
+        let mut amounts: BTreeMap<CommissionKind, Decimal> = BTreeMap::new();
+        for line in &delta.commissions {
+            *amounts.entry(line.kind).or_default() += line.amount;
+        }
+        outcomes[*i] = Some(Outcome::Applied {
+            kind: ev.kind,
+            lag: (now - ev.created_at).to_std().unwrap_or_default(),
+            amounts: amounts.into_iter().collect(),
+            rows_written: delta.commissions.len() + delta.rewards.len(),
+        });
+    }
+
+    tx.write(&writes, now).await?;
+    if faults.take_db_error() {
+        // A failure in the middle of the transaction, after every row is
+        // written: G3 says none of them may survive. Dropping the
+        // transaction rolls it back.
+        return Err(EngineError::Injected("database error in the middle of the event transaction"));
+    }
+    tx.commit().await?;
+
+    // The lag is measured to the commit.
+    let committed = Utc::now();
+    outcomes
+        .into_iter()
+        .map(|o| match o {
+            Some(Outcome::Applied { kind, lag, amounts, rows_written }) => Ok(Outcome::Applied {
+                kind,
+                lag: lag + (committed - now).to_std().unwrap_or_default(),
+                amounts,
+                rows_written,
+            }),
+            Some(other) => Ok(other),
+            None => Err(corrupt("missing outcome")),
+        })
+        .collect()
+}
+
+/// Resolves what the rules need from outside each order, once, at its first
+/// processing: the direct affiliate and upline (one read for all orders, and
+/// more only when many suspended ancestors are skipped), the month volume and
+/// position and the buyer's first order (one read for all).
+async fn resolve_contexts(
+    tx: &mut dyn ApplyTx,
+    fresh: &[(&LockedEvent, &Program)],
+) -> Result<HashMap<OrderId, FrozenContext>> {
+    let mut contexts = HashMap::with_capacity(fresh.len());
+    if fresh.is_empty() {
+        return Ok(contexts);
+    }
+    // Each direct affiliate and its first stretch of ancestors.
+    let directs: Vec<&AffiliateId> = fresh.iter().filter_map(|(ev, _)| ev.direct.as_ref()).collect();
+    let most = fresh.iter().map(|(_, p)| UplineWalk::first_stretch(p)).max().unwrap_or(0) + 1;
+    let chains = tx.ancestors(&directs, most).await?;
+
+    let mut walked = Vec::with_capacity(fresh.len());
+    for (ev, program) in fresh {
+        let Some(mut chain) = ev.direct.as_ref().and_then(|id| chains.get(id)).map(|c| c.iter().cloned()) else {
+            walked.push(None);
+            continue;
+        };
+        let Some(direct) = chain.next() else {
+            walked.push(None);
+            continue;
+        };
+        let mut walk = UplineWalk::new(program, &direct);
+        let asked = UplineWalk::first_stretch(program);
+        walk.take(chain.take(asked).collect(), asked);
+        while let Some((next, count)) = walk.next_fetch() {
+            let stretch = tx.ancestors(&[&next], count).await?.remove(&next).unwrap_or_default();
+            walk.take(stretch, count);
+        }
+        walked.push(Some((direct, walk.finish())));
+    }
+
+    // Rules 4, 5 and 8 for every order at once.
+    let asks: Vec<MonthAsk<'_>> = fresh
+        .iter()
+        .zip(&walked)
+        .map(|((ev, program), walk)| MonthAsk {
+            order_id: &ev.order_id,
+            buyer_id: &ev.buyer_id,
+            direct: walk.as_ref().map(|(d, _)| &d.id),
+            placed_at: ev.placed_at,
+            month_start: month_window(ev.placed_at, program.timezone).0,
+        })
+        .collect();
+    let mut facts = tx.month_facts(&asks).await?;
+
+    for ((ev, _), walk) in fresh.iter().zip(walked) {
+        let f = facts.remove(&ev.order_id).ok_or_else(|| corrupt("month facts missing"))?;
+        let ctx = match walk {
+            None => FrozenContext {
+                direct: None,
+                upline: Vec::new(),
+                volume_before: Decimal::ZERO,
+                nth_in_month: 0,
+                buyer_first_order: f.buyer_first_order,
+            },
+            Some((direct, upline)) => FrozenContext {
+                direct: Some(direct.snapshot()),
+                upline,
+                volume_before: f.volume_before,
+                nth_in_month: u32::try_from(f.earlier + 1).map_err(corrupt)?,
+                buyer_first_order: f.buyer_first_order,
+            },
+        };
+        contexts.insert(ev.order_id.clone(), ctx);
+    }
+    Ok(contexts)
+}
+
+/// Applies a batch in one transaction; if it fails, each event alone, so a
+/// failing event fails alone and the others land exactly once.
+pub async fn apply_batch(backend: &dyn Backend, faults: &Faults, ids: Vec<EventId>) -> Vec<Result<Outcome>> {
+    metrics::histogram!(m::EVENT_BATCH_SIZE).record(ids.len() as f64);
+    if faults.take_batch_panic() {
+        panic!("injected panic in the batch worker applying {} events", ids.len());
+    }
+    if ids.len() > 1 {
+        match apply_events(backend, faults, &ids).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(e) => {
+                metrics::counter!(m::EVENT_BATCH_FALLBACKS_TOTAL).increment(1);
+                tracing::info!(error = %e, events = ids.len(), "batch rolled back; applying its events one by one");
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(ids.len());
+    for id in ids {
+        results.push(apply_event(backend, faults, id).await);
+    }
+    results
+}
+
+/// Coalesces the commission actors' events into shared transactions: each
+/// actor still applies its own partition's events one at a time, in order,
+/// but the events of many partitions that are ready at the same moment are
+/// applied together (`apply_batch`).
+#[derive(Clone)]
+pub struct Applier {
+    batches: super::batch::Coalescer<EventId, Result<Outcome>>,
+}
+
+impl Applier {
+    /// `workers` transactions at most at once, each of up to `max_batch`
+    /// events, started at most `linger` after its first event was ready.
+    pub fn start(
+        backend: Arc<dyn Backend>,
+        faults: Arc<Faults>,
+        workers: usize,
+        max_batch: usize,
+        linger: Duration,
+    ) -> Self {
+        let batches = super::batch::Coalescer::start("apply", workers, max_batch, linger, move |ids: Vec<EventId>| {
+            let (backend, faults) = (backend.clone(), faults.clone());
+            async move { apply_batch(backend.as_ref(), &faults, ids).await }
+        });
+        Self { batches }
+    }
+
+    /// Applies one event (possibly together with other partitions' events).
+    pub async fn apply(&self, id: EventId) -> Result<Outcome> {
+        self.batches.submit(id).await.ok_or(EngineError::NoAnswer("event application"))?
+    }
+}

@@ -1,0 +1,429 @@
+//! The response types of the API: what each route answers, built from the
+//! engine's and the domain's values. Money is a JSON string holding a decimal.
+use crate::domain::affiliate::{Affiliate, AffiliateStatus, Balances};
+use crate::domain::entitlement::{CommissionKind, RewardKind};
+use crate::domain::event::{self, EventId, EventStatus, EventType};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId, ReferralCode};
+use crate::domain::ledger::{self, EntryStatus};
+use crate::domain::order::{self, CommissionStatus, OrderStatus};
+use crate::domain::payout;
+use crate::engine::operator::{self as ops, Line};
+use crate::engine::reconcile;
+use crate::engine::OrderDetails;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LedgerEntry {
+    pub id: u64,
+    pub affiliate_id: AffiliateId,
+    pub order_id: OrderId,
+    pub event_id: String,
+    pub level: u8,
+    pub kind: CommissionKind,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub amount: Decimal,
+    pub status: EntryStatus,
+    pub rule_version: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ledger::LedgerEntry> for LedgerEntry {
+    fn from(e: ledger::LedgerEntry) -> Self {
+        Self {
+            id: e.id,
+            affiliate_id: e.affiliate_id,
+            order_id: e.order_id,
+            event_id: e.event_id,
+            level: e.level,
+            kind: e.kind,
+            amount: e.amount,
+            status: e.status,
+            rule_version: e.rule_version,
+            created_at: e.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RewardEntry {
+    pub id: u64,
+    pub buyer_id: BuyerId,
+    pub order_id: OrderId,
+    pub event_id: String,
+    pub kind: RewardKind,
+    pub points: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ledger::RewardEntry> for RewardEntry {
+    fn from(e: ledger::RewardEntry) -> Self {
+        Self {
+            id: e.id,
+            buyer_id: e.buyer_id,
+            order_id: e.order_id,
+            event_id: e.event_id,
+            kind: e.kind,
+            points: e.points,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A buyer's points and reward history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BuyerRewards {
+    pub buyer_id: BuyerId,
+    pub points: i64,
+    pub history: Vec<RewardEntry>,
+}
+
+impl From<ledger::BuyerRewards> for BuyerRewards {
+    fn from(b: ledger::BuyerRewards) -> Self {
+        Self { buyer_id: b.buyer_id, points: b.points, history: b.history.into_iter().map(Into::into).collect() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventSummary {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub status: EventStatus,
+}
+
+/// `GET /v1/orders/{id}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderView {
+    pub id: OrderId,
+    pub buyer_id: BuyerId,
+    pub affiliate_id: Option<AffiliateId>,
+    pub referral_code: Option<ReferralCode>,
+    pub attribution_note: Option<String>,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub placed_at: DateTime<Utc>,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub total: Decimal,
+    /// Eligible amount of the current state (net of refunds; 0 when cancelled).
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub eligible_amount: Decimal,
+    pub rule_version: u64,
+    pub commission_status: CommissionStatus,
+    pub no_commission_reason: Option<String>,
+    pub commissions: Vec<LedgerEntry>,
+    pub rewards: Vec<RewardEntry>,
+    pub events: Vec<EventSummary>,
+}
+
+impl From<OrderDetails> for OrderView {
+    fn from(d: OrderDetails) -> Self {
+        let r: order::OrderRecord = d.record;
+        Self {
+            id: r.id,
+            buyer_id: r.state.buyer_id,
+            affiliate_id: r.affiliate_id,
+            referral_code: r.referral_code,
+            attribution_note: r.attribution_note,
+            status: r.status,
+            currency: r.currency,
+            placed_at: r.placed_at,
+            total: r.total,
+            eligible_amount: d.eligible_amount,
+            rule_version: r.program_version,
+            commission_status: r.commission_status,
+            no_commission_reason: r.no_commission_reason,
+            commissions: r.commissions.into_iter().map(Into::into).collect(),
+            rewards: r.rewards.into_iter().map(Into::into).collect(),
+            events: r.events.into_iter().map(|e| EventSummary { id: e.id, kind: e.kind, status: e.status }).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BalancesView {
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub pending: Decimal,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub approved: Decimal,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub paid: Decimal,
+}
+
+impl From<Balances> for BalancesView {
+    fn from(b: Balances) -> Self {
+        Self { pending: b.pending, approved: b.approved, paid: b.paid }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AffiliateView {
+    pub id: AffiliateId,
+    pub name: String,
+    pub parent_id: Option<AffiliateId>,
+    pub referral_code: ReferralCode,
+    pub buyer_id: Option<BuyerId>,
+    pub status: AffiliateStatus,
+    pub currency: String,
+    pub balances: BalancesView,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AffiliateView {
+    pub fn new(a: Affiliate, currency: String) -> Self {
+        Self {
+            id: a.id,
+            name: a.name,
+            parent_id: a.parent_id,
+            referral_code: a.referral_code,
+            buyer_id: a.buyer_id,
+            status: a.status,
+            currency,
+            balances: a.balances.into(),
+            created_at: a.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PayoutItem {
+    pub affiliate_id: AffiliateId,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Payout {
+    pub id: u64,
+    pub status: String,
+    pub items: Vec<PayoutItem>,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub total: Decimal,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<payout::Payout> for Payout {
+    fn from(p: payout::Payout) -> Self {
+        Self {
+            id: p.id,
+            status: p.status,
+            items: p.items.into_iter().map(|i| PayoutItem { affiliate_id: i.affiliate_id, amount: i.amount }).collect(),
+            total: p.total,
+            created_at: p.created_at,
+            completed_at: p.completed_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventRow {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub order_id: OrderId,
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<event::EventRecord> for EventRow {
+    fn from(e: event::EventRecord) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind,
+            order_id: e.order_id,
+            status: e.status,
+            attempts: e.attempts,
+            last_error: e.last_error,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Replay {
+    pub at: DateTime<Utc>,
+    pub previous_status: String,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: EventRow,
+    pub partition: String,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub attempt_history: Vec<Attempt>,
+    pub replay_history: Vec<Replay>,
+}
+
+impl From<event::EventDetail> for EventDetail {
+    fn from(d: event::EventDetail) -> Self {
+        Self {
+            event: d.event.into(),
+            partition: d.partition,
+            applied_at: d.applied_at,
+            next_attempt_at: d.next_attempt_at,
+            payload: serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::String(d.payload)),
+            attempt_history: d.attempt_history.into_iter().map(|a| Attempt { at: a.at, error: a.error }).collect(),
+            replay_history: d
+                .replay_history
+                .into_iter()
+                .map(|r| Replay { at: r.at, previous_status: r.previous_status })
+                .collect(),
+        }
+    }
+}
+
+/// One line of an entitlement, of the ledger, or of their difference.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LineView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affiliate_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buyer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<u8>,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_money")]
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<i64>,
+}
+
+fn opt_money<S: serde::Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.serialize_str(&crate::domain::money::format(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+impl From<Line> for LineView {
+    fn from(l: Line) -> Self {
+        match l {
+            Line::Commission(c) => Self {
+                affiliate_id: Some(c.affiliate_id.to_string()),
+                buyer_id: None,
+                level: Some(c.level),
+                kind: c.kind.as_str(),
+                amount: Some(c.amount),
+                points: None,
+            },
+            Line::Reward(r) => Self {
+                affiliate_id: None,
+                buyer_id: Some(r.buyer_id.to_string()),
+                level: None,
+                kind: r.kind.as_str(),
+                amount: None,
+                points: Some(r.points),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Recompute {
+    pub order_id: OrderId,
+    pub dry_run: bool,
+    pub entitled: Vec<LineView>,
+    pub applied: Vec<LineView>,
+    pub delta: Vec<LineView>,
+    /// The event that writes the delta (not a dry run, and a delta to write).
+    pub event_id: Option<EventId>,
+}
+
+impl From<ops::Recompute> for Recompute {
+    fn from(r: ops::Recompute) -> Self {
+        let v = |lines: Vec<Line>| lines.into_iter().map(Into::into).collect();
+        Self {
+            order_id: r.order_id,
+            dry_run: r.dry_run,
+            entitled: v(r.entitled),
+            applied: v(r.applied),
+            delta: v(r.delta),
+            event_id: r.event_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Violation {
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affiliate_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buyer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payout_id: Option<u64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Checked {
+    pub affiliates: u64,
+    pub buyers: u64,
+    pub orders: u64,
+    pub events: u64,
+    pub payouts: u64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Report {
+    pub ok: bool,
+    pub checked: Checked,
+    pub violations: Vec<Violation>,
+}
+
+impl From<reconcile::Report> for Report {
+    fn from(r: reconcile::Report) -> Self {
+        let c = r.checked;
+        Self {
+            ok: r.ok,
+            checked: Checked {
+                affiliates: c.affiliates,
+                buyers: c.buyers,
+                orders: c.orders,
+                events: c.events,
+                payouts: c.payouts,
+            },
+            violations: r
+                .violations
+                .into_iter()
+                .map(|v| Violation {
+                    kind: v.kind,
+                    affiliate_id: v.affiliate_id,
+                    buyer_id: v.buyer_id,
+                    order_id: v.order_id,
+                    event_id: v.event_id,
+                    payout_id: v.payout_id,
+                    detail: v.detail,
+                })
+                .collect(),
+        }
+    }
+}
