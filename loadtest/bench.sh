@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The figures of docs/PERFORMANCE.md, in one run: the raw-database baseline and
-# komisi measured back to back on this machine, each 3 times (medians in the doc).
+# komisi measured back to back on this machine, each 3 times (medians in the
+# doc), komisi under uniform, Zipf-skewed and one-hot-affiliate load.
 #   loadtest/bench.sh [max_rate] [runs]        (release build first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,10 +22,12 @@ for _ in $(seq "$RUNS"); do
   $LT baseline --duration-secs 12 --connections 32 --rate "$HALF" --intake-only | python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('baseline-intake-only half=$HALF orders/s=%.0f intake p50/p99/p99.9 ms=%s/%s/%s' % (d['orders_per_s'], l['p50_ms'], l['p99_ms'], l['p999_ms']))"
 done
 PID=$(loadtest/serve.sh)
-echo "# komisi at $MAX/s (saturation) and $HALF/s (half)"
+echo "# komisi at $MAX/s (saturation) and $HALF/s (half), orders spread uniformly; then at $MAX/s with Zipf-skewed (S = 1.1) and one-hot-affiliate orders"
 for _ in $(seq "$RUNS"); do
   $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" | summary "max=$MAX"
   $LT run --base-url $URL --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "half=$HALF"
+  $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" --affiliates-dist zipf:1.1 | summary "zipf1.1 max=$MAX"
+  $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" --affiliates-dist hot | summary "hot max=$MAX"
 done
 PID=$(loadtest/serve.sh KOMISI_BENCH_COMMISSION_DELAY_MS=200)
 echo "# komisi with every commission computation delayed 200 ms"
@@ -35,3 +38,5 @@ done
 echo "# restart with a backlog: orders accepted while the journal is down, then a restart"
 kill "$PID"
 loadtest/restart.sh 30 700
+echo "# faults on a hot affiliate: 3 SIGKILLs and a Redis wipe under load, time to drain after the last"
+loadtest/faults.sh 300 hot

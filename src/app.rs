@@ -121,8 +121,11 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
             recovery_interval: config.recovery_interval(),
             claim_idle: config.claim_idle(),
             max_inflight: config.max_inflight,
+            partition_inflight: config.partition_inflight,
+            max_parked: config.max_inflight.saturating_mul(50),
         },
         inflight: AtomicUsize::new(0),
+        parked: AtomicUsize::new(0),
         empty_reads: Default::default(),
     });
     let (supervisor, supervisor_done) =

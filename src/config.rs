@@ -62,6 +62,13 @@ pub struct Config {
     #[arg(long, env = "KOMISI_MAX_INFLIGHT", default_value_t = 2_000)]
     pub max_inflight: usize,
 
+    /// Of those, one partition's (one affiliate's) at most: a hot affiliate's
+    /// backlog never takes every place, so other affiliates' events keep
+    /// flowing. Its further entries wait, read but not counted (up to 50 ×
+    /// KOMISI_MAX_INFLIGHT in all).
+    #[arg(long, env = "KOMISI_PARTITION_INFLIGHT", default_value_t = 256)]
+    pub partition_inflight: usize,
+
     /// MySQL connections for requests (intake and reads).
     #[arg(long, env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
@@ -133,9 +140,15 @@ impl Config {
         if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
             return Err("KOMISI_RETRY_BASE_MS must be > 0 and ≤ KOMISI_RETRY_MAX_MS".into());
         }
-        if self.recovery_interval_ms == 0 || self.actor_idle_ms == 0 || self.max_inflight == 0 || self.event_batch == 0
+        if self.recovery_interval_ms == 0
+            || self.actor_idle_ms == 0
+            || self.max_inflight == 0
+            || self.partition_inflight == 0
+            || self.event_batch == 0
         {
-            return Err("intervals, KOMISI_MAX_INFLIGHT and KOMISI_EVENT_BATCH must be > 0".into());
+            return Err(
+                "intervals, KOMISI_MAX_INFLIGHT, KOMISI_PARTITION_INFLIGHT and KOMISI_EVENT_BATCH must be > 0".into()
+            );
         }
         if self.redis_prefix.is_empty() {
             return Err("KOMISI_REDIS_PREFIX must not be empty".into());

@@ -19,6 +19,9 @@ pub const COMMISSION_AMOUNT_TOTAL: &str = "komisi_commission_amount_total";
 pub const COMMISSION_REVERSED_AMOUNT_TOTAL: &str = "komisi_commission_reversed_amount_total";
 pub const JOURNAL_ERRORS_TOTAL: &str = "komisi_journal_errors_total";
 pub const EVENTS_REJOURNALED_TOTAL: &str = "komisi_events_rejournaled_total";
+pub const JOURNAL_STALE_TOTAL: &str = "komisi_journal_stale_total";
+pub const JOURNAL_LIVE_ENTRIES: &str = "komisi_journal_live_entries";
+pub const EVENTS_PARKED: &str = "komisi_events_parked";
 pub const READY: &str = "komisi_ready";
 
 /// Every metric komisi exports, with its Prometheus type. Dashboards and alert
@@ -40,6 +43,9 @@ pub const ALL: &[(&str, &str)] = &[
     (COMMISSION_REVERSED_AMOUNT_TOTAL, "counter"),
     (JOURNAL_ERRORS_TOTAL, "counter"),
     (EVENTS_REJOURNALED_TOTAL, "counter"),
+    (JOURNAL_STALE_TOTAL, "counter"),
+    (JOURNAL_LIVE_ENTRIES, "gauge"),
+    (EVENTS_PARKED, "gauge"),
     (READY, "gauge"),
 ];
 
@@ -99,6 +105,12 @@ fn describe() {
     describe_counter!(COMMISSION_REVERSED_AMOUNT_TOTAL, "Commission reversed, by kind, in program currency units");
     describe_counter!(JOURNAL_ERRORS_TOTAL, "Failed journal operations");
     describe_counter!(EVENTS_REJOURNALED_TOTAL, "Events journaled again by recovery");
+    describe_counter!(
+        JOURNAL_STALE_TOTAL,
+        "Journal entries of events already done or dead, acknowledged without a transaction"
+    );
+    describe_gauge!(JOURNAL_LIVE_ENTRIES, "Events with a live journal entry (at most one each)");
+    describe_gauge!(EVENTS_PARKED, "Entries read beyond their partition's share, waiting at its actor");
     describe_gauge!(READY, "1 when the last recovery sweep reached MySQL and Redis, else 0");
 }
 
@@ -122,6 +134,9 @@ fn register_zeroes() {
         metrics::counter!(WORKER_RESTARTS_TOTAL, "worker" => worker).absolute(0);
     }
     metrics::counter!(EVENTS_REJOURNALED_TOTAL).absolute(0);
+    metrics::counter!(JOURNAL_STALE_TOTAL).absolute(0);
+    metrics::gauge!(JOURNAL_LIVE_ENTRIES).set(0.0);
+    metrics::gauge!(EVENTS_PARKED).set(0.0);
     metrics::counter!(EVENT_BATCH_FALLBACKS_TOTAL).absolute(0);
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(EVENTS_PENDING).set(0.0);

@@ -66,6 +66,66 @@ struct Mix {
     /// Buyers to spread orders over.
     #[arg(long, default_value_t = 1_000_000)]
     buyers: u64,
+    /// How orders spread over the leaf affiliates: `uniform`; `zipf:S` (the
+    /// leaf of rank r gets orders in proportion to 1/r^S; `zipf` alone is
+    /// S = 1.1, a realistic skew); `hot` (one affiliate gets every order).
+    #[arg(long, default_value = "uniform", value_parser = parse_dist)]
+    affiliates_dist: Dist,
+}
+
+/// How orders spread over affiliates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dist {
+    Uniform,
+    Zipf(f64),
+    Hot,
+}
+
+fn parse_dist(s: &str) -> Result<Dist, String> {
+    match s.split_once(':') {
+        None if s == "uniform" => Ok(Dist::Uniform),
+        None if s == "hot" => Ok(Dist::Hot),
+        None if s == "zipf" => Ok(Dist::Zipf(1.1)),
+        Some(("zipf", exp)) => match exp.parse::<f64>() {
+            Ok(e) if e > 0.0 && e.is_finite() => Ok(Dist::Zipf(e)),
+            _ => Err(format!("zipf exponent {exp:?} must be a number > 0")),
+        },
+        _ => Err(format!("{s:?}: expected uniform, zipf, zipf:S or hot")),
+    }
+}
+
+/// Picks the leaf affiliate of each new order (leaves pay every level, so
+/// only the skew differs between distributions).
+#[derive(Clone)]
+struct Leaves {
+    first: usize,
+    count: usize,
+    dist: Dist,
+    zipf: Option<rand_distr::Zipf<f64>>,
+}
+
+impl Leaves {
+    fn new(affiliates: usize, dist: Dist) -> Result<Self> {
+        let first = 1000.min(affiliates.saturating_sub(1));
+        let count = affiliates - first;
+        let zipf = match dist {
+            Dist::Zipf(s) => Some(rand_distr::Zipf::new(count as f64, s).map_err(|e| anyhow::anyhow!("zipf: {e}"))?),
+            _ => None,
+        };
+        Ok(Self { first, count, dist, zipf })
+    }
+
+    fn pick(&self, rng: &mut impl Rng) -> usize {
+        match (self.dist, &self.zipf) {
+            (Dist::Hot, _) => self.first,
+            (Dist::Zipf(_), Some(z)) => {
+                // Ranks are 1..=count; rank 1 is the first leaf.
+                let rank = rng.sample(z) as usize;
+                self.first + rank.clamp(1, self.count) - 1
+            }
+            _ => rng.random_range(self.first..self.first + self.count),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -171,8 +231,8 @@ use futures::StreamExt;
 
 const CATEGORIES: [&str; 4] = ["fashion", "electronics", "food", "gift-card"];
 
-fn new_order(id: &str, mix: &Mix, affiliates: usize, rng: &mut impl Rng) -> (Value, usize) {
-    let leaf = rng.random_range(1000.min(affiliates - 1)..affiliates);
+fn new_order(id: &str, mix: &Mix, leaves: &Leaves, rng: &mut impl Rng) -> (Value, usize) {
+    let leaf = leaves.pick(rng);
     let items = rng.random_range(1..=5);
     let body = json!({
         "id": id,
@@ -239,6 +299,7 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
         })
     };
 
+    let leaves = Leaves::new(t.affiliates, mix.affiliates_dist)?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let total = (rate * duration.as_secs_f64()) as u64;
     let started = Instant::now();
@@ -269,7 +330,7 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
             }
             _ => {
                 let id = format!("lt-{run_id}-{i}");
-                let (body, items) = new_order(&id, mix, t.affiliates, &mut rng);
+                let (body, items) = new_order(&id, mix, &leaves, &mut rng);
                 (format!("{}/v1/orders", t.base_url), body, Some((id, items)))
             }
         };
@@ -334,6 +395,7 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
     let orders_ok = counters.orders_ok.load(Ordering::Relaxed);
     let h = latency.lock().unwrap();
     Ok(json!({
+        "affiliates_dist": format!("{:?}", mix.affiliates_dist),
         "offered_rate": rate,
         "duration_s": offered_for.as_secs_f64(),
         "orders_accepted": orders_ok,
@@ -392,4 +454,34 @@ fn compact(v: &Value) -> String {
     }
     flatten(&mut v);
     serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distributions_parse_and_skew_as_named() {
+        assert_eq!(parse_dist("uniform"), Ok(Dist::Uniform));
+        assert_eq!(parse_dist("hot"), Ok(Dist::Hot));
+        assert_eq!(parse_dist("zipf"), Ok(Dist::Zipf(1.1)));
+        assert_eq!(parse_dist("zipf:0.8"), Ok(Dist::Zipf(0.8)));
+        assert!(parse_dist("zipf:-1").is_err() && parse_dist("pareto").is_err());
+        let mut rng = rand::rng();
+        let hot = Leaves::new(10_000, Dist::Hot).unwrap();
+        assert!((0..100).all(|_| hot.pick(&mut rng) == 1000));
+        let zipf = Leaves::new(10_000, Dist::Zipf(1.1)).unwrap();
+        let mut counts = std::collections::HashMap::<usize, u32>::new();
+        for _ in 0..20_000 {
+            let leaf = zipf.pick(&mut rng);
+            assert!((1000..10_000).contains(&leaf));
+            *counts.entry(leaf).or_default() += 1;
+        }
+        // Rank 1 gets ~1/H(9000, 1.1) ≈ 1/5.3 of the orders; rank 10 ~8 % of that.
+        let top = counts[&1000];
+        assert!(top > 2_500 && top < 5_500, "{top}");
+        assert!(counts.get(&1009).copied().unwrap_or(0) < top / 5);
+        let uniform = Leaves::new(10_000, Dist::Uniform).unwrap();
+        assert!((0..1000).all(|_| (1000..10_000).contains(&uniform.pick(&mut rng))));
+    }
 }

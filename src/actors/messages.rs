@@ -9,8 +9,8 @@ use std::time::Duration;
 pub enum SupervisorMsg {
     /// Journal entries to process (new, or claimed from a dead consumer).
     Deliver(Vec<Delivery>),
-    /// A commission actor settled an entry (acked, or recorded its failure).
-    Finished { partition: PartitionKey, entry_id: String },
+    /// A commission actor settled entries (acked, or recorded their failure).
+    Finished { partition: PartitionKey, entry_ids: Vec<String> },
     /// Periodic: retire commission actors idle for the idle time.
     RetireIdle,
     /// Graceful shutdown: stop reading the journal, let actors finish what
@@ -32,7 +32,10 @@ pub struct TreeStats {
 }
 
 pub enum CommissionMsg {
+    /// An entry to apply: queued, and applied with the next run.
     Process(Delivery),
+    /// Apply a run of the queued entries (sent by the actor to itself).
+    Run,
     /// The supervisor found this actor idle and forgot it: stop after what is
     /// already queued.
     Retire,

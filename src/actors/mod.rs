@@ -23,6 +23,18 @@ pub struct Tuning {
     pub recovery_interval: Duration,
     pub claim_idle: Duration,
     pub max_inflight: usize,
+    /// Of those, one partition's at most; its further entries wait parked
+    /// (read from the journal, queued at its actor, not counted in flight).
+    pub partition_inflight: usize,
+    /// Parked entries, at most (the reader pauses beyond).
+    pub max_parked: usize,
+}
+
+impl Tuning {
+    /// How many entries of one partition count as in flight (and are applied at once).
+    pub fn partition_cap(&self) -> usize {
+        self.partition_inflight.min(self.max_inflight).max(1)
+    }
 }
 
 /// What every actor shares.
@@ -31,8 +43,11 @@ pub struct Deps {
     /// and the journal it holds.
     pub engine: Engine,
     pub tuning: Tuning,
-    /// Journal entries handed to commission actors and not yet finished.
+    /// Journal entries handed to commission actors and not yet finished,
+    /// up to each partition's share.
     pub inflight: AtomicUsize,
+    /// Entries handed to actors beyond their partition's share.
+    pub parked: AtomicUsize,
     /// Journal reads that found nothing new (graceful shutdown waits for them).
     pub empty_reads: std::sync::atomic::AtomicU64,
 }
@@ -45,4 +60,35 @@ impl Outbox for SupervisorOutbox {
         // Only fails while the tree is stopping; recovery journals the events later.
         let _ = self.0.cast(SupervisorMsg::Publish(events));
     }
+}
+
+/// Drops stale entries — their event is already done or dead (a duplicate
+/// delivery, a copy left by a crash): they are acknowledged at once, without a
+/// transaction, after one status read for the whole batch. If the read fails,
+/// every entry goes on (applying a stale one is a no-op).
+pub(crate) async fn without_stale(
+    deps: &Deps,
+    entries: Vec<crate::journal::Delivery>,
+) -> Vec<crate::journal::Delivery> {
+    if entries.is_empty() {
+        return entries;
+    }
+    let ids: Vec<_> = entries.iter().map(|d| d.event.id).collect();
+    let settled = match deps.engine.settled(&ids).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the statuses of delivered events; applying them all");
+            return entries;
+        }
+    };
+    if settled.is_empty() {
+        return entries;
+    }
+    let (stale, fresh): (Vec<_>, Vec<_>) = entries.into_iter().partition(|d| settled.contains(&d.event.id));
+    metrics::counter!(crate::metrics::JOURNAL_STALE_TOTAL).increment(stale.len() as u64);
+    if let Err(e) = deps.engine.journal().ack(&stale).await {
+        metrics::counter!(crate::metrics::JOURNAL_ERRORS_TOTAL, "op" => "ack").increment(1);
+        tracing::warn!(error = %e, "journal ack of stale entries failed; they come back as no-ops");
+    }
+    fresh
 }

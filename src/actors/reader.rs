@@ -6,16 +6,24 @@ use crate::metrics as m;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BATCH: usize = 256;
 const BLOCK: Duration = Duration::from_millis(1000);
+/// A consumer whose heartbeat is older than this is dead: other instances
+/// claim its entries (see `Journal::claim_dead`).
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Reads of at least this many entries are checked for stale ones.
+const STALE_CHECK_FROM: usize = 16;
 
 pub struct Reader;
 
 pub struct ReaderState {
     deps: Arc<Deps>,
     supervisor: ActorRef<SupervisorMsg>,
+    /// When the last heartbeat was written.
+    beat: Option<Instant>,
 }
 
 impl Actor for Reader {
@@ -29,7 +37,7 @@ impl Actor for Reader {
         (deps, supervisor): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(ReaderMsg::Poll)?;
-        Ok(ReaderState { deps, supervisor })
+        Ok(ReaderState { deps, supervisor, beat: None })
     }
 
     async fn handle(
@@ -38,13 +46,34 @@ impl Actor for Reader {
         _: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if st.beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+            // Whether or not there is room to read: a busy instance is alive.
+            match st.deps.engine.journal().heartbeat(HEARTBEAT_TTL).await {
+                Ok(()) => st.beat = Some(Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "journal heartbeat failed"),
+            }
+        }
         let busy = st.deps.inflight.load(Ordering::Relaxed);
-        if busy >= st.deps.tuning.max_inflight {
+        let parked = st.deps.parked.load(Ordering::Relaxed);
+        metrics::gauge!(m::EVENTS_PARKED).set(parked as f64);
+        if busy >= st.deps.tuning.max_inflight || parked >= st.deps.tuning.max_parked {
             tokio::time::sleep(Duration::from_millis(20)).await;
         } else {
             let room = (st.deps.tuning.max_inflight - busy).min(BATCH);
             match st.deps.engine.journal().read(room, BLOCK).await {
-                Ok(entries) if !entries.is_empty() => st.supervisor.cast(SupervisorMsg::Deliver(entries))?,
+                Ok(entries) if !entries.is_empty() => {
+                    // A full read is a backlog, where copies of done events
+                    // gather (after a crash or a journal loss): sort them out
+                    // with one status read. A few fresh entries go straight on.
+                    let fresh = if entries.len() >= STALE_CHECK_FROM {
+                        super::without_stale(&st.deps, entries).await
+                    } else {
+                        entries
+                    };
+                    if !fresh.is_empty() {
+                        st.supervisor.cast(SupervisorMsg::Deliver(fresh))?;
+                    }
+                }
                 Ok(_) => {
                     st.deps.empty_reads.fetch_add(1, Ordering::SeqCst);
                 }

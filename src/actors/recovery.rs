@@ -91,39 +91,58 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
         st.caught_up = true;
     }
     loop {
+        // Leases passed or retries due; an event whose entry is still queued
+        // or delivered is left to it, so a backlog never copies itself.
         let due = deps.engine.take_due_events(PAGE).await?;
+        let n = due.len();
         publish(deps, &due).await?;
-        if (due.len() as u32) < PAGE {
+        if (n as u32) < PAGE {
             break;
         }
     }
-    let claimed = deps.engine.journal().claim_idle(deps.tuning.claim_idle, PAGE as usize).await?;
+    // Entries of instances that stopped beating first (a kill), then any left
+    // idle too long by a live one.
+    let mut claimed = deps.engine.journal().claim_dead(PAGE as usize).await?;
+    if claimed.is_empty() {
+        claimed = deps.engine.journal().claim_idle(deps.tuning.claim_idle, PAGE as usize).await?;
+    }
     if !claimed.is_empty() {
         tracing::info!(entries = claimed.len(), "claimed journal entries left unacknowledged");
-        let _ = st.supervisor.cast(SupervisorMsg::Deliver(claimed));
+        let fresh = super::without_stale(deps, claimed).await;
+        if !fresh.is_empty() {
+            let _ = st.supervisor.cast(SupervisorMsg::Deliver(fresh));
+        }
+    }
+    if let Ok(live) = deps.engine.journal().live_count().await {
+        metrics::gauge!(m::JOURNAL_LIVE_ENTRIES).set(live as f64);
     }
     Ok(())
 }
 
+/// Journals every open event without a live entry. After a journal loss that
+/// is nearly all of them, but not those the dispatcher journaled again since.
 async fn rejournal_all(deps: &Deps) -> Result<usize, SweepError> {
     let mut after = None;
     let mut total = 0;
     loop {
         let page = deps.engine.open_events(after, PAGE).await?;
-        publish(deps, &page).await?;
-        total += page.len();
-        match page.last() {
-            Some(last) if page.len() as u32 == PAGE => after = Some(last.id),
+        let last = page.last().map(|e| e.id);
+        let n = page.len();
+        total += publish(deps, &page).await?;
+        match last {
+            Some(last) if n as u32 == PAGE => after = Some(last),
             _ => return Ok(total),
         }
     }
 }
 
-async fn publish(deps: &Deps, events: &[EventRef]) -> Result<(), SweepError> {
+/// Journals those of the events that have no live entry (the journal
+/// checks, atomically); returns how many it journaled.
+async fn publish(deps: &Deps, events: &[EventRef]) -> Result<usize, SweepError> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
-    deps.engine.journal().publish(events).await?;
-    metrics::counter!(m::EVENTS_REJOURNALED_TOTAL).increment(events.len() as u64);
-    Ok(())
+    let added = deps.engine.journal().publish(events).await?;
+    metrics::counter!(m::EVENTS_REJOURNALED_TOTAL).increment(added as u64);
+    Ok(added)
 }

@@ -14,7 +14,7 @@ use crate::domain::event::{EventRef, PartitionKey};
 use crate::journal::Delivery;
 use crate::metrics as m;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,10 +22,20 @@ use std::time::{Duration, Instant};
 struct Child {
     actor: ActorRef<CommissionMsg>,
     current: Current,
-    /// Entries sent to the actor and not yet finished, oldest first.
-    inflight: VecDeque<Delivery>,
+    /// Entries sent to the actor and not yet finished, by entry id, with the
+    /// order they were sent in (for re-delivery after a crash).
+    inflight: HashMap<String, (u64, Delivery)>,
     /// When it was last given or finished an entry.
     last_active: Instant,
+}
+
+impl Child {
+    /// The entries it holds, in the order they were sent.
+    fn take_all(self) -> Vec<Delivery> {
+        let mut held: Vec<(u64, Delivery)> = self.inflight.into_values().collect();
+        held.sort_by_key(|(seq, _)| *seq);
+        held.into_iter().map(|(_, d)| d).collect()
+    }
 }
 
 pub struct Supervisor;
@@ -40,6 +50,8 @@ pub struct SupervisorState {
     scheduler: ActorRef<SchedulerMsg>,
     idle_sweep: tokio::task::JoinHandle<()>,
     draining: bool,
+    /// Sequence number of the next routed entry.
+    seq: u64,
 }
 
 impl Actor for Supervisor {
@@ -64,6 +76,7 @@ impl Actor for Supervisor {
             scheduler,
             idle_sweep: myself.send_interval(deps_idle_period, || SupervisorMsg::RetireIdle),
             draining: false,
+            seq: 0,
         })
     }
 
@@ -79,12 +92,19 @@ impl Actor for Supervisor {
                     st.route(&myself, d).await?;
                 }
             }
-            SupervisorMsg::Finished { partition, entry_id } => {
+            SupervisorMsg::Finished { partition, entry_ids } => {
+                let cap = st.deps.tuning.partition_cap();
                 if let Some(child) = st.children.get_mut(&partition) {
                     child.last_active = Instant::now();
-                    if let Some(pos) = child.inflight.iter().position(|d| d.entry_id == entry_id) {
-                        child.inflight.remove(pos);
-                        st.deps.inflight.fetch_sub(1, Ordering::Relaxed);
+                    for entry_id in entry_ids {
+                        if child.inflight.remove(&entry_id).is_some() {
+                            if child.inflight.len() >= cap {
+                                // A parked entry of the partition takes the freed place.
+                                st.deps.parked.fetch_sub(1, Ordering::Relaxed);
+                            } else {
+                                st.deps.inflight.fetch_sub(1, Ordering::Relaxed);
+                            }
+                        }
                     }
                 }
             }
@@ -120,6 +140,7 @@ impl Actor for Supervisor {
                     while Instant::now() < deadline {
                         if deps.empty_reads.load(Ordering::SeqCst) >= seen + 2
                             && deps.inflight.load(Ordering::SeqCst) == 0
+                            && deps.parked.load(Ordering::SeqCst) == 0
                         {
                             break;
                         }
@@ -141,7 +162,7 @@ impl Actor for Supervisor {
             SupervisorMsg::Stats(reply) => {
                 let _ = reply.send(TreeStats {
                     commission_actors: st.children.len(),
-                    inflight: st.deps.inflight.load(Ordering::Relaxed),
+                    inflight: st.deps.inflight.load(Ordering::Relaxed) + st.deps.parked.load(Ordering::Relaxed),
                 });
             }
             SupervisorMsg::Publish(events) if events.is_empty() => {}
@@ -165,8 +186,8 @@ impl Actor for Supervisor {
                 if let Some(partition) = st.partitions.remove(&cell.get_id()) {
                     // Stopped on its own: hand anything it still held to a fresh actor.
                     if let Some(child) = st.children.remove(&partition) {
-                        for d in child.inflight {
-                            st.deps.inflight.fetch_sub(1, Ordering::Relaxed);
+                        let held = st.forget(child);
+                        for d in held {
                             st.route(&myself, d).await?;
                         }
                     }
@@ -182,6 +203,15 @@ impl Actor for Supervisor {
 }
 
 impl SupervisorState {
+    /// Takes a child's entries out of the counts; returns them in the order sent.
+    fn forget(&self, child: Child) -> Vec<Delivery> {
+        let cap = self.deps.tuning.partition_cap();
+        let n = child.inflight.len();
+        self.deps.inflight.fetch_sub(n.min(cap), Ordering::Relaxed);
+        self.deps.parked.fetch_sub(n.saturating_sub(cap), Ordering::Relaxed);
+        child.take_all()
+    }
+
     fn publish(&self, events: Vec<EventRef>) {
         if let Err(e) = self.dispatcher.cast(DispatcherMsg::Publish(events)) {
             // Only while the dispatcher restarts; recovery journals the events later.
@@ -203,15 +233,26 @@ impl SupervisorState {
             self.partitions.insert(actor.get_id(), partition.clone());
             self.children.insert(
                 partition.clone(),
-                Child { actor, current, inflight: VecDeque::new(), last_active: Instant::now() },
+                Child { actor, current, inflight: HashMap::new(), last_active: Instant::now() },
             );
             metrics::gauge!(m::ACTORS_ACTIVE).set(self.children.len() as f64);
         }
+        let cap = self.deps.tuning.partition_cap();
         let child = self.children.get_mut(&partition).expect("child inserted above");
         child.last_active = Instant::now();
+        if child.inflight.contains_key(&delivery.entry_id) {
+            // Claimed again while this instance still holds it (a long queue):
+            // it is already on its way.
+            return Ok(());
+        }
         child.actor.cast(CommissionMsg::Process(delivery.clone()))?;
-        child.inflight.push_back(delivery);
-        self.deps.inflight.fetch_add(1, Ordering::Relaxed);
+        self.seq += 1;
+        child.inflight.insert(delivery.entry_id.clone(), (self.seq, delivery));
+        if child.inflight.len() > cap {
+            self.deps.parked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.deps.inflight.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -235,14 +276,11 @@ impl SupervisorState {
         let Some(child) = self.children.remove(&partition) else { return Ok(()) };
         let culprit = child.current.lock().ok().and_then(|mut g| g.take());
         tracing::error!(%partition, error, culprit = ?culprit.as_ref().map(|d| d.event.id), "commission actor panicked; restarting");
-        let mut rest = Vec::new();
-        for d in child.inflight {
-            self.deps.inflight.fetch_sub(1, Ordering::Relaxed);
-            if culprit.as_ref().is_some_and(|c| c.entry_id == d.entry_id) {
-                continue;
-            }
-            rest.push(d);
-        }
+        let rest: Vec<Delivery> = self
+            .forget(child)
+            .into_iter()
+            .filter(|d| culprit.as_ref().is_none_or(|c| c.entry_id != d.entry_id))
+            .collect();
         if let Some(culprit) = culprit {
             let deps = self.deps.clone();
             let error = error.to_owned();

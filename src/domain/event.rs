@@ -138,11 +138,13 @@ impl fmt::Display for PartitionKey {
     }
 }
 
-/// What the journal carries: which event, and where to process it.
+/// What the journal carries: which event, where to process it, and its
+/// order (events of one order are applied one after another).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRef {
     pub id: EventId,
     pub partition: PartitionKey,
+    pub order_id: OrderId,
 }
 
 /// Open and dead events, for the gauges (read from the record, so they stay

@@ -180,7 +180,7 @@ pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId
     }
 
     tx.write(&writes, now).await?;
-    if faults.take_db_error() {
+    if faults.take_db_error() || faults.take_order_error(open.iter().map(|(_, ev)| ev.order_id.as_str())) {
         // A failure in the middle of the transaction, after every row is
         // written: G3 says none of them may survive. Dropping the
         // transaction rolls it back.

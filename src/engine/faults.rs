@@ -10,6 +10,9 @@ pub struct Faults {
     db_error_mid_tx: AtomicU32,
     /// This many next commission computations panic inside the actor.
     panic_in_actor: AtomicU32,
+    /// Transactions holding this order's event fail like `db_error_mid_tx`,
+    /// this many times.
+    failing_order: std::sync::Mutex<Option<(String, u32)>>,
     /// This many next event batches panic inside the batch worker that
     /// applies them (before their transaction begins).
     panic_in_batch: AtomicU32,
@@ -41,6 +44,9 @@ impl Faults {
     pub fn panic_in_actor(&self, times: u32) {
         self.panic_in_actor.store(times, Ordering::SeqCst);
     }
+    pub fn fail_order_mid_tx(&self, order_id: &str, times: u32) {
+        *self.failing_order.lock().expect("faults lock") = Some((order_id.to_owned(), times));
+    }
     pub fn panic_in_batch(&self, times: u32) {
         self.panic_in_batch.store(times, Ordering::SeqCst);
     }
@@ -51,11 +57,23 @@ impl Faults {
         self.fail_db_mid_tx(0);
         self.panic_in_actor(0);
         self.panic_in_batch(0);
+        *self.failing_order.lock().expect("faults lock") = None;
         self.hold_after_commit(false);
     }
 
     pub(crate) fn take_db_error(&self) -> bool {
         take(&self.db_error_mid_tx)
+    }
+    /// Whether a transaction holding these orders' events is to fail.
+    pub(crate) fn take_order_error<'a>(&self, mut orders: impl Iterator<Item = &'a str>) -> bool {
+        let mut failing = self.failing_order.lock().expect("faults lock");
+        match failing.as_mut() {
+            Some((order, times)) if *times > 0 && orders.any(|o| o == order) => {
+                *times -= 1;
+                true
+            }
+            _ => false,
+        }
     }
     pub(crate) fn take_batch_panic(&self) -> bool {
         take(&self.panic_in_batch)

@@ -255,6 +255,17 @@ impl Engine {
         Ok(self.inner.backend.backlog().await?)
     }
 
+    /// Which of these events are settled (done or dead): a journal entry of
+    /// one is stale and needs no transaction.
+    pub async fn settled(&self, ids: &[EventId]) -> Result<std::collections::HashSet<EventId>> {
+        let statuses = self.inner.backend.event_statuses(ids).await?;
+        Ok(statuses
+            .into_iter()
+            .filter(|(_, s)| matches!(s, EventStatus::Done | EventStatus::Dead))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     pub async fn approve_due(&self, limit: u32) -> Result<usize> {
         Ok(self.inner.backend.approve_due(limit).await?)
     }

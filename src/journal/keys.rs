@@ -18,6 +18,15 @@ impl Keys {
     pub fn epoch(&self) -> String {
         format!("{}:journal:epoch", self.prefix)
     }
+    /// Hash of event id → the id of its one live journal entry (journaled and
+    /// not yet acknowledged), so recovery never journals an event twice.
+    pub fn live(&self) -> String {
+        format!("{}:journal:live", self.prefix)
+    }
+    /// A consumer's heartbeat: present while its instance is alive.
+    pub fn heartbeat(&self, consumer: &str) -> String {
+        format!("{}:consumer:{consumer}", self.prefix)
+    }
     /// The consumer group every komisi instance reads through.
     pub fn group(&self) -> &'static str {
         "komisi"

@@ -3,7 +3,7 @@
 pub mod keys;
 pub mod redis;
 
-use crate::domain::event::EventRef;
+use crate::domain::event::{EventId, EventRef};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +24,24 @@ pub trait Journal: Send + Sync + 'static {
     /// they had to be created anew (first start, or the journal's data was
     /// lost): every open event must then be journaled again.
     async fn ensure(&self) -> Result<bool, JournalError>;
-    async fn publish(&self, events: &[EventRef]) -> Result<(), JournalError>;
+    /// Journals each event that has no live entry yet (its entry becomes the
+    /// one live entry); returns how many were journaled.
+    async fn publish(&self, events: &[EventRef]) -> Result<usize, JournalError>;
     /// New entries for this consumer, waiting up to `block` for some.
     async fn read(&self, max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError>;
-    async fn ack(&self, entry_ids: &[String]) -> Result<(), JournalError>;
+    /// Acknowledges entries; an event whose live entry is acknowledged has none.
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), JournalError>;
     /// Takes over entries delivered to any consumer and unacknowledged for `min_idle`.
     async fn claim_idle(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError>;
+    /// Takes over the entries of consumers whose instance stopped beating.
+    async fn claim_dead(&self, max: usize) -> Result<Vec<Delivery>, JournalError>;
+    /// Tells other instances this consumer is alive (for `ttl`).
+    async fn heartbeat(&self, ttl: Duration) -> Result<(), JournalError>;
+    /// For each event, whether it has a live entry (queued or delivered and
+    /// not acknowledged) still in the journal.
+    async fn live(&self, events: &[EventId]) -> Result<Vec<bool>, JournalError>;
+    /// How many events have a live entry.
+    async fn live_count(&self) -> Result<u64, JournalError>;
     /// Whether the journal answers.
     async fn ping(&self) -> bool;
 }

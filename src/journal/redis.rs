@@ -1,15 +1,49 @@
 //! The journal on Redis Streams: XADD to publish, a consumer group to share
-//! entries between instances, XACK after commit, XAUTOCLAIM for dead consumers.
+//! entries between instances, XACK after commit, claims for dead consumers.
+//! Beside the stream a hash holds each open event's one live entry (written
+//! with the XADD and removed with the XACK, atomically, in Lua), so recovery
+//! can tell an event that is still queued from one whose entry was lost.
 use super::keys::Keys;
 use super::{Delivery, Journal, JournalError};
 use crate::domain::event::{EventId, EventRef, PartitionKey};
+use crate::domain::ids::OrderId;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamClaimReply, StreamId, StreamInfoConsumersReply, StreamReadReply};
+use redis::Script;
 use std::time::Duration;
 
 /// Entries kept in the stream, roughly: acknowledged ones are trimmed away,
 /// and an unread entry trimmed by a huge backlog is journaled again from MySQL.
 const STREAM_MAX_LEN: usize = 200_000;
+
+/// XADD each event that has no live entry (its marker names an entry still in
+/// the stream), and record the new entry as its live one. Returns how many
+/// were added. Atomic, so intake's dispatcher and recovery can never both
+/// journal one event.
+/// KEYS: stream, live hash. ARGV: max length, then (event, partition, order) triples.
+const PUBLISH: &str = r"
+local added = 0
+for i = 2, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[2], ARGV[i])
+  if not (cur and #redis.call('XRANGE', KEYS[1], cur, cur) > 0) then
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i], 'p', ARGV[i+1], 'o', ARGV[i+2])
+    redis.call('HSET', KEYS[2], ARGV[i], id)
+    added = added + 1
+  end
+end
+return added";
+
+/// XACK each entry, and forget it as its event's live entry (only if it still
+/// is: a newer entry of the event stays live).
+/// KEYS: stream, live hash. ARGV: group, then (entry, event) pairs.
+const ACK: &str = r"
+for i = 2, #ARGV, 2 do
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  if redis.call('HGET', KEYS[2], ARGV[i+1]) == ARGV[i] then
+    redis.call('HDEL', KEYS[2], ARGV[i+1])
+  end
+end
+return 0";
 
 pub struct RedisJournal {
     keys: Keys,
@@ -19,6 +53,8 @@ pub struct RedisJournal {
     /// Blocking reads get their own connection: a blocked XREADGROUP would
     /// otherwise hold up every command pipelined behind it.
     reader: ConnectionManager,
+    publish: Script,
+    ack: Script,
 }
 
 fn err(e: redis::RedisError) -> JournalError {
@@ -37,7 +73,14 @@ impl RedisJournal {
         let reader =
             ConnectionManager::new_lazy_with_config(client, config.set_response_timeout(Some(Duration::from_secs(10))))
                 .map_err(err)?;
-        Ok(Self { keys: Keys::new(prefix), consumer, conn, reader })
+        Ok(Self {
+            keys: Keys::new(prefix),
+            consumer,
+            conn,
+            reader,
+            publish: Script::new(PUBLISH),
+            ack: Script::new(ACK),
+        })
     }
 
     async fn create_group(&self) -> Result<(), JournalError> {
@@ -60,10 +103,35 @@ impl RedisJournal {
     fn delivery(&self, entry: &StreamId) -> Option<Delivery> {
         let id: String = entry.get("e")?;
         let partition: String = entry.get("p")?;
+        // Entries journaled before the order id was carried: the event id
+        // stands in, so such an event is only kept apart from itself.
+        let order: String = entry.get("o").unwrap_or_else(|| id.clone());
         Some(Delivery {
-            event: EventRef { id: EventId::parse(&id)?, partition: PartitionKey::from_stored(partition) },
+            event: EventRef {
+                id: EventId::parse(&id)?,
+                partition: PartitionKey::from_stored(partition),
+                order_id: OrderId::from_trusted(order),
+            },
             entry_id: entry.id.clone(),
         })
+    }
+
+    /// Claims the given entries for this consumer (whatever their idle time).
+    async fn claim(&self, ids: &[String]) -> Result<Vec<Delivery>, JournalError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let reply: StreamClaimReply = redis::cmd("XCLAIM")
+            .arg(self.keys.stream())
+            .arg(self.keys.group())
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        Ok(reply.ids.iter().filter_map(|e| self.delivery(e)).collect())
     }
 }
 
@@ -78,30 +146,24 @@ impl Journal for RedisJournal {
             .query_async(&mut conn)
             .await
             .map_err(err)?;
+        // Markers left by a half-deleted journal need no cleaning: `live`
+        // checks each marker's entry, and one that is gone counts as lost.
         self.create_group().await?;
         Ok(fresh.is_some())
     }
 
-    async fn publish(&self, events: &[EventRef]) -> Result<(), JournalError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for e in events {
-            pipe.cmd("XADD")
-                .arg(self.keys.stream())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(STREAM_MAX_LEN)
-                .arg("*")
-                .arg("e")
-                .arg(e.id.to_string())
-                .arg("p")
-                .arg(e.partition.as_str())
-                .ignore();
-        }
+    async fn publish(&self, events: &[EventRef]) -> Result<usize, JournalError> {
+        let mut added = 0;
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(err)
+        for chunk in events.chunks(500) {
+            let mut call = self.publish.key(self.keys.stream());
+            call.key(self.keys.live()).arg(STREAM_MAX_LEN);
+            for e in chunk {
+                call.arg(e.id.to_string()).arg(e.partition.as_str()).arg(e.order_id.as_str());
+            }
+            added += call.invoke_async::<usize>(&mut conn).await.map_err(err)?;
+        }
+        Ok(added)
     }
 
     async fn read(&self, max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
@@ -134,18 +196,20 @@ impl Journal for RedisJournal {
             .unwrap_or_default())
     }
 
-    async fn ack(&self, entry_ids: &[String]) -> Result<(), JournalError> {
-        if entry_ids.is_empty() {
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), JournalError> {
+        if deliveries.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        redis::cmd("XACK")
-            .arg(self.keys.stream())
-            .arg(self.keys.group())
-            .arg(entry_ids)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(err)
+        for chunk in deliveries.chunks(500) {
+            let mut call = self.ack.key(self.keys.stream());
+            call.key(self.keys.live()).arg(self.keys.group());
+            for d in chunk {
+                call.arg(&d.entry_id).arg(d.event.id.to_string());
+            }
+            call.invoke_async::<()>(&mut conn).await.map_err(err)?;
+        }
+        Ok(())
     }
 
     async fn claim_idle(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError> {
@@ -174,6 +238,102 @@ impl Journal for RedisJournal {
             }
             start = reply.next_stream_id;
         }
+    }
+
+    async fn claim_dead(&self, max: usize) -> Result<Vec<Delivery>, JournalError> {
+        let mut conn = self.conn.clone();
+        let consumers: redis::RedisResult<StreamInfoConsumersReply> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(self.keys.stream())
+            .arg(self.keys.group())
+            .query_async(&mut conn)
+            .await;
+        let consumers = match consumers {
+            Ok(c) => c.consumers,
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let mut out = Vec::new();
+        for c in consumers.into_iter().filter(|c| c.name != self.consumer) {
+            let alive: bool =
+                redis::cmd("EXISTS").arg(self.keys.heartbeat(&c.name)).query_async(&mut conn).await.map_err(err)?;
+            if alive {
+                continue;
+            }
+            if c.pending == 0 {
+                // Forget a dead consumer that holds nothing.
+                let _: redis::RedisResult<i64> = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(self.keys.stream())
+                    .arg(self.keys.group())
+                    .arg(&c.name)
+                    .query_async(&mut conn)
+                    .await;
+                continue;
+            }
+            let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+                .arg(self.keys.stream())
+                .arg(self.keys.group())
+                .arg("-")
+                .arg("+")
+                .arg(max.saturating_sub(out.len()).max(1))
+                .arg(&c.name)
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+            let ids: Vec<String> = pending.into_iter().map(|(id, ..)| id).collect();
+            out.extend(self.claim(&ids).await?);
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn heartbeat(&self, ttl: Duration) -> Result<(), JournalError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.keys.heartbeat(&self.consumer))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(err)
+    }
+
+    async fn live(&self, events: &[EventId]) -> Result<Vec<bool>, JournalError> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut conn = self.conn.clone();
+        for chunk in events.chunks(500) {
+            let entries: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(self.keys.live())
+                .arg(chunk.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+            // A marker is only as good as its entry: one trimmed away or lost
+            // with the stream is no live entry.
+            if entries.iter().all(Option::is_none) {
+                out.extend(entries.iter().map(|_| false));
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for entry in entries.iter().flatten() {
+                pipe.cmd("XRANGE").arg(self.keys.stream()).arg(entry).arg(entry).arg("COUNT").arg(1);
+            }
+            let found: Vec<Vec<redis::Value>> = pipe.query_async(&mut conn).await.map_err(err)?;
+            let mut found = found.into_iter();
+            for entry in &entries {
+                out.push(entry.is_some() && found.next().is_some_and(|r| !r.is_empty()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn live_count(&self) -> Result<u64, JournalError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HLEN").arg(self.keys.live()).query_async(&mut conn).await.map_err(err)
     }
 
     async fn ping(&self) -> bool {

@@ -233,6 +233,8 @@ pub trait Backend: Send + Sync + 'static {
     /// One page of every open event (keyset on id).
     async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>>;
     async fn backlog(&self) -> Result<Backlog>;
+    /// The statuses of these events (unknown ids are left out), in one read.
+    async fn event_statuses(&self, ids: &[EventId]) -> Result<HashMap<EventId, EventStatus>>;
     /// Approves orders past their holding period, each in its own transaction.
     async fn approve_due(&self, limit: u32) -> Result<usize>;
 

@@ -23,7 +23,7 @@ fn mysql_base() -> String {
     std::env::var("KOMISI_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
 }
 
-fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("KOMISI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
@@ -79,6 +79,7 @@ fn test_config(db_url: String, prefix: String) -> Config {
         recovery_interval_ms: 200,
         actor_idle_ms: 1_000,
         max_inflight: 10_000,
+        partition_inflight: 256,
         db_max_connections: 4,
         db_worker_connections: 4,
         event_workers: 2,

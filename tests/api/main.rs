@@ -4,6 +4,7 @@ mod batching;
 mod concurrency;
 mod faults;
 mod helpers;
+mod hot;
 mod intake;
 mod journal;
 mod lifecycle;

@@ -1,11 +1,12 @@
 //! The event transaction on MySQL: the reads the rules need and the writes
 //! the engine decided, each with as few statements as possible for a whole
 //! batch of events (one per kind of read or write, not one per event).
+use super::lifecycle::parse_statuses;
 use super::orders::load_items;
 use super::{parse_event_id, parse_event_status, parse_event_type, parse_order_status, push_list, MySqlStore};
 use crate::domain::affiliate::Affiliate;
 use crate::domain::entitlement::{CommissionKind, RewardKind};
-use crate::domain::event::{EventId, EventStatus};
+use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{Applied, EntryStatus};
 use crate::domain::order::OrderItem;
@@ -41,16 +42,11 @@ impl ApplyTx for MySqlApply {
         q.push(") FOR UPDATE");
         let mut locked = Vec::with_capacity(ids.len());
         for row in q.build().fetch_all(&mut *self.tx).await? {
-            let siblings: Option<String> = row.try_get("siblings")?;
             locked.push(LockedEvent {
                 id: parse_event_id(row.try_get("event_id")?)?,
                 kind: parse_event_type(row.try_get("type")?)?,
                 status: parse_event_status(row.try_get("event_status")?)?,
-                siblings: siblings
-                    .as_deref()
-                    .map(|s| s.split(',').map(parse_event_status).collect::<Result<Vec<EventStatus>>>())
-                    .transpose()?
-                    .unwrap_or_default(),
+                siblings: parse_statuses(row.try_get("siblings")?)?,
                 order_id: OrderId::from_trusted(row.try_get("order_id")?),
                 created_at: row.try_get("event_created_at")?,
                 program_version: row.try_get("program_version")?,

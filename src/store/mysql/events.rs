@@ -72,7 +72,7 @@ impl MySqlStore {
     pub async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>> {
         let now = Utc::now();
         let rows = sqlx::query(
-            "SELECT id, partition_key FROM events WHERE status IN ('pending', 'processing', 'failed') \
+            "SELECT id, partition_key, order_id FROM events WHERE status IN ('pending', 'processing', 'failed') \
              AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
         )
         .bind(now)
@@ -97,7 +97,7 @@ impl MySqlStore {
     /// again after a restart or a journal loss.
     pub async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>> {
         sqlx::query(
-            "SELECT id, partition_key FROM events WHERE status IN ('pending', 'processing', 'failed') \
+            "SELECT id, partition_key, order_id FROM events WHERE status IN ('pending', 'processing', 'failed') \
              AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
@@ -107,6 +107,19 @@ impl MySqlStore {
         .iter()
         .map(event_ref)
         .collect()
+    }
+
+    pub async fn event_statuses(&self, ids: &[EventId]) -> Result<std::collections::HashMap<EventId, EventStatus>> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let mut q = QueryBuilder::<MySql>::new("SELECT id, status FROM events WHERE id IN (");
+            super::push_list(&mut q, chunk.iter().map(|id| id.to_string()));
+            q.push(")");
+            for r in q.build().fetch_all(&self.work).await? {
+                out.insert(parse_event_id(r.try_get("id")?)?, parse_event_status(r.try_get("status")?)?);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn backlog(&self) -> Result<Backlog> {
@@ -130,6 +143,7 @@ impl MySqlStore {
 
 fn event_ref(r: &sqlx::mysql::MySqlRow) -> Result<EventRef> {
     Ok(EventRef {
+        order_id: OrderId::from_trusted(r.try_get("order_id")?),
         id: parse_event_id(r.try_get("id")?)?,
         partition: PartitionKey::from_stored(r.try_get("partition_key")?),
     })

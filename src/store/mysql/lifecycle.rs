@@ -17,11 +17,17 @@ struct Locked {
     partition: PartitionKey,
     completed: bool,
     program_version: u64,
+    /// The statuses of the order's events.
+    events: Vec<EventStatus>,
 }
 
+/// Locks the order row; with the statuses of its events, read in the same
+/// statement (the lock keeps other writers of the order out meanwhile).
 async fn lock_order(tx: &mut Transaction<'_, MySql>, id: &OrderId) -> Result<Option<Locked>> {
     let Some(row) = sqlx::query(
-        "SELECT status, buyer_id, affiliate_id, completed_at, program_version FROM orders WHERE id = ? FOR UPDATE",
+        "SELECT status, buyer_id, affiliate_id, completed_at, program_version, \
+         (SELECT GROUP_CONCAT(e.status) FROM events e WHERE e.order_id = orders.id) AS events \
+         FROM orders WHERE id = ? FOR UPDATE",
     )
     .bind(id.as_str())
     .fetch_optional(&mut **tx)
@@ -36,7 +42,13 @@ async fn lock_order(tx: &mut Transaction<'_, MySql>, id: &OrderId) -> Result<Opt
         partition: PartitionKey::of(affiliate.as_ref(), &buyer),
         completed: row.try_get::<Option<DateTime<Utc>>, _>("completed_at")?.is_some(),
         program_version: row.try_get("program_version")?,
+        events: parse_statuses(row.try_get("events")?)?,
     }))
+}
+
+/// A `GROUP_CONCAT` of event statuses.
+pub(super) fn parse_statuses(list: Option<String>) -> Result<Vec<EventStatus>> {
+    list.as_deref().map(|s| s.split(',').map(parse_event_status).collect()).transpose().map(Option::unwrap_or_default)
 }
 
 async fn existing_event(tx: &mut Transaction<'_, MySql>, id: &OrderId, kind: EventType) -> Result<Option<EventId>> {
@@ -60,6 +72,8 @@ pub(super) async fn event_statuses(tx: &mut Transaction<'_, MySql>, order_id: &O
 /// Writes the order's new status and the event that carries the change.
 struct Change<'a> {
     order_id: &'a OrderId,
+    /// The order's events before this change.
+    events: Vec<EventStatus>,
     partition: PartitionKey,
     kind: EventType,
     status: OrderStatus,
@@ -69,9 +83,9 @@ struct Change<'a> {
 
 impl MySqlStore {
     async fn record_change(&self, tx: &mut Transaction<'_, MySql>, c: Change<'_>) -> Result<EventRef> {
-        let event = EventRef { id: EventId::new(), partition: c.partition };
+        let event = EventRef { id: EventId::new(), partition: c.partition, order_id: c.order_id.clone() };
         insert_event(tx, &event, c.kind, c.order_id, c.payload, c.now, c.now + self.lease).await?;
-        let commission_status = CommissionStatus::of(event_statuses(tx, c.order_id).await?);
+        let commission_status = CommissionStatus::of(c.events.into_iter().chain([EventStatus::Pending]));
         sqlx::query("UPDATE orders SET status = ?, commission_status = ?, updated_at = ? WHERE id = ?")
             .bind(c.status.as_str())
             .bind(commission_status.as_str())
@@ -121,6 +135,7 @@ impl MySqlStore {
         let now = Utc::now();
         let change = Change {
             order_id: &req.order_id,
+            events: order.events,
             partition: order.partition,
             kind: EventType::OrderRefunded,
             status: status_after_refund(&items, &req.items),
@@ -156,6 +171,7 @@ impl MySqlStore {
         let payload = serde_json::json!({"order_id": order_id}).to_string();
         let change = Change {
             order_id,
+            events: order.events,
             partition: order.partition,
             kind: EventType::OrderCancelled,
             status: OrderStatus::Cancelled,
@@ -193,6 +209,7 @@ impl MySqlStore {
         let payload = serde_json::json!({"order_id": order_id, "approve_at": approve_at}).to_string();
         let change = Change {
             order_id,
+            events: order.events,
             partition: order.partition,
             kind: EventType::OrderCompleted,
             status,

@@ -255,6 +255,9 @@ impl Backend for MySqlStore {
     async fn backlog(&self) -> Result<Backlog> {
         MySqlStore::backlog(self).await
     }
+    async fn event_statuses(&self, ids: &[EventId]) -> Result<HashMap<EventId, EventStatus>> {
+        MySqlStore::event_statuses(self, ids).await
+    }
     async fn approve_due(&self, limit: u32) -> Result<usize> {
         MySqlStore::approve_due(self, limit).await
     }

@@ -133,6 +133,7 @@ impl MySqlStore {
                     .execute(&mut *tx)
                     .await?;
                 out.push(EventRef {
+                    order_id: OrderId::from_trusted(r.try_get("order_id")?),
                     id: parse_event_id(&id)?,
                     partition: PartitionKey::from_stored(r.try_get("partition_key")?),
                 });
@@ -211,7 +212,7 @@ impl MySqlStore {
         let affiliate = row.try_get::<Option<String>, _>("affiliate_id")?.map(AffiliateId::from_trusted);
         let partition = PartitionKey::of(affiliate.as_ref(), &BuyerId::from_trusted(row.try_get("buyer_id")?));
         let now = Utc::now();
-        let e = EventRef { id: EventId::new(), partition };
+        let e = EventRef { id: EventId::new(), partition, order_id: order_id.clone() };
         insert_event(&mut tx, &e, EventType::OrderRecomputed, order_id, payload, now, now + self.lease).await?;
         let status = CommissionStatus::of(event_statuses(&mut tx, order_id).await?);
         sqlx::query("UPDATE orders SET commission_status = ?, updated_at = ? WHERE id = ?")

@@ -121,7 +121,7 @@ impl MySqlStore {
                     note,
                     state.total(),
                     eligible(&state, &program),
-                    EventRef { id: EventId::new(), partition },
+                    EventRef { id: EventId::new(), partition, order_id: o.id.clone() },
                 ));
             }
             // Round trip 2: the order rows, their items and events, and the commit.
