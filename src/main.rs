@@ -1,17 +1,26 @@
 //! The `komisi` binary: parse the command line, then hand over to `app`.
+//! With no subcommand it serves, as `komisi serve` does.
 use clap::{Parser, Subcommand};
 use komisi::config::Config;
 
 #[derive(Parser)]
-#[command(name = "komisi", version, about = "Affiliate-commission and buyer-reward engine")]
+#[command(
+    name = "komisi",
+    version,
+    about = "Affiliate-commission and buyer-reward engine",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Settings of `serve` (the default command).
+    #[command(flatten)]
+    serve: Config,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply pending migrations, then serve HTTP and process events.
+    /// Apply pending migrations, then serve HTTP and process events (the default).
     Serve(Config),
     /// Apply pending migrations and exit.
     Migrate(Config),
@@ -27,9 +36,11 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    match Cli::parse().command {
-        Command::Serve(config) => komisi::app::serve(config).await?,
-        Command::Migrate(config) => komisi::app::migrate(config).await?,
+    let cli = Cli::parse();
+    match cli.command {
+        None => komisi::app::serve(cli.serve).await?,
+        Some(Command::Serve(config)) => komisi::app::serve(config).await?,
+        Some(Command::Migrate(config)) => komisi::app::migrate(config).await?,
     }
     Ok(())
 }

@@ -219,3 +219,50 @@ async fn a_failing_batch_writes_nothing_and_its_events_then_land_one_by_one() {
     assert_eq!(snapshot(&batched.db).await, snapshot(&alone.db).await);
     batched.assert_ledger_consistent().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_one_affiliate_gets_the_month_facts_one_by_one_application_gets() {
+    // Tiers from 150 000 of earlier volume, a milestone on the 3rd order: the
+    // facts of every order of the run must be those of its place in the month.
+    let (batched, batch_store) = spawn_without_journal().await;
+    let (alone, alone_store) = spawn_without_journal().await;
+    for app in [&batched, &alone] {
+        app.set_program(|p| p["tiers"] = json!([{"monthly_sales_from": "150000", "bonus_rate": "0.02"}])).await;
+        app.create_affiliate("C", None).await;
+        // Placed out of id order, two at the same instant (ties by id), one in
+        // the month before (Asia/Jakarta: 2026-10-31 20:00 UTC is November).
+        for (id, at) in [
+            ("m-1", "2026-11-10T10:00:00Z"),
+            ("m-2", "2026-11-10T09:00:00Z"),
+            ("m-3", "2026-11-10T11:00:00Z"),
+            ("m-4", "2026-11-10T09:00:00Z"),
+            ("m-5", "2026-10-31T20:00:00Z"),
+            ("m-6", "2026-10-31T16:00:00Z"),
+            ("m-7", "2026-11-12T00:00:00Z"),
+        ] {
+            let mut o = simple_order(id, &format!("b-{id}"), Some("code-C"), "100000");
+            o["placed_at"] = json!(at);
+            app.accept(&o).await;
+        }
+    }
+    let ids = open_events(&batched.db).await;
+    assert_eq!(applied(&apply_events(&batch_store, &Faults::default(), &ids).await.expect("one run")), 7);
+    for id in open_events(&alone.db).await {
+        apply_event(&alone_store, &Faults::default(), id).await.expect("applies");
+    }
+    let lines = snapshot(&batched.db).await;
+    assert_eq!(lines, snapshot(&alone.db).await);
+    // November by (placed_at, id): m-5, m-2, m-4, m-1, m-3, m-7 (m-6 is October).
+    // m-4 is the 3rd (milestone); tiers from m-4 on (volume before ≥ 150 000).
+    for needle in [
+        "ledger|m-4|order.placed|C|1|milestone_bonus|",
+        "ledger|m-4|order.placed|C|1|tier_bonus|",
+        "ledger|m-7|order.placed|C|1|tier_bonus|",
+    ] {
+        assert!(lines.iter().any(|l| l.starts_with(needle)), "no line starting {needle} in {lines:#?}");
+    }
+    for absent in ["ledger|m-2|order.placed|C|1|tier_bonus|", "ledger|m-6|order.placed|C|1|tier_bonus|"] {
+        assert!(!lines.iter().any(|l| l.starts_with(absent)), "{absent} in {lines:#?}");
+    }
+    assert_eq!(lines.iter().filter(|l| l.contains("milestone_bonus")).count(), 1);
+}
