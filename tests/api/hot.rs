@@ -215,7 +215,8 @@ async fn a_backlog_of_10000_events_of_one_affiliate_does_not_hold_up_another() {
         "20 orders of another affiliate during a 10 000-event backlog: applied after median {:?}, max {:?}; {still_open} hot events still open",
         waits[10], waits[19]
     );
-    assert_eq!(app.balance("Z", "pending").await, d("200000"));
+    // 20 × 10 000, and the milestone of Z's 3rd order.
+    assert_eq!(app.balance("Z", "pending").await, d("225000"));
     assert!(poll(Duration::from_secs(300), || async { open_events(&app).await == 0 }).await, "the backlog drains");
     app.assert_ledger_consistent().await;
 }
