@@ -156,7 +156,28 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         served.map_err(AppError::Io)
     });
     tracing::info!(%addr, "komisi serving");
+    if config.storefront_keys.is_empty() {
+        // Keys were generated for this run: show how to use them.
+        eprintln!("{}", quickstart(addr, &keys.storefront[0]));
+    }
     Ok(RunningApp { addr, engine, keys, supervisor: root, shutdown, task })
+}
+
+/// A copy-paste first try: the tree A ← B ← C, the worked example's order
+/// through C's code, and its commissions read back.
+fn quickstart(addr: SocketAddr, key: &str) -> String {
+    let base = format!("http://{addr}");
+    let order = r#"{"id":"o-1","buyer_id":"x","referral_code":"code-C","currency":"IDR","items":[{"sku":"shirt","category":"fashion","quantity":2,"unit_price":"75000"},{"sku":"phone","category":"electronics","quantity":1,"unit_price":"2000000"},{"sku":"voucher","category":"gift-card","quantity":1,"unit_price":"100000"}]}"#;
+    format!(
+        "\nkomisi is serving on {base}. Try it (copy and paste):\n\n\
+         K={key}\n\
+         for a in A: B:A C:B; do p=${{a#*:}}; curl -s -X POST {base}/v1/affiliates -H \"Authorization: Bearer $K\" \
+         -H 'Content-Type: application/json' -d \"{{\\\"id\\\":\\\"${{a%%:*}}\\\",\\\"name\\\":\\\"${{a%%:*}}\\\",\\\"referral_code\\\":\\\"code-${{a%%:*}}\\\"${{p:+,\\\"parent_id\\\":\\\"$p\\\"}}}}\"; echo; done\n\
+         curl -s -X POST {base}/v1/orders -H \"Authorization: Bearer $K\" -H 'Content-Type: application/json' -d '{order}'; echo\n\
+         sleep 1; curl -s {base}/v1/orders/o-1 -H \"Authorization: Bearer $K\"; echo\n\n\
+         The order pays C 95000, B 64500 and A 21500 (pending for the program's 14 holding days after\n\
+         completion) and buyer x 21500 + 5000 points. docs/RULES.md explains the example.\n"
+    )
 }
 
 /// `komisi serve`: runs until SIGTERM or Ctrl-C, then drains.
