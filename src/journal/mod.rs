@@ -1,7 +1,10 @@
 //! The dispatch journal: carries event references from intake to the actors.
-//! It is not the record (MySQL is): losing it delays events, never loses them.
+//! It is not the record (the store is): losing it delays events, never loses them.
+//! Two implementations: Redis Streams (`redis`), and tables in the SQLite
+//! file of single-instance mode (`sqlite`).
 pub mod keys;
 pub mod redis;
+pub mod sqlite;
 
 use crate::domain::event::{EventId, EventRef};
 use std::time::Duration;

@@ -11,3 +11,4 @@ mod lifecycle;
 mod operator;
 mod ops;
 mod rules;
+mod sqlite_journal;
