@@ -21,7 +21,11 @@ pub(super) fn from_row(row: &SqliteRow) -> Result<Affiliate> {
         referral_code: ReferralCode::from_trusted(row.try_get("referral_code")?),
         buyer_id: row.try_get::<Option<String>, _>("buyer_id")?.map(BuyerId::from_trusted),
         status: AffiliateStatus::parse(&status).ok_or_else(|| corrupt(format!("affiliate status {status:?}")))?,
-        balances: Balances { pending: money(row, "pending")?, approved: money(row, "approved")?, paid: money(row, "paid")? },
+        balances: Balances {
+            pending: money(row, "pending")?,
+            approved: money(row, "approved")?,
+            paid: money(row, "paid")?,
+        },
         created_at: time(row, "created_at")?,
     })
 }

@@ -136,7 +136,9 @@ impl ApplyTx for SqliteApply {
             approve_in(&mut self.tx, order_id, &stamp).await?;
         }
         for chunk in w.done.chunks(IN_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new("UPDATE events SET status = 'done', attempts = attempts + 1, applied_at = ");
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "UPDATE events SET status = 'done', attempts = attempts + 1, applied_at = ",
+            );
             q.push_bind(stamp.as_str()).push(", updated_at = ").push_bind(stamp.as_str()).push(" WHERE id IN (");
             push_list(&mut q, chunk.iter().map(|id| id.to_string()));
             q.push(")");
@@ -288,7 +290,10 @@ async fn read_balances<'a>(
         push_list(&mut q, chunk.iter().copied());
         q.push(")");
         for r in q.build().fetch_all(&mut *conn).await? {
-            found.insert(r.try_get::<String, _>("id")?, [money(&r, "pending")?, money(&r, "approved")?, money(&r, "paid")?]);
+            found.insert(
+                r.try_get::<String, _>("id")?,
+                [money(&r, "pending")?, money(&r, "approved")?, money(&r, "paid")?],
+            );
         }
     }
     if found.len() != wanted.len() {

@@ -86,8 +86,7 @@ impl SqliteStore {
         let lease_end = encode_time(now + self.lease)?;
         for chunk in refs.chunks(IN_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new("UPDATE events SET next_attempt_at = ");
-            q.push_bind(lease_end.as_str())
-                .push(" WHERE status IN ('pending', 'processing', 'failed') AND id IN (");
+            q.push_bind(lease_end.as_str()).push(" WHERE status IN ('pending', 'processing', 'failed') AND id IN (");
             push_list(&mut q, chunk.iter().map(|r| r.id.to_string()));
             q.push(")");
             q.build().execute(&mut *tx).await?;

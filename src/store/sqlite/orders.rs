@@ -350,7 +350,8 @@ async fn intake_lookup(conn: &mut SqliteConnection, orders: &[NewOrder]) -> Resu
     }
     for (column, values) in [("referral_code", &codes), ("id", &ids)] {
         for chunk in values.chunks(IN_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!("SELECT id, referral_code FROM affiliates WHERE {column} IN ("));
+            let mut q =
+                QueryBuilder::<Sqlite>::new(format!("SELECT id, referral_code FROM affiliates WHERE {column} IN ("));
             push_list(&mut q, chunk.iter().copied());
             q.push(")");
             for row in q.build().fetch_all(&mut *conn).await? {

@@ -134,10 +134,11 @@ impl SqliteStore {
             }
             Some(_) => {}
         }
-        let items = sqlx::query("SELECT affiliate_id, amount FROM payout_items WHERE payout_id = ? ORDER BY affiliate_id")
-            .bind(int(id)?)
-            .fetch_all(&mut *tx)
-            .await?;
+        let items =
+            sqlx::query("SELECT affiliate_id, amount FROM payout_items WHERE payout_id = ? ORDER BY affiliate_id")
+                .bind(int(id)?)
+                .fetch_all(&mut *tx)
+                .await?;
         let mut moves: BTreeMap<String, Vec<(EntryStatus, Decimal)>> = BTreeMap::new();
         for item in &items {
             let amount = money(item, "amount")?;

@@ -42,7 +42,8 @@ impl SqliteStore {
             }
         }
         {
-            let mut rows = sqlx::query("SELECT id, pending, approved, paid FROM affiliates ORDER BY id").fetch(&mut *tx);
+            let mut rows =
+                sqlx::query("SELECT id, pending, approved, paid FROM affiliates ORDER BY id").fetch(&mut *tx);
             while let Some(r) = rows.try_next().await? {
                 let id: String = r.try_get("id")?;
                 let stored = [money(&r, "pending")?, money(&r, "approved")?, money(&r, "paid")?];
@@ -99,9 +100,10 @@ impl SqliteStore {
                 *slot = add_money(*slot, money(&r, "amount")?)?;
             }
         }
-        for r in sqlx::query("SELECT payout_id, affiliate_id, amount FROM payout_items ORDER BY payout_id, affiliate_id")
-            .fetch_all(&mut *tx)
-            .await?
+        for r in
+            sqlx::query("SELECT payout_id, affiliate_id, amount FROM payout_items ORDER BY payout_id, affiliate_id")
+                .fetch_all(&mut *tx)
+                .await?
         {
             let payout: i64 = r.try_get("payout_id")?;
             let affiliate: String = r.try_get("affiliate_id")?;
