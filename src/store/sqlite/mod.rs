@@ -87,9 +87,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .statement_cache_capacity(256);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // Connections are never recycled: an embedded connection does not go
+        // stale, the last one to close would take an in-memory database with
+        // it, and the read-only readers need the writer's WAL index to exist.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
             // Every writer waits for the one connection: allow a queue.
             .acquire_timeout(Duration::from_secs(30))
             .test_before_acquire(false)
@@ -101,6 +106,8 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(readers.max(1))
                 .min_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire(false)
                 .connect_with(base.read_only(true))

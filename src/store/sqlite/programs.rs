@@ -10,7 +10,7 @@ use std::sync::Arc;
 impl SqliteStore {
     pub(super) async fn ensure_default_program(&self) -> Result<()> {
         let body = serde_json::to_string(&Program::default_doc()).map_err(corrupt)?;
-        sqlx::query("INSERT OR IGNORE INTO program_versions (version, body, created_at) VALUES (1, ?, ?)")
+        sqlx::query("INSERT INTO program_versions (version, body, created_at) VALUES (1, ?, ?) ON CONFLICT (version) DO NOTHING")
             .bind(body)
             .bind(encode_time(Utc::now())?)
             .execute(&self.writer)
