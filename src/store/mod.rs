@@ -1,8 +1,10 @@
 //! The system of record behind one seam: [`Backend`] (and [`ApplyTx`], the
 //! event transaction's reads and writes) is everything the engine may ask of
-//! storage, in domain types only. `mysql` is the production implementation.
+//! storage, in domain types only. `mysql` is the production implementation,
+//! `sqlite` the embedded one (one file, no server).
 //! SQL only: the rules live in `domain`, the use cases in `engine`.
 pub mod mysql;
+pub mod sqlite;
 
 use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
@@ -31,17 +33,19 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether trying the same work again may succeed (deadlock, lock wait,
-    /// lost connection, exhausted pool), as opposed to a fault in the data.
+    /// lost connection, exhausted pool; SQLite's BUSY and LOCKED), as opposed
+    /// to a fault in the data.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Db(e) => mysql::is_transient(e),
+            StoreError::Db(e) => mysql::is_transient(e) || sqlite::is_transient(e),
             _ => false,
         }
     }
 
-    /// A deadlock or lock-wait timeout: worth an immediate retry.
+    /// A deadlock or lock-wait timeout (MySQL), SQLITE_BUSY or SQLITE_LOCKED
+    /// (SQLite): worth an immediate retry.
     pub fn is_lock_conflict(&self) -> bool {
-        matches!(self, StoreError::Db(e) if mysql::is_lock_conflict(e))
+        matches!(self, StoreError::Db(e) if mysql::is_lock_conflict(e) || sqlite::is_lock_conflict(e))
     }
 }
 

@@ -123,7 +123,7 @@ impl MySqlStore {
 
     /// Applies pending migrations and makes sure program version 1 exists.
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        sqlx::migrate!("./migrations/mysql").run(&self.pool).await?;
         self.ensure_default_program().await
     }
 

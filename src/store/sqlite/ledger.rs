@@ -1,0 +1,99 @@
+//! Reading the commission and reward ledgers (writes happen in `apply`).
+use super::codec::{money, time};
+use super::{int, SqliteStore};
+use crate::domain::entitlement::{CommissionKind, RewardKind};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use crate::domain::ledger::{BuyerRewards, EntryStatus, LedgerEntry, RewardEntry};
+use crate::store::{corrupt, Result};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+const LEDGER_COLUMNS: &str =
+    "id, affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at";
+const REWARD_COLUMNS: &str = "id, buyer_id, order_id, event_id, kind, points, created_at";
+
+fn ledger_row(r: &SqliteRow) -> Result<LedgerEntry> {
+    Ok(LedgerEntry {
+        id: r.try_get("id")?,
+        affiliate_id: AffiliateId::from_trusted(r.try_get("affiliate_id")?),
+        order_id: OrderId::from_trusted(r.try_get("order_id")?),
+        event_id: r.try_get("event_id")?,
+        level: r.try_get("level")?,
+        kind: CommissionKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("ledger kind"))?,
+        amount: money(r, "amount")?,
+        status: EntryStatus::parse(r.try_get("status")?).ok_or_else(|| corrupt("entry status"))?,
+        rule_version: r.try_get("rule_version")?,
+        created_at: time(r, "created_at")?,
+    })
+}
+
+fn reward_row(r: &SqliteRow) -> Result<RewardEntry> {
+    Ok(RewardEntry {
+        id: r.try_get("id")?,
+        buyer_id: BuyerId::from_trusted(r.try_get("buyer_id")?),
+        order_id: OrderId::from_trusted(r.try_get("order_id")?),
+        event_id: r.try_get("event_id")?,
+        kind: RewardKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("reward kind"))?,
+        points: r.try_get("points")?,
+        created_at: time(r, "created_at")?,
+    })
+}
+
+impl SqliteStore {
+    /// One page of an affiliate's ledger, oldest first; `after` is the last id of the previous page.
+    pub async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
+        sqlx::query(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger_entries WHERE affiliate_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(id.as_str())
+        .bind(int(after)?)
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?
+        .iter()
+        .map(ledger_row)
+        .collect()
+    }
+
+    /// A buyer's points balance and full history (a buyer never seen has 0
+    /// points), read in one snapshot.
+    pub async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
+        let mut tx = self.readers.begin().await?;
+        let points: Option<i64> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let history =
+            sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE buyer_id = ? ORDER BY id"))
+                .bind(id.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(reward_row)
+                .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(BuyerRewards { buyer_id: id.clone(), points: points.unwrap_or(0), history })
+    }
+}
+
+/// An order's ledger entries, oldest first, on a connection the caller holds.
+pub(super) async fn order_ledger_in(conn: &mut SqliteConnection, id: &OrderId) -> Result<Vec<LedgerEntry>> {
+    sqlx::query(&format!("SELECT {LEDGER_COLUMNS} FROM ledger_entries WHERE order_id = ? ORDER BY id"))
+        .bind(id.as_str())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(ledger_row)
+        .collect()
+}
+
+/// An order's reward entries, oldest first, on a connection the caller holds.
+pub(super) async fn order_rewards_in(conn: &mut SqliteConnection, id: &OrderId) -> Result<Vec<RewardEntry>> {
+    sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE order_id = ? ORDER BY id"))
+        .bind(id.as_str())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(reward_row)
+        .collect()
+}
