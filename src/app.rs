@@ -3,15 +3,17 @@
 use crate::actors::messages::SupervisorMsg;
 use crate::actors::supervisor::Supervisor;
 use crate::actors::{Deps, SupervisorOutbox, Tuning};
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
 use crate::engine::faults::Faults;
 use crate::engine::retry::RetryPolicy;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::extract::ApiKeys;
 use crate::http::{router, AppState};
 use crate::journal::redis::RedisJournal;
+use crate::journal::sqlite::SqliteJournal;
 use crate::journal::{Journal, JournalError};
 use crate::store::mysql::MySqlStore;
+use crate::store::sqlite::SqliteStore;
 use crate::store::{Backend, StoreError};
 use ractor::Actor;
 use rand::distr::{Alphanumeric, SampleString};
@@ -82,19 +84,29 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         },
         admin: if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() },
     };
-    let backend: Arc<dyn Backend> = Arc::new(
-        MySqlStore::connect_split(
-            &config.database_url,
-            config.db_max_connections,
-            config.db_worker_connections,
-            config.redeliver_after(),
-        )
-        .await?,
-    );
-    backend.migrate().await?;
-    let redis_url = config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
     let consumer = format!("komisi-{}", uuid::Uuid::now_v7());
-    let journal: Arc<dyn Journal> = Arc::new(RedisJournal::new(redis_url, &config.redis_prefix, consumer)?);
+    let (backend, journal): (Arc<dyn Backend>, Arc<dyn Journal>) = match config.backend() {
+        Some(BackendKind::Sqlite) => {
+            // One file: the record and the journal, written through one connection.
+            let store =
+                SqliteStore::connect(&config.database_url, config.db_max_connections, config.redeliver_after()).await?;
+            let journal = Arc::new(SqliteJournal::new(store.writer().clone(), consumer));
+            (Arc::new(store), journal)
+        }
+        _ => {
+            let store = MySqlStore::connect_split(
+                &config.database_url,
+                config.db_max_connections,
+                config.db_worker_connections,
+                config.redeliver_after(),
+            )
+            .await?;
+            let redis_url =
+                config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
+            (Arc::new(store), Arc::new(RedisJournal::new(redis_url, &config.redis_prefix, consumer)?))
+        }
+    };
+    backend.migrate().await?;
 
     let engine = Engine::new(
         backend,
@@ -221,7 +233,11 @@ async fn wait_for_signal() {
 /// `komisi migrate`: applies pending migrations and exits.
 pub async fn migrate(config: Config) -> Result<(), AppError> {
     config.validate().map_err(AppError::Config)?;
-    let store = MySqlStore::connect(&config.database_url, 2, config.redeliver_after()).await?;
-    store.migrate().await?;
+    match config.backend() {
+        Some(BackendKind::Sqlite) => {
+            SqliteStore::connect(&config.database_url, 1, config.redeliver_after()).await?.migrate().await?
+        }
+        _ => MySqlStore::connect(&config.database_url, 2, config.redeliver_after()).await?.migrate().await?,
+    }
     Ok(())
 }

@@ -10,11 +10,13 @@ pub struct Config {
     #[arg(long, env = "KOMISI_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
-    /// System of record. `mysql://user:pass@host/db` in production.
+    /// System of record: `sqlite://FILE` (embedded, one instance; created when
+    /// missing) or `mysql://user:pass@host/db` (production).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://komisi.db")]
     pub database_url: String,
 
-    /// Dispatch journal (Redis Streams). Required with a MySQL database.
+    /// Dispatch journal (Redis Streams), required with MySQL. Unset with
+    /// SQLite: the journal lives in the same file.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
@@ -100,7 +102,25 @@ pub struct Config {
     pub bench_commission_delay_ms: u64,
 }
 
+/// Which system of record `DATABASE_URL` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    MySql,
+}
+
 impl Config {
+    pub fn backend(&self) -> Option<BackendKind> {
+        let url = self.database_url.as_str();
+        if url.starts_with("sqlite:") {
+            Some(BackendKind::Sqlite)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Some(BackendKind::MySql)
+        } else {
+            None
+        }
+    }
+
     pub fn retry_base(&self) -> Duration {
         Duration::from_millis(self.retry_base_ms)
     }
@@ -153,16 +173,20 @@ impl Config {
         if self.redis_prefix.is_empty() {
             return Err("KOMISI_REDIS_PREFIX must not be empty".into());
         }
-        if !self.database_url.starts_with("mysql://") && !self.database_url.starts_with("mariadb://") {
-            return Err(format!(
-                "DATABASE_URL={} is not supported yet: the embedded SQLite mode is not built; \
-                 set DATABASE_URL=mysql://… and REDIS_URL=redis://…",
+        match self.backend() {
+            Some(BackendKind::Sqlite) if self.redis_url.is_some() => Err(
+                "REDIS_URL is set but DATABASE_URL is SQLite: the embedded mode keeps its journal in the SQLite file \
+                 and runs one instance; unset REDIS_URL, or use DATABASE_URL=mysql://… for the Redis journal"
+                    .into(),
+            ),
+            Some(BackendKind::MySql) if self.redis_url.is_none() => {
+                Err("REDIS_URL is required with a MySQL database (redis://host:port)".into())
+            }
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "DATABASE_URL={} is not supported: use sqlite://FILE (embedded) or mysql://user:pass@host/db",
                 self.database_url
-            ));
+            )),
         }
-        if self.redis_url.is_none() {
-            return Err("REDIS_URL is required with a MySQL database".into());
-        }
-        Ok(())
     }
 }

@@ -32,12 +32,18 @@ enum Stop {
     Graceful,
 }
 
-struct Instance {
+pub struct Instance {
     stop: Option<tokio::sync::oneshot::Sender<Stop>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Instance {
+    /// Kills the instance outright (every task dropped, as with SIGKILL) and waits for it.
+    pub async fn kill(mut self) {
+        self.stop(Stop::Kill);
+        tokio::task::spawn_blocking(move || self.join()).await.expect("join app thread");
+    }
+
     fn stop(&mut self, how: Stop) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(how);
@@ -63,7 +69,7 @@ pub struct TestApp {
 }
 
 /// Test tuning: quick retries and sweeps, so recovery paths finish in seconds.
-fn test_config(db_url: String, prefix: String) -> Config {
+pub fn test_config(db_url: String, prefix: String) -> Config {
     Config {
         bind: "127.0.0.1:0".parse().expect("address"),
         database_url: db_url,
@@ -123,7 +129,7 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config), faults: Faults) -> T
     }
 }
 
-async fn start_instance(config: Config, faults: Arc<Faults>) -> (Instance, SocketAddr, ActorRef<SupervisorMsg>) {
+pub async fn start_instance(config: Config, faults: Arc<Faults>) -> (Instance, SocketAddr, ActorRef<SupervisorMsg>) {
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Stop>();
     let thread = std::thread::spawn(move || {

@@ -4,6 +4,7 @@
 //! and `schema` checks the two backends' schemas against each other.
 mod batching;
 mod concurrency;
+mod embedded;
 mod faults;
 mod helpers;
 mod hot;
