@@ -15,7 +15,15 @@ if [ -z "${KOMISI_BENCH_KEEP_DB:-}" ]; then
   mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS komisi_perf; CREATE DATABASE komisi_perf"
   redis-cli --scan --pattern 'komisi_perf:*' | xargs -r redis-cli DEL >/dev/null
 fi
-env DATABASE_URL="$MYSQL/komisi_perf" REDIS_URL=redis://127.0.0.1:6379 KOMISI_REDIS_PREFIX=komisi_perf \
+# KOMISI_BENCH_EMBEDDED=1: the embedded mode instead (SQLite file, no Redis).
+if [ -n "${KOMISI_BENCH_EMBEDDED:-}" ]; then
+  DB=${KOMISI_BENCH_SQLITE:-/tmp/komisi_perf.db}
+  if [ -z "${KOMISI_BENCH_KEEP_DB:-}" ]; then rm -f "$DB" "$DB-wal" "$DB-shm"; fi
+  STORE=(DATABASE_URL="sqlite://$DB")
+else
+  STORE=(DATABASE_URL="$MYSQL/komisi_perf" REDIS_URL=redis://127.0.0.1:6379 KOMISI_REDIS_PREFIX=komisi_perf)
+fi
+env "${STORE[@]}" \
   KOMISI_STOREFRONT_KEYS=loadtest KOMISI_ADMIN_KEYS=loadtest-admin RUST_LOG=warn "$@" \
   ./target/release/komisi serve --bind "127.0.0.1:$PORT" >/tmp/komisi-bench.log 2>&1 &
 pid=$!

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Embedded (SQLite) and production (MariaDB + Redis) mode back to back, RUNS
+# times each, at RATE (saturation) and RATE/2, uniform load.
+#   loadtest/modes.sh [rate] [runs]        (release build first)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+RATE=${1:-726}
+RUNS=${2:-3}
+HALF=$((RATE / 2))
+loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
+summary() {
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'lag p99<=%s' % d['lag_upper_bound_s']['p99'], 'errors=%s' % d['errors'])"
+}
+for round in $(seq "$RUNS"); do
+  for mode in mysql embedded; do
+    if [ "$mode" = embedded ]; then PID=$(KOMISI_BENCH_EMBEDDED=1 loadtest/serve.sh); else PID=$(loadtest/serve.sh); fi
+    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --server-pid "$PID" | summary "round=$round $mode max=$RATE"
+    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "round=$round $mode half=$HALF"
+    kill "$PID"
+    while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
+  done
+done
