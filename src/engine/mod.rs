@@ -55,6 +55,30 @@ pub trait Outbox: Send + Sync + 'static {
     fn publish(&self, events: Vec<EventRef>);
 }
 
+/// The one "commit, then journal": committed events go to the outbox (the
+/// actor tree's dispatcher), once it is connected.
+#[derive(Clone)]
+pub(crate) struct Committed {
+    outbox: Arc<OnceLock<Arc<dyn Outbox>>>,
+    faults: Arc<Faults>,
+}
+
+impl Committed {
+    pub(crate) async fn publish(&self, events: Vec<EventRef>) {
+        if events.is_empty() {
+            return;
+        }
+        if self.faults.holding_after_commit() {
+            // Failure injection: the process "dies" between the commit and the journal write.
+            std::future::pending::<()>().await;
+        }
+        match self.outbox.get() {
+            Some(outbox) => outbox.publish(events),
+            None => tracing::warn!(events = events.len(), "no outbox yet; recovery will journal the events"),
+        }
+    }
+}
+
 /// Tuning of the engine's batch workers and retries.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -78,7 +102,7 @@ struct Inner {
     backend: Arc<dyn Backend>,
     journal: Arc<dyn Journal>,
     faults: Arc<Faults>,
-    outbox: OnceLock<Arc<dyn Outbox>>,
+    committed: Committed,
     intake: intake::Intake,
     applier: Applier,
     config: EngineConfig,
@@ -100,7 +124,9 @@ impl Engine {
         faults: Arc<Faults>,
         config: EngineConfig,
     ) -> Self {
-        let intake = intake::Intake::start(backend.clone(), config.intake_workers, config.intake_batch);
+        let committed = Committed { outbox: Arc::new(OnceLock::new()), faults: faults.clone() };
+        let intake =
+            intake::Intake::start(backend.clone(), committed.clone(), config.intake_workers, config.intake_batch);
         let applier = Applier::start(
             backend.clone(),
             faults.clone(),
@@ -108,12 +134,12 @@ impl Engine {
             config.event_batch,
             config.event_linger,
         );
-        Self { inner: Arc::new(Inner { backend, journal, faults, outbox: OnceLock::new(), intake, applier, config }) }
+        Self { inner: Arc::new(Inner { backend, journal, faults, committed, intake, applier, config }) }
     }
 
     /// Connects the outbox committed events are handed to (once, at start).
     pub fn connect_outbox(&self, outbox: Arc<dyn Outbox>) {
-        let _ = self.inner.outbox.set(outbox);
+        let _ = self.inner.committed.outbox.set(outbox);
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -132,17 +158,7 @@ impl Engine {
     /// The one "commit, then journal": events already committed are handed to
     /// the outbox. Before the outbox is connected they wait for recovery.
     async fn committed(&self, events: Vec<EventRef>) {
-        if events.is_empty() {
-            return;
-        }
-        if self.inner.faults.holding_after_commit() {
-            // Failure injection: the process "dies" between the commit and the journal write.
-            std::future::pending::<()>().await;
-        }
-        match self.inner.outbox.get() {
-            Some(outbox) => outbox.publish(events),
-            None => tracing::warn!(events = events.len(), "no outbox yet; recovery will journal the events"),
-        }
+        self.inner.committed.publish(events).await
     }
 
     /// Whether the database and the journal answer.
@@ -155,11 +171,8 @@ impl Engine {
     /// Accepts an order: answers once the order, its items and its event are
     /// committed (G4), then journals the event.
     pub async fn place_order(&self, order: NewOrder) -> Result<CreateOrder> {
-        let outcome = self.inner.intake.submit(order).await?;
-        if let CreateOrder::Accepted(event) = &outcome {
-            self.committed(vec![event.clone()]).await;
-        }
-        Ok(outcome)
+        // Intake journals the accepted events of each batch together, after its commit.
+        self.inner.intake.submit(order).await
     }
 
     pub async fn order(&self, id: &OrderId) -> Result<Option<OrderDetails>> {
