@@ -4,7 +4,7 @@ use crate::actors::messages::SupervisorMsg;
 use crate::actors::supervisor::Supervisor;
 use crate::actors::{Deps, SupervisorOutbox, Tuning};
 use crate::config::{BackendKind, Config};
-use crate::engine::faults::Faults;
+use crate::engine::faults::{Faults, Switchable};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::extract::ApiKeys;
@@ -107,6 +107,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         }
     };
     backend.migrate().await?;
+    let journal: Arc<dyn Journal> = Arc::new(Switchable::new(journal, faults.clone()));
 
     let engine = Engine::new(
         backend,

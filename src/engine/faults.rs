@@ -1,6 +1,9 @@
 //! Failure injection for tests and benchmarks. Every switch is off by default;
 //! production code only pays an atomic load per check.
+use crate::domain::event::{EventId, EventRef};
+use crate::journal::{Delivery, Journal, JournalError};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -19,6 +22,10 @@ pub struct Faults {
     /// Intake parks every request after its commit and before the journal write,
     /// as if the process died there.
     hold_after_commit: AtomicBool,
+    /// Every journal call fails, as when Redis is unreachable (see
+    /// [`Switchable`]); in the embedded mode, where the journal cannot fail
+    /// apart from the database, this is the only way to hold events back.
+    journal_down: AtomicBool,
     /// Benchmark only: sleep before every commission computation, holding no
     /// connection and no lock (KOMISI_BENCH_COMMISSION_DELAY_MS).
     commission_delay: Duration,
@@ -53,12 +60,16 @@ impl Faults {
     pub fn hold_after_commit(&self, on: bool) {
         self.hold_after_commit.store(on, Ordering::SeqCst);
     }
+    pub fn journal_down(&self, down: bool) {
+        self.journal_down.store(down, Ordering::SeqCst);
+    }
     pub fn clear(&self) {
         self.fail_db_mid_tx(0);
         self.panic_in_actor(0);
         self.panic_in_batch(0);
         *self.failing_order.lock().expect("faults lock") = None;
         self.hold_after_commit(false);
+        self.journal_down(false);
     }
 
     pub(crate) fn take_db_error(&self) -> bool {
@@ -86,5 +97,73 @@ impl Faults {
     }
     pub(crate) fn commission_delay(&self) -> Duration {
         self.commission_delay
+    }
+}
+
+/// A journal that fails every call while [`Faults::journal_down`] is on and
+/// passes every call through otherwise (one atomic load per call).
+pub struct Switchable {
+    inner: Arc<dyn Journal>,
+    faults: Arc<Faults>,
+}
+
+impl Switchable {
+    pub fn new(inner: Arc<dyn Journal>, faults: Arc<Faults>) -> Self {
+        Self { inner, faults }
+    }
+
+    fn check(&self) -> Result<(), JournalError> {
+        if self.faults.journal_down.load(Ordering::SeqCst) {
+            Err(JournalError("injected failure: the journal is unreachable".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for Switchable {
+    async fn ensure(&self) -> Result<bool, JournalError> {
+        self.check()?;
+        self.inner.ensure().await
+    }
+    async fn publish(&self, events: &[EventRef]) -> Result<usize, JournalError> {
+        self.check()?;
+        self.inner.publish(events).await
+    }
+    async fn read(&self, max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
+        if self.check().is_err() {
+            // A blocking read against a dead server does not return at once either.
+            tokio::time::sleep(block.min(Duration::from_millis(100))).await;
+        }
+        self.check()?;
+        self.inner.read(max, block).await
+    }
+    async fn ack(&self, deliveries: &[Delivery]) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.ack(deliveries).await
+    }
+    async fn claim_idle(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError> {
+        self.check()?;
+        self.inner.claim_idle(min_idle, max).await
+    }
+    async fn claim_dead(&self, max: usize) -> Result<Vec<Delivery>, JournalError> {
+        self.check()?;
+        self.inner.claim_dead(max).await
+    }
+    async fn heartbeat(&self, ttl: Duration) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.heartbeat(ttl).await
+    }
+    async fn live(&self, events: &[EventId]) -> Result<Vec<bool>, JournalError> {
+        self.check()?;
+        self.inner.live(events).await
+    }
+    async fn live_count(&self) -> Result<u64, JournalError> {
+        self.check()?;
+        self.inner.live_count().await
+    }
+    async fn ping(&self) -> bool {
+        self.check().is_ok() && self.inner.ping().await
     }
 }

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn count(app: &TestApp, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&app.db).await.expect("count")
+    app.db.int(&format!("SELECT COUNT(*) FROM {table}"), &[]).await
 }
 
 fn fields(body: &Value) -> Vec<String> {
@@ -233,10 +233,7 @@ async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
     let app = spawn_app().await;
     app.create_affiliate("A", None).await;
     app.accept(&simple_order("taken", "x", Some("code-A"), "100000")).await;
-    let store =
-        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 2, std::time::Duration::from_millis(500))
-            .await
-            .unwrap();
+    let store = open_store(&app.config, 2, std::time::Duration::from_millis(500)).await;
     let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
     let mut usd = simple_order("usd", "y", None, "5");
     usd["currency"] = json!("USD");
@@ -260,12 +257,8 @@ async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
     assert!(matches!(&outcomes[5], CreateOrder::Conflict));
     assert_eq!(count(&app, "orders").await, 3);
     assert_eq!(count(&app, "events").await, 3);
-    let unattributed: (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT affiliate_id, attribution_note FROM orders WHERE id = 'new-2'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    assert_eq!(unattributed, (None, Some("unknown_referral_code".into())));
+    let unattributed = app.db.rows("SELECT affiliate_id, attribution_note FROM orders WHERE id = 'new-2'", &[]).await;
+    assert_eq!(unattributed, vec![vec![None, Some("unknown_referral_code".into())]]);
     // The events reach the journal through recovery (they were not cast by a handler).
     let _ = (app.processed("new-1").await, app.processed("new-2").await);
     app.assert_ledger_consistent().await;
@@ -280,10 +273,7 @@ async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone()
     // A pool of ONE connection, with the program not yet cached: intake must
     // never need a second connection while it holds one (it would wait for
     // itself), and the failed batch's connection is replaced.
-    let store =
-        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
-            .await
-            .unwrap();
+    let store = open_store(&app.config, 1, std::time::Duration::from_millis(500)).await;
     let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
     let good = parse(simple_order("good", "x", Some("code-A"), "100000"));
     let mut bad = parse(simple_order("bad", "y", Some("code-A"), "100000"));
@@ -292,7 +282,7 @@ async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone()
     let outcomes = store.create_orders(&[good, bad]).await;
     assert!(matches!(&outcomes[0], Ok(CreateOrder::Accepted(_))), "{:?}", outcomes[0]);
     assert!(outcomes[1].is_err(), "{:?}", outcomes[1]);
-    let orders: Vec<String> = sqlx::query_scalar("SELECT id FROM orders").fetch_all(&app.db).await.unwrap();
+    let orders = app.db.column("SELECT id FROM orders", &[]).await;
     assert_eq!(orders, vec!["good".to_string()]);
     assert_eq!(count(&app, "events").await, 1);
     assert_eq!(count(&app, "order_items").await, 1);
@@ -303,10 +293,7 @@ async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone()
     let _ = (app.processed("good").await, app.processed("next").await);
     app.assert_ledger_consistent().await;
     // The same for a lifecycle request on another fresh one-connection store.
-    let fresh =
-        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 1, std::time::Duration::from_millis(500))
-            .await
-            .unwrap();
+    let fresh = open_store(&app.config, 1, std::time::Duration::from_millis(500)).await;
     let completed = fresh.complete(&komisi::domain::ids::OrderId::parse("good").unwrap()).await.unwrap();
     assert!(matches!(completed, komisi::domain::order::LifecycleOutcome::Accepted(_)), "{completed:?}");
 }

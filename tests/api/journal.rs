@@ -33,6 +33,9 @@ async fn cleanup(prefix: &str) {
 
 #[tokio::test]
 async fn entries_of_a_dead_consumer_are_claimed_by_another() {
+    if !crate::helpers::needs_redis("entries_of_a_dead_consumer_are_claimed_by_another") {
+        return;
+    }
     let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let dead = RedisJournal::new(&redis_url(), &prefix, "dead".into()).unwrap();
     let alive = RedisJournal::new(&redis_url(), &prefix, "alive".into()).unwrap();
@@ -55,6 +58,9 @@ async fn entries_of_a_dead_consumer_are_claimed_by_another() {
 
 #[tokio::test]
 async fn a_lost_journal_is_detected_and_recreated() {
+    if !crate::helpers::needs_redis("a_lost_journal_is_detected_and_recreated") {
+        return;
+    }
     let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let journal = RedisJournal::new(&redis_url(), &prefix, "c".into()).unwrap();
     assert!(journal.ensure().await.unwrap());
@@ -72,6 +78,9 @@ async fn a_lost_journal_is_detected_and_recreated() {
 
 #[tokio::test]
 async fn each_event_has_one_live_entry_until_it_is_acked_or_its_entry_is_lost() {
+    if !crate::helpers::needs_redis("each_event_has_one_live_entry_until_it_is_acked_or_its_entry_is_lost") {
+        return;
+    }
     let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let journal = RedisJournal::new(&redis_url(), &prefix, "c".into()).unwrap();
     journal.ensure().await.unwrap();
@@ -106,6 +115,9 @@ async fn each_event_has_one_live_entry_until_it_is_acked_or_its_entry_is_lost() 
 
 #[tokio::test]
 async fn a_consumer_that_stops_beating_loses_its_entries_to_a_live_one_at_once() {
+    if !crate::helpers::needs_redis("a_consumer_that_stops_beating_loses_its_entries_to_a_live_one_at_once") {
+        return;
+    }
     let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let dead = RedisJournal::new(&redis_url(), &prefix, "dead".into()).unwrap();
     let alive = RedisJournal::new(&redis_url(), &prefix, "alive".into()).unwrap();

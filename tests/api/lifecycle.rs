@@ -3,7 +3,6 @@ use crate::helpers::*;
 use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::Row;
 use std::time::Duration;
 
 pub(crate) async fn refund(app: &TestApp, order: &str, refund_id: &str, items: Value) -> (StatusCode, Value) {
@@ -202,31 +201,28 @@ async fn a_refund_after_payout_is_a_clawback_that_the_next_payout_nets() {
 async fn ledger_after(
     order: [usize; 3],
 ) -> (Vec<(String, String, rust_decimal::Decimal)>, Vec<(String, String, String, String)>) {
-    let mut app = spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), Faults::default()).await;
+    let mut app = spawn_app_without_journal().await;
     app.set_program(|p| p["holding_days"] = json!(0)).await;
     abc_tree(&app).await;
     app.accept(&worked_example_order("o-1", "x", "code-C")).await;
     refund(&app, "o-1", "r-1", json!([{"sku": "phone", "quantity": 1}])).await;
     lifecycle(&app, "o-1", "complete").await;
     app.kill().await;
-    let events: Vec<String> = sqlx::query_scalar("SELECT id FROM events WHERE order_id = 'o-1' ORDER BY id")
-        .fetch_all(&app.db)
-        .await
-        .unwrap();
+    let events = app.db.column("SELECT id FROM events WHERE order_id = 'o-1' ORDER BY id", &[]).await;
     assert_eq!(events.len(), 3);
-    let store =
-        komisi::store::mysql::MySqlStore::connect(&app.config.database_url, 2, Duration::from_secs(60)).await.unwrap();
+    let store = open_store(&app.config, 2, Duration::from_secs(60)).await;
     for i in order {
         let id = komisi::domain::event::EventId::parse(&events[i]).unwrap();
-        komisi::engine::apply::apply_event(&store, &Faults::default(), id).await.unwrap();
+        komisi::engine::apply::apply_event(store.as_ref(), &Faults::default(), id).await.unwrap();
     }
-    let rows =
-        sqlx::query("SELECT id, pending, approved, paid FROM affiliates ORDER BY id").fetch_all(&app.db).await.unwrap();
-    let balances = rows
-        .iter()
+    let balances = app
+        .db
+        .rows("SELECT id, pending, approved, paid FROM affiliates ORDER BY id", &[])
+        .await
+        .into_iter()
         .map(|r| {
-            let f = |c: &str| r.get::<rust_decimal::Decimal, _>(c).normalize().to_string();
-            (r.get::<String, _>("id"), f("pending"), f("approved"), f("paid"))
+            let f = |i: usize| r[i].clone().expect("not null");
+            (f(0), f(1), f(2), f(3))
         })
         .collect();
     app.restart(Faults::default()).await;
@@ -267,11 +263,7 @@ async fn entries_stay_pending_until_the_holding_period_ends_across_a_restart() {
     assert_eq!(lifecycle(&app, "o-1", "complete").await.0, StatusCode::ACCEPTED);
     let order = app.processed("o-1").await;
     assert_eq!(order["status"], "completed");
-    let approve_at: chrono::DateTime<chrono::Utc> = sqlx::query("SELECT approve_at FROM orders WHERE id = 'o-1'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-        .get("approve_at");
+    let approve_at = app.db.time("SELECT approve_at FROM orders WHERE id = 'o-1'", &[]).await;
     let wait = approve_at - chrono::Utc::now();
     assert!(wait > chrono::TimeDelta::hours(23), "due a day after completion: {wait}");
     assert_eq!(app.balance("C", "pending").await, d("95000"));
@@ -279,10 +271,7 @@ async fn entries_stay_pending_until_the_holding_period_ends_across_a_restart() {
 
     // The server is down when the due time passes.
     app.kill().await;
-    sqlx::query("UPDATE orders SET approve_at = NOW(6) - INTERVAL 1 SECOND WHERE id = 'o-1'")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    app.db.set_time("orders", "approve_at", "o-1", chrono::Utc::now() - chrono::TimeDelta::seconds(1)).await;
     app.restart(Faults::default()).await;
     let approved = poll(Duration::from_secs(10), || async { app.balance("C", "approved").await == d("95000") }).await;
     assert!(approved, "approved after the restart");
@@ -306,9 +295,9 @@ async fn reconcile_reports_a_corrupted_balance() {
     app.accept(&worked_example_order("o-1", "x", "code-C")).await;
     app.processed("o-1").await;
     app.assert_reconciled().await;
-    sqlx::query("UPDATE affiliates SET pending = pending + 1 WHERE id = 'C'").execute(&app.db).await.unwrap();
-    sqlx::query("UPDATE buyers SET points = points - 7 WHERE id = 'x'").execute(&app.db).await.unwrap();
-    sqlx::query("DELETE FROM ledger_entries WHERE affiliate_id = 'A'").execute(&app.db).await.unwrap();
+    app.db.add_money("affiliates", "pending", "C", d("1")).await;
+    app.db.exec("UPDATE buyers SET points = points - 7 WHERE id = 'x'", &[]).await;
+    app.db.exec("DELETE FROM ledger_entries WHERE affiliate_id = 'A'", &[]).await;
     let report = app.admin_get("/admin/reconcile").await;
     assert_eq!(report["ok"], false);
     let found: Vec<(String, String)> = report["violations"]

@@ -1,7 +1,11 @@
-//! The one integration-test binary: every test starts a real komisi against
-//! MariaDB and Redis, with its own database and key prefix; `sqlite` drives
-//! the engine on the embedded SQLite backend (a file of its own per test),
-//! and `schema` checks the two backends' schemas against each other.
+//! The one integration-test binary, run once per backend: every test starts a
+//! real komisi on the backend `KOMISI_TEST_BACKEND` names — `mysql` (the
+//! default: MariaDB + Redis, a database and key prefix of its own) or `sqlite`
+//! (the embedded mode, a file of its own) — and checks it over HTTP and in the
+//! database. Tests of Redis itself (`journal`, stream loss, live entries) say
+//! so and are skipped on `sqlite`. `sqlite`, `sqlite_journal` and `embedded`
+//! drive the SQLite backend directly and `schema` compares the two schemas:
+//! those run in either run.
 mod batching;
 mod concurrency;
 mod embedded;

@@ -90,7 +90,7 @@ async fn replaying_a_done_event_changes_no_balance() {
     assert!(drained);
     assert_eq!(app.balance("C", "pending").await, d("95000"));
     assert_eq!(app.points("x").await, 26500);
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries").fetch_one(&app.db).await.unwrap();
+    let rows = app.db.int("SELECT COUNT(*) FROM ledger_entries", &[]).await;
     assert_eq!(rows, 3);
     assert_eq!(
         app.admin_post("/admin/events/01234567-89ab-7def-8123-456789abcdef/replay", &json!({})).await.status(),
@@ -148,8 +148,9 @@ async fn recompute_shows_entitled_applied_delta_and_writes_the_delta_as_an_event
         .contains(&json!({"buyer_id": "x", "kind": "first_order_bonus", "points": 5000})));
 
     // Someone deletes B's entry behind komisi's back (and fixes the balance to match).
-    sqlx::query("DELETE FROM ledger_entries WHERE affiliate_id = 'B'").execute(&app.db).await.unwrap();
-    sqlx::query("UPDATE affiliates SET pending = 0 WHERE id = 'B'").execute(&app.db).await.unwrap();
+    app.db.exec("DELETE FROM ledger_entries WHERE affiliate_id = 'B'", &[]).await;
+    app.db.add_money("affiliates", "pending", "B", -d("64500")).await;
+    assert_eq!(app.balance("B", "pending").await, d("0"));
     let dry: Value =
         app.admin_post("/admin/orders/o-1/recompute", &json!({"dry_run": true})).await.json().await.unwrap();
     assert_eq!(dry["delta"], json!([{"affiliate_id": "B", "level": 2, "kind": "commission", "amount": "64500"}]));

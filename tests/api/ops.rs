@@ -56,9 +56,7 @@ async fn metrics_count_requests_and_events() {
 
 #[tokio::test]
 async fn readiness_reports_a_missing_journal() {
-    let app =
-        spawn_app_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into()), komisi::engine::faults::Faults::default())
-            .await;
+    let app = spawn_app_without_journal().await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
