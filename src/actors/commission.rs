@@ -136,14 +136,13 @@ async fn process(deps: &Deps, delivery: &Delivery) -> bool {
 }
 
 async fn process_in_span(deps: &Deps, delivery: &Delivery) -> bool {
-    let event_id = delivery.event.id;
     let delay = deps.engine.faults().commission_delay();
     if !delay.is_zero() {
         // Benchmark only; holds no connection and no lock.
         tokio::time::sleep(delay).await;
     }
     let started = Instant::now();
-    let result = deps.engine.apply(event_id).await;
+    let result = deps.engine.apply(&delivery.event).await;
     let elapsed = started.elapsed().as_secs_f64();
     match result {
         Ok(Outcome::Applied { kind, lag, amounts, rows_written }) => {

@@ -9,7 +9,7 @@ use super::faults::Faults;
 use super::EngineError;
 use crate::domain::affiliate::UplineWalk;
 use crate::domain::entitlement::{entitle, month_window, CommissionKind, FrozenContext};
-use crate::domain::event::{EventId, EventStatus, EventType};
+use crate::domain::event::{EventId, EventStatus, EventType, PartitionKey};
 use crate::domain::ids::{AffiliateId, OrderId};
 use crate::domain::ledger::{delta, Applied, EntryStatus};
 use crate::domain::order::{CommissionStatus, OrderState, OrderStatus};
@@ -308,7 +308,7 @@ pub async fn apply_batch(backend: &dyn Backend, faults: &Faults, ids: Vec<EventI
 /// applied together (`apply_batch`).
 #[derive(Clone)]
 pub struct Applier {
-    batches: super::batch::Coalescer<EventId, Result<Outcome>>,
+    batches: super::batch::Coalescer<EventId, Result<Outcome>, PartitionKey>,
 }
 
 impl Applier {
@@ -328,8 +328,9 @@ impl Applier {
         Self { batches }
     }
 
-    /// Applies one event (possibly together with other partitions' events).
-    pub async fn apply(&self, id: EventId) -> Result<Outcome> {
-        self.batches.submit(id).await.ok_or(EngineError::NoAnswer("event application"))?
+    /// Applies one event of `partition` (possibly together with other
+    /// partitions' events; partitions take turns in every batch).
+    pub async fn apply(&self, partition: &PartitionKey, id: EventId) -> Result<Outcome> {
+        self.batches.submit(partition.clone(), id).await.ok_or(EngineError::NoAnswer("event application"))?
     }
 }

@@ -7,6 +7,12 @@
 //! larger batches). Used for order intake (one transaction per batch of
 //! orders) and for applying events (one transaction per batch of events).
 //!
+//! Jobs wait in lanes (for events: the partition), and a batch takes one job
+//! from each lane in turn: a lane that queued hundreds of jobs at once (a hot
+//! affiliate's run) shares every batch with the other lanes' jobs instead of
+//! holding them up until it is through. This matters most where batches run
+//! one at a time (the embedded mode's single writer).
+//!
 //! Workers are supervised: a panic while running a batch is caught and
 //! counted (`komisi_worker_restarts_total`), the worker starts over, and the
 //! batch's jobs are run again one by one, each still guarded, so one job that
@@ -14,22 +20,74 @@
 //! are answered.
 use crate::metrics as m;
 use futures::FutureExt;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 type Job<J, R> = (J, oneshot::Sender<R>);
 
-pub struct Coalescer<J, R> {
-    queue: mpsc::Sender<Job<J, R>>,
+/// The waiting jobs, by lane, and the lanes in their turn order.
+struct Lanes<L, J, R> {
+    lanes: HashMap<L, VecDeque<Job<J, R>>>,
+    /// Lanes with jobs, the next to give one first.
+    turn: VecDeque<L>,
+    closed: bool,
 }
 
-impl<J, R> Clone for Coalescer<J, R> {
+impl<L: Hash + Eq + Clone, J, R> Lanes<L, J, R> {
+    /// Moves up to `max − batch.len()` jobs into `batch`, one lane at a time.
+    fn take(&mut self, batch: &mut Vec<Job<J, R>>, max: usize) {
+        while batch.len() < max {
+            let Some(lane) = self.turn.pop_front() else { return };
+            let Some(jobs) = self.lanes.get_mut(&lane) else { continue };
+            if let Some(job) = jobs.pop_front() {
+                batch.push(job);
+            }
+            if jobs.is_empty() {
+                self.lanes.remove(&lane);
+            } else {
+                self.turn.push_back(lane);
+            }
+        }
+    }
+}
+
+struct Shared<L, J, R> {
+    lanes: Mutex<Lanes<L, J, R>>,
+    ready: Notify,
+}
+
+impl<L, J, R> Shared<L, J, R> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes<L, J, R>> {
+        // A panic never happens while the lock is held (no user code runs
+        // under it); recover the data all the same.
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Closes the queue when the last handle goes: the workers finish what is
+/// queued and stop.
+struct Handles<L, J, R>(Arc<Shared<L, J, R>>);
+
+impl<L, J, R> Drop for Handles<L, J, R> {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.ready.notify_waiters();
+    }
+}
+
+pub struct Coalescer<J, R, L = ()> {
+    handles: Arc<Handles<L, J, R>>,
+}
+
+impl<J, R, L> Clone for Coalescer<J, R, L> {
     fn clone(&self) -> Self {
-        Self { queue: self.queue.clone() }
+        Self { handles: self.handles.clone() }
     }
 }
 
@@ -41,7 +99,12 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-impl<J: Clone + Send + 'static, R: Send + 'static> Coalescer<J, R> {
+impl<J, R, L> Coalescer<J, R, L>
+where
+    J: Clone + Send + 'static,
+    R: Send + 'static,
+    L: Hash + Eq + Clone + Send + 'static,
+{
     /// `workers` batches run at once, each of up to `max_batch` jobs, started
     /// at most `linger` after its first job arrived; `run` answers a batch with
     /// one result per job, in order. `name` labels the restart counter. The
@@ -52,13 +115,15 @@ impl<J: Clone + Send + 'static, R: Send + 'static> Coalescer<J, R> {
         Fut: Future<Output = Vec<R>> + Send,
     {
         let max_batch = max_batch.max(1);
-        let (queue, rx) = mpsc::channel::<Job<J, R>>(workers.max(1) * max_batch * 4);
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            lanes: Mutex::new(Lanes { lanes: HashMap::new(), turn: VecDeque::new(), closed: false }),
+            ready: Notify::new(),
+        });
         let run = Arc::new(run);
         for _ in 0..workers.max(1) {
-            let (rx, run) = (rx.clone(), run.clone());
+            let (shared, run) = (shared.clone(), run.clone());
             tokio::spawn(async move {
-                while let Some(batch) = next_batch(&rx, max_batch, linger).await {
+                while let Some(batch) = next_batch(&shared, max_batch, linger).await {
                     let (jobs, replies): (Vec<J>, Vec<oneshot::Sender<R>>) = batch.into_iter().unzip();
                     match AssertUnwindSafe(run(jobs.clone())).catch_unwind().await {
                         Ok(results) => {
@@ -96,38 +161,72 @@ impl<J: Clone + Send + 'static, R: Send + 'static> Coalescer<J, R> {
                 }
             });
         }
-        Self { queue }
+        Self { handles: Arc::new(Handles(shared)) }
     }
 
-    /// Queues a job and waits for its result; None when the workers are gone
-    /// (shutting down), the job panicked, or `run` answered fewer results than jobs.
-    pub async fn submit(&self, job: J) -> Option<R> {
+    /// Queues a job in `lane` and waits for its result; None when the workers
+    /// are gone (shutting down), the job panicked, or `run` answered fewer
+    /// results than jobs.
+    pub async fn submit(&self, lane: L, job: J) -> Option<R> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((job, reply)).await.ok()?;
+        let shared = &self.handles.0;
+        {
+            let mut lanes = shared.lock();
+            if lanes.closed {
+                return None;
+            }
+            let jobs = lanes.lanes.entry(lane.clone()).or_default();
+            jobs.push_back((job, reply));
+            if jobs.len() == 1 {
+                lanes.turn.push_back(lane);
+            }
+        }
+        shared.ready.notify_one();
         answer.await.ok()
     }
 }
 
-/// The next batch: the first waiting job, and what joins it within the linger.
-async fn next_batch<J, R>(
-    rx: &Mutex<mpsc::Receiver<Job<J, R>>>,
+/// The next batch: the first waiting job, and what joins it within the
+/// linger; None once the queue is closed and empty.
+async fn next_batch<L: Hash + Eq + Clone, J, R>(
+    shared: &Shared<L, J, R>,
     max_batch: usize,
     linger: Duration,
 ) -> Option<Vec<Job<J, R>>> {
-    let mut rx = rx.lock().await;
-    let mut batch = vec![rx.recv().await?];
-    let deadline = Instant::now() + linger;
-    while batch.len() < max_batch {
-        match rx.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) if linger.is_zero() => break,
-            Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(job)) => batch.push(job),
-                Ok(None) | Err(_) => break,
-            },
+    let mut batch = Vec::new();
+    let mut deadline = None;
+    loop {
+        // Registered before looking, so a job queued in between wakes it.
+        let ready = shared.ready.notified();
+        tokio::pin!(ready);
+        ready.as_mut().enable();
+        {
+            let mut lanes = shared.lock();
+            lanes.take(&mut batch, max_batch);
+            let more_waiting = !lanes.turn.is_empty();
+            if batch.len() >= max_batch || (!batch.is_empty() && (linger.is_zero() || lanes.closed)) {
+                drop(lanes);
+                if more_waiting {
+                    // Another worker may start on what is left.
+                    shared.ready.notify_one();
+                }
+                return Some(batch);
+            }
+            if batch.is_empty() && lanes.closed {
+                return None;
+            }
+        }
+        if batch.is_empty() {
+            ready.await;
+            continue;
+        }
+        let until = *deadline.get_or_insert_with(|| Instant::now() + linger);
+        if tokio::time::timeout_at(until, ready).await.is_err() {
+            let mut lanes = shared.lock();
+            lanes.take(&mut batch, max_batch);
+            return Some(batch);
         }
     }
-    Some(batch)
 }
 
 #[cfg(test)]
@@ -144,10 +243,39 @@ mod tests {
         });
         let answers = futures::future::join_all((10..16).map(|j| {
             let c = c.clone();
-            async move { c.submit(j).await }
+            async move { c.submit((), j).await }
         }))
         .await;
         assert_eq!(answers, vec![Some(20), Some(22), Some(24), None, Some(28), Some(30)]);
-        assert_eq!(c.submit(1).await, Some(2));
+        assert_eq!(c.submit((), 1).await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_lane_with_a_long_queue_shares_every_batch_with_the_others() {
+        // 100 jobs of a hot lane queued before one job of a cold lane: the
+        // cold job runs in the first batch, not after the hot lane's 100.
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let c = Coalescer::start("test", 1, 8, Duration::ZERO, move |jobs: Vec<(char, u32)>| {
+            seen.lock().unwrap().push(jobs.clone());
+            async move { jobs.into_iter().map(|(_, j)| j).collect::<Vec<_>>() }
+        });
+        let hot = (0..100).map(|j| {
+            let c = c.clone();
+            async move { c.submit('h', ('h', j)).await }
+        });
+        let cold = {
+            let c = c.clone();
+            async move { c.submit('c', ('c', 1000)).await }
+        };
+        let (hot, cold) = futures::future::join(futures::future::join_all(hot), cold).await;
+        assert_eq!(hot, (0..100).map(Some).collect::<Vec<_>>());
+        assert_eq!(cold, Some(1000));
+        let batches = batches.lock().unwrap();
+        assert!(batches[0].contains(&('c', 1000)), "first batch: {:?}", batches[0]);
+        // Each lane's jobs keep their order across batches.
+        let hot_order: Vec<u32> = batches.iter().flatten().filter(|(l, _)| *l == 'h').map(|(_, j)| *j).collect();
+        assert_eq!(hot_order, (0..100).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| b.len() <= 8));
     }
 }

@@ -37,6 +37,6 @@ impl Intake {
     }
 
     pub async fn submit(&self, order: NewOrder) -> Result<CreateOrder, EngineError> {
-        self.batches.submit(order).await.ok_or(EngineError::NoAnswer("intake"))?
+        self.batches.submit((), order).await.ok_or(EngineError::NoAnswer("intake"))?
     }
 }

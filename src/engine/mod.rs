@@ -237,13 +237,14 @@ impl Engine {
 
     /// Applies one event (batched with other partitions' events), retrying
     /// at once a transaction that lost a lock conflict.
-    pub async fn apply(&self, id: EventId) -> Result<Outcome> {
-        let mut result = self.inner.applier.apply(id).await;
+    pub async fn apply(&self, event: &EventRef) -> Result<Outcome> {
+        let (partition, id) = (&event.partition, event.id);
+        let mut result = self.inner.applier.apply(partition, id).await;
         let mut conflicts = 0;
         while matches!(&result, Err(e) if e.is_lock_conflict()) && conflicts < LOCK_CONFLICT_RETRIES {
             conflicts += 1;
             tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
-            result = self.inner.applier.apply(id).await;
+            result = self.inner.applier.apply(partition, id).await;
         }
         result
     }

@@ -3,6 +3,7 @@
 //! storage, in domain types only. `mysql` is the production implementation,
 //! `sqlite` the embedded one (one file, no server).
 //! SQL only: the rules live in `domain`, the use cases in `engine`.
+pub mod month;
 pub mod mysql;
 pub mod sqlite;
 

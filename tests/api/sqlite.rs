@@ -128,8 +128,12 @@ async fn create_affiliate(engine: &Engine, id: &str, parent: Option<&str>) {
 }
 
 async fn accept(engine: &Engine, order: NewOrder) -> EventId {
+    accept_ref(engine, order).await.id
+}
+
+async fn accept_ref(engine: &Engine, order: NewOrder) -> komisi::domain::event::EventRef {
     match engine.place_order(order).await.expect("intake") {
-        CreateOrder::Accepted(event) => event.id,
+        CreateOrder::Accepted(event) => event,
         other => panic!("order not accepted: {other:?}"),
     }
 }
@@ -502,8 +506,8 @@ async fn concurrent_intake_and_application_share_the_one_writer() {
         let engine = engine.clone();
         async move {
             let event =
-                accept(&engine, simple(&format!("o-{n}"), &format!("b-{}", n % 7), Some("code-B"), "100000")).await;
-            engine.apply(event).await.expect("applies")
+                accept_ref(&engine, simple(&format!("o-{n}"), &format!("b-{}", n % 7), Some("code-B"), "100000")).await;
+            engine.apply(&event).await.expect("applies")
         }
     }))
     .await;

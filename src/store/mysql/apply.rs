@@ -11,6 +11,7 @@ use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{Applied, EntryStatus};
 use crate::domain::order::OrderItem;
 use crate::domain::program::Program;
+use crate::store::month::{Between, MonthPlan};
 use crate::store::{corrupt, ApplyTx, LockedEvent, MonthAsk, MonthFacts, Result, Writes};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -88,22 +89,8 @@ impl ApplyTx for MySqlApply {
             return Ok(facts);
         }
         // Asks of one affiliate and month (a hot affiliate's run) share one
-        // aggregate: the earliest one's, over the index, plus the orders
-        // placed from it up to the latest ask, summed here; so a run costs
-        // one scan of the affiliate's month, not one per order.
-        let mut groups: HashMap<(&AffiliateId, DateTime<Utc>), Vec<&MonthAsk<'_>>> = HashMap::new();
-        for ask in asks {
-            if let Some(direct) = ask.direct {
-                groups.entry((direct, ask.month_start)).or_default().push(ask);
-            }
-        }
-        for group in groups.values_mut() {
-            group.sort_by(|a, b| (a.placed_at, a.order_id).cmp(&(b.placed_at, b.order_id)));
-        }
-        let first_of_group = |ask: &MonthAsk<'_>| match ask.direct {
-            None => true,
-            Some(d) => groups.get(&(d, ask.month_start)).is_some_and(|g| g[0].order_id == ask.order_id),
-        };
+        // aggregate (see `MonthPlan`): a run costs one scan of the month.
+        let plan = MonthPlan::new(asks);
         // Rules 4, 5 and 8 in one round trip: per ask whether the buyer ordered
         // before ('f' rows; with the month aggregate for the first ask of its
         // group, read from ix_orders_affiliate_placed alone, which carries
@@ -119,12 +106,12 @@ impl ApplyTx for MySqlApply {
             push_placed_before(&mut q, ask);
             q.push(") AS first_order, COALESCE(SUM(original_eligible), 0) AS volume, COUNT(*) AS n, ");
             q.push("NULL AS placed_at, NULL AS id FROM orders WHERE affiliate_id = ");
-            let direct = if first_of_group(ask) { ask.direct.map(|a| a.as_str()) } else { None };
-            q.push_bind(direct).push(" AND placed_at >= ").push_bind(ask.month_start);
+            q.push_bind(plan.aggregate_of(ask).map(|a| a.as_str()))
+                .push(" AND placed_at >= ")
+                .push_bind(ask.month_start);
             push_placed_before(&mut q, ask);
         }
-        for group in groups.values().filter(|g| g.len() > 1) {
-            let (first, last) = (group[0], group[group.len() - 1]);
+        for (first, last) in plan.ranges() {
             q.push(" UNION ALL SELECT 'r', ").push_bind(first.order_id.as_str());
             q.push(", NULL, original_eligible, 1, placed_at, id FROM orders WHERE affiliate_id = ");
             q.push_bind(first.direct.map(|a| a.as_str()));
@@ -137,7 +124,7 @@ impl ApplyTx for MySqlApply {
             q.push("))");
             push_placed_before(&mut q, last);
         }
-        let mut between: HashMap<String, Vec<(DateTime<Utc>, String, Decimal)>> = HashMap::new();
+        let mut between: HashMap<String, Vec<Between>> = HashMap::new();
         for row in q.build().fetch_all(&mut *self.tx).await? {
             let order_id: String = row.try_get("order_id")?;
             if row.try_get::<String, _>("kind")? == "r" {
@@ -158,27 +145,7 @@ impl ApplyTx for MySqlApply {
                 },
             );
         }
-        // The later asks of each group: the first's aggregate plus the orders
-        // placed from the first up to each.
-        for group in groups.values().filter(|g| g.len() > 1) {
-            let base = *facts.get(group[0].order_id).ok_or_else(|| corrupt("month aggregate missing"))?;
-            let mut rows = between.remove(group[0].order_id.as_str()).unwrap_or_default();
-            rows.sort();
-            let mut rows = rows.into_iter().peekable();
-            let (mut volume, mut earlier) = (base.volume_before, base.earlier);
-            for ask in &group[1..] {
-                while let Some((_, _, eligible)) =
-                    rows.next_if(|(p, id, _)| (*p, id.as_str()) < (ask.placed_at, ask.order_id.as_str()))
-                {
-                    volume += eligible;
-                    earlier += 1;
-                }
-                let f = facts.get_mut(ask.order_id).ok_or_else(|| corrupt("month facts missing"))?;
-                f.volume_before = volume;
-                f.earlier = earlier;
-            }
-        }
-        Ok(facts)
+        plan.finish(facts, between)
     }
 
     async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<()> {

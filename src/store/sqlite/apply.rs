@@ -15,6 +15,7 @@ use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{Applied, EntryStatus};
 use crate::domain::order::OrderItem;
 use crate::domain::program::Program;
+use crate::store::month::{Between, MonthPlan};
 use crate::store::{corrupt, ApplyTx, LockedEvent, MonthAsk, MonthFacts, Result, Writes};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -87,46 +88,54 @@ impl ApplyTx for SqliteApply {
     }
 
     async fn month_facts(&mut self, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>> {
-        // Rules 4, 5 and 8, one order at a time (an in-process statement costs
-        // microseconds): whether the buyer ordered before, and the direct
-        // affiliate's earlier orders this month (ties by id), whose eligible
-        // amounts are fetched from ix_orders_affiliate_placed and added here.
+        // Rules 4, 5 and 8 as on MySQL (see `MonthPlan`: a run of one
+        // affiliate's orders costs one scan of its month), in few statements:
+        // per ask whether the buyer ordered before, with the month's earlier
+        // eligible amounts for the first ask of each group ('f' rows: joined
+        // by group_concat, added here — SQLite would add TEXT in floating
+        // point), and per group of several asks the orders from its first
+        // ask up to its last ('r' rows).
+        let plan = MonthPlan::new(asks);
+        let mut parts: Vec<Part<'_>> = asks.iter().map(|ask| Part::Ask(ask, plan.aggregate_of(ask))).collect();
+        parts.extend(plan.ranges().map(|(first, last)| Part::Range(first, last)));
         let mut facts = HashMap::with_capacity(asks.len());
-        for ask in asks {
-            let placed_at = encode_time(ask.placed_at)?;
-            let earlier_order: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM orders WHERE buyer_id = ? AND (placed_at < ? OR (placed_at = ? AND id < ?)) LIMIT 1",
-            )
-            .bind(ask.buyer_id.as_str())
-            .bind(&placed_at)
-            .bind(&placed_at)
-            .bind(ask.order_id.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await?;
-            let (mut volume, mut earlier) = (Decimal::ZERO, 0u64);
-            if let Some(direct) = ask.direct {
-                let amounts: Vec<String> = sqlx::query_scalar(
-                    "SELECT original_eligible FROM orders WHERE affiliate_id = ? AND placed_at >= ? \
-                     AND (placed_at < ? OR (placed_at = ? AND id < ?))",
-                )
-                .bind(direct.as_str())
-                .bind(encode_time(ask.month_start)?)
-                .bind(&placed_at)
-                .bind(&placed_at)
-                .bind(ask.order_id.as_str())
-                .fetch_all(&mut *self.tx)
-                .await?;
-                for amount in &amounts {
+        let mut between: HashMap<String, Vec<Between>> = HashMap::new();
+        for chunk in parts.chunks(MONTH_PARTS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new("");
+            for (i, part) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                part.push(&mut q)?;
+            }
+            for row in q.build().fetch_all(&mut *self.tx).await? {
+                let order_id: String = row.try_get("order_id")?;
+                if row.try_get::<String, _>("kind")? == "r" {
+                    let amount: String = row.try_get("amounts")?;
+                    between.entry(order_id).or_default().push((
+                        time(&row, "placed_at")?,
+                        row.try_get("id")?,
+                        super::codec::decode_money(&amount)?,
+                    ));
+                    continue;
+                }
+                let mut volume = Decimal::ZERO;
+                let amounts: Option<String> = row.try_get("amounts")?;
+                for amount in amounts.iter().flat_map(|a| a.split(',')) {
                     volume = add_money(volume, super::codec::decode_money(amount)?)?;
                 }
-                earlier = amounts.len() as u64;
+                let earlier: i64 = row.try_get("n")?;
+                facts.insert(
+                    OrderId::from_trusted(order_id),
+                    MonthFacts {
+                        buyer_first_order: row.try_get::<i64, _>("first_order")? != 0,
+                        volume_before: volume,
+                        earlier: u64::try_from(earlier).map_err(corrupt)?,
+                    },
+                );
             }
-            facts.insert(
-                ask.order_id.clone(),
-                MonthFacts { buyer_first_order: earlier_order.is_none(), volume_before: volume, earlier },
-            );
         }
-        Ok(facts)
+        plan.finish(facts, between)
     }
 
     async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<()> {
@@ -152,6 +161,55 @@ impl ApplyTx for SqliteApply {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// SELECTs per compound statement in `month_facts` (SQLite allows 500).
+const MONTH_PARTS_PER_STATEMENT: usize = 100;
+
+/// One SELECT of the month-facts statement.
+enum Part<'q> {
+    /// An ask's buyer flag, with the aggregate of this affiliate's month.
+    Ask(&'q MonthAsk<'q>, Option<&'q AffiliateId>),
+    /// The orders of a group from its first ask to its last.
+    Range(&'q MonthAsk<'q>, &'q MonthAsk<'q>),
+}
+
+impl<'q> Part<'q> {
+    fn push(&self, q: &mut QueryBuilder<'q, Sqlite>) -> Result<()> {
+        match self {
+            Part::Ask(ask, aggregate) => {
+                q.push("SELECT 'f' AS kind, ").push_bind(ask.order_id.as_str());
+                q.push(" AS order_id, NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ");
+                q.push_bind(ask.buyer_id.as_str());
+                push_placed_before(q, ask)?;
+                q.push(") AS first_order, group_concat(original_eligible) AS amounts, COUNT(*) AS n, ");
+                q.push("NULL AS placed_at, NULL AS id FROM orders WHERE affiliate_id = ");
+                q.push_bind(aggregate.map(|a| a.as_str()));
+                q.push(" AND placed_at >= ").push_bind(encode_time(ask.month_start)?);
+                push_placed_before(q, ask)
+            }
+            Part::Range(first, last) => {
+                let at = encode_time(first.placed_at)?;
+                q.push("SELECT 'r', ").push_bind(first.order_id.as_str());
+                q.push(", NULL, original_eligible, 1, placed_at, id FROM orders WHERE affiliate_id = ");
+                q.push_bind(first.direct.map(|a| a.as_str()));
+                // From the first ask (included) to the last (excluded).
+                q.push(" AND (placed_at > ").push_bind(at.clone());
+                q.push(" OR (placed_at = ").push_bind(at).push(" AND id >= ").push_bind(first.order_id.as_str());
+                q.push("))");
+                push_placed_before(q, last)
+            }
+        }
+    }
+}
+
+/// `AND` placed before `ask` (ties by id).
+fn push_placed_before<'q>(q: &mut QueryBuilder<'q, Sqlite>, ask: &MonthAsk<'q>) -> Result<()> {
+    let at = encode_time(ask.placed_at)?;
+    q.push(" AND (placed_at < ").push_bind(at.clone());
+    q.push(" OR (placed_at = ").push_bind(at).push(" AND id < ").push_bind(ask.order_id.as_str());
+    q.push("))");
+    Ok(())
 }
 
 /// What the ledger holds for each of these orders: per (beneficiary, kind)
@@ -302,18 +360,41 @@ async fn read_balances<'a>(
     Ok(found)
 }
 
-/// Writes balances computed in Rust (the caller holds the writer).
+/// Writes balances computed in Rust (the caller holds the writer): one
+/// `UPDATE … FROM (VALUES …)` per chunk of affiliates.
 async fn write_balances(conn: &mut SqliteConnection, balances: &BTreeMap<String, Stored>) -> Result<()> {
-    for (id, [pending, approved, paid]) in balances {
-        sqlx::query("UPDATE affiliates SET pending = ?, approved = ?, paid = ? WHERE id = ?")
-            .bind(encode_money(*pending)?)
-            .bind(encode_money(*approved)?)
-            .bind(encode_money(*paid)?)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+    let rows = balances
+        .iter()
+        .map(|(id, [pending, approved, paid])| {
+            Ok((id.as_str(), encode_money(*pending)?, encode_money(*approved)?, encode_money(*paid)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for chunk in rows.chunks(rows_per_insert(4)) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE affiliates SET pending = v.column2, approved = v.column3, paid = v.column4 FROM (",
+        );
+        push_values(&mut q, chunk, |b, (id, pending, approved, paid)| {
+            b.push_bind(*id).push(", ").push_bind(pending.as_str()).push(", ");
+            b.push_bind(approved.as_str()).push(", ").push_bind(paid.as_str());
+        });
+        q.push(") AS v WHERE affiliates.id = v.column1");
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// `VALUES (…), (…)`: one parenthesised row per item, written by `row`.
+fn push_values<'q, T>(
+    q: &mut QueryBuilder<'q, Sqlite>,
+    items: &'q [T],
+    mut row: impl FnMut(&mut QueryBuilder<'q, Sqlite>, &'q T),
+) {
+    q.push("VALUES ");
+    for (i, item) in items.iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" });
+        row(q, item);
+        q.push(")");
+    }
 }
 
 fn column(status: EntryStatus) -> usize {
@@ -364,20 +445,22 @@ async fn move_balances(conn: &mut SqliteConnection, w: &Writes, stamp: &str) -> 
     move_by(conn, &moves).await
 }
 
-/// Updates the orders: commission status, reason, and the context resolved now.
+/// Updates the orders: commission status, reason, and the context resolved
+/// now; one `UPDATE … FROM (VALUES …)` per chunk of orders (each order once:
+/// a batch holds distinct orders).
 async fn update_orders(conn: &mut SqliteConnection, w: &Writes, stamp: &str) -> Result<()> {
-    for u in &w.orders {
-        sqlx::query(
-            "UPDATE orders SET commission_status = ?, no_commission_reason = ?, context = COALESCE(?, context), \
-             updated_at = ? WHERE id = ?",
-        )
-        .bind(u.commission_status.as_str())
-        .bind(u.no_commission_reason)
-        .bind(u.context.as_deref())
-        .bind(stamp)
-        .bind(u.order_id.as_str())
-        .execute(&mut *conn)
-        .await?;
+    for chunk in w.orders.chunks(rows_per_insert(4)) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE orders SET commission_status = v.column2, no_commission_reason = v.column3, \
+             context = COALESCE(v.column4, orders.context), updated_at = ",
+        );
+        q.push_bind(stamp).push(" FROM (");
+        push_values(&mut q, chunk, |b, u| {
+            b.push_bind(u.order_id.as_str()).push(", ").push_bind(u.commission_status.as_str()).push(", ");
+            b.push_bind(u.no_commission_reason).push(", ").push_bind(u.context.as_deref());
+        });
+        q.push(") AS v WHERE orders.id = v.column1");
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
