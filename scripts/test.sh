@@ -5,6 +5,11 @@
 #   scripts/test.sh                    fmt, clippy, the whole test suite, bench build
 #   scripts/test.sh -- worked_example  extra arguments go to `cargo test --workspace`
 #
+# The integration suite (tests/api) runs twice: on MySQL + Redis (with the
+# rest of the workspace's tests) and on the embedded SQLite backend.
+# KOMISI_TEST_BACKEND=mysql or =sqlite runs the whole workspace once, on that
+# backend only.
+#
 # MariaDB / Redis: a server given by KOMISI_TEST_MYSQL_URL / KOMISI_TEST_REDIS_URL
 # is used as is. Otherwise the default local address (127.0.0.1:3306 as root
 # without password, 127.0.0.1:6379) is used when it answers; if it does not, a
@@ -529,8 +534,19 @@ else
   cargo clippy --workspace --all-targets -- -D warnings
 fi
 
-log "cargo test --workspace ${TEST_ARGS[*]}"
-cargo test --workspace "${TEST_ARGS[@]}"
+case "${KOMISI_TEST_BACKEND:-}" in
+  "")
+    log "cargo test --workspace ${TEST_ARGS[*]} (integration suite on mysql)"
+    KOMISI_TEST_BACKEND=mysql cargo test --workspace "${TEST_ARGS[@]}"
+    log "cargo test -p komisi --test api ${TEST_ARGS[*]} (integration suite on sqlite)"
+    KOMISI_TEST_BACKEND=sqlite cargo test -p komisi --test api "${TEST_ARGS[@]}"
+    ;;
+  mysql | sqlite)
+    log "cargo test --workspace ${TEST_ARGS[*]} (integration suite on $KOMISI_TEST_BACKEND)"
+    cargo test --workspace "${TEST_ARGS[@]}"
+    ;;
+  *) die "KOMISI_TEST_BACKEND must be mysql, sqlite or unset, not '$KOMISI_TEST_BACKEND'" ;;
+esac
 
 if [ -n "$(find . \( -name target -o -name '.?*' \) -prune -o -type d -name benches -print -quit 2>/dev/null)" ]; then
   log "cargo bench --workspace --no-run"
