@@ -71,7 +71,9 @@ pub struct Config {
     #[arg(long, env = "KOMISI_PARTITION_INFLIGHT", default_value_t = 256)]
     pub partition_inflight: usize,
 
-    /// MySQL connections for requests (intake and reads).
+    /// MySQL connections for requests (intake and reads); with MySQL also
+    /// the intake batches in flight at once (the embedded mode, with one
+    /// writer, runs 2). With SQLite: the read-only connections.
     #[arg(long, env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
@@ -82,19 +84,22 @@ pub struct Config {
     /// Transactions applying events at once. Few and large beat many and
     /// small: each shares its commit and statements over more events, and
     /// leaves the database's CPU to intake. At most KOMISI_DB_WORKER_CONNECTIONS.
-    #[arg(long, env = "KOMISI_EVENT_WORKERS", default_value_t = 16)]
-    pub event_workers: usize,
+    /// [default: 16 with MySQL, 1 with SQLite (one writer)]
+    #[arg(long, env = "KOMISI_EVENT_WORKERS")]
+    pub event_workers: Option<usize>,
 
     /// Events of different partitions applied in one transaction, at most
     /// (batches form only when events wait; 1 turns batching off).
-    #[arg(long, env = "KOMISI_EVENT_BATCH", default_value_t = 32)]
-    pub event_batch: usize,
+    /// [default: 32 with MySQL, 128 with SQLite]
+    #[arg(long, env = "KOMISI_EVENT_BATCH")]
+    pub event_batch: Option<usize>,
 
     /// How long a worker waits after an event is ready for more to share its
     /// transaction. Trades a little lag for less database work per event at
     /// moderate load, which keeps intake fast (G4); 0 turns it off.
-    #[arg(long, env = "KOMISI_EVENT_LINGER_MS", default_value_t = 25)]
-    pub event_linger_ms: u64,
+    /// [default: 25 with MySQL, 50 with SQLite]
+    #[arg(long, env = "KOMISI_EVENT_LINGER_MS")]
+    pub event_linger_ms: Option<u64>,
 
     /// Benchmark only: sleep this long before every commission computation
     /// (outside any transaction). Off (0) by default.
@@ -136,8 +141,20 @@ impl Config {
     pub fn recovery_interval(&self) -> Duration {
         Duration::from_millis(self.recovery_interval_ms)
     }
+    fn embedded(&self) -> bool {
+        matches!(self.backend(), Some(BackendKind::Sqlite))
+    }
+    /// Event-application settings by backend: the embedded mode has one
+    /// writer connection, where one worker with large, lingering batches
+    /// applies the most (docs/PERFORMANCE.md, "Embedded mode").
+    pub fn event_workers(&self) -> usize {
+        self.event_workers.unwrap_or(if self.embedded() { 1 } else { 16 })
+    }
+    pub fn event_batch(&self) -> usize {
+        self.event_batch.unwrap_or(if self.embedded() { 128 } else { 32 })
+    }
     pub fn event_linger(&self) -> Duration {
-        Duration::from_millis(self.event_linger_ms)
+        Duration::from_millis(self.event_linger_ms.unwrap_or(if self.embedded() { 50 } else { 25 }))
     }
     pub fn actor_idle(&self) -> Duration {
         Duration::from_millis(self.actor_idle_ms)
@@ -164,7 +181,7 @@ impl Config {
             || self.actor_idle_ms == 0
             || self.max_inflight == 0
             || self.partition_inflight == 0
-            || self.event_batch == 0
+            || self.event_batch() == 0
         {
             return Err(
                 "intervals, KOMISI_MAX_INFLIGHT, KOMISI_PARTITION_INFLIGHT and KOMISI_EVENT_BATCH must be > 0".into()

@@ -83,6 +83,10 @@ pub struct SqliteJournal {
     consumer: String,
     /// Wakes this process's blocked readers when entries are published.
     published: Notify,
+    /// Entry ids acked and not yet deleted (see `ack`).
+    acked: std::sync::Mutex<Vec<i64>>,
+    /// Held by the one ack that is deleting.
+    deleting: tokio::sync::Mutex<()>,
 }
 
 fn err(e: sqlx::Error) -> JournalError {
@@ -105,7 +109,13 @@ impl SqliteJournal {
     /// `writer` is the pool the store writes through (it runs the journal's
     /// migration); `consumer` names this instance.
     pub fn new(writer: SqlitePool, consumer: String) -> Self {
-        Self { pool: writer, consumer, published: Notify::new() }
+        Self {
+            pool: writer,
+            consumer,
+            published: Notify::new(),
+            acked: std::sync::Mutex::new(Vec::new()),
+            deleting: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Runs a delivering statement (`READ`, `CLAIM_*`) for this consumer, now.
@@ -149,7 +159,9 @@ impl SqliteJournal {
         Ok(out)
     }
 
+    /// Deletes these entries in one write transaction.
     async fn delete(&self, ids: &[i64]) -> Result<(), JournalError> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
         for chunk in ids.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM journal_entries WHERE id IN (");
             let mut list = qb.separated(", ");
@@ -157,9 +169,9 @@ impl SqliteJournal {
                 list.push_bind(*id);
             }
             list.push_unseparated(")");
-            qb.build().execute(&self.pool).await.map_err(err)?;
+            qb.build().execute(&mut *tx).await.map_err(err)?;
         }
-        Ok(())
+        tx.commit().await.map_err(err)
     }
 }
 
@@ -227,8 +239,25 @@ impl Journal for SqliteJournal {
         // Entry ids are never reused (AUTOINCREMENT), so acking an old copy
         // cannot remove the event's newer entry; one already gone is ignored,
         // and an id this journal never gave out matches nothing.
-        let ids: Vec<i64> = deliveries.iter().filter_map(|d| d.entry_id.parse().ok()).collect();
-        self.delete(&ids).await
+        //
+        // Group commit: every actor acks its own run, often of one entry, and
+        // each delete is a write transaction on the one writer. The acks that
+        // arrive while a delete runs are deleted together by the next one. An
+        // Ok means deleted, or taken along by the delete of another ack; a
+        // failed delete puts its entries back for the next ack (and an entry
+        // never deleted is only delivered again: a no-op).
+        let ids = deliveries.iter().filter_map(|d| d.entry_id.parse::<i64>().ok());
+        self.acked.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+        let _deleting = self.deleting.lock().await;
+        let batch = std::mem::take(&mut *self.acked.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let deleted = self.delete(&batch).await;
+        if deleted.is_err() {
+            self.acked.lock().unwrap_or_else(|p| p.into_inner()).extend(batch);
+        }
+        deleted
     }
 
     async fn claim_idle(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError> {

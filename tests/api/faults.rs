@@ -92,7 +92,7 @@ async fn a_panicking_commission_actor_is_restarted_and_the_event_applied_once() 
 #[tokio::test]
 async fn a_panicking_batch_worker_is_restarted_and_its_events_are_applied_once() {
     // Orders of several partitions, so the worker's batch holds several events.
-    let app = spawn_app_with(|c| c.event_linger_ms = 200, Faults::default()).await;
+    let app = spawn_app_with(|c| c.event_linger_ms = Some(200), Faults::default()).await;
     abc_tree(&app).await;
     for a in ["P", "Q", "R"] {
         app.create_affiliate(a, None).await;

@@ -276,9 +276,9 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         partition_inflight: 256,
         db_max_connections: 4,
         db_worker_connections: 4,
-        event_workers: 2,
-        event_batch: 32,
-        event_linger_ms: 2,
+        event_workers: Some(2),
+        event_batch: Some(32),
+        event_linger_ms: Some(2),
         bench_commission_delay_ms: 0,
     }
 }
