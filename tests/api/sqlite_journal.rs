@@ -286,3 +286,26 @@ async fn entries_held_at_a_crash_are_delivered_again() {
     assert_eq!(second.live_count().await.unwrap(), 0);
     assert_eq!(consumers(&pool).await, vec!["second".to_owned()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_arriving_together_are_all_deleted_and_only_theirs() {
+    // 300 acks of one entry each, at once, as 300 actors send them: grouped
+    // into few delete transactions, every acked entry goes, the rest stay.
+    let db = TempDb::new().await;
+    let pool = db.pool().await;
+    let journal = Arc::new(SqliteJournal::new(pool.clone(), "c".into()));
+    journal.ensure().await.unwrap();
+    assert_eq!(journal.publish(&refs(400)).await.unwrap(), 400);
+    let delivered = journal.read(400, Duration::ZERO).await.unwrap();
+    assert_eq!(delivered.len(), 400);
+    let acks = futures::future::join_all(delivered[..300].iter().map(|d| {
+        let (journal, d) = (journal.clone(), d.clone());
+        tokio::spawn(async move { journal.ack(&[d]).await })
+    }))
+    .await;
+    assert!(acks.iter().all(|r| matches!(r, Ok(Ok(())))), "{acks:?}");
+    assert_eq!(journal.live_count().await.unwrap(), 100);
+    let ids: Vec<EventId> = delivered.iter().map(|d| d.event.id).collect();
+    let live = journal.live(&ids).await.unwrap();
+    assert!(live[..300].iter().all(|l| !l) && live[300..].iter().all(|l| *l), "exactly the acked entries went");
+}
