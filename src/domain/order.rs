@@ -301,10 +301,48 @@ impl OrderState {
     }
 }
 
+/// The earliest `placed_at` accepted: 2000-01-01T00:00:00Z.
+pub const EARLIEST_PLACED_AT: &str = "2000-01-01T00:00:00Z";
+/// How far ahead of the server's clock a `placed_at` may be (clock skew).
+pub const PLACED_AT_MAX_AHEAD: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// Whether a shop could have placed an order at `t`, seen at `now`: not
+/// before 2000, at most a day ahead of the clock, and not a leap second
+/// (`23:59:60`: neither backend can store it, and no shop's clock shows one).
+/// Outside the window the month rules could not be trusted either (a buyer's
+/// "first order" in 2040 would come before the orders of today).
+pub fn check_placed_at(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    use chrono::Timelike;
+    let earliest: DateTime<Utc> = EARLIEST_PLACED_AT.parse().expect("a valid constant");
+    if t.nanosecond() >= 1_000_000_000 {
+        return Err("must not be a leap second (23:59:60)".into());
+    }
+    if t < earliest {
+        return Err(format!("must not be before {EARLIEST_PLACED_AT}"));
+    }
+    if t > now + PLACED_AT_MAX_AHEAD {
+        return Err("must not be more than a day in the future".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    #[test]
+    fn placed_at_is_accepted_from_2000_to_a_day_ahead_and_never_on_a_leap_second() {
+        let now: DateTime<Utc> = "2026-12-03T12:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert!(check_placed_at(at("2000-01-01T00:00:00Z"), now).is_ok());
+        assert!(check_placed_at(at("1999-12-31T23:59:59.999999Z"), now).is_err());
+        assert!(check_placed_at(now + PLACED_AT_MAX_AHEAD, now).is_ok());
+        assert!(check_placed_at(now + PLACED_AT_MAX_AHEAD + chrono::TimeDelta::microseconds(1), now).is_err());
+        let leap = chrono::DateTime::parse_from_rfc3339("2026-06-30T23:59:60Z").unwrap().to_utc();
+        assert!(check_placed_at(leap, now).is_err());
+        assert!(check_placed_at(at("2026-06-30T23:59:59.999999Z"), now).is_ok());
+    }
 
     fn item(quantity: u32, refunded: u32, price: &str) -> OrderItem {
         OrderItem {

@@ -93,6 +93,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             response.extensions_mut().insert(InternalError(e.to_string()));
         }
+        if matches!(self, ApiError::Unauthorized) {
+            // RFC 9110 §11.6.1: a 401 names the scheme it wants.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"komisi\""));
+        }
         response
     }
 }

@@ -26,7 +26,11 @@ impl ApiKeys {
 
 fn bearer(parts: &Parts) -> Option<&[u8]> {
     let value = parts.headers.get(header::AUTHORIZATION)?.as_bytes();
-    let rest = value.strip_prefix(b"Bearer ")?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"Bearer ") {
+        return None;
+    }
     (!rest.is_empty()).then_some(rest)
 }
 
@@ -90,6 +94,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object: serde would read a JSON array into a struct
+    // by position (`["o-1","b",…]` as an order), which no client means.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b) if *b != b'{' && (b"[\"-tfn".contains(b) || b.is_ascii_digit())) {
+        return Err(ApiError::Validation(vec![FieldError::new("", "the body must be a JSON object")]));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -98,8 +108,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
                 let base = if path == "." { String::new() } else { path };
+                // The path of an unknown field already ends with its name.
                 let field = match named_field(&message) {
                     Some(name) if base.is_empty() => name.to_owned(),
+                    Some(name) if base == name || base.ends_with(&format!(".{name}")) => base,
                     Some(name) => format!("{base}.{name}"),
                     None => base,
                 };

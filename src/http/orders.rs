@@ -9,7 +9,7 @@ use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
 use crate::domain::money::parse_amount;
 use crate::domain::order::{
-    Attribution, CreateOrder, LifecycleOutcome, NewItem, NewOrder, RefundProblem, RefundRequest,
+    check_placed_at, Attribution, CreateOrder, LifecycleOutcome, NewItem, NewOrder, RefundProblem, RefundRequest,
 };
 use crate::domain::FieldError;
 use axum::extract::{Path, State};
@@ -116,7 +116,13 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
         errors.push(FieldError::new("currency", "must be a 3-letter uppercase currency code"));
     }
     let placed_at = body.placed_at.as_deref().and_then(|p| match DateTime::parse_from_rfc3339(p) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
+        Ok(t) => match check_placed_at(t.with_timezone(&Utc), Utc::now()) {
+            Ok(()) => Some(t.with_timezone(&Utc)),
+            Err(why) => {
+                errors.push(FieldError::new("placed_at", why));
+                None
+            }
+        },
         Err(_) => {
             errors.push(FieldError::new("placed_at", "must be an RFC 3339 timestamp"));
             None

@@ -11,6 +11,7 @@ mod concurrency;
 mod embedded;
 mod faults;
 mod helpers;
+mod hostile;
 mod hot;
 mod intake;
 mod journal;

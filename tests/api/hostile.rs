@@ -1,0 +1,108 @@
+//! Regressions of what a hostile client found (each failed before its fix):
+//! order times outside any shop's clock, a leap second, JSON arrays read as
+//! objects, doubled field paths, the bearer scheme's case and the 401's
+//! challenge. Every refusal is a 422 problem and stores nothing.
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn fields(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn placed(id: &str, buyer: &str, at: &str) -> Value {
+    let mut o = simple_order(id, buyer, Some("code-A"), "100000");
+    o["placed_at"] = json!(at);
+    o
+}
+
+#[tokio::test]
+async fn placed_at_outside_a_shops_clock_or_on_a_leap_second_is_refused() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    let ahead = (chrono::Utc::now() + chrono::TimeDelta::hours(25)).to_rfc3339();
+    // Before: three 2040 orders of one buyer each got the first-order bonus,
+    // and a leap second was a 500.
+    for (n, at) in
+        ["2040-06-01T00:00:00Z", "1965-06-01T00:00:00Z", "1999-12-31T23:59:59Z", ahead.as_str(), "2026-06-30T23:59:60Z"]
+            .iter()
+            .enumerate()
+    {
+        let (status, body) = app.place(&placed(&format!("o-{n}"), "x", at)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{at}: {body}");
+        assert_eq!(fields(&body), vec!["placed_at"], "{at}: {body}");
+    }
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM orders", &[]).await, 0, "nothing stored");
+    // The window's ends are accepted.
+    let soon = (chrono::Utc::now() + chrono::TimeDelta::hours(23)).to_rfc3339();
+    for (id, at) in [("first", "2000-01-01T00:00:00Z"), ("soon", soon.as_str())] {
+        app.accept(&placed(id, &format!("b-{id}"), at)).await;
+        app.processed(id).await;
+    }
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    // Before: 202, serde read the array into an order by position.
+    let array = json!(["arr1", "barr", null, null, "IDR", null, [["s1", "fashion", 1, "100000"]]]);
+    for (method, path) in [("POST", "/v1/orders"), ("POST", "/v1/affiliates"), ("PATCH", "/v1/affiliates/A")] {
+        for body in [array.clone(), json!("a string"), json!(42), json!(null)] {
+            let request = match method {
+                "POST" => app.client.post(app.url(path)),
+                _ => app.client.patch(app.url(path)),
+            };
+            let r = request.bearer_auth(STOREFRONT_KEY).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{method} {path} {body}");
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+        }
+    }
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM orders", &[]).await, 0);
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM affiliates", &[]).await, 1);
+    assert_eq!(app.get_json("/v1/affiliates/A").await["status"], "active");
+}
+
+#[tokio::test]
+async fn an_unknown_field_is_named_once() {
+    let app = spawn_app().await;
+    // Before: "referal_code.referal_code".
+    let r = app.post("/v1/affiliates", &json!({"id": "A", "name": "A", "referal_code": "code-A"})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(fields(&body), vec!["referal_code"], "{body}");
+    let mut order = simple_order("o-1", "x", None, "100000");
+    order["items"][0]["colour"] = json!("red");
+    let (status, body) = app.place(&order).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(fields(&body), vec!["items[0].colour"], "{body}");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_a_401_names_it() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+        let r = app
+            .client
+            .get(app.url("/v1/affiliates/A"))
+            .header("Authorization", format!("{scheme} {STOREFRONT_KEY}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{scheme}");
+    }
+    for header in [None, Some("Basic abc"), Some("Bearer wrong"), Some("Bearer "), Some("Bearer")] {
+        let mut request = app.client.get(app.url("/v1/affiliates/A"));
+        if let Some(h) = header {
+            request = request.header("Authorization", h);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{header:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"komisi\"", "{header:?}");
+    }
+}
