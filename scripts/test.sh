@@ -538,8 +538,9 @@ case "${KOMISI_TEST_BACKEND:-}" in
   "")
     log "cargo test --workspace ${TEST_ARGS[*]} (integration suite on mysql)"
     KOMISI_TEST_BACKEND=mysql cargo test --workspace "${TEST_ARGS[@]}"
-    log "cargo test -p komisi --test api ${TEST_ARGS[*]} (integration suite on sqlite)"
-    KOMISI_TEST_BACKEND=sqlite cargo test -p komisi --test api "${TEST_ARGS[@]}"
+    # --workspace as above, so the features (and so the build) are the same.
+    log "cargo test --workspace --test api ${TEST_ARGS[*]} (integration suite on sqlite)"
+    KOMISI_TEST_BACKEND=sqlite cargo test --workspace --test api "${TEST_ARGS[@]}"
     ;;
   mysql | sqlite)
     log "cargo test --workspace ${TEST_ARGS[*]} (integration suite on $KOMISI_TEST_BACKEND)"

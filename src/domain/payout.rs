@@ -18,3 +18,18 @@ pub struct Payout {
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }
+
+/// What a payout request did.
+#[derive(Debug, Clone)]
+pub enum CreatePayout {
+    /// A new batch.
+    Created(Payout),
+    /// The batch an earlier request with this idempotency key and the same
+    /// `min_amount` built (also when the two ran at once).
+    Repeated(Payout),
+    /// No affiliate's approved, unbatched sum reached the minimum: nothing
+    /// was stored (an empty batch would only be noise to complete).
+    NothingToPay,
+    /// The idempotency key was used before with another `min_amount`.
+    KeyReused { min_amount: Decimal },
+}

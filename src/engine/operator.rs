@@ -5,7 +5,7 @@ use crate::domain::entitlement::{entitle, CommissionLine, Entitlement, FrozenCon
 use crate::domain::event::{EventDetail, EventFilter, EventId, EventRecord, EventStatus};
 use crate::domain::ids::OrderId;
 use crate::domain::ledger::{delta, Applied, Delta};
-use crate::domain::payout::Payout;
+use crate::domain::payout::{CreatePayout, Payout};
 use crate::domain::program::{Program, ProgramDoc};
 use crate::domain::FieldError;
 use crate::store::StoreError;
@@ -152,7 +152,7 @@ impl Engine {
 
     /// Builds a batch from approved balances ≥ `min_amount`; with an
     /// idempotency key, a repeated request returns the first batch.
-    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<Payout> {
+    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout> {
         Ok(self.backend().create_payout(min_amount, key).await?)
     }
 

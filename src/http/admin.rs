@@ -2,9 +2,10 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{Admin, ApiJson};
-use super::views::{Payout, Report};
+use super::views::{NothingToPay, Payout, PayoutAnswer, Report};
 use super::AppState;
 use crate::domain::money::parse_amount;
+use crate::domain::payout::CreatePayout;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -23,21 +24,25 @@ struct PayoutBody {
 }
 
 /// Builds a batch from approved balances ≥ `min_amount`. An `Idempotency-Key`
-/// header makes a retried request return the batch the first one built.
+/// header makes a retried request (also one running at the same time) return
+/// the batch the first one built; the key with another `min_amount` is 422.
+/// When no balance reaches the minimum nothing is stored and the answer is
+/// `{"status": "nothing_to_pay", "items": [], "total": "0"}`.
 #[utoipa::path(post, path = "/admin/payouts", tag = "payouts", request_body = PayoutBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeats return the first batch")),
     responses(
-        (status = 200, description = "The batch", body = Payout),
+        (status = 200, description = "The batch, or nothing to pay", body = PayoutAnswer),
+        (status = 400, description = "Malformed Idempotency-Key or body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid min_amount", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid min_amount, or the Idempotency-Key used with another min_amount", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn create_payout(
     _: Admin,
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PayoutBody>,
-) -> Result<Json<Payout>, ApiError> {
+) -> Result<Json<PayoutAnswer>, ApiError> {
     let min_amount = parse_amount(&body.min_amount).map_err(|e| ApiError::field("min_amount", e.to_string()))?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -46,7 +51,14 @@ async fn create_payout(
             _ => return Err(ApiError::BadRequest("Idempotency-Key must be 1-128 visible ASCII characters".into())),
         },
     };
-    Ok(Json(state.engine.create_payout(min_amount, key.as_deref()).await?.into()))
+    match state.engine.create_payout(min_amount, key.as_deref()).await? {
+        CreatePayout::Created(p) | CreatePayout::Repeated(p) => Ok(Json(PayoutAnswer::Batch(p.into()))),
+        CreatePayout::NothingToPay => Ok(Json(PayoutAnswer::Nothing(NothingToPay::new()))),
+        CreatePayout::KeyReused { min_amount } => Err(ApiError::field(
+            "min_amount",
+            format!("this Idempotency-Key was used with min_amount {min_amount}; use a new key for another request"),
+        )),
+    }
 }
 
 /// Marks a batch paid: its entries move approved → paid. Idempotent.

@@ -212,6 +212,38 @@ pub struct Payout {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// The answer to `POST /admin/payouts`: the batch, or that nothing reached
+/// the minimum (and nothing was stored).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PayoutAnswer {
+    Batch(Payout),
+    Nothing(NothingToPay),
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NothingToPay {
+    /// Always `nothing_to_pay`.
+    #[schema(example = "nothing_to_pay")]
+    pub status: &'static str,
+    #[schema(example = json!([]))]
+    pub items: Vec<PayoutItem>,
+    #[schema(value_type = String, example = "0")]
+    pub total: &'static str,
+}
+
+impl NothingToPay {
+    pub fn new() -> Self {
+        Self { status: "nothing_to_pay", items: Vec::new(), total: "0" }
+    }
+}
+
+impl Default for NothingToPay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl From<payout::Payout> for Payout {
     fn from(p: payout::Payout) -> Self {
         Self {

@@ -15,7 +15,7 @@ use crate::domain::ledger::{Applied, BuyerRewards, EntryStatus, LedgerEntry};
 use crate::domain::order::{
     CommissionStatus, CreateOrder, LifecycleOutcome, NewOrder, OrderItem, OrderRecord, OrderStatus, RefundRequest,
 };
-use crate::domain::payout::Payout;
+use crate::domain::payout::{CreatePayout, Payout};
 use crate::domain::program::Program;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -255,7 +255,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Stores an `order.recomputed` event for the order.
     async fn add_recompute_event(&self, id: &OrderId, payload: &str) -> Result<EventRef>;
 
-    async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<Payout>;
+    async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout>;
     async fn complete_payout(&self, id: u64) -> Result<Option<Payout>>;
 
     /// The balance, points, duplicate, stuck-event and payout checks of

@@ -106,3 +106,68 @@ async fn the_bearer_scheme_is_case_insensitive_and_a_401_names_it() {
         assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"komisi\"", "{header:?}");
     }
 }
+
+async fn payout(app: &TestApp, key: Option<&str>, min_amount: &str) -> (StatusCode, Value) {
+    let mut r = app.client.post(app.url("/admin/payouts")).bearer_auth(ADMIN_KEY);
+    if let Some(key) = key {
+        r = r.header("idempotency-key", key);
+    }
+    let r = r.json(&json!({"min_amount": min_amount})).send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// C, B and A with approved balances (the worked example, completed, no holding).
+async fn approved_balances(app: &TestApp) {
+    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    abc_tree(app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    assert_eq!(crate::lifecycle::lifecycle(app, "o-1", "complete").await.0, StatusCode::ACCEPTED);
+    assert!(
+        poll(std::time::Duration::from_secs(20), || async { app.balance("C", "approved").await == d("95000") }).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_payouts_with_one_key_build_one_batch_and_a_reused_key_is_refused() {
+    let app = spawn_app().await;
+    approved_balances(&app).await;
+    // Before: 9 of 10 answered 500 (duplicate key).
+    let answers = futures::future::join_all((0..10).map(|_| payout(&app, Some("run-1"), "0"))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["id"], answers[0].1["id"], "{body}");
+        assert_eq!(body["total"], "181000", "{body}");
+    }
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM payouts", &[]).await, 1);
+    // Before: the old batch, as if the request had been the same.
+    let (status, body) = payout(&app, Some("run-1"), "5").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "min_amount", "{body}");
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM payouts", &[]).await, 1);
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payout_with_nothing_to_pay_stores_no_batch() {
+    let app = spawn_app().await;
+    // Before: 20 empty batches.
+    let answers = futures::future::join_all((0..20).map(|_| payout(&app, None, "0"))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body, &json!({"status": "nothing_to_pay", "items": [], "total": "0"}));
+    }
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM payouts", &[]).await, 0);
+    // With balances, 20 at once: one batch takes them, the others find nothing.
+    approved_balances(&app).await;
+    let answers = futures::future::join_all((0..20).map(|_| payout(&app, None, "0"))).await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::OK), "{answers:?}");
+    let batches: Vec<&Value> = answers.iter().map(|(_, b)| b).filter(|b| b["status"] != "nothing_to_pay").collect();
+    assert_eq!(batches.len(), 1, "{answers:?}");
+    assert_eq!(batches[0]["total"], "181000");
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM payouts", &[]).await, 1);
+    // A key with nothing to pay stores nothing either.
+    assert_eq!(payout(&app, Some("empty"), "0").await.1["status"], "nothing_to_pay");
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM payouts", &[]).await, 1);
+    app.assert_ledger_consistent().await;
+    app.assert_reconciled().await;
+}

@@ -451,9 +451,18 @@ async fn approval_and_payouts_move_balances_exactly() {
     }
     let b = store.affiliate(&AffiliateId::parse("B").unwrap()).await.expect("read").expect("B");
     assert_eq!((b.balances.pending, b.balances.approved), (d("0"), d("60000.35")));
-    let payout = engine.create_payout(d("0"), Some("key-1")).await.expect("payout");
-    let same = engine.create_payout(d("0"), Some("key-1")).await.expect("payout");
+    use komisi::domain::payout::CreatePayout;
+    let CreatePayout::Created(payout) = engine.create_payout(d("0"), Some("key-1")).await.expect("payout") else {
+        panic!("a batch")
+    };
+    let CreatePayout::Repeated(same) = engine.create_payout(d("0"), Some("key-1")).await.expect("payout") else {
+        panic!("the same batch")
+    };
     assert_eq!(payout.id, same.id);
+    assert!(matches!(
+        engine.create_payout(d("1"), Some("key-1")).await.expect("payout"),
+        CreatePayout::KeyReused { min_amount } if min_amount == d("0")
+    ));
     assert_eq!(payout.total, d("78000.45"));
     assert_eq!(payout.items.len(), 2);
     let paid = engine.complete_payout(payout.id).await.expect("complete").expect("payout");

@@ -3,7 +3,7 @@
 //! An entry belongs to at most one batch (one `payout_id` column).
 use super::MySqlStore;
 use crate::domain::ids::AffiliateId;
-use crate::domain::payout::{Payout, PayoutItem};
+use crate::domain::payout::{CreatePayout, Payout, PayoutItem};
 use crate::store::{corrupt, Result};
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -42,17 +42,34 @@ impl MySqlStore {
         }))
     }
 
+    /// The batch built under this idempotency key, judged against a new
+    /// request's `min_amount`; None if the key is new.
+    async fn keyed(&self, key: &str, min_amount: Decimal) -> Result<Option<CreatePayout>> {
+        let Some(row) = sqlx::query("SELECT id, min_amount FROM payouts WHERE idempotency_key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let first: Decimal = row.try_get("min_amount")?;
+        if first != min_amount {
+            return Ok(Some(CreatePayout::KeyReused { min_amount: first }));
+        }
+        let payout = self.payout(row.try_get("id")?).await?.ok_or_else(|| corrupt("payout vanished"))?;
+        Ok(Some(CreatePayout::Repeated(payout)))
+    }
+
     /// Builds a batch. With an idempotency key, a repeated request returns the
-    /// batch the first one built. A negative or small approved sum stays and
-    /// nets against later entries.
-    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<Payout> {
+    /// batch the first one built (also when both run at once: the loser of
+    /// the unique key reads the winner's), and a key reused with another
+    /// `min_amount` is refused. No batch is stored when nothing reaches the
+    /// minimum. A negative or small approved sum stays and nets against later
+    /// entries.
+    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout> {
         if let Some(key) = key {
-            let existing: Option<u64> = sqlx::query_scalar("SELECT id FROM payouts WHERE idempotency_key = ?")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(id) = existing {
-                return self.payout(id).await?.ok_or_else(|| corrupt("payout vanished"));
+            if let Some(earlier) = self.keyed(key, min_amount).await? {
+                return Ok(earlier);
             }
         }
         let mut tx = self.pool.begin().await?;
@@ -70,6 +87,16 @@ impl MySqlStore {
             slot.1.push(e.try_get("id")?);
         }
         sums.retain(|_, (sum, _)| *sum >= min_amount && *sum > Decimal::ZERO);
+        if sums.is_empty() {
+            drop(tx);
+            // A concurrent request with this key may have built one meanwhile.
+            if let Some(key) = key {
+                if let Some(earlier) = self.keyed(key, min_amount).await? {
+                    return Ok(earlier);
+                }
+            }
+            return Ok(CreatePayout::NothingToPay);
+        }
         let total: Decimal = sums.values().map(|(s, _)| *s).sum();
         let now = Utc::now();
         let inserted = sqlx::query(
@@ -80,25 +107,32 @@ impl MySqlStore {
         .bind(total)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
-        let id = inserted.last_insert_id();
-        if !sums.is_empty() {
-            let mut items = QueryBuilder::<MySql>::new("INSERT INTO payout_items (payout_id, affiliate_id, amount) ");
-            items.push_values(&sums, |mut b, (affiliate, (sum, _))| {
-                b.push_bind(id).push_bind(affiliate).push_bind(*sum);
-            });
-            items.build().execute(&mut *tx).await?;
-            let mut mark = QueryBuilder::<MySql>::new("UPDATE ledger_entries SET payout_id = ");
-            mark.push_bind(id).push(" WHERE id IN (");
-            let mut ids = mark.separated(", ");
-            for entry in sums.values().flat_map(|(_, ids)| ids) {
-                ids.push_bind(*entry);
+        .await;
+        let id = match inserted {
+            Ok(done) => done.last_insert_id(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && key.is_some() => {
+                // Another request with this key won: answer with its batch.
+                drop(tx);
+                let key = key.unwrap_or_default();
+                return self.keyed(key, min_amount).await?.ok_or_else(|| corrupt("keyed payout vanished"));
             }
-            mark.push(")");
-            mark.build().execute(&mut *tx).await?;
+            Err(e) => return Err(e.into()),
+        };
+        let mut items = QueryBuilder::<MySql>::new("INSERT INTO payout_items (payout_id, affiliate_id, amount) ");
+        items.push_values(&sums, |mut b, (affiliate, (sum, _))| {
+            b.push_bind(id).push_bind(affiliate).push_bind(*sum);
+        });
+        items.build().execute(&mut *tx).await?;
+        let mut mark = QueryBuilder::<MySql>::new("UPDATE ledger_entries SET payout_id = ");
+        mark.push_bind(id).push(" WHERE id IN (");
+        let mut ids = mark.separated(", ");
+        for entry in sums.values().flat_map(|(_, ids)| ids) {
+            ids.push_bind(*entry);
         }
+        mark.push(")");
+        mark.build().execute(&mut *tx).await?;
         tx.commit().await?;
-        self.payout(id).await?.ok_or_else(|| corrupt("payout vanished"))
+        Ok(CreatePayout::Created(self.payout(id).await?.ok_or_else(|| corrupt("payout vanished"))?))
     }
 
     /// Marks a batch paid: its entries move approved → paid with the balances.

@@ -193,7 +193,7 @@ use crate::domain::event::{Backlog, EventDetail, EventFilter, EventId, EventReco
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{BuyerRewards, LedgerEntry};
 use crate::domain::order::{CreateOrder, LifecycleOutcome, NewOrder, OrderRecord, RefundRequest};
-use crate::domain::payout::Payout;
+use crate::domain::payout::{CreatePayout, Payout};
 use crate::store::{ApplyTx, Backend, EntitlementInputs, FailureDecision, ReconcileFacts};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -293,7 +293,7 @@ impl Backend for SqliteStore {
     async fn add_recompute_event(&self, id: &OrderId, payload: &str) -> Result<EventRef> {
         SqliteStore::add_recompute_event(self, id, payload).await
     }
-    async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<Payout> {
+    async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout> {
         SqliteStore::create_payout(self, min_amount, key).await
     }
     async fn complete_payout(&self, id: u64) -> Result<Option<Payout>> {

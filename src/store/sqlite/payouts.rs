@@ -7,7 +7,7 @@ use super::codec::{add_money, encode_money, encode_time, money, opt_time, time};
 use super::{int, push_list, rows_per_insert, SqliteStore, IN_CHUNK};
 use crate::domain::ids::AffiliateId;
 use crate::domain::ledger::EntryStatus;
-use crate::domain::payout::{Payout, PayoutItem};
+use crate::domain::payout::{CreatePayout, Payout, PayoutItem};
 use crate::store::{corrupt, Result};
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -51,19 +51,26 @@ impl SqliteStore {
 
     /// Builds a batch. With an idempotency key, a repeated request returns the
     /// batch the first one built (the key is looked up inside the write
-    /// transaction, so two concurrent requests with one key build one batch).
-    /// A negative or small approved sum stays and nets against later entries.
-    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<Payout> {
+    /// transaction, so two concurrent requests with one key build one batch),
+    /// and a key reused with another `min_amount` is refused. No batch is
+    /// stored when nothing reaches the minimum. A negative or small approved
+    /// sum stays and nets against later entries.
+    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout> {
         let mut tx = self.begin_write().await?;
         if let Some(key) = key {
-            let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM payouts WHERE idempotency_key = ?")
+            let existing = sqlx::query("SELECT id, min_amount FROM payouts WHERE idempotency_key = ?")
                 .bind(key)
                 .fetch_optional(&mut *tx)
                 .await?;
-            if let Some(id) = existing {
+            if let Some(row) = existing {
                 drop(tx);
-                let id = u64::try_from(id).map_err(corrupt)?;
-                return self.payout(id).await?.ok_or_else(|| corrupt("payout vanished"));
+                let first = money(&row, "min_amount")?;
+                if first != min_amount {
+                    return Ok(CreatePayout::KeyReused { min_amount: first });
+                }
+                let id = u64::try_from(row.try_get::<i64, _>("id")?).map_err(corrupt)?;
+                let payout = self.payout(id).await?.ok_or_else(|| corrupt("payout vanished"))?;
+                return Ok(CreatePayout::Repeated(payout));
             }
         }
         // The writer is the lock: no other batch can take these entries meanwhile.
@@ -80,6 +87,9 @@ impl SqliteStore {
             slot.1.push(e.try_get("id")?);
         }
         sums.retain(|_, (sum, _)| *sum >= min_amount && *sum > Decimal::ZERO);
+        if sums.is_empty() {
+            return Ok(CreatePayout::NothingToPay);
+        }
         let mut total = Decimal::ZERO;
         for (sum, _) in sums.values() {
             total = add_money(total, *sum)?;
@@ -115,7 +125,7 @@ impl SqliteStore {
         }
         tx.commit().await?;
         let id = u64::try_from(id).map_err(corrupt)?;
-        self.payout(id).await?.ok_or_else(|| corrupt("payout vanished"))
+        Ok(CreatePayout::Created(self.payout(id).await?.ok_or_else(|| corrupt("payout vanished"))?))
     }
 
     /// Marks a batch paid: its entries move approved → paid with the balances.
