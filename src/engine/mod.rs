@@ -40,6 +40,15 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Why the work could not start now, when a lock it needs was not
+    /// granted in time (nothing was changed; the caller may retry).
+    pub fn busy(&self) -> Option<&'static str> {
+        match self {
+            EngineError::Store(StoreError::Busy(why)) => Some(why),
+            _ => None,
+        }
+    }
+
     /// A deadlock or lock-wait timeout: worth an immediate retry.
     pub fn is_lock_conflict(&self) -> bool {
         matches!(self, EngineError::Store(e) if e.is_lock_conflict())

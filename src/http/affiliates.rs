@@ -107,6 +107,7 @@ async fn create(
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, unknown parent or a cycle", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tree lock was not granted in time (MySQL); nothing changed, retry", body = Problem, content_type = "application/problem+json"),
     ), security(("storefront" = [])))]
 async fn update(
     _: Storefront,

@@ -28,7 +28,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
-    Internal(#[from] EngineError),
+    Internal(EngineError),
 }
 
 impl ApiError {
@@ -53,6 +53,16 @@ pub struct Problem<'a> {
     errors: Option<&'a [FieldError]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
+}
+
+impl From<EngineError> for ApiError {
+    /// A busy lock is the client's to retry (503); anything else is ours (500).
+    fn from(e: EngineError) -> Self {
+        match e.busy() {
+            Some(why) => ApiError::Unavailable(why.to_owned()),
+            None => ApiError::Internal(e),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -92,6 +102,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
         if let ApiError::Internal(e) = &self {
             response.extensions_mut().insert(InternalError(e.to_string()));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         if matches!(self, ApiError::Unauthorized) {
             // RFC 9110 §11.6.1: a 401 names the scheme it wants.

@@ -117,6 +117,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 };
                 ApiError::Validation(vec![FieldError::new(field, message)])
             }
+            // serde_json reports an enum given a number ("status": 1) as a
+            // syntax error; in a body that is valid JSON it is the field's.
+            _ if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+                let field = if path == "." { String::new() } else { path };
+                ApiError::Validation(vec![FieldError::new(field, "has the wrong type or an unknown value")])
+            }
             _ => ApiError::BadRequest(format!("body is not valid JSON: {inner}")),
         }
     })

@@ -38,7 +38,9 @@ struct Stored {
     version: u64,
 }
 
-/// Validates a program and stores it as a new immutable version.
+/// Validates a program and stores it as a new immutable version. A `version`
+/// field (as `GET` answers it) is accepted and ignored: komisi numbers the
+/// versions, so a read-edit-write round trip works as is.
 #[utoipa::path(put, path = "/admin/program", tag = "program", request_body = ProgramDoc,
     responses(
         (status = 200, description = "Stored", body = Stored),
@@ -49,8 +51,11 @@ struct Stored {
 async fn replace(
     _: Admin,
     State(state): State<AppState>,
-    ApiJson(doc): ApiJson<ProgramDoc>,
+    ApiJson(mut body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Stored>, ApiError> {
+    body.remove("version");
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let doc: ProgramDoc = super::extract::parse_json(&bytes)?;
     let version = state.engine.put_program(&doc).await?.map_err(ApiError::Validation)?;
     Ok(Json(Stored { version }))
 }

@@ -30,6 +30,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A lock the work needs is held elsewhere and was not granted in time:
+    /// nothing was changed; try again.
+    #[error("busy: {0}")]
+    Busy(&'static str),
 }
 
 impl StoreError {
@@ -39,6 +43,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Db(e) => mysql::is_transient(e) || sqlite::is_transient(e),
+            StoreError::Busy(_) => true,
             _ => false,
         }
     }

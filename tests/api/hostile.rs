@@ -171,3 +171,75 @@ async fn a_payout_with_nothing_to_pay_stores_no_batch() {
     app.assert_ledger_consistent().await;
     app.assert_reconciled().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing() {
+    use sqlx::Connection;
+    if !needs_redis("the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing (MySQL's GET_LOCK)") {
+        return;
+    }
+    let app = spawn_app().await;
+    for id in ["A", "B", "C"] {
+        app.create_affiliate(id, None).await;
+    }
+    let mut holder = sqlx::MySqlConnection::connect(&app.config.database_url).await.unwrap();
+    // Another komisi database's re-parenting (the old, server-wide name) no
+    // longer holds this one up.
+    let got: i64 =
+        sqlx::query_scalar("SELECT GET_LOCK('komisi.affiliate_tree', 0)").fetch_one(&mut holder).await.unwrap();
+    assert_eq!(got, 1);
+    let r = app.patch("/v1/affiliates/B", &json!({"parent_id": "A"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // This database's lock held elsewhere: after the wait, 503 with
+    // Retry-After and nothing changed (before: the result was not checked
+    // and the move went ahead unserialised).
+    let got: i64 = sqlx::query_scalar("SELECT GET_LOCK(CONCAT('komisi.tree.', MD5(DATABASE())), 0)")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(got, 1);
+    let r = app.patch("/v1/affiliates/C", &json!({"parent_id": "B"})).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(app.get_json("/v1/affiliates/C").await["parent_id"], Value::Null);
+    holder.close().await.unwrap();
+    let r = app.patch("/v1/affiliates/C", &json!({"parent_id": "B"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.get_json("/v1/affiliates/C").await["parent_id"], "B");
+}
+
+#[tokio::test]
+async fn the_program_read_back_can_be_written_back_as_is() {
+    let app = spawn_app().await;
+    // Before: 422, `version` was an unknown field.
+    let read = app.admin_get("/admin/program").await;
+    assert_eq!(read["version"], 1);
+    let r = app.admin_put("/admin/program", &read).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], 2);
+    let mut again = app.admin_get("/admin/program").await;
+    assert_eq!(again["version"], 2);
+    again["version"] = json!(99);
+    again["holding_days"] = json!(3);
+    let r = app.admin_put("/admin/program", &again).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], 3, "komisi numbers the versions");
+    assert_eq!(app.admin_get("/admin/program").await["holding_days"], 3);
+    // Other unknown fields are still refused.
+    again["colour"] = json!("red");
+    let r = app.admin_put("/admin/program", &again).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_is_a_422_naming_it() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    for body in [json!({"status": 1}), json!({"status": "sleeping"}), json!({"name": 7})] {
+        let r = app.patch("/v1/affiliates/A", &body).await;
+        let status = r.status();
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {problem}");
+        let field = body.as_object().unwrap().keys().next().unwrap().clone();
+        assert_eq!(fields(&problem), vec![field], "{problem}");
+    }
+}

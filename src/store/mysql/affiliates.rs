@@ -4,7 +4,7 @@ use crate::domain::affiliate::{
     Affiliate, AffiliatePatch, AffiliateStatus, Balances, CreateAffiliate, NewAffiliate, PatchAffiliate, MAX_TREE_DEPTH,
 };
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
-use crate::store::{corrupt, Result};
+use crate::store::{corrupt, Result, StoreError};
 use chrono::Utc;
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, Row, Transaction};
@@ -28,6 +28,11 @@ pub(super) fn from_row(row: &MySqlRow) -> Result<Affiliate> {
         created_at: row.try_get("created_at")?,
     })
 }
+
+/// The affiliate tree's advisory lock, named per database (MD5 keeps the name
+/// under the server's 64 characters), waited for at most 10 s.
+const TREE_LOCK: &str = "SELECT GET_LOCK(CONCAT('komisi.tree.', MD5(DATABASE())), 10)";
+const TREE_UNLOCK: &str = "SELECT RELEASE_LOCK(CONCAT('komisi.tree.', MD5(DATABASE())))";
 
 impl MySqlStore {
     pub async fn create_affiliate(&self, new: &NewAffiliate) -> Result<CreateAffiliate> {
@@ -83,12 +88,18 @@ impl MySqlStore {
         if reparent {
             // Serialise re-parenting: two concurrent moves could otherwise each pass
             // the cycle check and together close a loop. The lock belongs to the
-            // connection, so it is released on every path before the connection is reused.
-            sqlx::query("SELECT GET_LOCK('komisi.affiliate_tree', 10)").execute(&mut *tx).await?;
+            // connection, so it is released on every path before the connection is
+            // reused. Its name is this database's (lock names are server-wide, and
+            // another komisi database on the server has a tree of its own); a lock
+            // not granted (0: timeout, NULL: error) changes nothing and is Busy.
+            let granted: Option<i64> = sqlx::query_scalar(TREE_LOCK).fetch_one(&mut *tx).await?;
+            if granted != Some(1) {
+                return Err(StoreError::Busy("another re-parenting of the affiliate tree is in progress"));
+            }
         }
         let outcome = patch_in(&mut tx, id, patch).await;
         if reparent {
-            sqlx::query("SELECT RELEASE_LOCK('komisi.affiliate_tree')").execute(&mut *tx).await?;
+            sqlx::query(TREE_UNLOCK).execute(&mut *tx).await?;
         }
         let outcome = outcome?;
         if matches!(outcome, PatchAffiliate::Updated(_)) {
