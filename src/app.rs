@@ -140,6 +140,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
                 max: config.retry_max(),
             },
             retry_horizon: config.retry_horizon(),
+            max_backlog: config.max_backlog,
         },
     );
     let deps = Arc::new(Deps {

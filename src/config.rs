@@ -71,6 +71,13 @@ pub struct Config {
     #[arg(long, env = "KOMISI_PARTITION_INFLIGHT", default_value_t = 256)]
     pub partition_inflight: usize,
 
+    /// Backpressure: when this many events are open (not yet applied; as the
+    /// recovery sweep last counted them), `POST /v1/orders` answers 503 with
+    /// Retry-After and stores nothing, and /readyz reports the backlog.
+    /// Lifecycle requests (refund, cancel, complete) are still taken. 0: off.
+    #[arg(long, env = "KOMISI_MAX_BACKLOG", default_value_t = 100_000)]
+    pub max_backlog: u64,
+
     /// MySQL connections for requests (intake and reads); with MySQL also
     /// the intake batches in flight at once (the embedded mode, with one
     /// writer, runs 2). With SQLite: the read-only connections.

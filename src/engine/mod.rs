@@ -37,14 +37,19 @@ pub enum EngineError {
     NoAnswer(&'static str),
     #[error("{0}")]
     Panicked(String),
+    /// Backpressure: too many events wait to be applied for a new order to
+    /// be taken now (nothing was stored).
+    #[error("{open} events wait to be applied (KOMISI_MAX_BACKLOG is {max}); try again shortly")]
+    Overloaded { open: u64, max: u64 },
 }
 
 impl EngineError {
     /// Why the work could not start now, when a lock it needs was not
     /// granted in time (nothing was changed; the caller may retry).
-    pub fn busy(&self) -> Option<&'static str> {
+    pub fn busy(&self) -> Option<String> {
         match self {
-            EngineError::Store(StoreError::Busy(why)) => Some(why),
+            EngineError::Store(StoreError::Busy(why)) => Some((*why).to_owned()),
+            EngineError::Overloaded { .. } => Some(self.to_string()),
             _ => None,
         }
     }
@@ -96,6 +101,8 @@ pub struct EngineConfig {
     pub event_workers: usize,
     pub event_batch: usize,
     pub event_linger: Duration,
+    /// Open events from which new orders are refused (0: never).
+    pub max_backlog: u64,
     pub retry: RetryPolicy,
     /// How long an event may stay open, retries included, before reconcile calls it stuck.
     pub retry_horizon: Duration,
@@ -115,6 +122,8 @@ struct Inner {
     intake: intake::Intake,
     applier: Applier,
     config: EngineConfig,
+    /// Open events as last counted (`Engine::backlog`), for backpressure.
+    open_events: std::sync::atomic::AtomicU64,
 }
 
 /// An order as the API shows it: the record and its current eligible amount.
@@ -143,7 +152,18 @@ impl Engine {
             config.event_batch,
             config.event_linger,
         );
-        Self { inner: Arc::new(Inner { backend, journal, faults, committed, intake, applier, config }) }
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                journal,
+                faults,
+                committed,
+                intake,
+                applier,
+                config,
+                open_events: Default::default(),
+            }),
+        }
     }
 
     /// Connects the outbox committed events are handed to (once, at start).
@@ -170,6 +190,11 @@ impl Engine {
         self.inner.committed.publish(events).await
     }
 
+    /// Open events as last counted, and the backpressure bound (0: none).
+    pub fn backlog_level(&self) -> (u64, u64) {
+        (self.inner.open_events.load(std::sync::atomic::Ordering::Relaxed), self.inner.config.max_backlog)
+    }
+
     /// Whether the database and the journal answer.
     pub async fn ready(&self) -> (bool, bool) {
         tokio::join!(self.inner.backend.ping(), self.inner.journal.ping())
@@ -180,6 +205,12 @@ impl Engine {
     /// Accepts an order: answers once the order, its items and its event are
     /// committed (G4), then journals the event.
     pub async fn place_order(&self, order: NewOrder) -> Result<CreateOrder> {
+        let open = self.inner.open_events.load(std::sync::atomic::Ordering::Relaxed);
+        let max = self.inner.config.max_backlog;
+        if max > 0 && open >= max {
+            metrics::counter!(crate::metrics::INTAKE_REFUSED_TOTAL, "reason" => "backlog").increment(1);
+            return Err(EngineError::Overloaded { open, max });
+        }
         // Intake journals the accepted events of each batch together, after its commit.
         self.inner.intake.submit(order).await
     }
@@ -274,8 +305,12 @@ impl Engine {
         Ok(self.inner.backend.open_events(after, limit).await?)
     }
 
+    /// Counts the open and dead events (and remembers the open count for
+    /// backpressure).
     pub async fn backlog(&self) -> Result<Backlog> {
-        Ok(self.inner.backend.backlog().await?)
+        let backlog = self.inner.backend.backlog().await?;
+        self.inner.open_events.store(backlog.open, std::sync::atomic::Ordering::Relaxed);
+        Ok(backlog)
     }
 
     /// Which of these events are settled (done or dead): a journal entry of

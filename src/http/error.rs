@@ -59,7 +59,7 @@ impl From<EngineError> for ApiError {
     /// A busy lock is the client's to retry (503); anything else is ours (500).
     fn from(e: EngineError) -> Self {
         match e.busy() {
-            Some(why) => ApiError::Unavailable(why.to_owned()),
+            Some(why) => ApiError::Unavailable(why),
             None => ApiError::Internal(e),
         }
     }

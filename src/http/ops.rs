@@ -27,17 +27,24 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Ready when both MySQL and the journal answer.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
     (status = 200, description = "Ready", body = Object),
-    (status = 503, description = "MySQL or Redis unreachable", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "The database or the journal unreachable, or the backlog over KOMISI_MAX_BACKLOG (degraded: new orders refused)", body = Problem, content_type = "application/problem+json"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let (db, journal) = state.engine.ready().await;
-    if db && journal {
-        Ok(Json(json!({"status": "ready", "database": "ok", "journal": "ok"})))
+    let (open, max) = state.engine.backlog_level();
+    let over = max > 0 && open >= max;
+    if db && journal && !over {
+        Ok(Json(json!({"status": "ready", "database": "ok", "journal": "ok", "backlog": "ok"})))
     } else {
         Err(ApiError::Unavailable(format!(
-            "database: {}, journal: {}",
+            "database: {}, journal: {}, backlog: {}",
             if db { "ok" } else { "unreachable" },
-            if journal { "ok" } else { "unreachable" }
+            if journal { "ok" } else { "unreachable" },
+            if over {
+                format!("{open} open events, at or over KOMISI_MAX_BACKLOG {max}: new orders refused")
+            } else {
+                "ok".into()
+            }
         )))
     }
 }

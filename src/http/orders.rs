@@ -185,6 +185,7 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
         (status = 409, description = "The id was accepted with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body above 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Backpressure: the backlog passed KOMISI_MAX_BACKLOG; not stored, retry after Retry-After", body = Problem, content_type = "application/problem+json"),
     ), security(("storefront" = [])))]
 async fn create(
     _: Storefront,

@@ -273,6 +273,7 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         recovery_interval_ms: 200,
         actor_idle_ms: 1_000,
         max_inflight: 10_000,
+        max_backlog: 0,
         partition_inflight: 256,
         db_max_connections: 4,
         db_worker_connections: 4,

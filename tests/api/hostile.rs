@@ -243,3 +243,51 @@ async fn a_field_of_the_wrong_type_is_a_422_naming_it() {
         assert_eq!(fields(&problem), vec![field], "{problem}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_refused_with_503_while_the_backlog_is_over_its_bound() {
+    // Events pile up (the journal is down); past KOMISI_MAX_BACKLOG new
+    // orders get 503 + Retry-After and are not stored. Before: no bound, the
+    // backlog grew without limit (1 040 orders/s taken, 190/s applied).
+    let mut app = spawn_app_journal_down(|c| c.max_backlog = 3, komisi::engine::faults::Faults::default()).await;
+    abc_tree(&app).await;
+    for n in 0..3 {
+        app.accept(&simple_order(&format!("o-{n}"), &format!("b-{n}"), Some("code-C"), "100000")).await;
+    }
+    // The recovery sweep counts the backlog (every 200 ms in tests).
+    let counted = poll(std::time::Duration::from_secs(10), || async {
+        let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+        ready.text().await.unwrap().contains("KOMISI_MAX_BACKLOG")
+    })
+    .await;
+    assert!(counted, "/readyz reports the backlog");
+    let r = app.post("/v1/orders", &simple_order("late", "b-late", Some("code-C"), "100000")).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(app.get("/v1/orders/late").await.status(), StatusCode::NOT_FOUND, "nothing stored");
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM orders", &[]).await, 3);
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("komisi_intake_refused_total{reason=\"backlog\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("the refusal counter is exported");
+    assert!(refused >= 1.0, "the refusal was counted: {refused}");
+    // A refund is still taken (it only adds an event to an order that exists).
+    let (status, _) = crate::lifecycle::refund(&app, "o-0", "r-1", json!([{"sku": "item", "quantity": 1}])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Once the backlog drains, orders are taken again.
+    app.kill().await;
+    app.journal_back();
+    app.restart(komisi::engine::faults::Faults::default()).await;
+    let taken = poll(std::time::Duration::from_secs(20), || async {
+        app.place(&simple_order("late", "b-late", Some("code-C"), "100000")).await.0 == StatusCode::ACCEPTED
+    })
+    .await;
+    assert!(taken, "accepted again after the drain");
+    app.processed("late").await;
+    app.assert_ledger_consistent().await;
+}

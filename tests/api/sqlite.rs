@@ -68,6 +68,7 @@ fn engine(store: &SqliteStore) -> Engine {
             event_workers: 1,
             event_batch: 32,
             event_linger: Duration::from_millis(2),
+            max_backlog: 0,
             retry: RetryPolicy { max_attempts: 8, base: Duration::from_millis(50), max: Duration::from_millis(400) },
             retry_horizon: Duration::from_secs(3600),
         },
