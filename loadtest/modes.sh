@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Embedded (SQLite) and production (MariaDB + Redis) mode back to back, RUNS
-# times each, at RATE (saturation) and RATE/2, uniform load.
-#   loadtest/modes.sh [rate] [runs]        (release build first)
+# times each, at RATE (saturation) and RATE/2; DIST is the affiliates'
+# distribution (uniform, zipf[:S], hot; default uniform).
+#   loadtest/modes.sh [rate] [runs] [dist]   (release build first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RATE=${1:-726}
 RUNS=${2:-3}
+DIST=${3:-uniform}
 HALF=$((RATE / 2))
 loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
@@ -14,8 +16,8 @@ summary() {
 for round in $(seq "$RUNS"); do
   for mode in mysql embedded; do
     if [ "$mode" = embedded ]; then PID=$(KOMISI_BENCH_EMBEDDED=1 loadtest/serve.sh); else PID=$(loadtest/serve.sh); fi
-    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --server-pid "$PID" | summary "round=$round $mode max=$RATE"
-    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "round=$round $mode half=$HALF"
+    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST max=$RATE"
+    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST half=$HALF"
     kill "$PID"
     while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
   done
