@@ -64,7 +64,7 @@ pub struct RewardEntry {
 #[derive(Debug, Clone)]
 pub struct BuyerRewards {
     pub buyer_id: BuyerId,
-    pub points: i64,
+    pub points: i128,
     pub history: Vec<RewardEntry>,
 }
 

@@ -301,6 +301,28 @@ impl OrderState {
     }
 }
 
+/// An order's total, Σ quantity × unit price, is below 10^12 — the bound of
+/// one unit price. It keeps every sum an order reaches far inside its column:
+/// an affiliate earns at most about 3 × 10^12 per order (level and tier rates
+/// are at most 1, a milestone bonus below 10^12), so a balance (DECIMAL(28,4),
+/// below 10^24) holds 3 × 10^11 of the largest orders; a buyer earns below
+/// 10^12 + 10^9 points per order, and a points balance (DECIMAL(28,0)) holds
+/// 10^16 of them. At 1 000 orders a second either is centuries away.
+pub const MAX_ORDER_TOTAL_DIGITS: u32 = 12;
+
+/// Whether the items' total, Σ quantity × unit price, is below
+/// 10^[`MAX_ORDER_TOTAL_DIGITS`]. Exact: 500 items × 10^6 × 10^12 fits a `Decimal`.
+pub fn check_total(items: &[NewItem]) -> Result<(), String> {
+    let bound = Decimal::from(10u64.pow(MAX_ORDER_TOTAL_DIGITS));
+    let total = items
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, i| sum.checked_add(Decimal::from(i.quantity).checked_mul(i.unit_price)?));
+    match total {
+        Some(t) if t < bound => Ok(()),
+        _ => Err(format!("the order total (Σ quantity × unit_price) must be below 10^{MAX_ORDER_TOTAL_DIGITS}")),
+    }
+}
+
 /// The earliest `placed_at` accepted: 2000-01-01T00:00:00Z.
 pub const EARLIEST_PLACED_AT: &str = "2000-01-01T00:00:00Z";
 /// How far ahead of the server's clock a `placed_at` may be (clock skew).
@@ -330,6 +352,26 @@ pub fn check_placed_at(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Strin
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    fn new_item(quantity: u32, unit_price: &str) -> NewItem {
+        NewItem {
+            sku: crate::domain::ids::Sku::parse("s").unwrap(),
+            category: crate::domain::ids::Category::parse("c").unwrap(),
+            quantity,
+            unit_price: Decimal::from_str(unit_price).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_order_total_must_be_below_10_to_the_12() {
+        assert!(check_total(&[new_item(1, "999999999999.9999")]).is_ok());
+        assert!(check_total(&[new_item(4, "249999999999.9999"), new_item(1, "0.0003")]).is_ok());
+        assert!(check_total(&[new_item(4, "249999999999.9999"), new_item(1, "0.0004")]).is_err());
+        assert!(check_total(&[new_item(2, "500000000000")]).is_err());
+        // The largest the item limits allow: 500 items × 10^6 × (10^12 − 10^-4).
+        let huge: Vec<_> = (0..500).map(|_| new_item(1_000_000, "999999999999.9999")).collect();
+        assert!(check_total(&huge).is_err());
+    }
 
     #[test]
     fn placed_at_is_accepted_from_2000_to_a_day_ahead_and_never_on_a_leap_second() {

@@ -9,7 +9,8 @@ use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
 use crate::domain::money::parse_amount;
 use crate::domain::order::{
-    check_placed_at, Attribution, CreateOrder, LifecycleOutcome, NewItem, NewOrder, RefundProblem, RefundRequest,
+    check_placed_at, check_total, Attribution, CreateOrder, LifecycleOutcome, NewItem, NewOrder, RefundProblem,
+    RefundRequest,
 };
 use crate::domain::FieldError;
 use axum::extract::{Path, State};
@@ -148,6 +149,11 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
             .ok();
         if let (Some(sku), Some(category), Some(unit_price)) = (sku, category, unit_price) {
             items.push(NewItem { sku, category, quantity: item.quantity as u32, unit_price });
+        }
+    }
+    if items.len() == body.items.len() {
+        if let Err(why) = check_total(&items) {
+            errors.push(FieldError::new("items", why));
         }
     }
     let (Some(id), Some(buyer_id), true) = (id, buyer_id, errors.is_empty()) else {

@@ -76,7 +76,9 @@ impl From<ledger::RewardEntry> for RewardEntry {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BuyerRewards {
     pub buyer_id: BuyerId,
-    pub points: i64,
+    /// Whole points, up to 28 digits (a JSON integer: past 2^53 a client
+    /// should parse it as a big integer)
+    pub points: i128,
     pub history: Vec<RewardEntry>,
 }
 

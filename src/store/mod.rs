@@ -61,6 +61,12 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// A points balance read from a DECIMAL(28,0) column (whole points).
+pub(crate) fn points_of(d: Decimal) -> Result<i128> {
+    use rust_decimal::prelude::ToPrimitive;
+    d.is_integer().then(|| d.to_i128()).flatten().ok_or_else(|| corrupt(format!("stored points {d}")))
+}
+
 /// An open or settled event and its order, as locked by [`ApplyTx::lock`].
 #[derive(Debug, Clone)]
 pub struct LockedEvent {
@@ -191,7 +197,7 @@ pub struct ReconcileFacts {
     /// (affiliate, stored [pending, approved, paid], ledger sums)
     pub balance_mismatches: Vec<(String, [Decimal; 3], [Decimal; 3])>,
     /// (buyer, stored points, reward sum)
-    pub points_mismatches: Vec<(String, i64, i64)>,
+    pub points_mismatches: Vec<(String, i128, i128)>,
     /// (event, affiliate, kind)
     pub duplicate_entries: Vec<(String, String, String)>,
     /// (event, order, status, attempts) open and created before the cutoff

@@ -560,8 +560,17 @@ impl TestApp {
         dec(&a["balances"][which])
     }
 
-    pub async fn points(&self, buyer: &str) -> i64 {
-        self.get_json(&format!("/v1/buyers/{buyer}/rewards")).await["points"].as_i64().expect("points")
+    /// A buyer's points balance, read exactly (a `Value` would hold a
+    /// balance past u64 as a float).
+    pub async fn points(&self, buyer: &str) -> i128 {
+        #[derive(serde::Deserialize)]
+        struct Balance {
+            points: i128,
+        }
+        let r = self.get(&format!("/v1/buyers/{buyer}/rewards")).await;
+        assert_eq!(r.status(), StatusCode::OK, "GET rewards of {buyer}");
+        let body = r.text().await.expect("body");
+        serde_json::from_str::<Balance>(&body).expect("whole points").points
     }
 
     /// Σ ledger amount per (affiliate, kind) for one order, read from the API.
@@ -614,15 +623,23 @@ impl TestApp {
             }
         }
         assert!(mismatched.is_empty(), "balances differ from ledger sums: {mismatched:?}");
-        let points_off = self
+        let mut earned: BTreeMap<String, i128> = BTreeMap::new();
+        for r in self.db.rows("SELECT buyer_id, points FROM reward_entries", &[]).await {
+            let cell = |i: usize| r[i].clone().expect("not null");
+            *earned.entry(cell(0)).or_default() += cell(1).parse::<i128>().expect("whole points");
+        }
+        let points_off: Vec<String> = self
             .db
-            .int(
-                "SELECT COUNT(*) FROM buyers b LEFT JOIN (SELECT buyer_id, SUM(points) s FROM reward_entries \
-                 GROUP BY buyer_id) r ON r.buyer_id = b.id WHERE b.points <> COALESCE(r.s, 0)",
-                &[],
-            )
-            .await;
-        assert_eq!(points_off, 0, "buyer points differ from reward sums");
+            .rows("SELECT id, points FROM buyers", &[])
+            .await
+            .into_iter()
+            .filter_map(|r| {
+                let (id, stored) = (r[0].clone().expect("id"), r[1].as_deref().expect("points").parse::<i128>());
+                let sum = earned.get(&id).copied().unwrap_or(0);
+                (stored != Ok(sum)).then(|| format!("{id}: stored {stored:?}, rewards {sum}"))
+            })
+            .collect();
+        assert!(points_off.is_empty(), "buyer points differ from reward sums: {points_off:?}");
         let doubled = self
             .db
             .int(

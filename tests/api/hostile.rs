@@ -291,3 +291,141 @@ async fn orders_are_refused_with_503_while_the_backlog_is_over_its_bound() {
     app.processed("late").await;
     app.assert_ledger_consistent().await;
 }
+
+/// The largest order the API accepts: one item at the largest unit price
+/// (the total must stay below 10^12).
+fn largest_order(id: &str, buyer: &str) -> Value {
+    simple_order(id, buyer, Some("code-C"), "999999999999.9999")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_total_of_10_to_the_12_or_more_is_refused_and_stores_nothing() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    // Before: 10 × 1 000 000 × 999999999999 was accepted (10^19 eligible): its
+    // points were clamped to i64::MAX and the next such order's event died.
+    let mut too_big = simple_order("o-1", "x", Some("code-C"), "999999999999");
+    too_big["items"][0]["quantity"] = json!(1_000_000);
+    let mut at_bound = simple_order("o-2", "x", Some("code-C"), "500000000000");
+    at_bound["items"][0]["quantity"] = json!(2);
+    let mut summed = simple_order("o-3", "x", Some("code-C"), "999999999999.9999");
+    summed["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"sku": "cent", "category": "fashion", "quantity": 1, "unit_price": "0.0001"}));
+    for order in [&too_big, &at_bound, &summed] {
+        let (status, body) = app.place(order).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{order}: {body}");
+        assert_eq!(fields(&body), vec!["items"], "{body}");
+    }
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM orders", &[]).await, 0, "nothing stored");
+    let (status, body) = app.place(&largest_order("o-4", "x")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+/// Every rate at 1, a milestone on each month's first order, a point per
+/// unit of currency and the largest first-order bonus: the most an order can
+/// earn.
+fn richest_program(p: &mut Value) {
+    p["scale"] = json!(4);
+    p["levels"] = json!(["1", "1", "1"]);
+    p["category_rates"] = json!({});
+    p["min_order_amount"] = json!("0");
+    p["max_commission_per_order"] = json!("999999999999.9999");
+    p["tiers"] = json!([{"monthly_sales_from": "0", "bonus_rate": "1"}]);
+    p["milestones"] = json!([{"nth_order_in_month": 1, "bonus": "999999999999.9999"}]);
+    p["buyer_rewards"] = json!({"points_rate": "1", "first_order_bonus": "1000000000"});
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_order_many_times_over_pays_exactly_and_a_points_balance_past_i64_fits() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.set_program(richest_program).await;
+    let per_order_points: i128 = 999_999_999_999; // floor(999999999999.9999 × 1)
+    let first_order_bonus: i128 = 1_000_000_000;
+
+    app.accept(&largest_order("o-0", "x")).await;
+    app.processed("o-0").await;
+    assert_eq!(app.points("x").await, per_order_points + first_order_bonus);
+    // As if the buyer had earned ~18 million of the largest orders before:
+    // both of o-0's reward entries are raised close to i64::MAX (each entry
+    // still fits its BIGINT), and the balance with them — past i64.
+    let raised: i128 = i64::MAX as i128 - 2 * per_order_points;
+    for kind in ["points", "first_order_bonus"] {
+        app.db
+            .exec(&format!("UPDATE reward_entries SET points = {raised} WHERE order_id = 'o-0' AND kind = ?"), &[kind])
+            .await;
+    }
+    let balance_before = 2 * raised;
+    // A string: SQLite would read a number past i64 as a float.
+    app.db.exec(&format!("UPDATE buyers SET points = '{balance_before}' WHERE id = 'x'"), &[]).await;
+    assert_eq!(app.points("x").await, balance_before);
+
+    // Before: this failed with `1690 BIGINT value is out of range` until the
+    // events were dead and the affiliates were never paid.
+    let n = 30;
+    for i in 1..=n {
+        app.accept(&largest_order(&format!("o-{i}"), "x")).await;
+    }
+    for i in 1..=n {
+        let order = app.processed(&format!("o-{i}")).await;
+        assert_eq!(order["commission_status"], "processed", "{order}");
+    }
+    assert_eq!(app.points("x").await, balance_before + n as i128 * per_order_points);
+
+    // Each affiliate's balance is the exact sum of what its orders show.
+    for affiliate in ["A", "B", "C"] {
+        let mut earned = d("0");
+        for i in 0..=n {
+            for (who, _, amount) in app.order_amounts(&format!("o-{i}")).await {
+                if who == affiliate {
+                    earned += amount;
+                }
+            }
+        }
+        assert!(earned >= d("999999999999.9999") * rust_decimal::Decimal::from(n + 1), "{affiliate}: {earned}");
+        assert_eq!(app.balance(affiliate, "pending").await, earned, "{affiliate}");
+    }
+
+    // A refund of the largest order takes its points back exactly.
+    let r = app
+        .post("/v1/orders/o-1/refunds", &json!({"refund_id": "r-1", "items": [{"sku": "item", "quantity": 1}]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(
+        poll(std::time::Duration::from_secs(10), || async {
+            app.points("x").await == balance_before + (n as i128 - 1) * per_order_points
+        })
+        .await,
+        "the refund's points were not taken back"
+    );
+    app.assert_ledger_consistent().await;
+    // Reconcile: the sums hold past i64 (no points_mismatch); the one thing it
+    // reports is o-0's raised entries, which no rule computed.
+    let report = app.admin_get("/admin/reconcile").await;
+    let violations = report["violations"].as_array().expect("violations").clone();
+    assert!(!violations.is_empty(), "the raised entries are reported: {report}");
+    for v in &violations {
+        assert_ne!(v["kind"], "points_mismatch", "{report}");
+        assert!(v.to_string().contains("o-0"), "only o-0's raised entries: {v}");
+    }
+}
+
+#[tokio::test]
+async fn an_event_filter_bound_past_2038_still_matches() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    app.accept(&simple_order("o-1", "x", Some("code-A"), "100000")).await;
+    // Before: on MySQL a bound past the TIMESTAMP range (2038) matched nothing.
+    for (query, expected) in [
+        ("until=2039-01-01T00:00:00Z", 1),
+        ("until=9999-12-31T00:00:00Z", 1),
+        ("since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z", 1),
+        ("since=2039-01-01T00:00:00Z", 0),
+        ("until=1990-01-01T00:00:00Z", 0),
+    ] {
+        let page = app.admin_get(&format!("/admin/events?{query}")).await;
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(expected), "{query}: {page}");
+    }
+}

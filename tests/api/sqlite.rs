@@ -150,7 +150,7 @@ async fn pending(store: &SqliteStore, id: &str) -> Decimal {
     store.affiliate(&AffiliateId::parse(id).unwrap()).await.expect("read").expect("affiliate").balances.pending
 }
 
-async fn points(store: &SqliteStore, buyer: &str) -> i64 {
+async fn points(store: &SqliteStore, buyer: &str) -> i128 {
     store.buyer_rewards(&BuyerId::parse(buyer).unwrap()).await.expect("rewards").points
 }
 

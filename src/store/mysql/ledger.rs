@@ -3,7 +3,8 @@ use super::MySqlStore;
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{BuyerRewards, EntryStatus, LedgerEntry, RewardEntry};
-use crate::store::{corrupt, Result};
+use crate::store::{corrupt, points_of, Result};
+use rust_decimal::Decimal;
 use sqlx::mysql::MySqlRow;
 use sqlx::Row;
 
@@ -76,10 +77,11 @@ impl MySqlStore {
 
     /// A buyer's points balance and full history (a buyer never seen has 0 points).
     pub async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
-        let points: Option<i64> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
+        let points: Option<Decimal> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
+        let points = points.map(points_of).transpose()?;
         let history =
             sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE buyer_id = ? ORDER BY id"))
                 .bind(id.as_str())

@@ -39,11 +39,14 @@ fn push_filter(q: &mut QueryBuilder<'_, MySql>, f: &EventFilter) {
     if let Some(o) = &f.order_id {
         q.push(" AND order_id = ").push_bind(o.as_str().to_owned());
     }
+    // Bound as DATETIME (naive UTC, as the column holds it): a chrono
+    // `DateTime<Utc>` goes as TIMESTAMP, whose range ends in 2038, and a bound
+    // past it matched nothing.
     if let Some(t) = f.since {
-        q.push(" AND created_at >= ").push_bind(t);
+        q.push(" AND created_at >= ").push_bind(t.naive_utc());
     }
     if let Some(t) = f.until {
-        q.push(" AND created_at < ").push_bind(t);
+        q.push(" AND created_at < ").push_bind(t.naive_utc());
     }
 }
 

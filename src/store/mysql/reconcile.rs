@@ -2,7 +2,7 @@
 //! pages of processed orders (whose ledgers the engine recomputes).
 use super::MySqlStore;
 use crate::domain::ids::OrderId;
-use crate::store::{ReconcileFacts, Result};
+use crate::store::{points_of, ReconcileFacts, Result};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::Row;
@@ -42,14 +42,15 @@ impl MySqlStore {
             ));
         }
         for r in sqlx::query(
-            "SELECT b.id, b.points, CAST(COALESCE(r.s, 0) AS SIGNED) AS s FROM buyers b \
+            "SELECT b.id, b.points, COALESCE(r.s, 0) AS s FROM buyers b \
              LEFT JOIN (SELECT buyer_id, SUM(points) AS s FROM reward_entries GROUP BY buyer_id) r ON r.buyer_id = b.id \
              WHERE b.points <> COALESCE(r.s, 0)",
         )
         .fetch_all(&self.pool)
         .await?
         {
-            f.points_mismatches.push((r.try_get("id")?, r.try_get("points")?, r.try_get("s")?));
+            let points = |c: &str| r.try_get::<Decimal, _>(c).map_err(Into::into).and_then(points_of);
+            f.points_mismatches.push((r.try_get("id")?, points("points")?, points("s")?));
         }
         for r in sqlx::query(
             "SELECT event_id, affiliate_id, kind FROM ledger_entries GROUP BY event_id, affiliate_id, kind HAVING COUNT(*) > 1",

@@ -2,7 +2,7 @@
 //! the engine decided. It runs on the single writer (`BEGIN IMMEDIATE`), so
 //! nothing else writes meanwhile and no row needs a lock. Money is read as
 //! text and added here, in `Decimal`s: never in SQL.
-use super::codec::{add_money, encode_money, encode_time, money, time};
+use super::codec::{add_money, decode_points, encode_money, encode_points, encode_time, money, time};
 use super::orders::load_items;
 use super::{
     int, parse_event_id, parse_event_status, parse_event_type, parse_order_status, parse_statuses, push_list,
@@ -425,16 +425,32 @@ pub(super) async fn move_by(
     write_balances(conn, &balances).await
 }
 
-/// Moves buyers' points (integers: one upsert, summed in SQL) and
-/// affiliates' balances (money: in Rust) by the queued amounts.
+/// Moves buyers' points and affiliates' balances by the queued amounts: both
+/// read, added in Rust (points in i128: a balance may pass i64) and written back.
 async fn move_balances(conn: &mut SqliteConnection, w: &Writes, stamp: &str) -> Result<()> {
-    let points: Vec<_> = w.points.iter().collect();
-    for chunk in points.chunks(rows_per_insert(3)) {
+    let ids: Vec<&str> = w.points.keys().map(BuyerId::as_str).collect();
+    let mut stored: BTreeMap<String, i128> = BTreeMap::new();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, points FROM buyers WHERE id IN (");
+        push_list(&mut q, chunk.iter().copied());
+        q.push(")");
+        for r in q.build().fetch_all(&mut *conn).await? {
+            stored.insert(r.try_get("id")?, decode_points(r.try_get("points")?)?);
+        }
+    }
+    let mut balances = Vec::with_capacity(w.points.len());
+    for (buyer, by) in &w.points {
+        let before = stored.get(buyer.as_str()).copied().unwrap_or(0);
+        let after =
+            before.checked_add(i128::from(*by)).ok_or_else(|| corrupt(format!("points of {buyer} overflow")))?;
+        balances.push((buyer.as_str(), encode_points(after)?));
+    }
+    for chunk in balances.chunks(rows_per_insert(3)) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO buyers (id, points, updated_at) ");
         q.push_values(chunk, |mut b, (buyer, points)| {
-            b.push_bind(buyer.as_str()).push_bind(**points).push_bind(stamp);
+            b.push_bind(*buyer).push_bind(points.as_str()).push_bind(stamp);
         });
-        q.push(" ON CONFLICT (id) DO UPDATE SET points = points + excluded.points, updated_at = excluded.updated_at");
+        q.push(" ON CONFLICT (id) DO UPDATE SET points = excluded.points, updated_at = excluded.updated_at");
         q.build().execute(&mut *conn).await?;
     }
     let moves: BTreeMap<String, Vec<(EntryStatus, Decimal)>> = w

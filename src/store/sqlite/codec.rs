@@ -97,6 +97,24 @@ pub fn decode_money(s: &str) -> Result<Decimal> {
     Decimal::from_str_exact(s).map_err(|e| corrupt(format!("stored amount {s:?}: {e}")))
 }
 
+/// The text of a points balance (a DECIMAL(28,0) on MySQL): its digits, at
+/// most 28 of them.
+pub fn encode_points(points: i128) -> Result<String, sqlx::Error> {
+    let text = points.to_string();
+    if text.trim_start_matches('-').len() > POINTS_DIGITS {
+        return Err(encode_error(format!("points {points} do not fit DECIMAL(28,0)")));
+    }
+    Ok(text)
+}
+
+/// Parses a stored points balance.
+pub fn decode_points(s: &str) -> Result<i128> {
+    s.parse().map_err(|e| corrupt(format!("stored points {s:?}: {e}")))
+}
+
+/// Digits of a points balance, as MySQL's DECIMAL(28,0).
+const POINTS_DIGITS: usize = 28;
+
 /// `a + b`, refusing an overflow instead of panicking.
 pub fn add_money(a: Decimal, b: Decimal) -> Result<Decimal> {
     a.checked_add(b).ok_or_else(|| corrupt(format!("{a} + {b} overflows")))

@@ -1,5 +1,5 @@
 //! Reading the commission and reward ledgers (writes happen in `apply`).
-use super::codec::{money, time};
+use super::codec::{decode_points, money, time};
 use super::{int, SqliteStore};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
@@ -59,10 +59,11 @@ impl SqliteStore {
     /// points), read in one snapshot.
     pub async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
         let mut tx = self.readers.begin().await?;
-        let points: Option<i64> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
+        let points: Option<String> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
+        let points = points.as_deref().map(decode_points).transpose()?;
         let history =
             sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE buyer_id = ? ORDER BY id"))
                 .bind(id.as_str())

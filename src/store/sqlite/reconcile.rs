@@ -2,7 +2,7 @@
 //! pages of processed orders (whose ledgers the engine recomputes). Every
 //! check reads one snapshot (one read transaction); money sums are added in
 //! Rust and compared as `Decimal`s (`"1.5000"` equals `"1.5"`), never as text.
-use super::codec::{add_money, money};
+use super::codec::{add_money, decode_points, money};
 use super::SqliteStore;
 use crate::domain::ids::OrderId;
 use crate::store::{corrupt, ReconcileFacts, Result};
@@ -54,16 +54,25 @@ impl SqliteStore {
             }
         }
 
-        // Points are integers: summed in SQL.
-        for r in sqlx::query(
-            "SELECT b.id, b.points, COALESCE(r.s, 0) AS s FROM buyers b \
-             LEFT JOIN (SELECT buyer_id, SUM(points) AS s FROM reward_entries GROUP BY buyer_id) r ON r.buyer_id = b.id \
-             WHERE b.points <> COALESCE(r.s, 0)",
-        )
-        .fetch_all(&mut *tx)
-        .await?
+        // Points balances against reward sums, added in i128 (a balance may
+        // pass i64, where SQLite's SUM would fail).
+        let mut earned: BTreeMap<String, i128> = BTreeMap::new();
         {
-            f.points_mismatches.push((r.try_get("id")?, r.try_get("points")?, r.try_get("s")?));
+            let mut rows = sqlx::query("SELECT buyer_id, points FROM reward_entries").fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                *earned.entry(r.try_get("buyer_id")?).or_default() += i128::from(r.try_get::<i64, _>("points")?);
+            }
+        }
+        {
+            let mut rows = sqlx::query("SELECT id, points FROM buyers ORDER BY id").fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                let id: String = r.try_get("id")?;
+                let stored = decode_points(r.try_get("points")?)?;
+                let sum = earned.get(&id).copied().unwrap_or(0);
+                if stored != sum {
+                    f.points_mismatches.push((id, stored, sum));
+                }
+            }
         }
         for r in sqlx::query(
             "SELECT event_id, affiliate_id, kind FROM ledger_entries GROUP BY event_id, affiliate_id, kind HAVING COUNT(*) > 1",
