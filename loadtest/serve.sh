@@ -3,6 +3,8 @@
 #   loadtest/serve.sh [extra env assignments...]   prints the server pid
 # e.g. loadtest/serve.sh KOMISI_BENCH_COMMISSION_DELAY_MS=200
 # KOMISI_BENCH_KEEP_DB=1 restarts on the existing database (no setup).
+# The per-key rate limit is off: every client uses one key, and find-max
+# pushes past the default 1 000 requests a second.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MYSQL=${KOMISI_BENCH_MYSQL:-mysql://root@127.0.0.1:3306}
@@ -24,7 +26,8 @@ else
   STORE=(DATABASE_URL="$MYSQL/komisi_perf" REDIS_URL=redis://127.0.0.1:6379 KOMISI_REDIS_PREFIX=komisi_perf)
 fi
 env "${STORE[@]}" \
-  KOMISI_STOREFRONT_KEYS=loadtest KOMISI_ADMIN_KEYS=loadtest-admin RUST_LOG=warn "$@" \
+  KOMISI_STOREFRONT_KEYS=loadtest KOMISI_ADMIN_KEYS=loadtest-admin RUST_LOG=warn \
+  KOMISI_RATE_LIMIT_PER_SEC=0 "$@" \
   ./target/release/komisi serve --bind "127.0.0.1:$PORT" >/tmp/komisi-bench.log 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done

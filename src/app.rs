@@ -161,7 +161,18 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         Actor::spawn(None, Supervisor, deps).await.map_err(|e| AppError::Actors(e.to_string()))?;
     engine.connect_outbox(Arc::new(SupervisorOutbox(supervisor.clone())));
 
-    let state = AppState { engine: engine.clone(), keys: Arc::new(keys.clone()), metrics: crate::metrics::handle() };
+    let limits = crate::http::limit::LimitSettings {
+        per_key_per_sec: config.rate_limit_per_sec,
+        per_key_burst: config.rate_limit_burst,
+        auth_failures_per_min: config.auth_failures_per_min,
+        auth_failures_burst: config.auth_failures_burst,
+    };
+    let state = AppState {
+        engine: engine.clone(),
+        keys: Arc::new(keys.clone()),
+        limits: Arc::new(crate::http::limit::Limits::new(limits)),
+        metrics: crate::metrics::handle(),
+    };
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -169,6 +180,8 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     let app = router(state);
     let root = supervisor.clone();
     let task = tokio::spawn(async move {
+        // The peer address feeds the failed-authentication limit.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(signal.cancelled_owned()).await;
         // No new orders now; let the actors finish and ack what they hold.
         let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(5), async {

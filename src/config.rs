@@ -78,6 +78,25 @@ pub struct Config {
     #[arg(long, env = "KOMISI_MAX_BACKLOG", default_value_t = 100_000)]
     pub max_backlog: u64,
 
+    /// Requests per second one API key may make (a token bucket per key;
+    /// past it: 429 with Retry-After). 0: off.
+    #[arg(long, env = "KOMISI_RATE_LIMIT_PER_SEC", default_value_t = 1_000)]
+    pub rate_limit_per_sec: u32,
+
+    /// Requests one key may make at once above its rate (the bucket's size).
+    #[arg(long, env = "KOMISI_RATE_LIMIT_BURST", default_value_t = 2_000)]
+    pub rate_limit_burst: u32,
+
+    /// Failed authentications (missing or wrong key) per minute from one
+    /// client address; past them every request from it is 429 until a token
+    /// is back. 0: off.
+    #[arg(long, env = "KOMISI_AUTH_FAILURES_PER_MIN", default_value_t = 60)]
+    pub auth_failures_per_min: u32,
+
+    /// Failed authentications one address may make at once.
+    #[arg(long, env = "KOMISI_AUTH_FAILURES_BURST", default_value_t = 20)]
+    pub auth_failures_burst: u32,
+
     /// MySQL connections for requests (intake and reads); with MySQL also
     /// the intake batches in flight at once (the embedded mode, with one
     /// writer, runs 2). With SQLite: the read-only connections.

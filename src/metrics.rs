@@ -13,6 +13,7 @@ pub const EVENT_BATCH_FALLBACKS_TOTAL: &str = "komisi_event_batch_fallbacks_tota
 pub const EVENTS_PENDING: &str = "komisi_events_pending";
 pub const EVENTS_DEAD: &str = "komisi_events_dead";
 pub const INTAKE_REFUSED_TOTAL: &str = "komisi_intake_refused_total";
+pub const RATE_LIMITED_TOTAL: &str = "komisi_http_rate_limited_total";
 pub const ACTORS_ACTIVE: &str = "komisi_actors_active";
 pub const ACTOR_RESTARTS_TOTAL: &str = "komisi_actor_restarts_total";
 pub const WORKER_RESTARTS_TOTAL: &str = "komisi_worker_restarts_total";
@@ -38,6 +39,7 @@ pub const ALL: &[(&str, &str)] = &[
     (EVENTS_PENDING, "gauge"),
     (EVENTS_DEAD, "gauge"),
     (INTAKE_REFUSED_TOTAL, "counter"),
+    (RATE_LIMITED_TOTAL, "counter"),
     (ACTORS_ACTIVE, "gauge"),
     (ACTOR_RESTARTS_TOTAL, "counter"),
     (WORKER_RESTARTS_TOTAL, "counter"),
@@ -101,6 +103,10 @@ fn describe() {
     describe_gauge!(EVENTS_PENDING, "Events not yet applied (pending, processing, failed)");
     describe_gauge!(EVENTS_DEAD, "Events that exhausted their attempts");
     describe_counter!(INTAKE_REFUSED_TOTAL, "Orders refused by backpressure (reason: backlog), 503 and not stored");
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Requests refused with 429 (reason: key = a key over its rate, auth = an address over its failed attempts)"
+    );
     describe_gauge!(ACTORS_ACTIVE, "Commission actors alive");
     describe_counter!(ACTOR_RESTARTS_TOTAL, "Commission actors restarted after a panic");
     describe_counter!(WORKER_RESTARTS_TOTAL, "Batch workers (intake, event application) restarted after a panic");
@@ -138,6 +144,9 @@ fn register_zeroes() {
     }
     metrics::counter!(EVENTS_REJOURNALED_TOTAL).absolute(0);
     metrics::counter!(INTAKE_REFUSED_TOTAL, "reason" => "backlog").absolute(0);
+    for reason in ["key", "auth"] {
+        metrics::counter!(RATE_LIMITED_TOTAL, "reason" => reason).absolute(0);
+    }
     metrics::counter!(JOURNAL_STALE_TOTAL).absolute(0);
     metrics::gauge!(JOURNAL_LIVE_ENTRIES).set(0.0);
     metrics::gauge!(EVENTS_PARKED).set(0.0);

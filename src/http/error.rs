@@ -27,11 +27,19 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Unavailable(String),
+    #[error("too many requests; retry after {} s", super::limit::retry_after_secs(*.0))]
+    TooManyRequests(std::time::Duration),
     #[error(transparent)]
     Internal(EngineError),
 }
 
 impl ApiError {
+    /// A request over a rate limit (`reason`: key or auth), counted.
+    pub fn too_many(reason: &'static str, wait: std::time::Duration) -> Self {
+        metrics::counter!(crate::metrics::RATE_LIMITED_TOTAL, "reason" => reason).increment(1);
+        ApiError::TooManyRequests(wait)
+    }
+
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
@@ -79,6 +87,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         };
         let detail = match &self {
@@ -105,6 +114,11 @@ impl IntoResponse for ApiError {
         }
         if matches!(self, ApiError::Unavailable(_)) {
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooManyRequests(wait) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(super::limit::retry_after_secs(*wait)));
         }
         if matches!(self, ApiError::Unauthorized) {
             // RFC 9110 §11.6.1: a 401 names the scheme it wants.

@@ -4,10 +4,11 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::FieldError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
 use subtle::ConstantTimeEq;
 
 /// The configured bearer keys.
@@ -17,10 +18,43 @@ pub struct ApiKeys {
     pub admin: Vec<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Storefront,
+    Admin,
+}
+
 impl ApiKeys {
-    fn matches(keys: &[String], given: &[u8]) -> bool {
-        // Compare against every key in constant time, so timing reveals nothing.
-        keys.iter().fold(false, |hit, k| hit | bool::from(k.as_bytes().ct_eq(given)))
+    /// The role and number of the key given (storefront keys first, then
+    /// admin keys), comparing against every key in constant time, so timing
+    /// reveals nothing.
+    fn which(&self, given: &[u8]) -> Option<(Role, usize)> {
+        let keys =
+            self.storefront.iter().map(|k| (Role::Storefront, k)).chain(self.admin.iter().map(|k| (Role::Admin, k)));
+        keys.enumerate().fold(None, |hit, (n, (role, k))| {
+            let equal = bool::from(k.as_bytes().ct_eq(given));
+            if equal && hit.is_none() {
+                Some((role, n))
+            } else {
+                hit
+            }
+        })
+    }
+}
+
+/// Who is calling: the key's role, after the rate limits (see [`super::limit`]).
+fn authenticate(parts: &Parts, state: &AppState) -> Result<Role, ApiError> {
+    let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    state.limits.refused(addr).map_err(|wait| ApiError::too_many("auth", wait))?;
+    match bearer(parts).and_then(|key| state.keys.which(key)) {
+        Some((role, n)) => {
+            state.limits.key(n).map_err(|wait| ApiError::too_many("key", wait))?;
+            Ok(role)
+        }
+        None => {
+            state.limits.failed(addr).map_err(|wait| ApiError::too_many("auth", wait))?;
+            Err(ApiError::Unauthorized)
+        }
     }
 }
 
@@ -40,12 +74,7 @@ pub struct Storefront;
 impl FromRequestParts<AppState> for Storefront {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        if ApiKeys::matches(&state.keys.storefront, key) || ApiKeys::matches(&state.keys.admin, key) {
-            Ok(Storefront)
-        } else {
-            Err(ApiError::Unauthorized)
-        }
+        authenticate(parts, state).map(|_| Storefront)
     }
 }
 
@@ -55,13 +84,9 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        if ApiKeys::matches(&state.keys.admin, key) {
-            Ok(Admin)
-        } else if ApiKeys::matches(&state.keys.storefront, key) {
-            Err(ApiError::Forbidden)
-        } else {
-            Err(ApiError::Unauthorized)
+        match authenticate(parts, state)? {
+            Role::Admin => Ok(Admin),
+            Role::Storefront => Err(ApiError::Forbidden),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod buyers;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod limit;
 pub mod ops;
 pub mod orders;
 pub mod program;
@@ -32,6 +33,7 @@ pub struct AppState {
     /// Every use case; handlers call nothing else.
     pub engine: Engine,
     pub keys: Arc<ApiKeys>,
+    pub limits: Arc<limit::Limits>,
     pub metrics: PrometheusHandle,
 }
 

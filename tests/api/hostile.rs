@@ -3,6 +3,7 @@
 //! objects, doubled field paths, the bearer scheme's case and the 401's
 //! challenge. Every refusal is a 422 problem and stores nothing.
 use crate::helpers::*;
+use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -428,4 +429,70 @@ async fn an_event_filter_bound_past_2038_still_matches() {
         let page = app.admin_get(&format!("/admin/events?{query}")).await;
         assert_eq!(page["items"].as_array().map(Vec::len), Some(expected), "{query}: {page}");
     }
+}
+
+async fn get_with(app: &TestApp, key: &str) -> reqwest::Response {
+    app.client.get(app.url("/v1/affiliates/A")).bearer_auth(key).send().await.unwrap()
+}
+
+async fn assert_429(r: reqwest::Response, what: &str) {
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{what}");
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().expect("Retry-After in seconds");
+    assert!(wait >= 1, "{what}: Retry-After {wait}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json", "{what}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 429, "{what}: {body}");
+}
+
+#[tokio::test]
+async fn a_key_past_its_rate_gets_429_and_other_keys_keep_theirs() {
+    // Before: 2 000 requests with one key at 758 req/s, no 429.
+    let app = spawn_app_with(
+        |c| {
+            c.rate_limit_per_sec = 2;
+            c.rate_limit_burst = 10;
+        },
+        Faults::default(),
+    )
+    .await;
+    app.create_affiliate("A", None).await; // one of the storefront key's tokens
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(get_with(&app, STOREFRONT_KEY).await.status());
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!((8..=11).contains(&ok), "the rest of the burst of 10 (and what refilled meanwhile): {statuses:?}");
+    assert_429(get_with(&app, STOREFRONT_KEY).await, "past the burst").await;
+    // The admin key has its own bucket.
+    assert_eq!(get_with(&app, ADMIN_KEY).await.status(), StatusCode::OK);
+    // And the key's bucket refills at its rate.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(get_with(&app, STOREFRONT_KEY).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_address_failing_authentication_too_often_is_refused_whatever_key_it_sends() {
+    // Before: 2 000 requests with a wrong key at 7 400 req/s, all 401.
+    let app = spawn_app_with(
+        |c| {
+            c.auth_failures_per_min = 1;
+            c.auth_failures_burst = 5;
+        },
+        Faults::default(),
+    )
+    .await;
+    app.create_affiliate("A", None).await;
+    for n in 0..5 {
+        assert_eq!(get_with(&app, "wrong").await.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    assert_429(get_with(&app, "wrong").await, "the sixth failure").await;
+    // Refused before the key is compared: a right guess now learns nothing.
+    assert_429(get_with(&app, STOREFRONT_KEY).await, "a valid key from the refused address").await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("komisi_http_rate_limited_total{reason=\"auth\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(refused.is_some_and(|n| n >= 2.0), "counted: {refused:?}");
 }
