@@ -1,12 +1,12 @@
 //! `/admin` money movement and checks: payout batches and reconciliation.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{Admin, ApiJson};
+use super::extract::{Admin, ApiJson, ApiPath};
 use super::views::{NothingToPay, Payout, PayoutAnswer, Report};
 use super::AppState;
 use crate::domain::money::parse_amount;
 use crate::domain::payout::CreatePayout;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
@@ -73,9 +73,10 @@ async fn create_payout(
 async fn complete_payout(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Payout>, ApiError> {
-    let id: u64 = id.parse().map_err(|_| ApiError::NotFound("payout"))?;
+    // Ids are stored as signed 64-bit integers: a larger one is never found.
+    let id: u64 = id.parse().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or(ApiError::NotFound("payout"))?;
     state.engine.complete_payout(id).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
 }
 

@@ -1,7 +1,7 @@
 //! `/v1/affiliates`: register, update, read an affiliate, and list its ledger.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{id_field, ApiJson, Storefront};
+use super::extract::{id_field, ApiJson, ApiPath, ApiQuery, Storefront};
 use super::views::{AffiliateView, LedgerEntry};
 use super::AppState;
 use crate::domain::affiliate::{
@@ -9,7 +9,7 @@ use crate::domain::affiliate::{
 };
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
 use crate::domain::FieldError;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -112,7 +112,7 @@ async fn create(
 async fn update(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchBody>,
 ) -> Result<Json<AffiliateView>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
@@ -151,7 +151,7 @@ async fn update(
 async fn read(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AffiliateView>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
     let a = state.engine.affiliate(&id).await?.ok_or(ApiError::NotFound("affiliate"))?;
@@ -187,8 +187,8 @@ const MAX_LIMIT: u32 = 500;
 async fn commissions(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<LedgerEntry>>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
     let mut errors = Vec::new();
@@ -204,10 +204,14 @@ async fn commissions(
     };
     let after = match q.cursor.as_deref() {
         None | Some("") => 0,
-        Some(s) => s.parse::<u64>().unwrap_or_else(|_| {
-            errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
-            0
-        }),
+        // Only the form this API writes: up to 19 digits (no sign).
+        Some(s) => Some(s)
+            .filter(|s| s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| {
+                errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
+                0
+            }),
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));

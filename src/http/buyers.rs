@@ -1,11 +1,11 @@
 //! `/v1/buyers/{id}/rewards`: a buyer's points and their history.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::Storefront;
+use super::extract::{ApiPath, Storefront};
 use super::views::BuyerRewards;
 use super::AppState;
 use crate::domain::ids::BuyerId;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,7 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn rewards(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<BuyerRewards>, ApiError> {
     let id = BuyerId::parse(&id).map_err(|_| ApiError::NotFound("buyer"))?;
     Ok(Json(state.engine.buyer_rewards(&id).await?.into()))

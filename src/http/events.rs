@@ -2,14 +2,14 @@
 //! payload and attempt history; replay one or many; recompute an order.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{Admin, ApiJson};
+use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
 use super::views::{EventDetail, EventRow, Recompute};
 use super::AppState;
 use crate::domain::event::{EventFilter, EventId, EventStatus, EventType};
 use crate::domain::ids::OrderId;
 use crate::domain::FieldError;
 use crate::engine::operator::RecomputeOutcome;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -94,7 +94,11 @@ const MAX_LIMIT: u32 = 500;
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
-async fn list(_: Admin, State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Page>, ApiError> {
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Page>, ApiError> {
     let mut errors = Vec::new();
     let f = filter(
         q.status.as_deref(),
@@ -114,7 +118,8 @@ async fn list(_: Admin, State(state): State<AppState>, Query(q): Query<ListQuery
     };
     let before = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => EventId::parse(c).or_else(|| {
+        // Only the form this API writes (a hyphenated lower-case UUID).
+        Some(c) => EventId::parse(c).filter(|id| id.to_string() == c).or_else(|| {
             errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
             None
         }),
@@ -139,7 +144,7 @@ async fn list(_: Admin, State(state): State<AppState>, Query(q): Query<ListQuery
 async fn detail(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<EventDetail>, ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
     state.engine.event_detail(id).await?.map(|d| Json(d.into())).ok_or(ApiError::NotFound("event"))
@@ -164,7 +169,7 @@ struct Replayed {
 async fn replay_one(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
     let status = state.engine.replay_one(id).await?.ok_or(ApiError::NotFound("event"))?;
@@ -239,7 +244,7 @@ struct RecomputeBody {
 async fn recompute(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RecomputeBody>,
 ) -> Result<Json<Recompute>, ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;

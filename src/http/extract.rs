@@ -177,3 +177,27 @@ pub fn id_field<T>(
 ) -> Option<T> {
     parse(raw).map_err(|e| errors.push(FieldError::new(field, e.to_string()))).ok()
 }
+
+/// A query string whose failures are problem+json: a query that cannot be
+/// decoded (a repeated parameter, bad percent-encoding) → 400.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Path parameters whose failures are problem+json (a segment that is not
+/// UTF-8 once decoded → 404: no resource has such an id).
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest(format!("query string: {}", e.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::NotFound("resource")
+    }
+}

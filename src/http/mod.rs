@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod limit;
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod program;
@@ -90,7 +91,14 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api().split_for_parts();
-    routes.layer(DefaultBodyLimit::max(BODY_LIMIT)).layer(middleware::from_fn(observe)).with_state(state)
+    // The framework's own answers (no such route, a method the route does
+    // not take) are problem+json like every other error.
+    routes
+        .fallback(|| async { error::ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
 }
 
 tokio::task_local! {

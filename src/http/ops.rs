@@ -57,6 +57,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "The OpenAPI document", body = Object)))]
-async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
-    Json(super::openapi())
+async fn openapi_json() -> Json<&'static serde_json::Value> {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(|| super::openapi::document(super::openapi())))
 }

@@ -2,7 +2,7 @@
 //! order view with its commissions, rewards and event statuses.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{id_field, ApiJson, Storefront};
+use super::extract::{id_field, ApiJson, ApiPath, Storefront};
 use super::views::OrderView;
 use super::AppState;
 use crate::domain::event::EventId;
@@ -13,7 +13,7 @@ use crate::domain::order::{
     RefundRequest,
 };
 use crate::domain::FieldError;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -226,7 +226,7 @@ async fn create(
 async fn read(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
     let details = state.engine.order(&id).await?.ok_or(ApiError::NotFound("order"))?;
@@ -323,7 +323,7 @@ fn parse_refund(order_id: OrderId, body: &RefundBody) -> Result<RefundRequest, A
 async fn refund(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
@@ -343,7 +343,7 @@ async fn refund(
 async fn cancel(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
     answer(state.engine.cancel(&id).await?)
@@ -361,7 +361,7 @@ async fn cancel(
 async fn complete(
     _: Storefront,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
     answer(state.engine.complete(&id).await?)

@@ -496,3 +496,28 @@ async fn an_address_failing_authentication_too_often_is_refused_whatever_key_it_
         .and_then(|v| v.parse::<f64>().ok());
     assert!(refused.is_some_and(|n| n >= 2.0), "counted: {refused:?}");
 }
+
+#[tokio::test]
+async fn the_frameworks_own_refusals_are_problems_too() {
+    let app = spawn_app().await;
+    let send =
+        |method: reqwest::Method, path: &str| app.client.request(method, app.url(path)).bearer_auth(ADMIN_KEY).send();
+    // Before: plain-text answers from the router and extractors, and a 500
+    // for a payout id past i64.
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/no/such/route", StatusCode::NOT_FOUND),
+        (reqwest::Method::DELETE, "/v1/orders/o-1", StatusCode::METHOD_NOT_ALLOWED),
+        (reqwest::Method::GET, "/admin/events?limit=1&limit=2", StatusCode::BAD_REQUEST),
+        (reqwest::Method::GET, "/v1/affiliates/%FF", StatusCode::NOT_FOUND),
+        (reqwest::Method::POST, "/admin/payouts/9223372036854775808/complete", StatusCode::NOT_FOUND),
+    ] {
+        let r = send(method.clone(), path).await.unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "{method} {path}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(r.headers()["allow"].to_str().unwrap().contains("GET"), "405 names the methods");
+        }
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+    }
+}

@@ -1,0 +1,265 @@
+//! The OpenAPI document as served: what utoipa derives from the handlers,
+//! plus what the derives cannot say — the input formats every handler
+//! enforces (ids, money, rates, bounds) and the error statuses every route
+//! shares (auth, rate limits, bodies, 500). Each constraint is exactly the
+//! parser's rule, so a request the schema calls valid passes the format
+//! checks and one it calls invalid is refused (schemathesis checks both).
+use serde_json::{json, Value};
+
+/// An id given by the storefront: 1–64 of `A–Z a–z 0–9 _ . : -`.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,64}$";
+/// An amount: digits (at most 12 significant), optionally `.` and 1–4 decimals.
+pub const MONEY_PATTERN: &str = r"^0*[0-9]{1,12}(\.[0-9]{1,4})?$";
+/// A rate from 0 to 1 with at most 6 decimals.
+pub const RATE_PATTERN: &str = r"^0*(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$";
+
+fn id() -> Value {
+    json!({"pattern": ID_PATTERN})
+}
+fn money() -> Value {
+    json!({"pattern": MONEY_PATTERN, "example": "75000"})
+}
+fn rate() -> Value {
+    json!({"pattern": RATE_PATTERN, "example": "0.10"})
+}
+fn time() -> Value {
+    json!({"format": "date-time"})
+}
+
+/// (JSON pointer under the document, keys merged into the object there).
+fn constraints() -> Vec<(String, Value)> {
+    let s = |schema: &str, path: &str| format!("/components/schemas/{schema}/properties/{path}");
+    let mut c = vec![
+        (s("OrderBody", "id"), id()),
+        (s("OrderBody", "buyer_id"), id()),
+        (s("OrderBody", "referral_code"), id()),
+        (s("OrderBody", "affiliate_id"), id()),
+        (s("OrderBody", "currency"), json!({"pattern": "^[A-Z]{3}$"})),
+        (s("OrderBody", "placed_at"), time()),
+        (s("OrderBody", "items"), json!({"minItems": 1, "maxItems": super::orders::MAX_ITEMS})),
+        (s("ItemBody", "sku"), id()),
+        (s("ItemBody", "category"), id()),
+        (s("ItemBody", "quantity"), json!({"minimum": 1, "maximum": super::orders::MAX_QUANTITY})),
+        (s("ItemBody", "unit_price"), money()),
+        (s("RefundBody", "refund_id"), id()),
+        (s("RefundBody", "items"), json!({"minItems": 1, "maxItems": super::orders::MAX_ITEMS})),
+        (s("RefundItemBody", "sku"), id()),
+        (s("RefundItemBody", "quantity"), json!({"minimum": 1, "maximum": super::orders::MAX_QUANTITY})),
+        (s("CreateBody", "id"), id()),
+        (s("CreateBody", "referral_code"), id()),
+        (s("CreateBody", "parent_id"), id()),
+        (s("CreateBody", "buyer_id"), id()),
+        // 1–200 characters once leading and trailing spaces are trimmed.
+        (s("CreateBody", "name"), json!({"pattern": r"^\s*\S(.{0,198}\S)?\s*$"})),
+        (s("PatchBody", "name"), json!({"pattern": r"^\s*\S(.{0,198}\S)?\s*$"})),
+        (s("PatchBody", "parent_id"), id()),
+        (s("PayoutBody", "min_amount"), money()),
+        (s("BulkReplay", "status"), json!({"enum": ["failed", "dead"]})),
+        // Nullable: the enum lists null too, or a null would be "invalid".
+        (
+            s("BulkReplay", "type"),
+            json!({"enum": event_types().into_iter().map(Value::from).chain([Value::Null]).collect::<Vec<_>>()}),
+        ),
+        (s("BulkReplay", "since"), time()),
+        (s("BulkReplay", "until"), time()),
+        (s("ProgramDoc", "currency"), json!({"pattern": "^[A-Z]{3}$"})),
+        (s("ProgramDoc", "scale"), json!({"maximum": 4})),
+        (s("ProgramDoc", "levels"), json!({"minItems": 1, "maxItems": 10, "items": rate()})),
+        (s("ProgramDoc", "min_order_amount"), money()),
+        (s("ProgramDoc", "max_commission_per_order"), money()),
+        (s("ProgramDoc", "excluded_categories"), json!({"items": id()})),
+        (s("ProgramDoc", "category_rates"), json!({"additionalProperties": rate(), "propertyNames": id()})),
+        (s("TierDoc", "monthly_sales_from"), money()),
+        (s("TierDoc", "bonus_rate"), rate()),
+        (s("MilestoneDoc", "bonus"), money()),
+        (s("MilestoneDoc", "nth_order_in_month"), json!({"minimum": 1})),
+        (s("BuyerRewardsDoc", "points_rate"), rate()),
+        (s("BuyerRewardsDoc", "first_order_bonus"), json!({"pattern": "^0*([0-9]{1,9}|1000000000)$"})),
+    ];
+    for schema in ["AffiliateId", "BuyerId", "OrderId", "ReferralCode"] {
+        c.push((format!("/components/schemas/{schema}"), id()));
+    }
+    c
+}
+
+fn event_types() -> Vec<&'static str> {
+    crate::domain::event::EventType::ALL.iter().map(|t| t.as_str()).collect()
+}
+
+fn problem(description: &str) -> Value {
+    json!({"description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+/// Adds `response` under `status` unless the route documents it already.
+fn add(op: &mut Value, status: &str, description: &str) {
+    if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+        responses.entry(status).or_insert_with(|| problem(description));
+    }
+}
+
+/// The parameters of one operation, by name.
+fn param<'a>(op: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    op.get_mut("parameters")?.as_array_mut()?.iter_mut().find(|p| p["name"] == name)
+}
+
+fn shared_responses(path: &str, op: &mut Value) {
+    let security = op["security"].to_string();
+    if security.contains("storefront") || security.contains("admin") {
+        add(op, "401", "No valid key");
+        add(op, "429", "Over the key's rate, or this address failed authentication too often (Retry-After)");
+    }
+    if security.contains("admin") {
+        add(op, "403", "Not an admin key");
+    }
+    if op.get("requestBody").is_some() {
+        add(op, "400", "The body is not valid JSON");
+        add(op, "413", "The body is above 1 MiB");
+        add(op, "415", "The body is not sent as application/json");
+        add(op, "422", "A field is missing, of the wrong type, unknown, or out of its limits");
+    }
+    if op.get("parameters").is_some_and(|p| p.to_string().contains("\"query\"")) {
+        add(op, "400", "The query string cannot be decoded (e.g. a repeated parameter)");
+        add(op, "422", "A query parameter is out of its limits");
+    }
+    if path.contains('{') {
+        add(op, "404", "No such resource (an id that is not valid is never found)");
+    }
+    add(op, "500", "An internal failure; nothing was changed by this request");
+}
+
+fn parameters(path: &str, op: &mut Value) {
+    let merge_schema = |p: &mut Value, with: Value| {
+        if let Some(schema) = p.get_mut("schema") {
+            merge(schema, with)
+        }
+    };
+    if path.contains("{id}") && !path.starts_with("/admin/payouts/") && !path.starts_with("/admin/events/") {
+        if let Some(p) = param(op, "id") {
+            merge_schema(p, id());
+        }
+    }
+    if let Some(p) = param(op, "limit") {
+        p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": 500});
+    }
+    if let Some(p) = param(op, "status") {
+        merge_schema(p, json!({"enum": ["pending", "processing", "done", "failed", "dead"]}));
+    }
+    if let Some(p) = param(op, "type") {
+        merge_schema(p, json!({"enum": event_types()}));
+    }
+    if let Some(p) = param(op, "order_id") {
+        merge_schema(p, id());
+    }
+    for name in ["since", "until"] {
+        if let Some(p) = param(op, name) {
+            merge_schema(p, time());
+        }
+    }
+    if let Some(p) = param(op, "cursor") {
+        let written = if path.starts_with("/admin/events") {
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        } else {
+            "[0-9]{1,19}"
+        };
+        merge_schema(
+            p,
+            json!({"pattern": format!("^$|^{written}$"), "description": "next_cursor of the previous page"}),
+        );
+    }
+    if let Some(p) = param(op, "Idempotency-Key") {
+        p["schema"] = json!({"type": "string", "pattern": "^[!-~]{1,128}$"});
+    }
+}
+
+fn merge(target: &mut Value, with: Value) {
+    if let (Some(t), Value::Object(w)) = (target.as_object_mut(), with) {
+        t.extend(w);
+    }
+}
+
+/// The document served at `/openapi.json`.
+pub fn document(derived: &utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(derived).expect("the OpenAPI document serialises");
+    for (pointer, with) in constraints() {
+        let target = doc.pointer_mut(&pointer).unwrap_or_else(|| panic!("OpenAPI: no {pointer}"));
+        merge(target, with);
+    }
+    // GET answers the program with its `version`; PUT accepts and ignores it.
+    merge(
+        &mut doc["components"]["schemas"]["ProgramDoc"]["properties"],
+        json!({"version": {"type": "integer", "minimum": 1, "description": "As GET answers it; ignored by PUT"}}),
+    );
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, ops) in paths.iter_mut() {
+            for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+                parameters(path, op);
+                if path.starts_with("/v1/") || path.starts_with("/admin/") {
+                    shared_responses(path, op);
+                }
+            }
+        }
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_constraint_lands_on_a_schema_that_exists() {
+        let doc = document(super::super::openapi());
+        for (pointer, _) in constraints() {
+            assert!(doc.pointer(&pointer).is_some(), "{pointer}");
+        }
+        let order = &doc["paths"]["/v1/orders"]["post"]["responses"];
+        for status in ["202", "400", "401", "413", "415", "422", "429", "500", "503"] {
+            assert!(order.get(status).is_some(), "POST /v1/orders documents {status}");
+        }
+        assert!(doc["paths"]["/admin/reconcile"]["get"]["responses"].get("403").is_some());
+        assert!(doc["paths"]["/v1/buyers/{id}/rewards"]["get"]["responses"].get("404").is_some());
+        assert!(doc["paths"]["/healthz"]["get"]["responses"].get("401").is_none());
+        // Nothing is added where a route has none (a `null` is not a list).
+        assert!(doc["paths"]["/admin/events/replay"]["post"].get("parameters").is_none());
+    }
+
+    /// Each pattern accepts exactly what its parser accepts, on the edges
+    /// it was written for and on every short string over their alphabet.
+    #[test]
+    fn the_format_patterns_say_what_the_parsers_accept() {
+        use crate::domain::money::{parse_amount, parse_rate};
+        let money = regex::Regex::new(MONEY_PATTERN).unwrap();
+        let rate = regex::Regex::new(RATE_PATTERN).unwrap();
+        let bonus = regex::Regex::new("^0*([0-9]{1,9}|1000000000)$").unwrap();
+        let mut cases: Vec<String> = ["999999999999.9999", "1000000000000", "0000000000001.5", "1.23456", "1e5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        cases.extend(
+            ["1.000000", "1.000001", "0.1234567", "00.5", "1000000000", "1000000001", "0001000000000"]
+                .map(String::from),
+        );
+        // Every string of up to 4 characters over "0", "1", "5", ".", "-".
+        let mut frontier = vec![String::new()];
+        for _ in 0..4 {
+            frontier = frontier.iter().flat_map(|s| ['0', '1', '5', '.', '-'].map(|c| format!("{s}{c}"))).collect();
+            cases.extend(frontier.iter().cloned());
+        }
+        for s in &cases {
+            assert_eq!(money.is_match(s), parse_amount(s).is_ok(), "money {s:?}");
+            assert_eq!(rate.is_match(s), parse_rate(s).is_ok(), "rate {s:?}");
+            let whole = s.bytes().all(|b| b.is_ascii_digit())
+                && !s.is_empty()
+                && s.parse::<u64>().is_ok_and(|n| n <= 1_000_000_000);
+            assert_eq!(bonus.is_match(s), whole, "first_order_bonus {s:?}");
+        }
+        let id = regex::Regex::new(ID_PATTERN).unwrap();
+        for s in ["a", "A-z_0.9:", &"x".repeat(64)] {
+            assert!(id.is_match(s) && crate::domain::ids::OrderId::parse(s).is_ok(), "{s}");
+        }
+        for s in ["", " a", "a/b", "ä", &"x".repeat(65)] {
+            assert!(!id.is_match(s) && crate::domain::ids::OrderId::parse(s).is_err(), "{s}");
+        }
+    }
+}
