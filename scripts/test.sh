@@ -54,6 +54,7 @@ TMP_ROOT=""
 MARIADB_PID=""
 REDIS_PID=""
 REDIS_PORT=""
+KOMISI_PID=""
 POLICY_RC_CREATED=""
 
 # True while $1 is a running (not zombie) process.
@@ -85,6 +86,7 @@ cleanup() {
   local rc=$?
   set +e
   trap '' HUP INT TERM # a second Ctrl-C must not cut the cleanup short
+  if [ -n "$KOMISI_PID" ]; then stop_pid "$KOMISI_PID" 20; fi
   if [ -n "$MARIADB_PID" ]; then
     log "stopping throwaway MariaDB (pid $MARIADB_PID)"
     stop_pid "$MARIADB_PID" 60
@@ -548,6 +550,57 @@ case "${KOMISI_TEST_BACKEND:-}" in
     ;;
   *) die "KOMISI_TEST_BACKEND must be mysql, sqlite or unset, not '$KOMISI_TEST_BACKEND'" ;;
 esac
+
+# ---------------------------------------------------------------- contract, deps
+
+SCHEMATHESIS_VERSION=4.32.5
+CARGO_DENY_VERSION=0.20.2
+
+# schemathesis against /openapi.json of the debug build (embedded mode: the
+# HTTP layer is the same on both backends), every check, a bounded number of
+# examples per operation (KOMISI_TEST_SCHEMATHESIS_EXAMPLES, default 100).
+run_schemathesis() {
+  local st port
+  st=$(command -v schemathesis || true)
+  if [ -z "$st" ] || ! "$st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" ||
+      die "pip could not install schemathesis (python3 with pip is needed)"
+    st=$(command -v schemathesis) || die "schemathesis installed but not on PATH"
+  fi
+  tmp_root
+  port=$(free_port 18700)
+  env -i PATH="$PATH" DATABASE_URL="sqlite://$TMP_ROOT/schemathesis.db" \
+    KOMISI_STOREFRONT_KEYS=st-storefront KOMISI_ADMIN_KEYS=st-admin \
+    KOMISI_RATE_LIMIT_PER_SEC=0 KOMISI_AUTH_FAILURES_PER_MIN=0 RUST_LOG=warn \
+    target/debug/komisi serve --bind "127.0.0.1:$port" >"$TMP_ROOT/schemathesis-server.log" 2>&1 &
+  KOMISI_PID=$!
+  for _ in $(seq 1 100); do port_open "$port" && break; sleep 0.1; done
+  log "schemathesis run (all checks, ${KOMISI_TEST_SCHEMATHESIS_EXAMPLES:-100} examples per operation)"
+  "$st" run "http://127.0.0.1:$port/openapi.json" --checks all --workers 2 --no-color \
+    --max-examples "${KOMISI_TEST_SCHEMATHESIS_EXAMPLES:-100}" -H "Authorization: Bearer st-admin" ||
+    {
+      tail -20 "$TMP_ROOT/schemathesis-server.log" >&2
+      die "schemathesis found failures (above)"
+    }
+  stop_pid "$KOMISI_PID" 20
+  KOMISI_PID=""
+}
+
+# cargo deny: licences, bans and sources, offline (deny.toml).
+run_cargo_deny() {
+  if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+    log "installing cargo-deny $CARGO_DENY_VERSION (cargo install; a few minutes, once per machine)"
+    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+  fi
+  log "cargo deny check bans licenses sources"
+  cargo deny --offline check bans licenses sources
+}
+
+if [ -z "${TEST_ARGS[*]}" ]; then
+  run_schemathesis
+  run_cargo_deny
+fi
 
 if [ -n "$(find . \( -name target -o -name '.?*' \) -prune -o -type d -name benches -print -quit 2>/dev/null)" ]; then
   log "cargo bench --workspace --no-run"
