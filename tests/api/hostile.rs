@@ -189,8 +189,11 @@ async fn the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing(
     let got: i64 =
         sqlx::query_scalar("SELECT GET_LOCK('komisi.affiliate_tree', 0)").fetch_one(&mut holder).await.unwrap();
     assert_eq!(got, 1);
+    let started = std::time::Instant::now();
     let r = app.patch("/v1/affiliates/B", &json!({"parent_id": "A"})).await;
     assert_eq!(r.status(), StatusCode::OK);
+    // Before, it waited out the 10 s lock timeout and then went ahead.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "held up by another database's lock");
     // This database's lock held elsewhere: after the wait, 503 with
     // Retry-After and nothing changed (before: the result was not checked
     // and the move went ahead unserialised).
