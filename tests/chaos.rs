@@ -47,6 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 const STOREFRONT_KEY: &str = "chaos-storefront";
 const ADMIN_KEY: &str = "chaos-admin";
@@ -924,7 +925,7 @@ async fn inject(fault: Fault, servers: &Mutex<Servers>, api: &Api, pool: &MySqlP
         Fault::RestartMariaDb => {
             kill(&mut s.mariadb.child);
             let down = Instant::now();
-            tokio::time::sleep(Duration::from_secs(1)).await; // an outage, not only a restart
+            tokio::time::sleep(Duration::from_secs(2)).await; // an outage, not only a restart
             s.mariadb.spawn();
             let up = s.mariadb.wait_ready().await;
             // komisi must ride through by itself: no restart here.
@@ -990,12 +991,16 @@ async fn run_sampler(
     start: Instant,
     servers: Arc<Mutex<Servers>>,
     pool: MySqlPool,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> Vec<Sample> {
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    while !stop.load(Ordering::Relaxed) {
-        tick.tick().await;
+    let mut last = false;
+    while !last {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => last = true, // one more sample, after the drain
+        }
         let s = take_sample(start, &servers, &pool).await;
         println!(
             "chaos: sample t={:4}s  komisi RSS {:>7} kB  MariaDB connections {:>4}  open events {:>6}",
@@ -1103,13 +1108,16 @@ fn facts(orders: &[OrderRec], p: &Program) -> HashMap<String, Facts> {
 }
 
 /// What one order is entitled to, by RULES.md.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default)]
 struct Expected {
     /// (affiliate, level, kind) → amount; no zero lines.
     commissions: BTreeMap<(String, u64, String), Decimal>,
     /// kind → points; no zero lines.
     rewards: BTreeMap<String, i64>,
     no_commission_reason: Option<&'static str>,
+    /// For the coverage line only: the cap cut something; a suspended ancestor was skipped.
+    capped: bool,
+    skipped_ancestor: bool,
 }
 
 /// Rule 2.
@@ -1148,6 +1156,7 @@ fn expect(o: &OrderRec, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected 
         let rate = p.tiers.iter().filter(|(from, _)| *from <= f.volume_before).map(|&(_, r)| r).next_back();
         let mut tier = p.round(eligible * rate.unwrap_or_default());
         // Rule 6: the cap on commission + tier bonus.
+        e.capped = commission + tier > p.cap;
         if commission > p.cap {
             commission = p.cap;
             tier = Decimal::ZERO;
@@ -1163,6 +1172,7 @@ fn expect(o: &OrderRec, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected 
         let mut up = affs[a].parent;
         for (k, rate) in p.levels.iter().enumerate().skip(1) {
             while let Some(u) = up.filter(|&u| affs[u].suspended) {
+                e.skipped_ancestor = true;
                 up = affs[u].parent;
             }
             let Some(u) = up else { break };
@@ -1179,6 +1189,33 @@ fn expect(o: &OrderRec, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected 
         e.rewards.insert("first_order_bonus".into(), p.first_order_bonus);
     }
     e
+}
+
+/// How often each rule was in play, so a green run shows what it proved.
+fn coverage(orders: &[OrderRec], expected: &HashMap<String, Expected>, p: &Program) -> String {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut months: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut capped, mut skipped, mut first, mut voided, mut only_excluded_left) = (0, 0, 0, 0, 0);
+    for o in orders {
+        let e = &expected[&o.id];
+        for (_, level, kind) in e.commissions.keys() {
+            *kinds.entry(format!("{kind}@{level}")).or_default() += 1;
+        }
+        *reasons.entry(e.no_commission_reason.unwrap_or("paid")).or_default() += 1;
+        *months.entry(o.placed_at.with_timezone(&Jakarta).format("%Y-%m").to_string()).or_default() += 1;
+        capped += usize::from(e.capped);
+        skipped += usize::from(e.skipped_ancestor && !e.commissions.is_empty());
+        first += usize::from(e.rewards.contains_key("first_order_bonus"));
+        voided += usize::from(o.voided());
+        only_excluded_left +=
+            usize::from(!o.voided() && o.refunded.iter().any(|&r| r > 0) && eligible_now(o, p).is_zero());
+    }
+    format!(
+        "lines {kinds:?}; rule 2 {reasons:?}; capped {capped}; suspended ancestor skipped {skipped}; \
+         first-order bonuses {first}; cancelled or fully refunded {voided}; refunded down to excluded items {only_excluded_left}; \
+         orders per Jakarta month {months:?}"
+    )
 }
 
 fn money(v: &Value) -> Decimal {
@@ -1258,7 +1295,7 @@ async fn check_orders(
         orders.iter().map(|o| (o.id.clone(), expect(o, &facts[&o.id], p, affs))).collect();
     let fetched: Vec<(usize, Value)> = futures::stream::iter(orders.iter().enumerate())
         .map(|(i, o)| async move { (i, api.get(&format!("/v1/orders/{}", o.id)).await) })
-        .buffer_unordered(12)
+        .buffer_unordered(16)
         .collect()
         .await;
     let mut report = CheckReport { orders: orders.len(), ..CheckReport::default() };
@@ -1306,7 +1343,7 @@ async fn check_balances(
     report.affiliates = affs.len();
     let fetched: Vec<(&str, Value)> = futures::stream::iter(points.keys().copied())
         .map(|b| async move { (b, api.get(&format!("/v1/buyers/{b}/rewards")).await) })
-        .buffer_unordered(12)
+        .buffer_unordered(16)
         .collect()
         .await;
     for (buyer, got) in fetched {
@@ -1382,6 +1419,7 @@ async fn check_reconcile(api: &Api, report: &mut CheckReport) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "starts its own MariaDB and runs for KOMISI_CHAOS_SECS (60): cargo test --test chaos -- --ignored --nocapture"]
 async fn chaos() {
+    let began = Instant::now();
     let settings = Settings::from_env();
     let mode = if settings.faults { "chaos" } else { "soak (no faults)" };
     println!(
@@ -1417,6 +1455,12 @@ async fn chaos() {
     api.until_2xx(Method::PUT, "/admin/program", Some(&program.json())).await;
     register_tree(&api, &affs).await;
 
+    let setup = began.elapsed();
+    println!(
+        "chaos: set up in {setup:.1?} (MariaDB installed and started, komisi started, program and {} affiliates)",
+        affs.len()
+    );
+
     // The stream, the faults and the sampler.
     let start = Instant::now();
     let timeline = Arc::new(Mutex::new(Timeline { start, lines: Vec::new(), findings: Vec::new() }));
@@ -1437,7 +1481,7 @@ async fn chaos() {
             }))
         })
         .collect();
-    let sampler_stop = Arc::new(AtomicBool::new(false));
+    let sampler_stop = CancellationToken::new();
     let sampler = tokio::spawn(run_sampler(start, servers.clone(), pool.clone(), sampler_stop.clone()));
     let faults = settings.faults.then(|| {
         tokio::spawn(run_faults(start, servers.clone(), api.clone(), pool.clone(), timeline.clone(), settings.secs))
@@ -1460,12 +1504,14 @@ async fn chaos() {
     // Drain, then check.
     let drained = drain(&api).await;
     timeline.lock().await.log(format!("drained: {drained:?}"));
-    sampler_stop.store(true, Ordering::Relaxed);
+    sampler_stop.cancel();
     let samples = sampler.await.expect("sampler");
+    let checking = Instant::now();
     let (mut report, expected) = check_orders(&api, &orders, &program, &affs).await;
     check_balances(&api, &orders, &expected, &affs, &mut report).await;
     let db = check_database(&pool, &orders, &tally, &mut report).await;
     let reconcile = check_reconcile(&api, &mut report).await;
+    let checked_in = checking.elapsed();
 
     // Summary.
     let tl = timeline.lock().await;
@@ -1489,15 +1535,17 @@ async fn chaos() {
     println!("{}", summarize("komisi RSS kB", &samples.iter().map(|s| s.rss_kb.map(|v| v as i64)).collect::<Vec<_>>()));
     println!("{}", summarize("MariaDB Threads_connected", &samples.iter().map(|s| s.connections).collect::<Vec<_>>()));
     println!("{}", summarize("open events", &samples.iter().map(|s| s.backlog).collect::<Vec<_>>()));
+    println!("rules exercised: {}", coverage(&orders, &expected, &program));
     println!("database: {db}");
     println!("{reconcile}");
     println!(
-        "checker: {} orders, {} affiliates, {} buyers recomputed; {} differences",
+        "checker: {} orders, {} affiliates, {} buyers recomputed in {checked_in:.1?}; {} differences",
         report.orders,
         report.affiliates,
         report.buyers,
         report.diffs.len()
     );
+    println!("set-up {setup:.1?}, stream {stream_end:.1?}, whole run {:.1?}", began.elapsed());
     for d in report.diffs.iter().take(30) {
         println!("  DIFF {d}");
     }
