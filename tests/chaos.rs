@@ -14,7 +14,8 @@
 //! `KOMISI_CHAOS_SECS` (default 60) is the stream's duration,
 //! `KOMISI_CHAOS_FAULTS=0` runs the same stream without faults (the soak),
 //! `KOMISI_CHAOS_RATE` the orders per second (default 80), `KOMISI_CHAOS_SEED`
-//! the random seed, `KOMISI_CHAOS_KEEP=1` keeps the temp dir (logs, data).
+//! the random seed, `KOMISI_CHAOS_KEEP=1` keeps the temp dir (logs, data);
+//! Redis is `KOMISI_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
 //! What it proves and the figures measured: docs/RELIABILITY.md.
 //!
 //! Determinism: tiers, milestones and the first-order bonus depend on which
@@ -51,7 +52,6 @@ use tokio_util::sync::CancellationToken;
 
 const STOREFRONT_KEY: &str = "chaos-storefront";
 const ADMIN_KEY: &str = "chaos-admin";
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Orders go out in this many sequential lanes.
 const LANES: usize = 6;
 /// Share of a lane's operations that place an order (the rest: refunds, cancels, completions).
@@ -61,6 +61,7 @@ const RETRY_DEADLINE: Duration = Duration::from_secs(180);
 const RETRY_WAIT: Duration = Duration::from_millis(150);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(600);
 
 // ------------------------------------------------------------------ settings
 
@@ -70,6 +71,11 @@ struct Settings {
     rate: u64,
     seed: u64,
     keep: bool,
+}
+
+/// The shared Redis (as for the rest of the suite: `KOMISI_TEST_REDIS_URL`).
+fn redis_url() -> String {
+    std::env::var("KOMISI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -526,7 +532,7 @@ impl Komisi {
         let child = Command::new(env!("CARGO_BIN_EXE_komisi"))
             .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
             .env("DATABASE_URL", &self.database_url)
-            .env("REDIS_URL", REDIS_URL)
+            .env("REDIS_URL", redis_url())
             .env("KOMISI_REDIS_PREFIX", &self.prefix)
             .env("KOMISI_STOREFRONT_KEYS", STOREFRONT_KEY)
             .env("KOMISI_ADMIN_KEYS", ADMIN_KEY)
@@ -573,7 +579,7 @@ impl Komisi {
 
 /// Deletes every Redis key of the prefix (SCAN MATCH prefix:* + DEL); the count deleted.
 fn wipe_redis(prefix: &str) -> redis::RedisResult<u64> {
-    let mut con = redis::Client::open(REDIS_URL)?.get_connection()?;
+    let mut con = redis::Client::open(redis_url())?.get_connection()?;
     let mut cursor: u64 = 0;
     let mut deleted = 0;
     loop {
@@ -1405,13 +1411,22 @@ async fn check_database(pool: &MySqlPool, orders: &[OrderRec], tally: &Tally, re
     format!("{events} events (all done), {ledger} ledger entries, {attempts} failed attempts recorded")
 }
 
+/// One request, with the time reconcile needs (it recomputes every order:
+/// tens of seconds for tens of thousands of orders); a retry would only start
+/// a second one beside the first.
 async fn check_reconcile(api: &Api, report: &mut CheckReport) -> String {
-    let r = api.get("/admin/reconcile").await;
+    let start = Instant::now();
+    let req = api.http.get(format!("{}/admin/reconcile", api.base)).bearer_auth(ADMIN_KEY).timeout(RECONCILE_TIMEOUT);
+    let r: Value = match req.send().await {
+        Ok(resp) => resp.json().await.unwrap_or_else(|e| json!({"error": e.to_string()})),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let took = start.elapsed();
     let violations = r["violations"].as_array().map_or(usize::MAX, Vec::len);
     if r["ok"] != json!(true) || violations != 0 {
-        report.diffs.push(format!("reconcile: ok={} with {violations} violations: {}", r["ok"], r["violations"]));
+        report.diffs.push(format!("reconcile: ok={} with {violations} violations: {r}", r["ok"]));
     }
-    format!("reconcile ok={} checked {}", r["ok"], r["checked"])
+    format!("reconcile ok={} checked {} in {took:.1?}", r["ok"], r["checked"])
 }
 
 // ------------------------------------------------------------------ the test
@@ -1508,8 +1523,14 @@ async fn chaos() {
     let samples = sampler.await.expect("sampler");
     let checking = Instant::now();
     let (mut report, expected) = check_orders(&api, &orders, &program, &affs).await;
+    let progress = |what: &str, r: &CheckReport| {
+        println!("chaos: {what} checked at {:.1?} ({} differences so far)", checking.elapsed(), r.diffs.len());
+    };
+    progress("orders", &report);
     check_balances(&api, &orders, &expected, &affs, &mut report).await;
+    progress("balances and points", &report);
     let db = check_database(&pool, &orders, &tally, &mut report).await;
+    progress("database rows", &report);
     let reconcile = check_reconcile(&api, &mut report).await;
     let checked_in = checking.elapsed();
 
