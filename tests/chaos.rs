@@ -1,0 +1,1582 @@
+//! The chaos proof (issue 14): the real `komisi` binary, on a throwaway
+//! MariaDB of its own and a Redis key prefix of its own, takes a steady stream
+//! of orders, refunds, cancellations and completions while it is SIGKILLed and
+//! restarted, its Redis keys are wiped and MariaDB is killed and restarted.
+//! Then an independent checker recomputes every order's entitlement from the
+//! client's own record of what was answered 2xx and the rules of
+//! docs/RULES.md — written out in this file, nothing taken from komisi — and
+//! compares it with every order, balance and points total the server reports.
+//!
+//! ```sh
+//! cargo test --test chaos -- --ignored --nocapture
+//! ```
+//!
+//! `KOMISI_CHAOS_SECS` (default 60) is the stream's duration,
+//! `KOMISI_CHAOS_FAULTS=0` runs the same stream without faults (the soak),
+//! `KOMISI_CHAOS_RATE` the orders per second (default 80), `KOMISI_CHAOS_SEED`
+//! the random seed, `KOMISI_CHAOS_KEEP=1` keeps the temp dir (logs, data);
+//! Redis is `KOMISI_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
+//! What it proves and the figures measured: docs/RELIABILITY.md.
+//!
+//! Determinism: tiers, milestones and the first-order bonus depend on which
+//! orders were placed earlier (RULES.md rules 4, 5, 8), frozen when an order
+//! is first processed. So orders go out in *lanes*: each lane owns some
+//! affiliates (their attributed orders) and some buyers, sends one request at
+//! a time, and gives its orders strictly increasing `placed_at` (every tenth
+//! repeats the previous instant, to exercise the tie by order id). When a
+//! lane's order is first processed, every earlier order of its affiliate and
+//! buyer is already committed, and no later one can come before it: the facts
+//! are unambiguous and can be recomputed from the record alone.
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono_tz::Asia::Jakarta;
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::{Method, StatusCode};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::{json, Value};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::{Connection, MySqlConnection};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+const STOREFRONT_KEY: &str = "chaos-storefront";
+const ADMIN_KEY: &str = "chaos-admin";
+/// Orders go out in this many sequential lanes.
+const LANES: usize = 6;
+/// Share of a lane's operations that place an order (the rest: refunds, cancels, completions).
+const ORDER_SHARE: f64 = 0.70;
+/// A request is retried (connection refused, timeout, 5xx) this long at most.
+const RETRY_DEADLINE: Duration = Duration::from_secs(180);
+const RETRY_WAIT: Duration = Duration::from_millis(150);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(600);
+
+// ------------------------------------------------------------------ settings
+
+struct Settings {
+    secs: u64,
+    faults: bool,
+    rate: u64,
+    seed: u64,
+    keep: bool,
+}
+
+/// The shared Redis (as for the rest of the suite: `KOMISI_TEST_REDIS_URL`).
+fn redis_url() -> String {
+    std::env::var("KOMISI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let seed = env_u64("KOMISI_CHAOS_SEED", rand::rng().random_range(0..1_000_000));
+        Self {
+            secs: env_u64("KOMISI_CHAOS_SECS", 60).max(10),
+            faults: env_u64("KOMISI_CHAOS_FAULTS", 1) != 0,
+            rate: env_u64("KOMISI_CHAOS_RATE", 80).max(1),
+            seed,
+            keep: env_u64("KOMISI_CHAOS_KEEP", 0) != 0,
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the program
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).expect("decimal literal")
+}
+
+/// The commission program of the run, in the checker's own terms: it is PUT
+/// to komisi as JSON and used by [`expect`] to recompute every order.
+struct Program {
+    levels: Vec<Decimal>,
+    category_rates: BTreeMap<&'static str, Decimal>,
+    excluded: BTreeSet<&'static str>,
+    min_order_amount: Decimal,
+    cap: Decimal,
+    /// (monthly_sales_from, bonus_rate), increasing.
+    tiers: Vec<(Decimal, Decimal)>,
+    /// (nth_order_in_month, bonus).
+    milestones: Vec<(u32, Decimal)>,
+    points_rate: Decimal,
+    first_order_bonus: i64,
+}
+
+impl Program {
+    /// Every rule in play: three levels, two category rates, an excluded
+    /// category, a minimum, a cap, three tiers, three milestones, suspended
+    /// uplines skipped, holding_days 0 (completion approves at once), points.
+    /// Half-even rounding at scale 0, so prices with cents round both ways.
+    fn chaos() -> Self {
+        Self {
+            levels: vec![dec("0.10"), dec("0.03"), dec("0.01")],
+            category_rates: [("electronics", dec("0.04")), ("beauty", dec("0.15"))].into(),
+            excluded: ["gift-card"].into(),
+            min_order_amount: dec("50000"),
+            cap: dec("1000000"),
+            tiers: vec![(dec("5000000"), dec("0.01")), (dec("30000000"), dec("0.02")), (dec("100000000"), dec("0.03"))],
+            milestones: vec![(3, dec("25000")), (10, dec("50000")), (40, dec("200000"))],
+            points_rate: dec("0.01"),
+            first_order_bonus: 5000,
+        }
+    }
+
+    fn json(&self) -> Value {
+        let s = |d: &Decimal| d.to_string();
+        json!({
+            "currency": "IDR",
+            "scale": 0,
+            "rounding": "half_even",
+            "timezone": "Asia/Jakarta",
+            "levels": self.levels.iter().map(s).collect::<Vec<_>>(),
+            "category_rates": self.category_rates.iter().map(|(c, r)| (c.to_string(), json!(s(r)))).collect::<serde_json::Map<_, _>>(),
+            "excluded_categories": self.excluded.iter().collect::<Vec<_>>(),
+            "min_order_amount": s(&self.min_order_amount),
+            "max_commission_per_order": s(&self.cap),
+            "tiers": self.tiers.iter().map(|(from, rate)| json!({"monthly_sales_from": s(from), "bonus_rate": s(rate)})).collect::<Vec<_>>(),
+            "milestones": self.milestones.iter().map(|(n, b)| json!({"nth_order_in_month": n, "bonus": s(b)})).collect::<Vec<_>>(),
+            "skip_inactive_upline": true,
+            "holding_days": 0,
+            "buyer_rewards": {"points_rate": s(&self.points_rate), "first_order_bonus": self.first_order_bonus.to_string()},
+        })
+    }
+
+    /// Rule 9: scale 0, half-even.
+    fn round(&self, x: Decimal) -> Decimal {
+        x.round_dp_with_strategy(0, RoundingStrategy::MidpointNearestEven)
+    }
+
+    fn level1_rate(&self, category: &str) -> Decimal {
+        self.category_rates.get(category).copied().unwrap_or(self.levels[0])
+    }
+}
+
+// ------------------------------------------------------------------ the tree
+
+struct Affiliate {
+    id: String,
+    code: String,
+    parent: Option<usize>,
+    suspended: bool,
+    /// The affiliate's own shopper account (self-referral).
+    buyer_id: Option<String>,
+}
+
+/// Five levels: 2 roots, then 4, 8, 12 and 16 affiliates (42 in all).
+const LEVEL_SIZES: [usize; 5] = [2, 4, 8, 12, 16];
+/// Suspended before the stream: chains with one, two and three suspended
+/// ancestors in a row (a4-6 → a3-4 → a2-2 → a1-1 → a0-0), and one leaf.
+const SUSPENDED: [&str; 6] = ["a1-1", "a2-2", "a2-5", "a3-4", "a3-9", "a4-3"];
+const WITH_OWN_BUYER: [&str; 3] = ["a4-0", "a4-5", "a3-7"];
+
+fn tree() -> Vec<Affiliate> {
+    let mut out: Vec<Affiliate> = Vec::new();
+    let mut first_of_level = 0;
+    for (level, &size) in LEVEL_SIZES.iter().enumerate() {
+        let parent_first = first_of_level - if level > 0 { LEVEL_SIZES[level - 1] } else { 0 };
+        for j in 0..size {
+            let id = format!("a{level}-{j}");
+            let parent = (level > 0).then(|| parent_first + j * LEVEL_SIZES[level - 1] / size);
+            out.push(Affiliate {
+                code: format!("code-{id}"),
+                parent,
+                suspended: SUSPENDED.contains(&id.as_str()),
+                buyer_id: WITH_OWN_BUYER.contains(&id.as_str()).then(|| format!("self-{id}")),
+                id,
+            });
+        }
+        first_of_level += size;
+    }
+    out
+}
+
+fn lane_of_affiliate(index: usize) -> usize {
+    index % LANES
+}
+
+// ------------------------------------------------------------------ the client-side record
+
+#[derive(Clone, Debug)]
+struct Item {
+    sku: String,
+    category: &'static str,
+    quantity: u32,
+    unit_price: Decimal,
+}
+
+#[derive(Clone, Debug)]
+enum Via {
+    Code(usize),
+    Id(usize),
+    UnknownCode,
+    UnknownId,
+    Nobody,
+}
+
+/// An order answered 2xx, with every lifecycle request on it answered 2xx.
+#[derive(Clone, Debug)]
+struct OrderRec {
+    id: String,
+    buyer: String,
+    via: Via,
+    placed_at: DateTime<Utc>,
+    items: Vec<Item>,
+    /// Refunded quantity per item.
+    refunded: Vec<u32>,
+    refunds: u32,
+    cancelled: bool,
+    completed: bool,
+}
+
+impl OrderRec {
+    fn body(&self, affs: &[Affiliate]) -> Value {
+        let mut body = json!({
+            "id": self.id,
+            "buyer_id": self.buyer,
+            "currency": "IDR",
+            "placed_at": self.placed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "items": self.items.iter().map(|i| json!({
+                "sku": i.sku, "category": i.category, "quantity": i.quantity, "unit_price": i.unit_price.to_string(),
+            })).collect::<Vec<_>>(),
+        });
+        match self.via {
+            Via::Code(a) => body["referral_code"] = json!(affs[a].code),
+            Via::Id(a) => body["affiliate_id"] = json!(affs[a].id),
+            Via::UnknownCode => body["referral_code"] = json!("code-nobody"),
+            Via::UnknownId => body["affiliate_id"] = json!("nobody"),
+            Via::Nobody => {}
+        }
+        body
+    }
+
+    /// The attributed affiliate (an unknown code or id attributes to nobody).
+    fn affiliate(&self) -> Option<usize> {
+        match self.via {
+            Via::Code(a) | Via::Id(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    fn left(&self, i: usize) -> u32 {
+        self.items[i].quantity - self.refunded[i]
+    }
+
+    fn fully_refunded(&self) -> bool {
+        (0..self.items.len()).all(|i| self.left(i) == 0)
+    }
+
+    /// Cancelled or fully refunded: entitled to nothing.
+    fn voided(&self) -> bool {
+        self.cancelled || self.fully_refunded()
+    }
+
+    fn status(&self) -> &'static str {
+        if self.cancelled {
+            "cancelled"
+        } else if self.fully_refunded() {
+            "refunded"
+        } else if self.refunded.iter().any(|&r| r > 0) {
+            "partially_refunded"
+        } else if self.completed {
+            "completed"
+        } else {
+            "placed"
+        }
+    }
+}
+
+/// What one lane had answered 2xx.
+#[derive(Default)]
+struct Tally {
+    orders: u64,
+    refunds: u64,
+    cancels: u64,
+    completes: u64,
+    /// Requests sent again after a connection error, a timeout or a 5xx.
+    retries: u64,
+    /// Of those, ones finally answered 200 "already accepted" (the first try had committed).
+    already: u64,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.orders += o.orders;
+        self.refunds += o.refunds;
+        self.cancels += o.cancels;
+        self.completes += o.completes;
+        self.retries += o.retries;
+        self.already += o.already;
+    }
+}
+
+// ------------------------------------------------------------------ HTTP client
+
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    retries: u32,
+}
+
+impl Api {
+    fn new(port: u16) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("http client");
+        Self { http, base: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value), String> {
+        let key = if path.starts_with("/admin") { ADMIN_KEY } else { STOREFRONT_KEY };
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| format!("{e:?}"))?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// Sends until answered 2xx: a connection error, a timeout or a 5xx is
+    /// retried with the same request after a short wait. Any 4xx is a failure.
+    async fn until_2xx(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
+        let deadline = Instant::now() + RETRY_DEADLINE;
+        let mut retries = 0;
+        loop {
+            let last = match self.send(method.clone(), path, body).await {
+                Ok((status, body)) if status.is_success() => return Answer { status, body, retries },
+                Ok((status, answer)) if status.is_server_error() => format!("{status} {answer}"),
+                Ok((status, answer)) => panic!("{method} {path} {}: answered {status} {answer}", opt_json(body)),
+                Err(e) => e,
+            };
+            assert!(Instant::now() < deadline, "{method} {path}: no 2xx within {RETRY_DEADLINE:?}; last: {last}");
+            retries += 1;
+            tokio::time::sleep(RETRY_WAIT).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.until_2xx(Method::GET, path, None).await.body
+    }
+}
+
+fn opt_json(v: Option<&Value>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+// ------------------------------------------------------------------ processes
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("addr").port()
+}
+
+fn find_binary(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in names {
+        if name.starts_with('/') {
+            if Path::new(name).is_file() {
+                return Some(PathBuf::from(name));
+            }
+            continue;
+        }
+        if let Some(p) = std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn running_as_root() -> bool {
+    // /proc/self/status: "Uid:	<real> <effective> …"
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill(); // SIGKILL
+        let _ = c.wait();
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A MariaDB of the run's own: its data dir survives a SIGKILL and a restart
+/// on the same port (durable: `--innodb-flush-log-at-trx-commit=1`).
+struct MariaDb {
+    server: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    fn install(dir: &Path) -> Self {
+        let server =
+            find_binary(&["mariadbd", "/usr/sbin/mariadbd", "/usr/libexec/mariadbd", "mysqld", "/usr/sbin/mysqld"])
+                .expect("no mariadbd binary found (scripts/test.sh installs MariaDB on a fresh machine)");
+        let install = find_binary(&["mariadb-install-db", "mysql_install_db"])
+            .expect("no mariadb-install-db (or mysql_install_db) found");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut cmd = Command::new(install);
+        cmd.arg("--no-defaults");
+        if running_as_root() {
+            cmd.arg("--user=root");
+        }
+        let out = cmd
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .output()
+            .expect("run mariadb-install-db");
+        assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
+        Self { server, dir: dir.to_owned(), port: free_port(), child: None }
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(&self.server);
+        cmd.arg("--no-defaults");
+        if running_as_root() {
+            cmd.arg("--user=root");
+        }
+        let d = &self.dir;
+        let log = OpenOptions::new().create(true).append(true).open(d.join("mariadb.log")).expect("log");
+        cmd.arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+                "--innodb-flush-log-at-trx-commit=1",
+                "--max-connections=500",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("start mariadbd"));
+    }
+
+    /// Waits until the server answers a query (crash recovery included).
+    async fn wait_ready(&mut self) -> Duration {
+        let start = Instant::now();
+        loop {
+            if let Ok(mut c) = MySqlConnection::connect(&self.url("")).await {
+                if sqlx::query("SELECT 1").execute(&mut c).await.is_ok() {
+                    let _ = c.close().await;
+                    return start.elapsed();
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("mariadbd exited ({status}):\n{}", tail(&self.dir.join("mariadb.log"), 30));
+            }
+            assert!(start.elapsed() < Duration::from_secs(90), "mariadbd did not answer within 90 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The komisi server binary, restarted on the same address and database.
+struct Komisi {
+    port: u16,
+    database_url: String,
+    prefix: String,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Komisi {
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let mut log = OpenOptions::new().create(true).append(true).open(&self.log).expect("komisi log");
+        writeln!(log, "==== chaos: start {} ====", self.starts).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_komisi"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
+            .env("DATABASE_URL", &self.database_url)
+            .env("REDIS_URL", redis_url())
+            .env("KOMISI_REDIS_PREFIX", &self.prefix)
+            .env("KOMISI_STOREFRONT_KEYS", STOREFRONT_KEY)
+            .env("KOMISI_ADMIN_KEYS", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start komisi");
+        self.child = Some(child);
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The exit status, when the process has exited.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits for `/readyz` to answer 200; Err when the process exits or the time is up.
+    async fn wait_ready(&mut self, api: &Api, timeout: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        loop {
+            if let Ok((StatusCode::OK, _)) = api.send(Method::GET, "/readyz", None).await {
+                return Ok(start.elapsed());
+            }
+            if let Some(status) = self.exited() {
+                return Err(format!("komisi exited ({status}); log tail:\n{}", tail(&self.log, 20)));
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("komisi not ready after {timeout:?}; log tail:\n{}", tail(&self.log, 20)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn rss_kb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+/// Deletes every Redis key of the prefix (SCAN MATCH prefix:* + DEL); the count deleted.
+fn wipe_redis(prefix: &str) -> redis::RedisResult<u64> {
+    let mut con = redis::Client::open(redis_url())?.get_connection()?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut con)?;
+        if !keys.is_empty() {
+            deleted += redis::cmd("DEL").arg(&keys).query::<u64>(&mut con)?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// Everything the run started. Dropping it (also on panic) kills komisi and
+/// mariadbd, deletes the run's Redis keys and removes the temp dir.
+struct Servers {
+    dir: PathBuf,
+    keep: bool,
+    mariadb: MariaDb,
+    komisi: Komisi,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        kill(&mut self.komisi.child);
+        kill(&mut self.mariadb.child);
+        if let Err(e) = wipe_redis(&self.komisi.prefix) {
+            eprintln!("chaos: could not delete the Redis keys {}:*: {e}", self.komisi.prefix);
+        }
+        if self.keep {
+            eprintln!("chaos: kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ------------------------------------------------------------------ set-up
+
+async fn start_servers(settings: &Settings) -> Servers {
+    let tag = format!("{:08x}", rand::rng().random::<u32>());
+    let dir = std::env::temp_dir().join(format!("komisi_chaos_{tag}"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mariadb = MariaDb::install(&dir);
+    let komisi = Komisi {
+        port: free_port(),
+        database_url: mariadb.url("komisi"),
+        prefix: format!("komisi_chaos_{tag}"),
+        log: dir.join("komisi.log"),
+        child: None,
+        starts: 0,
+    };
+    let mut servers = Servers { dir, keep: settings.keep, mariadb, komisi };
+    servers.mariadb.spawn();
+    servers.mariadb.wait_ready().await;
+    let mut c = MySqlConnection::connect(&servers.mariadb.url("")).await.expect("connect");
+    sqlx::query("CREATE DATABASE komisi").execute(&mut c).await.expect("create database");
+    c.close().await.expect("close");
+    servers
+}
+
+async fn register_tree(api: &Api, affs: &[Affiliate]) {
+    for a in affs {
+        let mut body = json!({"id": a.id, "name": format!("Affiliate {}", a.id), "referral_code": a.code});
+        if let Some(p) = a.parent {
+            body["parent_id"] = json!(affs[p].id);
+        }
+        if let Some(b) = &a.buyer_id {
+            body["buyer_id"] = json!(b);
+        }
+        api.until_2xx(Method::POST, "/v1/affiliates", Some(&body)).await;
+    }
+    for a in affs.iter().filter(|a| a.suspended) {
+        api.until_2xx(Method::PATCH, &format!("/v1/affiliates/{}", a.id), Some(&json!({"status": "suspended"}))).await;
+    }
+}
+
+// ------------------------------------------------------------------ the order stream
+
+/// The first instant of the calendar month before the current one, in
+/// Jakarta: the lanes' `placed_at` run across it (and across the 7 hours in
+/// which it is already the new month in Jakarta but not yet in UTC).
+fn month_boundary() -> DateTime<Utc> {
+    let now = Utc::now().with_timezone(&Jakarta);
+    let (y, m) = if now.month() == 1 { (now.year() - 1, 12) } else { (now.year(), now.month() - 1) };
+    let midnight = NaiveDate::from_ymd_opt(y, m, 1).and_then(|d| d.and_hms_opt(0, 0, 0)).expect("date");
+    Jakarta.from_local_datetime(&midnight).single().expect("no DST in Jakarta").with_timezone(&Utc)
+}
+
+struct LaneSetup {
+    lane: usize,
+    api: Api,
+    affs: Arc<Vec<Affiliate>>,
+    seed: u64,
+    period: Duration,
+    first_placed_at: DateTime<Utc>,
+    stop: Arc<AtomicBool>,
+}
+
+struct LaneResult {
+    orders: Vec<OrderRec>,
+    tally: Tally,
+}
+
+const CATEGORIES: [&str; 5] = ["fashion", "electronics", "books", "beauty", "gift-card"];
+
+fn price(rng: &mut StdRng, low: i64, high: i64) -> Decimal {
+    if rng.random_bool(0.2) {
+        Decimal::new(rng.random_range(low * 100..high * 100), 2) // with cents
+    } else {
+        Decimal::from(rng.random_range(low..high))
+    }
+}
+
+fn item(n: usize, category: &'static str, quantity: u32, unit_price: Decimal) -> Item {
+    Item { sku: format!("{category}-{n}"), category, quantity, unit_price }
+}
+
+/// Mostly ordinary baskets; some below the minimum, some big enough for the
+/// cap, some of gift cards only.
+fn basket(rng: &mut StdRng) -> Vec<Item> {
+    let r: f64 = rng.random();
+    if r < 0.08 {
+        let mut items = vec![item(0, "books", 1, price(rng, 1_000, 45_000))];
+        if rng.random_bool(0.5) {
+            items.push(item(1, "gift-card", 1, Decimal::from(100_000))); // total above, eligible below the minimum
+        }
+        items
+    } else if r < 0.12 {
+        vec![
+            item(0, "electronics", 1, price(rng, 15_000_000, 40_000_000)),
+            item(1, "fashion", 2, price(rng, 50_000, 300_000)),
+        ]
+    } else if r < 0.15 {
+        vec![item(0, "fashion", rng.random_range(1..3), price(rng, 4_000_000, 9_000_000))]
+    } else if r < 0.16 {
+        vec![item(0, "gift-card", rng.random_range(1..4), Decimal::from(250_000))]
+    } else {
+        (0..rng.random_range(1..=4))
+            .map(|n| {
+                let category = CATEGORIES[rng.random_range(0..CATEGORIES.len())];
+                item(n, category, rng.random_range(1..=3), price(rng, 1_000, 400_000))
+            })
+            .collect()
+    }
+}
+
+struct LaneWorld {
+    /// Indexes of the lane's affiliates.
+    affiliates: Vec<usize>,
+    /// Of those, the ones with an own buyer account.
+    with_buyer: Vec<usize>,
+    buyers: Vec<String>,
+}
+
+impl LaneWorld {
+    fn new(lane: usize, affs: &[Affiliate]) -> Self {
+        let affiliates: Vec<usize> = (0..affs.len()).filter(|&i| lane_of_affiliate(i) == lane).collect();
+        let with_buyer = affiliates.iter().copied().filter(|&i| affs[i].buyer_id.is_some()).collect();
+        Self { affiliates, with_buyer, buyers: (0..150).map(|j| format!("buyer-{lane}-{j}")).collect() }
+    }
+
+    fn order(&self, rng: &mut StdRng, affs: &[Affiliate], id: String, placed_at: DateTime<Utc>) -> OrderRec {
+        let pick = |rng: &mut StdRng| self.affiliates[rng.random_range(0..self.affiliates.len())];
+        let (buyer, via) = if !self.with_buyer.is_empty() && rng.random_bool(0.05) {
+            let a = self.with_buyer[rng.random_range(0..self.with_buyer.len())];
+            (affs[a].buyer_id.clone().expect("own buyer"), Via::Code(a)) // self-referral
+        } else {
+            let buyer = if !self.with_buyer.is_empty() && rng.random_bool(0.03) {
+                let a = self.with_buyer[rng.random_range(0..self.with_buyer.len())];
+                affs[a].buyer_id.clone().expect("own buyer") // shopping through someone else
+            } else {
+                self.buyers[rng.random_range(0..self.buyers.len())].clone()
+            };
+            let r: f64 = rng.random();
+            let via = if r < 0.78 {
+                Via::Code(pick(rng))
+            } else if r < 0.85 {
+                Via::Id(pick(rng))
+            } else if r < 0.88 {
+                Via::UnknownCode
+            } else if r < 0.90 {
+                Via::UnknownId
+            } else {
+                Via::Nobody
+            };
+            (buyer, via)
+        };
+        let items = basket(rng);
+        let refunded = vec![0; items.len()];
+        OrderRec { id, buyer, via, placed_at, items, refunded, refunds: 0, cancelled: false, completed: false }
+    }
+}
+
+/// A random order of the lane meeting `ok`, among the latest `window`.
+fn pick_order(rng: &mut StdRng, orders: &[OrderRec], window: usize, ok: impl Fn(&OrderRec) -> bool) -> Option<usize> {
+    let from = orders.len().saturating_sub(window);
+    (0..20).map(|_| rng.random_range(from..orders.len().max(from + 1))).find(|&i| i < orders.len() && ok(&orders[i]))
+}
+
+/// Items to refund: everything left (a full refund), or part of one item.
+fn refund_items(rng: &mut StdRng, o: &OrderRec) -> Vec<(usize, u32)> {
+    if rng.random_bool(0.3) {
+        (0..o.items.len()).filter(|&i| o.left(i) > 0).map(|i| (i, o.left(i))).collect()
+    } else {
+        let open: Vec<usize> = (0..o.items.len()).filter(|&i| o.left(i) > 0).collect();
+        let i = open[rng.random_range(0..open.len())];
+        vec![(i, rng.random_range(1..=o.left(i)))]
+    }
+}
+
+async fn run_lane(s: LaneSetup) -> LaneResult {
+    let mut rng = StdRng::seed_from_u64(s.seed.wrapping_mul(1_000_003).wrapping_add(s.lane as u64));
+    let world = LaneWorld::new(s.lane, &s.affs);
+    let mut orders: Vec<OrderRec> = Vec::new();
+    let mut tally = Tally::default();
+    let mut placed_at = s.first_placed_at;
+    let mut tick = tokio::time::interval(s.period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !s.stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let r: f64 = rng.random();
+        let answer = if r < ORDER_SHARE || orders.is_empty() {
+            let k = orders.len();
+            if k % 10 != 9 {
+                placed_at += TimeDelta::seconds(60); // every tenth order ties with the previous one
+            }
+            let o = world.order(&mut rng, &s.affs, format!("o{}-{k:06}", s.lane), placed_at);
+            let a = s.api.until_2xx(Method::POST, "/v1/orders", Some(&o.body(&s.affs))).await;
+            tally.orders += 1;
+            orders.push(o);
+            a
+        } else if r < ORDER_SHARE + 0.10 {
+            let Some(i) = pick_order(&mut rng, &orders, 400, |o| !o.cancelled && !o.fully_refunded()) else { continue };
+            let o = &mut orders[i];
+            let items = refund_items(&mut rng, o);
+            o.refunds += 1;
+            let body = json!({
+                "refund_id": format!("r{}", o.refunds),
+                "items": items.iter().map(|&(i, q)| json!({"sku": o.items[i].sku, "quantity": q})).collect::<Vec<_>>(),
+            });
+            let a = s.api.until_2xx(Method::POST, &format!("/v1/orders/{}/refunds", o.id), Some(&body)).await;
+            for (i, q) in items {
+                o.refunded[i] += q;
+            }
+            tally.refunds += 1;
+            a
+        } else if r < ORDER_SHARE + 0.16 {
+            let Some(i) = pick_order(&mut rng, &orders, 50, |o| !o.cancelled && !o.completed) else { continue };
+            let a = s.api.until_2xx(Method::POST, &format!("/v1/orders/{}/cancel", orders[i].id), None).await;
+            orders[i].cancelled = true;
+            tally.cancels += 1;
+            a
+        } else {
+            let Some(i) = pick_order(&mut rng, &orders, 400, |o| !o.cancelled && !o.completed) else { continue };
+            let a = s.api.until_2xx(Method::POST, &format!("/v1/orders/{}/complete", orders[i].id), None).await;
+            orders[i].completed = true;
+            tally.completes += 1;
+            a
+        };
+        if answer.retries > 0 {
+            tally.retries += u64::from(answer.retries);
+            if answer.status == StatusCode::OK {
+                tally.already += 1;
+            }
+        }
+    }
+    LaneResult { orders, tally }
+}
+
+// ------------------------------------------------------------------ faults
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    KillKomisi,
+    WipeRedis,
+    RestartMariaDb,
+}
+
+/// Per 60 s window (one window for shorter runs): SIGKILL at 15 %, SIGKILL
+/// at 30 %, Redis wipe at 45 %, MariaDB restart at 60 %, SIGKILL at 75 %.
+fn schedule(secs: u64) -> Vec<(Duration, Fault)> {
+    let windows = (secs / 60).max(1);
+    let len = secs as f64 / windows as f64;
+    let pattern = [
+        (0.15, Fault::KillKomisi),
+        (0.30, Fault::KillKomisi),
+        (0.45, Fault::WipeRedis),
+        (0.60, Fault::RestartMariaDb),
+        (0.75, Fault::KillKomisi),
+    ];
+    (0..windows)
+        .flat_map(|w| pattern.iter().map(move |&(f, fault)| (Duration::from_secs_f64(len * (w as f64 + f)), fault)))
+        .collect()
+}
+
+struct Timeline {
+    start: Instant,
+    lines: Vec<String>,
+    /// Things that went wrong and must fail the run (komisi not riding through).
+    findings: Vec<String>,
+}
+
+impl Timeline {
+    fn log(&mut self, line: String) {
+        let line = format!("t={:6.1}s  {line}", self.start.elapsed().as_secs_f64());
+        println!("chaos: {line}");
+        self.lines.push(line);
+    }
+}
+
+async fn open_events(pool: &MySqlPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status <> 'done'").fetch_one(pool).await.ok()
+}
+
+async fn inject(fault: Fault, servers: &Mutex<Servers>, api: &Api, pool: &MySqlPool, tl: &Mutex<Timeline>) {
+    let open = open_events(pool).await.map_or("?".into(), |n| n.to_string());
+    let mut s = servers.lock().await;
+    match fault {
+        Fault::KillKomisi => {
+            let pid = s.komisi.pid();
+            kill(&mut s.komisi.child);
+            s.komisi.spawn();
+            let ready = s.komisi.wait_ready(api, Duration::from_secs(60)).await;
+            let mut tl = tl.lock().await;
+            match ready {
+                Ok(d) => {
+                    tl.log(format!("SIGKILL komisi (pid {pid:?}, {open} open events), restarted, ready in {d:.1?}"))
+                }
+                Err(e) => {
+                    tl.log(format!("SIGKILL komisi (pid {pid:?}), restart FAILED: {e}"));
+                    tl.findings.push(format!("komisi did not come back after a SIGKILL: {e}"));
+                }
+            }
+        }
+        Fault::WipeRedis => {
+            let prefix = s.komisi.prefix.clone();
+            drop(s);
+            let deleted = tokio::task::spawn_blocking(move || wipe_redis(&prefix)).await.expect("join");
+            tl.lock().await.log(format!("Redis keys of the prefix deleted: {deleted:?} ({open} open events)"));
+        }
+        Fault::RestartMariaDb => {
+            kill(&mut s.mariadb.child);
+            let down = Instant::now();
+            tokio::time::sleep(Duration::from_secs(2)).await; // an outage, not only a restart
+            s.mariadb.spawn();
+            let up = s.mariadb.wait_ready().await;
+            // komisi must ride through by itself: no restart here.
+            let ready = s.komisi.wait_ready(api, Duration::from_secs(60)).await;
+            let mut tl = tl.lock().await;
+            match ready {
+                Ok(_) => tl.log(format!(
+                    "SIGKILL mariadbd ({open} open events), restarted, answering in {up:.1?}; komisi ready again {:.1?} after the kill",
+                    down.elapsed()
+                )),
+                Err(e) => {
+                    tl.log(format!("SIGKILL mariadbd, restarted in {up:.1?}; komisi did NOT recover: {e}"));
+                    tl.findings.push(format!("komisi did not ride through a MariaDB restart: {e}"));
+                    // Restarted only so the rest of the run can be checked; the run fails.
+                    kill(&mut s.komisi.child);
+                    s.komisi.spawn();
+                    let again = s.komisi.wait_ready(api, Duration::from_secs(60)).await;
+                    tl.log(format!("komisi restarted by the test after that finding: {again:?}"));
+                }
+            }
+        }
+    }
+}
+
+async fn run_faults(
+    start: Instant,
+    servers: Arc<Mutex<Servers>>,
+    api: Api,
+    pool: MySqlPool,
+    tl: Arc<Mutex<Timeline>>,
+    secs: u64,
+) {
+    for (at, fault) in schedule(secs) {
+        if let Some(wait) = (start + at).checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        inject(fault, &servers, &api, &pool, &tl).await;
+    }
+}
+
+// ------------------------------------------------------------------ samples
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    t: u64,
+    rss_kb: Option<u64>,
+    connections: Option<i64>,
+    backlog: Option<i64>,
+}
+
+async fn take_sample(start: Instant, servers: &Mutex<Servers>, pool: &MySqlPool) -> Sample {
+    // Not while a fault holds the servers (a restart in progress).
+    let rss_kb = servers.try_lock().ok().and_then(|s| s.komisi.rss_kb());
+    let connections = sqlx::query_as::<_, (String, String)>("SHOW STATUS LIKE 'Threads_connected'")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .and_then(|(_, v)| v.parse().ok());
+    Sample { t: start.elapsed().as_secs(), rss_kb, connections, backlog: open_events(pool).await }
+}
+
+async fn run_sampler(
+    start: Instant,
+    servers: Arc<Mutex<Servers>>,
+    pool: MySqlPool,
+    stop: CancellationToken,
+) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    let mut last = false;
+    while !last {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => last = true, // one more sample, after the drain
+        }
+        let s = take_sample(start, &servers, &pool).await;
+        println!(
+            "chaos: sample t={:4}s  komisi RSS {:>7} kB  MariaDB connections {:>4}  open events {:>6}",
+            s.t,
+            opt(s.rss_kb),
+            opt(s.connections),
+            opt(s.backlog)
+        );
+        out.push(s);
+    }
+    out
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn summarize(name: &str, values: &[Option<i64>]) -> String {
+    let known: Vec<i64> = values.iter().flatten().copied().collect();
+    if known.is_empty() {
+        return format!("{name}: no samples");
+    }
+    format!(
+        "{name}: first {} middle {} last {} max {}",
+        known[0],
+        known[known.len() / 2],
+        known[known.len() - 1],
+        known.iter().max().expect("one")
+    )
+}
+
+// ------------------------------------------------------------------ drain
+
+/// Waits until no event is pending, processing or failed (per the admin API);
+/// a dead event fails at once.
+async fn drain(api: &Api) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        let dead = api.get("/admin/events?status=dead&limit=5").await;
+        if !dead["items"].as_array().is_none_or(|a| a.is_empty()) {
+            return Err(format!("dead events: {}", dead["items"]));
+        }
+        let mut open = false;
+        for status in ["pending", "processing", "failed"] {
+            let page = api.get(&format!("/admin/events?status={status}&limit=1")).await;
+            open |= !page["items"].as_array().is_none_or(|a| a.is_empty());
+        }
+        if !open {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > DRAIN_TIMEOUT {
+            return Err(format!("events still open after {DRAIN_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+// ------------------------------------------------------------------ the independent checker
+
+/// Facts of an order that depend on other orders (RULES.md rules 4, 5, 8).
+#[derive(Debug, Default, Clone, Copy)]
+struct Facts {
+    /// Σ eligible amount as bought of the affiliate's attributed orders placed
+    /// earlier in the same Jakarta month (ties by order id).
+    volume_before: Decimal,
+    /// 1-based position among them.
+    nth_in_month: u32,
+    /// The buyer has no order placed before this one.
+    first_of_buyer: bool,
+}
+
+fn eligible_as_bought(o: &OrderRec, p: &Program) -> Decimal {
+    o.items.iter().filter(|i| !p.excluded.contains(i.category)).map(|i| Decimal::from(i.quantity) * i.unit_price).sum()
+}
+
+fn eligible_now(o: &OrderRec, p: &Program) -> Decimal {
+    if o.cancelled {
+        return Decimal::ZERO;
+    }
+    (0..o.items.len())
+        .filter(|&i| !p.excluded.contains(o.items[i].category))
+        .map(|i| Decimal::from(o.left(i)) * o.items[i].unit_price)
+        .sum()
+}
+
+fn facts(orders: &[OrderRec], p: &Program) -> HashMap<String, Facts> {
+    let mut sorted: Vec<&OrderRec> = orders.iter().collect();
+    sorted.sort_by(|a, b| (a.placed_at, &a.id).cmp(&(b.placed_at, &b.id)));
+    let mut month: HashMap<(usize, i32, u32), (Decimal, u32)> = HashMap::new();
+    let mut buyers_seen: BTreeSet<&str> = BTreeSet::new();
+    let mut out = HashMap::new();
+    for o in sorted {
+        let mut f = Facts { first_of_buyer: buyers_seen.insert(&o.buyer), ..Facts::default() };
+        if let Some(a) = o.affiliate() {
+            let local = o.placed_at.with_timezone(&Jakarta);
+            let slot = month.entry((a, local.year(), local.month())).or_default();
+            f.volume_before = slot.0;
+            f.nth_in_month = slot.1 + 1;
+            slot.0 += eligible_as_bought(o, p);
+            slot.1 += 1;
+        }
+        out.insert(o.id.clone(), f);
+    }
+    out
+}
+
+/// What one order is entitled to, by RULES.md.
+#[derive(Debug, Default)]
+struct Expected {
+    /// (affiliate, level, kind) → amount; no zero lines.
+    commissions: BTreeMap<(String, u64, String), Decimal>,
+    /// kind → points; no zero lines.
+    rewards: BTreeMap<String, i64>,
+    no_commission_reason: Option<&'static str>,
+    /// For the coverage line only: the cap cut something; a suspended ancestor was skipped.
+    capped: bool,
+    skipped_ancestor: bool,
+}
+
+/// Rule 2.
+fn no_commission_reason(o: &OrderRec, p: &Program, affs: &[Affiliate]) -> Option<&'static str> {
+    let Some(a) = o.affiliate() else { return Some("unattributed") };
+    if affs[a].suspended {
+        Some("affiliate_suspended")
+    } else if affs[a].buyer_id.as_deref() == Some(o.buyer.as_str()) {
+        Some("self_referral")
+    } else if eligible_as_bought(o, p) < p.min_order_amount {
+        Some("below_minimum")
+    } else {
+        None
+    }
+}
+
+fn expect(o: &OrderRec, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected {
+    let mut e = Expected { no_commission_reason: no_commission_reason(o, p, affs), ..Expected::default() };
+    if o.voided() {
+        return e;
+    }
+    let eligible = eligible_now(o, p);
+    let mut line = |aff: usize, level: u64, kind: &str, amount: Decimal| {
+        if !amount.is_zero() {
+            e.commissions.insert((affs[aff].id.clone(), level, kind.to_string()), amount);
+        }
+    };
+    if let (None, Some(a)) = (e.no_commission_reason, o.affiliate()) {
+        // Rule 3: Σ net quantity × price × the item's rate, rounded once.
+        let raw: Decimal = (0..o.items.len())
+            .filter(|&i| !p.excluded.contains(o.items[i].category))
+            .map(|i| Decimal::from(o.left(i)) * o.items[i].unit_price * p.level1_rate(o.items[i].category))
+            .sum();
+        let mut commission = p.round(raw);
+        // Rule 4: the highest tier reached by the volume before this order.
+        let rate = p.tiers.iter().filter(|(from, _)| *from <= f.volume_before).map(|&(_, r)| r).next_back();
+        let mut tier = p.round(eligible * rate.unwrap_or_default());
+        // Rule 6: the cap on commission + tier bonus.
+        e.capped = commission + tier > p.cap;
+        if commission > p.cap {
+            commission = p.cap;
+            tier = Decimal::ZERO;
+        } else {
+            tier = tier.min(p.cap - commission);
+        }
+        // Rule 5: the milestone of the n-th order of the month.
+        let milestone = p.milestones.iter().find(|(n, _)| *n == f.nth_in_month).map(|&(_, b)| b).unwrap_or_default();
+        line(a, 1, "commission", commission);
+        line(a, 1, "tier_bonus", tier);
+        line(a, 1, "milestone_bonus", milestone);
+        // Rule 7: levels 2.. up the tree, suspended ancestors skipped.
+        let mut up = affs[a].parent;
+        for (k, rate) in p.levels.iter().enumerate().skip(1) {
+            while let Some(u) = up.filter(|&u| affs[u].suspended) {
+                e.skipped_ancestor = true;
+                up = affs[u].parent;
+            }
+            let Some(u) = up else { break };
+            line(u, k as u64 + 1, "commission", p.round(eligible * rate));
+            up = affs[u].parent;
+        }
+    }
+    // Rule 8: points floored; the first-order bonus.
+    let points = (eligible * p.points_rate).floor().to_i64().expect("points fit");
+    if points != 0 {
+        e.rewards.insert("points".into(), points);
+    }
+    if f.first_of_buyer && p.first_order_bonus != 0 {
+        e.rewards.insert("first_order_bonus".into(), p.first_order_bonus);
+    }
+    e
+}
+
+/// How often each rule was in play, so a green run shows what it proved.
+fn coverage(orders: &[OrderRec], expected: &HashMap<String, Expected>, p: &Program) -> String {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut months: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut capped, mut skipped, mut first, mut voided, mut only_excluded_left) = (0, 0, 0, 0, 0);
+    for o in orders {
+        let e = &expected[&o.id];
+        for (_, level, kind) in e.commissions.keys() {
+            *kinds.entry(format!("{kind}@{level}")).or_default() += 1;
+        }
+        *reasons.entry(e.no_commission_reason.unwrap_or("paid")).or_default() += 1;
+        *months.entry(o.placed_at.with_timezone(&Jakarta).format("%Y-%m").to_string()).or_default() += 1;
+        capped += usize::from(e.capped);
+        skipped += usize::from(e.skipped_ancestor && !e.commissions.is_empty());
+        first += usize::from(e.rewards.contains_key("first_order_bonus"));
+        voided += usize::from(o.voided());
+        only_excluded_left +=
+            usize::from(!o.voided() && o.refunded.iter().any(|&r| r > 0) && eligible_now(o, p).is_zero());
+    }
+    format!(
+        "lines {kinds:?}; rule 2 {reasons:?}; capped {capped}; suspended ancestor skipped {skipped}; \
+         first-order bonuses {first}; cancelled or fully refunded {voided}; refunded down to excluded items {only_excluded_left}; \
+         orders per Jakarta month {months:?}"
+    )
+}
+
+fn money(v: &Value) -> Decimal {
+    Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("money as a string, got {v}"))).expect("decimal")
+}
+
+/// Compares one order as komisi reports it with its recomputation; the
+/// differences, and the order's commission amounts by entry status.
+fn compare_order(o: &OrderRec, e: &Expected, got: &Value, p: &Program, affs: &[Affiliate]) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut check = |what: &str, want: String, have: String| {
+        if want != have {
+            diffs.push(format!("order {}: {what}: expected {want}, komisi {have}", o.id));
+        }
+    };
+    check("status", o.status().into(), got["status"].as_str().unwrap_or("?").into());
+    check("commission_status", "processed".into(), got["commission_status"].as_str().unwrap_or("?").into());
+    check(
+        "eligible_amount",
+        eligible_now(o, p).normalize().to_string(),
+        money(&got["eligible_amount"]).normalize().to_string(),
+    );
+    let total: Decimal = o.items.iter().map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
+    check("total", total.normalize().to_string(), money(&got["total"]).normalize().to_string());
+    check(
+        "affiliate_id",
+        format!("{:?}", o.affiliate().map(|a| affs[a].id.as_str())),
+        format!("{:?}", got["affiliate_id"].as_str()),
+    );
+    check(
+        "no_commission_reason",
+        format!("{:?}", e.no_commission_reason),
+        format!("{:?}", got["no_commission_reason"].as_str()),
+    );
+
+    let mut lines: BTreeMap<(String, u64, String), Decimal> = BTreeMap::new();
+    let want_status = if o.completed { "approved" } else { "pending" };
+    for c in got["commissions"].as_array().expect("commissions") {
+        let key = (
+            c["affiliate_id"].as_str().expect("id").to_string(),
+            c["level"].as_u64().expect("level"),
+            c["kind"].as_str().expect("kind").to_string(),
+        );
+        *lines.entry(key).or_default() += money(&c["amount"]);
+        if c["status"] != want_status {
+            check("entry status", want_status.into(), format!("{} (entry {})", c["status"], c["id"]));
+        }
+    }
+    lines.retain(|_, v| !v.is_zero());
+    check("commissions", format!("{:?}", e.commissions), format!("{lines:?}"));
+    let mut rewards: BTreeMap<String, i64> = BTreeMap::new();
+    for r in got["rewards"].as_array().expect("rewards") {
+        *rewards.entry(r["kind"].as_str().expect("kind").to_string()).or_default() +=
+            r["points"].as_i64().expect("points");
+    }
+    rewards.retain(|_, v| *v != 0);
+    check("rewards", format!("{:?}", e.rewards), format!("{rewards:?}"));
+    diffs
+}
+
+#[derive(Default)]
+struct CheckReport {
+    orders: usize,
+    affiliates: usize,
+    buyers: usize,
+    diffs: Vec<String>,
+}
+
+async fn check_orders(
+    api: &Api,
+    orders: &[OrderRec],
+    p: &Program,
+    affs: &[Affiliate],
+) -> (CheckReport, HashMap<String, Expected>) {
+    let facts = facts(orders, p);
+    let expected: HashMap<String, Expected> =
+        orders.iter().map(|o| (o.id.clone(), expect(o, &facts[&o.id], p, affs))).collect();
+    let fetched: Vec<(usize, Value)> = futures::stream::iter(orders.iter().enumerate())
+        .map(|(i, o)| async move { (i, api.get(&format!("/v1/orders/{}", o.id)).await) })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut report = CheckReport { orders: orders.len(), ..CheckReport::default() };
+    for (i, got) in fetched {
+        let o = &orders[i];
+        report.diffs.extend(compare_order(o, &expected[&o.id], &got, p, affs));
+    }
+    (report, expected)
+}
+
+async fn check_balances(
+    api: &Api,
+    orders: &[OrderRec],
+    expected: &HashMap<String, Expected>,
+    affs: &[Affiliate],
+    report: &mut CheckReport,
+) {
+    // Every entry of a completed order is approved (holding_days 0), of any other pending.
+    let mut want: HashMap<&str, (Decimal, Decimal)> = HashMap::new();
+    let mut points: BTreeMap<&str, i64> = BTreeMap::new();
+    for o in orders {
+        let e = &expected[&o.id];
+        for ((aff, _, _), amount) in &e.commissions {
+            let slot = want.entry(aff.as_str()).or_default();
+            if o.completed {
+                slot.1 += amount;
+            } else {
+                slot.0 += amount;
+            }
+        }
+        *points.entry(o.buyer.as_str()).or_default() += e.rewards.values().sum::<i64>();
+    }
+    for a in affs {
+        let got = api.get(&format!("/v1/affiliates/{}", a.id)).await;
+        let (pending, approved) = want.get(a.id.as_str()).copied().unwrap_or_default();
+        let b = &got["balances"];
+        let have = (money(&b["pending"]), money(&b["approved"]), money(&b["paid"]));
+        if have != (pending, approved, Decimal::ZERO) {
+            report.diffs.push(format!(
+                "affiliate {}: balances expected pending {pending} approved {approved} paid 0, komisi {b}",
+                a.id
+            ));
+        }
+    }
+    report.affiliates = affs.len();
+    let fetched: Vec<(&str, Value)> = futures::stream::iter(points.keys().copied())
+        .map(|b| async move { (b, api.get(&format!("/v1/buyers/{b}/rewards")).await) })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (buyer, got) in fetched {
+        if got["points"].as_i64() != Some(points[buyer]) {
+            report.diffs.push(format!("buyer {buyer}: points expected {}, komisi {}", points[buyer], got["points"]));
+        }
+    }
+    report.buyers = points.len();
+}
+
+/// Row counts read straight from the database.
+async fn check_database(pool: &MySqlPool, orders: &[OrderRec], tally: &Tally, report: &mut CheckReport) -> String {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM orders").fetch_all(pool).await.expect("orders");
+    let stored: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let sent: BTreeSet<&str> = orders.iter().map(|o| o.id.as_str()).collect();
+    if stored != sent || ids.len() != orders.len() {
+        let missing: Vec<_> = sent.difference(&stored).take(10).collect();
+        let extra: Vec<_> = stored.difference(&sent).take(10).collect();
+        report.diffs.push(format!(
+            "orders: {} answered 2xx, {} stored; missing {missing:?}, not answered {extra:?}",
+            orders.len(),
+            ids.len()
+        ));
+    }
+    let by: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT type, status, COUNT(*) FROM events GROUP BY type, status")
+            .fetch_all(pool)
+            .await
+            .expect("events");
+    let count = |t: &str| by.iter().filter(|(ty, _, _)| ty == t).map(|r| r.2).sum::<i64>() as u64;
+    for (t, want) in [
+        ("order.placed", tally.orders),
+        ("order.refunded", tally.refunds),
+        ("order.cancelled", tally.cancels),
+        ("order.completed", tally.completes),
+    ] {
+        if count(t) != want {
+            report.diffs.push(format!("events {t}: {want} requests answered 2xx, {} events stored", count(t)));
+        }
+    }
+    if let Some(r) = by.iter().find(|r| r.1 != "done") {
+        report.diffs.push(format!("events not done: {by:?} (first: {r:?})"));
+    }
+    for (table, who) in [("ledger_entries", "affiliate_id"), ("reward_entries", "buyer_id")] {
+        let dup: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {table} GROUP BY event_id, {who}, kind HAVING COUNT(*) > 1) d"
+        ))
+        .fetch_one(pool)
+        .await
+        .expect("duplicates");
+        if dup != 0 {
+            report.diffs.push(format!("{table}: {dup} (event, beneficiary, kind) with two entries"));
+        }
+    }
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM event_attempts").fetch_one(pool).await.expect("attempts");
+    let ledger: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries").fetch_one(pool).await.expect("ledger");
+    let events: i64 = by.iter().map(|r| r.2).sum();
+    format!("{events} events (all done), {ledger} ledger entries, {attempts} failed attempts recorded")
+}
+
+/// One request, with the time reconcile needs (it recomputes every order:
+/// tens of seconds for tens of thousands of orders); a retry would only start
+/// a second one beside the first.
+async fn check_reconcile(api: &Api, report: &mut CheckReport) -> String {
+    let start = Instant::now();
+    let req = api.http.get(format!("{}/admin/reconcile", api.base)).bearer_auth(ADMIN_KEY).timeout(RECONCILE_TIMEOUT);
+    let r: Value = match req.send().await {
+        Ok(resp) => resp.json().await.unwrap_or_else(|e| json!({"error": e.to_string()})),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let took = start.elapsed();
+    let violations = r["violations"].as_array().map_or(usize::MAX, Vec::len);
+    if r["ok"] != json!(true) || violations != 0 {
+        report.diffs.push(format!("reconcile: ok={} with {violations} violations: {r}", r["ok"]));
+    }
+    format!("reconcile ok={} checked {} in {took:.1?}", r["ok"], r["checked"])
+}
+
+// ------------------------------------------------------------------ the test
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "starts its own MariaDB and runs for KOMISI_CHAOS_SECS (60): cargo test --test chaos -- --ignored --nocapture"]
+async fn chaos() {
+    let began = Instant::now();
+    let settings = Settings::from_env();
+    let mode = if settings.faults { "chaos" } else { "soak (no faults)" };
+    println!(
+        "chaos: {mode}, {} s at {} orders/s in {LANES} lanes, seed {} (KOMISI_CHAOS_SEED)",
+        settings.secs, settings.rate, settings.seed
+    );
+    let program = Program::chaos();
+    let affs = Arc::new(tree());
+
+    let servers = start_servers(&settings).await;
+    println!(
+        "chaos: temp dir {}, MariaDB on port {}, komisi on port {}, Redis prefix {}",
+        servers.dir.display(),
+        servers.mariadb.port,
+        servers.komisi.port,
+        servers.komisi.prefix
+    );
+    let servers = Arc::new(Mutex::new(servers));
+    let api = Api::new(servers.lock().await.komisi.port);
+    let pool = {
+        let url = servers.lock().await.mariadb.url("komisi");
+        MySqlPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(&url)
+            .expect("pool")
+    };
+    {
+        let mut s = servers.lock().await;
+        s.komisi.spawn();
+        s.komisi.wait_ready(&api, Duration::from_secs(60)).await.expect("komisi starts");
+    }
+    api.until_2xx(Method::PUT, "/admin/program", Some(&program.json())).await;
+    register_tree(&api, &affs).await;
+
+    let setup = began.elapsed();
+    println!(
+        "chaos: set up in {setup:.1?} (MariaDB installed and started, komisi started, program and {} affiliates)",
+        affs.len()
+    );
+
+    // The stream, the faults and the sampler.
+    let start = Instant::now();
+    let timeline = Arc::new(Mutex::new(Timeline { start, lines: Vec::new(), findings: Vec::new() }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let lane_orders = (settings.rate * settings.secs) as i64 / LANES as i64;
+    let first_placed_at = month_boundary() - TimeDelta::seconds(lane_orders * 60 / 2);
+    let period = Duration::from_secs_f64(LANES as f64 * ORDER_SHARE / settings.rate as f64);
+    let lanes: Vec<_> = (0..LANES)
+        .map(|lane| {
+            tokio::spawn(run_lane(LaneSetup {
+                lane,
+                api: api.clone(),
+                affs: affs.clone(),
+                seed: settings.seed,
+                period,
+                first_placed_at,
+                stop: stop.clone(),
+            }))
+        })
+        .collect();
+    let sampler_stop = CancellationToken::new();
+    let sampler = tokio::spawn(run_sampler(start, servers.clone(), pool.clone(), sampler_stop.clone()));
+    let faults = settings.faults.then(|| {
+        tokio::spawn(run_faults(start, servers.clone(), api.clone(), pool.clone(), timeline.clone(), settings.secs))
+    });
+    tokio::time::sleep(Duration::from_secs(settings.secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(f) = faults {
+        f.await.expect("fault task");
+    }
+    let mut orders = Vec::new();
+    let mut tally = Tally::default();
+    for lane in lanes {
+        let r = lane.await.expect("lane");
+        orders.extend(r.orders);
+        tally.add(&r.tally);
+    }
+    let stream_end = start.elapsed();
+    timeline.lock().await.log(format!("stream stopped ({} orders)", tally.orders));
+
+    // Drain, then check.
+    let drained = drain(&api).await;
+    timeline.lock().await.log(format!("drained: {drained:?}"));
+    sampler_stop.cancel();
+    let samples = sampler.await.expect("sampler");
+    let checking = Instant::now();
+    let (mut report, expected) = check_orders(&api, &orders, &program, &affs).await;
+    let progress = |what: &str, r: &CheckReport| {
+        println!("chaos: {what} checked at {:.1?} ({} differences so far)", checking.elapsed(), r.diffs.len());
+    };
+    progress("orders", &report);
+    check_balances(&api, &orders, &expected, &affs, &mut report).await;
+    progress("balances and points", &report);
+    let db = check_database(&pool, &orders, &tally, &mut report).await;
+    progress("database rows", &report);
+    let reconcile = check_reconcile(&api, &mut report).await;
+    let checked_in = checking.elapsed();
+
+    // Summary.
+    let tl = timeline.lock().await;
+    println!("\n==== chaos summary ({mode}, {} s, seed {}) ====", settings.secs, settings.seed);
+    println!(
+        "answered 2xx: {} orders, {} refunds, {} cancels, {} completes in {:.1?}",
+        tally.orders, tally.refunds, tally.cancels, tally.completes, stream_end
+    );
+    println!(
+        "retried requests: {} retries; {} finally answered 200 \"already accepted\"",
+        tally.retries, tally.already
+    );
+    let kills = tl.lines.iter().filter(|l| l.contains("SIGKILL komisi")).count();
+    let wipes = tl.lines.iter().filter(|l| l.contains("Redis keys")).count();
+    let restarts = tl.lines.iter().filter(|l| l.contains("SIGKILL mariadbd")).count();
+    println!("faults: {kills} SIGKILLs of komisi, {wipes} Redis wipes, {restarts} MariaDB restarts");
+    for line in &tl.lines {
+        println!("  {line}");
+    }
+    println!("drain after the stream stopped: {drained:?}");
+    println!("{}", summarize("komisi RSS kB", &samples.iter().map(|s| s.rss_kb.map(|v| v as i64)).collect::<Vec<_>>()));
+    println!("{}", summarize("MariaDB Threads_connected", &samples.iter().map(|s| s.connections).collect::<Vec<_>>()));
+    println!("{}", summarize("open events", &samples.iter().map(|s| s.backlog).collect::<Vec<_>>()));
+    println!("rules exercised: {}", coverage(&orders, &expected, &program));
+    println!("database: {db}");
+    println!("{reconcile}");
+    println!(
+        "checker: {} orders, {} affiliates, {} buyers recomputed in {checked_in:.1?}; {} differences",
+        report.orders,
+        report.affiliates,
+        report.buyers,
+        report.diffs.len()
+    );
+    println!("set-up {setup:.1?}, stream {stream_end:.1?}, whole run {:.1?}", began.elapsed());
+    for d in report.diffs.iter().take(30) {
+        println!("  DIFF {d}");
+    }
+    for f in &tl.findings {
+        println!("  FINDING {f}");
+    }
+    if !report.diffs.is_empty() || !tl.findings.is_empty() || drained.is_err() {
+        println!("komisi log tail:\n{}", tail(&servers.lock().await.komisi.log, 40));
+    }
+    assert!(drained.is_ok(), "the backlog did not drain: {drained:?}");
+    assert!(tl.findings.is_empty(), "findings: {:?}", tl.findings);
+    assert!(report.diffs.is_empty(), "{} differences between komisi and the recomputation", report.diffs.len());
+}
