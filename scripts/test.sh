@@ -597,7 +597,18 @@ run_cargo_deny() {
   cargo deny --offline check bans licenses sources
 }
 
+# The chaos run (tests/chaos.rs, docs/RELIABILITY.md): the komisi binary on a
+# MariaDB the test starts and SIGKILLs itself, so the server binaries must be
+# installed even when a MariaDB already answers on 3306.
+run_chaos() {
+  if [ -z "$(find_mariadbd)" ] || [ -z "$(find_install_db)" ]; then apt_install mariadb-server; fi
+  [ -n "$(find_mariadbd)" ] && [ -n "$(find_install_db)" ] || die "the chaos run needs mariadbd and mariadb-install-db"
+  log "chaos run: cargo test --test chaos -- --ignored (${KOMISI_CHAOS_SECS:-60} s of faults, then the checker)"
+  cargo test --test chaos -- --ignored --nocapture
+}
+
 if [ -z "${TEST_ARGS[*]}" ]; then
+  run_chaos
   run_schemathesis
   run_cargo_deny
 fi
