@@ -61,6 +61,9 @@ const PROCESSING_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 const LAG_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// How often buffered histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide recorder. The `metrics` facade has one global recorder, so
 /// several app instances in one process (tests) share it; counters then sum
 /// over instances.
@@ -81,6 +84,15 @@ pub fn handle() -> PrometheusHandle {
                 .expect("bucket lists are non-empty constants")
                 .build_recorder();
             let handle = recorder.handle();
+            // Histogram samples wait in buffers until they are folded into
+            // the buckets: a scrape does that, and so must this, or a komisi
+            // nobody scrapes (the embedded default) grows by every sample
+            // (~80 bytes a request, found by the soak: docs/RELIABILITY.md).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new().name("komisi-metrics-upkeep".into()).spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            });
             // Another recorder may already be installed (e.g. by an embedding
             // program); then ours only renders what it sees, which is nothing.
             let _ = metrics::set_global_recorder(recorder);
