@@ -363,15 +363,20 @@ impl Api {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 
-    /// Sends until answered 2xx: a connection error, a timeout or a 5xx is
-    /// retried with the same request after a short wait. Any 4xx is a failure.
+    /// Sends until answered 2xx: a connection error, a timeout, a 5xx or a
+    /// 429 is retried with the same request after a short wait. Any other
+    /// 4xx is a failure.
     async fn until_2xx(&self, method: Method, path: &str, body: Option<&Value>) -> Answer {
         let deadline = Instant::now() + RETRY_DEADLINE;
         let mut retries = 0;
         loop {
             let last = match self.send(method.clone(), path, body).await {
                 Ok((status, body)) if status.is_success() => return Answer { status, body, retries },
-                Ok((status, answer)) if status.is_server_error() => format!("{status} {answer}"),
+                // 429: the key's rate limit (the checker reads fast); the
+                // bucket refills within the wait.
+                Ok((status, answer)) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+                    format!("{status} {answer}")
+                }
                 Ok((status, answer)) => panic!("{method} {path} {}: answered {status} {answer}", opt_json(body)),
                 Err(e) => e,
             };
