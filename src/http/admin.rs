@@ -47,7 +47,7 @@ async fn create_payout(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
-            Ok(k) if (1..=128).contains(&k.len()) => Some(k.to_owned()),
+            Ok(k) if (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => Some(k.to_owned()),
             _ => return Err(ApiError::BadRequest("Idempotency-Key must be 1-128 visible ASCII characters".into())),
         },
     };

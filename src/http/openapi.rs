@@ -50,8 +50,8 @@ fn constraints() -> Vec<(String, Value)> {
         (s("CreateBody", "parent_id"), id()),
         (s("CreateBody", "buyer_id"), id()),
         // 1–200 characters once leading and trailing spaces are trimmed.
-        (s("CreateBody", "name"), json!({"pattern": r"^\s*\S(.{0,198}\S)?\s*$"})),
-        (s("PatchBody", "name"), json!({"pattern": r"^\s*\S(.{0,198}\S)?\s*$"})),
+        (s("CreateBody", "name"), json!({"pattern": r"^\s*\S([\s\S]{0,198}\S)?\s*$"})),
+        (s("PatchBody", "name"), json!({"pattern": r"^\s*\S([\s\S]{0,198}\S)?\s*$"})),
         (s("PatchBody", "parent_id"), id()),
         (s("PayoutBody", "min_amount"), money()),
         (s("BulkReplay", "status"), json!({"enum": ["failed", "dead"]})),
