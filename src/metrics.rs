@@ -25,6 +25,8 @@ pub const JOURNAL_STALE_TOTAL: &str = "komisi_journal_stale_total";
 pub const JOURNAL_LIVE_ENTRIES: &str = "komisi_journal_live_entries";
 pub const EVENTS_PARKED: &str = "komisi_events_parked";
 pub const READY: &str = "komisi_ready";
+pub const POINTS_TOTAL: &str = "komisi_points_total";
+pub const POINTS_HELD: &str = "komisi_points_held";
 
 /// Every metric komisi exports, with its Prometheus type. Dashboards and alert
 /// rules may only use these (a test checks).
@@ -51,7 +53,12 @@ pub const ALL: &[(&str, &str)] = &[
     (JOURNAL_LIVE_ENTRIES, "gauge"),
     (EVENTS_PARKED, "gauge"),
     (READY, "gauge"),
+    (POINTS_TOTAL, "counter"),
+    (POINTS_HELD, "gauge"),
 ];
+
+/// Movements of `komisi_points_total`.
+pub const POINT_MOVEMENTS: [&str; 6] = ["earned", "reversed", "held", "released", "redeemed", "expired"];
 
 /// Outcomes of `komisi_events_total`.
 pub const OUTCOMES: [&str; 4] = ["done", "noop", "failed", "dead"];
@@ -133,6 +140,12 @@ fn describe() {
     describe_gauge!(JOURNAL_LIVE_ENTRIES, "Events with a live journal entry (at most one each)");
     describe_gauge!(EVENTS_PARKED, "Entries read beyond their partition's share, waiting at its actor");
     describe_gauge!(READY, "1 when the last recovery sweep reached MySQL and Redis, else 0");
+    describe_counter!(
+        POINTS_TOTAL,
+        "Buyer points moved, by movement: earned, reversed (refunds, cancels), held, released (released or \
+         expired holds), redeemed (captured holds), expired"
+    );
+    describe_gauge!(POINTS_HELD, "Points held by open redemptions, as last counted by the wallet sweep");
 }
 
 /// Creates every series whose labels are known in advance at zero, so alerts
@@ -155,6 +168,9 @@ fn register_zeroes() {
         metrics::counter!(WORKER_RESTARTS_TOTAL, "worker" => worker).absolute(0);
     }
     metrics::counter!(EVENTS_REJOURNALED_TOTAL).absolute(0);
+    for movement in POINT_MOVEMENTS {
+        metrics::counter!(POINTS_TOTAL, "movement" => movement).absolute(0);
+    }
     metrics::counter!(INTAKE_REFUSED_TOTAL, "reason" => "backlog").absolute(0);
     for reason in ["key", "auth"] {
         metrics::counter!(RATE_LIMITED_TOTAL, "reason" => reason).absolute(0);

@@ -1,6 +1,8 @@
-//! Scheduler: approves orders whose holding period has passed. The schedule is
-//! durable (`orders.approve_at` in MySQL), so a restart loses no due time; this
-//! actor only polls it.
+//! Scheduler: approves orders whose holding period has passed, expires
+//! redemption holds past their hold time and earned points past their lots'
+//! expiry. Every schedule is durable (`orders.approve_at`,
+//! `redemptions.hold_until`, `buyers.expire_due_at`), so a restart loses no
+//! due time; this actor only polls them.
 use super::messages::SchedulerMsg;
 use super::Deps;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -38,21 +40,38 @@ impl Actor for Scheduler {
         _: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        sweep("approved orders past their holding period", || st.deps.engine.approve_due(BATCH)).await;
+        sweep("expired redemption holds past their hold time", || st.deps.engine.expire_due_holds(BATCH)).await;
+        sweep("expired buyers' points past their lots' expiry", || st.deps.engine.expire_due_points(BATCH)).await;
+        match st.deps.engine.backend().held_points().await {
+            Ok(held) => metrics::gauge!(crate::metrics::POINTS_HELD).set(held as f64),
+            Err(e) => tracing::warn!(error = %e, "could not count held points"),
+        }
+        Ok(())
+    }
+}
+
+/// Runs one due-time sweep to the end (batches of `BATCH`), logging what it did.
+async fn sweep<F, Fut>(what: &'static str, mut run: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::engine::Result<usize>>,
+{
+    {
         loop {
-            match st.deps.engine.approve_due(BATCH).await {
+            match run().await {
                 Ok(n) if n as u32 == BATCH => continue,
                 Ok(n) => {
                     if n > 0 {
-                        tracing::info!(orders = n, "approved orders past their holding period");
+                        tracing::info!(count = n, "{what}");
                     }
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "approval sweep failed; next tick retries");
+                    tracing::warn!(error = %e, "sweep failed ({what}); next tick retries");
                     break;
                 }
             }
         }
-        Ok(())
     }
 }

@@ -41,8 +41,15 @@ impl CommissionKind {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum RewardKind {
+    /// Earned by an order (rule 8), negative when reversed.
     Points,
     FirstOrderBonus,
+    /// Points held for a redemption (negative); they stay out once captured.
+    Redemption,
+    /// A hold's points back (released, or the hold expired).
+    RedemptionReleased,
+    /// Earned points past `points_expire_days` (negative).
+    Expired,
 }
 
 impl RewardKind {
@@ -50,12 +57,18 @@ impl RewardKind {
         match self {
             Self::Points => "points",
             Self::FirstOrderBonus => "first_order_bonus",
+            Self::Redemption => "redemption",
+            Self::RedemptionReleased => "redemption_released",
+            Self::Expired => "expired",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "points" => Some(Self::Points),
             "first_order_bonus" => Some(Self::FirstOrderBonus),
+            "redemption" => Some(Self::Redemption),
+            "redemption_released" => Some(Self::RedemptionReleased),
+            "expired" => Some(Self::Expired),
             _ => None,
         }
     }

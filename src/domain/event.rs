@@ -51,11 +51,34 @@ pub enum EventType {
     /// An operator's recompute that found the ledger off its entitlement.
     #[serde(rename = "order.recomputed")]
     OrderRecomputed,
+    /// A buyer's wallet: points held for a redemption, the hold captured,
+    /// released, or expired uncaptured; earned points expired. Each is
+    /// applied in the transaction that records it (stored `done`).
+    #[serde(rename = "redemption.held")]
+    RedemptionHeld,
+    #[serde(rename = "redemption.captured")]
+    RedemptionCaptured,
+    #[serde(rename = "redemption.released")]
+    RedemptionReleased,
+    #[serde(rename = "redemption.expired")]
+    RedemptionExpired,
+    #[serde(rename = "points.expired")]
+    PointsExpired,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] =
-        [Self::OrderPlaced, Self::OrderRefunded, Self::OrderCancelled, Self::OrderCompleted, Self::OrderRecomputed];
+    pub const ALL: [EventType; 10] = [
+        Self::OrderPlaced,
+        Self::OrderRefunded,
+        Self::OrderCancelled,
+        Self::OrderCompleted,
+        Self::OrderRecomputed,
+        Self::RedemptionHeld,
+        Self::RedemptionCaptured,
+        Self::RedemptionReleased,
+        Self::RedemptionExpired,
+        Self::PointsExpired,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -64,6 +87,11 @@ impl EventType {
             Self::OrderCancelled => "order.cancelled",
             Self::OrderCompleted => "order.completed",
             Self::OrderRecomputed => "order.recomputed",
+            Self::RedemptionHeld => "redemption.held",
+            Self::RedemptionCaptured => "redemption.captured",
+            Self::RedemptionReleased => "redemption.released",
+            Self::RedemptionExpired => "redemption.expired",
+            Self::PointsExpired => "points.expired",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -73,6 +101,11 @@ impl EventType {
             "order.cancelled" => Some(Self::OrderCancelled),
             "order.completed" => Some(Self::OrderCompleted),
             "order.recomputed" => Some(Self::OrderRecomputed),
+            "redemption.held" => Some(Self::RedemptionHeld),
+            "redemption.captured" => Some(Self::RedemptionCaptured),
+            "redemption.released" => Some(Self::RedemptionReleased),
+            "redemption.expired" => Some(Self::RedemptionExpired),
+            "points.expired" => Some(Self::PointsExpired),
             _ => None,
         }
     }
@@ -171,7 +204,8 @@ pub struct EventFilter {
 pub struct EventRecord {
     pub id: EventId,
     pub kind: EventType,
-    pub order_id: OrderId,
+    /// None for a buyer's wallet event.
+    pub order_id: Option<OrderId>,
     pub status: EventStatus,
     pub attempts: u32,
     pub last_error: Option<String>,

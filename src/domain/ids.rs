@@ -54,3 +54,5 @@ id_type!(/// A product category (rates and exclusions are keyed by it).
     Category);
 id_type!(/// A storefront-given refund id (idempotency key of a refund).
     RefundId);
+id_type!(/// A storefront-given redemption id (idempotency key of a points hold, per buyer).
+    RedemptionId);

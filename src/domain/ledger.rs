@@ -53,17 +53,37 @@ pub struct LedgerEntry {
 pub struct RewardEntry {
     pub id: u64,
     pub buyer_id: BuyerId,
-    pub order_id: OrderId,
+    /// The order that earned or reversed the points (None: a wallet entry).
+    pub order_id: Option<OrderId>,
     pub event_id: String,
     pub kind: RewardKind,
     pub points: i64,
     pub created_at: DateTime<Utc>,
+    /// The redemption of a `redemption` / `redemption_released` entry.
+    pub redemption_id: Option<String>,
+    /// When an earned entry's points expire (None: never).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl RewardEntry {
+    pub fn to_wallet(&self) -> super::wallet::WalletEntry {
+        super::wallet::WalletEntry {
+            id: self.id,
+            kind: self.kind,
+            points: self.points,
+            order_id: self.order_id.clone(),
+            redemption_id: self.redemption_id.clone(),
+            at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// A buyer's points and reward history.
 #[derive(Debug, Clone)]
 pub struct BuyerRewards {
     pub buyer_id: BuyerId,
+    /// The stored balance: the signed sum of the history (negative: a debt).
     pub points: i128,
     pub history: Vec<RewardEntry>,
 }

@@ -11,6 +11,7 @@ pub mod money;
 pub mod order;
 pub mod payout;
 pub mod program;
+pub mod wallet;
 
 /// One problem with one input field, reported in a 422 `errors` list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

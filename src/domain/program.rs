@@ -51,6 +51,23 @@ pub struct BuyerRewardsDoc {
     pub points_rate: String,
     /// Whole points, as a string of digits (e.g. "5000").
     pub first_order_bonus: String,
+    /// Currency per point when spent (default "1").
+    #[serde(default = "one")]
+    pub points_value: String,
+    /// Earned points expire this many days later, oldest first (0: never; the default).
+    #[serde(default)]
+    pub points_expire_days: u32,
+    /// An uncaptured redemption hold gives its points back after this many minutes (default 30).
+    #[serde(default = "thirty")]
+    pub redemption_hold_minutes: u32,
+}
+
+fn one() -> String {
+    "1".to_owned()
+}
+
+fn thirty() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +106,12 @@ pub struct Program {
     pub holding_days: u32,
     pub points_rate: Decimal,
     pub first_order_bonus: i64,
+    /// Currency per point when spent.
+    pub points_value: Decimal,
+    /// 0..=3650; 0: points never expire.
+    pub points_expire_days: u32,
+    /// 1..=10080 (a week).
+    pub redemption_hold_minutes: u32,
 }
 
 impl Program {
@@ -203,6 +226,16 @@ impl Program {
                 0
             }
         };
+        let points_value = money::parse_amount(&doc.buyer_rewards.points_value).unwrap_or_else(|e| {
+            err("buyer_rewards.points_value".into(), e.to_string());
+            Decimal::ZERO
+        });
+        if doc.buyer_rewards.points_expire_days > 3650 {
+            err("buyer_rewards.points_expire_days".into(), "must be 0-3650".into());
+        }
+        if !(1..=10080).contains(&doc.buyer_rewards.redemption_hold_minutes) {
+            err("buyer_rewards.redemption_hold_minutes".into(), "must be 1-10080 (a week)".into());
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -222,6 +255,9 @@ impl Program {
             holding_days: doc.holding_days,
             points_rate,
             first_order_bonus,
+            points_value,
+            points_expire_days: doc.buyer_rewards.points_expire_days,
+            redemption_hold_minutes: doc.buyer_rewards.redemption_hold_minutes,
         })
     }
 
@@ -255,6 +291,9 @@ impl Program {
             buyer_rewards: BuyerRewardsDoc {
                 points_rate: money::format(self.points_rate),
                 first_order_bonus: self.first_order_bonus.to_string(),
+                points_value: money::format(self.points_value),
+                points_expire_days: self.points_expire_days,
+                redemption_hold_minutes: self.redemption_hold_minutes,
             },
         }
     }
@@ -276,7 +315,13 @@ impl Program {
             milestones: vec![MilestoneDoc { nth_order_in_month: 3, bonus: s("25000") }],
             skip_inactive_upline: true,
             holding_days: 14,
-            buyer_rewards: BuyerRewardsDoc { points_rate: s("0.01"), first_order_bonus: s("5000") },
+            buyer_rewards: BuyerRewardsDoc {
+                points_rate: s("0.01"),
+                first_order_bonus: s("5000"),
+                points_value: s("1"),
+                points_expire_days: 0,
+                redemption_hold_minutes: 30,
+            },
         }
     }
 

@@ -61,7 +61,13 @@ prop_compose! {
             milestones: milestones.into_iter().rev().map(|(n, b)| MilestoneDoc { nth_order_in_month: n, bonus: s(at_scale(b)) }).collect(),
             skip_inactive_upline: skip,
             holding_days: 0,
-            buyer_rewards: super::program::BuyerRewardsDoc { points_rate: s(points_rate), first_order_bonus: first_bonus.to_string() },
+            buyer_rewards: super::program::BuyerRewardsDoc {
+                points_rate: s(points_rate),
+                first_order_bonus: first_bonus.to_string(),
+                points_value: "1".to_owned(),
+                points_expire_days: 0,
+                redemption_hold_minutes: 30,
+            },
         };
         Program::parse(&doc).expect("generated programs are valid")
     }

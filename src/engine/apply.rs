@@ -101,11 +101,11 @@ pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId
     let frozen: Vec<&OrderId> =
         open.iter().filter(|(_, ev)| ev.context.is_some()).map(|(_, ev)| &ev.order_id).collect();
     let mut applied = tx.applied(&frozen).await?;
-    let fresh: Vec<(&LockedEvent, &Program)> = open
+    let fresh: Vec<(ContextAsk<'_>, &Program)> = open
         .iter()
         .zip(&programs)
         .filter(|((_, ev), _)| ev.context.is_none())
-        .map(|((_, ev), p)| (ev, p.as_ref()))
+        .map(|((_, ev), p)| (ContextAsk::of(ev), p.as_ref()))
         .collect();
     let mut contexts = resolve_contexts(tx.as_mut(), &fresh).await?;
 
@@ -148,12 +148,20 @@ pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId
             *writes.balances.entry(line.affiliate_id.clone()).or_default().entry(status).or_default() += line.amount;
         }
         for line in &delta.rewards {
+            // Earned points are a lot that expires `points_expire_days` from now.
+            let expires_at = (line.points > 0 && program.points_expire_days > 0)
+                .then(|| now + chrono::Duration::days(i64::from(program.points_expire_days)));
+            if let Some(at) = expires_at {
+                let due = writes.expiries.entry(line.buyer_id.clone()).or_insert(at);
+                *due = (*due).min(at);
+            }
             writes.rewards.push(RewardRow {
                 buyer_id: line.buyer_id.clone(),
                 order_id: ev.order_id.clone(),
                 event_id: ev.id,
                 kind: line.kind,
                 points: line.points,
+                expires_at,
             });
             *writes.points.entry(line.buyer_id.clone()).or_default() += line.points;
         }
@@ -187,6 +195,19 @@ pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId
         return Err(EngineError::Injected("database error in the middle of the event transaction"));
     }
     tx.commit().await?;
+    let (earned, reversed) = writes.rewards.iter().fold((0u64, 0u64), |(e, r), row| {
+        if row.points > 0 {
+            (e + row.points.unsigned_abs(), r)
+        } else {
+            (e, r + row.points.unsigned_abs())
+        }
+    });
+    if earned > 0 {
+        metrics::counter!(m::POINTS_TOTAL, "movement" => "earned").increment(earned);
+    }
+    if reversed > 0 {
+        metrics::counter!(m::POINTS_TOTAL, "movement" => "reversed").increment(reversed);
+    }
 
     // The lag is measured to the commit.
     let committed = Utc::now();
@@ -205,26 +226,42 @@ pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId
         .collect()
 }
 
+/// What resolving an order's context needs to know of the order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContextAsk<'a> {
+    pub order_id: &'a OrderId,
+    pub buyer_id: &'a crate::domain::ids::BuyerId,
+    pub direct: Option<&'a AffiliateId>,
+    pub placed_at: chrono::DateTime<Utc>,
+}
+
+impl<'a> ContextAsk<'a> {
+    fn of(ev: &'a LockedEvent) -> Self {
+        Self { order_id: &ev.order_id, buyer_id: &ev.buyer_id, direct: ev.direct.as_ref(), placed_at: ev.placed_at }
+    }
+}
+
 /// Resolves what the rules need from outside each order, once, at its first
 /// processing: the direct affiliate and upline (one read for all orders, and
 /// more only when many suspended ancestors are skipped), the month volume and
-/// position and the buyer's first order (one read for all).
-async fn resolve_contexts(
+/// position and the buyer's first order (one read for all). A quote resolves
+/// its order's context with the same function, on a read-only view.
+pub(crate) async fn resolve_contexts(
     tx: &mut dyn ApplyTx,
-    fresh: &[(&LockedEvent, &Program)],
+    fresh: &[(ContextAsk<'_>, &Program)],
 ) -> Result<HashMap<OrderId, FrozenContext>> {
     let mut contexts = HashMap::with_capacity(fresh.len());
     if fresh.is_empty() {
         return Ok(contexts);
     }
     // Each direct affiliate and its first stretch of ancestors.
-    let directs: Vec<&AffiliateId> = fresh.iter().filter_map(|(ev, _)| ev.direct.as_ref()).collect();
+    let directs: Vec<&AffiliateId> = fresh.iter().filter_map(|(ev, _)| ev.direct).collect();
     let most = fresh.iter().map(|(_, p)| UplineWalk::first_stretch(p)).max().unwrap_or(0) + 1;
     let chains = tx.ancestors(&directs, most).await?;
 
     let mut walked = Vec::with_capacity(fresh.len());
     for (ev, program) in fresh {
-        let Some(mut chain) = ev.direct.as_ref().and_then(|id| chains.get(id)).map(|c| c.iter().cloned()) else {
+        let Some(mut chain) = ev.direct.and_then(|id| chains.get(id)).map(|c| c.iter().cloned()) else {
             walked.push(None);
             continue;
         };
@@ -247,8 +284,8 @@ async fn resolve_contexts(
         .iter()
         .zip(&walked)
         .map(|((ev, program), walk)| MonthAsk {
-            order_id: &ev.order_id,
-            buyer_id: &ev.buyer_id,
+            order_id: ev.order_id,
+            buyer_id: ev.buyer_id,
             direct: walk.as_ref().map(|(d, _)| &d.id),
             placed_at: ev.placed_at,
             month_start: month_window(ev.placed_at, program.timezone).0,
@@ -257,7 +294,7 @@ async fn resolve_contexts(
     let mut facts = tx.month_facts(&asks).await?;
 
     for ((ev, _), walk) in fresh.iter().zip(walked) {
-        let f = facts.remove(&ev.order_id).ok_or_else(|| corrupt("month facts missing"))?;
+        let f = facts.remove(ev.order_id).ok_or_else(|| corrupt("month facts missing"))?;
         let ctx = match walk {
             None => FrozenContext {
                 direct: None,

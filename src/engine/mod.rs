@@ -8,8 +8,10 @@ pub mod batch;
 pub mod faults;
 pub mod intake;
 pub mod operator;
+pub mod quote;
 pub mod reconcile;
 pub mod retry;
+pub mod rewards;
 
 use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
 use crate::domain::event::{Backlog, EventId, EventRef, EventStatus, EventType};

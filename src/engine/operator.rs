@@ -95,10 +95,9 @@ impl Engine {
     /// done one is journaled again and its processing is a recorded no-op.
     /// Returns its status after, or None when there is no such event.
     pub async fn replay_one(&self, id: EventId) -> Result<Option<EventStatus>> {
+        // A wallet event is recorded as replayed but not journaled: it was
+        // applied when it was recorded (and an unknown id is neither).
         let refs = self.backend().replay(&[id]).await?;
-        if refs.is_empty() {
-            return Ok(None);
-        }
         self.committed(refs).await;
         Ok(self.backend().event_detail(id).await?.map(|d| d.event.status))
     }

@@ -1,8 +1,10 @@
 //! `GET /admin/reconcile`: checks every invariant of the ledger against the
 //! record and names the ids involved in each violation.
 use super::{Engine, Result};
+use crate::domain::entitlement::RewardKind;
 use crate::domain::ledger::delta;
 use crate::domain::money;
+use crate::domain::wallet::{RedemptionStatus, Wallet};
 use chrono::Utc;
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,7 @@ pub struct Checked {
     pub orders: u64,
     pub events: u64,
     pub payouts: u64,
+    pub wallets: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +58,7 @@ impl Engine {
             events: facts.events,
             payouts: facts.payouts,
             orders: 0,
+            wallets: 0,
         };
         let mut v = Vec::new();
 
@@ -113,6 +117,8 @@ impl Engine {
             }
         }
 
+        self.check_wallets(stuck_before, &mut checked, &mut v).await?;
+
         for (event, order, status, attempts) in facts.stuck_events {
             let mut x = Violation::new(
                 "event_stuck",
@@ -139,5 +145,107 @@ impl Engine {
             v.push(x);
         }
         Ok(Report { ok: v.is_empty(), checked, violations: v })
+    }
+}
+
+impl Engine {
+    /// Every buyer with a wallet to check: its history replays as lots with
+    /// no problem (no hold above the spendable points, no lot spent twice, no
+    /// release of nothing, no expiry of points not due); balance = earned −
+    /// reversed − expired − captured − held, spendable and debt never
+    /// negative; each redemption's entries agree with its status; no hold
+    /// and no lot is left past its due time longer than the retry horizon.
+    async fn check_wallets(
+        &self,
+        stuck_before: chrono::DateTime<Utc>,
+        checked: &mut Checked,
+        v: &mut Vec<Violation>,
+    ) -> Result<()> {
+        let mut after = String::new();
+        loop {
+            let ids = self.backend().wallet_buyers(&after, PAGE).await?;
+            for buyer in &ids {
+                checked.wallets += 1;
+                let (rewards, redemptions) = self.backend().buyer_wallet(buyer).await?;
+                let mut flag = |kind: &'static str, detail: String| {
+                    let mut x = Violation::new(kind, detail);
+                    x.buyer_id = Some(buyer.to_string());
+                    v.push(x);
+                };
+                let entries: Vec<_> = rewards.history.iter().map(|e| e.to_wallet()).collect();
+                let wallet = Wallet::replay(&entries);
+                for problem in &wallet.problems {
+                    flag("wallet_entry_invalid", problem.clone());
+                }
+                let sum = |kind: RewardKind, sign: i64| -> i128 {
+                    entries
+                        .iter()
+                        .filter(|e| e.kind == kind && e.points.signum() == sign)
+                        .map(|e| i128::from(e.points.abs()))
+                        .sum()
+                };
+                let order_kinds = [RewardKind::Points, RewardKind::FirstOrderBonus];
+                let earned: i128 = order_kinds.iter().map(|k| sum(*k, 1)).sum();
+                let reversed: i128 = order_kinds.iter().map(|k| sum(*k, -1)).sum();
+                let expired = sum(RewardKind::Expired, -1);
+                let of = |status: RedemptionStatus| -> i128 {
+                    redemptions.iter().filter(|r| r.status == status).map(|r| i128::from(r.points)).sum()
+                };
+                let (captured, held) = (of(RedemptionStatus::Captured), of(RedemptionStatus::Held));
+                if earned - reversed - expired - captured - held != rewards.points {
+                    flag(
+                        "wallet_balance_mismatch",
+                        format!(
+                            "balance {} but earned {earned} - reversed {reversed} - expired {expired} - captured \
+                             {captured} - held {held}",
+                            rewards.points
+                        ),
+                    );
+                }
+                if wallet.spendable() < 0 || wallet.debt < 0 || (wallet.spendable() > 0 && wallet.debt > 0) {
+                    flag("wallet_negative", format!("spendable {} and debt {}", wallet.spendable(), wallet.debt));
+                }
+                for r in &redemptions {
+                    let of_r = |kind: RewardKind| -> Vec<i64> {
+                        entries
+                            .iter()
+                            .filter(|e| e.kind == kind && e.redemption_id.as_deref() == Some(r.id.as_str()))
+                            .map(|e| e.points)
+                            .collect()
+                    };
+                    let (taken, back) = (of_r(RewardKind::Redemption), of_r(RewardKind::RedemptionReleased));
+                    let expect_back: &[i64] = if r.status.holds_points() { &[] } else { &[r.points] };
+                    if taken != [-r.points] || back != expect_back {
+                        flag(
+                            "redemption_entries_mismatch",
+                            format!(
+                                "redemption {} is {} for {} points but its entries are {taken:?} / {back:?}",
+                                r.id,
+                                r.status.as_str(),
+                                r.points
+                            ),
+                        );
+                    }
+                    if r.status == RedemptionStatus::Held && r.hold_until < stuck_before {
+                        flag("redemption_hold_stuck", format!("redemption {} held past its hold time", r.id));
+                    }
+                }
+                let known: std::collections::HashSet<&str> = redemptions.iter().map(|r| r.id.as_str()).collect();
+                for e in entries.iter().filter_map(|e| e.redemption_id.as_deref()) {
+                    if !known.contains(e) {
+                        flag("redemption_entries_mismatch", format!("entries of redemption {e}, which does not exist"));
+                    }
+                }
+                let overdue = wallet.due(stuck_before);
+                if overdue > 0 {
+                    flag("points_expiry_stuck", format!("{overdue} points past their expiry are not expired"));
+                }
+            }
+            match ids.last() {
+                Some(last) if ids.len() as u32 == PAGE => after = last.to_string(),
+                _ => break,
+            }
+        }
+        Ok(())
     }
 }

@@ -75,8 +75,22 @@ fn constraints() -> Vec<(String, Value)> {
         (s("MilestoneDoc", "nth_order_in_month"), json!({"minimum": 1})),
         (s("BuyerRewardsDoc", "points_rate"), rate()),
         (s("BuyerRewardsDoc", "first_order_bonus"), json!({"pattern": "^0*([0-9]{1,9}|1000000000)$"})),
+        (s("BuyerRewardsDoc", "points_value"), money()),
+        (s("BuyerRewardsDoc", "points_expire_days"), json!({"maximum": 3650})),
+        (s("BuyerRewardsDoc", "redemption_hold_minutes"), json!({"minimum": 1, "maximum": 10080})),
+        (s("QuoteBody", "id"), id()),
+        (s("QuoteBody", "buyer_id"), id()),
+        (s("QuoteBody", "referral_code"), id()),
+        (s("QuoteBody", "affiliate_id"), id()),
+        (s("QuoteBody", "currency"), json!({"pattern": "^[A-Z]{3}$"})),
+        (s("QuoteBody", "placed_at"), time()),
+        (s("QuoteBody", "items"), json!({"minItems": 1, "maxItems": super::orders::MAX_ITEMS})),
+        (s("HoldBody", "redemption_id"), id()),
+        (s("HoldBody", "order_id"), id()),
+        (s("HoldBody", "points"), json!({"minimum": 1, "maximum": crate::domain::wallet::MAX_REDEMPTION_POINTS})),
+        (s("CaptureBody", "order_id"), id()),
     ];
-    for schema in ["AffiliateId", "BuyerId", "OrderId", "ReferralCode"] {
+    for schema in ["AffiliateId", "BuyerId", "OrderId", "ReferralCode", "RedemptionId"] {
         c.push((format!("/components/schemas/{schema}"), id()));
     }
     c
@@ -138,6 +152,9 @@ fn parameters(path: &str, op: &mut Value) {
         if let Some(p) = param(op, "id") {
             merge_schema(p, id());
         }
+    }
+    if let Some(p) = param(op, "rid") {
+        merge_schema(p, id());
     }
     if let Some(p) = param(op, "limit") {
         p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": 500});

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{id_field, ApiJson, ApiPath, Storefront};
-use super::views::OrderView;
+use super::views::{OrderView, QuoteView};
 use super::AppState;
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
@@ -13,6 +13,7 @@ use crate::domain::order::{
     RefundRequest,
 };
 use crate::domain::FieldError;
+use crate::engine::quote::{QuoteOutcome, QuoteRequest};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -33,6 +34,66 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(refund))
         .routes(routes!(cancel))
         .routes(routes!(complete))
+        .routes(routes!(quote))
+}
+
+/// An order body for a quote: as for `POST /v1/orders`, the id optional.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct QuoteBody {
+    /// The order's id when the storefront has one (it breaks ties with
+    /// orders placed at the same instant, as it will for the order)
+    #[serde(default)]
+    id: Option<String>,
+    buyer_id: String,
+    #[serde(default)]
+    referral_code: Option<String>,
+    #[serde(default)]
+    affiliate_id: Option<String>,
+    currency: String,
+    #[serde(default)]
+    placed_at: Option<String>,
+    items: Vec<ItemBody>,
+}
+
+/// What an order would pay under the current program and the stored state
+/// now — affiliate lines, buyer points, the buyer's spendable points — from
+/// the same functions that later process the order. Stores nothing.
+#[utoipa::path(post, path = "/v1/quotes", tag = "orders", request_body = QuoteBody,
+    responses(
+        (status = 200, description = "The quote", body = QuoteView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (as for an order)", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
+async fn quote(
+    _: Storefront,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<QuoteBody>,
+) -> Result<Json<QuoteView>, ApiError> {
+    let as_order = OrderBody {
+        id: body.id.clone().unwrap_or_else(|| "quote".to_owned()),
+        buyer_id: body.buyer_id,
+        referral_code: body.referral_code,
+        affiliate_id: body.affiliate_id,
+        currency: body.currency,
+        placed_at: body.placed_at,
+        items: body.items,
+    };
+    let order = parse_order(&as_order)?;
+    let req = QuoteRequest {
+        id: body.id.is_some().then(|| order.id.clone()),
+        buyer_id: order.buyer_id,
+        attribution: order.attribution,
+        currency: order.currency,
+        placed_at: order.placed_at,
+        items: order.items,
+    };
+    match state.engine.quote(&req).await? {
+        QuoteOutcome::Quoted(q) => Ok(Json((*q).into())),
+        QuoteOutcome::WrongCurrency { expected } => {
+            Err(ApiError::field("currency", format!("must be the program currency, {expected}")))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -51,11 +51,16 @@ impl From<ledger::LedgerEntry> for LedgerEntry {
 pub struct RewardEntry {
     pub id: u64,
     pub buyer_id: BuyerId,
-    pub order_id: OrderId,
+    /// The order that earned or reversed the points (null: a redemption or an expiry).
+    pub order_id: Option<OrderId>,
     pub event_id: String,
     pub kind: RewardKind,
     pub points: i64,
     pub created_at: DateTime<Utc>,
+    /// The redemption of a `redemption` or `redemption_released` entry.
+    pub redemption_id: Option<String>,
+    /// When earned points expire (null: never, or not an earning).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<ledger::RewardEntry> for RewardEntry {
@@ -68,23 +73,36 @@ impl From<ledger::RewardEntry> for RewardEntry {
             kind: e.kind,
             points: e.points,
             created_at: e.created_at,
+            redemption_id: e.redemption_id,
+            expires_at: e.expires_at,
         }
     }
 }
 
-/// A buyer's points and reward history.
+/// A buyer's points and reward history: `points − debt` is the sum of the
+/// history's points.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BuyerRewards {
     pub buyer_id: BuyerId,
-    /// Whole points, up to 28 digits (a JSON integer: past 2^53 a client
-    /// should parse it as a big integer)
+    /// Spendable whole points (never negative), up to 28 digits (a JSON
+    /// integer: past 2^53 a client should parse it as a big integer)
     pub points: i128,
+    /// Points held by open redemptions (already out of `points`).
+    pub held: i128,
+    /// Points reversed after they were spent, netted against later earnings.
+    pub debt: i128,
     pub history: Vec<RewardEntry>,
 }
 
-impl From<ledger::BuyerRewards> for BuyerRewards {
-    fn from(b: ledger::BuyerRewards) -> Self {
-        Self { buyer_id: b.buyer_id, points: b.points, history: b.history.into_iter().map(Into::into).collect() }
+impl From<crate::engine::rewards::BuyerWallet> for BuyerRewards {
+    fn from(w: crate::engine::rewards::BuyerWallet) -> Self {
+        Self {
+            buyer_id: w.rewards.buyer_id,
+            points: crate::domain::wallet::spendable_of(w.rewards.points),
+            held: w.held,
+            debt: crate::domain::wallet::debt_of(w.rewards.points),
+            history: w.rewards.history.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
@@ -264,7 +282,8 @@ pub struct EventRow {
     pub id: EventId,
     #[serde(rename = "type")]
     pub kind: EventType,
-    pub order_id: OrderId,
+    /// null for a buyer's wallet event (redemption.*, points.expired).
+    pub order_id: Option<OrderId>,
     pub status: EventStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -424,6 +443,8 @@ pub struct Checked {
     pub orders: u64,
     pub events: u64,
     pub payouts: u64,
+    /// Buyers whose wallet (redemptions, expiry) was replayed and checked.
+    pub wallets: u64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -444,6 +465,7 @@ impl From<reconcile::Report> for Report {
                 orders: c.orders,
                 events: c.events,
                 payouts: c.payouts,
+                wallets: c.wallets,
             },
             violations: r
                 .violations
@@ -458,6 +480,111 @@ impl From<reconcile::Report> for Report {
                     detail: v.detail,
                 })
                 .collect(),
+        }
+    }
+}
+
+/// A redemption hold.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RedemptionView {
+    pub buyer_id: BuyerId,
+    pub redemption_id: crate::domain::ids::RedemptionId,
+    pub points: i64,
+    pub order_id: Option<OrderId>,
+    pub status: crate::domain::wallet::RedemptionStatus,
+    /// points × the program's `points_value`, floored to its scale: the
+    /// discount the storefront may apply
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "500")]
+    pub value: Decimal,
+    /// The program version whose `points_value` priced it.
+    pub program_version: u64,
+    /// An uncaptured hold gives its points back then.
+    pub hold_until: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<crate::domain::wallet::Redemption> for RedemptionView {
+    fn from(r: crate::domain::wallet::Redemption) -> Self {
+        Self {
+            buyer_id: r.buyer_id,
+            redemption_id: r.id,
+            points: r.points,
+            order_id: r.order_id,
+            status: r.status,
+            value: r.value,
+            program_version: r.program_version,
+            hold_until: r.hold_until,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// One affiliate line of a quote.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QuoteLine {
+    pub affiliate_id: AffiliateId,
+    pub level: u8,
+    pub kind: CommissionKind,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub amount: Decimal,
+}
+
+/// Points a quote's order would earn, by kind.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QuotePoints {
+    pub kind: RewardKind,
+    pub points: i64,
+}
+
+/// `POST /v1/quotes`: what the order would pay now.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct QuoteView {
+    pub program_version: u64,
+    pub currency: String,
+    /// The time the order was quoted as placed at.
+    pub placed_at: DateTime<Utc>,
+    /// The affiliate the order would be attributed to (null: unattributed or an unknown code).
+    pub affiliate_id: Option<AffiliateId>,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "2150000")]
+    pub eligible_amount: Decimal,
+    /// Why the order would pay no commission (null: it pays).
+    pub no_commission_reason: Option<String>,
+    pub commissions: Vec<QuoteLine>,
+    pub rewards: Vec<QuotePoints>,
+    /// Σ rewards: the points the buyer would earn.
+    pub points_to_earn: i64,
+    /// The buyer's points that may be held now.
+    pub spendable_points: i128,
+    /// Currency per point when spent.
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "1")]
+    pub points_value: Decimal,
+}
+
+impl From<crate::engine::quote::Quote> for QuoteView {
+    fn from(q: crate::engine::quote::Quote) -> Self {
+        let e = q.entitlement;
+        Self {
+            program_version: q.program_version,
+            currency: q.currency,
+            placed_at: q.placed_at,
+            affiliate_id: q.affiliate_id,
+            eligible_amount: e.eligible_amount,
+            no_commission_reason: e.no_commission_reason.map(|r| r.as_str().to_owned()),
+            commissions: e
+                .commissions
+                .into_iter()
+                .map(|l| QuoteLine { affiliate_id: l.affiliate_id, level: l.level, kind: l.kind, amount: l.amount })
+                .collect(),
+            points_to_earn: e.rewards.iter().map(|r| r.points).sum(),
+            rewards: e.rewards.into_iter().map(|r| QuotePoints { kind: r.kind, points: r.points }).collect(),
+            spendable_points: q.spendable_points,
+            points_value: q.points_value,
         }
     }
 }

@@ -10,13 +10,14 @@ pub mod sqlite;
 use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::{Backlog, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType};
-use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
-use crate::domain::ledger::{Applied, BuyerRewards, EntryStatus, LedgerEntry};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId, RedemptionId};
+use crate::domain::ledger::{Applied, BuyerRewards, EntryStatus, LedgerEntry, RewardEntry};
 use crate::domain::order::{
     CommissionStatus, CreateOrder, LifecycleOutcome, NewOrder, OrderItem, OrderRecord, OrderStatus, RefundRequest,
 };
 use crate::domain::payout::{CreatePayout, Payout};
 use crate::domain::program::Program;
+use crate::domain::wallet::Redemption;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -126,6 +127,8 @@ pub struct RewardRow {
     pub event_id: EventId,
     pub kind: RewardKind,
     pub points: i64,
+    /// An earned lot's expiry (`points_expire_days` after now).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// How an applied event leaves its order.
@@ -147,6 +150,9 @@ pub struct Writes {
     pub balances: BTreeMap<AffiliateId, BTreeMap<EntryStatus, Decimal>>,
     /// buyer → Σ points.
     pub points: BTreeMap<BuyerId, i64>,
+    /// buyer → the soonest expiry of the lots written now (moves the
+    /// buyer's expiry due time earlier, never later).
+    pub expiries: BTreeMap<BuyerId, DateTime<Utc>>,
     /// Orders whose holding period has passed: approve before the rest.
     pub approve: Vec<OrderId>,
     pub done: Vec<EventId>,
@@ -172,6 +178,44 @@ pub trait ApplyTx: Send {
     ) -> Result<HashMap<AffiliateId, Vec<Affiliate>>>;
     async fn month_facts(&mut self, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>>;
     async fn write(&mut self, writes: &Writes, now: DateTime<Utc>) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A buyer's stored balance, as locked by [`WalletTx::balance`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuyerBalance {
+    /// The signed sum of the history (negative: a debt).
+    pub points: i128,
+    pub expire_due_at: Option<DateTime<Utc>>,
+}
+
+/// One change to a buyer's wallet: its event (stored done: the change is
+/// applied in the transaction that records it), its history entries, the
+/// balance moved by their sum.
+pub struct WalletWrite {
+    /// (id, type, payload JSON); None only for a change of `due` alone.
+    pub event: Option<(EventId, EventType, String)>,
+    /// (kind, points, redemption) — entries with no order, of the event.
+    pub entries: Vec<(RewardKind, i64, Option<RedemptionId>)>,
+    /// The buyer's expiry due time after the change (None: left as it is).
+    pub due: Option<Option<DateTime<Utc>>>,
+}
+
+/// A transaction on one buyer's wallet, which holds the buyer's row lock
+/// from [`WalletTx::balance`] to the commit: holds, captures, releases and
+/// expiry of one buyer happen one at a time, and every writer of the
+/// buyer's entries (the event transaction too) takes the lock before it
+/// writes, so entry ids are in commit order.
+#[async_trait::async_trait]
+pub trait WalletTx: Send {
+    /// Locks the buyer's row; None when the buyer has never earned anything.
+    async fn balance(&mut self) -> Result<Option<BuyerBalance>>;
+    /// The buyer's whole history, in id order.
+    async fn history(&mut self) -> Result<Vec<RewardEntry>>;
+    async fn redemption(&mut self, id: &RedemptionId) -> Result<Option<Redemption>>;
+    /// Inserts the redemption (`new`) or updates its status, order and time.
+    async fn put_redemption(&mut self, r: &Redemption, new: bool) -> Result<()>;
+    async fn record(&mut self, w: &WalletWrite, now: DateTime<Utc>) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
@@ -234,6 +278,25 @@ pub trait Backend: Send + Sync + 'static {
     async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards>;
 
     async fn begin_apply(&self) -> Result<Box<dyn ApplyTx>>;
+    /// A read-only view for a quote: the context reads of the event
+    /// transaction, without its locks (and on SQLite not on the writer).
+    async fn begin_read(&self) -> Result<Box<dyn ApplyTx>>;
+
+    /// The affiliate an order with this attribution would be attributed to
+    /// (None: an unknown code or id).
+    async fn attributed(&self, attribution: &crate::domain::order::Attribution) -> Result<Option<AffiliateId>>;
+    /// Σ points of the redemptions held now.
+    async fn held_points(&self) -> Result<i128>;
+    async fn begin_wallet(&self, buyer: &BuyerId) -> Result<Box<dyn WalletTx>>;
+    /// Holds still `held` past their hold time, oldest first.
+    async fn due_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<(BuyerId, RedemptionId)>>;
+    /// Buyers whose expiry due time has passed.
+    async fn due_expiries(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<BuyerId>>;
+    /// A buyer's balance, history and redemptions, read in one snapshot.
+    async fn buyer_wallet(&self, id: &BuyerId) -> Result<(BuyerRewards, Vec<Redemption>)>;
+    /// A page of the buyers with a wallet to check (redemptions, wallet
+    /// entries or expiring lots), by id.
+    async fn wallet_buyers(&self, after: &str, limit: u32) -> Result<Vec<BuyerId>>;
     /// Records a failed attempt (attempts + 1, the error in the history);
     /// `decide` turns the attempt count into the next status and retry time.
     /// A done or dead event is left as it is. Returns its status after, and its type.

@@ -216,7 +216,19 @@ impl TestDb {
 
     /// Sets a time column of the row with this id to `t`.
     pub async fn set_time(&self, table: &str, column: &str, id: &str, t: chrono::DateTime<chrono::Utc>) {
-        let sql = format!("UPDATE {table} SET {column} = ? WHERE id = ?");
+        self.set_time_where(table, column, "id", id, t).await
+    }
+
+    /// Sets a time column of the rows whose `key` is `value` to `t`.
+    pub async fn set_time_where(
+        &self,
+        table: &str,
+        column: &str,
+        key: &str,
+        value: &str,
+        t: chrono::DateTime<chrono::Utc>,
+    ) {
+        let (id, sql) = (value, format!("UPDATE {table} SET {column} = ? WHERE {key} = ?"));
         match self {
             TestDb::MySql(pool) => {
                 sqlx::query(&sql).bind(t.naive_utc()).bind(id).execute(pool).await.expect("set time");

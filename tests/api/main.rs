@@ -18,6 +18,7 @@ mod journal;
 mod lifecycle;
 mod operator;
 mod ops;
+mod rewards;
 mod rules;
 mod schema;
 mod sqlite;

@@ -149,6 +149,10 @@ impl ApplyTx for MySqlApply {
     }
 
     async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<()> {
+        // Buyers' rows first: a buyer's reward entries are written only under
+        // the lock of its row, so their ids are in commit order (the wallet
+        // replays them in that order).
+        move_points(&mut self.tx, w, now).await?;
         insert_rows(&mut self.tx, w, now).await?;
         for order_id in &w.approve {
             approve_in(&mut self.tx, order_id, now).await?;
@@ -163,7 +167,7 @@ impl ApplyTx for MySqlApply {
         }
         update_orders(&mut self.tx, w, now).await?;
         // Last, so the most contended rows (uplines' balances) are held the shortest.
-        move_balances(&mut self.tx, w, now).await
+        move_balances(&mut self.tx, w).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
@@ -276,7 +280,7 @@ async fn insert_rows(tx: &mut Transaction<'_, MySql>, w: &Writes, now: DateTime<
     }
     if !w.rewards.is_empty() {
         let mut q = QueryBuilder::<MySql>::new(
-            "INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at) ",
+            "INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at, expires_at) ",
         );
         q.push_values(&w.rewards, |mut b, row| {
             b.push_bind(row.buyer_id.as_str())
@@ -284,26 +288,35 @@ async fn insert_rows(tx: &mut Transaction<'_, MySql>, w: &Writes, now: DateTime<
                 .push_bind(row.event_id.to_string())
                 .push_bind(row.kind.as_str())
                 .push_bind(row.points)
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(row.expires_at);
         });
         q.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Moves buyers' points and affiliates' balances by the queued amounts, one
-/// statement each. InnoDB locks the rows in primary-key order, the same
-/// order in every transaction, so transactions sharing uplines queue
-/// instead of deadlocking.
-async fn move_balances(tx: &mut Transaction<'_, MySql>, w: &Writes, now: DateTime<Utc>) -> Result<()> {
-    if !w.points.is_empty() {
-        let mut q = QueryBuilder::<MySql>::new("INSERT INTO buyers (id, points, updated_at) ");
-        q.push_values(&w.points, |mut b, (buyer, points)| {
-            b.push_bind(buyer.as_str()).push_bind(*points).push_bind(now);
-        });
-        q.push(" ON DUPLICATE KEY UPDATE points = points + VALUES(points), updated_at = VALUES(updated_at)");
-        q.build().execute(&mut **tx).await?;
+/// Moves buyers' points by the queued amounts in one statement, and moves
+/// each buyer's expiry due time to its new lots' expiry when that is sooner.
+async fn move_points(tx: &mut Transaction<'_, MySql>, w: &Writes, now: DateTime<Utc>) -> Result<()> {
+    if w.points.is_empty() {
+        return Ok(());
     }
+    let mut q = QueryBuilder::<MySql>::new("INSERT INTO buyers (id, points, updated_at, expire_due_at) ");
+    q.push_values(&w.points, |mut b, (buyer, points)| {
+        b.push_bind(buyer.as_str()).push_bind(*points).push_bind(now).push_bind(w.expiries.get(buyer).copied());
+    });
+    q.push(
+        " ON DUPLICATE KEY UPDATE points = points + VALUES(points), updated_at = VALUES(updated_at),          expire_due_at = CASE WHEN VALUES(expire_due_at) IS NULL THEN expire_due_at            WHEN expire_due_at IS NULL THEN VALUES(expire_due_at)            ELSE LEAST(expire_due_at, VALUES(expire_due_at)) END",
+    );
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Moves affiliates' balances by the queued amounts, in one statement.
+/// InnoDB locks the rows in primary-key order, the same order in every
+/// transaction, so transactions sharing uplines queue instead of deadlocking.
+async fn move_balances(tx: &mut Transaction<'_, MySql>, w: &Writes) -> Result<()> {
     if w.balances.is_empty() {
         return Ok(());
     }

@@ -11,6 +11,7 @@ mod payouts;
 mod programs;
 mod reconcile;
 mod script;
+mod wallet;
 
 use super::{corrupt, Result};
 use crate::domain::program::Program;
@@ -237,6 +238,35 @@ impl Backend for MySqlStore {
     async fn begin_apply(&self) -> Result<Box<dyn ApplyTx>> {
         let tx = self.work.begin().await?;
         Ok(Box::new(apply::MySqlApply { store: self.clone(), tx }))
+    }
+    async fn begin_read(&self) -> Result<Box<dyn ApplyTx>> {
+        let tx = self.pool.begin().await?;
+        Ok(Box::new(apply::MySqlApply { store: self.clone(), tx }))
+    }
+    async fn attributed(&self, attribution: &crate::domain::order::Attribution) -> Result<Option<AffiliateId>> {
+        MySqlStore::attributed(self, attribution).await
+    }
+    async fn held_points(&self) -> Result<i128> {
+        MySqlStore::held_points(self).await
+    }
+    async fn begin_wallet(&self, buyer: &BuyerId) -> Result<Box<dyn crate::store::WalletTx>> {
+        Ok(Box::new(MySqlStore::begin_wallet(self, buyer).await?))
+    }
+    async fn due_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(BuyerId, crate::domain::ids::RedemptionId)>> {
+        MySqlStore::due_holds(self, now, limit).await
+    }
+    async fn due_expiries(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<BuyerId>> {
+        MySqlStore::due_expiries(self, now, limit).await
+    }
+    async fn buyer_wallet(&self, id: &BuyerId) -> Result<(BuyerRewards, Vec<crate::domain::wallet::Redemption>)> {
+        MySqlStore::buyer_wallet(self, id).await
+    }
+    async fn wallet_buyers(&self, after: &str, limit: u32) -> Result<Vec<BuyerId>> {
+        MySqlStore::wallet_buyers(self, after, limit).await
     }
     async fn record_failure(
         &self,

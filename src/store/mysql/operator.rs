@@ -20,7 +20,7 @@ fn event_row(r: &MySqlRow) -> Result<EventRecord> {
     Ok(EventRecord {
         id: parse_event_id(r.try_get("id")?)?,
         kind: parse_event_type(r.try_get("type")?)?,
-        order_id: OrderId::from_trusted(r.try_get("order_id")?),
+        order_id: Some(r.try_get::<String, _>("order_id")?).filter(|o| !o.is_empty()).map(OrderId::from_trusted),
         status: parse_event_status(r.try_get("status")?)?,
         attempts: r.try_get("attempts")?,
         last_error: r.try_get("last_error")?,
@@ -135,8 +135,13 @@ impl MySqlStore {
                     .bind(&status)
                     .execute(&mut *tx)
                     .await?;
+                let order_id: String = r.try_get("order_id")?;
+                if order_id.is_empty() {
+                    // A wallet event was applied when it was recorded: nothing to journal.
+                    continue;
+                }
                 out.push(EventRef {
-                    order_id: OrderId::from_trusted(r.try_get("order_id")?),
+                    order_id: OrderId::from_trusted(order_id),
                     id: parse_event_id(&id)?,
                     partition: PartitionKey::from_stored(r.try_get("partition_key")?),
                 });

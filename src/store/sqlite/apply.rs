@@ -316,17 +316,21 @@ async fn insert_rows(conn: &mut SqliteConnection, w: &Writes, stamp: &str) -> Re
         });
         q.build().execute(&mut *conn).await?;
     }
-    for chunk in w.rewards.chunks(rows_per_insert(6)) {
+    let expiries =
+        w.rewards.iter().map(|row| row.expires_at.map(encode_time).transpose()).collect::<Result<Vec<_>, _>>()?;
+    let rows: Vec<_> = w.rewards.iter().zip(expiries).collect();
+    for chunk in rows.chunks(rows_per_insert(7)) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at) ",
+            "INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at, expires_at) ",
         );
-        q.push_values(chunk, |mut b, row| {
+        q.push_values(chunk, |mut b, (row, expires_at)| {
             b.push_bind(row.buyer_id.as_str())
                 .push_bind(row.order_id.as_str())
                 .push_bind(row.event_id.to_string())
                 .push_bind(row.kind.as_str())
                 .push_bind(row.points)
-                .push_bind(stamp);
+                .push_bind(stamp)
+                .push_bind(expires_at.clone());
         });
         q.build().execute(&mut *conn).await?;
     }
@@ -429,28 +433,38 @@ pub(super) async fn move_by(
 /// read, added in Rust (points in i128: a balance may pass i64) and written back.
 async fn move_balances(conn: &mut SqliteConnection, w: &Writes, stamp: &str) -> Result<()> {
     let ids: Vec<&str> = w.points.keys().map(BuyerId::as_str).collect();
-    let mut stored: BTreeMap<String, i128> = BTreeMap::new();
+    let mut stored: BTreeMap<String, (i128, Option<String>)> = BTreeMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, points FROM buyers WHERE id IN (");
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, points, expire_due_at FROM buyers WHERE id IN (");
         push_list(&mut q, chunk.iter().copied());
         q.push(")");
         for r in q.build().fetch_all(&mut *conn).await? {
-            stored.insert(r.try_get("id")?, decode_points(r.try_get("points")?)?);
+            stored.insert(r.try_get("id")?, (decode_points(r.try_get("points")?)?, r.try_get("expire_due_at")?));
         }
     }
     let mut balances = Vec::with_capacity(w.points.len());
     for (buyer, by) in &w.points {
-        let before = stored.get(buyer.as_str()).copied().unwrap_or(0);
+        let (before, due) = stored.remove(buyer.as_str()).unwrap_or((0, None));
         let after =
             before.checked_add(i128::from(*by)).ok_or_else(|| corrupt(format!("points of {buyer} overflow")))?;
-        balances.push((buyer.as_str(), encode_points(after)?));
+        // The expiry due time moves to the new lots' expiry when that is sooner
+        // (encoded times sort as text).
+        let new = w.expiries.get(buyer).map(|t| encode_time(*t)).transpose()?;
+        let due = match (due, new) {
+            (Some(d), Some(n)) => Some(d.min(n)),
+            (d, n) => d.or(n),
+        };
+        balances.push((buyer.as_str(), encode_points(after)?, due));
     }
-    for chunk in balances.chunks(rows_per_insert(3)) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO buyers (id, points, updated_at) ");
-        q.push_values(chunk, |mut b, (buyer, points)| {
-            b.push_bind(*buyer).push_bind(points.as_str()).push_bind(stamp);
+    for chunk in balances.chunks(rows_per_insert(4)) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO buyers (id, points, updated_at, expire_due_at) ");
+        q.push_values(chunk, |mut b, (buyer, points, due)| {
+            b.push_bind(*buyer).push_bind(points.as_str()).push_bind(stamp).push_bind(due.clone());
         });
-        q.push(" ON CONFLICT (id) DO UPDATE SET points = excluded.points, updated_at = excluded.updated_at");
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET points = excluded.points, updated_at = excluded.updated_at, \
+             expire_due_at = excluded.expire_due_at",
+        );
         q.build().execute(&mut *conn).await?;
     }
     let moves: BTreeMap<String, Vec<(EntryStatus, Decimal)>> = w

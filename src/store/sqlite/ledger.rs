@@ -10,7 +10,8 @@ use sqlx::{Row, SqliteConnection};
 
 const LEDGER_COLUMNS: &str =
     "id, affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at";
-const REWARD_COLUMNS: &str = "id, buyer_id, order_id, event_id, kind, points, created_at";
+pub(super) const REWARD_COLUMNS: &str =
+    "id, buyer_id, order_id, event_id, kind, points, created_at, redemption_id, expires_at";
 
 fn ledger_row(r: &SqliteRow) -> Result<LedgerEntry> {
     Ok(LedgerEntry {
@@ -27,11 +28,15 @@ fn ledger_row(r: &SqliteRow) -> Result<LedgerEntry> {
     })
 }
 
-fn reward_row(r: &SqliteRow) -> Result<RewardEntry> {
+pub(super) fn reward_row(r: &SqliteRow) -> Result<RewardEntry> {
+    let order_id: String = r.try_get("order_id")?;
     Ok(RewardEntry {
         id: r.try_get("id")?,
         buyer_id: BuyerId::from_trusted(r.try_get("buyer_id")?),
-        order_id: OrderId::from_trusted(r.try_get("order_id")?),
+        // '' is a wallet entry's: no order.
+        order_id: (!order_id.is_empty()).then(|| OrderId::from_trusted(order_id)),
+        redemption_id: r.try_get("redemption_id")?,
+        expires_at: super::codec::opt_time(r, "expires_at")?,
         event_id: r.try_get("event_id")?,
         kind: RewardKind::parse(r.try_get("kind")?).ok_or_else(|| corrupt("reward kind"))?,
         points: r.try_get("points")?,
@@ -59,22 +64,27 @@ impl SqliteStore {
     /// points), read in one snapshot.
     pub async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
         let mut tx = self.readers.begin().await?;
-        let points: Option<String> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let points = points.as_deref().map(decode_points).transpose()?;
-        let history =
-            sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE buyer_id = ? ORDER BY id"))
-                .bind(id.as_str())
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(reward_row)
-                .collect::<Result<Vec<_>>>()?;
+        let rewards = buyer_rewards_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(BuyerRewards { buyer_id: id.clone(), points: points.unwrap_or(0), history })
+        Ok(rewards)
     }
+}
+
+/// A buyer's points balance and full history, on a connection the caller holds.
+pub(super) async fn buyer_rewards_in(conn: &mut SqliteConnection, id: &BuyerId) -> Result<BuyerRewards> {
+    let points: Option<String> = sqlx::query_scalar("SELECT points FROM buyers WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let points = points.as_deref().map(decode_points).transpose()?;
+    let history = sqlx::query(&format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE buyer_id = ? ORDER BY id"))
+        .bind(id.as_str())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(reward_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BuyerRewards { buyer_id: id.clone(), points: points.unwrap_or(0), history })
 }
 
 /// An order's ledger entries, oldest first, on a connection the caller holds.

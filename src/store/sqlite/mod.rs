@@ -23,6 +23,7 @@ mod orders;
 mod payouts;
 mod programs;
 mod reconcile;
+mod wallet;
 
 use super::{corrupt, Result};
 use crate::domain::program::Program;
@@ -248,6 +249,35 @@ impl Backend for SqliteStore {
     async fn begin_apply(&self) -> Result<Box<dyn ApplyTx>> {
         let tx = self.begin_write().await?;
         Ok(Box::new(apply::SqliteApply { store: self.clone(), tx }))
+    }
+    async fn begin_read(&self) -> Result<Box<dyn ApplyTx>> {
+        let tx = self.readers.begin().await?;
+        Ok(Box::new(apply::SqliteApply { store: self.clone(), tx }))
+    }
+    async fn attributed(&self, attribution: &crate::domain::order::Attribution) -> Result<Option<AffiliateId>> {
+        SqliteStore::attributed(self, attribution).await
+    }
+    async fn held_points(&self) -> Result<i128> {
+        SqliteStore::held_points(self).await
+    }
+    async fn begin_wallet(&self, buyer: &BuyerId) -> Result<Box<dyn crate::store::WalletTx>> {
+        Ok(Box::new(SqliteStore::begin_wallet(self, buyer).await?))
+    }
+    async fn due_holds(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(BuyerId, crate::domain::ids::RedemptionId)>> {
+        SqliteStore::due_holds(self, now, limit).await
+    }
+    async fn due_expiries(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<BuyerId>> {
+        SqliteStore::due_expiries(self, now, limit).await
+    }
+    async fn buyer_wallet(&self, id: &BuyerId) -> Result<(BuyerRewards, Vec<crate::domain::wallet::Redemption>)> {
+        SqliteStore::buyer_wallet(self, id).await
+    }
+    async fn wallet_buyers(&self, after: &str, limit: u32) -> Result<Vec<BuyerId>> {
+        SqliteStore::wallet_buyers(self, after, limit).await
     }
     async fn record_failure(
         &self,

@@ -1,0 +1,97 @@
+//! A checkout quote: what an order would pay now, computed by the event
+//! transaction's own functions (`resolve_contexts`, `entitle`) on a
+//! read-only view, storing nothing — so a quote and the order placed later
+//! agree whenever nothing they read changed in between.
+use super::apply::{resolve_contexts, ContextAsk};
+use super::{EngineError, Result};
+use crate::domain::entitlement::{entitle, Entitlement};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use crate::domain::order::{Attribution, NewItem, OrderItem, OrderState};
+use crate::domain::wallet::spendable_of;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// An order as a quote sees it.
+#[derive(Debug, Clone)]
+pub struct QuoteRequest {
+    /// The order id, when the storefront has one already: it breaks ties
+    /// with orders placed at the same instant, as it will for the order.
+    pub id: Option<OrderId>,
+    pub buyer_id: BuyerId,
+    pub attribution: Option<Attribution>,
+    pub currency: String,
+    pub placed_at: Option<DateTime<Utc>>,
+    pub items: Vec<NewItem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Quote {
+    pub program_version: u64,
+    pub currency: String,
+    pub placed_at: DateTime<Utc>,
+    /// The affiliate the order would be attributed to.
+    pub affiliate_id: Option<AffiliateId>,
+    pub entitlement: Entitlement,
+    /// The buyer's points that may be held now.
+    pub spendable_points: i128,
+    /// Currency per point when spent.
+    pub points_value: Decimal,
+}
+
+#[derive(Debug, Clone)]
+pub enum QuoteOutcome {
+    Quoted(Box<Quote>),
+    WrongCurrency { expected: String },
+}
+
+/// Without an id a quote sorts after every order placed at the same instant
+/// ('~' is above every character an id may hold).
+const LAST_ID: &str = "~";
+
+impl super::Engine {
+    pub async fn quote(&self, req: &QuoteRequest) -> Result<QuoteOutcome> {
+        let (version, program) = self.program().await?;
+        if req.currency != program.currency {
+            return Ok(QuoteOutcome::WrongCurrency { expected: program.currency.clone() });
+        }
+        let direct = match &req.attribution {
+            Some(a) => self.backend().attributed(a).await?,
+            None => None,
+        };
+        let placed_at = req.placed_at.unwrap_or_else(Utc::now);
+        let order_id = req.id.clone().unwrap_or_else(|| OrderId::from_trusted(LAST_ID.to_owned()));
+        let ask = ContextAsk { order_id: &order_id, buyer_id: &req.buyer_id, direct: direct.as_ref(), placed_at };
+        let mut view = self.backend().begin_read().await?;
+        let mut contexts = resolve_contexts(view.as_mut(), &[(ask, program.as_ref())]).await?;
+        drop(view);
+        let ctx = contexts
+            .remove(&order_id)
+            .ok_or_else(|| EngineError::Store(crate::store::StoreError::Corrupt("quote context missing".into())))?;
+        let state = OrderState {
+            buyer_id: req.buyer_id.clone(),
+            items: req
+                .items
+                .iter()
+                .map(|i| OrderItem {
+                    sku: i.sku.clone(),
+                    category: i.category.clone(),
+                    quantity: i.quantity,
+                    refunded: 0,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            cancelled: false,
+        };
+        let entitlement = entitle(&state, &program, &ctx);
+        let spendable_points = spendable_of(self.backend().buyer_rewards(&req.buyer_id).await?.points);
+        Ok(QuoteOutcome::Quoted(Box::new(Quote {
+            program_version: version,
+            currency: program.currency.clone(),
+            placed_at,
+            affiliate_id: direct,
+            entitlement,
+            spendable_points,
+            points_value: program.points_value,
+        })))
+    }
+}

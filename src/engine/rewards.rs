@@ -1,0 +1,367 @@
+//! Spending points: a storefront holds points at checkout and captures or
+//! releases them; an uncaptured hold expires after `redemption_hold_minutes`
+//! and earned points after `points_expire_days` (durable due times, swept
+//! by the scheduler). Every change is one transaction on the buyer's wallet
+//! that records its event (`redemption.*`, `points.expired`) as done, so it
+//! is in the event log and a replay of it changes nothing.
+use super::{EngineError, Result};
+use crate::domain::entitlement::RewardKind;
+use crate::domain::event::{EventId, EventType};
+use crate::domain::ids::{BuyerId, OrderId, RedemptionId};
+use crate::domain::ledger::BuyerRewards;
+use crate::domain::money;
+use crate::domain::money::Rounding;
+use crate::domain::wallet::{spendable_of, Redemption, RedemptionStatus, Wallet, WalletEntry};
+use crate::metrics as m;
+use crate::store::{Backend, WalletTx, WalletWrite};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use std::future::Future;
+
+/// A buyer's balance, history and redemptions.
+#[derive(Debug, Clone)]
+pub struct BuyerWallet {
+    pub rewards: BuyerRewards,
+    pub redemptions: Vec<Redemption>,
+    /// Points held by open redemptions.
+    pub held: i128,
+}
+
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub buyer_id: BuyerId,
+    pub id: RedemptionId,
+    pub points: i64,
+    pub order_id: Option<OrderId>,
+}
+
+#[derive(Debug, Clone)]
+pub enum HoldOutcome {
+    Created(Redemption),
+    /// The same redemption id and body again.
+    Existing(Redemption),
+    /// The redemption id is taken by another body.
+    Conflict(Redemption),
+    Insufficient {
+        spendable: i128,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum ActionOutcome {
+    /// Captured or released now.
+    Done(Redemption),
+    /// Already so (an idempotent repeat).
+    Unchanged(Redemption),
+    NotFound,
+    /// Not possible in the redemption's state (e.g. capture after release).
+    Conflict(Redemption, String),
+}
+
+/// Wallet times are kept to the microsecond, as both databases store them,
+/// so the lots replayed from the store are the ones decided on.
+fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+}
+
+/// Attempts at a wallet transaction: one that lost a lock conflict (a
+/// deadlock with the event transaction, SQLite BUSY) is tried again.
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut conflicts = 0;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_lock_conflict() && conflicts < super::retry::LOCK_CONFLICT_RETRIES => {
+                conflicts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(conflicts))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn payload(r: &Redemption) -> String {
+    serde_json::json!({
+        "buyer_id": r.buyer_id,
+        "redemption_id": r.id,
+        "points": r.points,
+        "order_id": r.order_id,
+        "value": money::format(r.value),
+        "status": r.status.as_str(),
+    })
+    .to_string()
+}
+
+/// The entry a write adds, as the wallet replays it (it has no id yet: last).
+fn pending_entry(kind: RewardKind, points: i64, rid: Option<&RedemptionId>, at: DateTime<Utc>) -> WalletEntry {
+    WalletEntry {
+        id: u64::MAX,
+        kind,
+        points,
+        order_id: None,
+        redemption_id: rid.map(|r| r.as_str().to_owned()),
+        at,
+        expires_at: None,
+    }
+}
+
+/// Gives a held redemption's points back (released by the storefront, or its
+/// hold time passed) and moves the buyer's expiry due time to the lots the
+/// points returned to.
+async fn give_back(
+    tx: &mut dyn WalletTx,
+    r: &mut Redemption,
+    status: RedemptionStatus,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut wallet = Wallet::replay(&tx.history().await?.iter().map(|e| e.to_wallet()).collect::<Vec<_>>());
+    wallet.apply(&pending_entry(RewardKind::RedemptionReleased, r.points, Some(&r.id), now));
+    r.status = status;
+    r.updated_at = now;
+    tx.put_redemption(r, false).await?;
+    let kind =
+        if status == RedemptionStatus::Expired { EventType::RedemptionExpired } else { EventType::RedemptionReleased };
+    tx.record(
+        &WalletWrite {
+            event: Some((EventId::new(), kind, payload(r))),
+            entries: vec![(RewardKind::RedemptionReleased, r.points, Some(r.id.clone()))],
+            due: Some(wallet.next_expiry()),
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+impl super::Engine {
+    /// A buyer's spendable points, holds, debt and history (an unknown buyer has none).
+    pub async fn buyer_wallet(&self, id: &BuyerId) -> Result<BuyerWallet> {
+        let (rewards, redemptions) = self.backend().buyer_wallet(id).await?;
+        let held =
+            redemptions.iter().filter(|r| r.status == RedemptionStatus::Held).map(|r| i128::from(r.points)).sum();
+        Ok(BuyerWallet { rewards, redemptions, held })
+    }
+
+    /// Holds points for a redemption: refused when more than is spendable;
+    /// concurrent holds of one buyer take turns on the buyer's row, so they
+    /// can never overdraw.
+    pub async fn hold_points(&self, req: &HoldRequest) -> Result<HoldOutcome> {
+        let (version, program) = self.program().await?;
+        let backend = self.backend().clone();
+        let outcome = retrying(|| {
+            let (backend, program) = (backend.clone(), program.clone());
+            async move {
+                let now = now_micros();
+                let mut tx = backend.begin_wallet(&req.buyer_id).await?;
+                let balance = tx.balance().await?;
+                if let Some(r) = tx.redemption(&req.id).await? {
+                    let same = r.points == req.points && r.order_id == req.order_id;
+                    return Ok(if same { HoldOutcome::Existing(r) } else { HoldOutcome::Conflict(r) });
+                }
+                let spendable = spendable_of(balance.map(|b| b.points).unwrap_or(0));
+                if i128::from(req.points) > spendable {
+                    return Ok(HoldOutcome::Insufficient { spendable });
+                }
+                let value = money::round(
+                    rust_decimal::Decimal::from(req.points) * program.points_value,
+                    program.scale,
+                    Rounding::Floor,
+                );
+                let r = Redemption {
+                    buyer_id: req.buyer_id.clone(),
+                    id: req.id.clone(),
+                    points: req.points,
+                    order_id: req.order_id.clone(),
+                    status: RedemptionStatus::Held,
+                    value,
+                    program_version: version,
+                    hold_until: now + TimeDelta::minutes(i64::from(program.redemption_hold_minutes)),
+                    created_at: now,
+                    updated_at: now,
+                };
+                tx.put_redemption(&r, true).await?;
+                tx.record(
+                    &WalletWrite {
+                        event: Some((EventId::new(), EventType::RedemptionHeld, payload(&r))),
+                        entries: vec![(RewardKind::Redemption, -r.points, Some(r.id.clone()))],
+                        due: None,
+                    },
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(HoldOutcome::Created(r))
+            }
+        })
+        .await?;
+        if let HoldOutcome::Created(r) = &outcome {
+            metrics::counter!(m::POINTS_TOTAL, "movement" => "held").increment(r.points.unsigned_abs());
+        }
+        Ok(outcome)
+    }
+
+    /// Captures a hold (the checkout went through): its points stay spent.
+    /// A hold whose time has passed is expired now instead, and refused.
+    pub async fn capture_redemption(
+        &self,
+        buyer: &BuyerId,
+        id: &RedemptionId,
+        order_id: Option<&OrderId>,
+    ) -> Result<ActionOutcome> {
+        let backend = self.backend().clone();
+        let outcome = retrying(|| {
+            let backend = backend.clone();
+            async move {
+                let now = now_micros();
+                let mut tx = backend.begin_wallet(buyer).await?;
+                tx.balance().await?;
+                let Some(mut r) = tx.redemption(id).await? else { return Ok(ActionOutcome::NotFound) };
+                let other_order = matches!((order_id, &r.order_id), (Some(a), Some(b)) if a != b);
+                match r.status {
+                    RedemptionStatus::Captured if other_order => {
+                        Ok(ActionOutcome::Conflict(r, "the redemption was captured for another order".into()))
+                    }
+                    RedemptionStatus::Captured => Ok(ActionOutcome::Unchanged(r)),
+                    RedemptionStatus::Released | RedemptionStatus::Expired => {
+                        let why = format!("the redemption was {}: its points are back", r.status.as_str());
+                        Ok(ActionOutcome::Conflict(r, why))
+                    }
+                    RedemptionStatus::Held if r.hold_until <= now => {
+                        give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
+                        tx.commit().await?;
+                        metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
+                        Ok(ActionOutcome::Conflict(r, "the hold expired: its points are back".into()))
+                    }
+                    RedemptionStatus::Held if other_order => {
+                        Ok(ActionOutcome::Conflict(r, "the points are held for another order".into()))
+                    }
+                    RedemptionStatus::Held => {
+                        r.status = RedemptionStatus::Captured;
+                        r.order_id = r.order_id.clone().or_else(|| order_id.cloned());
+                        r.updated_at = now;
+                        tx.put_redemption(&r, false).await?;
+                        tx.record(
+                            &WalletWrite {
+                                event: Some((EventId::new(), EventType::RedemptionCaptured, payload(&r))),
+                                entries: Vec::new(),
+                                due: None,
+                            },
+                            now,
+                        )
+                        .await?;
+                        tx.commit().await?;
+                        metrics::counter!(m::POINTS_TOTAL, "movement" => "redeemed").increment(r.points.unsigned_abs());
+                        Ok(ActionOutcome::Done(r))
+                    }
+                }
+            }
+        })
+        .await?;
+        Ok(outcome)
+    }
+
+    /// Releases a hold (the checkout was abandoned): its points are spendable again.
+    pub async fn release_redemption(&self, buyer: &BuyerId, id: &RedemptionId) -> Result<ActionOutcome> {
+        let backend = self.backend().clone();
+        retrying(|| {
+            let backend = backend.clone();
+            async move {
+                let now = now_micros();
+                let mut tx = backend.begin_wallet(buyer).await?;
+                tx.balance().await?;
+                let Some(mut r) = tx.redemption(id).await? else { return Ok(ActionOutcome::NotFound) };
+                match r.status {
+                    RedemptionStatus::Released | RedemptionStatus::Expired => Ok(ActionOutcome::Unchanged(r)),
+                    RedemptionStatus::Captured => {
+                        Ok(ActionOutcome::Conflict(r, "the redemption was captured: its points are spent".into()))
+                    }
+                    RedemptionStatus::Held => {
+                        give_back(tx.as_mut(), &mut r, RedemptionStatus::Released, now).await?;
+                        tx.commit().await?;
+                        metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
+                        Ok(ActionOutcome::Done(r))
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Expires holds whose time has passed uncaptured, each in its own
+    /// transaction; returns how many.
+    pub async fn expire_due_holds(&self, limit: u32) -> Result<usize> {
+        let due = self.backend().due_holds(Utc::now(), limit).await?;
+        let mut expired = 0;
+        for (buyer, id) in due {
+            let backend = self.backend().clone();
+            // One hold that fails is logged and left for the next sweep; the others go on.
+            match retrying(|| expire_hold(backend.as_ref(), &buyer, &id)).await {
+                Ok(done) => expired += usize::from(done),
+                Err(e) => tracing::warn!(error = %e, buyer = %buyer, redemption = %id, "hold expiry failed"),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Expires earned points past their lots' expiry, oldest first, one
+    /// buyer per transaction; returns how many buyers lost points.
+    pub async fn expire_due_points(&self, limit: u32) -> Result<usize> {
+        let due = self.backend().due_expiries(Utc::now(), limit).await?;
+        let mut expired = 0;
+        for buyer in due {
+            let backend = self.backend().clone();
+            match retrying(|| expire_points(backend.as_ref(), &buyer)).await {
+                Ok(done) => expired += usize::from(done),
+                Err(e) => tracing::warn!(error = %e, buyer = %buyer, "points expiry failed"),
+            }
+        }
+        Ok(expired)
+    }
+}
+
+async fn expire_hold(backend: &dyn Backend, buyer: &BuyerId, id: &RedemptionId) -> Result<bool> {
+    let now = now_micros();
+    let mut tx = backend.begin_wallet(buyer).await?;
+    tx.balance().await?;
+    let Some(mut r) = tx.redemption(id).await? else { return Ok(false) };
+    if r.status != RedemptionStatus::Held || r.hold_until > now {
+        return Ok(false);
+    }
+    give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
+    tx.commit().await?;
+    metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
+    Ok(true)
+}
+
+async fn expire_points(backend: &dyn Backend, buyer: &BuyerId) -> Result<bool> {
+    let now = now_micros();
+    let mut tx = backend.begin_wallet(buyer).await?;
+    let Some(balance) = tx.balance().await? else { return Ok(false) };
+    if balance.expire_due_at.is_none_or(|at| at > now) {
+        return Ok(false);
+    }
+    let mut wallet = Wallet::replay(&tx.history().await?.iter().map(|e| e.to_wallet()).collect::<Vec<_>>());
+    let due = wallet.due(now);
+    let (event, entries) = if due > 0 {
+        wallet.apply(&pending_entry(RewardKind::Expired, -due, None, now));
+        let payload = serde_json::json!({"buyer_id": buyer, "points": due}).to_string();
+        (Some((EventId::new(), EventType::PointsExpired, payload)), vec![(RewardKind::Expired, -due, None)])
+    } else {
+        (None, Vec::new())
+    };
+    if !wallet.problems.is_empty() {
+        return Err(EngineError::Store(crate::store::StoreError::Corrupt(format!(
+            "wallet of buyer {buyer}: {}",
+            wallet.problems.join("; ")
+        ))));
+    }
+    tx.record(&WalletWrite { event, entries, due: Some(wallet.next_expiry()) }, now).await?;
+    tx.commit().await?;
+    if due > 0 {
+        metrics::counter!(m::POINTS_TOTAL, "movement" => "expired").increment(due.unsigned_abs());
+    }
+    Ok(due > 0)
+}
