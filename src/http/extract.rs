@@ -118,8 +118,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A JSON body that may be left out: no body at all is None; a body must be
-/// `application/json` and parse, as for [`ApiJson`].
+/// A JSON body that may be left out: no body at all (or JSON `null`) is
+/// None; a body must be `application/json` and parse, as for [`ApiJson`].
 #[derive(Debug, Clone)]
 pub struct OptionalApiJson<T>(pub Option<T>);
 
@@ -144,7 +144,8 @@ where
                 ApiError::BadRequest(e.body_text())
             }
         })?;
-        if bytes.is_empty() {
+        // No body, or JSON null, is "left out".
+        if bytes.is_empty() || (is_json && bytes.trim_ascii() == b"null") {
             return Ok(OptionalApiJson(None));
         }
         if !is_json {
