@@ -26,6 +26,9 @@ pub struct Faults {
     /// [`Switchable`]); in the embedded mode, where the journal cannot fail
     /// apart from the database, this is the only way to hold events back.
     journal_down: AtomicBool,
+    /// This many next wallet transactions (holds, captures, releases,
+    /// expiry) fail after writing everything and before commit.
+    wallet_error_mid_tx: AtomicU32,
     /// Benchmark only: sleep before every commission computation, holding no
     /// connection and no lock (KOMISI_BENCH_COMMISSION_DELAY_MS).
     commission_delay: Duration,
@@ -54,6 +57,13 @@ impl Faults {
     pub fn fail_order_mid_tx(&self, order_id: &str, times: u32) {
         *self.failing_order.lock().expect("faults lock") = Some((order_id.to_owned(), times));
     }
+    pub fn fail_wallet_mid_tx(&self, times: u32) {
+        self.wallet_error_mid_tx.store(times, Ordering::SeqCst);
+    }
+    /// How many injected wallet failures are still to come.
+    pub fn wallet_failures_left(&self) -> u32 {
+        self.wallet_error_mid_tx.load(Ordering::SeqCst)
+    }
     pub fn panic_in_batch(&self, times: u32) {
         self.panic_in_batch.store(times, Ordering::SeqCst);
     }
@@ -67,6 +77,7 @@ impl Faults {
         self.fail_db_mid_tx(0);
         self.panic_in_actor(0);
         self.panic_in_batch(0);
+        self.fail_wallet_mid_tx(0);
         *self.failing_order.lock().expect("faults lock") = None;
         self.hold_after_commit(false);
         self.journal_down(false);
@@ -85,6 +96,9 @@ impl Faults {
             }
             _ => false,
         }
+    }
+    pub(crate) fn take_wallet_error(&self) -> bool {
+        take(&self.wallet_error_mid_tx)
     }
     pub(crate) fn take_batch_panic(&self) -> bool {
         take(&self.panic_in_batch)

@@ -95,6 +95,15 @@ fn payload(r: &Redemption) -> String {
     .to_string()
 }
 
+/// Commits a wallet transaction, unless a test injects a failure after
+/// every row is written: then dropping it rolls everything back (G3).
+async fn commit(faults: &super::faults::Faults, tx: Box<dyn WalletTx>) -> Result<()> {
+    if faults.take_wallet_error() {
+        return Err(EngineError::Injected("database error in the middle of a wallet transaction"));
+    }
+    Ok(tx.commit().await?)
+}
+
 /// The entry a write adds, as the wallet replays it (it has no id yet: last).
 fn pending_entry(kind: RewardKind, points: i64, rid: Option<&RedemptionId>, at: DateTime<Utc>) -> WalletEntry {
     WalletEntry {
@@ -150,9 +159,9 @@ impl super::Engine {
     /// can never overdraw.
     pub async fn hold_points(&self, req: &HoldRequest) -> Result<HoldOutcome> {
         let (version, program) = self.program().await?;
-        let backend = self.backend().clone();
+        let (backend, faults) = (self.backend().clone(), self.faults().clone());
         let outcome = retrying(|| {
-            let (backend, program) = (backend.clone(), program.clone());
+            let (backend, program, faults) = (backend.clone(), program.clone(), faults.clone());
             async move {
                 let now = now_micros();
                 let mut tx = backend.begin_wallet(&req.buyer_id).await?;
@@ -192,7 +201,7 @@ impl super::Engine {
                     now,
                 )
                 .await?;
-                tx.commit().await?;
+                commit(faults.as_ref(), tx).await?;
                 Ok(HoldOutcome::Created(r))
             }
         })
@@ -211,9 +220,9 @@ impl super::Engine {
         id: &RedemptionId,
         order_id: Option<&OrderId>,
     ) -> Result<ActionOutcome> {
-        let backend = self.backend().clone();
+        let (backend, faults) = (self.backend().clone(), self.faults().clone());
         let outcome = retrying(|| {
-            let backend = backend.clone();
+            let (backend, faults) = (backend.clone(), faults.clone());
             async move {
                 let now = now_micros();
                 let mut tx = backend.begin_wallet(buyer).await?;
@@ -231,7 +240,7 @@ impl super::Engine {
                     }
                     RedemptionStatus::Held if r.hold_until <= now => {
                         give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
-                        tx.commit().await?;
+                        commit(faults.as_ref(), tx).await?;
                         metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
                         Ok(ActionOutcome::Conflict(r, "the hold expired: its points are back".into()))
                     }
@@ -252,7 +261,7 @@ impl super::Engine {
                             now,
                         )
                         .await?;
-                        tx.commit().await?;
+                        commit(faults.as_ref(), tx).await?;
                         metrics::counter!(m::POINTS_TOTAL, "movement" => "redeemed").increment(r.points.unsigned_abs());
                         Ok(ActionOutcome::Done(r))
                     }
@@ -265,9 +274,9 @@ impl super::Engine {
 
     /// Releases a hold (the checkout was abandoned): its points are spendable again.
     pub async fn release_redemption(&self, buyer: &BuyerId, id: &RedemptionId) -> Result<ActionOutcome> {
-        let backend = self.backend().clone();
+        let (backend, faults) = (self.backend().clone(), self.faults().clone());
         retrying(|| {
-            let backend = backend.clone();
+            let (backend, faults) = (backend.clone(), faults.clone());
             async move {
                 let now = now_micros();
                 let mut tx = backend.begin_wallet(buyer).await?;
@@ -280,7 +289,7 @@ impl super::Engine {
                     }
                     RedemptionStatus::Held => {
                         give_back(tx.as_mut(), &mut r, RedemptionStatus::Released, now).await?;
-                        tx.commit().await?;
+                        commit(faults.as_ref(), tx).await?;
                         metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
                         Ok(ActionOutcome::Done(r))
                     }
@@ -296,9 +305,9 @@ impl super::Engine {
         let due = self.backend().due_holds(Utc::now(), limit).await?;
         let mut expired = 0;
         for (buyer, id) in due {
-            let backend = self.backend().clone();
+            let (backend, faults) = (self.backend().clone(), self.faults().clone());
             // One hold that fails is logged and left for the next sweep; the others go on.
-            match retrying(|| expire_hold(backend.as_ref(), &buyer, &id)).await {
+            match retrying(|| expire_hold(backend.as_ref(), &faults, &buyer, &id)).await {
                 Ok(done) => expired += usize::from(done),
                 Err(e) => tracing::warn!(error = %e, buyer = %buyer, redemption = %id, "hold expiry failed"),
             }
@@ -312,8 +321,8 @@ impl super::Engine {
         let due = self.backend().due_expiries(Utc::now(), limit).await?;
         let mut expired = 0;
         for buyer in due {
-            let backend = self.backend().clone();
-            match retrying(|| expire_points(backend.as_ref(), &buyer)).await {
+            let (backend, faults) = (self.backend().clone(), self.faults().clone());
+            match retrying(|| expire_points(backend.as_ref(), &faults, &buyer)).await {
                 Ok(done) => expired += usize::from(done),
                 Err(e) => tracing::warn!(error = %e, buyer = %buyer, "points expiry failed"),
             }
@@ -322,7 +331,12 @@ impl super::Engine {
     }
 }
 
-async fn expire_hold(backend: &dyn Backend, buyer: &BuyerId, id: &RedemptionId) -> Result<bool> {
+async fn expire_hold(
+    backend: &dyn Backend,
+    faults: &super::faults::Faults,
+    buyer: &BuyerId,
+    id: &RedemptionId,
+) -> Result<bool> {
     let now = now_micros();
     let mut tx = backend.begin_wallet(buyer).await?;
     tx.balance().await?;
@@ -331,12 +345,12 @@ async fn expire_hold(backend: &dyn Backend, buyer: &BuyerId, id: &RedemptionId) 
         return Ok(false);
     }
     give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
-    tx.commit().await?;
+    commit(faults, tx).await?;
     metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
     Ok(true)
 }
 
-async fn expire_points(backend: &dyn Backend, buyer: &BuyerId) -> Result<bool> {
+async fn expire_points(backend: &dyn Backend, faults: &super::faults::Faults, buyer: &BuyerId) -> Result<bool> {
     let now = now_micros();
     let mut tx = backend.begin_wallet(buyer).await?;
     let Some(balance) = tx.balance().await? else { return Ok(false) };
@@ -359,7 +373,7 @@ async fn expire_points(backend: &dyn Backend, buyer: &BuyerId) -> Result<bool> {
         ))));
     }
     tx.record(&WalletWrite { event, entries, due: Some(wallet.next_expiry()) }, now).await?;
-    tx.commit().await?;
+    commit(faults, tx).await?;
     if due > 0 {
         metrics::counter!(m::POINTS_TOTAL, "movement" => "expired").increment(due.unsigned_abs());
     }

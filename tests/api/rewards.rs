@@ -475,3 +475,51 @@ async fn reconcile_names_a_wallet_whose_entries_disagree_with_its_redemption() {
     assert!(kinds.contains(&"wallet_balance_mismatch"), "{report}");
     assert_eq!(report["checked"]["wallets"], 1);
 }
+
+#[tokio::test]
+async fn a_wallet_transaction_failing_before_its_commit_changes_nothing_and_a_retry_lands_once() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.set_program(|p| p["buyer_rewards"]["points_expire_days"] = json!(30)).await;
+    earn_worked_example(&app, "o-1", "x").await;
+    let before = wallet(&app, "x").await;
+    let events = app.db.int("SELECT COUNT(*) FROM events", &[]).await;
+
+    // A hold whose transaction fails after writing everything: 500, nothing kept.
+    app.faults.fail_wallet_mid_tx(1);
+    let (status, problem) = hold(&app, "x", "r-1", 500).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{problem}");
+    assert_eq!(wallet(&app, "x").await, before);
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM redemptions", &[]).await, 0);
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM events", &[]).await, events);
+    // The storefront retries: the hold lands once.
+    assert_eq!(hold(&app, "x", "r-1", 500).await.0, StatusCode::CREATED);
+    assert_eq!(hold(&app, "x", "r-1", 500).await.0, StatusCode::OK);
+
+    // A capture and a release that fail leave the hold as it was.
+    app.faults.fail_wallet_mid_tx(1);
+    assert_eq!(act(&app, "x", "r-1", "capture").await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(app.db.one("SELECT status FROM redemptions WHERE id = 'r-1'", &[]).await, "held");
+    assert_eq!(act(&app, "x", "r-1", "capture").await.0, StatusCode::OK);
+    assert_eq!(hold(&app, "x", "r-2", 700).await.0, StatusCode::CREATED);
+    app.faults.fail_wallet_mid_tx(1);
+    assert_eq!(act(&app, "x", "r-2", "release").await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    let w = wallet(&app, "x").await;
+    assert_eq!((w.points, w.held), (25300, 700));
+    assert_eq!(act(&app, "x", "r-2", "release").await.0, StatusCode::OK);
+
+    // The expiry sweep fails three times; the fourth sweep expires the lot once.
+    app.faults.fail_wallet_mid_tx(3);
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    app.db.set_time_where("reward_entries", "expires_at", "order_id", "o-1", past).await;
+    app.db.set_time("buyers", "expire_due_at", "x", past).await;
+    let expired = poll(Duration::from_secs(15), || async { wallet(&app, "x").await.points == 0 }).await;
+    assert!(expired, "{:?}", wallet(&app, "x").await);
+    assert_eq!(app.faults.wallet_failures_left(), 0, "the sweep met every injected failure");
+    let w = wallet(&app, "x").await;
+    let expired: Vec<i64> =
+        w.history.iter().filter(|e| e["kind"] == "expired").map(|e| e["points"].as_i64().unwrap()).collect();
+    assert_eq!(expired, [-26000], "expired exactly once: what was left after the captured 500");
+    assert_eq!(history_sum(&w), 0);
+    app.assert_reconciled().await;
+}
