@@ -43,21 +43,7 @@ pub struct NewOrder {
 impl NewOrder {
     /// The order's state before any refund.
     pub fn state(&self) -> OrderState {
-        OrderState {
-            buyer_id: self.buyer_id.clone(),
-            items: self
-                .items
-                .iter()
-                .map(|i| OrderItem {
-                    sku: i.sku.clone(),
-                    category: i.category.clone(),
-                    quantity: i.quantity,
-                    refunded: 0,
-                    unit_price: i.unit_price,
-                })
-                .collect(),
-            cancelled: false,
-        }
+        OrderState::placed(&self.buyer_id, &self.items)
     }
 }
 
@@ -287,6 +273,24 @@ pub struct OrderState {
 }
 
 impl OrderState {
+    /// A new order's state: these items, nothing refunded, not cancelled.
+    pub fn placed(buyer_id: &BuyerId, items: &[NewItem]) -> Self {
+        OrderState {
+            buyer_id: buyer_id.clone(),
+            items: items
+                .iter()
+                .map(|i| OrderItem {
+                    sku: i.sku.clone(),
+                    category: i.category.clone(),
+                    quantity: i.quantity,
+                    refunded: 0,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
+            cancelled: false,
+        }
+    }
+
     /// Σ quantity × unit_price over all items, as bought (the order total).
     pub fn total(&self) -> Decimal {
         self.items.iter().map(|i| Decimal::from(i.quantity) * i.unit_price).sum()

@@ -6,7 +6,7 @@ use super::apply::{resolve_contexts, ContextAsk};
 use super::{EngineError, Result};
 use crate::domain::entitlement::{entitle, Entitlement};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
-use crate::domain::order::{Attribution, NewItem, OrderItem, OrderState};
+use crate::domain::order::{Attribution, NewItem, OrderState};
 use crate::domain::wallet::spendable_of;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -67,21 +67,7 @@ impl super::Engine {
         let ctx = contexts
             .remove(&order_id)
             .ok_or_else(|| EngineError::Store(crate::store::StoreError::Corrupt("quote context missing".into())))?;
-        let state = OrderState {
-            buyer_id: req.buyer_id.clone(),
-            items: req
-                .items
-                .iter()
-                .map(|i| OrderItem {
-                    sku: i.sku.clone(),
-                    category: i.category.clone(),
-                    quantity: i.quantity,
-                    refunded: 0,
-                    unit_price: i.unit_price,
-                })
-                .collect(),
-            cancelled: false,
-        };
+        let state = OrderState::placed(&req.buyer_id, &req.items);
         let entitlement = entitle(&state, &program, &ctx);
         let spendable_points = spendable_of(self.backend().buyer_rewards(&req.buyer_id).await?.points);
         Ok(QuoteOutcome::Quoted(Box::new(Quote {
