@@ -523,3 +523,62 @@ async fn a_wallet_transaction_failing_before_its_commit_changes_nothing_and_a_re
     assert_eq!(history_sum(&w), 0);
     app.assert_reconciled().await;
 }
+
+/// Orders earning and refunds reversing a buyer's points while its
+/// storefront holds, captures and releases them: every writer of the
+/// buyer's entries takes the buyer's row first, so the history replays in
+/// commit order and reconcile finds every lot exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_racing_the_event_transactions_of_the_same_buyer_keep_the_wallet_exact() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    abc_tree(&app).await;
+    app.set_program(|p| p["buyer_rewards"]["points_expire_days"] = json!(30)).await;
+    earn_worked_example(&app, "o-0", "x").await;
+    let orders = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            for n in 1..=30 {
+                let id = format!("o-{n}");
+                let code = ["code-A", "code-B", "code-C"][n % 3];
+                app.accept(&simple_order(&id, "x", Some(code), "300000")).await;
+                if n % 5 == 0 {
+                    let r = app
+                        .post(
+                            &format!("/v1/orders/{id}/refunds"),
+                            &json!({"refund_id": format!("rf-{n}"), "items": [{"sku": "item", "quantity": 1}]}),
+                        )
+                        .await;
+                    assert!(r.status().is_success(), "refund {id}: {}", r.status());
+                }
+            }
+        })
+    };
+    let holds = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut held = 0;
+            // Each hold takes everything spendable, so a refund's reversal
+            // landing next to it decides whether the lots cover the hold.
+            for n in 0..60 {
+                let rid = format!("r-{n}");
+                let spendable = i64::try_from(wallet(&app, "x").await.points).unwrap();
+                if spendable > 0 && hold(&app, "x", &rid, spendable).await.0 == StatusCode::CREATED {
+                    held += 1;
+                    let action = if n % 4 == 0 { "capture" } else { "release" };
+                    assert_eq!(act(&app, "x", &rid, action).await.0, StatusCode::OK);
+                }
+            }
+            held
+        })
+    };
+    orders.await.expect("orders");
+    let held = holds.await.expect("holds");
+    assert!(held > 10, "only {held} holds landed");
+    for n in 1..=30 {
+        app.processed(&format!("o-{n}")).await;
+    }
+    let w = wallet(&app, "x").await;
+    assert_eq!(history_sum(&w), w.points - w.debt);
+    assert_eq!(w.held, 0);
+    app.assert_reconciled().await;
+}
