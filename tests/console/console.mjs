@@ -243,7 +243,7 @@ try {
   check(problems.length === 0, `problems seen:\n${problems.join('\n')}`);
   log('all console checks passed');
 } catch (e) {
-  console.error(`console test failed: ${e.message}`);
+  console.error(`console test failed at step "${step}": ${e.message}`);
   if (problems.length) console.error(`also seen:\n${problems.join('\n')}`);
   exitCode = 1;
 } finally {
