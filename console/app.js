@@ -78,7 +78,7 @@ function stop() {
   cleanup = null;
 }
 
-async function route() {
+async function route(event) {
   if (!session.key()) return showSignIn();
   const { page, id, params } = parseHash();
   const mod = pages[page];
@@ -96,6 +96,8 @@ async function route() {
   fill(main, h('p', { class: 'muted' }, 'Loading…'));
   try {
     cleanup = (await mod.render(main, { id, params })) || null;
+    // After a navigation, keyboard focus starts at the new page's content.
+    if (event?.type === 'hashchange' && !main.contains(document.activeElement)) main.focus();
   } catch (e) {
     if (e.status === 401) return;
     fill(main, h('h1', {}, name), message('error', e.message, 'page-error'));

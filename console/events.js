@@ -103,6 +103,7 @@ async function detail(main, id) {
   const replays = h('div', { id: 'replay-history' });
   const out = h('div', { id: 'event-message', 'aria-live': 'polite' });
   let current = null;
+  let replayed = false;
 
   async function load() {
     const e = await get(`/admin/events/${seg(id)}`);
@@ -126,6 +127,10 @@ async function detail(main, id) {
       e.attempt_history.map((a) => [time(a.at), h('td', { class: 'err' }, a.error)]), { empty: 'No failed attempt.', id: 'attempts-table' }));
     fill(replays, table([{ label: 'at' }, { label: 'status before' }],
       e.replay_history.map((r) => [time(r.at), badge(r.previous_status)]), { empty: 'Never replayed.', id: 'replays-table' }));
+    if (replayed && !OPEN.includes(e.status)) {
+      fill(out, message(e.status === 'done' ? 'ok' : 'error', `Replayed: the event is ${e.status} now.`, 'replay-result'));
+      replayed = false;
+    }
     // While the event is open, follow it until it settles.
     clearTimeout(timer);
     if (OPEN.includes(e.status)) timer = setTimeout(() => load().catch(() => {}), 1000);
@@ -139,7 +144,8 @@ async function detail(main, id) {
       : 'It gets a fresh attempt budget and is processed again.';
     if (!(await confirmAction(`Replay 1 event (${e.type} of order ${e.order_id}, now ${e.status})? ${note}`, 'Replay 1'))) return;
     const r = await post(`/admin/events/${seg(e.id)}/replay`);
-    fill(out, message('ok', `Replay accepted: the event is ${r.status} and is being processed.`, 'replay-result'));
+    fill(out, message('info', `Replay accepted: the event is ${r.status} and is being processed.`, 'replay-result'));
+    replayed = true;
     await load();
   }, { id: 'replay-one', cls: 'danger', out });
 

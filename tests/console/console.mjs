@@ -136,6 +136,7 @@ try {
   await confirm(/^Replay 1 event \(order\.placed of order o-dead, now dead\)/);
   await page.locator('#replay-result').waitFor();
   await page.waitForFunction(() => document.querySelector('#event-status')?.textContent === 'done', null, { timeout: 30000 });
+  await page.waitForFunction(() => document.querySelector('#replay-result')?.textContent === 'Replayed: the event is done now.');
   check((await rows('replays-table').count()) === 1 && /dead/.test(await text('#replays-table')), 'the replay is in the history');
   await shot('event-done');
 
