@@ -218,6 +218,7 @@ try {
   await go('#/payouts');
   await page.locator('#payouts-table').waitFor();
   check(/completed/.test(await rows('payouts-table').first().textContent()), 'the list shows it paid');
+  await shot('payouts');
 
   // ---- a phone's width
   step = 'phone';
