@@ -24,6 +24,7 @@ const filterKeys = ['status', 'type', 'order_id', 'since', 'until'];
 async function list(main, params) {
   const f = Object.fromEntries(filterKeys.map((k) => [k, params.get(k) || '']));
   const cursor = params.get('cursor') || '';
+  const limit = Math.min(Math.max(Number.parseInt(params.get('limit'), 10) || PAGE, 1), 500);
   const trail = (params.get('trail') || '').split(',').filter(Boolean);
 
   const form = h('form', { class: 'card filters', id: 'event-filters' },
@@ -40,11 +41,12 @@ async function list(main, params) {
     location.hash = `#/events${query({
       status: d.get('status'), type: d.get('type'), order_id: d.get('order_id').trim(),
       since: localToIso(d.get('since')), until: localToIso(d.get('until')),
+      limit: limit === PAGE ? '' : limit,
     })}`;
   });
 
   const out = h('div', { id: 'events-message', 'aria-live': 'polite' });
-  const page = await get(`/admin/events${query({ ...f, limit: PAGE, cursor })}`);
+  const page = await get(`/admin/events${query({ ...f, limit, cursor })}`);
   const rows = page.items.map((e) => [
     h('td', { class: 'id' }, h('a', { href: `#/events/${seg(e.id)}` }, e.id)),
     e.type,
@@ -55,7 +57,7 @@ async function list(main, params) {
     time(e.created_at),
     time(e.updated_at),
   ]);
-  const here = (extra) => `#/events${query({ ...f, ...extra })}`;
+  const here = (extra) => `#/events${query({ ...f, limit: limit === PAGE ? '' : limit, ...extra })}`;
   const pager = h('div', { class: 'pager' },
     trail.length || cursor ? h('a', { href: here({ cursor: trail[trail.length - 1] === '-' ? '' : trail[trail.length - 1] || '', trail: trail.slice(0, -1).join(',') }), id: 'page-prev' }, '← Newer') : null,
     page.next_cursor ? h('a', { href: here({ cursor: page.next_cursor, trail: [...trail, cursor || '-'].join(',') }), id: 'page-next' }, 'Older →') : null,

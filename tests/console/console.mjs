@@ -158,6 +158,37 @@ try {
     await page.click('#refresh-events');
   }
 
+  // ---- cursor paging and the time filter
+  step = 'paging';
+  const ids = async () => page.locator('#events-table tbody tr td.id').allTextContents();
+  await go('#/events?limit=4');
+  await page.waitForFunction(() => document.querySelectorAll('#events-table tbody tr').length === 4);
+  const first = await ids();
+  await page.click('#page-next');
+  await page.waitForFunction((f) => document.querySelector('#events-table td.id')?.textContent !== f, first[0]);
+  const second = await ids();
+  check(second.length === 4 && !second.some((id) => first.includes(id)), `page 2 is 4 other events: ${second}`);
+  check([...first, ...second].every((id, i, all) => i === 0 || all[i - 1] > id), 'newest first across pages');
+  await page.click('#page-next');
+  await page.waitForFunction((f) => document.querySelector('#events-table td.id')?.textContent !== f, second[0]);
+  const third = await ids();
+  // 9 events so far: 3 orders placed, 1 completed, 1 refund, 4 dead orders placed.
+  check(third.length === 1 && (await page.locator('#page-next').count()) === 0, `the last page: ${third}`);
+  await page.click('#page-prev');
+  await page.waitForFunction((f) => document.querySelector('#events-table td.id')?.textContent === f, second[0]);
+  await page.click('#page-prev');
+  await page.waitForFunction((f) => document.querySelector('#events-table td.id')?.textContent === f, first[0]);
+  check((await page.locator('#page-prev').count()) === 0, 'back on the first page');
+  await page.fill('#filter-until', '2001-01-01T00:00');
+  await page.click('#apply-filters');
+  await page.locator('[data-empty="events-table"]').waitFor();
+  // Typed in the browser's zone (Asia/Jakarta, UTC+7), sent in UTC.
+  check(page.url().includes('until=2000-12-31T17%3A00%3A00.000Z'), `the time filter, in UTC: ${page.url()}`);
+  await page.fill('#filter-until', '');
+  await page.fill('#filter-since', '2001-01-01T00:00');
+  await page.click('#apply-filters');
+  await page.waitForFunction(() => document.querySelectorAll('#events-table tbody tr').length === 4);
+
   // ---- an order after a refund whose event is dead: the negative delta
   step = 'order';
   await go('#/orders');
