@@ -42,6 +42,7 @@ export async function render(main) {
 
   let alive = true;
   async function refresh() {
+    if (document.hidden) return; // nobody is looking: no load on komisi
     const [counts, m] = await Promise.allSettled([get('/admin/events/counts'), metrics()]);
     if (!alive) return;
     if (counts.status === 'fulfilled') {
@@ -71,8 +72,8 @@ export async function render(main) {
   }
 
   let reconciling = false;
-  async function reconcile() {
-    if (reconciling) return;
+  async function reconcile(e) {
+    if (reconciling || (!e && document.hidden)) return;
     reconciling = true;
     reconcileButton.disabled = true;
     try {

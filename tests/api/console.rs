@@ -195,6 +195,11 @@ async fn console_pages_carry_a_strict_content_security_policy() {
         assert_eq!(header("referrer-policy"), "no-referrer");
         assert_eq!(header("cache-control"), "no-cache");
     }
+    let page = app.client.get(app.url("/console")).send().await.unwrap().bytes().await.unwrap();
+    assert!(std::str::from_utf8(&page).unwrap().contains(r#"<script type="module" src="/console/app.js">"#));
+    let head = app.client.head(app.url("/console")).send().await.unwrap();
+    assert_eq!(head.status(), reqwest::StatusCode::OK);
+    assert_eq!(head.headers()["content-length"], page.len().to_string().as_str(), "HEAD says the page's length");
     let r = app.client.get(app.url("/console/nope.js")).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
     let r = app.client.post(app.url("/console")).send().await.unwrap();
