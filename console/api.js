@@ -92,3 +92,18 @@ export function query(params) {
 
 /** A path segment. */
 export const seg = (s) => encodeURIComponent(s);
+
+/** The values a query parameter of an operation takes, from /openapi.json
+ * (so the console lists event types komisi adds later), or `fallback`. */
+let doc = null;
+export async function parameterEnum(path, name, fallback) {
+  try {
+    doc ||= fetch('/openapi.json', { cache: 'no-store', credentials: 'omit' }).then((r) => (r.ok ? r.json() : null));
+    const d = await doc;
+    const p = d?.paths?.[path]?.get?.parameters?.find((x) => x.name === name);
+    const values = p?.schema?.enum?.filter((v) => typeof v === 'string');
+    return values?.length ? values : fallback;
+  } catch {
+    return fallback;
+  }
+}

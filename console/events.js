@@ -1,11 +1,13 @@
 // Events: the filtered, paged list of /admin/events; one event's page with
 // its payload and histories; replaying one, or every failed/dead event that
 // matches the filter (each behind a confirmation naming how many).
-import { get, post, query, seg } from './api.js';
+import { get, parameterEnum, post, query, seg } from './api.js';
 import { action, badge, confirmAction, fields, fill, h, isoToLocal, localToIso, message, num, table, time } from './dom.js';
 
 const STATUSES = ['pending', 'processing', 'done', 'failed', 'dead'];
 const TYPES = ['order.placed', 'order.refunded', 'order.cancelled', 'order.completed', 'order.recomputed'];
+/** An event's order, when it has one (a buyer's wallet events have none). */
+const orderLink = (id) => (id ? h('a', { href: `#/orders/${seg(id)}` }, id) : h('span', { class: 'muted' }, '—'));
 const PAGE = 25;
 const OPEN = ['pending', 'processing', 'failed'];
 
@@ -27,9 +29,11 @@ async function list(main, params) {
   const limit = Math.min(Math.max(Number.parseInt(params.get('limit'), 10) || PAGE, 1), 500);
   const trail = (params.get('trail') || '').split(',').filter(Boolean);
 
+  const [statuses, types] = await Promise.all([
+    parameterEnum('/admin/events', 'status', STATUSES), parameterEnum('/admin/events', 'type', TYPES)]);
   const form = h('form', { class: 'card filters', id: 'event-filters' },
-    select('status', 'Status', STATUSES, f.status),
-    select('type', 'Type', TYPES, f.type),
+    select('status', 'Status', statuses, f.status),
+    select('type', 'Type', types, f.type),
     h('label', {}, 'Order id', h('input', { name: 'order_id', id: 'filter-order_id', value: f.order_id, maxlength: 64 })),
     h('label', {}, 'Created from', h('input', { name: 'since', id: 'filter-since', type: 'datetime-local', value: isoToLocal(f.since) })),
     h('label', {}, 'Created before', h('input', { name: 'until', id: 'filter-until', type: 'datetime-local', value: isoToLocal(f.until) })),
@@ -50,7 +54,7 @@ async function list(main, params) {
   const rows = page.items.map((e) => [
     h('td', { class: 'id' }, h('a', { href: `#/events/${seg(e.id)}` }, e.id)),
     e.type,
-    h('a', { href: `#/orders/${seg(e.order_id)}` }, e.order_id),
+    orderLink(e.order_id),
     badge(e.status),
     h('td', { class: 'num' }, num(e.attempts)),
     h('td', { class: 'err' }, e.last_error || ''),
@@ -114,7 +118,7 @@ async function detail(main, id) {
     fill(summary, fields([
       ['id', h('span', { class: 'id' }, e.id)],
       ['type', e.type],
-      ['order', h('a', { href: `#/orders/${seg(e.order_id)}` }, e.order_id)],
+      ['order', orderLink(e.order_id)],
       ['status', h('span', { id: 'event-status' }, badge(e.status))],
       ['attempts', num(e.attempts)],
       ['last error', e.last_error ? h('span', { class: 'neg' }, e.last_error) : '—'],
@@ -144,7 +148,8 @@ async function detail(main, id) {
     const note = e.status === 'done'
       ? 'It is done: it is processed again and changes nothing.'
       : 'It gets a fresh attempt budget and is processed again.';
-    if (!(await confirmAction(`Replay 1 event (${e.type} of order ${e.order_id}, now ${e.status})? ${note}`, 'Replay 1'))) return;
+    const of = e.order_id ? ` of order ${e.order_id}` : '';
+    if (!(await confirmAction(`Replay 1 event (${e.type}${of}, now ${e.status})? ${note}`, 'Replay 1'))) return;
     const r = await post(`/admin/events/${seg(e.id)}/replay`);
     fill(out, message('info', `Replay accepted: the event is ${r.status} and is being processed.`, 'replay-result'));
     replayed = true;
