@@ -18,6 +18,10 @@
 # stopped and deleted again when the script exits. Databases `komisi_t_%` and
 # Redis keys `komisi_t_*` left over from earlier runs are removed before testing.
 #
+# The console's browser test needs chromium (installed with apt-get when
+# missing), node 20+ and playwright-core (`npm ci` in tests/console when
+# missing); the script requires it to run (KOMISI_TEST_REQUIRE_BROWSER=1).
+#
 # Switches (environment):
 #   KOMISI_TEST_QUICK=1             skip cargo fmt and cargo clippy
 #   KOMISI_TEST_PROVISION_ONLY=1    provision, print the URLs, check CREATE/DROP
@@ -509,6 +513,39 @@ setup_rust() {
   fi
 }
 
+# ---------------------------------------------------------------- browser
+
+# The console's browser test (tests/api/console.rs) needs node 20+, the npm
+# package playwright-core (tests/console, `npm ci`) and Debian's chromium; it
+# is required here (KOMISI_TEST_REQUIRE_BROWSER=1), so a missing piece fails
+# the run instead of skipping the test.
+provision_browser() {
+  local chromium=${KOMISI_CHROMIUM:-/usr/bin/chromium} major
+  if [ ! -x "$chromium" ]; then
+    if can_apt; then
+      apt_install chromium
+    elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      log "installing chromium (sudo apt-get)"
+      sudo -n apt-get update
+      sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    else
+      die "$chromium is missing and cannot be installed here (needs root or sudo, and apt-get): install chromium, or set KOMISI_CHROMIUM"
+    fi
+  fi
+  [ -x "$chromium" ] || die "no chromium at $chromium after installing it"
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+    die "node 20+ and npm are needed for the console's browser test (tests/console): install them"
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "node $(node --version) is too old for playwright-core: node 20+ is needed"
+  if [ ! -f tests/console/node_modules/playwright-core/package.json ]; then
+    log "npm ci in tests/console (playwright-core)"
+    (cd tests/console && npm ci --no-audit --no-fund)
+  fi
+  export KOMISI_CHROMIUM="$chromium"
+  export KOMISI_TEST_REQUIRE_BROWSER=1
+  log "browser: $("$chromium" --version 2>/dev/null | head -1), node $(node --version)"
+}
+
 # ---------------------------------------------------------------- main
 
 if ! on "${KOMISI_TEST_PROVISION_ONLY:-}"; then setup_rust; fi
@@ -526,6 +563,8 @@ if on "${KOMISI_TEST_PROVISION_ONLY:-}"; then
   log "KOMISI_TEST_PROVISION_ONLY set: not running cargo"
   exit 0
 fi
+
+provision_browser
 
 if on "${KOMISI_TEST_QUICK:-}"; then
   log "KOMISI_TEST_QUICK set: skipping cargo fmt and cargo clippy"

@@ -189,6 +189,30 @@ pub struct Backlog {
     pub dead: u64,
 }
 
+/// How many events there are in each status (of those matching a filter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    pub pending: u64,
+    pub processing: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub dead: u64,
+}
+
+impl EventCounts {
+    /// Adds `n` events of this status.
+    pub fn add(&mut self, status: EventStatus, n: u64) {
+        let slot = match status {
+            EventStatus::Pending => &mut self.pending,
+            EventStatus::Processing => &mut self.processing,
+            EventStatus::Done => &mut self.done,
+            EventStatus::Failed => &mut self.failed,
+            EventStatus::Dead => &mut self.dead,
+        };
+        *slot += n;
+    }
+}
+
 /// What an operator filters the event log by.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {

@@ -19,6 +19,18 @@ pub struct Payout {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// A batch without its items, as the list of batches shows it.
+#[derive(Debug, Clone)]
+pub struct PayoutSummary {
+    pub id: u64,
+    pub status: String,
+    /// How many affiliates the batch pays.
+    pub items: u64,
+    pub total: Decimal,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
 /// What a payout request did.
 #[derive(Debug, Clone)]
 pub enum CreatePayout {

@@ -266,6 +266,19 @@ impl Engine {
         Ok(Some(self.inner.backend.affiliate_ledger(id, after, limit).await?))
     }
 
+    /// One page of an affiliate's direct children, by id; None if there is no such affiliate.
+    pub async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Option<Vec<Affiliate>>> {
+        if self.inner.backend.affiliate(id).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.inner.backend.affiliate_children(id, after, limit).await?))
+    }
+
     /// The program currency (every balance is in it).
     pub async fn currency(&self) -> Result<String> {
         Ok(self.inner.backend.current_program().await?.1.currency.clone())

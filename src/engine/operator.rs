@@ -2,10 +2,10 @@
 //! recomputing an order against its entitlement, and payout batches.
 use super::{Engine, Result};
 use crate::domain::entitlement::{entitle, CommissionLine, Entitlement, FrozenContext, RewardLine};
-use crate::domain::event::{EventDetail, EventFilter, EventId, EventRecord, EventStatus};
+use crate::domain::event::{EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventStatus};
 use crate::domain::ids::OrderId;
 use crate::domain::ledger::{delta, Applied, Delta};
-use crate::domain::payout::{CreatePayout, Payout};
+use crate::domain::payout::{CreatePayout, Payout, PayoutSummary};
 use crate::domain::program::{Program, ProgramDoc};
 use crate::domain::FieldError;
 use crate::store::StoreError;
@@ -87,6 +87,11 @@ impl Engine {
         Ok(self.backend().list_events(f, before, limit).await?)
     }
 
+    /// How many events matching the filter (its status ignored) are in each status.
+    pub async fn event_counts(&self, f: &EventFilter) -> Result<EventCounts> {
+        Ok(self.backend().event_counts(f).await?)
+    }
+
     pub async fn event_detail(&self, id: EventId) -> Result<Option<EventDetail>> {
         Ok(self.backend().event_detail(id).await?)
     }
@@ -158,6 +163,15 @@ impl Engine {
     /// Marks a batch paid (idempotent); None when there is no such batch.
     pub async fn complete_payout(&self, id: u64) -> Result<Option<Payout>> {
         Ok(self.backend().complete_payout(id).await?)
+    }
+
+    pub async fn payout(&self, id: u64) -> Result<Option<Payout>> {
+        Ok(self.backend().payout(id).await?)
+    }
+
+    /// Batches newest first, ids below `before`.
+    pub async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>> {
+        Ok(self.backend().list_payouts(before, limit).await?)
     }
 }
 

@@ -1,20 +1,25 @@
 //! `/admin` money movement and checks: payout batches and reconciliation.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{Admin, ApiJson, ApiPath};
-use super::views::{NothingToPay, Payout, PayoutAnswer, Report};
+use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use super::views::{NothingToPay, Payout, PayoutAnswer, PayoutSummaryView, Report};
 use super::AppState;
 use crate::domain::money::parse_amount;
 use crate::domain::payout::CreatePayout;
+use crate::domain::FieldError;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_payout)).routes(routes!(complete_payout)).routes(routes!(reconcile))
+    OpenApiRouter::new()
+        .routes(routes!(create_payout, list_payouts))
+        .routes(routes!(read_payout))
+        .routes(routes!(complete_payout))
+        .routes(routes!(reconcile))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -61,6 +66,86 @@ async fn create_payout(
     }
 }
 
+/// A payout id from the path: ids are stored as signed 64-bit integers, so
+/// a larger one is never found.
+fn payout_id(raw: &str) -> Result<u64, ApiError> {
+    raw.parse().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or(ApiError::NotFound("payout"))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PayoutsQuery {
+    /// 1-500, default 50
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PayoutPage {
+    items: Vec<PayoutSummaryView>,
+    next_cursor: Option<String>,
+}
+
+/// Payout batches, newest first, a page at a time (each with its number of items).
+#[utoipa::path(get, path = "/admin/payouts", tag = "payouts", params(PayoutsQuery),
+    responses(
+        (status = 200, description = "One page of batches", body = PayoutPage),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn list_payouts(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<PayoutsQuery>,
+) -> Result<Json<PayoutPage>, ApiError> {
+    let mut errors = Vec::new();
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => 50,
+        Some(Ok(n)) if (1..=500).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new("limit", "must be an integer 1-500"));
+            50
+        }
+    };
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        // Only the form this API writes: up to 19 digits (no sign); past the
+        // largest stored id it is every batch.
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) => Some(n.min(i64::MAX as u64)),
+            _ => {
+                errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let items: Vec<PayoutSummaryView> =
+        state.engine.list_payouts(before, limit).await?.into_iter().map(Into::into).collect();
+    let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|p| p.id.to_string())).flatten();
+    Ok(Json(PayoutPage { items, next_cursor }))
+}
+
+/// One batch with its items.
+#[utoipa::path(get, path = "/admin/payouts/{id}", tag = "payouts",
+    params(("id" = u64, Path, description = "Payout id")),
+    responses(
+        (status = 200, description = "The batch", body = Payout),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payout", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn read_payout(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Payout>, ApiError> {
+    state.engine.payout(payout_id(&id)?).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
+}
+
 /// Marks a batch paid: its entries move approved → paid. Idempotent.
 #[utoipa::path(post, path = "/admin/payouts/{id}/complete", tag = "payouts",
     params(("id" = u64, Path, description = "Payout id")),
@@ -75,9 +160,7 @@ async fn complete_payout(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Payout>, ApiError> {
-    // Ids are stored as signed 64-bit integers: a larger one is never found.
-    let id: u64 = id.parse().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or(ApiError::NotFound("payout"))?;
-    state.engine.complete_payout(id).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
+    state.engine.complete_payout(payout_id(&id)?).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
 }
 
 /// Checks every SPEC §5 invariant and lists each violation with the ids involved.

@@ -17,7 +17,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create)).routes(routes!(read, update)).routes(routes!(commissions))
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(read, update))
+        .routes(routes!(commissions))
+        .routes(routes!(children))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -225,5 +229,48 @@ async fn commissions(
         .map(Into::into)
         .collect();
     let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|e| e.id.to_string())).flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// The affiliate's direct children (with their balances), by id, a page at a time.
+#[utoipa::path(get, path = "/v1/affiliates/{id}/children", tag = "affiliates",
+    params(("id" = String, Path, description = "Affiliate id"), PageQuery),
+    responses(
+        (status = 200, description = "One page of children", body = Page<AffiliateView>),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
+async fn children(
+    _: Storefront,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<AffiliateView>>, ApiError> {
+    let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
+    let mut errors = Vec::new();
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new("limit", format!("must be an integer 1-{MAX_LIMIT}")));
+                DEFAULT_LIMIT
+            }
+        },
+    };
+    // The cursor is the last child's id.
+    let after = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => id_field("cursor", c, AffiliateId::parse, &mut errors),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let children =
+        state.engine.affiliate_children(&id, after.as_ref(), limit).await?.ok_or(ApiError::NotFound("affiliate"))?;
+    let currency = state.engine.currency().await?;
+    let items: Vec<AffiliateView> = children.into_iter().map(|a| AffiliateView::new(a, currency.clone())).collect();
+    let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|a| a.id.to_string())).flatten();
     Ok(Json(Page { items, next_cursor }))
 }

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::error::Problem;
 use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
-use super::views::{EventDetail, EventRow, Recompute};
+use super::views::{EventCountsView, EventDetail, EventRow, Recompute};
 use super::AppState;
 use crate::domain::event::{EventFilter, EventId, EventStatus, EventType};
 use crate::domain::ids::OrderId;
@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
+        .routes(routes!(counts))
         .routes(routes!(replay_many))
         .routes(routes!(detail))
         .routes(routes!(replay_one))
@@ -132,6 +133,38 @@ async fn list(
     Ok(Json(Page { items, next_cursor }))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CountsQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    order_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// How many events are in each status, of those matching the filter (type,
+/// order, creation time; the list's filters but `status`).
+#[utoipa::path(get, path = "/admin/events/counts", tag = "events", params(CountsQuery),
+    responses(
+        (status = 200, description = "Events per status", body = EventCountsView),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn counts(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<CountsQuery>,
+) -> Result<Json<EventCountsView>, ApiError> {
+    let mut errors = Vec::new();
+    let f = filter(None, q.kind.as_deref(), q.order_id.as_deref(), q.since.as_deref(), q.until.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Json(state.engine.event_counts(&f).await?.into()))
+}
+
 /// One event with its payload, attempt history and replays.
 #[utoipa::path(get, path = "/admin/events/{id}", tag = "events",
     params(("id" = String, Path, description = "Event id")),
@@ -183,6 +216,8 @@ struct BulkReplay {
     #[serde(default, rename = "type")]
     kind: Option<String>,
     #[serde(default)]
+    order_id: Option<String>,
+    #[serde(default)]
     since: Option<String>,
     #[serde(default)]
     until: Option<String>,
@@ -213,7 +248,7 @@ async fn replay_many(
     let f = filter(
         Some(&body.status),
         body.kind.as_deref(),
-        None,
+        body.order_id.as_deref(),
         body.since.as_deref(),
         body.until.as_deref(),
         &mut errors,

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod affiliates;
 pub mod buyers;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -94,6 +95,8 @@ pub fn router(state: AppState) -> Router {
     // The framework's own answers (no such route, a method the route does
     // not take) are problem+json like every other error.
     routes
+        // The operator console's pages: HTML, not API operations.
+        .merge(console::routes())
         .fallback(|| async { error::ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -60,6 +60,7 @@ fn constraints() -> Vec<(String, Value)> {
             s("BulkReplay", "type"),
             json!({"enum": event_types().into_iter().map(Value::from).chain([Value::Null]).collect::<Vec<_>>()}),
         ),
+        (s("BulkReplay", "order_id"), id()),
         (s("BulkReplay", "since"), time()),
         (s("BulkReplay", "until"), time()),
         (s("ProgramDoc", "currency"), json!({"pattern": "^[A-Z]{3}$"})),
@@ -176,6 +177,9 @@ fn parameters(path: &str, op: &mut Value) {
     if let Some(p) = param(op, "cursor") {
         let written = if path.starts_with("/admin/events") {
             "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        } else if path.ends_with("/children") {
+            // The last child's id.
+            "[A-Za-z0-9_.:-]{1,64}"
         } else {
             "[0-9]{1,19}"
         };

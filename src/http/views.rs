@@ -3,7 +3,7 @@
 use crate::domain::affiliate::{Affiliate, AffiliateStatus, Balances};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::{self, EventId, EventStatus, EventType};
-use crate::domain::ids::{AffiliateId, BuyerId, OrderId, ReferralCode};
+use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, Sku};
 use crate::domain::ledger::{self, EntryStatus};
 use crate::domain::order::{self, CommissionStatus, OrderStatus};
 use crate::domain::payout;
@@ -114,6 +114,19 @@ pub struct EventSummary {
     pub status: EventStatus,
 }
 
+/// One line of an order: what was bought and how much of it is refunded.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OrderItemView {
+    pub sku: Sku,
+    pub category: Category,
+    pub quantity: u32,
+    /// Quantity refunded so far.
+    pub refunded: u32,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "75000")]
+    pub unit_price: Decimal,
+}
+
 /// `GET /v1/orders/{id}`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
@@ -135,6 +148,8 @@ pub struct OrderView {
     pub rule_version: u64,
     pub commission_status: CommissionStatus,
     pub no_commission_reason: Option<String>,
+    /// The items in line order.
+    pub items: Vec<OrderItemView>,
     pub commissions: Vec<LedgerEntry>,
     pub rewards: Vec<RewardEntry>,
     pub events: Vec<EventSummary>,
@@ -157,6 +172,18 @@ impl From<OrderDetails> for OrderView {
             rule_version: r.program_version,
             commission_status: r.commission_status,
             no_commission_reason: r.no_commission_reason,
+            items: r
+                .state
+                .items
+                .into_iter()
+                .map(|i| OrderItemView {
+                    sku: i.sku,
+                    category: i.category,
+                    quantity: i.quantity,
+                    refunded: i.refunded,
+                    unit_price: i.unit_price,
+                })
+                .collect(),
             commissions: r.commissions.into_iter().map(Into::into).collect(),
             rewards: r.rewards.into_iter().map(Into::into).collect(),
             events: r.events.into_iter().map(|e| EventSummary { id: e.id, kind: e.kind, status: e.status }).collect(),
@@ -230,6 +257,49 @@ pub struct Payout {
     pub total: Decimal,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A batch in the list of batches: its items counted, not listed.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PayoutSummaryView {
+    pub id: u64,
+    pub status: String,
+    /// How many affiliates the batch pays.
+    pub items: u64,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000")]
+    pub total: Decimal,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<payout::PayoutSummary> for PayoutSummaryView {
+    fn from(p: payout::PayoutSummary) -> Self {
+        Self {
+            id: p.id,
+            status: p.status,
+            items: p.items,
+            total: p.total,
+            created_at: p.created_at,
+            completed_at: p.completed_at,
+        }
+    }
+}
+
+/// How many events are in each status.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventCountsView {
+    pub pending: u64,
+    pub processing: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub dead: u64,
+}
+
+impl From<event::EventCounts> for EventCountsView {
+    fn from(c: event::EventCounts) -> Self {
+        Self { pending: c.pending, processing: c.processing, done: c.done, failed: c.failed, dead: c.dead }
+    }
 }
 
 /// The answer to `POST /admin/payouts`: the batch, or that nothing reached

@@ -9,13 +9,15 @@ pub mod sqlite;
 
 use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
-use crate::domain::event::{Backlog, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType};
+use crate::domain::event::{
+    Backlog, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType,
+};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId, RedemptionId};
 use crate::domain::ledger::{Applied, BuyerRewards, EntryStatus, LedgerEntry, RewardEntry};
 use crate::domain::order::{
     CommissionStatus, CreateOrder, LifecycleOutcome, NewOrder, OrderItem, OrderRecord, OrderStatus, RefundRequest,
 };
-use crate::domain::payout::{CreatePayout, Payout};
+use crate::domain::payout::{CreatePayout, Payout, PayoutSummary};
 use crate::domain::program::Program;
 use crate::domain::wallet::Redemption;
 use chrono::{DateTime, Utc};
@@ -276,6 +278,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn affiliate(&self, id: &AffiliateId) -> Result<Option<Affiliate>>;
     async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
     async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards>;
+    /// One page of an affiliate's direct children, by id (after `after`).
+    async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>>;
 
     async fn begin_apply(&self) -> Result<Box<dyn ApplyTx>>;
     /// A read-only view for a quote: the context reads of the event
@@ -323,6 +332,9 @@ pub trait Backend: Send + Sync + 'static {
     /// budget, records every replay, and returns what to journal.
     async fn replay(&self, ids: &[EventId]) -> Result<Vec<EventRef>>;
     async fn select_for_replay(&self, f: &EventFilter) -> Result<Vec<EventId>>;
+    /// How many events matching the filter are in each status (the filter's
+    /// own status, if any, is ignored).
+    async fn event_counts(&self, f: &EventFilter) -> Result<EventCounts>;
     async fn order_exists(&self, id: &OrderId) -> Result<bool>;
     /// None when the order does not exist or has not been processed.
     async fn entitlement_inputs(&self, id: &OrderId) -> Result<Option<EntitlementInputs>>;
@@ -331,6 +343,9 @@ pub trait Backend: Send + Sync + 'static {
 
     async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout>;
     async fn complete_payout(&self, id: u64) -> Result<Option<Payout>>;
+    async fn payout(&self, id: u64) -> Result<Option<Payout>>;
+    /// One page of batches, newest first (ids below `before`).
+    async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>>;
 
     /// The balance, points, duplicate, stuck-event and payout checks of
     /// reconcile; `stuck_before`: open events created earlier are stuck.

@@ -8,6 +8,7 @@
 //! those run in either run.
 mod batching;
 mod concurrency;
+mod console;
 mod embedded;
 mod faults;
 mod helpers;

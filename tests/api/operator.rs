@@ -202,6 +202,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("PATCH", "/v1/affiliates/{id}"),
         ("GET", "/v1/affiliates/{id}"),
         ("GET", "/v1/affiliates/{id}/commissions"),
+        ("GET", "/v1/affiliates/{id}/children"),
         ("POST", "/v1/orders"),
         ("GET", "/v1/orders/{id}"),
         ("POST", "/v1/orders/{id}/refunds"),
@@ -213,6 +214,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("POST", "/v1/buyers/{id}/redemptions/{rid}/capture"),
         ("POST", "/v1/buyers/{id}/redemptions/{rid}/release"),
         ("GET", "/admin/events"),
+        ("GET", "/admin/events/counts"),
         ("GET", "/admin/events/{id}"),
         ("POST", "/admin/events/{id}/replay"),
         ("POST", "/admin/events/replay"),
@@ -220,6 +222,8 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/program"),
         ("PUT", "/admin/program"),
         ("POST", "/admin/payouts"),
+        ("GET", "/admin/payouts"),
+        ("GET", "/admin/payouts/{id}"),
         ("POST", "/admin/payouts/{id}/complete"),
         ("GET", "/admin/reconcile"),
         ("GET", "/metrics"),
@@ -251,12 +255,22 @@ async fn every_route_is_in_the_openapi_document() {
             "{method} {path}: {status}"
         );
     }
-    // Routes can only be added through the documented router: no bare `.route(` in src/http.
+    // Routes can only be added through the documented router: no bare `.route(`
+    // or `.route_service(` in src/http, but for the console's pages (HTML, not
+    // API operations), which are all under /console.
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(".route("), "{} registers an undocumented route", path.display());
+        if path.file_name().unwrap() == "console.rs" {
+            for call in text.split(".route_service(\"").skip(1) {
+                assert!(call.starts_with("/console"), "the console serves only /console paths: {call:.40}");
+            }
+        } else {
+            assert!(!text.contains(".route_service("), "{} registers an undocumented route", path.display());
+        }
     }
+    assert!(!documented.iter().any(|(_, p)| p.starts_with("/console")), "console pages are not API operations");
 }
 
 /// Every `komisi_*` name in a dashboard query or an alert rule.
@@ -316,4 +330,142 @@ fn dashboards_and_alerts_only_use_exported_metrics() {
     }
     let prometheus = std::fs::read_to_string(format!("{dir}/prometheus.yml")).unwrap();
     assert!(prometheus.contains("alerts.yml") && prometheus.contains("/metrics"));
+}
+
+#[tokio::test]
+async fn event_counts_per_status_follow_the_filters_and_a_bulk_replay_takes_an_order_filter() {
+    let app = spawn_app_with(|c| c.max_attempts = 1, Faults::default()).await;
+    app.create_affiliate("A", None).await;
+    app.accept(&simple_order("o-1", "b", Some("code-A"), "100000")).await;
+    app.processed("o-1").await;
+    app.faults.fail_db_mid_tx(u32::MAX);
+    app.accept(&simple_order("o-2", "b", Some("code-A"), "100000")).await;
+    app.accept(&simple_order("o-3", "b", Some("code-A"), "100000")).await;
+    app.order_in_status("o-2", "dead", Duration::from_secs(15)).await;
+    app.order_in_status("o-3", "dead", Duration::from_secs(15)).await;
+    app.faults.clear();
+
+    let zero = json!({"pending": 0, "processing": 0, "done": 0, "failed": 0, "dead": 0});
+    let all = app.admin_get("/admin/events/counts").await;
+    assert_eq!(all, json!({"pending": 0, "processing": 0, "done": 1, "failed": 0, "dead": 2}));
+    let one = app.admin_get("/admin/events/counts?order_id=o-2").await;
+    assert_eq!(one, json!({"pending": 0, "processing": 0, "done": 0, "failed": 0, "dead": 1}));
+    assert_eq!(app.admin_get("/admin/events/counts?type=order.placed").await, all);
+    assert_eq!(app.admin_get("/admin/events/counts?type=order.refunded").await, zero);
+    assert_eq!(app.admin_get("/admin/events/counts?since=2999-01-01T00:00:00Z").await, zero);
+    assert_eq!(app.admin_get("/admin/events/counts?until=2000-01-01T00:00:00Z").await, zero);
+    for bad in ["type=order.eaten", "order_id=a%20b", "since=yesterday"] {
+        let r = app.client.get(app.url(&format!("/admin/events/counts?{bad}"))).bearer_auth(ADMIN_KEY).send().await;
+        assert_eq!(r.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let r = app.client.get(app.url("/admin/events/counts")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // A bulk replay limited to one order touches that order's events only.
+    let r: Value = app
+        .admin_post("/admin/events/replay", &json!({"status": "dead", "order_id": "o-3"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["replayed"], 1);
+    app.processed("o-3").await;
+    assert_eq!(app.get_json("/v1/orders/o-2").await["commission_status"], "dead");
+    assert_eq!(app.admin_get("/admin/events/counts").await["dead"], 1);
+    let r = app.admin_post("/admin/events/replay", &json!({"status": "dead", "order_id": "no such/id"})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn an_affiliates_direct_children_are_listed_by_id_a_page_at_a_time() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    for child in ["C", "B", "D"] {
+        app.create_affiliate(child, Some("A")).await;
+    }
+    app.create_affiliate("E", Some("B")).await;
+    app.accept(&simple_order("o-1", "b", Some("code-B"), "100000")).await;
+    app.processed("o-1").await;
+
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let first = app.get_json("/v1/affiliates/A/children?limit=2").await;
+    assert_eq!(ids(&first), ["B", "C"]);
+    assert_eq!(first["items"][0]["balances"]["pending"], "10000", "children come with their balances");
+    assert_eq!(first["next_cursor"], "C");
+    let second = app.get_json("/v1/affiliates/A/children?limit=2&cursor=C").await;
+    assert_eq!((ids(&second), second["next_cursor"].clone()), (vec!["D".to_owned()], Value::Null));
+    assert_eq!(ids(&app.get_json("/v1/affiliates/B/children").await), ["E"]);
+    assert_eq!(app.get_json("/v1/affiliates/E/children").await["items"], json!([]));
+    assert_eq!(app.get("/v1/affiliates/nobody/children").await.status(), StatusCode::NOT_FOUND);
+    for bad in ["limit=0", "limit=501", "cursor=a%20b"] {
+        let r = app.get(&format!("/v1/affiliates/A/children?{bad}")).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn payout_batches_are_listed_newest_first_and_read_with_their_items() {
+    let app = spawn_app().await;
+    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    abc_tree(&app).await;
+    assert_eq!(app.admin_get("/admin/payouts").await, json!({"items": [], "next_cursor": null}));
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let r = app.client.post(app.url("/v1/orders/o-1/complete")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(poll(Duration::from_secs(10), || async { app.balance("A", "approved").await == d("21500") }).await);
+    let first: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "50000"})).await.json().await.unwrap();
+    let second: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "0"})).await.json().await.unwrap();
+    let (first_id, second_id) = (first["id"].as_u64().unwrap(), second["id"].as_u64().unwrap());
+
+    let read = app.admin_get(&format!("/admin/payouts/{first_id}")).await;
+    assert_eq!(read, first, "a batch reads as it was answered when built");
+    let page = app.admin_get("/admin/payouts?limit=1").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["id"], second_id, "newest first");
+    assert_eq!((page["items"][0]["items"].clone(), page["items"][0]["total"].clone()), (json!(1), json!("21500")));
+    let next = app.admin_get(&format!("/admin/payouts?limit=1&cursor={}", page["next_cursor"].as_str().unwrap())).await;
+    assert_eq!(next["items"][0]["id"], first_id);
+    assert_eq!((next["items"][0]["items"].clone(), next["items"][0]["status"].clone()), (json!(2), json!("open")));
+    assert_eq!(app.admin_get("/admin/payouts?cursor=9999999999999999999").await["items"].as_array().unwrap().len(), 2);
+    assert_eq!(app.admin_get(&format!("/admin/payouts?cursor={first_id}")).await["items"], json!([]));
+
+    app.admin_post(&format!("/admin/payouts/{first_id}/complete"), &json!({})).await;
+    assert_eq!(app.admin_get(&format!("/admin/payouts/{first_id}")).await["status"], "completed");
+    for (path, status) in [
+        ("/admin/payouts/999999", StatusCode::NOT_FOUND),
+        ("/admin/payouts/99999999999999999999", StatusCode::NOT_FOUND),
+        ("/admin/payouts?cursor=-1", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/admin/payouts?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let r = app.client.get(app.url(path)).bearer_auth(ADMIN_KEY).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+    }
+    let r = app.client.get(app.url("/admin/payouts")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    app.assert_reconciled().await;
+}
+
+#[tokio::test]
+async fn an_order_shows_its_items_with_what_is_refunded() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let r = app
+        .post("/v1/orders/o-1/refunds", &json!({"refund_id": "r-1", "items": [{"sku": "shirt", "quantity": 1}]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let order = app.processed("o-1").await;
+    assert_eq!(
+        order["items"],
+        json!([
+            {"sku": "shirt", "category": "fashion", "quantity": 2, "refunded": 1, "unit_price": "75000"},
+            {"sku": "phone", "category": "electronics", "quantity": 1, "refunded": 0, "unit_price": "2000000"},
+            {"sku": "voucher", "category": "gift-card", "quantity": 1, "refunded": 0, "unit_price": "100000"}
+        ])
+    );
 }

@@ -573,7 +573,7 @@ async fn holds_racing_the_event_transactions_of_the_same_buyer_keep_the_wallet_e
     };
     orders.await.expect("orders");
     let held = holds.await.expect("holds");
-    assert!(held > 10, "only {held} holds landed");
+    assert!(held >= 3, "only {held} holds landed: the race did not happen");
     for n in 1..=30 {
         app.processed(&format!("o-{n}")).await;
     }

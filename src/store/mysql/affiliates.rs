@@ -82,6 +82,24 @@ impl MySqlStore {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Direct children, by id, after `after`.
+    pub async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM affiliates WHERE parent_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(id.as_str())
+        .bind(after.map_or("", |a| a.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     pub async fn patch_affiliate(&self, id: &AffiliateId, patch: &AffiliatePatch) -> Result<PatchAffiliate> {
         let mut tx = self.pool.begin().await?;
         let reparent = matches!(patch.parent_id, Some(Some(_)));

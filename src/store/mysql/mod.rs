@@ -179,11 +179,13 @@ fn parse_order_status(s: &str) -> Result<crate::domain::order::OrderStatus> {
 }
 
 use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
-use crate::domain::event::{Backlog, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType};
+use crate::domain::event::{
+    Backlog, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType,
+};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{BuyerRewards, LedgerEntry};
 use crate::domain::order::{CreateOrder, LifecycleOutcome, NewOrder, OrderRecord, RefundRequest};
-use crate::domain::payout::{CreatePayout, Payout};
+use crate::domain::payout::{CreatePayout, Payout, PayoutSummary};
 use crate::store::{ApplyTx, Backend, EntitlementInputs, FailureDecision, ReconcileFacts};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -231,6 +233,14 @@ impl Backend for MySqlStore {
     }
     async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
         MySqlStore::affiliate_ledger(self, id, after, limit).await
+    }
+    async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>> {
+        MySqlStore::affiliate_children(self, id, after, limit).await
     }
     async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
         MySqlStore::buyer_rewards(self, id).await
@@ -303,6 +313,9 @@ impl Backend for MySqlStore {
     async fn select_for_replay(&self, f: &EventFilter) -> Result<Vec<EventId>> {
         MySqlStore::select_for_replay(self, f).await
     }
+    async fn event_counts(&self, f: &EventFilter) -> Result<EventCounts> {
+        MySqlStore::event_counts(self, f).await
+    }
     async fn order_exists(&self, id: &OrderId) -> Result<bool> {
         MySqlStore::order_exists(self, id).await
     }
@@ -317,6 +330,12 @@ impl Backend for MySqlStore {
     }
     async fn complete_payout(&self, id: u64) -> Result<Option<Payout>> {
         MySqlStore::complete_payout(self, id).await
+    }
+    async fn payout(&self, id: u64) -> Result<Option<Payout>> {
+        MySqlStore::payout(self, id).await
+    }
+    async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>> {
+        MySqlStore::list_payouts(self, before, limit).await
     }
     async fn reconcile_facts(&self, stuck_before: DateTime<Utc>) -> Result<ReconcileFacts> {
         MySqlStore::reconcile_facts(self, stuck_before).await

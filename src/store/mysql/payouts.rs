@@ -3,7 +3,7 @@
 //! An entry belongs to at most one batch (one `payout_id` column).
 use super::MySqlStore;
 use crate::domain::ids::AffiliateId;
-use crate::domain::payout::{CreatePayout, Payout, PayoutItem};
+use crate::domain::payout::{CreatePayout, Payout, PayoutItem, PayoutSummary};
 use crate::store::{corrupt, Result};
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -11,6 +11,31 @@ use sqlx::{MySql, QueryBuilder, Row};
 use std::collections::BTreeMap;
 
 impl MySqlStore {
+    /// Newest first, ids below `before`; each with its number of items.
+    pub(super) async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>> {
+        sqlx::query(
+            "SELECT p.id, p.status, p.total, p.created_at, p.completed_at, \
+             (SELECT COUNT(*) FROM payout_items i WHERE i.payout_id = p.id) AS items \
+             FROM payouts p WHERE p.id < ? ORDER BY p.id DESC LIMIT ?",
+        )
+        .bind(before.unwrap_or(u64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PayoutSummary {
+                id: r.try_get("id")?,
+                status: r.try_get("status")?,
+                items: u64::try_from(r.try_get::<i64, _>("items")?).map_err(corrupt)?,
+                total: r.try_get("total")?,
+                created_at: r.try_get("created_at")?,
+                completed_at: r.try_get("completed_at")?,
+            })
+        })
+        .collect()
+    }
+
     pub(super) async fn payout(&self, id: u64) -> Result<Option<Payout>> {
         let Some(row) = sqlx::query("SELECT id, status, total, created_at, completed_at FROM payouts WHERE id = ?")
             .bind(id)

@@ -78,6 +78,24 @@ impl SqliteStore {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Direct children, by id, after `after`.
+    pub async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM affiliates WHERE parent_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(id.as_str())
+        .bind(after.map_or("", |a| a.as_str()))
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// Re-parenting needs no tree lock here: the single writer runs one
     /// write transaction at a time, so two moves cannot both pass the cycle check.
     pub async fn patch_affiliate(&self, id: &AffiliateId, patch: &AffiliatePatch) -> Result<PatchAffiliate> {

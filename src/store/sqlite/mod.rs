@@ -190,11 +190,13 @@ fn parse_statuses(list: Option<String>) -> Result<Vec<crate::domain::event::Even
 }
 
 use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
-use crate::domain::event::{Backlog, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType};
+use crate::domain::event::{
+    Backlog, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType,
+};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::{BuyerRewards, LedgerEntry};
 use crate::domain::order::{CreateOrder, LifecycleOutcome, NewOrder, OrderRecord, RefundRequest};
-use crate::domain::payout::{CreatePayout, Payout};
+use crate::domain::payout::{CreatePayout, Payout, PayoutSummary};
 use crate::store::{ApplyTx, Backend, EntitlementInputs, FailureDecision, ReconcileFacts};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -242,6 +244,14 @@ impl Backend for SqliteStore {
     }
     async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
         SqliteStore::affiliate_ledger(self, id, after, limit).await
+    }
+    async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>> {
+        SqliteStore::affiliate_children(self, id, after, limit).await
     }
     async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
         SqliteStore::buyer_rewards(self, id).await
@@ -314,6 +324,9 @@ impl Backend for SqliteStore {
     async fn select_for_replay(&self, f: &EventFilter) -> Result<Vec<EventId>> {
         SqliteStore::select_for_replay(self, f).await
     }
+    async fn event_counts(&self, f: &EventFilter) -> Result<EventCounts> {
+        SqliteStore::event_counts(self, f).await
+    }
     async fn order_exists(&self, id: &OrderId) -> Result<bool> {
         SqliteStore::order_exists(self, id).await
     }
@@ -328,6 +341,12 @@ impl Backend for SqliteStore {
     }
     async fn complete_payout(&self, id: u64) -> Result<Option<Payout>> {
         SqliteStore::complete_payout(self, id).await
+    }
+    async fn payout(&self, id: u64) -> Result<Option<Payout>> {
+        SqliteStore::payout(self, id).await
+    }
+    async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>> {
+        SqliteStore::list_payouts(self, before, limit).await
     }
     async fn reconcile_facts(&self, stuck_before: DateTime<Utc>) -> Result<ReconcileFacts> {
         SqliteStore::reconcile_facts(self, stuck_before).await

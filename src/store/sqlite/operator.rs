@@ -6,7 +6,7 @@ use super::lifecycle::event_statuses;
 use super::orders::{insert_event, load_items};
 use super::{parse_event_id, parse_event_status, parse_event_type, parse_order_status, SqliteStore};
 use crate::domain::event::{
-    Attempt, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventType, PartitionKey, Replay,
+    Attempt, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventType, PartitionKey, Replay,
 };
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::order::{CommissionStatus, OrderState, OrderStatus};
@@ -169,6 +169,20 @@ impl SqliteStore {
         push_filter(&mut q, f);
         q.push(" ORDER BY id LIMIT 100000");
         q.build_query_scalar::<String>().fetch_all(&self.readers).await?.iter().map(|s| parse_event_id(s)).collect()
+    }
+
+    /// Events matching the filter (its status ignored), counted per status.
+    pub async fn event_counts(&self, f: &EventFilter) -> Result<EventCounts> {
+        let f = EventFilter { status: None, ..f.clone() };
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT status, COUNT(*) AS n FROM events WHERE 1 = 1");
+        push_filter(&mut q, &f);
+        q.push(" GROUP BY status");
+        let mut counts = EventCounts::default();
+        for r in q.build().fetch_all(&self.readers).await? {
+            let n: i64 = r.try_get("n")?;
+            counts.add(parse_event_status(r.try_get("status")?)?, u64::try_from(n).map_err(crate::store::corrupt)?);
+        }
+        Ok(counts)
     }
 
     pub async fn order_exists(&self, id: &OrderId) -> Result<bool> {

@@ -7,7 +7,7 @@ use super::codec::{add_money, encode_money, encode_time, money, opt_time, time};
 use super::{int, push_list, rows_per_insert, SqliteStore, IN_CHUNK};
 use crate::domain::ids::AffiliateId;
 use crate::domain::ledger::EntryStatus;
-use crate::domain::payout::{CreatePayout, Payout, PayoutItem};
+use crate::domain::payout::{CreatePayout, Payout, PayoutItem, PayoutSummary};
 use crate::store::{corrupt, Result};
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -15,6 +15,32 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::BTreeMap;
 
 impl SqliteStore {
+    /// Newest first, ids below `before`; each with its number of items.
+    pub(super) async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>> {
+        let before = before.map_or(Ok(i64::MAX), int)?;
+        sqlx::query(
+            "SELECT p.id, p.status, p.total, p.created_at, p.completed_at, \
+             (SELECT COUNT(*) FROM payout_items i WHERE i.payout_id = p.id) AS items \
+             FROM payouts p WHERE p.id < ? ORDER BY p.id DESC LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PayoutSummary {
+                id: r.try_get("id")?,
+                status: r.try_get("status")?,
+                items: u64::try_from(r.try_get::<i64, _>("items")?).map_err(corrupt)?,
+                total: money(r, "total")?,
+                created_at: time(r, "created_at")?,
+                completed_at: opt_time(r, "completed_at")?,
+            })
+        })
+        .collect()
+    }
+
     /// A batch and its items, in one read snapshot.
     pub(super) async fn payout(&self, id: u64) -> Result<Option<Payout>> {
         let mut tx = self.readers.begin().await?;

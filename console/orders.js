@@ -1,0 +1,93 @@
+// Orders: look one up; its items, status, events, ledger lines and rewards;
+// a dry-run recompute (entitled vs applied vs delta) and, behind a
+// confirmation, the event that writes the delta.
+import { get, post, seg } from './api.js';
+import { action, badge, confirmAction, fields, fill, h, message, money, moneyCell, num, table, time } from './dom.js';
+
+export async function render(main, { id }) {
+  const input = h('input', { id: 'order-id', name: 'order', value: id || '', maxlength: 64, required: true, autocomplete: 'off' });
+  const form = h('form', { class: 'card filters', id: 'order-lookup' },
+    h('label', {}, 'Order id', input), h('button', { type: 'submit', class: 'primary' }, 'Look up'));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (input.value.trim()) location.hash = `#/orders/${seg(input.value.trim())}`;
+  });
+  if (!id) {
+    fill(main, h('h1', {}, 'Orders'), form);
+    input.focus();
+    return;
+  }
+  let o;
+  try {
+    o = await get(`/v1/orders/${seg(id)}`);
+  } catch (e) {
+    fill(main, h('h1', {}, 'Orders'), form, message('error', e.status === 404 ? `No order ${id}.` : e.message, 'order-error'));
+    return;
+  }
+  const cur = o.currency;
+  const recomputeOut = h('div', { id: 'recompute', 'aria-live': 'polite' });
+
+  const lineColumns = [{ label: 'beneficiary' }, { label: 'level', num: true }, { label: 'kind' }, { label: 'amount / points', num: true }];
+  const lineRows = (lines) => lines.map((l) => [
+    l.affiliate_id !== undefined ? h('a', { href: `#/affiliates/${seg(l.affiliate_id)}` }, l.affiliate_id) : `buyer ${l.buyer_id}`,
+    h('td', { class: 'num' }, l.level ?? ''),
+    l.kind,
+    l.amount !== undefined ? moneyCell(l.amount, cur) : h('td', { class: l.points < 0 ? 'num neg' : 'num' }, `${num(l.points)} points`),
+  ]);
+
+  const dryRun = action('Dry-run recompute', async () => {
+    const r = await post(`/admin/orders/${seg(o.id)}/recompute`, { dry_run: true });
+    const apply = r.delta.length ? action(`Apply the delta (${r.delta.length} line${r.delta.length === 1 ? '' : 's'})…`, async () => {
+      const ok = await confirmAction(`Write ${r.delta.length} delta line${r.delta.length === 1 ? '' : 's'} for order ${o.id} as a new order.recomputed event? Balances move when it is processed.`, 'Apply delta');
+      if (!ok) return;
+      const w = await post(`/admin/orders/${seg(o.id)}/recompute`, { dry_run: false });
+      fill(recomputeOut, w.event_id
+        ? message('ok', h('span', {}, 'The delta is being written by event ', h('a', { href: `#/events/${seg(w.event_id)}`, id: 'recompute-event' }, w.event_id), '.'), 'apply-result')
+        : message('info', 'Nothing to apply any more: the ledger already matches.', 'apply-result'));
+    }, { id: 'apply-delta', cls: 'danger', out: recomputeOut }) : null;
+    fill(recomputeOut,
+      r.delta.length ? message('info', `The ledger differs from the entitlement by ${r.delta.length} line${r.delta.length === 1 ? '' : 's'}.`)
+        : message('ok', 'No difference: the ledger holds what the order is entitled to.', 'no-delta'),
+      h('h3', {}, 'Delta'), table(lineColumns, lineRows(r.delta), { id: 'delta-table', empty: 'No delta.' }),
+      apply ? h('div', { class: 'actions' }, apply) : null,
+      h('h3', {}, 'Entitled'), table(lineColumns, lineRows(r.entitled), { id: 'entitled-table' }),
+      h('h3', {}, 'Applied'), table(lineColumns, lineRows(r.applied), { id: 'applied-table' }));
+  }, { id: 'dry-run', out: recomputeOut });
+
+  fill(main,
+    h('h1', {}, `Order ${o.id}`),
+    form,
+    h('section', { class: 'card', id: 'order-summary' }, fields([
+      ['status', badge(o.status)],
+      ['commissions', h('span', { id: 'commission-status' }, badge(o.commission_status))],
+      ['no commission because', o.no_commission_reason || '—'],
+      ['buyer', o.buyer_id],
+      ['affiliate', o.affiliate_id ? h('a', { href: `#/affiliates/${seg(o.affiliate_id)}` }, o.affiliate_id) : '—'],
+      ['referral code', o.referral_code || '—'],
+      ['attribution note', o.attribution_note || '—'],
+      ['total', money(o.total, cur)],
+      ['eligible now', money(o.eligible_amount, cur)],
+      ['placed', time(o.placed_at)],
+      ['program version', String(o.rule_version)],
+    ])),
+    h('h2', {}, 'Items'),
+    table([{ label: 'sku' }, { label: 'category' }, { label: 'quantity', num: true }, { label: 'refunded', num: true }, { label: 'unit price', num: true }],
+      o.items.map((i) => [h('td', { class: 'sku' }, i.sku), i.category, h('td', { class: 'num' }, num(i.quantity)),
+        h('td', { class: 'num' }, num(i.refunded)), moneyCell(i.unit_price, cur)]), { id: 'items-table' }),
+    h('h2', {}, 'Events'),
+    table([{ label: 'event' }, { label: 'type' }, { label: 'status' }],
+      o.events.map((e) => [h('td', { class: 'id' }, h('a', { href: `#/events/${seg(e.id)}` }, e.id)), e.type, badge(e.status)]), { id: 'order-events' }),
+    h('h2', {}, 'Ledger lines'),
+    table([{ label: 'entry', num: true }, { label: 'affiliate' }, { label: 'level', num: true }, { label: 'kind' }, { label: 'amount', num: true }, { label: 'status' }, { label: 'event' }, { label: 'at' }],
+      o.commissions.map((c) => [h('td', { class: 'num' }, String(c.id)), h('a', { href: `#/affiliates/${seg(c.affiliate_id)}` }, c.affiliate_id),
+        h('td', { class: 'num' }, String(c.level)), c.kind, moneyCell(c.amount, cur), badge(c.status),
+        h('td', { class: 'id' }, h('a', { href: `#/events/${seg(c.event_id)}` }, c.event_id.slice(0, 13) + '…')), time(c.created_at)]),
+      { id: 'ledger-table', empty: 'No ledger line.' }),
+    h('h2', {}, 'Rewards'),
+    table([{ label: 'entry', num: true }, { label: 'buyer' }, { label: 'kind' }, { label: 'points', num: true }, { label: 'at' }],
+      o.rewards.map((r) => [h('td', { class: 'num' }, String(r.id)), r.buyer_id, r.kind, h('td', { class: r.points < 0 ? 'num neg' : 'num' }, num(r.points)), time(r.created_at)]),
+      { id: 'rewards-table', empty: 'No reward.' }),
+    h('h2', {}, 'Recompute'),
+    h('section', { class: 'card' }, h('p', { class: 'muted' }, 'Compares what the order is entitled to now with what the ledger holds. A dry run writes nothing.'),
+      h('div', { class: 'actions' }, dryRun), recomputeOut));
+}

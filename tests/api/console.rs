@@ -1,0 +1,210 @@
+//! The operator console (`/console`) in headless Chromium: this test sets the
+//! scene over HTTP on the suite's backend (dead events by fault injection, a
+//! refund whose event is dead, a sku and a name that are markup, an approved
+//! balance), runs `tests/console/console.mjs` (playwright-core driving
+//! Debian's chromium) against the running komisi, and then checks the money
+//! side: the replayed event paid exactly once, the bulk replay and the
+//! applied delta landed, the payout moved approved → paid, and the ledger
+//! reconciles. Screenshots go to `target/console-screenshots/<backend>/`.
+//!
+//! Without node, the npm package (`npm ci` in tests/console) or chromium the
+//! test says why and passes, unless `KOMISI_TEST_REQUIRE_BROWSER=1`
+//! (`scripts/test.sh` sets it, after installing them).
+use crate::helpers::*;
+use komisi::engine::faults::Faults;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const XSS_SKU: &str = "<img src=x onerror=alert(1)>";
+const XSS_NAME: &str = "<img src=x onerror=\"window.__xss=1\"> & <b>bold</b>";
+
+fn chromium() -> PathBuf {
+    std::env::var_os("KOMISI_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into())
+}
+
+fn console_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console")
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Some("node is not installed".into());
+    }
+    if !console_dir().join("node_modules/playwright-core/package.json").exists() {
+        return Some("playwright-core is not installed (npm ci in tests/console)".into());
+    }
+    if !chromium().exists() {
+        return Some(format!("{} is missing (apt-get install chromium)", chromium().display()));
+    }
+    None
+}
+
+/// True when the browser test may run; panics when it is required and cannot.
+fn browser_here(test: &str) -> bool {
+    let Some(why) = missing() else { return true };
+    let required = std::env::var("KOMISI_TEST_REQUIRE_BROWSER").is_ok_and(|v| !v.is_empty() && v != "0");
+    assert!(!required, "{test}: KOMISI_TEST_REQUIRE_BROWSER is set but {why}");
+    eprintln!("{test}: skipped: {why} (KOMISI_TEST_REQUIRE_BROWSER=1 makes this a failure)");
+    false
+}
+
+async fn event_of(app: &TestApp, order: &str, kind: &str) -> String {
+    let events = app.admin_get(&format!("/admin/events?order_id={order}&type={kind}")).await;
+    events["items"][0]["id"].as_str().unwrap_or_else(|| panic!("no {kind} event of {order}")).to_owned()
+}
+
+async fn dead_count(app: &TestApp) -> u64 {
+    app.admin_get("/admin/events/counts").await["dead"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
+    if !browser_here("console") {
+        return;
+    }
+    let started = Instant::now();
+    // One attempt: an event that fails is dead at once.
+    let app = spawn_app_with(|c| c.max_attempts = 1, Faults::default()).await;
+    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    abc_tree(&app).await;
+    app.create_affiliate_with(json!({"id": "xss", "name": XSS_NAME, "parent_id": "C", "referral_code": "code-xss"}))
+        .await;
+
+    // Applied as they come: the refund's order, the markup sku's order, an approved balance for A.
+    app.accept(&worked_example_order("o-refund", "x", "code-C")).await;
+    app.accept(&simple_order("o-xss", "y", None, "60000")).await;
+    app.accept(&simple_order("o-pay", "z", Some("code-A"), "200000")).await;
+    for o in ["o-refund", "o-xss", "o-pay"] {
+        app.processed(o).await;
+    }
+    // The API refuses such a sku (ids are 1-64 of A-Z a-z 0-9 _ . : -); one
+    // written behind its back must still show as text.
+    app.db.exec("UPDATE order_items SET sku = ? WHERE order_id = 'o-xss'", &[XSS_SKU]).await;
+    let r = app.client.post(app.url("/v1/orders/o-pay/complete")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    assert!(poll(Duration::from_secs(15), || async { app.balance("A", "approved").await == d("20000") }).await);
+
+    // Every event transaction fails: the refund's event, o-dead's and three more go dead.
+    app.faults.fail_db_mid_tx(u32::MAX);
+    let r = app
+        .post("/v1/orders/o-refund/refunds", &json!({"refund_id": "r-1", "items": [{"sku": "phone", "quantity": 1}]}))
+        .await;
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    app.accept(&simple_order("o-dead", "w", Some("code-B"), "100000")).await;
+    for n in 1..=3 {
+        app.accept(&simple_order(&format!("o-bulk-{n}"), "v", Some("code-A"), "100000")).await;
+    }
+    assert!(poll(Duration::from_secs(30), || async { dead_count(&app).await == 5 }).await, "5 dead events");
+    app.faults.clear();
+    let dead_event = event_of(&app, "o-dead", "order.placed").await;
+    let b_before = app.balance("B", "pending").await;
+    assert_eq!(b_before, d("64500"), "B's level-2 share of o-refund only");
+    let scene = started.elapsed();
+
+    let backend = match test_backend() {
+        TestBackend::MySql => "mysql",
+        TestBackend::Sqlite => "sqlite",
+    };
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots").join(backend);
+    let browser_started = Instant::now();
+    let out = tokio::process::Command::new("node")
+        .arg(console_dir().join("console.mjs"))
+        .current_dir(console_dir())
+        .env("KOMISI_URL", &app.base)
+        .env("KOMISI_ADMIN_KEY", ADMIN_KEY)
+        .env("KOMISI_STOREFRONT_KEY", STOREFRONT_KEY)
+        .env("KOMISI_DEAD_EVENT", &dead_event)
+        .env("KOMISI_XSS_SKU", XSS_SKU)
+        .env("KOMISI_XSS_NAME", XSS_NAME)
+        .env("KOMISI_SCREENSHOTS", &shots)
+        .env("KOMISI_CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), out)
+        .await
+        .expect("the browser run ends in 3 min")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser run failed ({}):\n{stderr}\n--- its log:\n{stdout}", out.status);
+    eprintln!("{stdout}console [{backend}]: scene {scene:.1?}, browser {:.1?}", browser_started.elapsed());
+
+    // The replayed event paid B exactly once: 10 % of 100 000, one ledger line per beneficiary.
+    app.processed("o-dead").await;
+    assert_eq!(
+        app.event_entries(&dead_event).await,
+        vec![
+            ("A".into(), "commission".into(), d("3000"), "pending".into()),
+            ("B".into(), "commission".into(), d("10000"), "pending".into())
+        ]
+    );
+    for n in 1..=3 {
+        app.processed(&format!("o-bulk-{n}")).await;
+    }
+    // The delta the browser applied reversed the refunded phone's share
+    // (C 80 000, B 60 000, A 20 000, 20 000 points); the refund's own event
+    // stays dead and would change nothing now.
+    let recomputed = event_of(&app, "o-refund", "order.recomputed").await;
+    assert!(
+        poll(Duration::from_secs(15), || async {
+            app.admin_get(&format!("/admin/events/{recomputed}")).await["status"] == "done"
+        })
+        .await
+    );
+    assert_eq!(app.balance("C", "pending").await, d("15000"));
+    assert_eq!(app.balance("B", "pending").await, b_before - d("60000") + d("10000"), "B: the delta, and o-dead once");
+    let dry: Value =
+        app.admin_post("/admin/orders/o-refund/recompute", &json!({"dry_run": true})).await.json().await.unwrap();
+    assert_eq!(dry["delta"], json!([]));
+    // The batch the browser built and marked paid.
+    assert_eq!((app.balance("A", "approved").await, app.balance("A", "paid").await), (d("0"), d("20000")));
+    assert_eq!(app.admin_get("/admin/payouts").await["items"][0]["status"], "completed");
+    assert_eq!(dead_count(&app).await, 1, "only the refund's event is left dead");
+    app.assert_ledger_consistent().await;
+    app.assert_reconciled().await;
+    for name in
+        ["sign-in", "overview", "events-dead", "event-done", "order-recompute", "affiliate", "payout", "overview-phone"]
+    {
+        assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");
+    }
+}
+
+#[tokio::test]
+async fn console_pages_carry_a_strict_content_security_policy() {
+    let app = spawn_app().await;
+    for (path, kind) in [
+        ("/console", "text/html"),
+        ("/console/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/style.css", "text/css"),
+    ] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "{path}");
+        let h = r.headers();
+        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(header("content-type").starts_with(kind), "{path}: {}", header("content-type"));
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+        assert_eq!(header("cache-control"), "no-cache");
+    }
+    let page = app.client.get(app.url("/console")).send().await.unwrap().bytes().await.unwrap();
+    assert!(std::str::from_utf8(&page).unwrap().contains(r#"<script type="module" src="/console/app.js">"#));
+    let head = app.client.head(app.url("/console")).send().await.unwrap();
+    assert_eq!(head.status(), reqwest::StatusCode::OK);
+    assert_eq!(head.headers()["content-length"], page.len().to_string().as_str(), "HEAD says the page's length");
+    let r = app.client.get(app.url("/console/nope.js")).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+    let r = app.client.post(app.url("/console")).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
+    // The page itself needs no key; its data does.
+    let r = app.client.get(app.url("/admin/events/counts")).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
