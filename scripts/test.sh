@@ -633,6 +633,10 @@ run_cargo_deny() {
     log "installing cargo-deny $CARGO_DENY_VERSION (cargo install; a few minutes, once per machine)"
     cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
   fi
+  # cargo metadata (under cargo deny) reads every package of the lock file,
+  # other platforms' too, which a build for this one never downloaded.
+  log "cargo fetch --locked (every platform's packages, for cargo deny)"
+  cargo fetch --locked --quiet
   log "cargo deny check bans licenses sources"
   cargo deny --offline check bans licenses sources
 }
