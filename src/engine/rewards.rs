@@ -117,6 +117,18 @@ fn pending_entry(kind: RewardKind, points: i64, rid: Option<&RedemptionId>, at: 
     }
 }
 
+/// Opens a wallet transaction on the buyer, takes the buyer's lock and
+/// reads the redemption (None: no such redemption; the transaction is dropped).
+async fn open_redemption(
+    backend: &dyn Backend,
+    buyer: &BuyerId,
+    id: &RedemptionId,
+) -> Result<Option<(Box<dyn WalletTx>, Redemption)>> {
+    let mut tx = backend.begin_wallet(buyer).await?;
+    tx.balance().await?;
+    Ok(tx.redemption(id).await?.map(|r| (tx, r)))
+}
+
 /// Gives a held redemption's points back (released by the storefront, or its
 /// hold time passed) and moves the buyer's expiry due time to the lots the
 /// points returned to.
@@ -225,9 +237,9 @@ impl super::Engine {
             let (backend, faults) = (backend.clone(), faults.clone());
             async move {
                 let now = now_micros();
-                let mut tx = backend.begin_wallet(buyer).await?;
-                tx.balance().await?;
-                let Some(mut r) = tx.redemption(id).await? else { return Ok(ActionOutcome::NotFound) };
+                let Some((mut tx, mut r)) = open_redemption(backend.as_ref(), buyer, id).await? else {
+                    return Ok(ActionOutcome::NotFound);
+                };
                 let other_order = matches!((order_id, &r.order_id), (Some(a), Some(b)) if a != b);
                 match r.status {
                     RedemptionStatus::Captured if other_order => {
@@ -279,9 +291,9 @@ impl super::Engine {
             let (backend, faults) = (backend.clone(), faults.clone());
             async move {
                 let now = now_micros();
-                let mut tx = backend.begin_wallet(buyer).await?;
-                tx.balance().await?;
-                let Some(mut r) = tx.redemption(id).await? else { return Ok(ActionOutcome::NotFound) };
+                let Some((mut tx, mut r)) = open_redemption(backend.as_ref(), buyer, id).await? else {
+                    return Ok(ActionOutcome::NotFound);
+                };
                 match r.status {
                     RedemptionStatus::Released | RedemptionStatus::Expired => Ok(ActionOutcome::Unchanged(r)),
                     RedemptionStatus::Captured => {
@@ -338,9 +350,7 @@ async fn expire_hold(
     id: &RedemptionId,
 ) -> Result<bool> {
     let now = now_micros();
-    let mut tx = backend.begin_wallet(buyer).await?;
-    tx.balance().await?;
-    let Some(mut r) = tx.redemption(id).await? else { return Ok(false) };
+    let Some((mut tx, mut r)) = open_redemption(backend, buyer, id).await? else { return Ok(false) };
     if r.status != RedemptionStatus::Held || r.hold_until > now {
         return Ok(false);
     }

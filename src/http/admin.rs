@@ -1,7 +1,7 @@
 //! `/admin` money movement and checks: payout batches and reconciliation.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use super::extract::{page_limit, Admin, ApiJson, ApiPath, ApiQuery};
 use super::views::{NothingToPay, Payout, PayoutAnswer, PayoutSummaryView, Report};
 use super::AppState;
 use crate::domain::money::parse_amount;
@@ -100,14 +100,7 @@ async fn list_payouts(
     ApiQuery(q): ApiQuery<PayoutsQuery>,
 ) -> Result<Json<PayoutPage>, ApiError> {
     let mut errors = Vec::new();
-    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
-        None => 50,
-        Some(Ok(n)) if (1..=500).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new("limit", "must be an integer 1-500"));
-            50
-        }
-    };
+    let limit = page_limit(q.limit.as_deref(), &mut errors);
     let before = match q.cursor.as_deref() {
         None | Some("") => None,
         // Only the form this API writes: up to 19 digits (no sign); past the

@@ -1,7 +1,7 @@
 //! `/v1/affiliates`: register, update, read an affiliate, and list its ledger.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{id_field, ApiJson, ApiPath, ApiQuery, Storefront};
+use super::extract::{id_field, page_limit, ApiJson, ApiPath, ApiQuery, Storefront};
 use super::views::{AffiliateView, LedgerEntry};
 use super::AppState;
 use crate::domain::affiliate::{
@@ -176,9 +176,6 @@ struct Page<T> {
     next_cursor: Option<String>,
 }
 
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
-
 /// The affiliate's ledger entries, oldest first, a page at a time.
 #[utoipa::path(get, path = "/v1/affiliates/{id}/commissions", tag = "affiliates",
     params(("id" = String, Path, description = "Affiliate id"), PageQuery),
@@ -196,16 +193,7 @@ async fn commissions(
 ) -> Result<Json<Page<LedgerEntry>>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
     let mut errors = Vec::new();
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                errors.push(FieldError::new("limit", format!("must be an integer 1-{MAX_LIMIT}")));
-                DEFAULT_LIMIT
-            }
-        },
-    };
+    let limit = page_limit(q.limit.as_deref(), &mut errors);
     let after = match q.cursor.as_deref() {
         None | Some("") => 0,
         // Only the form this API writes: up to 19 digits (no sign).
@@ -249,16 +237,7 @@ async fn children(
 ) -> Result<Json<Page<AffiliateView>>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
     let mut errors = Vec::new();
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                errors.push(FieldError::new("limit", format!("must be an integer 1-{MAX_LIMIT}")));
-                DEFAULT_LIMIT
-            }
-        },
-    };
+    let limit = page_limit(q.limit.as_deref(), &mut errors);
     // The cursor is the last child's id.
     let after = match q.cursor.as_deref() {
         None | Some("") => None,

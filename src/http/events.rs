@@ -2,7 +2,7 @@
 //! payload and attempt history; replay one or many; recompute an order.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use super::extract::{page_limit, Admin, ApiJson, ApiPath, ApiQuery};
 use super::views::{EventCountsView, EventDetail, EventRow, Recompute};
 use super::AppState;
 use crate::domain::event::{EventFilter, EventId, EventStatus, EventType};
@@ -84,9 +84,6 @@ fn filter(
     }
 }
 
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
-
 /// Events, newest first, filtered by status, type, order and creation time.
 #[utoipa::path(get, path = "/admin/events", tag = "events", params(ListQuery),
     responses(
@@ -109,14 +106,7 @@ async fn list(
         q.until.as_deref(),
         &mut errors,
     );
-    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new("limit", format!("must be an integer 1-{MAX_LIMIT}")));
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = page_limit(q.limit.as_deref(), &mut errors);
     let before = match q.cursor.as_deref() {
         None | Some("") => None,
         // Only the form this API writes (a hyphenated lower-case UUID).

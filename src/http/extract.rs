@@ -200,6 +200,22 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// Page sizes of every listing: `limit` 1–500, 50 when left out.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+/// A listing's `limit` parameter, recording a field error when it is out of 1–500.
+pub fn page_limit(raw: Option<&str>, errors: &mut Vec<FieldError>) -> u32 {
+    match raw.map(str::parse::<u32>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new("limit", format!("must be an integer 1-{MAX_LIMIT}")));
+            DEFAULT_LIMIT
+        }
+    }
+}
+
 /// Parses one storefront-given id, recording a field error when it is invalid,
 /// so a handler can report every bad field of a request at once.
 pub fn id_field<T>(
