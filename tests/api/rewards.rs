@@ -582,3 +582,38 @@ async fn holds_racing_the_event_transactions_of_the_same_buyer_keep_the_wallet_e
     assert_eq!(w.held, 0);
     app.assert_reconciled().await;
 }
+
+/// Redis gone (the journal unreachable; in the embedded mode, held back):
+/// holds, captures and releases need no journal and still land exactly
+/// once; orders accepted meanwhile earn their points once it is back.
+#[tokio::test]
+async fn holds_work_while_the_journal_is_gone_and_the_ledger_stays_exact() {
+    let mut app = spawn_app().await;
+    abc_tree(&app).await;
+    earn_worked_example(&app, "o-1", "x").await;
+    app.shutdown().await;
+    let faults = komisi::engine::faults::Faults::default();
+    match test_backend() {
+        TestBackend::MySql => app.config.redis_url = Some("redis://127.0.0.1:1".into()),
+        TestBackend::Sqlite => faults.journal_down(true),
+    }
+    app.restart(faults).await;
+
+    assert_eq!(hold(&app, "x", "r-1", 6500).await.0, StatusCode::CREATED);
+    assert_eq!(act(&app, "x", "r-1", "capture").await.0, StatusCode::OK);
+    assert_eq!(hold(&app, "x", "r-2", 1000).await.0, StatusCode::CREATED);
+    assert_eq!(act(&app, "x", "r-2", "release").await.0, StatusCode::OK);
+    app.accept(&worked_example_order("o-2", "x", "code-C")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let w = wallet(&app, "x").await;
+    assert_eq!((w.points, w.held), (20000, 0), "o-2 waits for the journal; the holds did not");
+
+    app.shutdown().await;
+    app.journal_back();
+    app.restart(komisi::engine::faults::Faults::default()).await;
+    app.processed("o-2").await;
+    let w = wallet(&app, "x").await;
+    assert_eq!(w.points, 20000 + 21500);
+    assert_eq!(history_sum(&w), w.points);
+    app.assert_reconciled().await;
+}
