@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A/B of two builds, interleaved so the machine's drift hits both alike: for
 # each of RUNS rounds, a fresh server of build A, then of build B, each
-# measured at RATE (saturation) and RATE/2 (half), uniform load.
-#   loadtest/ab.sh DIR_A DIR_B [rate] [runs]
+# measured at RATE (saturation) and RATE/2 (half); DIST is the affiliates'
+# distribution (uniform, zipf[:S], hot; default uniform).
+#   loadtest/ab.sh DIR_A DIR_B [rate] [runs] [dist]
 # DIR_A / DIR_B are checkouts (e.g. `git worktree add /tmp/a <commit>`) with
 # `cargo build --release -p komisi -p loadtest` done in each.
 set -euo pipefail
@@ -10,6 +11,7 @@ A=$(cd "$1" && pwd)
 B=$(cd "$2" && pwd)
 RATE=${3:-726}
 RUNS=${4:-3}
+DIST=${5:-uniform}
 HALF=$((RATE / 2))
 "$(dirname "${BASH_SOURCE[0]}")/mariadb-tune.sh" "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
@@ -20,8 +22,8 @@ for round in $(seq "$RUNS"); do
     dir=$A
     [ "$side" = B ] && dir=$B
     PID=$(cd "$dir" && loadtest/serve.sh)
-    (cd "$dir" && ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --server-pid "$PID") | summary "round=$round $side max=$RATE"
-    (cd "$dir" && ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --server-pid "$PID") | summary "round=$round $side half=$HALF"
+    (cd "$dir" && ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST max=$RATE"
+    (cd "$dir" && ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST half=$HALF"
     kill "$PID"
     while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
   done
