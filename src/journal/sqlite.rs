@@ -177,7 +177,12 @@ impl SqliteJournal {
 
 #[async_trait::async_trait]
 impl Journal for SqliteJournal {
-    async fn ensure(&self) -> Result<bool, JournalError> {
+    fn instance(&self) -> &str {
+        &self.consumer
+    }
+
+    /// One partition: `parts` is always `[0]`.
+    async fn ensure(&self, _parts: &[u16]) -> Result<Vec<u16>, JournalError> {
         // The tables come with the store's migrations; the epoch row tells a
         // new journal (a new database) from an existing one.
         let done = sqlx::query(ENSURE)
@@ -186,7 +191,7 @@ impl Journal for SqliteJournal {
             .execute(&self.pool)
             .await
             .map_err(err)?;
-        Ok(done.rows_affected() == 1)
+        Ok(if done.rows_affected() == 1 { vec![0] } else { Vec::new() })
     }
 
     async fn publish(&self, events: &[EventRef]) -> Result<usize, JournalError> {
@@ -221,7 +226,7 @@ impl Journal for SqliteJournal {
         Ok(added)
     }
 
-    async fn read(&self, max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
+    async fn read(&self, _parts: &[u16], max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
         // Listen before looking, so a publish between the empty read and the
         // wait still wakes this reader.
         let published = self.published.notified();
@@ -260,7 +265,7 @@ impl Journal for SqliteJournal {
         deleted
     }
 
-    async fn claim_idle(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError> {
+    async fn claim_idle(&self, _parts: &[u16], min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError> {
         let cutoff = now_ms().saturating_sub(millis(min_idle));
         self.deliver(CLAIM_IDLE, max, Some(cutoff)).await
     }
@@ -272,20 +277,20 @@ impl Journal for SqliteJournal {
         Ok(claimed)
     }
 
-    async fn heartbeat(&self, ttl: Duration) -> Result<(), JournalError> {
+    async fn heartbeat(&self, ttl: Duration) -> Result<usize, JournalError> {
         sqlx::query(HEARTBEAT)
             .bind(&self.consumer)
             .bind(now_ms().saturating_add(millis(ttl)))
             .execute(&self.pool)
             .await
             .map_err(err)?;
-        Ok(())
+        Ok(1)
     }
 
-    async fn live(&self, events: &[EventId]) -> Result<Vec<bool>, JournalError> {
+    async fn live(&self, events: &[EventRef]) -> Result<Vec<bool>, JournalError> {
         let mut out = Vec::with_capacity(events.len());
         for chunk in events.chunks(CHUNK) {
-            let ids: Vec<String> = chunk.iter().map(|e| e.to_string()).collect();
+            let ids: Vec<String> = chunk.iter().map(|e| e.id.to_string()).collect();
             let mut qb = QueryBuilder::<Sqlite>::new("SELECT event_id FROM journal_entries WHERE event_id IN (");
             let mut list = qb.separated(", ");
             for id in &ids {

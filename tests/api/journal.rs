@@ -1,13 +1,34 @@
-//! The Redis journal on its own: consumer-group delivery, acks, claiming the
-//! entries of a dead consumer, and recreating a lost journal.
+//! The Redis journal on its own, on one Redis and on a real Redis Cluster
+//! (`KOMISI_TEST_REDIS_CLUSTER_URL`, several comma-separated nodes; the
+//! cluster variants skip without it unless `KOMISI_TEST_REQUIRE_CLUSTER=1`):
+//! partitioned streams, consumer-group delivery, acks, the one live entry per
+//! event, taking a partition over, leases, membership and the partition count.
 use komisi::domain::event::{EventId, EventRef, PartitionKey};
 use komisi::domain::ids::{AffiliateId, BuyerId, OrderId};
+use komisi::journal::keys::{partition_of, Keys};
 use komisi::journal::redis::RedisJournal;
 use komisi::journal::Journal;
+use std::collections::BTreeSet;
 use std::time::Duration;
+
+const P: u16 = 4;
 
 fn redis_url() -> String {
     std::env::var("KOMISI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The cluster's node list, or None (the cluster variant is skipped, or
+/// fails when a cluster is required).
+pub fn cluster_url(test: &str) -> Option<String> {
+    match std::env::var("KOMISI_TEST_REDIS_CLUSTER_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = std::env::var("KOMISI_TEST_REQUIRE_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0");
+            assert!(!required, "{test}: KOMISI_TEST_REQUIRE_CLUSTER is set but KOMISI_TEST_REDIS_CLUSTER_URL is not");
+            eprintln!("{test}: skipped (no KOMISI_TEST_REDIS_CLUSTER_URL; scripts/test.sh provisions a cluster)");
+            None
+        }
+    }
 }
 
 fn refs(n: usize) -> Vec<EventRef> {
@@ -23,118 +44,251 @@ fn refs(n: usize) -> Vec<EventRef> {
         .collect()
 }
 
-async fn cleanup(prefix: &str) {
-    let mut conn = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+fn prefix() -> String {
+    format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}
+
+fn all() -> Vec<u16> {
+    (0..P).collect()
+}
+
+fn journal(url: &str, prefix: &str, consumer: &str) -> RedisJournal {
+    RedisJournal::new(url, prefix, consumer.into(), P).unwrap()
+}
+
+/// Runs one command on whatever `url` names (one Redis or a cluster; a
+/// cluster routes each single-key command to its slot's node).
+async fn raw<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
+    let nodes: Vec<&str> = url.split(',').collect();
+    if nodes.len() > 1 {
+        let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+        let mut conn = client.get_async_connection().await.unwrap();
+        cmd.query_async(&mut conn).await.unwrap()
+    } else {
+        let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        cmd.query_async(&mut conn).await.unwrap()
     }
 }
 
-#[tokio::test]
-async fn entries_of_a_dead_consumer_are_claimed_by_another() {
-    if !crate::helpers::needs_redis("entries_of_a_dead_consumer_are_claimed_by_another") {
-        return;
+/// Deletes every key of the prefix (key by key: keys of different
+/// partitions live on different cluster nodes).
+async fn cleanup(url: &str, prefix: &str) {
+    let keys = Keys::new(prefix);
+    let mut names = vec![keys.members(), keys.partitions()];
+    for p in 0..P {
+        names.extend([keys.stream(p), keys.live(p), keys.epoch(p), keys.lease(p)]);
     }
-    let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let dead = RedisJournal::new(&redis_url(), &prefix, "dead".into()).unwrap();
-    let alive = RedisJournal::new(&redis_url(), &prefix, "alive".into()).unwrap();
-    assert!(dead.ensure().await.unwrap(), "a new journal reports it was created");
-    assert!(!alive.ensure().await.unwrap(), "an existing journal does not");
+    for name in names {
+        let _: i64 = raw(url, redis::cmd("DEL").arg(&name)).await;
+    }
+}
 
-    let events = refs(5);
+fn events_of(ds: &[komisi::journal::Delivery]) -> BTreeSet<EventId> {
+    ds.iter().map(|d| d.event.id).collect()
+}
+
+fn ids(events: &[EventRef]) -> BTreeSet<EventId> {
+    events.iter().map(|e| e.id).collect()
+}
+
+macro_rules! on_both {
+    ($name:ident, $cluster:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            if crate::helpers::needs_redis(stringify!($name)) {
+                $body(&redis_url()).await;
+            }
+        }
+        #[tokio::test]
+        async fn $cluster() {
+            if !crate::helpers::needs_redis(stringify!($cluster)) {
+                return;
+            }
+            if let Some(url) = cluster_url(stringify!($cluster)) {
+                $body(&url).await;
+            }
+        }
+    };
+}
+
+on_both!(events_go_to_their_partition_and_are_read_by_partition, cluster_events_by_partition, by_partition);
+on_both!(unacked_entries_are_taken_over_with_the_partition, cluster_take_over, take_over);
+on_both!(a_lost_partition_is_detected_and_recreated, cluster_lost_partition, lost_partition);
+on_both!(each_event_has_one_live_entry_until_acked_or_lost, cluster_live_entries, live_entries);
+on_both!(a_lease_has_one_holder_until_released_or_expired, cluster_leases, leases);
+on_both!(members_and_the_partition_count_are_agreed, cluster_members, members);
+
+async fn by_partition(url: &str) {
+    let prefix = prefix();
+    let j = journal(url, &prefix, "c");
+    assert_eq!(j.ensure(&all()).await.unwrap(), all(), "new partitions report they were created");
+    let events = refs(24);
+    assert_eq!(j.publish(&events).await.unwrap(), 24);
+    // Each partition's read returns exactly the events whose key hashes there.
+    let mut seen = BTreeSet::new();
+    for p in all() {
+        let read = j.read(&[p], 100, Duration::from_millis(50)).await.unwrap();
+        let want: BTreeSet<EventId> =
+            events.iter().filter(|e| partition_of(e.partition.as_str(), P) == p).map(|e| e.id).collect();
+        assert_eq!(events_of(&read), want, "partition {p}");
+        seen.extend(events_of(&read));
+    }
+    assert_eq!(seen, ids(&events));
+    assert!(seen.len() > 1 && (0..P).filter(|p| events.iter().any(|e| j.part_of(&e.partition) == *p)).count() > 1);
+    // Reading several partitions at once takes from each.
+    let more = refs(8);
+    j.publish(&more).await.unwrap();
+    let mut got = BTreeSet::new();
+    for _ in 0..10 {
+        got.extend(events_of(&j.read(&all(), 100, Duration::from_millis(50)).await.unwrap()));
+        if got.len() == more.len() {
+            break;
+        }
+    }
+    assert_eq!(got, ids(&more));
+    assert!(j.read(&[], 10, Duration::from_millis(10)).await.unwrap().is_empty(), "no partition, nothing read");
+    cleanup(url, &prefix).await;
+}
+
+async fn take_over(url: &str) {
+    let prefix = prefix();
+    let dead = journal(url, &prefix, "dead");
+    let alive = journal(url, &prefix, "alive");
+    dead.ensure(&all()).await.unwrap();
+    assert!(alive.ensure(&all()).await.unwrap().is_empty(), "existing partitions are not new");
+    let events = refs(12);
     dead.publish(&events).await.unwrap();
-    let taken = dead.read(10, Duration::from_millis(100)).await.unwrap();
-    assert_eq!(taken.iter().map(|d| d.event.clone()).collect::<Vec<_>>(), events);
-    // The consumer acks two and dies holding three.
-    dead.ack(&taken[..2]).await.unwrap();
-    assert!(alive.read(10, Duration::from_millis(50)).await.unwrap().is_empty(), "delivered entries are not new");
-    assert!(alive.claim_idle(Duration::from_secs(60), 10).await.unwrap().is_empty(), "not idle long enough yet");
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let claimed = alive.claim_idle(Duration::from_millis(20), 10).await.unwrap();
-    assert_eq!(claimed.iter().map(|d| d.event.clone()).collect::<Vec<_>>(), events[2..].to_vec());
-    cleanup(&prefix).await;
-}
-
-#[tokio::test]
-async fn a_lost_journal_is_detected_and_recreated() {
-    if !crate::helpers::needs_redis("a_lost_journal_is_detected_and_recreated") {
-        return;
+    let mut taken = Vec::new();
+    for _ in 0..10 {
+        taken.extend(dead.read(&all(), 100, Duration::from_millis(50)).await.unwrap());
     }
-    let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let journal = RedisJournal::new(&redis_url(), &prefix, "c".into()).unwrap();
-    assert!(journal.ensure().await.unwrap());
-    journal.publish(&refs(2)).await.unwrap();
-    cleanup(&prefix).await;
-    // Reading a deleted stream recreates the group instead of failing.
-    assert!(journal.read(10, Duration::from_millis(50)).await.unwrap().is_empty());
-    assert!(journal.ensure().await.unwrap(), "the missing epoch marks the journal as lost");
-    let again = refs(1);
-    journal.publish(&again).await.unwrap();
-    let read = journal.read(10, Duration::from_millis(100)).await.unwrap();
-    assert_eq!(read.iter().map(|d| d.event.clone()).collect::<Vec<_>>(), again);
-    cleanup(&prefix).await;
-}
-
-#[tokio::test]
-async fn each_event_has_one_live_entry_until_it_is_acked_or_its_entry_is_lost() {
-    if !crate::helpers::needs_redis("each_event_has_one_live_entry_until_it_is_acked_or_its_entry_is_lost") {
-        return;
+    assert_eq!(events_of(&taken), ids(&events));
+    // The consumer acks some and dies holding the rest.
+    dead.ack(&taken[..4]).await.unwrap();
+    assert!(
+        alive.read(&all(), 10, Duration::from_millis(50)).await.unwrap().is_empty(),
+        "delivered entries are not new"
+    );
+    assert!(alive.claim_idle(&all(), Duration::from_secs(60), 100).await.unwrap().is_empty(), "not idle long enough");
+    // A new owner takes each partition's unacked entries at once, whatever their idle time.
+    let mut claimed = Vec::new();
+    for p in all() {
+        claimed.extend(alive.take_over(p, 100).await.unwrap());
     }
-    let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let journal = RedisJournal::new(&redis_url(), &prefix, "c".into()).unwrap();
-    journal.ensure().await.unwrap();
-    let events = refs(3);
-    let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-    assert_eq!(journal.live(&ids).await.unwrap(), vec![false, false, false]);
-    assert_eq!(journal.publish(&events).await.unwrap(), 3);
-    // Queued, not yet read: live, and journaling them again adds nothing.
-    assert_eq!(journal.publish(&events).await.unwrap(), 0);
-    assert_eq!(journal.live(&ids).await.unwrap(), vec![true, true, true]);
-    let taken = journal.read(10, Duration::from_millis(100)).await.unwrap();
-    // Delivered, not acked: still live; acked: not.
-    journal.ack(&taken[..1]).await.unwrap();
-    assert_eq!(journal.live(&ids).await.unwrap(), vec![false, true, true]);
-    assert_eq!(journal.live_count().await.unwrap(), 2);
-    // Delivered and unacked is live too: no second copy. Once acked (say its
-    // attempt failed and is due again), the event is journaled anew.
-    assert_eq!(journal.publish(&events[1..2]).await.unwrap(), 0);
-    journal.ack(&taken[1..2]).await.unwrap();
-    assert_eq!(journal.live(&ids).await.unwrap(), vec![false, false, true]);
-    assert_eq!(journal.publish(&events[..2]).await.unwrap(), 2);
-    assert_eq!(journal.live(&ids).await.unwrap(), vec![true, true, true]);
-    // Acking a copy that is no longer the live one leaves the live one alone.
-    journal.ack(&taken[1..2]).await.unwrap();
-    assert_eq!(journal.live(&ids).await.unwrap(), vec![true, true, true]);
-    // Entries gone from the stream (trimmed, or a half-lost journal) are not live.
-    let mut conn = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("DEL").arg(format!("{prefix}:journal")).query_async(&mut conn).await.unwrap();
-    assert_eq!(journal.live(&ids).await.unwrap(), vec![false, false, false]);
-    cleanup(&prefix).await;
-}
-
-#[tokio::test]
-async fn a_consumer_that_stops_beating_loses_its_entries_to_a_live_one_at_once() {
-    if !crate::helpers::needs_redis("a_consumer_that_stops_beating_loses_its_entries_to_a_live_one_at_once") {
-        return;
-    }
-    let prefix = format!("komisi_t_j{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let dead = RedisJournal::new(&redis_url(), &prefix, "dead".into()).unwrap();
-    let alive = RedisJournal::new(&redis_url(), &prefix, "alive".into()).unwrap();
-    dead.ensure().await.unwrap();
-    dead.heartbeat(Duration::from_millis(300)).await.unwrap();
-    alive.heartbeat(Duration::from_secs(60)).await.unwrap();
-    let events = refs(4);
-    dead.publish(&events).await.unwrap();
-    let held = dead.read(10, Duration::from_millis(100)).await.unwrap();
-    assert_eq!(held.len(), 4);
-    assert!(alive.claim_dead(10).await.unwrap().is_empty(), "its heartbeat is fresh: not dead");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let claimed = alive.claim_dead(10).await.unwrap();
-    assert_eq!(claimed.iter().map(|d| d.event.clone()).collect::<Vec<_>>(), events);
+    assert_eq!(events_of(&claimed), events_of(&taken[4..]));
     // Claimed, the entries are still each event's live one, now held by `alive`.
-    let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-    assert_eq!(alive.live(&ids).await.unwrap(), vec![true; 4]);
-    assert!(dead.claim_dead(10).await.unwrap().is_empty(), "a live consumer's entries are never taken");
-    cleanup(&prefix).await;
+    let rest: Vec<EventRef> = taken[4..].iter().map(|d| d.event.clone()).collect();
+    assert_eq!(alive.live(&rest).await.unwrap(), vec![true; rest.len()]);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let again = alive.claim_idle(&all(), Duration::from_millis(20), 100).await.unwrap();
+    assert_eq!(events_of(&again), events_of(&claimed), "idle claims find what nobody acked");
+    alive.ack(&again).await.unwrap();
+    assert_eq!(alive.live_count().await.unwrap(), 0);
+    cleanup(url, &prefix).await;
+}
+
+async fn lost_partition(url: &str) {
+    let prefix = prefix();
+    let j = journal(url, &prefix, "c");
+    assert_eq!(j.ensure(&all()).await.unwrap(), all());
+    assert!(j.ensure(&all()).await.unwrap().is_empty());
+    // One partition's keys vanish (a lost cluster node, a flush): only it is new.
+    let keys = Keys::new(&prefix);
+    let lost = 2;
+    for k in [keys.stream(lost), keys.live(lost), keys.epoch(lost)] {
+        let _: i64 = raw(url, redis::cmd("DEL").arg(&k)).await;
+    }
+    // Reading a deleted stream recreates its group instead of failing.
+    assert!(j.read(&[lost], 10, Duration::from_millis(50)).await.unwrap().is_empty());
+    assert_eq!(j.ensure(&all()).await.unwrap(), vec![lost], "the missing epoch marks the partition as lost");
+    let again: Vec<EventRef> = refs(40).into_iter().filter(|e| j.part_of(&e.partition) == lost).take(2).collect();
+    assert!(!again.is_empty());
+    j.publish(&again).await.unwrap();
+    let read = j.read(&[lost], 10, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(events_of(&read), ids(&again));
+    cleanup(url, &prefix).await;
+}
+
+async fn live_entries(url: &str) {
+    let prefix = prefix();
+    let j = journal(url, &prefix, "c");
+    j.ensure(&all()).await.unwrap();
+    let events = refs(3);
+    assert_eq!(j.live(&events).await.unwrap(), vec![false, false, false]);
+    assert_eq!(j.publish(&events).await.unwrap(), 3);
+    // Queued, not yet read: live, and journaling them again adds nothing.
+    assert_eq!(j.publish(&events).await.unwrap(), 0);
+    assert_eq!(j.live(&events).await.unwrap(), vec![true, true, true]);
+    let mut taken = Vec::new();
+    for _ in 0..10 {
+        taken.extend(j.read(&all(), 10, Duration::from_millis(50)).await.unwrap());
+    }
+    let of = |e: &EventRef| taken.iter().find(|d| d.event.id == e.id).cloned().unwrap();
+    let (t0, t1) = (of(&events[0]), of(&events[1]));
+    // Delivered, not acked: still live; acked: not.
+    j.ack(std::slice::from_ref(&t0)).await.unwrap();
+    assert_eq!(j.live(&events).await.unwrap(), vec![false, true, true]);
+    assert_eq!(j.live_count().await.unwrap(), 2);
+    // Delivered and unacked is live too: no second copy. Once acked, the
+    // event is journaled anew.
+    assert_eq!(j.publish(&events[1..2]).await.unwrap(), 0);
+    j.ack(std::slice::from_ref(&t1)).await.unwrap();
+    assert_eq!(j.live(&events).await.unwrap(), vec![false, false, true]);
+    assert_eq!(j.publish(&events[..2]).await.unwrap(), 2);
+    assert_eq!(j.live(&events).await.unwrap(), vec![true, true, true]);
+    // Acking a copy that is no longer the live one leaves the live one alone.
+    j.ack(std::slice::from_ref(&t1)).await.unwrap();
+    assert_eq!(j.live(&events).await.unwrap(), vec![true, true, true]);
+    // Entries gone from the stream (trimmed, or a half-lost journal) are not live.
+    let keys = Keys::new(&prefix);
+    for p in all() {
+        let _: i64 = raw(url, redis::cmd("DEL").arg(keys.stream(p))).await;
+    }
+    assert_eq!(j.live(&events).await.unwrap(), vec![false, false, false]);
+    cleanup(url, &prefix).await;
+}
+
+async fn leases(url: &str) {
+    let prefix = prefix();
+    let a = journal(url, &prefix, "a");
+    let b = journal(url, &prefix, "b");
+    let ttl = Duration::from_millis(400);
+    assert!(a.acquire(1, ttl).await.unwrap());
+    assert!(a.acquire(1, ttl).await.unwrap(), "taking one's own lease again extends it");
+    assert!(!b.acquire(1, ttl).await.unwrap(), "a held lease is not taken");
+    assert!(b.acquire(2, ttl).await.unwrap());
+    assert_eq!(a.renew(&[1, 2], ttl).await.unwrap(), vec![true, false], "only one's own leases renew");
+    b.release(&[1]).await.unwrap();
+    assert!(!b.acquire(1, ttl).await.unwrap(), "releasing another's lease does nothing");
+    a.release(&[1]).await.unwrap();
+    assert!(b.acquire(1, ttl).await.unwrap(), "a released lease is free at once");
+    // An unrenewed lease expires after its TTL; renewed ones do not.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(b.renew(&[1], ttl).await.unwrap(), vec![true]);
+    }
+    assert!(!a.acquire(1, ttl).await.unwrap(), "b renewed 1");
+    assert!(a.acquire(2, ttl).await.unwrap(), "b's unrenewed lease of 2 expired");
+    assert_eq!(b.renew(&[1, 2], ttl).await.unwrap(), vec![true, false], "b lost 2");
+    cleanup(url, &prefix).await;
+}
+
+async fn members(url: &str) {
+    let prefix = prefix();
+    let a = journal(url, &prefix, "a");
+    let b = journal(url, &prefix, "b");
+    let other = RedisJournal::new(url, &prefix, "c".into(), P * 2).unwrap();
+    assert_eq!(a.heartbeat(Duration::from_secs(30)).await.unwrap(), 1);
+    assert_eq!(b.heartbeat(Duration::from_millis(300)).await.unwrap(), 2);
+    assert!(a.agree_partitions().await.unwrap());
+    assert!(b.agree_partitions().await.unwrap());
+    assert!(!other.agree_partitions().await.unwrap(), "live instances use another count");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(a.heartbeat(Duration::from_secs(30)).await.unwrap(), 1, "b's membership expired");
+    a.leave().await.unwrap();
+    // No other instance alive: a new count may be recorded.
+    assert!(other.agree_partitions().await.unwrap());
+    other.heartbeat(Duration::from_secs(30)).await.unwrap();
+    assert!(!a.agree_partitions().await.unwrap(), "now the other count is in force among the live");
+    cleanup(url, &prefix).await;
 }

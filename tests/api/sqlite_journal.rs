@@ -78,19 +78,19 @@ async fn entries_of_an_idle_consumer_are_claimed_by_another() {
     let pool = db.pool().await;
     let dead = SqliteJournal::new(pool.clone(), "dead".into());
     let alive = SqliteJournal::new(pool.clone(), "alive".into());
-    assert!(dead.ensure().await.unwrap(), "a new journal reports it was created");
-    assert!(!alive.ensure().await.unwrap(), "an existing journal does not");
+    assert!(!dead.ensure(&[0]).await.unwrap().is_empty(), "a new journal reports it was created");
+    assert!(alive.ensure(&[0]).await.unwrap().is_empty(), "an existing journal does not");
 
     let events_ = refs(5);
     assert_eq!(dead.publish(&events_).await.unwrap(), 5);
-    let taken = dead.read(10, Duration::from_millis(100)).await.unwrap();
+    let taken = dead.read(&[0], 10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(events(&taken), events_);
     // The consumer acks two and dies holding three.
     dead.ack(&taken[..2]).await.unwrap();
-    assert!(alive.read(10, Duration::from_millis(50)).await.unwrap().is_empty(), "delivered entries are not new");
-    assert!(alive.claim_idle(Duration::from_secs(60), 10).await.unwrap().is_empty(), "not idle long enough yet");
+    assert!(alive.read(&[0], 10, Duration::from_millis(50)).await.unwrap().is_empty(), "delivered entries are not new");
+    assert!(alive.claim_idle(&[0], Duration::from_secs(60), 10).await.unwrap().is_empty(), "not idle long enough yet");
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let claimed = alive.claim_idle(Duration::from_millis(20), 10).await.unwrap();
+    let claimed = alive.claim_idle(&[0], Duration::from_millis(20), 10).await.unwrap();
     assert_eq!(events(&claimed), events_[2..].to_vec());
     // The same entries, now held by `alive`: acking the claimed copies
     // empties the journal.
@@ -98,7 +98,7 @@ async fn entries_of_an_idle_consumer_are_claimed_by_another() {
         claimed.iter().map(|d| &d.entry_id).collect::<Vec<_>>(),
         taken[2..].iter().map(|d| &d.entry_id).collect::<Vec<_>>()
     );
-    assert!(alive.claim_idle(Duration::from_secs(60), 10).await.unwrap().is_empty(), "a claim delivers anew");
+    assert!(alive.claim_idle(&[0], Duration::from_secs(60), 10).await.unwrap().is_empty(), "a claim delivers anew");
     alive.ack(&claimed).await.unwrap();
     assert_eq!(alive.live_count().await.unwrap(), 0);
 }
@@ -108,12 +108,12 @@ async fn ensure_is_true_once_per_database() {
     let db = TempDb::new().await;
     let pool = db.pool().await;
     let journal = SqliteJournal::new(pool.clone(), "c".into());
-    assert!(journal.ensure().await.unwrap(), "a new journal reports it was created");
-    assert!(!journal.ensure().await.unwrap());
+    assert!(!journal.ensure(&[0]).await.unwrap().is_empty(), "a new journal reports it was created");
+    assert!(journal.ensure(&[0]).await.unwrap().is_empty());
     pool.close().await;
     // Reopened (a restart), the journal is the same one.
     let journal = SqliteJournal::new(db.pool().await, "c2".into());
-    assert!(!journal.ensure().await.unwrap());
+    assert!(journal.ensure(&[0]).await.unwrap().is_empty());
     assert!(journal.ping().await);
 }
 
@@ -121,16 +121,16 @@ async fn ensure_is_true_once_per_database() {
 async fn each_event_has_one_live_entry_until_it_is_acked() {
     let db = TempDb::new().await;
     let journal = SqliteJournal::new(db.pool().await, "c".into());
-    journal.ensure().await.unwrap();
+    journal.ensure(&[0]).await.unwrap();
     let events_ = refs(3);
-    let ids: Vec<EventId> = events_.iter().map(|e| e.id).collect();
+    let ids: Vec<EventRef> = events_.to_vec();
     assert_eq!(journal.live(&ids).await.unwrap(), vec![false, false, false]);
     assert_eq!(journal.publish(&events_).await.unwrap(), 3);
     // Queued, not yet read: live, and journaling them again adds nothing.
     assert_eq!(journal.publish(&events_).await.unwrap(), 0);
     assert_eq!(journal.live(&ids).await.unwrap(), vec![true, true, true]);
     assert_eq!(journal.live_count().await.unwrap(), 3);
-    let taken = journal.read(10, Duration::from_millis(100)).await.unwrap();
+    let taken = journal.read(&[0], 10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(events(&taken), events_);
     // Delivered, not acked: still live; acked: not.
     journal.ack(&taken[..1]).await.unwrap();
@@ -151,7 +151,7 @@ async fn each_event_has_one_live_entry_until_it_is_acked() {
     journal.ack(&[stranger]).await.unwrap();
     assert_eq!(journal.live(&ids).await.unwrap(), vec![true, true, true]);
     // The new entries are new deliveries, with new entry ids.
-    let again = journal.read(10, Duration::from_millis(100)).await.unwrap();
+    let again = journal.read(&[0], 10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(events(&again), events_[..2].to_vec());
     assert!(again.iter().all(|d| taken.iter().all(|t| t.entry_id != d.entry_id)));
     // Duplicates within one publish journal the event once.
@@ -165,11 +165,11 @@ async fn many_events_are_published_and_read_in_chunks() {
     let journal = SqliteJournal::new(db.pool().await, "c".into());
     let events_ = refs(1_234);
     assert_eq!(journal.publish(&events_).await.unwrap(), 1_234);
-    let ids: Vec<EventId> = events_.iter().map(|e| e.id).collect();
+    let ids: Vec<EventRef> = events_.to_vec();
     assert!(journal.live(&ids).await.unwrap().into_iter().all(|l| l));
     let mut taken = Vec::new();
     while taken.len() < events_.len() {
-        let got = journal.read(300, Duration::from_millis(50)).await.unwrap();
+        let got = journal.read(&[0], 300, Duration::from_millis(50)).await.unwrap();
         assert!(!got.is_empty() && got.len() <= 300);
         taken.extend(got);
     }
@@ -185,19 +185,19 @@ async fn a_consumer_that_stops_beating_loses_its_entries_to_a_live_one_at_once()
     let pool = db.pool().await;
     let dead = SqliteJournal::new(pool.clone(), "dead".into());
     let alive = SqliteJournal::new(pool.clone(), "alive".into());
-    dead.ensure().await.unwrap();
+    dead.ensure(&[0]).await.unwrap();
     dead.heartbeat(Duration::from_millis(300)).await.unwrap();
     alive.heartbeat(Duration::from_secs(60)).await.unwrap();
     let events_ = refs(4);
     dead.publish(&events_).await.unwrap();
-    let held = dead.read(10, Duration::from_millis(100)).await.unwrap();
+    let held = dead.read(&[0], 10, Duration::from_millis(100)).await.unwrap();
     assert_eq!(held.len(), 4);
     assert!(alive.claim_dead(10).await.unwrap().is_empty(), "its heartbeat is fresh: not dead");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let claimed = alive.claim_dead(10).await.unwrap();
     assert_eq!(events(&claimed), events_);
     // Claimed, the entries are still each event's live one, now held by `alive`.
-    let ids: Vec<EventId> = events_.iter().map(|e| e.id).collect();
+    let ids: Vec<EventRef> = events_.to_vec();
     assert_eq!(alive.live(&ids).await.unwrap(), vec![true; 4]);
     assert!(dead.claim_dead(10).await.unwrap().is_empty(), "a live consumer's entries are never taken");
     // The dead consumer, now holding nothing, is forgotten.
@@ -213,7 +213,7 @@ async fn claim_dead_takes_consumers_without_a_heartbeat_and_respects_max() {
     alive.heartbeat(Duration::from_secs(60)).await.unwrap();
     let events_ = refs(5);
     silent.publish(&events_).await.unwrap();
-    assert_eq!(silent.read(10, Duration::from_millis(100)).await.unwrap().len(), 5);
+    assert_eq!(silent.read(&[0], 10, Duration::from_millis(100)).await.unwrap().len(), 5);
     // It never beat: dead. Its entries move oldest first, `max` at a time.
     let first = alive.claim_dead(3).await.unwrap();
     assert_eq!(events(&first), events_[..3].to_vec());
@@ -227,13 +227,13 @@ async fn claim_dead_takes_consumers_without_a_heartbeat_and_respects_max() {
 async fn a_blocked_read_wakes_on_publish() {
     let db = TempDb::new().await;
     let journal = Arc::new(SqliteJournal::new(db.pool().await, "c".into()));
-    journal.ensure().await.unwrap();
+    journal.ensure(&[0]).await.unwrap();
     let block = Duration::from_secs(10);
     let reader = {
         let journal = journal.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let got = journal.read(10, block).await.unwrap();
+            let got = journal.read(&[0], 10, block).await.unwrap();
             (got, started.elapsed())
         })
     };
@@ -256,10 +256,10 @@ async fn entries_held_at_a_crash_are_delivered_again() {
     let held = {
         let pool = db.pool().await;
         let first = SqliteJournal::new(pool.clone(), "first".into());
-        assert!(first.ensure().await.unwrap());
+        assert!(!first.ensure(&[0]).await.unwrap().is_empty());
         first.heartbeat(Duration::from_millis(300)).await.unwrap();
         first.publish(&events_).await.unwrap();
-        let held = first.read(10, Duration::from_millis(100)).await.unwrap();
+        let held = first.read(&[0], 10, Duration::from_millis(100)).await.unwrap();
         assert_eq!(held.len(), 3);
         first.ack(&held[..1]).await.unwrap();
         // The instance dies holding two entries: its journal and connection go.
@@ -269,9 +269,9 @@ async fn entries_held_at_a_crash_are_delivered_again() {
     };
     let pool = db.pool().await;
     let second = SqliteJournal::new(pool.clone(), "second".into());
-    assert!(!second.ensure().await.unwrap(), "the journal survived");
+    assert!(second.ensure(&[0]).await.unwrap().is_empty(), "the journal survived");
     second.heartbeat(Duration::from_secs(60)).await.unwrap();
-    assert!(second.read(10, Duration::from_millis(50)).await.unwrap().is_empty(), "held entries are not new");
+    assert!(second.read(&[0], 10, Duration::from_millis(50)).await.unwrap().is_empty(), "held entries are not new");
     assert!(second.claim_dead(10).await.unwrap().is_empty(), "the first's heartbeat has not expired yet");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let claimed = second.claim_dead(10).await.unwrap();
@@ -280,7 +280,7 @@ async fn entries_held_at_a_crash_are_delivered_again() {
         claimed.iter().map(|d| &d.entry_id).collect::<Vec<_>>(),
         held[1..].iter().map(|d| &d.entry_id).collect::<Vec<_>>()
     );
-    let ids: Vec<EventId> = events_.iter().map(|e| e.id).collect();
+    let ids: Vec<EventRef> = events_.to_vec();
     assert_eq!(second.live(&ids).await.unwrap(), vec![false, true, true]);
     second.ack(&claimed).await.unwrap();
     assert_eq!(second.live_count().await.unwrap(), 0);
@@ -294,9 +294,9 @@ async fn acks_arriving_together_are_all_deleted_and_only_theirs() {
     let db = TempDb::new().await;
     let pool = db.pool().await;
     let journal = Arc::new(SqliteJournal::new(pool.clone(), "c".into()));
-    journal.ensure().await.unwrap();
+    journal.ensure(&[0]).await.unwrap();
     assert_eq!(journal.publish(&refs(400)).await.unwrap(), 400);
-    let delivered = journal.read(400, Duration::ZERO).await.unwrap();
+    let delivered = journal.read(&[0], 400, Duration::ZERO).await.unwrap();
     assert_eq!(delivered.len(), 400);
     let acks = futures::future::join_all(delivered[..300].iter().map(|d| {
         let (journal, d) = (journal.clone(), d.clone());
@@ -305,7 +305,7 @@ async fn acks_arriving_together_are_all_deleted_and_only_theirs() {
     .await;
     assert!(acks.iter().all(|r| matches!(r, Ok(Ok(())))), "{acks:?}");
     assert_eq!(journal.live_count().await.unwrap(), 100);
-    let ids: Vec<EventId> = delivered.iter().map(|d| d.event.id).collect();
+    let ids: Vec<EventRef> = delivered.iter().map(|d| d.event.clone()).collect();
     let live = journal.live(&ids).await.unwrap();
     assert!(live[..300].iter().all(|l| !l) && live[300..].iter().all(|l| *l), "exactly the acked entries went");
 }
