@@ -15,7 +15,7 @@ use crate::domain::ledger::{delta, Applied, EntryStatus};
 use crate::domain::order::{CommissionStatus, OrderState, OrderStatus};
 use crate::domain::program::Program;
 use crate::metrics as m;
-use crate::store::{ApplyTx, Backend, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, RewardRow, Writes};
+use crate::store::{ApplyTx, Backend, Fence, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, RewardRow, Writes};
 use chrono::Utc;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -61,10 +61,40 @@ pub async fn apply_event(backend: &dyn Backend, faults: &Faults, id: EventId) ->
 /// applies its events one by one instead. Commits, round trips and balance
 /// updates are shared by the batch; every rule is still applied per event.
 pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId]) -> Result<Vec<Outcome>> {
-    if ids.is_empty() {
+    let jobs: Vec<Job> = ids.iter().map(|id| (*id, None)).collect();
+    apply_fenced(backend, faults, &jobs, None).await
+}
+
+/// An event to apply, with the fencing token of its partition held by the
+/// instance applying it (None: not fenced — tools, tests, the embedded mode).
+pub type Job = (EventId, Option<Fence>);
+
+/// [`apply_events`] for the owner of the events' journal partitions: the
+/// transaction first checks, under a shared lock on their fence rows, that
+/// the tokens are still current, and commits nothing when one has moved on
+/// ([`EngineError::Fenced`]: the partition was taken over; its new owner
+/// applies the events). `by` names the instance in the events' rows.
+pub async fn apply_fenced(
+    backend: &dyn Backend,
+    faults: &Faults,
+    jobs: &[Job],
+    by: Option<&Arc<str>>,
+) -> Result<Vec<Outcome>> {
+    if jobs.is_empty() {
         return Ok(Vec::new());
     }
+    let ids: Vec<EventId> = jobs.iter().map(|(id, _)| *id).collect();
+    let ids = ids.as_slice();
+    let mut fences: Vec<Fence> = jobs.iter().filter_map(|(_, f)| *f).collect();
+    fences.sort_by_key(|f| (f.part, f.token));
+    fences.dedup();
     let mut tx = backend.begin_apply().await?;
+    // First, before any row lock: a takeover waiting for this fence row then
+    // never waits on a transaction that waits for it.
+    if !tx.fence(&fences).await? {
+        return Err(EngineError::Fenced);
+    }
+    let by_fence: HashMap<EventId, u64> = jobs.iter().filter_map(|(id, f)| f.map(|f| (*id, f.token))).collect();
     let by_id: HashMap<EventId, LockedEvent> = tx.lock(ids).await?.into_iter().map(|e| (e.id, e)).collect();
 
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(ids.len());
@@ -110,7 +140,7 @@ pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId
     let mut contexts = resolve_contexts(tx.as_mut(), &fresh).await?;
 
     let now = Utc::now();
-    let mut writes = Writes::default();
+    let mut writes = Writes { applied_by: by.cloned(), ..Writes::default() };
     for ((i, ev), program) in open.iter().zip(&programs) {
         let state = OrderState {
             buyer_id: ev.buyer_id.clone(),
@@ -169,6 +199,9 @@ pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId
             writes.approve.push(ev.order_id.clone());
         }
         writes.done.push(ev.id);
+        if let Some(token) = by_fence.get(&ev.id) {
+            writes.fences.insert(ev.id, *token);
+        }
         writes.orders.push(OrderUpdate {
             order_id: ev.order_id.clone(),
             commission_status: CommissionStatus::of(ev.siblings.iter().copied().chain([EventStatus::Done])),
@@ -319,22 +352,34 @@ pub(crate) async fn resolve_contexts(
 /// Applies a batch in one transaction; if it fails, each event alone, so a
 /// failing event fails alone and the others land exactly once.
 pub async fn apply_batch(backend: &dyn Backend, faults: &Faults, ids: Vec<EventId>) -> Vec<Result<Outcome>> {
-    metrics::histogram!(m::EVENT_BATCH_SIZE).record(ids.len() as f64);
+    apply_batch_fenced(backend, faults, ids.into_iter().map(|id| (id, None)).collect(), None).await
+}
+
+/// [`apply_batch`] of fenced jobs: one event alone fails alone, a partition
+/// taken over fails its own events only.
+pub async fn apply_batch_fenced(
+    backend: &dyn Backend,
+    faults: &Faults,
+    jobs: Vec<Job>,
+    by: Option<&Arc<str>>,
+) -> Vec<Result<Outcome>> {
+    metrics::histogram!(m::EVENT_BATCH_SIZE).record(jobs.len() as f64);
     if faults.take_batch_panic() {
-        panic!("injected panic in the batch worker applying {} events", ids.len());
+        panic!("injected panic in the batch worker applying {} events", jobs.len());
     }
-    if ids.len() > 1 {
-        match apply_events(backend, faults, &ids).await {
+    if jobs.len() > 1 {
+        match apply_fenced(backend, faults, &jobs, by).await {
             Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
             Err(e) => {
                 metrics::counter!(m::EVENT_BATCH_FALLBACKS_TOTAL).increment(1);
-                tracing::info!(error = %e, events = ids.len(), "batch rolled back; applying its events one by one");
+                tracing::info!(error = %e, events = jobs.len(), "batch rolled back; applying its events one by one");
             }
         }
     }
-    let mut results = Vec::with_capacity(ids.len());
-    for id in ids {
-        results.push(apply_event(backend, faults, id).await);
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let one = apply_fenced(backend, faults, std::slice::from_ref(&job), by).await;
+        results.push(one.and_then(|mut o| o.pop().ok_or_else(|| corrupt("no outcome for the event"))));
     }
     results
 }
@@ -345,29 +390,31 @@ pub async fn apply_batch(backend: &dyn Backend, faults: &Faults, ids: Vec<EventI
 /// applied together (`apply_batch`).
 #[derive(Clone)]
 pub struct Applier {
-    batches: super::batch::Coalescer<EventId, Result<Outcome>, PartitionKey>,
+    batches: super::batch::Coalescer<Job, Result<Outcome>, PartitionKey>,
 }
 
 impl Applier {
     /// `workers` transactions at most at once, each of up to `max_batch`
     /// events, started at most `linger` after its first event was ready.
+    /// `by`: the instance, named in the rows of the events it applies.
     pub fn start(
         backend: Arc<dyn Backend>,
         faults: Arc<Faults>,
         workers: usize,
         max_batch: usize,
         linger: Duration,
+        by: Arc<str>,
     ) -> Self {
-        let batches = super::batch::Coalescer::start("apply", workers, max_batch, linger, move |ids: Vec<EventId>| {
-            let (backend, faults) = (backend.clone(), faults.clone());
-            async move { apply_batch(backend.as_ref(), &faults, ids).await }
+        let batches = super::batch::Coalescer::start("apply", workers, max_batch, linger, move |jobs: Vec<Job>| {
+            let (backend, faults, by) = (backend.clone(), faults.clone(), by.clone());
+            async move { apply_batch_fenced(backend.as_ref(), &faults, jobs, Some(&by)).await }
         });
         Self { batches }
     }
 
     /// Applies one event of `partition` (possibly together with other
     /// partitions' events; partitions take turns in every batch).
-    pub async fn apply(&self, partition: &PartitionKey, id: EventId) -> Result<Outcome> {
-        self.batches.submit(partition.clone(), id).await.ok_or(EngineError::NoAnswer("event application"))?
+    pub async fn apply(&self, partition: &PartitionKey, id: EventId, fence: Option<Fence>) -> Result<Outcome> {
+        self.batches.submit(partition.clone(), (id, fence)).await.ok_or(EngineError::NoAnswer("event application"))?
     }
 }

@@ -1,6 +1,6 @@
 //! Failure injection for tests and benchmarks. Every switch is off by default;
 //! production code only pays an atomic load per check.
-use crate::domain::event::{EventId, EventRef};
+use crate::domain::event::EventRef;
 use crate::journal::{Delivery, Journal, JournalError};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -137,39 +137,69 @@ impl Switchable {
 
 #[async_trait::async_trait]
 impl Journal for Switchable {
-    async fn ensure(&self) -> Result<bool, JournalError> {
+    fn instance(&self) -> &str {
+        self.inner.instance()
+    }
+    fn partitions(&self) -> u16 {
+        self.inner.partitions()
+    }
+    async fn ensure(&self, parts: &[u16]) -> Result<Vec<u16>, JournalError> {
         self.check()?;
-        self.inner.ensure().await
+        self.inner.ensure(parts).await
     }
     async fn publish(&self, events: &[EventRef]) -> Result<usize, JournalError> {
         self.check()?;
         self.inner.publish(events).await
     }
-    async fn read(&self, max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
+    async fn read(&self, parts: &[u16], max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
         if self.check().is_err() {
             // A blocking read against a dead server does not return at once either.
             tokio::time::sleep(block.min(Duration::from_millis(100))).await;
         }
         self.check()?;
-        self.inner.read(max, block).await
+        self.inner.read(parts, max, block).await
     }
     async fn ack(&self, deliveries: &[Delivery]) -> Result<(), JournalError> {
         self.check()?;
         self.inner.ack(deliveries).await
     }
-    async fn claim_idle(&self, min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError> {
+    async fn claim_idle(&self, parts: &[u16], min_idle: Duration, max: usize) -> Result<Vec<Delivery>, JournalError> {
         self.check()?;
-        self.inner.claim_idle(min_idle, max).await
+        self.inner.claim_idle(parts, min_idle, max).await
     }
     async fn claim_dead(&self, max: usize) -> Result<Vec<Delivery>, JournalError> {
         self.check()?;
         self.inner.claim_dead(max).await
     }
-    async fn heartbeat(&self, ttl: Duration) -> Result<(), JournalError> {
+    async fn take_over(&self, part: u16, max: usize) -> Result<Vec<Delivery>, JournalError> {
+        self.check()?;
+        self.inner.take_over(part, max).await
+    }
+    async fn heartbeat(&self, ttl: Duration) -> Result<usize, JournalError> {
         self.check()?;
         self.inner.heartbeat(ttl).await
     }
-    async fn live(&self, events: &[EventId]) -> Result<Vec<bool>, JournalError> {
+    async fn leave(&self) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.leave().await
+    }
+    async fn agree_partitions(&self) -> Result<bool, JournalError> {
+        self.check()?;
+        self.inner.agree_partitions().await
+    }
+    async fn acquire(&self, part: u16, ttl: Duration) -> Result<bool, JournalError> {
+        self.check()?;
+        self.inner.acquire(part, ttl).await
+    }
+    async fn renew(&self, parts: &[u16], ttl: Duration) -> Result<Vec<bool>, JournalError> {
+        self.check()?;
+        self.inner.renew(parts, ttl).await
+    }
+    async fn release(&self, parts: &[u16]) -> Result<(), JournalError> {
+        self.check()?;
+        self.inner.release(parts).await
+    }
+    async fn live(&self, events: &[EventRef]) -> Result<Vec<bool>, JournalError> {
         self.check()?;
         self.inner.live(events).await
     }

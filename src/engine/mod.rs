@@ -39,6 +39,11 @@ pub enum EngineError {
     NoAnswer(&'static str),
     #[error("{0}")]
     Panicked(String),
+    /// The event's journal partition was taken over by another instance
+    /// (its fencing token moved on): nothing was committed; the new owner
+    /// applies the event.
+    #[error("the partition's fencing token moved on: another instance owns it now")]
+    Fenced,
     /// Backpressure: too many events wait to be applied for a new order to
     /// be taken now (nothing was stored).
     #[error("{open} events wait to be applied (KOMISI_MAX_BACKLOG is {max}); try again shortly")]
@@ -153,6 +158,7 @@ impl Engine {
             config.event_workers,
             config.event_batch,
             config.event_linger,
+            Arc::from(journal.instance()),
         );
         Self {
             inner: Arc::new(Inner {
@@ -292,14 +298,16 @@ impl Engine {
 
     /// Applies one event (batched with other partitions' events), retrying
     /// at once a transaction that lost a lock conflict.
-    pub async fn apply(&self, event: &EventRef) -> Result<Outcome> {
+    /// `fence`: the token of the event's journal partition this instance
+    /// holds (None: not fenced).
+    pub async fn apply(&self, event: &EventRef, fence: Option<crate::store::Fence>) -> Result<Outcome> {
         let (partition, id) = (&event.partition, event.id);
-        let mut result = self.inner.applier.apply(partition, id).await;
+        let mut result = self.inner.applier.apply(partition, id, fence).await;
         let mut conflicts = 0;
         while matches!(&result, Err(e) if e.is_lock_conflict()) && conflicts < LOCK_CONFLICT_RETRIES {
             conflicts += 1;
             tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
-            result = self.inner.applier.apply(partition, id).await;
+            result = self.inner.applier.apply(partition, id, fence).await;
         }
         result
     }
@@ -312,12 +320,17 @@ impl Engine {
         Ok(self.inner.backend.record_failure(id, &error.to_string(), &decide).await?)
     }
 
-    pub async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>> {
-        Ok(self.inner.backend.take_due_events(limit).await?)
+    pub async fn take_due_events(&self, limit: u32, parts: crate::store::Parts<'_>) -> Result<Vec<EventRef>> {
+        Ok(self.inner.backend.take_due_events(limit, parts).await?)
     }
 
-    pub async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>> {
-        Ok(self.inner.backend.open_events(after, limit).await?)
+    pub async fn open_events(
+        &self,
+        after: Option<EventId>,
+        limit: u32,
+        parts: crate::store::Parts<'_>,
+    ) -> Result<Vec<EventRef>> {
+        Ok(self.inner.backend.open_events(after, limit, parts).await?)
     }
 
     /// Counts the open and dead events (and remembers the open count for

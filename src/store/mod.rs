@@ -70,6 +70,32 @@ pub(crate) fn points_of(d: Decimal) -> Result<i128> {
     d.is_integer().then(|| d.to_i128()).flatten().ok_or_else(|| corrupt(format!("stored points {d}")))
 }
 
+/// A journal partition's fencing token, as held by the instance that owns
+/// the partition: an event transaction commits only while its tokens are
+/// still the current ones (see `journal_fences`, docs/SCALING.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub part: u16,
+    pub token: u64,
+}
+
+/// Which journal partitions a recovery read is about: `owned` of `of`.
+/// With every partition owned (one instance, the embedded mode) there is
+/// nothing to filter.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub of: u16,
+    pub owned: &'a [u16],
+}
+
+impl Parts<'_> {
+    /// Every partition (no filter).
+    pub const ALL: Parts<'static> = Parts { of: 1, owned: &[0] };
+    pub fn is_all(&self) -> bool {
+        usize::from(self.of) <= self.owned.len()
+    }
+}
+
 /// An open or settled event and its order, as locked by [`ApplyTx::lock`].
 #[derive(Debug, Clone)]
 pub struct LockedEvent {
@@ -158,6 +184,11 @@ pub struct Writes {
     /// Orders whose holding period has passed: approve before the rest.
     pub approve: Vec<OrderId>,
     pub done: Vec<EventId>,
+    /// The fencing token each done event was applied under (events of
+    /// partitions the instance owns; none for work that is not fenced).
+    pub fences: HashMap<EventId, u64>,
+    /// The instance applying the events.
+    pub applied_by: Option<Arc<str>>,
     pub orders: Vec<OrderUpdate>,
 }
 
@@ -165,6 +196,12 @@ pub struct Writes {
 /// committed together or not at all (dropping it rolls back).
 #[async_trait::async_trait]
 pub trait ApplyTx: Send {
+    /// Takes a shared lock on the partitions' fence rows, held to the end of
+    /// the transaction, and answers whether every token is still current. A
+    /// takeover (which updates the row) waits for this transaction, and
+    /// every transaction after it sees the new token. Backends of one
+    /// instance (SQLite) have nothing to check.
+    async fn fence(&mut self, fences: &[Fence]) -> Result<bool>;
     /// Locks the events and their orders; unknown ids are left out.
     async fn lock(&mut self, ids: &[EventId]) -> Result<Vec<LockedEvent>>;
     async fn program(&mut self, version: u64) -> Result<Arc<Program>>;
@@ -287,6 +324,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Vec<Affiliate>>;
 
     async fn begin_apply(&self) -> Result<Box<dyn ApplyTx>>;
+    /// Moves a partition's fencing token on (a takeover, in its own
+    /// transaction: it waits for the transactions holding the old token) and
+    /// records it; returns the new token and the previous owner.
+    async fn take_fence(&self, part: u16, owner: &str) -> Result<(u64, Option<String>)>;
     /// A read-only view for a quote: the context reads of the event
     /// transaction, without its locks (and on SQLite not on the writer).
     async fn begin_read(&self) -> Result<Box<dyn ApplyTx>>;
@@ -317,9 +358,11 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(EventStatus, EventType)>;
     /// Open events whose lease or retry time has passed, oldest due first;
     /// their lease moves one period ahead.
-    async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>>;
-    /// One page of every open event (keyset on id).
-    async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>>;
+    /// Only events of the journal partitions `parts` (recovery runs on each
+    /// partition's owner).
+    async fn take_due_events(&self, limit: u32, parts: Parts<'_>) -> Result<Vec<EventRef>>;
+    /// One page of every open event (keyset on id) of the partitions `parts`.
+    async fn open_events(&self, after: Option<EventId>, limit: u32, parts: Parts<'_>) -> Result<Vec<EventRef>>;
     async fn backlog(&self) -> Result<Backlog>;
     /// The statuses of these events (unknown ids are left out), in one read.
     async fn event_statuses(&self, ids: &[EventId]) -> Result<HashMap<EventId, EventStatus>>;

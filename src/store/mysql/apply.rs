@@ -12,7 +12,7 @@ use crate::domain::ledger::{Applied, EntryStatus};
 use crate::domain::order::OrderItem;
 use crate::domain::program::Program;
 use crate::store::month::{Between, MonthPlan};
-use crate::store::{corrupt, ApplyTx, LockedEvent, MonthAsk, MonthFacts, Result, Writes};
+use crate::store::{corrupt, ApplyTx, Fence, LockedEvent, MonthAsk, MonthFacts, Result, Writes};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{MySql, QueryBuilder, Row, Transaction};
@@ -26,6 +26,18 @@ pub(super) struct MySqlApply {
 
 #[async_trait::async_trait]
 impl ApplyTx for MySqlApply {
+    async fn fence(&mut self, fences: &[Fence]) -> Result<bool> {
+        if fences.is_empty() {
+            return Ok(true);
+        }
+        let mut q = QueryBuilder::<MySql>::new("SELECT part, token FROM journal_fences WHERE part IN (");
+        push_list(&mut q, fences.iter().map(|f| f.part));
+        q.push(") LOCK IN SHARE MODE");
+        let current: HashMap<u16, u64> =
+            q.build_query_as::<(u16, u64)>().fetch_all(&mut *self.tx).await?.into_iter().collect();
+        Ok(fences.iter().all(|f| current.get(&f.part) == Some(&f.token)))
+    }
+
     async fn lock(&mut self, ids: &[EventId]) -> Result<Vec<LockedEvent>> {
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -160,7 +172,19 @@ impl ApplyTx for MySqlApply {
         if !w.done.is_empty() {
             let mut q =
                 QueryBuilder::<MySql>::new("UPDATE events SET status = 'done', attempts = attempts + 1, applied_at = ");
-            q.push_bind(now).push(", updated_at = ").push_bind(now).push(" WHERE id IN (");
+            q.push_bind(now).push(", updated_at = ").push_bind(now);
+            if let Some(by) = &w.applied_by {
+                q.push(", applied_by = ").push_bind(by.to_string());
+            }
+            if !w.fences.is_empty() {
+                // Each event's own token: a batch spans partitions.
+                q.push(", applied_fence = CASE id");
+                for (id, token) in &w.fences {
+                    q.push(" WHEN ").push_bind(id.to_string()).push(" THEN ").push_bind(*token);
+                }
+                q.push(" END");
+            }
+            q.push(" WHERE id IN (");
             push_list(&mut q, w.done.iter().map(|id| id.to_string()));
             q.push(")");
             q.build().execute(&mut *self.tx).await?;

@@ -1,11 +1,11 @@
 //! The event log's bookkeeping: failed attempts and their history, and what
 //! recovery must journal again.
 use super::lifecycle::event_statuses;
-use super::{parse_event_id, parse_event_status, parse_event_type, MySqlStore};
+use super::{parse_event_id, parse_event_status, parse_event_type, push_parts, MySqlStore};
 use crate::domain::event::{Backlog, EventId, EventRef, EventStatus, EventType, PartitionKey};
 use crate::domain::ids::OrderId;
 use crate::domain::order::CommissionStatus;
-use crate::store::{corrupt, FailureDecision, Result};
+use crate::store::{corrupt, FailureDecision, Parts, Result};
 use chrono::Utc;
 use sqlx::{MySql, QueryBuilder, Row};
 
@@ -69,16 +69,16 @@ impl MySqlStore {
     /// Open events whose lease or retry time has passed, oldest due first; their
     /// next_attempt_at moves one lease ahead so the next sweep does not journal
     /// them again while they wait in the journal.
-    pub async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>> {
+    pub async fn take_due_events(&self, limit: u32, parts: Parts<'_>) -> Result<Vec<EventRef>> {
         let now = Utc::now();
-        let rows = sqlx::query(
+        let mut q = QueryBuilder::<MySql>::new(
             "SELECT id, partition_key, order_id FROM events WHERE status IN ('pending', 'processing', 'failed') \
-             AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.work)
-        .await?;
+             AND next_attempt_at <= ",
+        );
+        q.push_bind(now);
+        push_parts(&mut q, parts);
+        q.push(" ORDER BY next_attempt_at LIMIT ").push_bind(limit);
+        let rows = q.build().fetch_all(&self.work).await?;
         let refs = rows.iter().map(event_ref).collect::<Result<Vec<_>>>()?;
         if !refs.is_empty() {
             let mut q = QueryBuilder::<MySql>::new("UPDATE events SET next_attempt_at = ");
@@ -95,18 +95,64 @@ impl MySqlStore {
 
     /// One page of every open event (keyset on id), for journaling all of them
     /// again after a restart or a journal loss.
-    pub async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>> {
-        sqlx::query(
+    pub async fn open_events(&self, after: Option<EventId>, limit: u32, parts: Parts<'_>) -> Result<Vec<EventRef>> {
+        let mut q = QueryBuilder::<MySql>::new(
             "SELECT id, partition_key, order_id FROM events WHERE status IN ('pending', 'processing', 'failed') \
-             AND id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after.map(|a| a.to_string()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.work)
-        .await?
-        .iter()
-        .map(event_ref)
-        .collect()
+             AND id > ",
+        );
+        q.push_bind(after.map(|a| a.to_string()).unwrap_or_default());
+        push_parts(&mut q, parts);
+        q.push(" ORDER BY id LIMIT ").push_bind(limit);
+        q.build().fetch_all(&self.work).await?.iter().map(event_ref).collect()
+    }
+
+    /// A takeover of a journal partition: the fence row's token moves on
+    /// under its exclusive lock, which waits for every event transaction
+    /// still holding the old token (they hold the row shared); a short lock
+    /// wait, so a stalled old owner delays the takeover to the next try
+    /// rather than holding the new owner's tick.
+    pub async fn take_fence(&self, part: u16, owner: &str) -> Result<(u64, Option<String>)> {
+        let mut conn = self.work.acquire().await?;
+        sqlx::query("SET SESSION innodb_lock_wait_timeout = 2").execute(&mut *conn).await?;
+        let taken = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let now = Utc::now();
+            let previous: Option<(u64, String)> =
+                sqlx::query_as("SELECT token, owner FROM journal_fences WHERE part = ? FOR UPDATE")
+                    .bind(part)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let token = previous.as_ref().map_or(1, |(t, _)| t + 1);
+            sqlx::query(
+                "INSERT INTO journal_fences (part, token, owner, taken_at) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE token = VALUES(token), owner = VALUES(owner), taken_at = VALUES(taken_at)",
+            )
+            .bind(part)
+            .bind(token)
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let previous_owner = previous.map(|(_, o)| o);
+            sqlx::query(
+                "INSERT INTO journal_fence_log (part, token, owner, previous_owner, taken_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(part)
+            .bind(token)
+            .bind(owner)
+            .bind(previous_owner.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, crate::store::StoreError>((token, previous_owner))
+        }
+        .await;
+        // Back to the pool's setting (a connection that cannot be reset is dropped).
+        if sqlx::query("SET SESSION innodb_lock_wait_timeout = 10").execute(&mut *conn).await.is_err() {
+            conn.detach();
+        }
+        taken
     }
 
     pub async fn event_statuses(&self, ids: &[EventId]) -> Result<std::collections::HashMap<EventId, EventStatus>> {

@@ -13,7 +13,7 @@ mod reconcile;
 mod script;
 mod wallet;
 
-use super::{corrupt, Result};
+use super::{corrupt, Parts, Result};
 use crate::domain::program::Program;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, Executor, MySql, QueryBuilder};
@@ -72,19 +72,25 @@ impl MySqlStore {
     /// Connects with UTC session time and READ COMMITTED isolation: every money
     /// transaction takes explicit row locks, so it needs no gap locks.
     pub async fn connect(url: &str, max_connections: u32, redeliver_after: Duration) -> Result<Self> {
-        Self::connect_split(url, max_connections, max_connections, redeliver_after).await
+        Self::connect_split(url, max_connections, max_connections, redeliver_after, None).await
     }
 
-    /// One pool for requests, one for event processing.
+    /// One pool for requests, one for event processing. `idle_tx_timeout`:
+    /// on MariaDB, a worker connection whose transaction sits idle this long
+    /// (its process stopped or stalled) is closed by the server, which rolls
+    /// the transaction back and frees its locks — so a stalled owner of a
+    /// journal partition cannot hold a takeover's fence update for long
+    /// (MySQL has no such setting; there `wait_timeout` is the bound).
     pub async fn connect_split(
         url: &str,
         request_connections: u32,
         worker_connections: u32,
         redeliver_after: Duration,
+        idle_tx_timeout: Option<Duration>,
     ) -> Result<Self> {
         let options =
             MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_owned())).statement_cache_capacity(256);
-        let pool_of = |size: u32| {
+        let pool_of = |size: u32, idle_tx: Option<u64>| {
             MySqlPoolOptions::new()
                 .max_connections(size.max(1))
                 .min_connections(1)
@@ -102,17 +108,25 @@ impl MySqlStore {
                         Ok(conn.ping().await.is_ok())
                     })
                 })
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
                         conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
                         conn.execute("SET SESSION innodb_lock_wait_timeout = 10").await?;
+                        if let Some(secs) = idle_tx {
+                            // MariaDB only; MySQL does not know the variable.
+                            let set = format!("SET SESSION idle_transaction_timeout = {secs}");
+                            if let Err(e) = conn.execute(set.as_str()).await {
+                                tracing::debug!(error = %e, "idle_transaction_timeout not supported");
+                            }
+                        }
                         Ok(())
                     })
                 })
                 .connect_with(options.clone())
         };
-        let pool = pool_of(request_connections).await?;
-        let work = pool_of(worker_connections).await?;
+        let pool = pool_of(request_connections, None).await?;
+        let idle_tx = idle_tx_timeout.map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        let work = pool_of(worker_connections, idle_tx).await?;
         Ok(Self {
             pool,
             work,
@@ -152,6 +166,20 @@ impl MySqlStore {
 }
 
 /// Pushes `?, ?, …` bound to `values`.
+/// ` AND CRC32(partition_key) % of IN (owned)`: only events of these journal
+/// partitions (the same partition function as `journal::keys::partition_of`).
+fn push_parts(q: &mut QueryBuilder<'_, MySql>, parts: Parts<'_>) {
+    if parts.is_all() {
+        return;
+    }
+    q.push(" AND CRC32(partition_key) % ").push_bind(u32::from(parts.of)).push(" IN (");
+    if parts.owned.is_empty() {
+        q.push("NULL");
+    }
+    push_list(q, parts.owned.iter().map(|p| u32::from(*p)));
+    q.push(")");
+}
+
 fn push_list<'a, T>(q: &mut QueryBuilder<'a, MySql>, values: impl IntoIterator<Item = T>)
 where
     T: 'a + sqlx::Encode<'a, MySql> + sqlx::Type<MySql> + Send,
@@ -249,6 +277,9 @@ impl Backend for MySqlStore {
         let tx = self.work.begin().await?;
         Ok(Box::new(apply::MySqlApply { store: self.clone(), tx }))
     }
+    async fn take_fence(&self, part: u16, owner: &str) -> Result<(u64, Option<String>)> {
+        MySqlStore::take_fence(self, part, owner).await
+    }
     async fn begin_read(&self) -> Result<Box<dyn ApplyTx>> {
         let tx = self.pool.begin().await?;
         Ok(Box::new(apply::MySqlApply { store: self.clone(), tx }))
@@ -286,11 +317,11 @@ impl Backend for MySqlStore {
     ) -> Result<(EventStatus, EventType)> {
         MySqlStore::record_failure(self, id, error, decide).await
     }
-    async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>> {
-        MySqlStore::take_due_events(self, limit).await
+    async fn take_due_events(&self, limit: u32, parts: Parts<'_>) -> Result<Vec<EventRef>> {
+        MySqlStore::take_due_events(self, limit, parts).await
     }
-    async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>> {
-        MySqlStore::open_events(self, after, limit).await
+    async fn open_events(&self, after: Option<EventId>, limit: u32, parts: Parts<'_>) -> Result<Vec<EventRef>> {
+        MySqlStore::open_events(self, after, limit, parts).await
     }
     async fn backlog(&self) -> Result<Backlog> {
         MySqlStore::backlog(self).await

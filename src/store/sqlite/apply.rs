@@ -30,6 +30,11 @@ pub(super) struct SqliteApply {
 
 #[async_trait::async_trait]
 impl ApplyTx for SqliteApply {
+    /// One instance, one writer: nothing can take a partition away.
+    async fn fence(&mut self, _fences: &[crate::store::Fence]) -> Result<bool> {
+        Ok(true)
+    }
+
     async fn lock(&mut self, ids: &[EventId]) -> Result<Vec<LockedEvent>> {
         // The write transaction is the lock: the events and their orders, with
         // the statuses of each order's other events, read in one statement.
@@ -148,7 +153,11 @@ impl ApplyTx for SqliteApply {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "UPDATE events SET status = 'done', attempts = attempts + 1, applied_at = ",
             );
-            q.push_bind(stamp.as_str()).push(", updated_at = ").push_bind(stamp.as_str()).push(" WHERE id IN (");
+            q.push_bind(stamp.as_str()).push(", updated_at = ").push_bind(stamp.as_str());
+            if let Some(by) = &w.applied_by {
+                q.push(", applied_by = ").push_bind(by.to_string());
+            }
+            q.push(" WHERE id IN (");
             push_list(&mut q, chunk.iter().map(|id| id.to_string()));
             q.push(")");
             q.build().execute(&mut *self.tx).await?;

@@ -297,11 +297,21 @@ impl Backend for SqliteStore {
     ) -> Result<(EventStatus, EventType)> {
         SqliteStore::record_failure(self, id, error, decide).await
     }
-    async fn take_due_events(&self, limit: u32) -> Result<Vec<EventRef>> {
+    /// One instance owns the one partition: `parts` is always all of them.
+    async fn take_due_events(&self, limit: u32, _parts: crate::store::Parts<'_>) -> Result<Vec<EventRef>> {
         SqliteStore::take_due_events(self, limit).await
     }
-    async fn open_events(&self, after: Option<EventId>, limit: u32) -> Result<Vec<EventRef>> {
+    async fn open_events(
+        &self,
+        after: Option<EventId>,
+        limit: u32,
+        _parts: crate::store::Parts<'_>,
+    ) -> Result<Vec<EventRef>> {
         SqliteStore::open_events(self, after, limit).await
+    }
+    /// Nothing to fence in a single-instance mode: one token, forever.
+    async fn take_fence(&self, _part: u16, _owner: &str) -> Result<(u64, Option<String>)> {
+        Ok((1, None))
     }
     async fn backlog(&self) -> Result<Backlog> {
         SqliteStore::backlog(self).await
