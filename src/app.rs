@@ -90,7 +90,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         },
         admin: if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() },
     };
-    let consumer = format!("komisi-{}", uuid::Uuid::now_v7());
+    let consumer = config.instance();
     // Intake batches in flight at once. On MySQL one per connection; the
     // embedded mode has one writer, where more than SQLITE_INTAKE_WORKERS
     // batches in flight would only queue for it, each small: fewer, larger
@@ -109,16 +109,22 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
             (Arc::new(store), journal)
         }
         _ => {
+            // A worker connection whose transaction sits idle for a lease's
+            // TTL (5 s at least) belongs to a stalled process: the server
+            // ends it (MariaDB), so a takeover's fence update does not wait
+            // for it for long.
             let store = MySqlStore::connect_split(
                 &config.database_url,
                 config.db_max_connections,
                 config.db_worker_connections,
                 config.redeliver_after(),
+                Some(config.lease_ttl().max(Duration::from_secs(5))),
             )
             .await?;
             let redis_url =
                 config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
-            (Arc::new(store), Arc::new(RedisJournal::new(redis_url, &config.redis_prefix, consumer)?))
+            let journal = RedisJournal::new(redis_url, &config.redis_prefix, consumer, config.journal_partitions)?;
+            (Arc::new(store), Arc::new(journal))
         }
     };
     backend.migrate().await?;
@@ -152,11 +158,16 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
             max_inflight: config.max_inflight,
             partition_inflight: config.partition_inflight,
             max_parked: config.max_inflight.saturating_mul(50),
+            lease_ttl: config.lease_ttl(),
         },
         inflight: AtomicUsize::new(0),
         parked: AtomicUsize::new(0),
         empty_reads: Default::default(),
+        ownership: Default::default(),
     });
+    // The recorder first (it is installed on first use), then the gauge.
+    let _ = crate::metrics::handle();
+    metrics::gauge!(crate::metrics::INSTANCE_INFO, "instance_id" => engine.journal().instance().to_owned()).set(1.0);
     let (supervisor, supervisor_done) =
         Actor::spawn(None, Supervisor, deps).await.map_err(|e| AppError::Actors(e.to_string()))?;
     engine.connect_outbox(Arc::new(SupervisorOutbox(supervisor.clone())));

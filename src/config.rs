@@ -16,9 +16,28 @@ pub struct Config {
     pub database_url: String,
 
     /// Dispatch journal (Redis Streams), required with MySQL. Unset with
-    /// SQLite: the journal lives in the same file.
+    /// SQLite: the journal lives in the same file. Several comma-separated
+    /// URLs (`redis://h1:6379,redis://h2:6379,…`) name a Redis Cluster.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// Journal partitions (Redis streams), 1–1024. Each is read by one live
+    /// instance at a time; every instance of a deployment must use the same
+    /// count (change it only with every instance stopped). The embedded mode
+    /// has one.
+    #[arg(long, env = "KOMISI_JOURNAL_PARTITIONS", default_value_t = 16)]
+    pub journal_partitions: u16,
+
+    /// A partition lease's time to live: a killed instance's partitions are
+    /// taken over this long after its last renewal (renewals every third of it).
+    #[arg(long, env = "KOMISI_LEASE_TTL_MS", default_value_t = 5_000)]
+    pub lease_ttl_ms: u64,
+
+    /// This instance's name: its journal consumer, the holder named in its
+    /// leases and fencing tokens, `applied_by` of the events it applies.
+    /// Letters, digits and `.` `_` `:` `-`, at most 128. [default: komisi-<uuid>]
+    #[arg(long, env = "KOMISI_INSTANCE_ID")]
+    pub instance_id: Option<String>,
 
     /// Prefix of every Redis key, so deployments and tests can share one Redis.
     #[arg(long, env = "KOMISI_REDIS_PREFIX", default_value = "komisi")]
@@ -182,6 +201,13 @@ impl Config {
     pub fn event_linger(&self) -> Duration {
         Duration::from_millis(self.event_linger_ms.unwrap_or(if self.embedded() { 50 } else { 25 }))
     }
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+    /// This instance's id: the configured one, or a fresh one per start.
+    pub fn instance(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| format!("komisi-{}", uuid::Uuid::now_v7()))
+    }
     pub fn actor_idle(&self) -> Duration {
         Duration::from_millis(self.actor_idle_ms)
     }
@@ -212,6 +238,19 @@ impl Config {
             return Err(
                 "intervals, KOMISI_MAX_INFLIGHT, KOMISI_PARTITION_INFLIGHT and KOMISI_EVENT_BATCH must be > 0".into()
             );
+        }
+        if !(1..=1024).contains(&self.journal_partitions) {
+            return Err("KOMISI_JOURNAL_PARTITIONS must be 1–1024".into());
+        }
+        if !(1_000..=60_000).contains(&self.lease_ttl_ms) {
+            return Err("KOMISI_LEASE_TTL_MS must be 1000–60000".into());
+        }
+        if let Some(id) = &self.instance_id {
+            let ok = (1..=128).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+            if !ok {
+                return Err("KOMISI_INSTANCE_ID: 1–128 letters, digits, '.', '_', ':' or '-'".into());
+            }
         }
         if self.redis_prefix.is_empty() {
             return Err("KOMISI_REDIS_PREFIX must not be empty".into());

@@ -27,6 +27,13 @@ pub const EVENTS_PARKED: &str = "komisi_events_parked";
 pub const READY: &str = "komisi_ready";
 pub const POINTS_TOTAL: &str = "komisi_points_total";
 pub const POINTS_HELD: &str = "komisi_points_held";
+pub const PARTITIONS_OWNED: &str = "komisi_partitions_owned";
+pub const LEASE_RENEWALS_TOTAL: &str = "komisi_lease_renewals_total";
+pub const LEASE_LOSSES_TOTAL: &str = "komisi_lease_losses_total";
+pub const LEASE_TAKEOVERS_TOTAL: &str = "komisi_lease_takeovers_total";
+pub const LEASE_RELEASES_TOTAL: &str = "komisi_lease_releases_total";
+pub const EVENTS_FENCED_TOTAL: &str = "komisi_events_fenced_total";
+pub const INSTANCE_INFO: &str = "komisi_instance_info";
 
 /// Every metric komisi exports, with its Prometheus type. Dashboards and alert
 /// rules may only use these (a test checks).
@@ -55,6 +62,13 @@ pub const ALL: &[(&str, &str)] = &[
     (READY, "gauge"),
     (POINTS_TOTAL, "counter"),
     (POINTS_HELD, "gauge"),
+    (PARTITIONS_OWNED, "gauge"),
+    (LEASE_RENEWALS_TOTAL, "counter"),
+    (LEASE_LOSSES_TOTAL, "counter"),
+    (LEASE_TAKEOVERS_TOTAL, "counter"),
+    (LEASE_RELEASES_TOTAL, "counter"),
+    (EVENTS_FENCED_TOTAL, "counter"),
+    (INSTANCE_INFO, "gauge"),
 ];
 
 /// Movements of `komisi_points_total`.
@@ -145,6 +159,20 @@ fn describe() {
         "Buyer points moved, by movement: earned, reversed (refunds, cancels), held, released (released or \
          expired holds), redeemed (captured holds), expired"
     );
+    describe_gauge!(
+        PARTITIONS_OWNED,
+        "Journal partitions this instance owns (holds the lease and the fencing token of)"
+    );
+    describe_counter!(LEASE_RENEWALS_TOTAL, "Partition leases renewed");
+    describe_counter!(LEASE_LOSSES_TOTAL, "Partition leases found taken or expired at renewal");
+    describe_counter!(
+        LEASE_TAKEOVERS_TOTAL,
+        "Partitions acquired (from: other = its fencing token was last held by another instance, whose lease \
+         expired or was released; free = never owned before, or last owned by this instance)"
+    );
+    describe_counter!(LEASE_RELEASES_TOTAL, "Partition leases given up (rebalancing, shutdown)");
+    describe_counter!(EVENTS_FENCED_TOTAL, "Entries left to a partition's new owner: their fencing token had moved on");
+    describe_gauge!(INSTANCE_INFO, "1, labelled with this instance's id (KOMISI_INSTANCE_ID)");
     describe_gauge!(POINTS_HELD, "Points held by open redemptions, as last counted by the wallet sweep");
 }
 
@@ -168,6 +196,13 @@ fn register_zeroes() {
         metrics::counter!(WORKER_RESTARTS_TOTAL, "worker" => worker).absolute(0);
     }
     metrics::counter!(EVENTS_REJOURNALED_TOTAL).absolute(0);
+    for c in [LEASE_RENEWALS_TOTAL, LEASE_LOSSES_TOTAL, LEASE_RELEASES_TOTAL, EVENTS_FENCED_TOTAL] {
+        metrics::counter!(c).absolute(0);
+    }
+    for from in ["free", "other"] {
+        metrics::counter!(LEASE_TAKEOVERS_TOTAL, "from" => from).absolute(0);
+    }
+    metrics::gauge!(PARTITIONS_OWNED).set(0.0);
     for movement in POINT_MOVEMENTS {
         metrics::counter!(POINTS_TOTAL, "movement" => movement).absolute(0);
     }

@@ -141,8 +141,14 @@ async fn process_in_span(deps: &Deps, delivery: &Delivery) -> bool {
         // Benchmark only; holds no connection and no lock.
         tokio::time::sleep(delay).await;
     }
+    // The token of the entry's partition, as this instance holds it now: a
+    // partition given up or lost meanwhile is the new owner's to apply.
+    let part = deps.engine.journal().part_of(&delivery.event.partition);
+    let Some(fence) = deps.ownership.fence(part) else {
+        return fenced(delivery);
+    };
     let started = Instant::now();
-    let result = deps.engine.apply(&delivery.event).await;
+    let result = deps.engine.apply(&delivery.event, Some(fence)).await;
     let elapsed = started.elapsed().as_secs_f64();
     match result {
         Ok(Outcome::Applied { kind, lag, amounts, rows_written }) => {
@@ -169,8 +175,17 @@ async fn process_in_span(deps: &Deps, delivery: &Delivery) -> bool {
             tracing::debug!(why, "event skipped");
             true
         }
+        Err(EngineError::Fenced) => fenced(delivery),
         Err(e) => settle_failure(deps, delivery, &e).await,
     }
+}
+
+/// An entry of a partition this instance no longer owns: not applied, not
+/// acknowledged, no failure recorded — the new owner took it over.
+fn fenced(delivery: &Delivery) -> bool {
+    metrics::counter!(m::EVENTS_FENCED_TOTAL).increment(1);
+    tracing::info!(event_id = %delivery.event.id, "partition owned by another instance now; entry left to it");
+    false
 }
 
 /// Records a failed attempt; true when it was recorded (the entry may be acked).

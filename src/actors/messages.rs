@@ -56,6 +56,10 @@ pub enum ReaderMsg {
     Poll,
 }
 
+pub enum LeaseMsg {
+    Tick,
+}
+
 pub enum RecoveryMsg {
     Sweep,
 }

@@ -1,8 +1,10 @@
 //! The actor tree (ractor): a supervisor owning the dispatcher (intake → journal),
-//! the journal reader, the recovery sweeper, and one commission actor per active
+//! the journal reader, the recovery sweeper, the leaser (partition ownership),
+//! the scheduler, and one commission actor per active
 //! partition, spawned on demand and stopped when idle.
 pub mod commission;
 pub mod dispatcher;
+pub mod leases;
 pub mod messages;
 pub mod reader;
 pub mod recovery;
@@ -28,12 +30,19 @@ pub struct Tuning {
     pub partition_inflight: usize,
     /// Parked entries, at most (the reader pauses beyond).
     pub max_parked: usize,
+    /// A partition lease's time to live (renewed every third of it).
+    pub lease_ttl: Duration,
 }
 
 impl Tuning {
     /// How many entries of one partition count as in flight (and are applied at once).
     pub fn partition_cap(&self) -> usize {
         self.partition_inflight.min(self.max_inflight).max(1)
+    }
+
+    /// How often leases are renewed (and partitions balanced).
+    pub fn lease_renew_every(&self) -> Duration {
+        (self.lease_ttl / 3).max(Duration::from_millis(100))
     }
 }
 
@@ -50,6 +59,8 @@ pub struct Deps {
     pub parked: AtomicUsize,
     /// Journal reads that found nothing new (graceful shutdown waits for them).
     pub empty_reads: std::sync::atomic::AtomicU64,
+    /// The journal partitions this instance owns, and their fencing tokens.
+    pub ownership: leases::Ownership,
 }
 
 /// Committed events reach the dispatcher through the supervisor.

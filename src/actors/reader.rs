@@ -1,19 +1,17 @@
-//! Journal reader: pulls new entries for this instance's consumer and hands
-//! them to the supervisor, pausing while too many are in flight.
+//! Journal reader: pulls new entries of the partitions this instance owns
+//! and hands them to the supervisor, pausing while too many are in flight.
 use super::messages::{ReaderMsg, SupervisorMsg};
 use super::Deps;
 use crate::metrics as m;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BATCH: usize = 256;
-const BLOCK: Duration = Duration::from_millis(1000);
-/// A consumer whose heartbeat is older than this is dead: other instances
-/// claim its entries (see `Journal::claim_dead`).
-pub const HEARTBEAT_TTL: Duration = Duration::from_secs(10);
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Short enough that partitions taken meanwhile are read soon. (The
+/// instance's heartbeat is the leaser's.)
+const BLOCK: Duration = Duration::from_millis(500);
 /// Reads of at least this many entries are checked for stale ones.
 const STALE_CHECK_FROM: usize = 16;
 
@@ -22,8 +20,6 @@ pub struct Reader;
 pub struct ReaderState {
     deps: Arc<Deps>,
     supervisor: ActorRef<SupervisorMsg>,
-    /// When the last heartbeat was written.
-    beat: Option<Instant>,
 }
 
 impl Actor for Reader {
@@ -37,7 +33,7 @@ impl Actor for Reader {
         (deps, supervisor): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(ReaderMsg::Poll)?;
-        Ok(ReaderState { deps, supervisor, beat: None })
+        Ok(ReaderState { deps, supervisor })
     }
 
     async fn handle(
@@ -46,13 +42,6 @@ impl Actor for Reader {
         _: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if st.beat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
-            // Whether or not there is room to read: a busy instance is alive.
-            match st.deps.engine.journal().heartbeat(HEARTBEAT_TTL).await {
-                Ok(()) => st.beat = Some(Instant::now()),
-                Err(e) => tracing::warn!(error = %e, "journal heartbeat failed"),
-            }
-        }
         let busy = st.deps.inflight.load(Ordering::Relaxed);
         let parked = st.deps.parked.load(Ordering::Relaxed);
         metrics::gauge!(m::EVENTS_PARKED).set(parked as f64);
@@ -60,7 +49,8 @@ impl Actor for Reader {
             tokio::time::sleep(Duration::from_millis(20)).await;
         } else {
             let room = (st.deps.tuning.max_inflight - busy).min(BATCH);
-            match st.deps.engine.journal().read(room, BLOCK).await {
+            let parts = st.deps.ownership.readable();
+            match st.deps.engine.journal().read(&parts, room, BLOCK).await {
                 Ok(entries) if !entries.is_empty() => {
                     // A full read is a backlog, where copies of done events
                     // gather (after a crash or a journal loss): sort them out

@@ -2,12 +2,17 @@
 //! open but the journal may have lost (crash between commit and XADD, Redis
 //! flushed or down), journal failed events whose retry time has come, claim
 //! entries left by dead consumers, and refresh the backlog gauges from MySQL.
+//! All of it for the partitions this instance owns only (each partition's
+//! recovery runs on its owner); a partition just taken over is journaled
+//! again whole, once.
 use super::messages::{RecoveryMsg, SupervisorMsg};
 use super::Deps;
 use crate::domain::event::EventRef;
 use crate::journal::JournalError;
 use crate::metrics as m;
+use crate::store::Parts;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -18,8 +23,9 @@ pub struct Recovery;
 pub struct RecoveryState {
     deps: Arc<Deps>,
     supervisor: ActorRef<SupervisorMsg>,
-    /// False until every open event has been journaled once since start.
-    caught_up: bool,
+    /// Owned partitions whose open events have all been journaled once since
+    /// this instance took them.
+    caught_up: BTreeSet<u16>,
     timer: JoinHandle<()>,
 }
 
@@ -35,7 +41,7 @@ impl Actor for Recovery {
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(RecoveryMsg::Sweep)?;
         let timer = myself.send_interval(deps.tuning.recovery_interval, || RecoveryMsg::Sweep);
-        Ok(RecoveryState { deps, supervisor, caught_up: false, timer })
+        Ok(RecoveryState { deps, supervisor, caught_up: BTreeSet::new(), timer })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -75,25 +81,34 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
     metrics::gauge!(m::EVENTS_PENDING).set(backlog.open as f64);
     metrics::gauge!(m::EVENTS_DEAD).set(backlog.dead as f64);
 
-    let fresh = deps.engine.journal().ensure().await.inspect_err(|_| {
+    let owned = deps.ownership.owned();
+    st.caught_up.retain(|p| owned.contains(p));
+    if owned.is_empty() {
+        return Ok(());
+    }
+    let parts = Parts { of: deps.engine.journal().partitions(), owned: &owned };
+    let fresh = deps.engine.journal().ensure(&owned).await.inspect_err(|_| {
         metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ensure").increment(1);
     })?;
-    if fresh || !st.caught_up {
-        if fresh {
-            tracing::warn!(
-                "journal created anew (first start, or its data was lost): journaling every open event again"
-            );
-        }
-        let n = rejournal_all(deps).await?;
+    for p in &fresh {
+        tracing::warn!(
+            part = p,
+            "journal partition created anew (first start, or its data was lost): journaling its open events again"
+        );
+        st.caught_up.remove(p);
+    }
+    let behind: Vec<u16> = owned.iter().copied().filter(|p| !st.caught_up.contains(p)).collect();
+    if !behind.is_empty() {
+        let n = rejournal_all(deps, Parts { of: parts.of, owned: &behind }).await?;
         if n > 0 {
-            tracing::info!(events = n, "journaled open events again");
+            tracing::info!(events = n, parts = ?behind, "journaled open events again");
         }
-        st.caught_up = true;
+        st.caught_up.extend(behind);
     }
     loop {
         // Leases passed or retries due; an event whose entry is still queued
         // or delivered is left to it, so a backlog never copies itself.
-        let due = deps.engine.take_due_events(PAGE).await?;
+        let due = deps.engine.take_due_events(PAGE, parts).await?;
         let n = due.len();
         publish(deps, &due).await?;
         if (n as u32) < PAGE {
@@ -104,7 +119,7 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
     // idle too long by a live one.
     let mut claimed = deps.engine.journal().claim_dead(PAGE as usize).await?;
     if claimed.is_empty() {
-        claimed = deps.engine.journal().claim_idle(deps.tuning.claim_idle, PAGE as usize).await?;
+        claimed = deps.engine.journal().claim_idle(&owned, deps.tuning.claim_idle, PAGE as usize).await?;
     }
     if !claimed.is_empty() {
         tracing::info!(entries = claimed.len(), "claimed journal entries left unacknowledged");
@@ -121,11 +136,11 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
 
 /// Journals every open event without a live entry. After a journal loss that
 /// is nearly all of them, but not those the dispatcher journaled again since.
-async fn rejournal_all(deps: &Deps) -> Result<usize, SweepError> {
+async fn rejournal_all(deps: &Deps, parts: Parts<'_>) -> Result<usize, SweepError> {
     let mut after = None;
     let mut total = 0;
     loop {
-        let page = deps.engine.open_events(after, PAGE).await?;
+        let page = deps.engine.open_events(after, PAGE, parts).await?;
         let last = page.last().map(|e| e.id);
         let n = page.len();
         total += publish(deps, &page).await?;

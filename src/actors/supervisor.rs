@@ -3,8 +3,9 @@
 //! and re-delivers its unfinished entries, restarts a failed helper actor.
 use super::commission::{record_panic, CommissionActor, CommissionArgs};
 use super::dispatcher::Dispatcher;
+use super::leases::Leaser;
 use super::messages::{
-    CommissionMsg, Current, DispatcherMsg, ReaderMsg, RecoveryMsg, SchedulerMsg, SupervisorMsg, TreeStats,
+    CommissionMsg, Current, DispatcherMsg, LeaseMsg, ReaderMsg, RecoveryMsg, SchedulerMsg, SupervisorMsg, TreeStats,
 };
 use super::reader::Reader;
 use super::recovery::Recovery;
@@ -48,6 +49,7 @@ pub struct SupervisorState {
     reader: Option<ActorRef<ReaderMsg>>,
     recovery: ActorRef<RecoveryMsg>,
     scheduler: ActorRef<SchedulerMsg>,
+    leaser: ActorRef<LeaseMsg>,
     idle_sweep: tokio::task::JoinHandle<()>,
     draining: bool,
     /// Sequence number of the next routed entry.
@@ -65,6 +67,7 @@ impl Actor for Supervisor {
             Actor::spawn_linked(None, Recovery, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let (reader, _) = Actor::spawn_linked(None, Reader, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let (scheduler, _) = Actor::spawn_linked(None, Scheduler, deps.clone(), myself.get_cell()).await?;
+        let (leaser, _) = Actor::spawn_linked(None, Leaser, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let deps_idle_period = (deps.tuning.actor_idle / 2).max(Duration::from_millis(10));
         Ok(SupervisorState {
             deps,
@@ -74,6 +77,7 @@ impl Actor for Supervisor {
             reader: Some(reader),
             recovery,
             scheduler,
+            leaser,
             idle_sweep: myself.send_interval(deps_idle_period, || SupervisorMsg::RetireIdle),
             draining: false,
             seq: 0,
@@ -130,6 +134,11 @@ impl Actor for Supervisor {
                 let (dispatcher, deps, me) = (st.dispatcher.clone(), st.deps.clone(), myself.clone());
                 tokio::spawn(async move {
                     let deadline = Instant::now() + timeout;
+                    // With other instances alive this is a handover: read nothing more
+                    // (what is queued is theirs to read once the leases are given up)
+                    // and finish what was read. Alone, the instance drains its journal.
+                    let handover = deps.ownership.peers() > 1;
+                    deps.ownership.close(handover);
                     // Everything intake committed is in the journal once the dispatcher has caught up …
                     // Bounded: a dispatcher stuck on an unreachable Redis must not hold the exit.
                     let _ =
@@ -138,13 +147,29 @@ impl Actor for Supervisor {
                     // first may have begun before the flush); then wait for the actors.
                     let seen = deps.empty_reads.load(Ordering::SeqCst);
                     while Instant::now() < deadline {
-                        if deps.empty_reads.load(Ordering::SeqCst) >= seen + 2
+                        if (handover || deps.empty_reads.load(Ordering::SeqCst) >= seen + 2)
                             && deps.inflight.load(Ordering::SeqCst) == 0
                             && deps.parked.load(Ordering::SeqCst) == 0
                         {
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    // Then give every partition up at once: the others take them at
+                    // their next tick instead of waiting for the leases to expire.
+                    let parts = deps.ownership.give_up_all();
+                    let journal = deps.engine.journal();
+                    let released = tokio::time::timeout(Duration::from_secs(3), async {
+                        journal.release(&parts).await?;
+                        journal.leave().await
+                    })
+                    .await;
+                    match released {
+                        Ok(Ok(())) => {
+                            metrics::counter!(m::LEASE_RELEASES_TOTAL).increment(parts.len() as u64);
+                            tracing::info!(parts = parts.len(), "partitions released for the other instances");
+                        }
+                        _ => tracing::warn!("releasing the partitions failed; their leases expire instead"),
                     }
                     let _ = me.cast(SupervisorMsg::Stop(reply));
                 });
@@ -308,6 +333,10 @@ impl SupervisorState {
             let (r, _) =
                 Actor::spawn_linked(None, Recovery, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;
             self.recovery = r;
+        } else if id == self.leaser.get_id() {
+            let (l, _) =
+                Actor::spawn_linked(None, Leaser, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;
+            self.leaser = l;
         } else if id == self.scheduler.get_id() {
             let (s, _) = Actor::spawn_linked(None, Scheduler, self.deps.clone(), myself.get_cell()).await?;
             self.scheduler = s;
