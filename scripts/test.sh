@@ -16,7 +16,15 @@
 # throwaway instance is started on a free port from the installed binaries
 # (installing the Debian packages first when missing and running as root) and
 # stopped and deleted again when the script exits. Databases `komisi_t_%` and
-# Redis keys `komisi_t_*` left over from earlier runs are removed before testing.
+# Redis keys of prefixes `komisi_t_*` left over from earlier runs are removed
+# before testing.
+#
+# Redis Cluster: the journal tests and an end-to-end multi-instance test also
+# run on a cluster, KOMISI_TEST_REDIS_CLUSTER_URL (comma-separated node URLs)
+# when given, else a throwaway 3-master cluster started from the installed
+# redis-server on free ports below 55 000 (a node's cluster bus is its port
+# + 10 000) and stopped when the script exits; the cluster tests are then
+# required to run (KOMISI_TEST_REQUIRE_CLUSTER=1).
 #
 # The console's browser test needs chromium (installed with apt-get when
 # missing), node 20+ and playwright-core (`npm ci` in tests/console when
@@ -58,6 +66,7 @@ TMP_ROOT=""
 MARIADB_PID=""
 REDIS_PID=""
 REDIS_PORT=""
+CLUSTER_PORTS=()
 KOMISI_PID=""
 POLICY_RC_CREATED=""
 
@@ -100,6 +109,12 @@ cleanup() {
     stop_pid "$REDIS_PID" 20
   elif [ -n "$REDIS_PORT" ]; then
     timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1
+  fi
+  if [ "${#CLUSTER_PORTS[@]}" -gt 0 ]; then
+    log "stopping the throwaway Redis Cluster (ports ${CLUSTER_PORTS[*]})"
+    for p in "${CLUSTER_PORTS[@]}"; do
+      timeout 10 redis-cli -h 127.0.0.1 -p "$p" shutdown nosave >/dev/null 2>&1
+    done
   fi
   if [ -n "$POLICY_RC_CREATED" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if [ -n "$TMP_ROOT" ]; then rm -rf "$TMP_ROOT"; fi
@@ -399,6 +414,59 @@ provision_redis() {
   die "could not start a throwaway Redis"
 }
 
+# A throwaway 3-master Redis Cluster (no replicas) unless
+# KOMISI_TEST_REDIS_CLUSTER_URL names one.
+provision_redis_cluster() {
+  if [ -n "${KOMISI_TEST_REDIS_CLUSTER_URL:-}" ]; then
+    CLUSTER_SOURCE="from KOMISI_TEST_REDIS_CLUSTER_URL"
+    return
+  fi
+  if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server redis-tools; fi
+  tmp_root
+  local p=47001 port nodes=() urls="" i dir ok
+  while [ "${#CLUSTER_PORTS[@]}" -lt 3 ]; do
+    [ "$p" -lt 47500 ] || die "no free ports for a Redis Cluster in 47001..47499"
+    port=$p
+    p=$((p + 1))
+    if port_open "$port" || port_open $((port + 10000)); then continue; fi
+    dir="$TMP_ROOT/cluster-$port"
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+      --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 5000 \
+      --save "" --appendonly no --daemonize yes --dir "$dir" \
+      --logfile "$dir/redis.log" >"$dir/stdout.log" 2>&1 || {
+      cat "$dir/stdout.log" "$dir/redis.log" >&2 2>/dev/null || true
+      die "redis-server (cluster node $port) failed to start"
+    }
+    CLUSTER_PORTS+=("$port")
+  done
+  for port in "${CLUSTER_PORTS[@]}"; do
+    for ((i = 0; i < 100; i++)); do
+      [ "$(timeout 5 redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break
+      sleep 0.1
+    done
+    nodes+=("127.0.0.1:$port")
+    urls+="${urls:+,}redis://127.0.0.1:$port"
+  done
+  log "creating a throwaway Redis Cluster on ${nodes[*]}"
+  redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$TMP_ROOT/cluster-create.log" 2>&1 || {
+    cat "$TMP_ROOT/cluster-create.log" >&2
+    die "redis-cli --cluster create failed"
+  }
+  for ((i = 0; i < 200; i++)); do
+    ok=1
+    for port in "${CLUSTER_PORTS[@]}"; do
+      timeout 5 redis-cli -p "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=""
+    done
+    [ -n "$ok" ] && break
+    sleep 0.1
+  done
+  [ -n "$ok" ] || die "the throwaway Redis Cluster did not reach cluster_state:ok in 20 s"
+  export KOMISI_TEST_REDIS_CLUSTER_URL="$urls"
+  export KOMISI_TEST_REQUIRE_CLUSTER=1
+  CLUSTER_SOURCE="throwaway, 3 masters"
+}
+
 # Connection parameters of KOMISI_TEST_REDIS_URL for redis-cli, read as the
 # Rust client reads them (redis-cli's own -u fails on redis://:password@host).
 RD_ARGS=() RD_PASS=""
@@ -462,7 +530,7 @@ clean_leftovers() {
     warn "no mariadb/mysql client: leftover test databases not cleaned"
   fi
   if command -v redis-cli >/dev/null 2>&1; then
-    if keys=$(rcli --scan --pattern 'komisi_t_*'); then
+    if keys=$(rcli --scan --pattern '*komisi_t_*'); then
       if [ -n "$keys" ]; then
         (
           if [ -n "$RD_PASS" ]; then export REDISCLI_AUTH="$RD_PASS"; fi
@@ -552,10 +620,12 @@ if ! on "${KOMISI_TEST_PROVISION_ONLY:-}"; then setup_rust; fi
 
 provision_mariadb
 provision_redis
+provision_redis_cluster
 parse_mysql_url "$KOMISI_TEST_MYSQL_URL"
 parse_redis_url "$KOMISI_TEST_REDIS_URL"
 log "MariaDB: $(mask_url "$KOMISI_TEST_MYSQL_URL") ($MYSQL_SOURCE)"
 log "Redis:   $(mask_url "$KOMISI_TEST_REDIS_URL") ($REDIS_SOURCE)"
+log "Redis Cluster: $(mask_url "$KOMISI_TEST_REDIS_CLUSTER_URL") ($CLUSTER_SOURCE)"
 clean_leftovers
 probe
 

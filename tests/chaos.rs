@@ -582,7 +582,8 @@ impl Komisi {
     }
 }
 
-/// Deletes every Redis key of the prefix (SCAN MATCH prefix:* + DEL); the count deleted.
+/// Deletes every Redis key of the prefix (each carries it in its hash tag:
+/// `{prefix:pNN}:…`, `{prefix}:…`; SCAN MATCH + DEL); the count deleted.
 fn wipe_redis(prefix: &str) -> redis::RedisResult<u64> {
     let mut con = redis::Client::open(redis_url())?.get_connection()?;
     let mut cursor: u64 = 0;
@@ -591,7 +592,7 @@ fn wipe_redis(prefix: &str) -> redis::RedisResult<u64> {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{prefix}:*"))
+            .arg(format!("{{{prefix}[:}}]*"))
             .arg("COUNT")
             .arg(1000)
             .query(&mut con)?;
@@ -619,7 +620,7 @@ impl Drop for Servers {
         kill(&mut self.komisi.child);
         kill(&mut self.mariadb.child);
         if let Err(e) = wipe_redis(&self.komisi.prefix) {
-            eprintln!("chaos: could not delete the Redis keys {}:*: {e}", self.komisi.prefix);
+            eprintln!("chaos: could not delete the Redis keys of {}: {e}", self.komisi.prefix);
         }
         if self.keep {
             eprintln!("chaos: kept {}", self.dir.display());

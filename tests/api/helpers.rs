@@ -275,6 +275,11 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         database_url: db_url,
         redis_url: Some(redis_url()),
         redis_prefix: prefix,
+        // A restarted instance is a new one: it takes the partitions when
+        // the old one's leases expire.
+        journal_partitions: 4,
+        lease_ttl_ms: 1_000,
+        instance_id: None,
         storefront_keys: vec![STOREFRONT_KEY.into()],
         admin_keys: vec![ADMIN_KEY.into()],
         max_attempts: 8,
@@ -359,6 +364,30 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config), faults: Faults) -> T
         supervisor,
         instance,
     }
+}
+
+/// A fresh MariaDB database `name`: the test's handle on it and its URL.
+pub async fn create_mysql_database(name: &str) -> (TestDb, String) {
+    let admin = MySqlPool::connect(&mysql_base()).await.expect("MariaDB reachable (KOMISI_TEST_MYSQL_URL)");
+    sqlx::query(&format!("CREATE DATABASE `{name}`")).execute(&admin).await.expect("create test database");
+    admin.close().await;
+    let url = format!("{}/{name}", mysql_base());
+    (TestDb::MySql(MySqlPool::connect(&url).await.expect("connect test database")), url)
+}
+
+/// Drops a test database from any context (a thread and runtime of its own,
+/// so it works in `Drop` inside a runtime).
+pub fn drop_mysql_database(name: &str) {
+    let name = name.to_owned();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            if let Ok(pool) = MySqlPool::connect(&mysql_base()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&pool).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// Holds events back: on MySQL + Redis the journal points at a closed port
@@ -678,8 +707,12 @@ impl TestApp {
     /// Deletes every Redis key of this test's prefix (tests share one Redis: never FLUSHALL).
     pub async fn delete_redis_keys(&self) -> usize {
         let mut conn = self.redis().await;
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut conn).await.expect("KEYS");
+        // Every key carries the prefix in its hash tag: `{prefix:pNN}:…` or `{prefix}:…`.
+        let mut keys: Vec<String> = Vec::new();
+        for pattern in [format!("{{{}:*", self.prefix), format!("{{{}}}:*", self.prefix)] {
+            let found: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await.expect("KEYS");
+            keys.extend(found);
+        }
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("DEL");
         }
@@ -716,7 +749,7 @@ impl Drop for TestApp {
                 if let Ok(client) = redis::Client::open(redis_url()) {
                     if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
                         let keys: Vec<String> = redis::cmd("KEYS")
-                            .arg(format!("{prefix}:*"))
+                            .arg(format!("*{prefix}*"))
                             .query_async(&mut conn)
                             .await
                             .unwrap_or_default();

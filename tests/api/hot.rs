@@ -93,19 +93,30 @@ async fn a_hot_partition_of_2000_orders_drains_each_paid_once_and_a_failing_even
 /// Journal entries that can still be delivered (not yet read, or read and not
 /// acked), counted per event.
 async fn live_entries_per_event(app: &TestApp) -> BTreeMap<String, usize> {
+    let mut live = BTreeMap::new();
+    let keys = komisi::journal::keys::Keys::new(&app.prefix);
+    for part in 0..app.config.journal_partitions {
+        for event in live_entries_of(app, &keys.stream(part)).await {
+            *live.entry(event).or_default() += 1;
+        }
+    }
+    live
+}
+
+/// The events of one partition stream's deliverable entries (one per entry).
+async fn live_entries_of(app: &TestApp, stream: &str) -> Vec<String> {
     let mut conn = app.redis().await;
-    let stream = format!("{}:journal", app.prefix);
     let entries: Vec<(String, HashMap<String, String>)> =
-        redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut conn).await.unwrap_or_default();
+        redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query_async(&mut conn).await.unwrap_or_default();
     let groups: Vec<HashMap<String, redis::Value>> =
-        redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut conn).await.unwrap_or_default();
+        redis::cmd("XINFO").arg("GROUPS").arg(stream).query_async(&mut conn).await.unwrap_or_default();
     let last_delivered = groups
         .first()
         .and_then(|g| g.get("last-delivered-id"))
         .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
         .unwrap_or_else(|| "0-0".into());
     let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(&stream)
+        .arg(stream)
         .arg("komisi")
         .arg("-")
         .arg("+")
@@ -118,13 +129,11 @@ async fn live_entries_per_event(app: &TestApp) -> BTreeMap<String, usize> {
         let (a, b) = id.split_once('-').unwrap_or((id, "0"));
         (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
     };
-    let mut live = BTreeMap::new();
-    for (id, fields) in entries {
-        if key(&id) > key(&last_delivered) || pending.contains(&id) {
-            *live.entry(fields["e"].clone()).or_default() += 1;
-        }
-    }
-    live
+    entries
+        .into_iter()
+        .filter(|(id, _)| key(id) > key(&last_delivered) || pending.contains(id))
+        .map(|(_, mut fields)| fields.remove("e").unwrap_or_default())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,7 +57,7 @@ async fn fresh_store() -> (SqliteStore, TempDb) {
 
 fn engine(store: &SqliteStore) -> Engine {
     // Unreachable, and never needed: the test applies events itself.
-    let journal = RedisJournal::new("redis://127.0.0.1:1", "unused", "c".into()).expect("journal handle");
+    let journal = RedisJournal::new("redis://127.0.0.1:1", "unused", "c".into(), 1).expect("journal handle");
     Engine::new(
         Arc::new(store.clone()),
         Arc::new(journal),
@@ -517,7 +517,7 @@ async fn concurrent_intake_and_application_share_the_one_writer() {
         async move {
             let event =
                 accept_ref(&engine, simple(&format!("o-{n}"), &format!("b-{}", n % 7), Some("code-B"), "100000")).await;
-            engine.apply(&event).await.expect("applies")
+            engine.apply(&event, None).await.expect("applies")
         }
     }))
     .await;
