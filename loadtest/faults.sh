@@ -16,7 +16,13 @@ SQL() { mariadb -uroot -h127.0.0.1 -N -e "$1"; }
 open_events() { SQL "SELECT COUNT(*) FROM komisi_perf.events WHERE status <> 'done'"; }
 # Journal entries per event: the stream keeps acknowledged entries until it is
 # trimmed, so this is every copy ever written (since the last wipe), live or not.
-copies() { python3 -c "print(round($(redis-cli XLEN komisi_perf:journal) / max(1, $(SQL 'SELECT COUNT(*) FROM komisi_perf.events')), 2))"; }
+# Summed over the 16 partition streams ({komisi_perf:p00}:journal …).
+xlen_all() {
+  local n=0 p
+  for p in $(seq 0 15); do n=$((n + $(redis-cli XLEN "$(printf '{komisi_perf:p%02d}:journal' "$p")"))); done
+  echo "$n"
+}
+copies() { python3 -c "print(round($(xlen_all) / max(1, $(SQL 'SELECT COUNT(*) FROM komisi_perf.events')), 2))"; }
 PID=$(loadtest/serve.sh)
 ./target/release/loadtest run --base-url $URL --rate "$RATE" --duration-secs 13 --drain-timeout-secs 0 \
   --affiliates-dist "$DIST" --refund-share 0 --complete-share 0 >/tmp/komisi-faults-run.json 2>&1 &
@@ -28,7 +34,7 @@ for at in 3 6 9; do
   echo "t=${at}s SIGKILL + restart (open events $(open_events))"
 done
 sleep 2
-redis-cli --scan --pattern 'komisi_perf:*' | xargs -r redis-cli DEL >/dev/null
+redis-cli --scan --pattern '*komisi_perf*' | xargs -r redis-cli DEL >/dev/null
 LAST=$(date +%s.%N)
 echo "t=11s Redis keys deleted (open events $(open_events))"
 wait "$CLIENT" || true

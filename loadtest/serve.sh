@@ -15,7 +15,7 @@ pkill -f "komisi serve --bind 127.0.0.1:$PORT" 2>/dev/null || true
 for _ in $(seq 1 300); do pgrep -f "komisi serve --bind 127.0.0.1:$PORT" >/dev/null || break; sleep 0.1; done
 if [ -z "${KOMISI_BENCH_KEEP_DB:-}" ]; then
   mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS komisi_perf; CREATE DATABASE komisi_perf"
-  redis-cli --scan --pattern 'komisi_perf:*' | xargs -r redis-cli DEL >/dev/null
+  redis-cli --scan --pattern '*komisi_perf*' | xargs -r redis-cli DEL >/dev/null
 fi
 # KOMISI_BENCH_EMBEDDED=1: the embedded mode instead (SQLite file, no Redis).
 if [ -n "${KOMISI_BENCH_EMBEDDED:-}" ]; then

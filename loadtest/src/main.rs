@@ -34,8 +34,11 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct Target {
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    base_url: String,
+    /// komisi's address; several comma-separated (`http://a:8081,http://b:8082`)
+    /// spread the requests round-robin over the instances, and their metrics
+    /// are summed.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',', num_args = 1..)]
+    base_url: Vec<String>,
     #[arg(long, env = "KOMISI_STOREFRONT_KEY", default_value = "loadtest")]
     storefront_key: String,
     /// komisi's pid, to report its memory (VmRSS, VmHWM).
@@ -207,7 +210,7 @@ async fn setup(t: &Target) -> Result<()> {
                     let body = json!({"id": format!("aff-{n}"), "name": format!("Affiliate {n}"),
                         "parent_id": parent_of(n).map(|p| format!("aff-{p}")), "referral_code": format!("code-{n}")});
                     let r = http
-                        .post(format!("{}/v1/affiliates", t.base_url))
+                        .post(format!("{}/v1/affiliates", t.base_url[0]))
                         .bearer_auth(&t.storefront_key)
                         .json(&body)
                         .send()
@@ -254,6 +257,7 @@ struct Counters {
     orders_ok: AtomicU64,
     other_ok: AtomicU64,
     errors: AtomicU64,
+    error_kinds: Mutex<std::collections::BTreeMap<String, u64>>,
     dropped: AtomicU64,
 }
 
@@ -278,7 +282,7 @@ fn rss(pid: Option<u32>) -> Value {
 
 async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout: Duration) -> Result<Value> {
     let http = client()?;
-    let before = metrics::scrape(&http, &t.base_url).await.context("komisi /metrics")?;
+    let before = metrics::scrape_all(&http, &t.base_url).await.context("komisi /metrics")?;
     let counters = Arc::new(Counters::default());
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let accepted: Arc<Mutex<Vec<(String, usize)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -291,7 +295,7 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
         tokio::spawn(async move {
             let started = Instant::now();
             loop {
-                if let Ok(m) = metrics::scrape(&http, &base).await {
+                if let Ok(m) = metrics::scrape_all(&http, &base).await {
                     backlog.lock().unwrap().push((started.elapsed().as_secs(), metrics::open_events(&m) - base_open));
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -319,19 +323,20 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
             let list = accepted.lock().unwrap();
             (!list.is_empty()).then(|| list[rng.random_range(0..list.len())].clone())
         };
+        let base = &t.base_url[i as usize % t.base_url.len()];
         let (url, body, is_order) = match earlier {
             Some((order, items)) if roll < mix.refund_share => (
-                format!("{}/v1/orders/{order}/refunds", t.base_url),
+                format!("{base}/v1/orders/{order}/refunds"),
                 json!({"refund_id": format!("r-{i}"), "items": [{"sku": format!("sku-{}", rng.random_range(0..items)), "quantity": 1}]}),
                 None,
             ),
             Some((order, _)) if roll < mix.refund_share + mix.complete_share => {
-                (format!("{}/v1/orders/{order}/complete", t.base_url), Value::Null, None)
+                (format!("{base}/v1/orders/{order}/complete"), Value::Null, None)
             }
             _ => {
                 let id = format!("lt-{run_id}-{i}");
                 let (body, items) = new_order(&id, mix, &leaves, &mut rng);
-                (format!("{}/v1/orders", t.base_url), body, Some((id, items)))
+                (format!("{base}/v1/orders"), body, Some((id, items)))
             }
         };
         let (http, key, counters, latency, accepted, in_flight) = (
@@ -366,8 +371,16 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
                 Ok(r) if r.status() == 422 && is_order.is_none() => {
                     counters.other_ok.fetch_add(1, Ordering::Relaxed);
                 }
-                _ => {
+                other => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
+                    // What went wrong, by status (or the client's error kind).
+                    let what = match other {
+                        Ok(r) => r.status().as_u16().to_string(),
+                        Err(e) if e.is_timeout() => "timeout".into(),
+                        Err(e) if e.is_connect() => "connect".into(),
+                        Err(_) => "transport".into(),
+                    };
+                    *counters.error_kinds.lock().unwrap().entry(what).or_default() += 1;
                 }
             }
         }));
@@ -380,7 +393,7 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
     let drain_started = Instant::now();
     let mut drained = false;
     while drain_started.elapsed() < drain_timeout {
-        if metrics::open_events(&metrics::scrape(&http, &t.base_url).await?) - base_open <= 0.0 {
+        if metrics::open_events(&metrics::scrape_all(&http, &t.base_url).await?) - base_open <= 0.0 {
             drained = true;
             break;
         }
@@ -388,7 +401,7 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
     }
     let drain = drain_started.elapsed();
     sampler.abort();
-    let after = metrics::scrape(&http, &t.base_url).await?;
+    let after = metrics::scrape_all(&http, &t.base_url).await?;
     let done = after.sum("komisi_events_total", &[("outcome", "done")])
         - before.sum("komisi_events_total", &[("outcome", "done")]);
     let lag = metrics::histogram_delta(&before, &after, "komisi_event_lag_seconds");
@@ -401,6 +414,7 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
         "orders_accepted": orders_ok,
         "other_requests_ok": counters.other_ok.load(Ordering::Relaxed),
         "errors": counters.errors.load(Ordering::Relaxed),
+        "errors_by_kind": counters.error_kinds.lock().unwrap().clone(),
         "dropped": counters.dropped.load(Ordering::Relaxed),
         "accepted_per_s": orders_ok as f64 / offered_for.as_secs_f64(),
         "intake_latency": quantiles_ms(&h),

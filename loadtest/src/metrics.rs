@@ -24,6 +24,16 @@ pub async fn scrape(http: &reqwest::Client, base: &str) -> Result<Scrape> {
     Ok(Scrape { samples })
 }
 
+/// Every instance's metrics as one scrape: counters and histogram buckets
+/// add up over instances.
+pub async fn scrape_all(http: &reqwest::Client, bases: &[String]) -> Result<Scrape> {
+    let mut samples = Vec::new();
+    for base in bases {
+        samples.extend(scrape(http, base).await?.samples);
+    }
+    Ok(Scrape { samples })
+}
+
 impl Scrape {
     /// Σ over the series of `name` whose labels include `with`.
     pub fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
@@ -36,15 +46,16 @@ impl Scrape {
 
     fn buckets(&self, name: &str) -> Vec<(f64, f64)> {
         let bucket = format!("{name}_bucket");
-        let mut out: Vec<(f64, f64)> = self
-            .samples
-            .iter()
-            .filter(|(n, _, _)| *n == bucket)
-            .filter_map(|(_, l, v)| {
-                l.get("le")
-                    .map(|le| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, *v))
-            })
-            .collect();
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        // Summed per bound over the series (labels, instances) of the histogram.
+        for (le, v) in self.samples.iter().filter(|(n, _, _)| *n == bucket).filter_map(|(_, l, v)| {
+            l.get("le").map(|le| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, *v))
+        }) {
+            match out.iter_mut().find(|(x, _)| *x == le) {
+                Some((_, c)) => *c += v,
+                None => out.push((le, v)),
+            }
+        }
         out.sort_by(|a, b| a.0.total_cmp(&b.0));
         out
     }
