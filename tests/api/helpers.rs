@@ -366,6 +366,20 @@ pub async fn spawn_app_with(tune: impl FnOnce(&mut Config), faults: Faults) -> T
     }
 }
 
+/// The cluster's node list, or None (the cluster variant is skipped, or
+/// fails when a cluster is required).
+pub fn cluster_url(test: &str) -> Option<String> {
+    match std::env::var("KOMISI_TEST_REDIS_CLUSTER_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = std::env::var("KOMISI_TEST_REQUIRE_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0");
+            assert!(!required, "{test}: KOMISI_TEST_REQUIRE_CLUSTER is set but KOMISI_TEST_REDIS_CLUSTER_URL is not");
+            eprintln!("{test}: skipped (no KOMISI_TEST_REDIS_CLUSTER_URL; scripts/test.sh provisions a cluster)");
+            None
+        }
+    }
+}
+
 /// A fresh MariaDB database `name`: the test's handle on it and its URL.
 pub async fn create_mysql_database(name: &str) -> (TestDb, String) {
     let admin = MySqlPool::connect(&mysql_base()).await.expect("MariaDB reachable (KOMISI_TEST_MYSQL_URL)");

@@ -3,6 +3,7 @@
 //! cluster variants skip without it unless `KOMISI_TEST_REQUIRE_CLUSTER=1`):
 //! partitioned streams, consumer-group delivery, acks, the one live entry per
 //! event, taking a partition over, leases, membership and the partition count.
+use crate::helpers::cluster_url;
 use komisi::domain::event::{EventId, EventRef, PartitionKey};
 use komisi::domain::ids::{AffiliateId, BuyerId, OrderId};
 use komisi::journal::keys::{partition_of, Keys};
@@ -15,20 +16,6 @@ const P: u16 = 4;
 
 fn redis_url() -> String {
     std::env::var("KOMISI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// The cluster's node list, or None (the cluster variant is skipped, or
-/// fails when a cluster is required).
-pub fn cluster_url(test: &str) -> Option<String> {
-    match std::env::var("KOMISI_TEST_REDIS_CLUSTER_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("KOMISI_TEST_REQUIRE_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0");
-            assert!(!required, "{test}: KOMISI_TEST_REQUIRE_CLUSTER is set but KOMISI_TEST_REDIS_CLUSTER_URL is not");
-            eprintln!("{test}: skipped (no KOMISI_TEST_REDIS_CLUSTER_URL; scripts/test.sh provisions a cluster)");
-            None
-        }
-    }
 }
 
 fn refs(n: usize) -> Vec<EventRef> {

@@ -458,9 +458,11 @@ async fn three_instances_one_killed_every_order_paid_once_and_its_partitions_tak
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_redis_cluster_three_instances_one_killed_every_order_paid_once() {
-    let Some(cluster) = cluster_url("on_a_redis_cluster_three_instances_one_killed_every_order_paid_once") else {
+    let test = "on_a_redis_cluster_three_instances_one_killed_every_order_paid_once";
+    if !needs_redis(test) {
         return;
-    };
+    }
+    let Some(cluster) = cluster_url(test) else { return };
     let mut fleet = Fleet::start(3, &cluster, &[]).await;
     let answered = kill_one_under_load(&mut fleet, 600).await;
     fleet.assert_paid_once_under_fences(answered).await;
@@ -565,21 +567,4 @@ async fn a_rolling_restart_under_load_answers_no_5xx_and_loses_nothing() {
     eprintln!("partitions handed over after each stop within {:?}", handovers.lock().unwrap());
     fleet.drained().await;
     fleet.assert_paid_once_under_fences(answered).await;
-}
-
-/// The cluster's URL, or None (with a note) when the suite has none; with
-/// `KOMISI_TEST_REQUIRE_CLUSTER=1` (scripts/test.sh) a missing cluster fails.
-fn cluster_url(test: &str) -> Option<String> {
-    if !needs_redis(test) {
-        return None;
-    }
-    match std::env::var("KOMISI_TEST_REDIS_CLUSTER_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("KOMISI_TEST_REQUIRE_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0");
-            assert!(!required, "{test}: KOMISI_TEST_REQUIRE_CLUSTER is set but KOMISI_TEST_REDIS_CLUSTER_URL is not");
-            eprintln!("{test}: skipped (no KOMISI_TEST_REDIS_CLUSTER_URL)");
-            None
-        }
-    }
 }
