@@ -13,6 +13,7 @@ use crate::journal::redis::RedisJournal;
 use crate::journal::sqlite::SqliteJournal;
 use crate::journal::{Journal, JournalError};
 use crate::store::mysql::MySqlStore;
+use crate::store::sql::SqlStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Backend, StoreError};
 use ractor::Actor;
@@ -103,10 +104,9 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     let (backend, journal): (Arc<dyn Backend>, Arc<dyn Journal>) = match config.backend() {
         Some(BackendKind::Sqlite) => {
             // One file: the record and the journal, written through one connection.
-            let store =
-                SqliteStore::connect(&config.database_url, config.db_max_connections, config.redeliver_after()).await?;
+            let store = SqliteStore::connect(&config.database_url, config.db_max_connections).await?;
             let journal = Arc::new(SqliteJournal::new(store.writer().clone(), consumer));
-            (Arc::new(store), journal)
+            (Arc::new(SqlStore::new(Arc::new(store))), journal)
         }
         _ => {
             // A worker connection whose transaction sits idle for a lease's
@@ -117,14 +117,13 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
                 &config.database_url,
                 config.db_max_connections,
                 config.db_worker_connections,
-                config.redeliver_after(),
                 Some(config.lease_ttl().max(Duration::from_secs(5))),
             )
             .await?;
             let redis_url =
                 config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
             let journal = RedisJournal::new(redis_url, &config.redis_prefix, consumer, config.journal_partitions)?;
-            (Arc::new(store), Arc::new(journal))
+            (Arc::new(SqlStore::new(Arc::new(store))), Arc::new(journal))
         }
     };
     backend.migrate().await?;
@@ -132,8 +131,8 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
 
     let engine = Engine::new(
         backend,
-        journal,
-        faults,
+        journal.clone(),
+        faults.clone(),
         EngineConfig {
             intake_workers,
             intake_batch: INTAKE_BATCH,
@@ -147,10 +146,13 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
             },
             retry_horizon: config.retry_horizon(),
             max_backlog: config.max_backlog,
+            redeliver_after: config.redeliver_after(),
         },
     );
     let deps = Arc::new(Deps {
         engine: engine.clone(),
+        journal: journal.clone(),
+        faults: faults.clone(),
         tuning: Tuning {
             actor_idle: config.actor_idle(),
             recovery_interval: config.recovery_interval(),
@@ -167,7 +169,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     });
     // The recorder first (it is installed on first use), then the gauge.
     let _ = crate::metrics::handle();
-    metrics::gauge!(crate::metrics::INSTANCE_INFO, "instance_id" => engine.journal().instance().to_owned()).set(1.0);
+    metrics::gauge!(crate::metrics::INSTANCE_INFO, "instance_id" => journal.instance().to_owned()).set(1.0);
     let (supervisor, supervisor_done) =
         Actor::spawn(None, Supervisor, deps).await.map_err(|e| AppError::Actors(e.to_string()))?;
     engine.connect_outbox(Arc::new(SupervisorOutbox(supervisor.clone())));
@@ -276,9 +278,9 @@ pub async fn migrate(config: Config) -> Result<(), AppError> {
     config.validate().map_err(AppError::Config)?;
     match config.backend() {
         Some(BackendKind::Sqlite) => {
-            SqliteStore::connect(&config.database_url, 1, config.redeliver_after()).await?.migrate().await?
+            SqlStore::new(Arc::new(SqliteStore::connect(&config.database_url, 1).await?)).migrate().await?
         }
-        _ => MySqlStore::connect(&config.database_url, 2, config.redeliver_after()).await?.migrate().await?,
+        _ => SqlStore::new(Arc::new(MySqlStore::connect(&config.database_url, 2).await?)).migrate().await?,
     }
     Ok(())
 }

@@ -77,8 +77,8 @@ pub async fn run(a: BaselineArgs) -> Result<()> {
 
 async fn measure(url: &str, a: &BaselineArgs) -> Result<Measured> {
     // komisi's schema and indexes, through komisi's own migrations.
-    let store = komisi::store::mysql::MySqlStore::connect(url, 2, Duration::from_secs(60)).await?;
-    store.migrate().await?;
+    let db = komisi::store::mysql::MySqlStore::connect(url, 2).await?;
+    komisi::store::Backend::migrate(&komisi::store::sql::SqlStore::new(std::sync::Arc::new(db))).await?;
     let options = MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_owned()));
     let pool = MySqlPoolOptions::new()
         .max_connections(a.connections)

@@ -76,7 +76,7 @@ impl Actor for CommissionActor {
             CommissionMsg::Run => {
                 st.run_due = false;
                 let run = take_run(&mut st.queue, st.args.deps.tuning.partition_cap());
-                let faults = st.args.deps.engine.faults();
+                let faults = &st.args.deps.faults;
                 for delivery in &run {
                     // A panic here is charged to this entry by the supervisor.
                     *st.args.current.lock().expect("current entry lock") = Some(delivery.clone());
@@ -136,14 +136,14 @@ async fn process(deps: &Deps, delivery: &Delivery) -> bool {
 }
 
 async fn process_in_span(deps: &Deps, delivery: &Delivery) -> bool {
-    let delay = deps.engine.faults().commission_delay();
+    let delay = deps.faults.commission_delay();
     if !delay.is_zero() {
         // Benchmark only; holds no connection and no lock.
         tokio::time::sleep(delay).await;
     }
     // The token of the entry's partition, as this instance holds it now: a
     // partition given up or lost meanwhile is the new owner's to apply.
-    let part = deps.engine.journal().part_of(&delivery.event.partition);
+    let part = deps.journal.part_of(&delivery.event.partition);
     let Some(fence) = deps.ownership.fence(part) else {
         return fenced(delivery);
     };
@@ -208,7 +208,7 @@ async fn ack(deps: &Deps, deliveries: &[Delivery]) {
     if deliveries.is_empty() {
         return;
     }
-    if let Err(e) = deps.engine.journal().ack(deliveries).await {
+    if let Err(e) = deps.journal.ack(deliveries).await {
         metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ack").increment(1);
         tracing::warn!(error = %e, "journal ack failed; the entry will be claimed again and be a no-op");
     }

@@ -25,7 +25,7 @@ impl Actor for Dispatcher {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             DispatcherMsg::Publish(events) => {
-                if let Err(e) = deps.engine.journal().publish(&events).await {
+                if let Err(e) = deps.journal.publish(&events).await {
                     metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "publish").increment(1);
                     tracing::warn!(events = events.len(), first = %events[0].id, error = %e,
                         "journal write failed; recovery will journal the events again");

@@ -20,9 +20,9 @@
 //! the next tick (one renewal interval).
 use super::messages::{LeaseMsg, SupervisorMsg};
 use super::Deps;
+use crate::domain::event::Fence;
 use crate::journal::Journal;
 use crate::metrics as m;
-use crate::store::Fence;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -153,7 +153,7 @@ impl Actor for Leaser {
 
 async fn tick(st: &mut LeaserState) {
     let deps = st.deps.clone();
-    let journal = deps.engine.journal();
+    let journal = &deps.journal;
     let ownership = &deps.ownership;
     let ttl = deps.tuning.lease_ttl;
     let started = Instant::now();
@@ -291,9 +291,9 @@ async fn balance(st: &mut LeaserState, journal: &dyn Journal, ttl: Duration) {
 /// then on, and recovery journals its open events again.
 async fn take_fences(st: &mut LeaserState) {
     let deps = st.deps.clone();
-    let journal = deps.engine.journal();
+    let journal = &deps.journal;
     for part in std::mem::take(&mut st.acquiring) {
-        match deps.engine.backend().take_fence(part, journal.instance()).await {
+        match deps.engine.take_partition(part, journal.instance()).await {
             Ok((token, previous)) => {
                 let from = match previous.as_deref() {
                     Some(p) if p != journal.instance() => "other",

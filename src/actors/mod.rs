@@ -12,10 +12,13 @@ pub mod scheduler;
 pub mod supervisor;
 
 use crate::domain::event::EventRef;
+use crate::engine::faults::Faults;
 use crate::engine::{Engine, Outbox};
+use crate::journal::Journal;
 use messages::SupervisorMsg;
 use ractor::ActorRef;
 use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Timings and limits of the actor tree.
@@ -48,9 +51,12 @@ impl Tuning {
 
 /// What every actor shares.
 pub struct Deps {
-    /// The use cases: applying events, recording failures, recovery's reads;
-    /// and the journal it holds.
+    /// The use cases: applying events, recording failures, recovery's reads.
     pub engine: Engine,
+    /// The journal the actors read, acknowledge and publish to.
+    pub journal: Arc<dyn Journal>,
+    /// Failures injected by tests (delays, panics in actors).
+    pub faults: Arc<Faults>,
     pub tuning: Tuning,
     /// Journal entries handed to commission actors and not yet finished,
     /// up to each partition's share.
@@ -97,7 +103,7 @@ pub(crate) async fn without_stale(
     }
     let (stale, fresh): (Vec<_>, Vec<_>) = entries.into_iter().partition(|d| settled.contains(&d.event.id));
     metrics::counter!(crate::metrics::JOURNAL_STALE_TOTAL).increment(stale.len() as u64);
-    if let Err(e) = deps.engine.journal().ack(&stale).await {
+    if let Err(e) = deps.journal.ack(&stale).await {
         metrics::counter!(crate::metrics::JOURNAL_ERRORS_TOTAL, "op" => "ack").increment(1);
         tracing::warn!(error = %e, "journal ack of stale entries failed; they come back as no-ops");
     }

@@ -50,7 +50,7 @@ impl Actor for Reader {
         } else {
             let room = (st.deps.tuning.max_inflight - busy).min(BATCH);
             let parts = st.deps.ownership.readable();
-            match st.deps.engine.journal().read(&parts, room, BLOCK).await {
+            match st.deps.journal.read(&parts, room, BLOCK).await {
                 Ok(entries) if !entries.is_empty() => {
                     // A full read is a backlog, where copies of done events
                     // gather (after a crash or a journal loss): sort them out

@@ -8,9 +8,9 @@
 use super::messages::{RecoveryMsg, SupervisorMsg};
 use super::Deps;
 use crate::domain::event::EventRef;
+use crate::domain::event::Parts;
 use crate::journal::JournalError;
 use crate::metrics as m;
-use crate::store::Parts;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -86,8 +86,8 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
     if owned.is_empty() {
         return Ok(());
     }
-    let parts = Parts { of: deps.engine.journal().partitions(), owned: &owned };
-    let fresh = deps.engine.journal().ensure(&owned).await.inspect_err(|_| {
+    let parts = Parts { of: deps.journal.partitions(), owned: &owned };
+    let fresh = deps.journal.ensure(&owned).await.inspect_err(|_| {
         metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ensure").increment(1);
     })?;
     for p in &fresh {
@@ -117,9 +117,9 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
     }
     // Entries of instances that stopped beating first (a kill), then any left
     // idle too long by a live one.
-    let mut claimed = deps.engine.journal().claim_dead(PAGE as usize).await?;
+    let mut claimed = deps.journal.claim_dead(PAGE as usize).await?;
     if claimed.is_empty() {
-        claimed = deps.engine.journal().claim_idle(&owned, deps.tuning.claim_idle, PAGE as usize).await?;
+        claimed = deps.journal.claim_idle(&owned, deps.tuning.claim_idle, PAGE as usize).await?;
     }
     if !claimed.is_empty() {
         tracing::info!(entries = claimed.len(), "claimed journal entries left unacknowledged");
@@ -128,7 +128,7 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
             let _ = st.supervisor.cast(SupervisorMsg::Deliver(fresh));
         }
     }
-    if let Ok(live) = deps.engine.journal().live_count().await {
+    if let Ok(live) = deps.journal.live_count().await {
         metrics::gauge!(m::JOURNAL_LIVE_ENTRIES).set(live as f64);
     }
     Ok(())
@@ -157,7 +157,7 @@ async fn publish(deps: &Deps, events: &[EventRef]) -> Result<usize, SweepError> 
     if events.is_empty() {
         return Ok(0);
     }
-    let added = deps.engine.journal().publish(events).await?;
+    let added = deps.journal.publish(events).await?;
     metrics::counter!(m::EVENTS_REJOURNALED_TOTAL).increment(added as u64);
     Ok(added)
 }

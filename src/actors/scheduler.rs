@@ -43,7 +43,7 @@ impl Actor for Scheduler {
         sweep("approved orders past their holding period", || st.deps.engine.approve_due(BATCH)).await;
         sweep("expired redemption holds past their hold time", || st.deps.engine.expire_due_holds(BATCH)).await;
         sweep("expired buyers' points past their lots' expiry", || st.deps.engine.expire_due_points(BATCH)).await;
-        match st.deps.engine.backend().held_points().await {
+        match st.deps.engine.held_points().await {
             Ok(held) => metrics::gauge!(crate::metrics::POINTS_HELD).set(held as f64),
             Err(e) => tracing::warn!(error = %e, "could not count held points"),
         }

@@ -158,7 +158,7 @@ impl Actor for Supervisor {
                     // Then give every partition up at once: the others take them at
                     // their next tick instead of waiting for the leases to expire.
                     let parts = deps.ownership.give_up_all();
-                    let journal = deps.engine.journal();
+                    let journal = &deps.journal;
                     let released = tokio::time::timeout(Duration::from_secs(3), async {
                         journal.release(&parts).await?;
                         journal.leave().await

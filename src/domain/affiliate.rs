@@ -105,6 +105,63 @@ pub enum PatchAffiliate {
     Cycle,
 }
 
+impl AffiliatePatch {
+    /// Whether the patch gives the affiliate a (new) parent: a change of
+    /// the tree's shape, checked for cycles.
+    pub fn reparents(&self) -> bool {
+        matches!(self.parent_id, Some(Some(_)))
+    }
+
+    /// The affiliate's name, status and parent after the patch (an absent
+    /// field keeps its value).
+    pub fn applied_to(&self, current: &Affiliate) -> (String, AffiliateStatus, Option<AffiliateId>) {
+        (
+            self.name.clone().unwrap_or_else(|| current.name.clone()),
+            self.status.unwrap_or(current.status),
+            match &self.parent_id {
+                Some(p) => p.clone(),
+                None => current.parent_id.clone(),
+            },
+        )
+    }
+}
+
+/// Ancestors read per stretch of the cycle check.
+pub const CYCLE_STRETCH: usize = 500;
+
+/// Where the cycle check of a re-parenting stands after one stretch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CycleWalk {
+    /// Making the new parent the affiliate's parent closes a loop (or the
+    /// tree would be deeper than [`MAX_TREE_DEPTH`]).
+    Cycle,
+    /// The root is reached: no loop.
+    Clear,
+    /// Read the next stretch from this ancestor.
+    Next(AffiliateId),
+}
+
+/// The cycle rule, one stretch at a time: giving `id` a new parent closes
+/// a loop when `id` is the new parent or one of its ancestors. `stretch` is
+/// the new parent's chain read so far in this step (nearest first, at most
+/// `asked` of them), after `walked` ancestors checked before; a chain as
+/// deep as [`MAX_TREE_DEPTH`] counts as a loop (the depth guard).
+pub fn walk_for_cycle(id: &AffiliateId, stretch: &[Affiliate], asked: usize, walked: usize) -> CycleWalk {
+    if stretch.iter().any(|a| a.id == *id) {
+        return CycleWalk::Cycle;
+    }
+    if stretch.len() < asked {
+        return CycleWalk::Clear;
+    }
+    if walked + stretch.len() >= MAX_TREE_DEPTH {
+        return CycleWalk::Cycle;
+    }
+    match stretch.last().and_then(|a| a.parent_id.clone()) {
+        Some(next) => CycleWalk::Next(next),
+        None => CycleWalk::Clear,
+    }
+}
+
 /// Rule 7's choice of beneficiaries, walked up the tree a stretch at a time:
 /// ancestors are taken nearest first until every level 2..n can be filled
 /// (a suspended ancestor does not fill a level when the program skips
@@ -250,5 +307,49 @@ mod tests {
         let mut walk = UplineWalk::new(&program, &direct);
         walk.take(vec![affiliate("B", Some("A"), true), affiliate("A", Some("R"), false)], 6);
         assert_eq!(ids(&walk.finish()), ["B", "A"]);
+    }
+
+    /// A chain `A0 → A1 → … → A(n−1)` (A0 the root) of `n` affiliates, nearest first from the top.
+    fn line(n: usize) -> Vec<Affiliate> {
+        (0..n)
+            .rev()
+            .map(|i| {
+                let parent = (i > 0).then(|| format!("A{}", i - 1));
+                affiliate(&format!("A{i}"), parent.as_deref(), false)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_parent_below_the_affiliate_closes_a_loop() {
+        let chain = line(5); // A4 → A3 → … → A0
+        let id = |s: &str| AffiliateId::parse(s).unwrap();
+        assert_eq!(walk_for_cycle(&id("A2"), &chain, 10, 0), CycleWalk::Cycle);
+        assert_eq!(walk_for_cycle(&id("A4"), &chain, 10, 0), CycleWalk::Cycle, "its own parent");
+        assert_eq!(walk_for_cycle(&id("X"), &chain, 10, 0), CycleWalk::Clear, "the root is reached");
+        // A full stretch goes on from its last ancestor's parent.
+        assert_eq!(walk_for_cycle(&id("X"), &chain[..3], 3, 0), CycleWalk::Next(id("A1")));
+        assert_eq!(walk_for_cycle(&id("X"), &chain, 5, 0), CycleWalk::Clear, "a full stretch ending at the root");
+        // The depth guard: as deep as MAX_TREE_DEPTH counts as a loop.
+        assert_eq!(walk_for_cycle(&id("X"), &chain[..3], 3, MAX_TREE_DEPTH - 3), CycleWalk::Cycle);
+        assert_eq!(walk_for_cycle(&id("X"), &chain[..3], 3, MAX_TREE_DEPTH - 4), CycleWalk::Next(id("A1")));
+    }
+
+    #[test]
+    fn a_patch_keeps_what_it_does_not_name() {
+        let current = affiliate("C", Some("B"), false);
+        let keep = AffiliatePatch::default();
+        assert_eq!(
+            keep.applied_to(&current),
+            ("C".to_owned(), AffiliateStatus::Active, Some(AffiliateId::parse("B").unwrap()))
+        );
+        assert!(!keep.reparents());
+        let detach =
+            AffiliatePatch { parent_id: Some(None), status: Some(AffiliateStatus::Suspended), ..Default::default() };
+        assert_eq!(detach.applied_to(&current).1, AffiliateStatus::Suspended);
+        assert_eq!(detach.applied_to(&current).2, None);
+        assert!(!detach.reparents(), "detaching cannot close a loop");
+        let moved = AffiliatePatch { parent_id: Some(Some(AffiliateId::parse("A").unwrap())), ..Default::default() };
+        assert!(moved.reparents());
     }
 }

@@ -171,6 +171,32 @@ impl fmt::Display for PartitionKey {
     }
 }
 
+/// A journal partition's fencing token, as held by the instance that owns
+/// the partition: an event transaction commits only while its tokens are
+/// still the current ones (see `journal_fences`, docs/SCALING.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub part: u16,
+    pub token: u64,
+}
+
+/// Which journal partitions a recovery read is about: `owned` of `of`.
+/// With every partition owned (one instance, the embedded mode) there is
+/// nothing to filter.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub of: u16,
+    pub owned: &'a [u16],
+}
+
+impl Parts<'_> {
+    /// Every partition (no filter).
+    pub const ALL: Parts<'static> = Parts { of: 1, owned: &[0] };
+    pub fn is_all(&self) -> bool {
+        usize::from(self.of) <= self.owned.len()
+    }
+}
+
 /// What the journal carries: which event, where to process it, and its
 /// order (events of one order are applied one after another).
 #[derive(Debug, Clone, PartialEq, Eq)]

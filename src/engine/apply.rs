@@ -6,17 +6,17 @@
 //! whole; `apply_batch` then applies the events of a failed batch one by one,
 //! so a failing event only ever fails alone.
 use super::faults::Faults;
-use super::EngineError;
+use super::{corrupt, EngineError};
 use crate::domain::affiliate::UplineWalk;
 use crate::domain::entitlement::{entitle, month_window, CommissionKind, FrozenContext};
-use crate::domain::event::{EventId, EventStatus, EventType, PartitionKey};
+use crate::domain::event::{EventId, EventStatus, EventType, Fence, PartitionKey};
 use crate::domain::ids::{AffiliateId, OrderId};
 use crate::domain::ledger::{delta, Applied, EntryStatus};
-use crate::domain::order::{CommissionStatus, OrderState, OrderStatus};
+use crate::domain::order::{CommissionStatus, OrderItem, OrderState, OrderStatus};
 use crate::domain::program::Program;
 use crate::metrics as m;
-use crate::store::{ApplyTx, Backend, Fence, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, RewardRow, Writes};
-use chrono::Utc;
+use crate::store::{ApplyTx, Backend, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, RewardRow, Writes};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -42,15 +42,11 @@ pub enum Outcome {
 
 type Result<T> = std::result::Result<T, EngineError>;
 
-fn corrupt(what: impl std::fmt::Display) -> EngineError {
-    EngineError::Store(crate::store::StoreError::Corrupt(what.to_string()))
-}
-
 /// Applies one event exactly once. Safe to call any number of times, in any
 /// order, concurrently: the event and order rows are locked, and a done event
 /// is a no-op.
-pub async fn apply_event(backend: &dyn Backend, faults: &Faults, id: EventId) -> Result<Outcome> {
-    let mut outcomes = apply_events(backend, faults, &[id]).await?;
+pub async fn apply_event(store: &dyn Backend, faults: &Faults, id: EventId) -> Result<Outcome> {
+    let mut outcomes = apply_events(store, faults, &[id]).await?;
     outcomes.pop().ok_or_else(|| corrupt("no outcome for the event"))
 }
 
@@ -60,9 +56,9 @@ pub async fn apply_event(backend: &dyn Backend, faults: &Faults, id: EventId) ->
 /// refused whole, and so is a batch where any event fails — the caller
 /// applies its events one by one instead. Commits, round trips and balance
 /// updates are shared by the batch; every rule is still applied per event.
-pub async fn apply_events(backend: &dyn Backend, faults: &Faults, ids: &[EventId]) -> Result<Vec<Outcome>> {
+pub async fn apply_events(store: &dyn Backend, faults: &Faults, ids: &[EventId]) -> Result<Vec<Outcome>> {
     let jobs: Vec<Job> = ids.iter().map(|id| (*id, None)).collect();
-    apply_fenced(backend, faults, &jobs, None).await
+    apply_fenced(store, faults, &jobs, None).await
 }
 
 /// An event to apply, with the fencing token of its partition held by the
@@ -75,7 +71,7 @@ pub type Job = (EventId, Option<Fence>);
 /// ([`EngineError::Fenced`]: the partition was taken over; its new owner
 /// applies the events). `by` names the instance in the events' rows.
 pub async fn apply_fenced(
-    backend: &dyn Backend,
+    store: &dyn Backend,
     faults: &Faults,
     jobs: &[Job],
     by: Option<&Arc<str>>,
@@ -84,140 +80,28 @@ pub async fn apply_fenced(
         return Ok(Vec::new());
     }
     let ids: Vec<EventId> = jobs.iter().map(|(id, _)| *id).collect();
-    let ids = ids.as_slice();
     let mut fences: Vec<Fence> = jobs.iter().filter_map(|(_, f)| *f).collect();
     fences.sort_by_key(|f| (f.part, f.token));
     fences.dedup();
-    let mut tx = backend.begin_apply().await?;
+    let mut tx = store.begin_apply().await?;
     // First, before any row lock: a takeover waiting for this fence row then
     // never waits on a transaction that waits for it.
     if !tx.fence(&fences).await? {
         return Err(EngineError::Fenced);
     }
-    let by_fence: HashMap<EventId, u64> = jobs.iter().filter_map(|(id, f)| f.map(|f| (*id, f.token))).collect();
-    let by_id: HashMap<EventId, LockedEvent> = tx.lock(ids).await?.into_iter().map(|e| (e.id, e)).collect();
-
-    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(ids.len());
-    let mut open: Vec<(usize, LockedEvent)> = Vec::new();
-    let mut orders = HashSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        match by_id.get(id).cloned() {
-            None => outcomes.push(Some(Outcome::Skipped("unknown event"))),
-            Some(ev) => match ev.status {
-                EventStatus::Done => outcomes.push(Some(Outcome::AlreadyDone { kind: ev.kind })),
-                EventStatus::Dead => outcomes.push(Some(Outcome::Skipped("dead event"))),
-                EventStatus::Pending | EventStatus::Processing | EventStatus::Failed => {
-                    if !orders.insert(ev.order_id.clone()) {
-                        return Err(corrupt(format!("a batch holds two events of order {}", ev.order_id)));
-                    }
-                    outcomes.push(None);
-                    open.push((i, ev));
-                }
-            },
-        }
-    }
+    let (mut outcomes, open) = triage(&ids, tx.lock(&ids).await?)?;
     if open.is_empty() {
         tx.commit().await?;
-        return outcomes.into_iter().map(|o| o.ok_or_else(|| corrupt("missing outcome"))).collect();
+        return finish(outcomes, Duration::ZERO);
     }
-
-    // What the rules read, for every open event at once.
-    let mut programs = Vec::with_capacity(open.len());
-    for (_, ev) in &open {
-        programs.push(tx.program(ev.program_version).await?);
-    }
-    let order_ids: Vec<&OrderId> = open.iter().map(|(_, ev)| &ev.order_id).collect();
-    let mut items = tx.items(&order_ids).await?;
-    let frozen: Vec<&OrderId> =
-        open.iter().filter(|(_, ev)| ev.context.is_some()).map(|(_, ev)| &ev.order_id).collect();
-    let mut applied = tx.applied(&frozen).await?;
-    let fresh: Vec<(ContextAsk<'_>, &Program)> = open
-        .iter()
-        .zip(&programs)
-        .filter(|((_, ev), _)| ev.context.is_none())
-        .map(|((_, ev), p)| (ContextAsk::of(ev), p.as_ref()))
-        .collect();
-    let mut contexts = resolve_contexts(tx.as_mut(), &fresh).await?;
+    let mut inputs = read_inputs(tx.as_mut(), &open).await?;
 
     let now = Utc::now();
+    let tokens: HashMap<EventId, u64> = jobs.iter().filter_map(|(id, f)| f.map(|f| (*id, f.token))).collect();
     let mut writes = Writes { applied_by: by.cloned(), ..Writes::default() };
-    for ((i, ev), program) in open.iter().zip(&programs) {
-        let state = OrderState {
-            buyer_id: ev.buyer_id.clone(),
-            items: items.remove(&ev.order_id).unwrap_or_default(),
-            cancelled: ev.order_status == OrderStatus::Cancelled,
-        };
-        let (ctx, new_context, applied) = match &ev.context {
-            Some(json) => (
-                serde_json::from_str::<FrozenContext>(json).map_err(corrupt)?,
-                None,
-                applied.remove(&ev.order_id).unwrap_or_default(),
-            ),
-            None => {
-                let ctx = contexts.remove(&ev.order_id).ok_or_else(|| corrupt("context not resolved"))?;
-                let json = serde_json::to_string(&ctx).map_err(corrupt)?;
-                // Before the first processing nothing of the order is written.
-                (ctx, Some(json), Applied::default())
-            }
-        };
-        let entitled = entitle(&state, program, &ctx);
-        let delta = delta(&entitled, &applied);
-        // Once approved, an order's entries (clawbacks included) land approved.
-        let status = if ev.approved { EntryStatus::Approved } else { EntryStatus::Pending };
-        for line in &delta.commissions {
-            writes.ledger.push(LedgerRow {
-                affiliate_id: line.affiliate_id.clone(),
-                order_id: ev.order_id.clone(),
-                event_id: ev.id,
-                level: line.level,
-                kind: line.kind,
-                amount: line.amount,
-                status,
-                rule_version: ev.program_version,
-            });
-            *writes.balances.entry(line.affiliate_id.clone()).or_default().entry(status).or_default() += line.amount;
-        }
-        for line in &delta.rewards {
-            // Earned points are a lot that expires `points_expire_days` from now.
-            let expires_at = (line.points > 0 && program.points_expire_days > 0)
-                .then(|| now + chrono::Duration::days(i64::from(program.points_expire_days)));
-            if let Some(at) = expires_at {
-                let due = writes.expiries.entry(line.buyer_id.clone()).or_insert(at);
-                *due = (*due).min(at);
-            }
-            writes.rewards.push(RewardRow {
-                buyer_id: line.buyer_id.clone(),
-                order_id: ev.order_id.clone(),
-                event_id: ev.id,
-                kind: line.kind,
-                points: line.points,
-                expires_at,
-            });
-            *writes.points.entry(line.buyer_id.clone()).or_default() += line.points;
-        }
-        if !ev.approved && ev.approve_at.is_some_and(|at| at <= now) {
-            writes.approve.push(ev.order_id.clone());
-        }
-        writes.done.push(ev.id);
-        if let Some(token) = by_fence.get(&ev.id) {
-            writes.fences.insert(ev.id, *token);
-        }
-        writes.orders.push(OrderUpdate {
-            order_id: ev.order_id.clone(),
-            commission_status: CommissionStatus::of(ev.siblings.iter().copied().chain([EventStatus::Done])),
-            no_commission_reason: entitled.no_commission_reason.map(|r| r.as_str()),
-            context: new_context,
-        });
-        let mut amounts: BTreeMap<CommissionKind, Decimal> = BTreeMap::new();
-        for line in &delta.commissions {
-            *amounts.entry(line.kind).or_default() += line.amount;
-        }
-        outcomes[*i] = Some(Outcome::Applied {
-            kind: ev.kind,
-            lag: (now - ev.created_at).to_std().unwrap_or_default(),
-            amounts: amounts.into_iter().collect(),
-            rows_written: delta.commissions.len() + delta.rewards.len(),
-        });
+    for (i, ev) in &open {
+        let facts = inputs.take(ev)?;
+        outcomes[*i] = Some(entitle_event(&mut writes, ev, facts, tokens.get(&ev.id).copied(), now));
     }
 
     tx.write(&writes, now).await?;
@@ -228,7 +112,174 @@ pub async fn apply_fenced(
         return Err(EngineError::Injected("database error in the middle of the event transaction"));
     }
     tx.commit().await?;
-    let (earned, reversed) = writes.rewards.iter().fold((0u64, 0u64), |(e, r), row| {
+    count_points(&writes);
+    // The lag is measured to the commit.
+    finish(outcomes, (Utc::now() - now).to_std().unwrap_or_default())
+}
+
+/// Outcomes so far (None: to apply), and the open events with their positions.
+type Triage = (Vec<Option<Outcome>>, Vec<(usize, LockedEvent)>);
+
+/// Each id's outcome when it needs no transaction (unknown, done, dead),
+/// and the open events to apply, with their positions. Two open events of
+/// one order refuse the batch (they must be applied in sequence).
+fn triage(ids: &[EventId], locked: Vec<LockedEvent>) -> Result<Triage> {
+    let by_id: HashMap<EventId, LockedEvent> = locked.into_iter().map(|e| (e.id, e)).collect();
+    let mut outcomes = Vec::with_capacity(ids.len());
+    let mut open = Vec::new();
+    let mut orders = HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        // The same id twice is two events of one order: refused below.
+        let Some(ev) = by_id.get(id).cloned() else {
+            outcomes.push(Some(Outcome::Skipped("unknown event")));
+            continue;
+        };
+        match ev.status {
+            EventStatus::Done => outcomes.push(Some(Outcome::AlreadyDone { kind: ev.kind })),
+            EventStatus::Dead => outcomes.push(Some(Outcome::Skipped("dead event"))),
+            EventStatus::Pending | EventStatus::Processing | EventStatus::Failed => {
+                if !orders.insert(ev.order_id.clone()) {
+                    return Err(corrupt(format!("a batch holds two events of order {}", ev.order_id)));
+                }
+                outcomes.push(None);
+                open.push((i, ev));
+            }
+        }
+    }
+    Ok((outcomes, open))
+}
+
+/// What the rules read for the open events, all at once.
+struct Inputs {
+    programs: HashMap<u64, Arc<Program>>,
+    items: HashMap<OrderId, Vec<OrderItem>>,
+    applied: HashMap<OrderId, Applied>,
+    contexts: HashMap<OrderId, FrozenContext>,
+}
+
+/// One event's share of [`Inputs`].
+struct Facts {
+    program: Arc<Program>,
+    state: OrderState,
+    ctx: FrozenContext,
+    /// The context resolved now, as JSON (first processing only).
+    new_context: Option<String>,
+    applied: Applied,
+}
+
+async fn read_inputs(tx: &mut dyn ApplyTx, open: &[(usize, LockedEvent)]) -> Result<Inputs> {
+    let mut programs = HashMap::new();
+    for (_, ev) in open {
+        if let std::collections::hash_map::Entry::Vacant(slot) = programs.entry(ev.program_version) {
+            slot.insert(tx.program(ev.program_version).await?);
+        }
+    }
+    let order_ids: Vec<&OrderId> = open.iter().map(|(_, ev)| &ev.order_id).collect();
+    let items = tx.items(&order_ids).await?;
+    let frozen: Vec<&OrderId> =
+        open.iter().filter(|(_, ev)| ev.context.is_some()).map(|(_, ev)| &ev.order_id).collect();
+    let applied = tx.applied(&frozen).await?;
+    let fresh: Vec<(ContextAsk<'_>, &Program)> = open
+        .iter()
+        .filter(|(_, ev)| ev.context.is_none())
+        .map(|(_, ev)| (ContextAsk::of(ev), programs[&ev.program_version].as_ref()))
+        .collect();
+    let contexts = resolve_contexts(tx, &fresh).await?;
+    Ok(Inputs { programs, items, applied, contexts })
+}
+
+impl Inputs {
+    fn take(&mut self, ev: &LockedEvent) -> Result<Facts> {
+        let state = OrderState {
+            buyer_id: ev.buyer_id.clone(),
+            items: self.items.remove(&ev.order_id).unwrap_or_default(),
+            cancelled: ev.order_status == OrderStatus::Cancelled,
+        };
+        let program = self.programs.get(&ev.program_version).cloned().ok_or_else(|| corrupt("program not read"))?;
+        Ok(match &ev.context {
+            Some(json) => Facts {
+                program,
+                state,
+                ctx: serde_json::from_str::<FrozenContext>(json).map_err(corrupt)?,
+                new_context: None,
+                applied: self.applied.remove(&ev.order_id).unwrap_or_default(),
+            },
+            None => {
+                let ctx = self.contexts.remove(&ev.order_id).ok_or_else(|| corrupt("context not resolved"))?;
+                let json = serde_json::to_string(&ctx).map_err(corrupt)?;
+                // Before the first processing nothing of the order is written.
+                Facts { program, state, ctx, new_context: Some(json), applied: Applied::default() }
+            }
+        })
+    }
+}
+
+/// The rules for one event, pure: its entitlement under the frozen context,
+/// the delta against what the ledger holds, and the rows, balances, points
+/// and order update that write it (added to `w`); its outcome. `token`: the
+/// fencing token it is applied under.
+fn entitle_event(w: &mut Writes, ev: &LockedEvent, f: Facts, token: Option<u64>, now: DateTime<Utc>) -> Outcome {
+    let entitled = entitle(&f.state, &f.program, &f.ctx);
+    let delta = delta(&entitled, &f.applied);
+    // Once approved, an order's entries (clawbacks included) land approved.
+    let status = if ev.approved { EntryStatus::Approved } else { EntryStatus::Pending };
+    let mut amounts: BTreeMap<CommissionKind, Decimal> = BTreeMap::new();
+    for line in &delta.commissions {
+        w.ledger.push(LedgerRow {
+            affiliate_id: line.affiliate_id.clone(),
+            order_id: ev.order_id.clone(),
+            event_id: ev.id,
+            level: line.level,
+            kind: line.kind,
+            amount: line.amount,
+            status,
+            rule_version: ev.program_version,
+        });
+        *w.balances.entry(line.affiliate_id.clone()).or_default().entry(status).or_default() += line.amount;
+        *amounts.entry(line.kind).or_default() += line.amount;
+    }
+    for line in &delta.rewards {
+        // Earned points are a lot that expires `points_expire_days` from now.
+        let expires_at = (line.points > 0 && f.program.points_expire_days > 0)
+            .then(|| now + chrono::Duration::days(i64::from(f.program.points_expire_days)));
+        if let Some(at) = expires_at {
+            let due = w.expiries.entry(line.buyer_id.clone()).or_insert(at);
+            *due = (*due).min(at);
+        }
+        w.rewards.push(RewardRow {
+            buyer_id: line.buyer_id.clone(),
+            order_id: ev.order_id.clone(),
+            event_id: ev.id,
+            kind: line.kind,
+            points: line.points,
+            expires_at,
+        });
+        *w.points.entry(line.buyer_id.clone()).or_default() += line.points;
+    }
+    if !ev.approved && ev.approve_at.is_some_and(|at| at <= now) {
+        w.approve.push(ev.order_id.clone());
+    }
+    w.done.push(ev.id);
+    if let Some(token) = token {
+        w.fences.insert(ev.id, token);
+    }
+    w.orders.push(OrderUpdate {
+        order_id: ev.order_id.clone(),
+        commission_status: CommissionStatus::of(ev.siblings.iter().copied().chain([EventStatus::Done])),
+        no_commission_reason: entitled.no_commission_reason.map(|r| r.as_str()),
+        context: f.new_context,
+    });
+    Outcome::Applied {
+        kind: ev.kind,
+        lag: (now - ev.created_at).to_std().unwrap_or_default(),
+        amounts: amounts.into_iter().collect(),
+        rows_written: delta.commissions.len() + delta.rewards.len(),
+    }
+}
+
+/// Points earned and reversed by a committed transaction, counted.
+fn count_points(w: &Writes) {
+    let (earned, reversed) = w.rewards.iter().fold((0u64, 0u64), |(e, r), row| {
         if row.points > 0 {
             (e + row.points.unsigned_abs(), r)
         } else {
@@ -241,18 +292,16 @@ pub async fn apply_fenced(
     if reversed > 0 {
         metrics::counter!(m::POINTS_TOTAL, "movement" => "reversed").increment(reversed);
     }
+}
 
-    // The lag is measured to the commit.
-    let committed = Utc::now();
+/// Every outcome, the applied ones' lag extended to the commit.
+fn finish(outcomes: Vec<Option<Outcome>>, to_commit: Duration) -> Result<Vec<Outcome>> {
     outcomes
         .into_iter()
         .map(|o| match o {
-            Some(Outcome::Applied { kind, lag, amounts, rows_written }) => Ok(Outcome::Applied {
-                kind,
-                lag: lag + (committed - now).to_std().unwrap_or_default(),
-                amounts,
-                rows_written,
-            }),
+            Some(Outcome::Applied { kind, lag, amounts, rows_written }) => {
+                Ok(Outcome::Applied { kind, lag: lag + to_commit, amounts, rows_written })
+            }
             Some(other) => Ok(other),
             None => Err(corrupt("missing outcome")),
         })
@@ -351,14 +400,14 @@ pub(crate) async fn resolve_contexts(
 
 /// Applies a batch in one transaction; if it fails, each event alone, so a
 /// failing event fails alone and the others land exactly once.
-pub async fn apply_batch(backend: &dyn Backend, faults: &Faults, ids: Vec<EventId>) -> Vec<Result<Outcome>> {
-    apply_batch_fenced(backend, faults, ids.into_iter().map(|id| (id, None)).collect(), None).await
+pub async fn apply_batch(store: &dyn Backend, faults: &Faults, ids: Vec<EventId>) -> Vec<Result<Outcome>> {
+    apply_batch_fenced(store, faults, ids.into_iter().map(|id| (id, None)).collect(), None).await
 }
 
 /// [`apply_batch`] of fenced jobs: one event alone fails alone, a partition
 /// taken over fails its own events only.
 pub async fn apply_batch_fenced(
-    backend: &dyn Backend,
+    store: &dyn Backend,
     faults: &Faults,
     jobs: Vec<Job>,
     by: Option<&Arc<str>>,
@@ -368,7 +417,7 @@ pub async fn apply_batch_fenced(
         panic!("injected panic in the batch worker applying {} events", jobs.len());
     }
     if jobs.len() > 1 {
-        match apply_fenced(backend, faults, &jobs, by).await {
+        match apply_fenced(store, faults, &jobs, by).await {
             Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
             Err(e) => {
                 metrics::counter!(m::EVENT_BATCH_FALLBACKS_TOTAL).increment(1);
@@ -378,7 +427,7 @@ pub async fn apply_batch_fenced(
     }
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let one = apply_fenced(backend, faults, std::slice::from_ref(&job), by).await;
+        let one = apply_fenced(store, faults, std::slice::from_ref(&job), by).await;
         results.push(one.and_then(|mut o| o.pop().ok_or_else(|| corrupt("no outcome for the event"))));
     }
     results
@@ -398,7 +447,7 @@ impl Applier {
     /// events, started at most `linger` after its first event was ready.
     /// `by`: the instance, named in the rows of the events it applies.
     pub fn start(
-        backend: Arc<dyn Backend>,
+        store: Arc<dyn Backend>,
         faults: Arc<Faults>,
         workers: usize,
         max_batch: usize,
@@ -406,8 +455,8 @@ impl Applier {
         by: Arc<str>,
     ) -> Self {
         let batches = super::batch::Coalescer::start("apply", workers, max_batch, linger, move |jobs: Vec<Job>| {
-            let (backend, faults, by) = (backend.clone(), faults.clone(), by.clone());
-            async move { apply_batch_fenced(backend.as_ref(), &faults, jobs, Some(&by)).await }
+            let (store, faults, by) = (store.clone(), faults.clone(), by.clone());
+            async move { apply_batch_fenced(store.as_ref(), &faults, jobs, Some(&by)).await }
         });
         Self { batches }
     }

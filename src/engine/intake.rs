@@ -1,12 +1,17 @@
-//! Order intake: concurrent requests coalesced into shared backend batches
-//! (multi-row inserts and one commit per batch, see `batch`). Each request is
-//! still answered only after its own rows are committed.
+//! Order intake: concurrent requests coalesced into shared batches (one
+//! transaction per batch, see `batch`); each request is still answered only
+//! after its own rows are committed. The batch's rules are
+//! `domain::intake::plan`; here the transaction around them.
 use super::batch::Coalescer;
 use super::{Committed, EngineError};
+use crate::domain::intake::{self, IntakeBatch};
 use crate::domain::order::{CreateOrder, NewOrder};
-use crate::store::Backend;
+use crate::store::{Backend, StoreError};
+use chrono::{TimeDelta, Utc};
 use std::sync::Arc;
 use std::time::Duration;
+
+pub type Outcomes = Vec<Result<CreateOrder, StoreError>>;
 
 #[derive(Clone)]
 pub struct Intake {
@@ -17,11 +22,20 @@ impl Intake {
     /// `workers` transactions at most at once, each of up to `max_batch`
     /// orders; the accepted orders' events of a batch are journaled together
     /// after its commit (one journal write per batch, not per order).
-    pub(crate) fn start(backend: Arc<dyn Backend>, committed: Committed, workers: usize, max_batch: usize) -> Self {
+    /// `redeliver_after`: when recovery journals an accepted event again if
+    /// it was not applied.
+    pub(crate) fn start(
+        store: Arc<dyn Backend>,
+        committed: Committed,
+        workers: usize,
+        max_batch: usize,
+        redeliver_after: Duration,
+    ) -> Self {
+        let lease = TimeDelta::from_std(redeliver_after).unwrap_or(TimeDelta::MAX);
         let batches = Coalescer::start("intake", workers, max_batch, Duration::ZERO, move |orders: Vec<NewOrder>| {
-            let (backend, committed) = (backend.clone(), committed.clone());
+            let (store, committed) = (store.clone(), committed.clone());
             async move {
-                let outcomes = backend.create_orders(&orders).await;
+                let outcomes = take(store.as_ref(), &orders, lease).await;
                 let accepted = outcomes
                     .iter()
                     .filter_map(|o| match o {
@@ -39,4 +53,93 @@ impl Intake {
     pub async fn submit(&self, order: NewOrder) -> Result<CreateOrder, EngineError> {
         self.batches.submit((), order).await.ok_or(EngineError::NoAnswer("intake"))?
     }
+}
+
+/// Takes a batch of orders (intake's batch workers coalesce requests into
+/// these; a tool may take one directly): the orders, their items and
+/// `order.placed` events committed, nothing journaled (recovery journals
+/// events not journaled otherwise, `redeliver_after` from now).
+pub async fn take_batch(store: &dyn Backend, orders: &[NewOrder], redeliver_after: Duration) -> Outcomes {
+    take(store, orders, TimeDelta::from_std(redeliver_after).unwrap_or(TimeDelta::MAX)).await
+}
+
+/// Takes a batch in one transaction, each order answered on its own. If the
+/// batch fails (a concurrent writer took one of its ids between the lookup
+/// and the insert, a row the database refuses), nothing of it is kept and
+/// each order is taken again in a transaction of its own, so one bad order
+/// fails alone.
+async fn take(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Outcomes {
+    if orders.is_empty() {
+        return Vec::new();
+    }
+    let failed = match write(store, orders, lease).await {
+        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+        Err(e) => e,
+    };
+    match failed {
+        e if orders.len() > 1 && is_row_error(&e) => {
+            let mut out = Vec::with_capacity(orders.len());
+            for order in orders {
+                out.push(take_one(store, order, lease).await);
+            }
+            out
+        }
+        e if e.is_duplicate() => vec![existing(store, &orders[0]).await],
+        e => {
+            let message = e.to_string();
+            let mut out = vec![Err(e)];
+            out.extend(orders.iter().skip(1).map(|_| Err(StoreError::Corrupt(format!("intake failed: {message}")))));
+            out
+        }
+    }
+}
+
+/// A database's refusal of the batch's rows (as opposed to stored data the
+/// rules cannot read): worth taking each order alone.
+fn is_row_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(_) | StoreError::Duplicate(_) | StoreError::LockConflict(_) | StoreError::Unavailable(_))
+}
+
+/// One order in a transaction of its own (after its batch failed). A
+/// concurrent writer that took the id first makes it a duplicate or a conflict.
+async fn take_one(store: &dyn Backend, order: &NewOrder, lease: TimeDelta) -> Result<CreateOrder, StoreError> {
+    match write(store, std::slice::from_ref(order), lease).await {
+        Ok(mut outcomes) => outcomes.pop().ok_or_else(|| StoreError::Corrupt("no outcome for the order".into())),
+        Err(e) if e.is_duplicate() => existing(store, order).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// The batch, all or nothing: the lookup, the plan, the writes and the
+/// commit; then the orders whose id was taken are answered from the stored
+/// order (which the commit made visible, also for an id seen twice in it).
+async fn write(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Result<Vec<CreateOrder>, StoreError> {
+    let mut tx = store.begin_intake().await?;
+    let known = tx.lookup(orders).await?;
+    let program = tx.program(known.version).await?;
+    let now = Utc::now();
+    let plan = intake::plan(orders, &known, &program, now);
+    let mut answers = plan.answers;
+    let (positions, placements): (Vec<usize>, Vec<_>) = plan.accepted.into_iter().unzip();
+    let batch = IntakeBatch { placements, version: known.version, now, next_attempt_at: now + lease };
+    tx.write(&batch).await?;
+    for (n, placement) in positions.into_iter().zip(batch.placements) {
+        answers[n] = Some(CreateOrder::Accepted(placement.event));
+    }
+    for n in plan.later {
+        answers[n] = Some(existing(store, &orders[n]).await?);
+    }
+    answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| StoreError::Corrupt("an order of the batch got no outcome".into())))
+        .collect()
+}
+
+/// An order whose id is stored: a duplicate of the same request, else a conflict.
+async fn existing(store: &dyn Backend, order: &NewOrder) -> Result<CreateOrder, StoreError> {
+    let (hash, event) = store
+        .placed(&order.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("order {} exists without its order.placed event", order.id)))?;
+    Ok(intake::existing(&hash, event, order))
 }

@@ -1,29 +1,34 @@
 //! The use cases, one file each: intake, apply (the event transaction),
-//! lifecycle, operator actions, reconcile, retry. One [`Engine`] handle is
-//! held by HTTP and by the actors; it reaches storage through the backend
-//! seam (`store::Backend`) and the journal through `journal::Journal`, and
+//! lifecycle, events (failures, replays, recovery's reads), affiliates,
+//! payouts, rewards, quotes, operator reads and recompute, reconcile. One
+//! [`Engine`] handle is held by HTTP and by the actors; each use case opens
+//! a narrow transaction of the store (`store::*Tx`), asks it what the rule
+//! needs, decides with the domain's pure functions, writes, commits — and
 //! "commit, then journal" is written once, here.
+pub mod affiliates;
 pub mod apply;
 pub mod batch;
+pub mod events;
 pub mod faults;
 pub mod intake;
+pub mod lifecycle;
 pub mod operator;
+pub mod payouts;
 pub mod quote;
 pub mod reconcile;
 pub mod retry;
 pub mod rewards;
 
-use crate::domain::affiliate::{Affiliate, AffiliatePatch, CreateAffiliate, NewAffiliate, PatchAffiliate};
-use crate::domain::event::{Backlog, EventId, EventRef, EventStatus, EventType};
-use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
-use crate::domain::ledger::{BuyerRewards, LedgerEntry};
-use crate::domain::order::{eligible, CreateOrder, LifecycleOutcome, NewOrder, OrderRecord, RefundRequest};
+use crate::domain::event::EventRef;
+use crate::domain::ids::OrderId;
+use crate::domain::order::{eligible, CreateOrder, NewOrder, OrderRecord};
 use crate::journal::Journal;
 use crate::store::{Backend, StoreError};
 use apply::{Applier, Outcome};
 use faults::Faults;
-use retry::{Failure, RetryPolicy, LOCK_CONFLICT_RETRIES};
+use retry::{RetryPolicy, LOCK_CONFLICT_RETRIES};
 use rust_decimal::Decimal;
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -69,6 +74,10 @@ impl EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> EngineError {
+    EngineError::Store(StoreError::Corrupt(what.to_string()))
+}
+
 /// Where committed events go to be journaled (the actor tree's dispatcher).
 /// Publishing never fails the caller: an event that does not reach the
 /// journal stays open in the record and recovery journals it.
@@ -113,6 +122,9 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// How long an event may stay open, retries included, before reconcile calls it stuck.
     pub retry_horizon: Duration,
+    /// How long a journaled event may stay unapplied before recovery
+    /// journals it again (an event's first due time, and each sweep's lease).
+    pub redeliver_after: Duration,
 }
 
 /// The handle to every use case: cheap to clone.
@@ -122,7 +134,7 @@ pub struct Engine {
 }
 
 struct Inner {
-    backend: Arc<dyn Backend>,
+    store: Arc<dyn Backend>,
     journal: Arc<dyn Journal>,
     faults: Arc<Faults>,
     committed: Committed,
@@ -143,17 +155,17 @@ pub struct OrderDetails {
 
 impl Engine {
     /// Starts the batch workers (they stop when the last handle is dropped).
-    pub fn new(
-        backend: Arc<dyn Backend>,
-        journal: Arc<dyn Journal>,
-        faults: Arc<Faults>,
-        config: EngineConfig,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Backend>, journal: Arc<dyn Journal>, faults: Arc<Faults>, config: EngineConfig) -> Self {
         let committed = Committed { outbox: Arc::new(OnceLock::new()), faults: faults.clone() };
-        let intake =
-            intake::Intake::start(backend.clone(), committed.clone(), config.intake_workers, config.intake_batch);
+        let intake = intake::Intake::start(
+            store.clone(),
+            committed.clone(),
+            config.intake_workers,
+            config.intake_batch,
+            config.redeliver_after,
+        );
         let applier = Applier::start(
-            backend.clone(),
+            store.clone(),
             faults.clone(),
             config.event_workers,
             config.event_batch,
@@ -162,7 +174,7 @@ impl Engine {
         );
         Self {
             inner: Arc::new(Inner {
-                backend,
+                store,
                 journal,
                 faults,
                 committed,
@@ -179,17 +191,17 @@ impl Engine {
         let _ = self.inner.committed.outbox.set(outbox);
     }
 
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.inner.backend
+    fn store(&self) -> &dyn Backend {
+        self.inner.store.as_ref()
     }
-    pub fn journal(&self) -> &Arc<dyn Journal> {
-        &self.inner.journal
-    }
-    pub fn faults(&self) -> &Arc<Faults> {
+
+    fn faults(&self) -> &Faults {
         &self.inner.faults
     }
-    pub fn config(&self) -> &EngineConfig {
-        &self.inner.config
+
+    /// When an event written now is due for recovery if it was not applied.
+    fn next_attempt_at(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        now + chrono::TimeDelta::from_std(self.inner.config.redeliver_after).unwrap_or(chrono::TimeDelta::MAX)
     }
 
     /// The one "commit, then journal": events already committed are handed to
@@ -205,7 +217,7 @@ impl Engine {
 
     /// Whether the database and the journal answer.
     pub async fn ready(&self) -> (bool, bool) {
-        tokio::join!(self.inner.backend.ping(), self.inner.journal.ping())
+        tokio::join!(self.inner.store.ping(), self.inner.journal.ping())
     }
 
     // ---- storefront
@@ -224,74 +236,15 @@ impl Engine {
     }
 
     pub async fn order(&self, id: &OrderId) -> Result<Option<OrderDetails>> {
-        let Some(record) = self.inner.backend.order(id).await? else { return Ok(None) };
-        let program = self.inner.backend.program(record.program_version).await?;
+        let Some(record) = self.store().order(id).await? else { return Ok(None) };
+        let program = self.store().program(record.program_version).await?;
         let eligible_amount = eligible(&record.state, &program);
         Ok(Some(OrderDetails { record, eligible_amount }))
     }
 
-    async fn lifecycle(&self, outcome: LifecycleOutcome) -> LifecycleOutcome {
-        if let LifecycleOutcome::Accepted(event) = &outcome {
-            self.committed(vec![event.clone()]).await;
-        }
-        outcome
-    }
-
-    pub async fn refund(&self, req: &RefundRequest) -> Result<LifecycleOutcome> {
-        let outcome = self.inner.backend.refund(req).await?;
-        Ok(self.lifecycle(outcome).await)
-    }
-
-    pub async fn cancel(&self, id: &OrderId) -> Result<LifecycleOutcome> {
-        let outcome = self.inner.backend.cancel(id).await?;
-        Ok(self.lifecycle(outcome).await)
-    }
-
-    pub async fn complete(&self, id: &OrderId) -> Result<LifecycleOutcome> {
-        let outcome = self.inner.backend.complete(id).await?;
-        Ok(self.lifecycle(outcome).await)
-    }
-
-    pub async fn create_affiliate(&self, new: &NewAffiliate) -> Result<CreateAffiliate> {
-        Ok(self.inner.backend.create_affiliate(new).await?)
-    }
-
-    pub async fn patch_affiliate(&self, id: &AffiliateId, patch: &AffiliatePatch) -> Result<PatchAffiliate> {
-        Ok(self.inner.backend.patch_affiliate(id, patch).await?)
-    }
-
-    pub async fn affiliate(&self, id: &AffiliateId) -> Result<Option<Affiliate>> {
-        Ok(self.inner.backend.affiliate(id).await?)
-    }
-
-    /// One page of an affiliate's ledger, oldest first; None if there is no such affiliate.
-    pub async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Option<Vec<LedgerEntry>>> {
-        if self.inner.backend.affiliate(id).await?.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(self.inner.backend.affiliate_ledger(id, after, limit).await?))
-    }
-
-    /// One page of an affiliate's direct children, by id; None if there is no such affiliate.
-    pub async fn affiliate_children(
-        &self,
-        id: &AffiliateId,
-        after: Option<&AffiliateId>,
-        limit: u32,
-    ) -> Result<Option<Vec<Affiliate>>> {
-        if self.inner.backend.affiliate(id).await?.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(self.inner.backend.affiliate_children(id, after, limit).await?))
-    }
-
     /// The program currency (every balance is in it).
     pub async fn currency(&self) -> Result<String> {
-        Ok(self.inner.backend.current_program().await?.1.currency.clone())
-    }
-
-    pub async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
-        Ok(self.inner.backend.buyer_rewards(id).await?)
+        Ok(self.store().current_program().await?.1.currency.clone())
     }
 
     // ---- for the actors
@@ -300,59 +253,28 @@ impl Engine {
     /// at once a transaction that lost a lock conflict.
     /// `fence`: the token of the event's journal partition this instance
     /// holds (None: not fenced).
-    pub async fn apply(&self, event: &EventRef, fence: Option<crate::store::Fence>) -> Result<Outcome> {
+    pub async fn apply(&self, event: &EventRef, fence: Option<crate::domain::event::Fence>) -> Result<Outcome> {
         let (partition, id) = (&event.partition, event.id);
-        let mut result = self.inner.applier.apply(partition, id, fence).await;
-        let mut conflicts = 0;
-        while matches!(&result, Err(e) if e.is_lock_conflict()) && conflicts < LOCK_CONFLICT_RETRIES {
-            conflicts += 1;
-            tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
-            result = self.inner.applier.apply(partition, id, fence).await;
+        retrying(|| self.inner.applier.apply(partition, id, fence)).await
+    }
+}
+
+/// Runs `attempt` again, at once (after a short pause), while it loses a
+/// lock conflict (a deadlock, a lock wait, SQLite BUSY), up to
+/// [`LOCK_CONFLICT_RETRIES`] times.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut conflicts = 0;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_lock_conflict() && conflicts < LOCK_CONFLICT_RETRIES => {
+                conflicts += 1;
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
+            }
+            other => return other,
         }
-        result
-    }
-
-    /// Records a failed attempt: classified, then retried with backoff or dead.
-    pub async fn record_failure(&self, id: EventId, error: &EngineError) -> Result<(EventStatus, EventType)> {
-        let failure = Failure::of(error);
-        let policy = self.inner.config.retry;
-        let decide = move |attempts: u32| policy.decide(failure, attempts, chrono::Utc::now());
-        Ok(self.inner.backend.record_failure(id, &error.to_string(), &decide).await?)
-    }
-
-    pub async fn take_due_events(&self, limit: u32, parts: crate::store::Parts<'_>) -> Result<Vec<EventRef>> {
-        Ok(self.inner.backend.take_due_events(limit, parts).await?)
-    }
-
-    pub async fn open_events(
-        &self,
-        after: Option<EventId>,
-        limit: u32,
-        parts: crate::store::Parts<'_>,
-    ) -> Result<Vec<EventRef>> {
-        Ok(self.inner.backend.open_events(after, limit, parts).await?)
-    }
-
-    /// Counts the open and dead events (and remembers the open count for
-    /// backpressure).
-    pub async fn backlog(&self) -> Result<Backlog> {
-        let backlog = self.inner.backend.backlog().await?;
-        self.inner.open_events.store(backlog.open, std::sync::atomic::Ordering::Relaxed);
-        Ok(backlog)
-    }
-
-    /// Which of these events are settled (done or dead): a journal entry of
-    /// one is stale and needs no transaction.
-    pub async fn settled(&self, ids: &[EventId]) -> Result<std::collections::HashSet<EventId>> {
-        let statuses = self.inner.backend.event_statuses(ids).await?;
-        Ok(statuses
-            .into_iter()
-            .filter(|(_, s)| matches!(s, EventStatus::Done | EventStatus::Dead))
-            .map(|(id, _)| id)
-            .collect())
-    }
-
-    pub async fn approve_due(&self, limit: u32) -> Result<usize> {
-        Ok(self.inner.backend.approve_due(limit).await?)
     }
 }

@@ -3,7 +3,7 @@
 //! read-only view, storing nothing — so a quote and the order placed later
 //! agree whenever nothing they read changed in between.
 use super::apply::{resolve_contexts, ContextAsk};
-use super::{EngineError, Result};
+use super::Result;
 use crate::domain::entitlement::{entitle, Entitlement};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::order::{Attribution, NewItem, OrderState};
@@ -55,21 +55,19 @@ impl super::Engine {
             return Ok(QuoteOutcome::WrongCurrency { expected: program.currency.clone() });
         }
         let direct = match &req.attribution {
-            Some(a) => self.backend().attributed(a).await?,
+            Some(a) => self.store().attributed(a).await?,
             None => None,
         };
         let placed_at = req.placed_at.unwrap_or_else(Utc::now);
         let order_id = req.id.clone().unwrap_or_else(|| OrderId::from_trusted(LAST_ID.to_owned()));
         let ask = ContextAsk { order_id: &order_id, buyer_id: &req.buyer_id, direct: direct.as_ref(), placed_at };
-        let mut view = self.backend().begin_read().await?;
+        let mut view = self.store().begin_read().await?;
         let mut contexts = resolve_contexts(view.as_mut(), &[(ask, program.as_ref())]).await?;
         drop(view);
-        let ctx = contexts
-            .remove(&order_id)
-            .ok_or_else(|| EngineError::Store(crate::store::StoreError::Corrupt("quote context missing".into())))?;
+        let ctx = contexts.remove(&order_id).ok_or_else(|| super::corrupt("quote context missing"))?;
         let state = OrderState::placed(&req.buyer_id, &req.items);
         let entitlement = entitle(&state, &program, &ctx);
-        let spendable_points = spendable_of(self.backend().buyer_rewards(&req.buyer_id).await?.points);
+        let spendable_points = spendable_of(self.store().buyer_rewards(&req.buyer_id).await?.points);
         Ok(QuoteOutcome::Quoted(Box::new(Quote {
             program_version: version,
             currency: program.currency.clone(),

@@ -49,9 +49,9 @@ impl Engine {
     /// order's ledger equals its entitlement, no event older than the retry
     /// horizon is still open, payout batches match their entries.
     pub async fn reconcile(&self) -> Result<Report> {
-        let horizon = chrono::TimeDelta::from_std(self.config().retry_horizon).unwrap_or(chrono::TimeDelta::MAX);
+        let horizon = chrono::TimeDelta::from_std(self.inner.config.retry_horizon).unwrap_or(chrono::TimeDelta::MAX);
         let stuck_before = Utc::now().checked_sub_signed(horizon).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let facts = self.backend().reconcile_facts(stuck_before).await?;
+        let facts = self.store().reconcile_facts(stuck_before).await?;
         let mut checked = Checked {
             affiliates: facts.affiliates,
             buyers: facts.buyers,
@@ -87,7 +87,7 @@ impl Engine {
         // For every order whose events are all done, the ledger equals the entitlement.
         let mut after = String::new();
         loop {
-            let ids = self.backend().processed_orders(&after, PAGE).await?;
+            let ids = self.store().processed_orders(&after, PAGE).await?;
             for order_id in &ids {
                 checked.orders += 1;
                 let Some((entitled, applied)) = self.entitlement_and_applied(order_id).await? else { continue };
@@ -163,10 +163,10 @@ impl Engine {
     ) -> Result<()> {
         let mut after = String::new();
         loop {
-            let ids = self.backend().wallet_buyers(&after, PAGE).await?;
+            let ids = self.store().wallet_buyers(&after, PAGE).await?;
             for buyer in &ids {
                 checked.wallets += 1;
-                let (rewards, redemptions) = self.backend().buyer_wallet(buyer).await?;
+                let (rewards, redemptions) = self.store().buyer_wallet(buyer).await?;
                 let mut flag = |kind: &'static str, detail: String| {
                     let mut x = Violation::new(kind, detail);
                     x.buyer_id = Some(buyer.to_string());

@@ -4,7 +4,7 @@
 //! by the scheduler). Every change is one transaction on the buyer's wallet
 //! that records its event (`redemption.*`, `points.expired`) as done, so it
 //! is in the event log and a replay of it changes nothing.
-use super::{EngineError, Result};
+use super::{retrying, EngineError, Result};
 use crate::domain::entitlement::RewardKind;
 use crate::domain::event::{EventId, EventType};
 use crate::domain::ids::{BuyerId, OrderId, RedemptionId};
@@ -15,7 +15,6 @@ use crate::domain::wallet::{spendable_of, Redemption, RedemptionStatus, Wallet, 
 use crate::metrics as m;
 use crate::store::{Backend, WalletTx, WalletWrite};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use std::future::Future;
 
 /// A buyer's balance, history and redemptions.
 #[derive(Debug, Clone)]
@@ -64,25 +63,6 @@ fn now_micros() -> DateTime<Utc> {
     now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
 }
 
-/// Attempts at a wallet transaction: one that lost a lock conflict (a
-/// deadlock with the event transaction, SQLite BUSY) is tried again.
-async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let mut conflicts = 0;
-    loop {
-        match attempt().await {
-            Err(e) if e.is_lock_conflict() && conflicts < super::retry::LOCK_CONFLICT_RETRIES => {
-                conflicts += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(conflicts))).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 fn payload(r: &Redemption) -> String {
     serde_json::json!({
         "buyer_id": r.buyer_id,
@@ -120,11 +100,11 @@ fn pending_entry(kind: RewardKind, points: i64, rid: Option<&RedemptionId>, at: 
 /// Opens a wallet transaction on the buyer, takes the buyer's lock and
 /// reads the redemption (None: no such redemption; the transaction is dropped).
 async fn open_redemption(
-    backend: &dyn Backend,
+    store: &dyn Backend,
     buyer: &BuyerId,
     id: &RedemptionId,
 ) -> Result<Option<(Box<dyn WalletTx>, Redemption)>> {
-    let mut tx = backend.begin_wallet(buyer).await?;
+    let mut tx = store.begin_wallet(buyer).await?;
     tx.balance().await?;
     Ok(tx.redemption(id).await?.map(|r| (tx, r)))
 }
@@ -160,7 +140,7 @@ async fn give_back(
 impl super::Engine {
     /// A buyer's spendable points, holds, debt and history (an unknown buyer has none).
     pub async fn buyer_wallet(&self, id: &BuyerId) -> Result<BuyerWallet> {
-        let (rewards, redemptions) = self.backend().buyer_wallet(id).await?;
+        let (rewards, redemptions) = self.store().buyer_wallet(id).await?;
         let held =
             redemptions.iter().filter(|r| r.status == RedemptionStatus::Held).map(|r| i128::from(r.points)).sum();
         Ok(BuyerWallet { rewards, redemptions, held })
@@ -171,12 +151,11 @@ impl super::Engine {
     /// can never overdraw.
     pub async fn hold_points(&self, req: &HoldRequest) -> Result<HoldOutcome> {
         let (version, program) = self.program().await?;
-        let (backend, faults) = (self.backend().clone(), self.faults().clone());
         let outcome = retrying(|| {
-            let (backend, program, faults) = (backend.clone(), program.clone(), faults.clone());
+            let program = program.clone();
             async move {
                 let now = now_micros();
-                let mut tx = backend.begin_wallet(&req.buyer_id).await?;
+                let mut tx = self.store().begin_wallet(&req.buyer_id).await?;
                 let balance = tx.balance().await?;
                 if let Some(r) = tx.redemption(&req.id).await? {
                     let same = r.points == req.points && r.order_id == req.order_id;
@@ -213,7 +192,7 @@ impl super::Engine {
                     now,
                 )
                 .await?;
-                commit(faults.as_ref(), tx).await?;
+                commit(self.faults(), tx).await?;
                 Ok(HoldOutcome::Created(r))
             }
         })
@@ -232,12 +211,10 @@ impl super::Engine {
         id: &RedemptionId,
         order_id: Option<&OrderId>,
     ) -> Result<ActionOutcome> {
-        let (backend, faults) = (self.backend().clone(), self.faults().clone());
-        let outcome = retrying(|| {
-            let (backend, faults) = (backend.clone(), faults.clone());
-            async move {
+        let outcome = retrying(|| async move {
+            {
                 let now = now_micros();
-                let Some((mut tx, mut r)) = open_redemption(backend.as_ref(), buyer, id).await? else {
+                let Some((mut tx, mut r)) = open_redemption(self.store(), buyer, id).await? else {
                     return Ok(ActionOutcome::NotFound);
                 };
                 let other_order = matches!((order_id, &r.order_id), (Some(a), Some(b)) if a != b);
@@ -252,7 +229,7 @@ impl super::Engine {
                     }
                     RedemptionStatus::Held if r.hold_until <= now => {
                         give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
-                        commit(faults.as_ref(), tx).await?;
+                        commit(self.faults(), tx).await?;
                         metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
                         Ok(ActionOutcome::Conflict(r, "the hold expired: its points are back".into()))
                     }
@@ -273,7 +250,7 @@ impl super::Engine {
                             now,
                         )
                         .await?;
-                        commit(faults.as_ref(), tx).await?;
+                        commit(self.faults(), tx).await?;
                         metrics::counter!(m::POINTS_TOTAL, "movement" => "redeemed").increment(r.points.unsigned_abs());
                         Ok(ActionOutcome::Done(r))
                     }
@@ -286,12 +263,10 @@ impl super::Engine {
 
     /// Releases a hold (the checkout was abandoned): its points are spendable again.
     pub async fn release_redemption(&self, buyer: &BuyerId, id: &RedemptionId) -> Result<ActionOutcome> {
-        let (backend, faults) = (self.backend().clone(), self.faults().clone());
-        retrying(|| {
-            let (backend, faults) = (backend.clone(), faults.clone());
-            async move {
+        retrying(|| async move {
+            {
                 let now = now_micros();
-                let Some((mut tx, mut r)) = open_redemption(backend.as_ref(), buyer, id).await? else {
+                let Some((mut tx, mut r)) = open_redemption(self.store(), buyer, id).await? else {
                     return Ok(ActionOutcome::NotFound);
                 };
                 match r.status {
@@ -301,7 +276,7 @@ impl super::Engine {
                     }
                     RedemptionStatus::Held => {
                         give_back(tx.as_mut(), &mut r, RedemptionStatus::Released, now).await?;
-                        commit(faults.as_ref(), tx).await?;
+                        commit(self.faults(), tx).await?;
                         metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
                         Ok(ActionOutcome::Done(r))
                     }
@@ -314,12 +289,11 @@ impl super::Engine {
     /// Expires holds whose time has passed uncaptured, each in its own
     /// transaction; returns how many.
     pub async fn expire_due_holds(&self, limit: u32) -> Result<usize> {
-        let due = self.backend().due_holds(Utc::now(), limit).await?;
+        let due = self.store().due_holds(Utc::now(), limit).await?;
         let mut expired = 0;
         for (buyer, id) in due {
-            let (backend, faults) = (self.backend().clone(), self.faults().clone());
             // One hold that fails is logged and left for the next sweep; the others go on.
-            match retrying(|| expire_hold(backend.as_ref(), &faults, &buyer, &id)).await {
+            match retrying(|| expire_hold(self.store(), self.faults(), &buyer, &id)).await {
                 Ok(done) => expired += usize::from(done),
                 Err(e) => tracing::warn!(error = %e, buyer = %buyer, redemption = %id, "hold expiry failed"),
             }
@@ -330,11 +304,10 @@ impl super::Engine {
     /// Expires earned points past their lots' expiry, oldest first, one
     /// buyer per transaction; returns how many buyers lost points.
     pub async fn expire_due_points(&self, limit: u32) -> Result<usize> {
-        let due = self.backend().due_expiries(Utc::now(), limit).await?;
+        let due = self.store().due_expiries(Utc::now(), limit).await?;
         let mut expired = 0;
         for buyer in due {
-            let (backend, faults) = (self.backend().clone(), self.faults().clone());
-            match retrying(|| expire_points(backend.as_ref(), &faults, &buyer)).await {
+            match retrying(|| expire_points(self.store(), self.faults(), &buyer)).await {
                 Ok(done) => expired += usize::from(done),
                 Err(e) => tracing::warn!(error = %e, buyer = %buyer, "points expiry failed"),
             }
@@ -344,13 +317,13 @@ impl super::Engine {
 }
 
 async fn expire_hold(
-    backend: &dyn Backend,
+    store: &dyn Backend,
     faults: &super::faults::Faults,
     buyer: &BuyerId,
     id: &RedemptionId,
 ) -> Result<bool> {
     let now = now_micros();
-    let Some((mut tx, mut r)) = open_redemption(backend, buyer, id).await? else { return Ok(false) };
+    let Some((mut tx, mut r)) = open_redemption(store, buyer, id).await? else { return Ok(false) };
     if r.status != RedemptionStatus::Held || r.hold_until > now {
         return Ok(false);
     }
@@ -360,9 +333,9 @@ async fn expire_hold(
     Ok(true)
 }
 
-async fn expire_points(backend: &dyn Backend, faults: &super::faults::Faults, buyer: &BuyerId) -> Result<bool> {
+async fn expire_points(store: &dyn Backend, faults: &super::faults::Faults, buyer: &BuyerId) -> Result<bool> {
     let now = now_micros();
-    let mut tx = backend.begin_wallet(buyer).await?;
+    let mut tx = store.begin_wallet(buyer).await?;
     let Some(balance) = tx.balance().await? else { return Ok(false) };
     if balance.expire_due_at.is_none_or(|at| at > now) {
         return Ok(false);
@@ -377,10 +350,7 @@ async fn expire_points(backend: &dyn Backend, faults: &super::faults::Faults, bu
         (None, Vec::new())
     };
     if !wallet.problems.is_empty() {
-        return Err(EngineError::Store(crate::store::StoreError::Corrupt(format!(
-            "wallet of buyer {buyer}: {}",
-            wallet.problems.join("; ")
-        ))));
+        return Err(super::corrupt(format!("wallet of buyer {buyer}: {}", wallet.problems.join("; "))));
     }
     tx.record(&WalletWrite { event, entries, due: Some(wallet.next_expiry()) }, now).await?;
     commit(faults, tx).await?;
@@ -388,4 +358,11 @@ async fn expire_points(backend: &dyn Backend, faults: &super::faults::Faults, bu
         metrics::counter!(m::POINTS_TOTAL, "movement" => "expired").increment(due.unsigned_abs());
     }
     Ok(due > 0)
+}
+
+impl super::Engine {
+    /// Σ points of the redemptions held now (the scheduler's gauge).
+    pub async fn held_points(&self) -> Result<i128> {
+        Ok(self.store().held_points().await?)
+    }
 }

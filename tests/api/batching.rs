@@ -9,13 +9,12 @@ use komisi::engine::faults::Faults;
 use komisi::store::Backend;
 use reqwest::StatusCode;
 use serde_json::json;
-use std::time::Duration;
 
 /// An instance whose journal is unreachable: orders are committed and their
 /// events stay pending, so the test decides how they are applied.
 async fn spawn_without_journal() -> (TestApp, Box<dyn Backend>) {
     let app = spawn_app_without_journal().await;
-    let store = open_store(&app.config, 2, Duration::from_secs(60)).await;
+    let store = open_store(&app.config, 2).await;
     (app, store)
 }
 

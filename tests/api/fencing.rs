@@ -21,7 +21,7 @@ async fn setup() -> (TestApp, Box<dyn Backend>, EventId, u16) {
     let app = spawn_app_without_journal().await;
     abc_tree(&app).await;
     app.accept(&worked_example_order("o-1", "x", "code-C")).await;
-    let store = open_store(&app.config, 4, Duration::from_secs(60)).await;
+    let store = open_store(&app.config, 4).await;
     let id = EventId::parse(&app.db.one("SELECT id FROM events WHERE order_id = 'o-1'", &[]).await).unwrap();
     let key = app.db.one("SELECT partition_key FROM events WHERE order_id = 'o-1'", &[]).await;
     (app, store, id, partition_of(&key, P))
@@ -113,7 +113,7 @@ async fn partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_o
     for n in 0..12 {
         app.accept(&simple_order(&format!("o-{n}"), &format!("b-{n}"), None, "100000")).await;
     }
-    let store = open_store(&app.config, 2, Duration::from_secs(60)).await;
+    let store = open_store(&app.config, 2).await;
     let keys = app.db.rows("SELECT id, partition_key, CRC32(partition_key) % 4 FROM events", &[]).await;
     assert_eq!(keys.len(), 12);
     let mut by_part: Vec<Vec<String>> = vec![Vec::new(); usize::from(P)];
@@ -133,7 +133,9 @@ async fn partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_o
     assert_eq!(got, want, "open events of partitions 0 and 2 only");
     // Due events too; and every partition is no filter at all.
     app.db.exec("UPDATE events SET next_attempt_at = '2000-01-01'", &[]).await;
-    let due = store.take_due_events(100, Parts { of: P, owned: &[1] }).await.unwrap();
+    let now = chrono::Utc::now();
+    let lease = now + chrono::TimeDelta::seconds(60);
+    let due = store.take_due_events(100, Parts { of: P, owned: &[1] }, now, lease).await.unwrap();
     assert_eq!(due.len(), by_part[1].len());
     assert!(due.iter().all(|e| partition_of(e.partition.as_str(), P) == 1));
     let all = store.open_events(None, 100, Parts { of: P, owned: &[0, 1, 2, 3] }).await.unwrap();

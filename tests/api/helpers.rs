@@ -433,25 +433,47 @@ pub async fn spawn_app_journal_down(tune: impl FnOnce(&mut Config), faults: Faul
     }
 }
 
-/// A store of the test's own on the app's database (`connections` of them,
-/// `redeliver_after` as the lease), as a second process would open it.
-pub async fn open_store(
-    config: &Config,
-    connections: u32,
-    redeliver_after: Duration,
-) -> Box<dyn komisi::store::Backend> {
-    match config.backend() {
-        Some(komisi::config::BackendKind::Sqlite) => Box::new(
-            komisi::store::sqlite::SqliteStore::connect(&config.database_url, connections, redeliver_after)
+/// A store of the test's own on the app's database (`connections` of them),
+/// as a second process would open it.
+pub async fn open_store(config: &Config, connections: u32) -> Box<dyn komisi::store::Backend> {
+    let db: Arc<dyn komisi::store::sql::Db> = match config.backend() {
+        Some(komisi::config::BackendKind::Sqlite) => Arc::new(
+            komisi::store::sqlite::SqliteStore::connect(&config.database_url, connections)
                 .await
                 .expect("open the SQLite store"),
         ),
-        _ => Box::new(
-            komisi::store::mysql::MySqlStore::connect(&config.database_url, connections, redeliver_after)
+        _ => Arc::new(
+            komisi::store::mysql::MySqlStore::connect(&config.database_url, connections)
                 .await
                 .expect("open the MySQL store"),
         ),
-    }
+    };
+    Box::new(komisi::store::sql::SqlStore::new(db))
+}
+
+/// An engine on a store of the test's own, for use cases a test runs
+/// itself: its journal is unreachable (nothing it commits is journaled
+/// but by recovery), and its events are due again after `redeliver_after`.
+pub fn engine_on(store: Arc<dyn komisi::store::Backend>, redeliver_after: Duration) -> komisi::engine::Engine {
+    use komisi::engine::retry::RetryPolicy;
+    let journal = komisi::journal::redis::RedisJournal::new("redis://127.0.0.1:1", "unused", "c".into(), 1)
+        .expect("journal handle");
+    komisi::engine::Engine::new(
+        store,
+        Arc::new(journal),
+        Arc::new(Faults::default()),
+        komisi::engine::EngineConfig {
+            intake_workers: 2,
+            intake_batch: 64,
+            event_workers: 1,
+            event_batch: 32,
+            event_linger: Duration::from_millis(2),
+            max_backlog: 0,
+            retry: RetryPolicy { max_attempts: 8, base: Duration::from_millis(50), max: Duration::from_millis(400) },
+            retry_horizon: Duration::from_secs(3600),
+            redeliver_after,
+        },
+    )
 }
 
 pub async fn start_instance(config: Config, faults: Arc<Faults>) -> (Instance, SocketAddr, ActorRef<SupervisorMsg>) {

@@ -176,36 +176,40 @@ async fn a_payout_with_nothing_to_pay_stores_no_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing() {
     use sqlx::Connection;
-    if !needs_redis("the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing (MySQL's GET_LOCK)") {
+    if !needs_redis("the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing (MySQL's row locks)") {
         return;
     }
     let app = spawn_app().await;
     for id in ["A", "B", "C"] {
         app.create_affiliate(id, None).await;
     }
-    let mut holder = sqlx::MySqlConnection::connect(&app.config.database_url).await.unwrap();
-    // Another komisi database's re-parenting (the old, server-wide name) no
-    // longer holds this one up.
-    let got: i64 =
-        sqlx::query_scalar("SELECT GET_LOCK('komisi.affiliate_tree', 0)").fetch_one(&mut holder).await.unwrap();
-    assert_eq!(got, 1);
+    // Another komisi database's re-parenting in progress (its tree lock
+    // held) does not hold this one up: the lock is a row of each database's
+    // own `locks` table, not a server-wide name.
+    let other = spawn_app().await;
+    let mut elsewhere = sqlx::MySqlConnection::connect(&other.config.database_url).await.unwrap();
+    let mut other_tx = elsewhere.begin().await.unwrap();
+    sqlx::query("SELECT name FROM locks WHERE name = 'tree' FOR UPDATE").fetch_one(&mut *other_tx).await.unwrap();
     let started = std::time::Instant::now();
     let r = app.patch("/v1/affiliates/B", &json!({"parent_id": "A"})).await;
     assert_eq!(r.status(), StatusCode::OK);
-    // Before, it waited out the 10 s lock timeout and then went ahead.
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "held up by another database's lock");
-    // This database's lock held elsewhere: after the wait, 503 with
-    // Retry-After and nothing changed (before: the result was not checked
-    // and the move went ahead unserialised).
-    let got: i64 = sqlx::query_scalar("SELECT GET_LOCK(CONCAT('komisi.tree.', MD5(DATABASE())), 0)")
-        .fetch_one(&mut holder)
-        .await
-        .unwrap();
-    assert_eq!(got, 1);
+    other_tx.rollback().await.unwrap();
+    let mut holder = sqlx::MySqlConnection::connect(&app.config.database_url).await.unwrap();
+    // This database's tree lock held by another transaction: after the
+    // lock wait, 503 with Retry-After and nothing changed.
+    let mut tx = holder.begin().await.unwrap();
+    let held: String =
+        sqlx::query_scalar("SELECT name FROM locks WHERE name = 'tree' FOR UPDATE").fetch_one(&mut *tx).await.unwrap();
+    assert_eq!(held, "tree");
     let r = app.patch("/v1/affiliates/C", &json!({"parent_id": "B"})).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(app.get_json("/v1/affiliates/C").await["parent_id"], Value::Null);
+    // A change that is no re-parenting does not take the tree's lock.
+    let r = app.patch("/v1/affiliates/C", &json!({"name": "Cee"})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    tx.rollback().await.unwrap();
     holder.close().await.unwrap();
     let r = app.patch("/v1/affiliates/C", &json!({"parent_id": "B"})).await;
     assert_eq!(r.status(), StatusCode::OK);

@@ -187,7 +187,7 @@ async fn a_backlog_of_10000_events_of_one_affiliate_does_not_hold_up_another() {
     let mut app = spawn_app_without_journal().await;
     abc_tree(&app).await;
     app.create_affiliate("Z", None).await;
-    let store = open_store(&app.config, 4, Duration::from_secs(600)).await;
+    let store = open_store(&app.config, 4).await;
     let orders: Vec<_> = (0..10_000)
         .map(|i| {
             parse_order_json(hot_order(&format!("b-{i:05}"), &format!("x{i}"), "code-C").to_string().as_bytes())
@@ -195,7 +195,7 @@ async fn a_backlog_of_10000_events_of_one_affiliate_does_not_hold_up_another() {
         })
         .collect();
     let batches: Vec<Vec<_>> = futures::stream::iter(orders.chunks(64))
-        .map(|chunk| store.create_orders(chunk))
+        .map(|chunk| komisi::engine::intake::take_batch(store.as_ref(), chunk, Duration::from_secs(600)))
         .buffer_unordered(4)
         .collect()
         .await;

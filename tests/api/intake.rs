@@ -229,11 +229,12 @@ async fn program_versions_are_validated_and_immutable() {
 #[tokio::test]
 async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
     use komisi::domain::order::CreateOrder;
+    use komisi::engine::intake::take_batch;
     use komisi::http::orders::parse_order_json;
     let app = spawn_app().await;
     app.create_affiliate("A", None).await;
     app.accept(&simple_order("taken", "x", Some("code-A"), "100000")).await;
-    let store = open_store(&app.config, 2, std::time::Duration::from_millis(500)).await;
+    let store = open_store(&app.config, 2).await;
     let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
     let mut usd = simple_order("usd", "y", None, "5");
     usd["currency"] = json!("USD");
@@ -245,12 +246,13 @@ async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
         parse(simple_order("taken", "x", Some("code-A"), "100000")), // a retry of an earlier order
         parse(simple_order("taken", "x", Some("code-A"), "999")),    // the same id, another body
     ];
-    let outcomes: Vec<_> = store.create_orders(&batch).await.into_iter().map(Result::unwrap).collect();
+    let lease = std::time::Duration::from_millis(500);
+    let outcomes: Vec<_> = take_batch(store.as_ref(), &batch, lease).await.into_iter().map(Result::unwrap).collect();
     let first = match &outcomes[0] {
         CreateOrder::Accepted(e) => e.id,
         other => panic!("{other:?}"),
     };
-    assert!(matches!(&outcomes[1], CreateOrder::Duplicate(id) if *id == first), "{:?}", outcomes[1]);
+    assert!(matches!(&outcomes[1], CreateOrder::Duplicate(id) if id == &first), "{:?}", outcomes[1]);
     assert!(matches!(&outcomes[2], CreateOrder::Accepted(_)));
     assert!(matches!(&outcomes[3], CreateOrder::WrongCurrency { .. }));
     assert!(matches!(&outcomes[4], CreateOrder::Duplicate(_)));
@@ -267,19 +269,21 @@ async fn a_coalesced_intake_batch_answers_each_order_on_its_own() {
 #[tokio::test]
 async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone() {
     use komisi::domain::order::CreateOrder;
+    use komisi::engine::intake::take_batch;
     use komisi::http::orders::parse_order_json;
     let app = spawn_app().await;
     app.create_affiliate("A", None).await;
     // A pool of ONE connection, with the program not yet cached: intake must
     // never need a second connection while it holds one (it would wait for
     // itself), and the failed batch's connection is replaced.
-    let store = open_store(&app.config, 1, std::time::Duration::from_millis(500)).await;
+    let store = open_store(&app.config, 1).await;
     let parse = |v: Value| parse_order_json(v.to_string().as_bytes()).unwrap();
     let good = parse(simple_order("good", "x", Some("code-A"), "100000"));
     let mut bad = parse(simple_order("bad", "y", Some("code-A"), "100000"));
     // The same sku twice: both order rows go in, then the database refuses the item rows.
     bad.items.push(bad.items[0].clone());
-    let outcomes = store.create_orders(&[good, bad]).await;
+    let lease = std::time::Duration::from_millis(500);
+    let outcomes = take_batch(store.as_ref(), &[good, bad], lease).await;
     assert!(matches!(&outcomes[0], Ok(CreateOrder::Accepted(_))), "{:?}", outcomes[0]);
     assert!(outcomes[1].is_err(), "{:?}", outcomes[1]);
     let orders = app.db.column("SELECT id FROM orders", &[]).await;
@@ -287,13 +291,13 @@ async fn a_failing_intake_batch_keeps_nothing_and_each_order_is_answered_alone()
     assert_eq!(count(&app, "events").await, 1);
     assert_eq!(count(&app, "order_items").await, 1);
     // The pool works on: the next intake commits.
-    let next = store.create_orders(&[parse(simple_order("next", "z", None, "5"))]).await;
+    let next = take_batch(store.as_ref(), &[parse(simple_order("next", "z", None, "5"))], lease).await;
     assert!(matches!(&next[0], Ok(CreateOrder::Accepted(_))), "{:?}", next[0]);
     assert_eq!(count(&app, "orders").await, 2);
     let _ = (app.processed("good").await, app.processed("next").await);
     app.assert_ledger_consistent().await;
     // The same for a lifecycle request on another fresh one-connection store.
-    let fresh = open_store(&app.config, 1, std::time::Duration::from_millis(500)).await;
+    let fresh = engine_on(open_store(&app.config, 1).await.into(), lease);
     let completed = fresh.complete(&komisi::domain::ids::OrderId::parse("good").unwrap()).await.unwrap();
     assert!(matches!(completed, komisi::domain::order::LifecycleOutcome::Accepted(_)), "{completed:?}");
 }

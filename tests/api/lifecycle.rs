@@ -210,7 +210,7 @@ async fn ledger_after(
     app.kill().await;
     let events = app.db.column("SELECT id FROM events WHERE order_id = 'o-1' ORDER BY id", &[]).await;
     assert_eq!(events.len(), 3);
-    let store = open_store(&app.config, 2, Duration::from_secs(60)).await;
+    let store = open_store(&app.config, 2).await;
     for i in order {
         let id = komisi::domain::event::EventId::parse(&events[i]).unwrap();
         komisi::engine::apply::apply_event(store.as_ref(), &Faults::default(), id).await.unwrap();

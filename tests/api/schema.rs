@@ -3,12 +3,14 @@
 //! same columns with the same nullability and a corresponding type, and the
 //! same keys and indexes.
 use crate::sqlite::TempDb;
+use komisi::store::sql::SqlStore;
 use komisi::store::sqlite::SqliteStore;
+use komisi::store::Backend;
+use std::sync::Arc;
 use sqlx::mysql::MySqlPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// column → (nullable, type class)
 type Columns = BTreeMap<String, (bool, String)>;
@@ -204,8 +206,8 @@ async fn the_mysql_and_sqlite_schemas_match_table_by_table() {
         pool.close().await;
 
         let file = TempDb::new("schema");
-        let store = SqliteStore::connect(&file.url(), 1, Duration::from_secs(60)).await.expect("SQLite file");
-        store.migrate().await.expect("SQLite migrations");
+        let store = SqliteStore::connect(&file.url(), 1).await.expect("SQLite file");
+        SqlStore::new(Arc::new(store.clone())).migrate().await.expect("SQLite migrations");
         let (sqlite, not_strict) = sqlite_schema(store.writer(), &mysql).await;
         let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM program_versions")
             .fetch_one(store.writer())

@@ -13,7 +13,10 @@ use komisi::engine::faults::Faults;
 use komisi::engine::retry::RetryPolicy;
 use komisi::engine::{Engine, EngineConfig};
 use komisi::journal::redis::RedisJournal;
+use komisi::engine::intake::take_batch;
+use komisi::store::sql::SqlStore;
 use komisi::store::sqlite::SqliteStore;
+use komisi::store::{Affiliates, Backend, Events, Orders, Parts, Wallets};
 use komisi::store::StoreError;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -48,18 +51,50 @@ impl Drop for TempDb {
     }
 }
 
-async fn fresh_store() -> (SqliteStore, TempDb) {
+/// The SQLite file opened as the app opens it: the store, and the file's
+/// writer for the test's own reads.
+#[derive(Clone)]
+struct Store {
+    file: SqliteStore,
+    store: Arc<SqlStore>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = SqlStore;
+    fn deref(&self) -> &SqlStore {
+        &self.store
+    }
+}
+
+impl Store {
+    async fn open(url: &str, readers: u32) -> Self {
+        let file = SqliteStore::connect(url, readers).await.expect("open the SQLite file");
+        let store = Arc::new(SqlStore::new(Arc::new(file.clone())));
+        store.migrate().await.expect("migrate");
+        Self { file, store }
+    }
+
+    fn writer(&self) -> &sqlx::SqlitePool {
+        self.file.writer()
+    }
+
+    /// Intake of a batch of orders, as intake's batch workers take one.
+    async fn create_orders(&self, orders: &[NewOrder]) -> Vec<Result<CreateOrder, StoreError>> {
+        take_batch(&*self.store, orders, Duration::from_secs(60)).await
+    }
+}
+
+async fn fresh_store() -> (Store, TempDb) {
     let db = TempDb::new("sqlite");
-    let store = SqliteStore::connect(&db.url(), 2, Duration::from_secs(60)).await.expect("open the SQLite file");
-    store.migrate().await.expect("migrate");
+    let store = Store::open(&db.url(), 2).await;
     (store, db)
 }
 
-fn engine(store: &SqliteStore) -> Engine {
+fn engine(store: &Store) -> Engine {
     // Unreachable, and never needed: the test applies events itself.
     let journal = RedisJournal::new("redis://127.0.0.1:1", "unused", "c".into(), 1).expect("journal handle");
     Engine::new(
-        Arc::new(store.clone()),
+        store.store.clone(),
         Arc::new(journal),
         Arc::new(Faults::default()),
         EngineConfig {
@@ -71,6 +106,7 @@ fn engine(store: &SqliteStore) -> Engine {
             max_backlog: 0,
             retry: RetryPolicy { max_attempts: 8, base: Duration::from_millis(50), max: Duration::from_millis(400) },
             retry_horizon: Duration::from_secs(3600),
+            redeliver_after: Duration::from_secs(60),
         },
     )
 }
@@ -146,11 +182,11 @@ fn accepted(outcome: LifecycleOutcome) -> EventId {
     }
 }
 
-async fn pending(store: &SqliteStore, id: &str) -> Decimal {
+async fn pending(store: &Store, id: &str) -> Decimal {
     store.affiliate(&AffiliateId::parse(id).unwrap()).await.expect("read").expect("affiliate").balances.pending
 }
 
-async fn points(store: &SqliteStore, buyer: &str) -> i128 {
+async fn points(store: &Store, buyer: &str) -> i128 {
     store.buyer_rewards(&BuyerId::parse(buyer).unwrap()).await.expect("rewards").points
 }
 
@@ -171,7 +207,7 @@ async fn the_worked_example_on_sqlite() {
         {"sku":"phone","category":"electronics","quantity":1,"unit_price":"2000000"},
         {"sku":"voucher","category":"gift-card","quantity":1,"unit_price":"100000"}]}));
     let event = accept(&engine, placed).await;
-    let outcome = apply_event(&store, &Faults::default(), event).await.expect("applies");
+    let outcome = apply_event(&*store, &Faults::default(), event).await.expect("applies");
     assert!(is_applied(&outcome), "{outcome:?}");
     assert_eq!(pending(&store, "C").await, d("95000"));
     assert_eq!(pending(&store, "B").await, d("64500"));
@@ -184,7 +220,7 @@ async fn the_worked_example_on_sqlite() {
 
     let refund = engine.refund(&refund_request("o-1", "r-1", &[("phone", 1)])).await.expect("refund");
     let refund_event = accepted(refund);
-    let outcome = apply_event(&store, &Faults::default(), refund_event).await.expect("applies");
+    let outcome = apply_event(&*store, &Faults::default(), refund_event).await.expect("applies");
     assert!(is_applied(&outcome), "{outcome:?}");
     assert_eq!(pending(&store, "C").await, d("15000"));
     assert_eq!(pending(&store, "B").await, d("4500"));
@@ -192,7 +228,7 @@ async fn the_worked_example_on_sqlite() {
     assert_eq!(points(&store, "x").await, 6500);
 
     // Exactly once: the same event again writes nothing.
-    let again = apply_event(&store, &Faults::default(), refund_event).await.expect("no-op");
+    let again = apply_event(&*store, &Faults::default(), refund_event).await.expect("no-op");
     assert!(matches!(again, Outcome::AlreadyDone { .. }), "{again:?}");
     assert_eq!(pending(&store, "C").await, d("15000"));
     // The same refund again is the same request: its first event.
@@ -278,7 +314,7 @@ async fn intake_answers_each_order_of_a_batch_on_its_own() {
 
 /// Everything the ledger side of the database says, by order id (event ids
 /// differ between databases).
-async fn snapshot(store: &SqliteStore) -> Vec<String> {
+async fn snapshot(store: &Store) -> Vec<String> {
     let queries = [
         "SELECT 'ledger|' || l.order_id || '|' || e.type || '|' || l.affiliate_id || '|' || l.level || '|' || l.kind \
          || '|' || l.amount || '|' || l.status || '|' || l.rule_version FROM ledger_entries l \
@@ -300,8 +336,8 @@ async fn snapshot(store: &SqliteStore) -> Vec<String> {
     lines
 }
 
-async fn open_events(store: &SqliteStore) -> Vec<EventId> {
-    store.open_events(None, 10_000).await.expect("open events").into_iter().map(|e| e.id).collect()
+async fn open_events(store: &Store) -> Vec<EventId> {
+    store.open_events(None, 10_000, Parts::ALL).await.expect("open events").into_iter().map(|e| e.id).collect()
 }
 
 async fn wave(engine: &Engine, n: u32) {
@@ -355,10 +391,10 @@ async fn a_batch_writes_exactly_what_one_by_one_application_writes_on_sqlite() {
         wave(&alone_engine, n).await;
         let ids = open_events(&batched).await;
         assert!(ids.len() >= 3, "a wave opens several events");
-        let outcomes = apply_events(&batched, &none, &ids).await.expect("batch applies");
+        let outcomes = apply_events(&*batched, &none, &ids).await.expect("batch applies");
         assert!(outcomes.iter().all(is_applied), "{outcomes:?}");
         for id in open_events(&alone).await {
-            let outcome = apply_event(&alone, &none, id).await.expect("applies");
+            let outcome = apply_event(&*alone, &none, id).await.expect("applies");
             assert!(is_applied(&outcome), "{outcome:?}");
         }
         assert!(open_events(&batched).await.is_empty());
@@ -390,7 +426,7 @@ async fn a_batch_writes_exactly_what_one_by_one_application_writes_on_sqlite() {
         .iter()
         .map(|id| EventId::parse(id).expect("event id"))
         .collect();
-    let again = apply_events(&batched, &none, &all).await.expect("replay");
+    let again = apply_events(&*batched, &none, &all).await.expect("replay");
     assert!(again.iter().all(|o| matches!(o, Outcome::AlreadyDone { .. })), "{again:?}");
     assert_eq!(snapshot(&batched).await, lines);
 }
@@ -405,7 +441,7 @@ async fn a_failed_attempt_is_recorded_replayed_and_then_applied_once() {
 
     let faults = Faults::default();
     faults.fail_db_mid_tx(1);
-    let error = apply_event(&store, &faults, event).await.expect_err("injected failure");
+    let error = apply_event(&*store, &faults, event).await.expect_err("injected failure");
     assert_eq!(snapshot(&store).await, before, "a failed transaction writes nothing");
     let (status, _) = engine.record_failure(event, &error).await.expect("record failure");
     assert_eq!(status, EventStatus::Failed);
@@ -416,7 +452,7 @@ async fn a_failed_attempt_is_recorded_replayed_and_then_applied_once() {
     assert_eq!(order.commission_status.as_str(), "failed");
 
     assert_eq!(engine.replay_one(event).await.expect("replay"), Some(EventStatus::Pending));
-    let outcome = apply_event(&store, &Faults::default(), event).await.expect("applies");
+    let outcome = apply_event(&*store, &Faults::default(), event).await.expect("applies");
     assert!(is_applied(&outcome), "{outcome:?}");
     assert_eq!(pending(&store, "A").await, d("10000"));
     let detail = engine.event_detail(event).await.expect("read").expect("event");
@@ -446,9 +482,9 @@ async fn approval_and_payouts_move_balances_exactly() {
     for (n, price) in ["1.01", "2.02", "600000.55"].iter().enumerate() {
         let id = format!("o-{n}");
         let event = accept(&engine, simple(&id, &format!("b-{n}"), Some("code-B"), price)).await;
-        assert!(is_applied(&apply_event(&store, &Faults::default(), event).await.expect("applies")));
+        assert!(is_applied(&apply_event(&*store, &Faults::default(), event).await.expect("applies")));
         let done = accepted(engine.complete(&OrderId::parse(&id).unwrap()).await.expect("complete"));
-        assert!(is_applied(&apply_event(&store, &Faults::default(), done).await.expect("applies")));
+        assert!(is_applied(&apply_event(&*store, &Faults::default(), done).await.expect("applies")));
     }
     let b = store.affiliate(&AffiliateId::parse("B").unwrap()).await.expect("read").expect("B");
     assert_eq!((b.balances.pending, b.balances.approved), (d("0"), d("60000.35")));
@@ -490,18 +526,19 @@ async fn sqlite_busy_is_a_lock_conflict_and_other_errors_are_not() {
         sqlx::SqliteConnection::connect_with(&options.clone().busy_timeout(Duration::ZERO)).await.expect("connect");
     holder.execute("BEGIN IMMEDIATE").await.expect("take the write lock");
     let busy = waiter.execute("BEGIN IMMEDIATE").await.expect_err("the file is locked");
-    let busy = StoreError::Db(busy);
+    let busy = komisi::store::sqlite::classify(busy);
     assert!(busy.is_lock_conflict(), "{busy}");
     assert!(busy.is_transient(), "{busy}");
     holder.execute("ROLLBACK").await.expect("release");
     // Other errors are not.
-    let syntax = StoreError::Db(waiter.execute("SELEKT 1").await.expect_err("syntax error"));
+    let syntax = komisi::store::sqlite::classify(waiter.execute("SELEKT 1").await.expect_err("syntax error"));
     assert!(!syntax.is_lock_conflict() && !syntax.is_transient(), "{syntax}");
     let unique = {
         waiter.execute("CREATE UNIQUE INDEX u ON t (x); INSERT INTO t VALUES (1)").await.expect("setup");
-        StoreError::Db(waiter.execute("INSERT INTO t VALUES (1)").await.expect_err("duplicate"))
+        komisi::store::sqlite::classify(waiter.execute("INSERT INTO t VALUES (1)").await.expect_err("duplicate"))
     };
     assert!(!unique.is_lock_conflict() && !unique.is_transient(), "{unique}");
+    assert!(unique.is_duplicate(), "{unique}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,12 +570,11 @@ async fn concurrent_intake_and_application_share_the_one_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_in_memory_database_is_served_by_the_writer_alone() {
-    let store = SqliteStore::connect("sqlite::memory:", 4, Duration::from_secs(60)).await.expect("open");
-    store.migrate().await.expect("migrate");
+    let store = Store::open("sqlite::memory:", 4).await;
     let engine = engine(&store);
     create_affiliate(&engine, "A", None).await;
     let event = accept(&engine, simple("o-1", "b-1", Some("code-A"), "100000")).await;
-    assert!(is_applied(&apply_event(&store, &Faults::default(), event).await.expect("applies")));
+    assert!(is_applied(&apply_event(&*store, &Faults::default(), event).await.expect("applies")));
     assert_eq!(pending(&store, "A").await, d("10000"));
     assert!(engine.reconcile().await.expect("reconcile").ok);
 }

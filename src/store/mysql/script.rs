@@ -8,6 +8,9 @@
 //! every string and byte string is a hex literal (`_utf8mb4 X'…'`, `X'…'`: no
 //! quoting or escaping to get wrong), and numbers and times are formatted from
 //! typed values whose text holds no quote.
+use crate::domain::intake::IntakeBatch;
+use crate::store::sql::intake::{event_row, item_rows, order_row, EVENT_COLUMNS, ITEM_COLUMNS, ORDER_COLUMNS};
+use crate::store::sql::Arg;
 use crate::store::Result;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -57,7 +60,7 @@ macro_rules! integer_literal {
         }
     )*};
 }
-integer_literal!(u16, u32, u64);
+integer_literal!(u16, u32, u64, i64);
 
 impl Literal for DateTime<Utc> {
     /// For DATETIME(6) columns, which hold UTC (as sqlx binds them).
@@ -78,6 +81,39 @@ impl<T: Literal + ?Sized> Literal for Option<&T> {
 impl<T: Literal + ?Sized> Literal for &T {
     fn write_sql(&self, out: &mut String) {
         (**self).write_sql(out);
+    }
+}
+
+impl Literal for Arg {
+    fn write_sql(&self, out: &mut String) {
+        match self {
+            Arg::Null => out.push_str("NULL"),
+            Arg::Text(s) => s.write_sql(out),
+            Arg::Int(i) => i.write_sql(out),
+            Arg::Bytes(b) => b[..].write_sql(out),
+            Arg::Time(t) | Arg::Bound(t) => t.write_sql(out),
+            Arg::Money(d) => d.write_sql(out),
+            Arg::Points(p) => {
+                let _ = write!(out, "{p}");
+            }
+        }
+    }
+}
+
+/// An intake batch's inserts (its orders, their items and events) and the commit.
+pub(super) fn intake(batch: &IntakeBatch<'_>) -> Result<Script> {
+    let mut script = Script::new();
+    let orders = batch.placements.iter().map(|p| order_row(p, batch)).collect::<Result<Vec<_>>>()?;
+    script.insert(ORDER_COLUMNS, &orders, |v, row| row_values(v, row));
+    script.insert(ITEM_COLUMNS, &item_rows(batch)?, |v, row| row_values(v, row));
+    let events: Vec<Vec<Arg>> = batch.placements.iter().map(|p| event_row(p, batch)).collect();
+    script.insert(EVENT_COLUMNS, &events, |v, row| row_values(v, row));
+    Ok(script)
+}
+
+fn row_values(v: &mut Values<'_>, row: &[Arg]) {
+    for a in row {
+        v.push(a);
     }
 }
 
@@ -122,7 +158,7 @@ impl Script {
             Ok(_) => Ok(()),
             Err(e) => {
                 let _ = conn.execute("ROLLBACK").await;
-                Err(e.into())
+                Err(super::classify(e))
             }
         }
     }

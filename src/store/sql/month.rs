@@ -1,11 +1,11 @@
-//! Month facts for a batch of events, shared by both backends: the grouping
+//! Month facts for a batch of events: the grouping
 //! that lets a run of one affiliate's orders cost one scan of its month
 //! instead of one per order. A backend answers two kinds of question in SQL —
 //! the aggregate of a group's first ask (the affiliate's orders of the month
 //! placed before it) and, per group of several asks, the orders placed from
 //! its first ask up to its last — and [`MonthPlan::finish`] adds the rest.
-use super::{corrupt, MonthAsk, MonthFacts, Result};
 use crate::domain::ids::{AffiliateId, OrderId};
+use crate::store::{corrupt, MonthAsk, MonthFacts, Result};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;

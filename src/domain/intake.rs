@@ -1,0 +1,211 @@
+//! Intake's decisions for a batch of orders: which are accepted (and with
+//! what attribution, totals and event), which answer at once (wrong
+//! currency), and which are answered from the stored order (an id already
+//! taken, or a second time in the same batch).
+use super::event::{EventId, EventRef, PartitionKey};
+use super::ids::AffiliateId;
+use super::order::{eligible, Attribution, CreateOrder, NewOrder};
+use super::program::Program;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use std::collections::{HashMap, HashSet};
+
+/// What intake reads before writing a batch.
+#[derive(Debug, Clone, Default)]
+pub struct IntakeLookup {
+    /// The program version in force.
+    pub version: u64,
+    /// Ids of the batch already taken by stored orders.
+    pub taken: HashSet<String>,
+    /// Referral code → affiliate id, for the codes that exist.
+    pub codes: HashMap<String, AffiliateId>,
+    /// Affiliate ids that exist (of those the batch names).
+    pub affiliates: HashSet<String>,
+}
+
+/// An accepted order, as its rows will hold it.
+#[derive(Debug, Clone)]
+pub struct Placement<'a> {
+    pub order: &'a NewOrder,
+    pub affiliate_id: Option<AffiliateId>,
+    /// Why an attribution the order carries did not attribute it.
+    pub note: Option<&'static str>,
+    pub placed_at: DateTime<Utc>,
+    pub total: Decimal,
+    pub eligible: Decimal,
+    pub event: EventRef,
+}
+
+impl Placement<'_> {
+    /// The referral code as the storefront sent it (kept on the order).
+    pub fn referral_code(&self) -> Option<&str> {
+        match &self.order.attribution {
+            Some(Attribution::ReferralCode(c)) => Some(c.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// Everything one intake transaction writes.
+#[derive(Debug, Clone)]
+pub struct IntakeBatch<'a> {
+    pub placements: Vec<Placement<'a>>,
+    pub version: u64,
+    pub now: DateTime<Utc>,
+    /// When recovery journals an accepted event again if it was not applied.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// A batch's plan: an answer now for some orders, placements to write, and
+/// the orders answered from the stored order after the commit.
+#[derive(Debug)]
+pub struct IntakePlan<'a> {
+    /// One slot per order of the batch, in order; None: accepted or later.
+    pub answers: Vec<Option<CreateOrder>>,
+    /// (position in the batch, placement)
+    pub accepted: Vec<(usize, Placement<'a>)>,
+    /// Positions whose id is taken (stored, or earlier in this batch).
+    pub later: Vec<usize>,
+}
+
+/// The rule for a batch: an order in another currency than the program's is
+/// refused; an id already stored, or seen earlier in the batch, is answered
+/// from the stored order (a duplicate or a conflict); every other order is
+/// accepted, attributed to the affiliate its code or id names (an unknown one
+/// leaves it unattributed, with a note), and gets its `order.placed` event.
+pub fn plan<'a>(orders: &'a [NewOrder], known: &IntakeLookup, program: &Program, now: DateTime<Utc>) -> IntakePlan<'a> {
+    let mut plan =
+        IntakePlan { answers: orders.iter().map(|_| None).collect(), accepted: Vec::new(), later: Vec::new() };
+    let mut seen = HashSet::new();
+    for (n, o) in orders.iter().enumerate() {
+        if o.currency != program.currency {
+            plan.answers[n] = Some(CreateOrder::WrongCurrency { expected: program.currency.clone() });
+            continue;
+        }
+        if known.taken.contains(o.id.as_str()) || !seen.insert(o.id.as_str()) {
+            plan.later.push(n);
+            continue;
+        }
+        let (affiliate_id, note) = attribute(o.attribution.as_ref(), known);
+        let state = o.state();
+        let event = EventRef {
+            id: EventId::new(),
+            partition: PartitionKey::of(affiliate_id.as_ref(), &o.buyer_id),
+            order_id: o.id.clone(),
+        };
+        let placement = Placement {
+            order: o,
+            affiliate_id,
+            note,
+            placed_at: o.placed_at.unwrap_or(now),
+            total: state.total(),
+            eligible: eligible(&state, program),
+            event,
+        };
+        plan.accepted.push((n, placement));
+    }
+    plan
+}
+
+/// The affiliate an attribution names, or why it names none.
+fn attribute(attribution: Option<&Attribution>, known: &IntakeLookup) -> (Option<AffiliateId>, Option<&'static str>) {
+    match attribution {
+        None => (None, None),
+        Some(Attribution::ReferralCode(c)) => match known.codes.get(c.as_str()) {
+            Some(id) => (Some(id.clone()), None),
+            None => (None, Some("unknown_referral_code")),
+        },
+        Some(Attribution::AffiliateId(a)) if known.affiliates.contains(a.as_str()) => (Some(a.clone()), None),
+        Some(Attribution::AffiliateId(_)) => (None, Some("unknown_affiliate_id")),
+    }
+}
+
+/// A stored order met again: the same request (its event) or another one.
+pub fn existing(stored_hash: &[u8], event: EventId, order: &NewOrder) -> CreateOrder {
+    if stored_hash == order.request_hash {
+        CreateOrder::Duplicate(event)
+    } else {
+        CreateOrder::Conflict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::{BuyerId, Category, OrderId, ReferralCode, Sku};
+    use crate::domain::order::NewItem;
+    use std::str::FromStr;
+
+    fn order(id: &str, currency: &str, attribution: Option<Attribution>) -> NewOrder {
+        NewOrder {
+            id: OrderId::parse(id).unwrap(),
+            buyer_id: BuyerId::parse("b").unwrap(),
+            attribution,
+            currency: currency.into(),
+            placed_at: None,
+            items: vec![NewItem {
+                sku: Sku::parse("s").unwrap(),
+                category: Category::parse("c").unwrap(),
+                quantity: 2,
+                unit_price: Decimal::from_str("10.5").unwrap(),
+            }],
+            request_hash: [id.len() as u8; 32],
+            payload: "{}".into(),
+        }
+    }
+
+    fn program() -> Program {
+        Program::parse(&Program::default_doc()).unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_split_into_answers_placements_and_later_ones() {
+        let p = program();
+        let cur = p.currency.clone();
+        let known = IntakeLookup {
+            version: 3,
+            taken: ["o-taken".to_owned()].into(),
+            codes: [("code-a".to_owned(), AffiliateId::parse("A").unwrap())].into(),
+            affiliates: ["A".to_owned()].into(),
+        };
+        let orders = vec![
+            order("o-1", &cur, Some(Attribution::ReferralCode(ReferralCode::parse("code-a").unwrap()))),
+            order("o-2", "XXX", None),
+            order("o-taken", &cur, None),
+            order("o-3", &cur, Some(Attribution::ReferralCode(ReferralCode::parse("nobody").unwrap()))),
+            order("o-1", &cur, None),
+            order("o-4", &cur, Some(Attribution::AffiliateId(AffiliateId::parse("Z").unwrap()))),
+            order("o-5", &cur, Some(Attribution::AffiliateId(AffiliateId::parse("A").unwrap()))),
+        ];
+        let now = Utc::now();
+        let plan = plan(&orders, &known, &p, now);
+        assert!(matches!(&plan.answers[1], Some(CreateOrder::WrongCurrency { expected }) if *expected == cur));
+        assert_eq!(plan.later, vec![2, 4], "a stored id and an id seen earlier in the batch");
+        let accepted: Vec<(usize, Option<&str>, Option<&str>)> =
+            plan.accepted.iter().map(|(n, pl)| (*n, pl.affiliate_id.as_ref().map(|a| a.as_str()), pl.note)).collect();
+        assert_eq!(
+            accepted,
+            vec![
+                (0, Some("A"), None),
+                (3, None, Some("unknown_referral_code")),
+                (5, None, Some("unknown_affiliate_id")),
+                (6, Some("A"), None)
+            ]
+        );
+        let first = &plan.accepted[0].1;
+        assert_eq!(first.total, Decimal::from(21));
+        assert_eq!(first.placed_at, now);
+        assert_eq!(first.event.partition.as_str(), "a:A");
+        assert_eq!(plan.accepted[1].1.event.partition.as_str(), "b:b", "unattributed: the buyer's partition");
+        assert_eq!(first.referral_code(), Some("code-a"));
+        assert!(plan.answers.iter().enumerate().all(|(n, a)| a.is_some() == (n == 1)));
+    }
+
+    #[test]
+    fn a_stored_order_is_a_duplicate_of_the_same_request_only() {
+        let o = order("o-1", "IDR", None);
+        let event = EventId::new();
+        assert!(matches!(existing(&o.request_hash, event, &o), CreateOrder::Duplicate(e) if e == event));
+        assert!(matches!(existing(&[0; 32], event, &o), CreateOrder::Conflict));
+    }
+}

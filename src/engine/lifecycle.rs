@@ -1,0 +1,118 @@
+//! After intake: refunds, cancellation and completion. Each commits the
+//! order's new state and its event in one transaction that holds the
+//! order's lock; the event then recomputes the order's entitlement like any
+//! other (SPEC §4), so only the delta is written. Whether a change may
+//! happen, and what the order becomes, is `domain::lifecycle`.
+use super::{Engine, Result};
+use crate::domain::event::{EventId, EventRef, EventType};
+use crate::domain::ids::OrderId;
+use crate::domain::lifecycle::{self, OrderHead};
+use crate::domain::order::{LifecycleOutcome, OrderStatus, RefundRequest};
+use crate::store::{OrderChange, OrderTx};
+use chrono::{DateTime, Utc};
+
+/// A change decided on a locked order: its kind, payload and what it sets.
+struct Change<'a> {
+    kind: EventType,
+    payload: String,
+    status: Option<OrderStatus>,
+    refund: Option<&'a RefundRequest>,
+    approve_at: Option<DateTime<Utc>>,
+}
+
+impl Engine {
+    pub async fn refund(&self, req: &RefundRequest) -> Result<LifecycleOutcome> {
+        let mut tx = self.store().begin_order().await?;
+        let Some(order) = tx.lock_order(&req.order_id).await? else { return Ok(LifecycleOutcome::NotFound) };
+        let earlier = tx.refund(&req.order_id, &req.refund_id).await?;
+        let items = tx.items(&req.order_id).await?;
+        let status = match lifecycle::refund(&order, earlier.as_ref().map(|(h, e)| (h.as_slice(), *e)), &items, req) {
+            Ok(status) => status,
+            Err(outcome) => return Ok(outcome),
+        };
+        let change = Change {
+            kind: EventType::OrderRefunded,
+            payload: req.payload.clone(),
+            status: Some(status),
+            refund: Some(req),
+            approve_at: None,
+        };
+        self.change(tx, &req.order_id, &order, change).await
+    }
+
+    pub async fn cancel(&self, id: &OrderId) -> Result<LifecycleOutcome> {
+        let mut tx = self.store().begin_order().await?;
+        let Some(order) = tx.lock_order(id).await? else { return Ok(LifecycleOutcome::NotFound) };
+        let earlier = tx.event_of(id, EventType::OrderCancelled).await?;
+        let status = match lifecycle::cancel(&order, earlier) {
+            Ok(status) => status,
+            Err(outcome) => return Ok(outcome),
+        };
+        let payload = serde_json::json!({"order_id": id}).to_string();
+        let change =
+            Change { kind: EventType::OrderCancelled, payload, status: Some(status), refund: None, approve_at: None };
+        self.change(tx, id, &order, change).await
+    }
+
+    /// The return window is over: entries become approved `holding_days` after now.
+    pub async fn complete(&self, id: &OrderId) -> Result<LifecycleOutcome> {
+        let mut tx = self.store().begin_order().await?;
+        let Some(order) = tx.lock_order(id).await? else { return Ok(LifecycleOutcome::NotFound) };
+        let earlier = tx.event_of(id, EventType::OrderCompleted).await?;
+        let program = tx.program(order.program_version).await?;
+        let (status, approve_at) = match lifecycle::complete(&order, earlier, program.holding_days, Utc::now()) {
+            Ok(decided) => decided,
+            Err(outcome) => return Ok(outcome),
+        };
+        let payload = serde_json::json!({"order_id": id, "approve_at": approve_at}).to_string();
+        let change = Change {
+            kind: EventType::OrderCompleted,
+            payload,
+            status: Some(status),
+            refund: None,
+            approve_at: Some(approve_at),
+        };
+        self.change(tx, id, &order, change).await
+    }
+
+    /// Stores an `order.recomputed` event carrying `payload` (the order's
+    /// commission status becomes pending with it) and journals it; None
+    /// when there is no such order.
+    pub(super) async fn add_recompute_event(&self, id: &OrderId, payload: String) -> Result<Option<EventId>> {
+        let mut tx = self.store().begin_order().await?;
+        let Some(order) = tx.lock_order(id).await? else { return Ok(None) };
+        let change = Change { kind: EventType::OrderRecomputed, payload, status: None, refund: None, approve_at: None };
+        match self.change(tx, id, &order, change).await? {
+            LifecycleOutcome::Accepted(event) => Ok(Some(event.id)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes the change and its event, commits, then journals the event.
+    async fn change(
+        &self,
+        mut tx: Box<dyn OrderTx>,
+        id: &OrderId,
+        order: &OrderHead,
+        c: Change<'_>,
+    ) -> Result<LifecycleOutcome> {
+        let now = Utc::now();
+        let event = EventRef { id: EventId::new(), partition: order.partition(), order_id: id.clone() };
+        let write = OrderChange {
+            event: &event,
+            kind: c.kind,
+            payload: &c.payload,
+            now,
+            next_attempt_at: self.next_attempt_at(now),
+            status: c.status,
+            commission_status: order.status_with_new_event(),
+            refunded: c.refund.map_or(&[], |r| r.items.as_slice()),
+            refund: c.refund.map(|r| (&r.refund_id, &r.request_hash[..])),
+            approve_at: c.approve_at,
+        };
+        tx.write(id, &write).await?;
+        tx.commit().await?;
+        self.committed(vec![event.clone()]).await;
+        Ok(LifecycleOutcome::Accepted(event))
+    }
+}

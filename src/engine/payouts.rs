@@ -1,0 +1,87 @@
+//! Payout batches: approved balances paid out together. What a batch pays
+//! is `domain::payout::plan`; here the transaction and the idempotency key.
+use super::{Engine, Result};
+use crate::domain::payout::{self, CreatePayout, Payout, PayoutSummary};
+use crate::store::{corrupt, StoreError};
+use chrono::Utc;
+use rust_decimal::Decimal;
+
+impl Engine {
+    /// Builds a batch from approved balances ≥ `min_amount`. With an
+    /// idempotency key, a repeated request returns the batch the first one
+    /// built (also when both run at once: the entries' locks make the second
+    /// wait, and it then finds the key taken), and a key reused with another
+    /// `min_amount` is refused. No batch is stored when nothing reaches the
+    /// minimum.
+    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout> {
+        let mut tx = self.store().begin_payout().await?;
+        if let Some(key) = key {
+            if let Some(earlier) = tx.keyed(key).await? {
+                drop(tx);
+                return self.keyed_payout(earlier, min_amount).await;
+            }
+        }
+        let entries = tx.approved_unbatched().await?;
+        let Some(batch) = payout::plan(&entries, min_amount, key, Utc::now()) else {
+            drop(tx);
+            // A concurrent request with this key may have built one meanwhile.
+            return match self.payout_by_key(key).await? {
+                Some(earlier) => self.keyed_payout(earlier, min_amount).await,
+                None => Ok(CreatePayout::NothingToPay),
+            };
+        };
+        let id = match tx.insert(&batch).await {
+            Ok(id) => id,
+            Err(StoreError::Duplicate(_)) if key.is_some() => {
+                // Another request with this key won: answer with its batch.
+                drop(tx);
+                let earlier = self.payout_by_key(key).await?.ok_or_else(|| corrupt("keyed payout vanished"))?;
+                return self.keyed_payout(earlier, min_amount).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        Ok(CreatePayout::Created(self.store().payout(id).await?.ok_or_else(|| corrupt("payout vanished"))?))
+    }
+
+    async fn payout_by_key(&self, key: Option<&str>) -> Result<Option<(u64, Decimal)>> {
+        match key {
+            Some(key) => Ok(self.store().payout_by_key(key).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// The batch built under a key, judged against a new request's `min_amount`.
+    async fn keyed_payout(&self, (id, first_min): (u64, Decimal), min_amount: Decimal) -> Result<CreatePayout> {
+        if let Err(refused) = payout::keyed(first_min, min_amount) {
+            return Ok(refused);
+        }
+        Ok(CreatePayout::Repeated(self.store().payout(id).await?.ok_or_else(|| corrupt("payout vanished"))?))
+    }
+
+    /// Marks a batch paid: its entries move approved → paid with the
+    /// balances. Completing a completed batch changes nothing. None when
+    /// there is no such batch.
+    pub async fn complete_payout(&self, id: u64) -> Result<Option<Payout>> {
+        let mut tx = self.store().begin_payout().await?;
+        match tx.lock(id).await?.as_deref() {
+            None => return Ok(None),
+            Some("completed") => {}
+            Some(_) => {
+                let items = tx.items(id).await?;
+                tx.complete(id, &items, Utc::now()).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(self.store().payout(id).await?)
+    }
+
+    pub async fn payout(&self, id: u64) -> Result<Option<Payout>> {
+        Ok(self.store().payout(id).await?)
+    }
+
+    /// Batches newest first, ids below `before`.
+    pub async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>> {
+        Ok(self.store().list_payouts(before, limit).await?)
+    }
+}

@@ -1,0 +1,49 @@
+//! Affiliates: the referral tree, each affiliate's balances and ledger.
+use super::Result;
+use crate::domain::affiliate::{Affiliate, AffiliateStatus, NewAffiliate};
+use crate::domain::ids::AffiliateId;
+use crate::domain::ledger::LedgerEntry;
+use crate::domain::order::Attribution;
+use chrono::{DateTime, Utc};
+
+#[async_trait::async_trait]
+pub trait Affiliates: Send + Sync {
+    async fn affiliate(&self, id: &AffiliateId) -> Result<Option<Affiliate>>;
+    /// One page of an affiliate's direct children, by id (after `after`).
+    async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>>;
+    /// One page of an affiliate's ledger, oldest first; `after` is the last
+    /// id of the previous page.
+    async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
+    /// The affiliate an order with this attribution would be attributed to
+    /// (None: an unknown code or id).
+    async fn attributed(&self, attribution: &Attribution) -> Result<Option<AffiliateId>>;
+    async fn begin_affiliates(&self) -> Result<Box<dyn AffiliateTx>>;
+}
+
+/// A registration or a change of one affiliate.
+#[async_trait::async_trait]
+pub trait AffiliateTx: Send {
+    /// Serialises changes of the tree's shape until the commit: two
+    /// re-parentings cannot both pass the cycle check and close a loop.
+    async fn lock_tree(&mut self) -> Result<()>;
+    /// The affiliate; locked for the update when `for_update`.
+    async fn affiliate(&mut self, id: &AffiliateId, for_update: bool) -> Result<Option<Affiliate>>;
+    /// `id` and up to `count − 1` of its ancestors, nearest first.
+    async fn chain(&mut self, id: &AffiliateId, count: usize) -> Result<Vec<Affiliate>>;
+    /// A taken id or referral code is [`super::StoreError::Duplicate`].
+    async fn insert(&mut self, new: &NewAffiliate, now: DateTime<Utc>) -> Result<()>;
+    async fn update(
+        &mut self,
+        id: &AffiliateId,
+        name: &str,
+        status: AffiliateStatus,
+        parent: Option<&AffiliateId>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,97 @@
+//! Orders: intake, the stored order, its lifecycle (refund, cancel,
+//! complete, recompute) and approval after the holding period.
+use super::Result;
+use crate::domain::event::{EventId, EventRef, EventType};
+use crate::domain::ids::{OrderId, RefundId, Sku};
+use crate::domain::intake::{IntakeBatch, IntakeLookup};
+use crate::domain::ledger::Applied;
+use crate::domain::lifecycle::OrderHead;
+use crate::domain::order::{CommissionStatus, NewOrder, OrderItem, OrderRecord, OrderState, OrderStatus};
+use crate::domain::program::Program;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+#[async_trait::async_trait]
+pub trait Orders: Send + Sync {
+    /// An intake batch's transaction.
+    async fn begin_intake(&self) -> Result<Box<dyn IntakeTx>>;
+    /// A stored order's request hash and its `order.placed` event.
+    async fn placed(&self, id: &OrderId) -> Result<Option<(Vec<u8>, EventId)>>;
+    /// The stored order with its items, ledger entries, rewards and events.
+    async fn order(&self, id: &OrderId) -> Result<Option<OrderRecord>>;
+    async fn order_exists(&self, id: &OrderId) -> Result<bool>;
+    /// What recompute and reconcile read of one order, in one snapshot;
+    /// None when the order does not exist or has not been processed.
+    async fn entitlement_inputs(&self, id: &OrderId) -> Result<Option<EntitlementInputs>>;
+    /// A page of the ids of orders whose events are all done.
+    async fn processed_orders(&self, after: &str, limit: u32) -> Result<Vec<OrderId>>;
+    /// A transaction on one order's lifecycle.
+    async fn begin_order(&self) -> Result<Box<dyn OrderTx>>;
+    /// Orders past their holding period and not approved yet, soonest first.
+    async fn due_approvals(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OrderId>>;
+    async fn begin_approval(&self) -> Result<Box<dyn ApprovalTx>>;
+}
+
+/// What recompute and reconcile read of one order.
+pub struct EntitlementInputs {
+    pub program_version: u64,
+    pub state: OrderState,
+    /// The frozen context (JSON).
+    pub context: String,
+    pub applied: Applied,
+}
+
+/// An intake batch: one read of what the batch depends on, then its writes
+/// and the commit.
+#[async_trait::async_trait]
+pub trait IntakeTx: Send {
+    async fn lookup(&mut self, orders: &[NewOrder]) -> Result<IntakeLookup>;
+    async fn program(&mut self, version: u64) -> Result<Arc<Program>>;
+    /// Writes the batch's orders, items and events, and commits.
+    async fn write(self: Box<Self>, batch: &IntakeBatch<'_>) -> Result<()>;
+}
+
+/// What a lifecycle change writes: the order's new state and the event that carries it.
+pub struct OrderChange<'a> {
+    pub event: &'a EventRef,
+    pub kind: EventType,
+    pub payload: &'a str,
+    pub now: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    /// The order's new status (None: unchanged).
+    pub status: Option<OrderStatus>,
+    pub commission_status: CommissionStatus,
+    /// Quantities refunded now, per sku.
+    pub refunded: &'a [(Sku, u32)],
+    /// The refund recorded, with its request hash.
+    pub refund: Option<(&'a RefundId, &'a [u8])>,
+    /// Completed now: entries become approved at this time.
+    pub approve_at: Option<DateTime<Utc>>,
+}
+
+/// A refund, cancellation, completion or recompute of one order, holding
+/// the order's row lock from [`OrderTx::lock_order`] to the commit.
+#[async_trait::async_trait]
+pub trait OrderTx: Send {
+    async fn lock_order(&mut self, id: &OrderId) -> Result<Option<OrderHead>>;
+    /// A refund accepted before under this id: its request hash and event.
+    async fn refund(&mut self, order: &OrderId, refund: &RefundId) -> Result<Option<(Vec<u8>, EventId)>>;
+    /// The order's event of this type, if any.
+    async fn event_of(&mut self, order: &OrderId, kind: EventType) -> Result<Option<EventId>>;
+    /// The order's items, in line order.
+    async fn items(&mut self, order: &OrderId) -> Result<Vec<OrderItem>>;
+    async fn program(&mut self, version: u64) -> Result<Arc<Program>>;
+    async fn write(&mut self, order: &OrderId, change: &OrderChange<'_>) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Approval of one order whose holding period has passed.
+#[async_trait::async_trait]
+pub trait ApprovalTx: Send {
+    /// Locks the order; whether it is still unapproved and due at `now`.
+    async fn still_due(&mut self, id: &OrderId, now: DateTime<Utc>) -> Result<bool>;
+    /// Moves the order's pending entries to approved, balances with them,
+    /// and marks the order approved.
+    async fn approve(&mut self, id: &OrderId, now: DateTime<Utc>) -> Result<()>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,118 @@
+//! Affiliates: the referral tree, balances and ledger pages.
+use super::rows::{self, AFFILIATE_COLUMNS, LEDGER_COLUMNS};
+use super::{Conn, Lane, Sql, SqlStore};
+use crate::domain::affiliate::{Affiliate, AffiliateStatus, NewAffiliate};
+use crate::domain::ids::AffiliateId;
+use crate::domain::ledger::LedgerEntry;
+use crate::domain::order::Attribution;
+use crate::store::{AffiliateTx, Affiliates, Result};
+use chrono::{DateTime, Utc};
+
+#[async_trait::async_trait]
+impl Affiliates for SqlStore {
+    async fn affiliate(&self, id: &AffiliateId) -> Result<Option<Affiliate>> {
+        let q = Sql::new(format!("SELECT {AFFILIATE_COLUMNS} FROM affiliates WHERE id = ?")).arg(id);
+        self.read().await?.optional(&q).await?.map(|r| rows::affiliate(r.as_ref())).transpose()
+    }
+
+    async fn affiliate_children(
+        &self,
+        id: &AffiliateId,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>> {
+        let q = Sql::new(format!(
+            "SELECT {AFFILIATE_COLUMNS} FROM affiliates WHERE parent_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .arg(id)
+        .arg(after.map_or("", |a| a.as_str()))
+        .arg(limit);
+        rows::all(&self.read().await?.fetch(&q).await?, rows::affiliate)
+    }
+
+    async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
+        let q = Sql::new(format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger_entries WHERE affiliate_id = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .arg(id)
+        .arg(super::uint(after)?)
+        .arg(limit);
+        rows::all(&self.read().await?.fetch(&q).await?, rows::ledger_entry)
+    }
+
+    async fn attributed(&self, attribution: &Attribution) -> Result<Option<AffiliateId>> {
+        let q = match attribution {
+            Attribution::ReferralCode(c) => Sql::new("SELECT id FROM affiliates WHERE referral_code = ?").arg(c),
+            Attribution::AffiliateId(a) => Sql::new("SELECT id FROM affiliates WHERE id = ?").arg(a),
+        };
+        Ok(self.read().await?.optional(&q).await?.map(|r| r.text("id")).transpose()?.map(AffiliateId::from_trusted))
+    }
+
+    async fn begin_affiliates(&self) -> Result<Box<dyn AffiliateTx>> {
+        Ok(Box::new(SqlAffiliateTx { conn: self.write(Lane::Request).await? }))
+    }
+}
+
+struct SqlAffiliateTx {
+    conn: Box<dyn Conn>,
+}
+
+#[async_trait::async_trait]
+impl AffiliateTx for SqlAffiliateTx {
+    /// The `tree` row of `locks`, locked to the commit (a row lock, so it is
+    /// released with the transaction however it ends). SQLite's single
+    /// writer is the lock there.
+    async fn lock_tree(&mut self) -> Result<()> {
+        let q = format!("SELECT name FROM locks WHERE name = 'tree'{}", self.conn.dialect().for_update);
+        self.conn.one(&Sql::new(q)).await?;
+        Ok(())
+    }
+
+    async fn affiliate(&mut self, id: &AffiliateId, for_update: bool) -> Result<Option<Affiliate>> {
+        let lock = if for_update { self.conn.dialect().for_update } else { "" };
+        let q = Sql::new(format!("SELECT {AFFILIATE_COLUMNS} FROM affiliates WHERE id = ?{lock}")).arg(id);
+        self.conn.optional(&q).await?.map(|r| rows::affiliate(r.as_ref())).transpose()
+    }
+
+    async fn chain(&mut self, id: &AffiliateId, count: usize) -> Result<Vec<Affiliate>> {
+        Ok(super::apply::ancestors(self.conn.as_mut(), &[id], count).await?.remove(id).unwrap_or_default())
+    }
+
+    async fn insert(&mut self, new: &NewAffiliate, now: DateTime<Utc>) -> Result<()> {
+        let q = Sql::new(
+            "INSERT INTO affiliates (id, name, parent_id, referral_code, buyer_id, status, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+        )
+        .arg(&new.id)
+        .arg(&new.name)
+        .arg(new.parent_id.as_ref())
+        .arg(&new.referral_code)
+        .arg(new.buyer_id.as_ref())
+        .arg(now)
+        .arg(now);
+        self.conn.execute(&q).await?;
+        Ok(())
+    }
+
+    async fn update(
+        &mut self,
+        id: &AffiliateId,
+        name: &str,
+        status: AffiliateStatus,
+        parent: Option<&AffiliateId>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let q = Sql::new("UPDATE affiliates SET name = ?, status = ?, parent_id = ?, updated_at = ? WHERE id = ?")
+            .arg(name)
+            .arg(status.as_str())
+            .arg(parent)
+            .arg(now)
+            .arg(id);
+        self.conn.execute(&q).await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.conn.commit().await
+    }
+}

@@ -1,0 +1,400 @@
+//! The event transaction: the reads the rules need and the writes the
+//! engine decided, each with as few statements as possible for a whole
+//! batch of events (one per kind of read or write, not one per event).
+use super::month::{Between, MonthPlan};
+use super::programs::ProgramCache;
+use super::rows::{self, event_id, event_status, event_type, order_status, statuses};
+use super::{Arg, Conn, PointsMoves, Sql};
+use crate::domain::affiliate::Affiliate;
+use crate::domain::entitlement::{CommissionKind, RewardKind};
+use crate::domain::event::EventId;
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use crate::domain::ledger::Applied;
+use crate::domain::order::OrderItem;
+use crate::domain::program::Program;
+use crate::store::{corrupt, ApplyTx, Fence, LockedEvent, MonthAsk, MonthFacts, Result, Writes};
+use chrono::{DateTime, Utc};
+use rust_decimal::prelude::ToPrimitive;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct SqlApply {
+    conn: Box<dyn Conn>,
+    programs: ProgramCache,
+}
+
+impl SqlApply {
+    pub fn new(conn: Box<dyn Conn>, programs: ProgramCache) -> Self {
+        Self { conn, programs }
+    }
+}
+
+#[async_trait::async_trait]
+impl ApplyTx for SqlApply {
+    async fn fence(&mut self, fences: &[Fence]) -> Result<bool> {
+        let d = self.conn.dialect();
+        if !d.fenced || fences.is_empty() {
+            // One instance, one writer: nothing can take a partition away.
+            return Ok(true);
+        }
+        let mut q = Sql::new("SELECT part, token FROM journal_fences WHERE part IN (");
+        q.list(fences.iter().map(|f| f.part)).push(")").push(d.for_share);
+        let mut current = HashMap::new();
+        for r in self.conn.fetch(&q).await? {
+            current.insert(super::small::<u16>(r.as_ref(), "part")?, r.uint("token")?);
+        }
+        Ok(fences.iter().all(|f| current.get(&f.part) == Some(&f.token)))
+    }
+
+    /// The events and their orders, all locked, in one statement; with the
+    /// statuses of each order's other events (the order's lock keeps them
+    /// from being changed by another event's transaction meanwhile).
+    async fn lock(&mut self, ids: &[EventId]) -> Result<Vec<LockedEvent>> {
+        let lock = self.conn.dialect().for_update;
+        let rows = self
+            .conn
+            .fetch_chunked(ids, 1, |chunk| {
+                let mut q = Sql::new(
+                    "SELECT e.id AS event_id, e.type, e.order_id, e.status AS event_status, \
+                     e.created_at AS event_created_at, \
+                     (SELECT group_concat(s.status) FROM events s WHERE s.order_id = e.order_id AND s.id <> e.id) \
+                     AS siblings, o.buyer_id, o.affiliate_id, o.status, o.placed_at, o.program_version, o.context, \
+                     o.approve_at, o.approved_at FROM events e JOIN orders o ON o.id = e.order_id WHERE e.id IN (",
+                );
+                q.list(chunk.iter().copied()).push(")").push(lock);
+                q
+            })
+            .await?;
+        rows::all(&rows, |row| {
+            Ok(LockedEvent {
+                id: event_id(&row.text("event_id")?)?,
+                kind: event_type(&row.text("type")?)?,
+                status: event_status(&row.text("event_status")?)?,
+                siblings: statuses(row.opt_text("siblings")?)?,
+                order_id: OrderId::from_trusted(row.text("order_id")?),
+                created_at: row.time("event_created_at")?,
+                program_version: row.uint("program_version")?,
+                buyer_id: BuyerId::from_trusted(row.text("buyer_id")?),
+                direct: row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
+                placed_at: row.time("placed_at")?,
+                order_status: order_status(&row.text("status")?)?,
+                context: row.opt_text("context")?,
+                approve_at: row.opt_time("approve_at")?,
+                approved: row.opt_time("approved_at")?.is_some(),
+            })
+        })
+    }
+
+    async fn program(&mut self, version: u64) -> Result<Arc<Program>> {
+        self.programs.get(self.conn.as_mut(), version).await
+    }
+
+    async fn items(&mut self, orders: &[&OrderId]) -> Result<HashMap<OrderId, Vec<OrderItem>>> {
+        super::orders::load_items(self.conn.as_mut(), orders).await
+    }
+
+    async fn applied(&mut self, orders: &[&OrderId]) -> Result<HashMap<OrderId, Applied>> {
+        load_applied(self.conn.as_mut(), orders).await
+    }
+
+    async fn ancestors(
+        &mut self,
+        firsts: &[&AffiliateId],
+        count: usize,
+    ) -> Result<HashMap<AffiliateId, Vec<Affiliate>>> {
+        ancestors(self.conn.as_mut(), firsts, count).await
+    }
+
+    async fn month_facts(&mut self, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>> {
+        month_facts(self.conn.as_mut(), asks).await
+    }
+
+    async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<()> {
+        let conn = self.conn.as_mut();
+        // Buyers' rows first: a buyer's reward entries are written only under
+        // the lock of its row, so their ids are in commit order (the wallet
+        // replays them in that order).
+        let points: PointsMoves = w.points.iter().map(|(b, p)| (b.clone(), (*p, w.expiries.get(b).copied()))).collect();
+        conn.move_points(&points, now).await?;
+        insert_rows(conn, w, now).await?;
+        for order_id in &w.approve {
+            super::orders::approve(conn, order_id, now).await?;
+        }
+        mark_done(conn, w, now).await?;
+        update_orders(conn, w, now).await?;
+        // Last, so the most contended rows (uplines' balances) are held the shortest.
+        conn.move_balances(&w.balances).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.conn.commit().await
+    }
+}
+
+/// What the ledger holds for each of these orders: per (beneficiary, kind)
+/// the highest level and the Σ amount.
+pub async fn load_applied(conn: &mut dyn Conn, orders: &[&OrderId]) -> Result<HashMap<OrderId, Applied>> {
+    let mut applied: HashMap<OrderId, Applied> = HashMap::with_capacity(orders.len());
+    let sum = conn.dialect().sum;
+    let ledger = conn
+        .fetch_chunked(orders, 1, |chunk| {
+            let mut q = Sql::new(format!(
+                "SELECT order_id, affiliate_id, kind, MAX(level) AS level, {} AS amount FROM ledger_entries \
+                 WHERE order_id IN (",
+                sum("amount")
+            ));
+            q.list(chunk.iter().copied()).push(") GROUP BY order_id, affiliate_id, kind");
+            q
+        })
+        .await?;
+    for r in &ledger {
+        let kind = CommissionKind::parse(&r.text("kind")?).ok_or_else(|| corrupt("ledger kind"))?;
+        applied.entry(OrderId::from_trusted(r.text("order_id")?)).or_default().commissions.insert(
+            (AffiliateId::from_trusted(r.text("affiliate_id")?), kind),
+            (super::small(r.as_ref(), "level")?, r.sum("amount")?),
+        );
+    }
+    let rewards = conn
+        .fetch_chunked(orders, 1, |chunk| {
+            let mut q = Sql::new(format!(
+                "SELECT order_id, buyer_id, kind, {} AS points FROM reward_entries WHERE order_id IN (",
+                sum("points")
+            ));
+            q.list(chunk.iter().copied()).push(") GROUP BY order_id, buyer_id, kind");
+            q
+        })
+        .await?;
+    for r in &rewards {
+        let kind = RewardKind::parse(&r.text("kind")?).ok_or_else(|| corrupt("reward kind"))?;
+        let points = r.sum("points")?.to_i64().ok_or_else(|| corrupt("an order's points overflow"))?;
+        applied
+            .entry(OrderId::from_trusted(r.text("order_id")?))
+            .or_default()
+            .rewards
+            .insert((BuyerId::from_trusted(r.text("buyer_id")?), kind), points);
+    }
+    Ok(applied)
+}
+
+/// Each of `firsts` and up to `count − 1` of its ancestors, nearest first, in
+/// one recursive query, keyed by the first's id.
+pub async fn ancestors(
+    conn: &mut dyn Conn,
+    firsts: &[&AffiliateId],
+    count: usize,
+) -> Result<HashMap<AffiliateId, Vec<Affiliate>>> {
+    let mut chains: HashMap<AffiliateId, Vec<Affiliate>> = HashMap::with_capacity(firsts.len());
+    let count = i64::try_from(count).map_err(corrupt)?;
+    let rows = conn
+        .fetch_chunked(firsts, 1, |chunk| {
+            let mut q = Sql::new(
+                "WITH RECURSIVE chain (first, id, parent_id, depth) AS ( \
+                   SELECT id, id, parent_id, 0 FROM affiliates WHERE id IN (",
+            );
+            q.list(chunk.iter().copied()).push(
+                ") UNION ALL \
+                   SELECT c.first, a.id, a.parent_id, c.depth + 1 FROM affiliates a JOIN chain c ON a.id = c.parent_id \
+                   WHERE c.depth + 1 < ",
+            );
+            q.bind(count).push(
+                " ) SELECT c.first, c.depth, a.id, a.name, a.parent_id, a.referral_code, a.buyer_id, a.status, \
+                   a.pending, a.approved, a.paid, a.created_at FROM chain c JOIN affiliates a ON a.id = c.id \
+                   ORDER BY c.first, c.depth",
+            );
+            q
+        })
+        .await?;
+    for row in &rows {
+        chains.entry(AffiliateId::from_trusted(row.text("first")?)).or_default().push(rows::affiliate(row.as_ref())?);
+    }
+    Ok(chains)
+}
+
+/// One SELECT of the month-facts statement.
+enum Part<'q> {
+    /// An ask's buyer flag, with the aggregate of this affiliate's month.
+    Ask(&'q MonthAsk<'q>, Option<&'q AffiliateId>),
+    /// The orders of a group from its first ask to its last.
+    Range(&'q MonthAsk<'q>, &'q MonthAsk<'q>),
+}
+
+impl Part<'_> {
+    fn push(&self, q: &mut Sql, sum: fn(&str) -> String) {
+        match self {
+            Part::Ask(ask, aggregate) => {
+                q.push("SELECT 'f' AS kind, ").bind(ask.order_id);
+                q.push(" AS order_id, NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ").bind(ask.buyer_id);
+                push_placed_before(q, ask);
+                q.push(&format!(") AS first_order, {} AS volume, COUNT(*) AS n, ", sum("original_eligible")));
+                q.push("NULL AS placed_at, NULL AS id FROM orders WHERE affiliate_id = ").bind(*aggregate);
+                q.push(" AND placed_at >= ").bind(Arg::Bound(ask.month_start));
+                push_placed_before(q, ask);
+            }
+            Part::Range(first, last) => {
+                q.push("SELECT 'r', ").bind(first.order_id);
+                q.push(", 1, original_eligible, 1, placed_at, id FROM orders WHERE affiliate_id = ").bind(first.direct);
+                // From the first ask (included) to the last (excluded).
+                q.push(" AND (placed_at > ").bind(Arg::Bound(first.placed_at));
+                q.push(" OR (placed_at = ").bind(Arg::Bound(first.placed_at));
+                q.push(" AND id >= ").bind(first.order_id).push("))");
+                push_placed_before(q, last);
+            }
+        }
+    }
+}
+
+/// ` AND (placed_at < ? OR (placed_at = ? AND id < ?))`: orders placed
+/// before the asking order (ties by id).
+fn push_placed_before(q: &mut Sql, ask: &MonthAsk<'_>) {
+    q.push(" AND (placed_at < ").bind(Arg::Bound(ask.placed_at));
+    q.push(" OR (placed_at = ").bind(Arg::Bound(ask.placed_at)).push(" AND id < ").bind(ask.order_id).push("))");
+}
+
+/// Rules 4, 5 and 8 in few statements (see [`MonthPlan`]: a run of one
+/// affiliate's orders costs one scan of its month): per ask whether the
+/// buyer ordered before, with the month's earlier eligible amounts for the
+/// first ask of each group ('f' rows, read from ix_orders_affiliate_placed
+/// alone, which carries original_eligible), and per group of several asks
+/// the orders from its first ask up to its last ('r' rows).
+async fn month_facts(conn: &mut dyn Conn, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>> {
+    let plan = MonthPlan::new(asks);
+    let mut parts: Vec<Part<'_>> = asks.iter().map(|ask| Part::Ask(ask, plan.aggregate_of(ask))).collect();
+    parts.extend(plan.ranges().map(|(first, last)| Part::Range(first, last)));
+    let mut facts = HashMap::with_capacity(asks.len());
+    let mut between: HashMap<String, Vec<Between>> = HashMap::new();
+    let (sum, per_statement) = (conn.dialect().sum, conn.dialect().max_compound);
+    for chunk in parts.chunks(per_statement) {
+        let mut q = Sql::default();
+        for (i, part) in chunk.iter().enumerate() {
+            if i > 0 {
+                q.push(" UNION ALL ");
+            }
+            part.push(&mut q, sum);
+        }
+        for row in conn.fetch(&q).await? {
+            let order_id = row.text("order_id")?;
+            if row.text("kind")? == "r" {
+                between.entry(order_id).or_default().push((
+                    row.time("placed_at")?,
+                    row.text("id")?,
+                    row.sum("volume")?,
+                ));
+                continue;
+            }
+            facts.insert(
+                OrderId::from_trusted(order_id),
+                MonthFacts {
+                    buyer_first_order: row.flag("first_order")?,
+                    volume_before: row.sum("volume")?,
+                    earlier: row.uint("n")?,
+                },
+            );
+        }
+    }
+    plan.finish(facts, between)
+}
+
+/// Inserts the ledger and reward rows (multi-row, chunked).
+async fn insert_rows(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> Result<()> {
+    let ledger = w
+        .ledger
+        .iter()
+        .map(|row| {
+            Ok(vec![
+                (&row.affiliate_id).into(),
+                (&row.order_id).into(),
+                row.event_id.into(),
+                row.level.into(),
+                row.kind.as_str().into(),
+                row.amount.into(),
+                row.status.as_str().into(),
+                super::uint(row.rule_version)?,
+                now.into(),
+            ])
+        })
+        .collect::<Result<Vec<Vec<Arg>>>>()?;
+    conn.execute_chunked(&ledger, 9, |chunk| {
+        let mut q = Sql::new(
+            "INSERT INTO ledger_entries (affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, \
+             created_at)",
+        );
+        q.values(chunk, Clone::clone);
+        q
+    })
+    .await?;
+    let rewards: Vec<Vec<Arg>> = w
+        .rewards
+        .iter()
+        .map(|row| {
+            vec![
+                (&row.buyer_id).into(),
+                (&row.order_id).into(),
+                row.event_id.into(),
+                row.kind.as_str().into(),
+                row.points.into(),
+                now.into(),
+                row.expires_at.into(),
+            ]
+        })
+        .collect();
+    conn.execute_chunked(&rewards, 7, |chunk| {
+        let mut q =
+            Sql::new("INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at, expires_at)");
+        q.values(chunk, Clone::clone);
+        q
+    })
+    .await?;
+    Ok(())
+}
+
+/// Marks the events done, with the instance that applied them and (where
+/// several instances share the database) the fencing token each was
+/// applied under.
+async fn mark_done(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> Result<()> {
+    let fenced = conn.dialect().fenced && !w.fences.is_empty();
+    conn.execute_chunked(&w.done, 3, |chunk| {
+        let mut q = Sql::new("UPDATE events SET status = 'done', attempts = attempts + 1, applied_at = ");
+        q.bind(now).push(", updated_at = ").bind(now);
+        if let Some(by) = &w.applied_by {
+            q.push(", applied_by = ").bind(by.to_string());
+        }
+        if fenced {
+            // Each event's own token: a batch spans partitions.
+            q.push(", applied_fence = CASE id");
+            for id in chunk {
+                if let Some(token) = w.fences.get(id) {
+                    q.push(" WHEN ").bind(*id).push(" THEN ").bind(i64::try_from(*token).unwrap_or(i64::MAX));
+                }
+            }
+            q.push(" END");
+        }
+        q.push(" WHERE id IN (").list(chunk.iter().copied()).push(")");
+        q
+    })
+    .await?;
+    Ok(())
+}
+
+/// Updates the orders: commission status, reason, and the context resolved
+/// now (each order once: a batch holds distinct orders).
+async fn update_orders(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> Result<()> {
+    conn.execute_chunked(&w.orders, 7, |chunk| {
+        let mut q = Sql::new("UPDATE orders SET commission_status = CASE id");
+        for u in chunk {
+            q.push(" WHEN ").bind(&u.order_id).push(" THEN ").bind(u.commission_status.as_str());
+        }
+        q.push(" END, no_commission_reason = CASE id");
+        for u in chunk {
+            q.push(" WHEN ").bind(&u.order_id).push(" THEN ").bind(u.no_commission_reason);
+        }
+        q.push(" END, context = COALESCE(CASE id");
+        for u in chunk {
+            q.push(" WHEN ").bind(&u.order_id).push(" THEN ").bind(u.context.as_deref());
+        }
+        q.push(" END, context), updated_at = ").bind(now).push(" WHERE id IN (");
+        q.list(chunk.iter().map(|u| &u.order_id)).push(")");
+        q
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The store's SQL, written once for every backend: [`SqlStore`] implements
+//! each aggregate's trait and transaction on a backend's [`Db`] (see
+//! `query` for what a backend provides). One module per aggregate.
+mod affiliates;
+mod apply;
+mod events;
+pub mod intake;
+mod month;
+mod orders;
+mod payouts;
+mod programs;
+pub mod query;
+mod reconcile;
+mod rows;
+mod wallets;
+
+pub use query::{small, uint, Arg, BalanceMoves, Cols, Conn, Db, Dialect, Done, Lane, PointsMoves, Row, Sql};
+
+use super::Result;
+use std::sync::Arc;
+
+/// The store: a backend's database and the cache of program versions.
+#[derive(Clone)]
+pub struct SqlStore {
+    db: Arc<dyn Db>,
+    programs: programs::ProgramCache,
+}
+
+impl SqlStore {
+    pub fn new(db: Arc<dyn Db>) -> Self {
+        Self { db, programs: programs::ProgramCache::default() }
+    }
+
+    async fn write(&self, lane: Lane) -> Result<Box<dyn Conn>> {
+        self.db.write(lane).await
+    }
+
+    /// Statement-by-statement reads on the request lane.
+    async fn read(&self) -> Result<Box<dyn Conn>> {
+        self.db.read(Lane::Request, false).await
+    }
+
+    /// Reads in one snapshot on the request lane.
+    async fn snapshot(&self) -> Result<Box<dyn Conn>> {
+        self.db.read(Lane::Request, true).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Backend for SqlStore {
+    async fn migrate(&self) -> Result<()> {
+        self.db.migrate().await?;
+        programs::ensure_default(self.write(Lane::Request).await?).await
+    }
+
+    async fn ping(&self) -> bool {
+        self.db.ping().await
+    }
+}

@@ -1,0 +1,72 @@
+//! Program versions: immutable once stored, so they are cached forever in memory.
+use super::{Conn, Lane, Sql, SqlStore};
+use crate::domain::program::{Program, ProgramDoc};
+use crate::store::{corrupt, Programs, Result};
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+#[derive(Clone, Default)]
+pub struct ProgramCache(Arc<RwLock<HashMap<u64, Arc<Program>>>>);
+
+impl ProgramCache {
+    fn cached(&self, version: u64) -> Option<Arc<Program>> {
+        self.0.read().expect("program cache poisoned").get(&version).cloned()
+    }
+
+    /// A program version, read on a connection the caller already holds
+    /// (inside its transaction) on a cache miss: no second connection is
+    /// needed, which a full pool could not give while every holder waits.
+    pub async fn get(&self, conn: &mut dyn Conn, version: u64) -> Result<Arc<Program>> {
+        if let Some(p) = self.cached(version) {
+            return Ok(p);
+        }
+        let row = conn
+            .optional(&Sql::new("SELECT body FROM program_versions WHERE version = ?").arg(super::uint(version)?))
+            .await?
+            .ok_or_else(|| corrupt(format!("program version {version} does not exist")))?;
+        let doc: ProgramDoc = serde_json::from_str(&row.text("body")?).map_err(corrupt)?;
+        let program = Arc::new(
+            Program::parse(&doc).map_err(|e| corrupt(format!("program version {version} is invalid: {e:?}")))?,
+        );
+        self.0.write().expect("program cache poisoned").insert(version, program.clone());
+        Ok(program)
+    }
+}
+
+/// Makes sure program version 1 (the default program) exists.
+pub async fn ensure_default(mut conn: Box<dyn Conn>) -> Result<()> {
+    let body = serde_json::to_string(&Program::default_doc()).map_err(corrupt)?;
+    let insert =
+        format!("{} INTO program_versions (version, body, created_at) VALUES (1, ?, ?)", conn.dialect().insert_ignore);
+    conn.execute(&Sql::new(insert).arg(body).arg(Utc::now())).await?;
+    conn.commit().await
+}
+
+#[async_trait::async_trait]
+impl Programs for SqlStore {
+    async fn program(&self, version: u64) -> Result<Arc<Program>> {
+        if let Some(p) = self.programs.cached(version) {
+            return Ok(p);
+        }
+        self.programs.get(self.read().await?.as_mut(), version).await
+    }
+
+    async fn current_program(&self) -> Result<(u64, Arc<Program>)> {
+        let mut conn = self.read().await?;
+        let version = conn.one(&Sql::new("SELECT MAX(version) AS v FROM program_versions")).await?.uint("v")?;
+        Ok((version, self.programs.get(conn.as_mut(), version).await?))
+    }
+
+    async fn insert_program(&self, program: &Program) -> Result<u64> {
+        let body = serde_json::to_string(&program.to_doc()).map_err(corrupt)?;
+        let mut conn = self.write(Lane::Request).await?;
+        let done = conn
+            .execute(
+                &Sql::new("INSERT INTO program_versions (body, created_at) VALUES (?, ?)").arg(body).arg(Utc::now()),
+            )
+            .await?;
+        conn.commit().await?;
+        Ok(done.last_id)
+    }
+}
