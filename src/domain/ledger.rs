@@ -65,20 +65,6 @@ pub struct RewardEntry {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-impl RewardEntry {
-    pub fn to_wallet(&self) -> super::wallet::WalletEntry {
-        super::wallet::WalletEntry {
-            id: self.id,
-            kind: self.kind,
-            points: self.points,
-            order_id: self.order_id.clone(),
-            redemption_id: self.redemption_id.clone(),
-            at: self.created_at,
-            expires_at: self.expires_at,
-        }
-    }
-}
-
 /// A buyer's points and reward history.
 #[derive(Debug, Clone)]
 pub struct BuyerRewards {

@@ -13,6 +13,7 @@ pub mod money;
 pub mod order;
 pub mod payout;
 pub mod program;
+pub mod record;
 pub mod wallet;
 
 /// One problem with one input field, reported in a 422 `errors` list.

@@ -2,9 +2,8 @@
 //! (items net of refunds, cancellation), the statuses, and the rules about an
 //! order that are not about commissions: its eligible amount, what a refund
 //! may take back, and where its commissions stand.
-use super::event::{EventId, EventRef, EventStatus, EventType};
+use super::event::{EventId, EventRef, EventStatus};
 use super::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
-use super::ledger::{LedgerEntry, RewardEntry};
 use super::program::Program;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -217,34 +216,6 @@ pub fn eligible(state: &OrderState, program: &Program) -> Decimal {
         .filter(|i| !program.is_excluded(i.category.as_str()))
         .map(|i| Decimal::from(i.net_quantity()) * i.unit_price)
         .sum()
-}
-
-/// An event of an order, as listed with it.
-#[derive(Debug, Clone)]
-pub struct EventSummary {
-    pub id: EventId,
-    pub kind: EventType,
-    pub status: EventStatus,
-}
-
-/// An order as stored, with its ledger, rewards and events.
-#[derive(Debug, Clone)]
-pub struct OrderRecord {
-    pub id: OrderId,
-    pub affiliate_id: Option<AffiliateId>,
-    pub referral_code: Option<ReferralCode>,
-    pub attribution_note: Option<String>,
-    pub status: OrderStatus,
-    pub currency: String,
-    pub placed_at: DateTime<Utc>,
-    pub total: Decimal,
-    pub program_version: u64,
-    pub commission_status: CommissionStatus,
-    pub no_commission_reason: Option<String>,
-    pub state: OrderState,
-    pub commissions: Vec<LedgerEntry>,
-    pub rewards: Vec<RewardEntry>,
-    pub events: Vec<EventSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,7 @@
 //! one of the two is non-zero.
 use super::entitlement::RewardKind;
 use super::ids::{BuyerId, OrderId, RedemptionId};
+use super::ledger::RewardEntry;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -95,6 +96,20 @@ pub struct WalletEntry {
     pub at: DateTime<Utc>,
     /// An earned lot's expiry (None: never).
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<&RewardEntry> for WalletEntry {
+    fn from(e: &RewardEntry) -> Self {
+        WalletEntry {
+            id: e.id,
+            kind: e.kind,
+            points: e.points,
+            order_id: e.order_id.clone(),
+            redemption_id: e.redemption_id.clone(),
+            at: e.created_at,
+            expires_at: e.expires_at,
+        }
+    }
 }
 
 /// Points earned by one entry, and what is left of them.

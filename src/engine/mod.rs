@@ -21,7 +21,8 @@ pub mod rewards;
 
 use crate::domain::event::EventRef;
 use crate::domain::ids::OrderId;
-use crate::domain::order::{eligible, CreateOrder, NewOrder, OrderRecord};
+use crate::domain::order::{eligible, CreateOrder, NewOrder};
+use crate::domain::record::OrderRecord;
 use crate::journal::Journal;
 use crate::store::{Backend, StoreError};
 use apply::{Applier, Outcome};

@@ -4,7 +4,7 @@ use super::{Engine, Result};
 use crate::domain::entitlement::RewardKind;
 use crate::domain::ledger::delta;
 use crate::domain::money;
-use crate::domain::wallet::{RedemptionStatus, Wallet};
+use crate::domain::wallet::{RedemptionStatus, Wallet, WalletEntry};
 use chrono::Utc;
 
 #[derive(Debug, Clone)]
@@ -172,7 +172,7 @@ impl Engine {
                     x.buyer_id = Some(buyer.to_string());
                     v.push(x);
                 };
-                let entries: Vec<_> = rewards.history.iter().map(|e| e.to_wallet()).collect();
+                let entries: Vec<_> = rewards.history.iter().map(WalletEntry::from).collect();
                 let wallet = Wallet::replay(&entries);
                 for problem in &wallet.problems {
                     flag("wallet_entry_invalid", problem.clone());

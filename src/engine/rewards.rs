@@ -118,7 +118,7 @@ async fn give_back(
     status: RedemptionStatus,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let mut wallet = Wallet::replay(&tx.history().await?.iter().map(|e| e.to_wallet()).collect::<Vec<_>>());
+    let mut wallet = Wallet::replay(&tx.history().await?.iter().map(WalletEntry::from).collect::<Vec<_>>());
     wallet.apply(&pending_entry(RewardKind::RedemptionReleased, r.points, Some(&r.id), now));
     r.status = status;
     r.updated_at = now;
@@ -340,7 +340,7 @@ async fn expire_points(store: &dyn Backend, faults: &super::faults::Faults, buye
     if balance.expire_due_at.is_none_or(|at| at > now) {
         return Ok(false);
     }
-    let mut wallet = Wallet::replay(&tx.history().await?.iter().map(|e| e.to_wallet()).collect::<Vec<_>>());
+    let mut wallet = Wallet::replay(&tx.history().await?.iter().map(WalletEntry::from).collect::<Vec<_>>());
     let due = wallet.due(now);
     let (event, entries) = if due > 0 {
         wallet.apply(&pending_entry(RewardKind::Expired, -due, None, now));

@@ -5,7 +5,7 @@ use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::{self, EventId, EventStatus, EventType};
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, Sku};
 use crate::domain::ledger::{self, EntryStatus};
-use crate::domain::order::{self, CommissionStatus, OrderStatus};
+use crate::domain::order::{CommissionStatus, OrderStatus};
 use crate::domain::payout;
 use crate::engine::operator::{self as ops, Line};
 use crate::engine::reconcile;
@@ -157,7 +157,7 @@ pub struct OrderView {
 
 impl From<OrderDetails> for OrderView {
     fn from(d: OrderDetails) -> Self {
-        let r: order::OrderRecord = d.record;
+        let r: crate::domain::record::OrderRecord = d.record;
         Self {
             id: r.id,
             buyer_id: r.state.buyer_id,

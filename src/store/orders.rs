@@ -6,8 +6,9 @@ use crate::domain::ids::{OrderId, RefundId, Sku};
 use crate::domain::intake::{IntakeBatch, IntakeLookup};
 use crate::domain::ledger::Applied;
 use crate::domain::lifecycle::OrderHead;
-use crate::domain::order::{CommissionStatus, NewOrder, OrderItem, OrderRecord, OrderState, OrderStatus};
+use crate::domain::order::{CommissionStatus, NewOrder, OrderItem, OrderState, OrderStatus};
 use crate::domain::program::Program;
+use crate::domain::record::OrderRecord;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 

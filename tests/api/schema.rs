@@ -6,11 +6,11 @@ use crate::sqlite::TempDb;
 use komisi::store::sql::SqlStore;
 use komisi::store::sqlite::SqliteStore;
 use komisi::store::Backend;
-use std::sync::Arc;
 use sqlx::mysql::MySqlPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// column → (nullable, type class)
 type Columns = BTreeMap<String, (bool, String)>;

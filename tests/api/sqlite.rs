@@ -10,14 +10,14 @@ use komisi::domain::order::{CreateOrder, LifecycleOutcome, NewOrder, RefundReque
 use komisi::domain::program::Program;
 use komisi::engine::apply::{apply_event, apply_events, Outcome};
 use komisi::engine::faults::Faults;
+use komisi::engine::intake::take_batch;
 use komisi::engine::retry::RetryPolicy;
 use komisi::engine::{Engine, EngineConfig};
 use komisi::journal::redis::RedisJournal;
-use komisi::engine::intake::take_batch;
 use komisi::store::sql::SqlStore;
 use komisi::store::sqlite::SqliteStore;
-use komisi::store::{Affiliates, Backend, Events, Orders, Parts, Wallets};
 use komisi::store::StoreError;
+use komisi::store::{Affiliates, Backend, Events, Orders, Parts, Wallets};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

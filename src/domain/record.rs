@@ -1,0 +1,36 @@
+//! An order as stored, with everything written for it: the view the API
+//! shows (its state, ledger lines, reward lines and events).
+use super::event::{EventId, EventStatus, EventType};
+use super::ids::{AffiliateId, OrderId, ReferralCode};
+use super::ledger::{LedgerEntry, RewardEntry};
+use super::order::{CommissionStatus, OrderState, OrderStatus};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// An event of an order, as listed with it.
+#[derive(Debug, Clone)]
+pub struct EventSummary {
+    pub id: EventId,
+    pub kind: EventType,
+    pub status: EventStatus,
+}
+
+/// An order as stored, with its ledger, rewards and events.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub id: OrderId,
+    pub affiliate_id: Option<AffiliateId>,
+    pub referral_code: Option<ReferralCode>,
+    pub attribution_note: Option<String>,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub placed_at: DateTime<Utc>,
+    pub total: Decimal,
+    pub program_version: u64,
+    pub commission_status: CommissionStatus,
+    pub no_commission_reason: Option<String>,
+    pub state: OrderState,
+    pub commissions: Vec<LedgerEntry>,
+    pub rewards: Vec<RewardEntry>,
+    pub events: Vec<EventSummary>,
+}
