@@ -136,6 +136,37 @@ impl MySqlStore {
         })
     }
 
+    /// As [`MySqlStore::connect`], but opens no connection until the first
+    /// query needs one (both pools lazy, `min_connections` 0), so it succeeds
+    /// whether or not the server answers. For the router tests, which must
+    /// never reach a database; a query against an unreachable server fails
+    /// after the 10 s acquire timeout. Sessions are set up as `connect`'s are.
+    pub fn connect_lazy(url: &str, max_connections: u32, redeliver_after: Duration) -> Result<Self> {
+        let options =
+            MySqlConnectOptions::from_str(url)?.timezone(Some("+00:00".to_owned())).statement_cache_capacity(256);
+        let lazy_pool = || {
+            MySqlPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .min_connections(0)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+                        conn.execute("SET SESSION innodb_lock_wait_timeout = 10").await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(options.clone())
+        };
+        Ok(Self {
+            pool: lazy_pool(),
+            work: lazy_pool(),
+            programs: Arc::new(RwLock::new(HashMap::new())),
+            lease: chrono::TimeDelta::from_std(redeliver_after).map_err(corrupt)?,
+            kept: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
     /// Applies pending migrations and makes sure program version 1 exists.
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("./migrations/mysql").run(&self.pool).await?;
