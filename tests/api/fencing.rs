@@ -11,7 +11,7 @@ use komisi::engine::EngineError;
 use komisi::journal::keys::partition_of;
 use komisi::store::{Backend, Fence, Parts};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const P: u16 = 4;
 
@@ -79,7 +79,7 @@ async fn a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out() {
     if !needs_redis("a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out") {
         return;
     }
-    let (_app, store, _id, part) = setup().await;
+    let (app, store, _id, part) = setup().await;
     let store: Arc<dyn Backend> = Arc::from(store);
     let (token, _) = store.take_fence(part, "old").await.unwrap();
     // The old owner's transaction is past its check, holding the row shared.
@@ -89,7 +89,28 @@ async fn a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out() {
         let store = store.clone();
         async move { store.take_fence(part, "new").await }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The takeover is seen waiting for the row lock (it gives up after its
+    // own 2 s lock wait, so the check comes well before that once it waits).
+    // INNODB_TRX is a cache InnoDB refreshes only after 0.1 s without a
+    // read: looked at every 50 ms (as `poll` does) it would never change.
+    let until = Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let waits = app
+            .db
+            .int(
+                "SELECT COUNT(*) FROM information_schema.INNODB_TRX t \
+                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+                 WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE() \
+                 AND t.trx_query LIKE '%journal_fences%FOR UPDATE%'",
+                &[],
+            )
+            .await;
+        if waits == 1 || Instant::now() > until {
+            break waits == 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(waiting, "the takeover never waited on the fence row's lock (finished: {})", taking.is_finished());
     assert!(!taking.is_finished(), "the takeover must wait for the old owner's open transaction");
     tx.commit().await.unwrap();
     let (new, prev) = taking.await.unwrap().unwrap();
