@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 const P: u16 = 4;
 
+const FENCING_IS_MYSQLS: &str = "fencing tokens live in MySQL; the embedded mode is one instance and fences nothing";
+
 async fn setup() -> (TestApp, Box<dyn Backend>, EventId, u16) {
     // The instance's journal is unreachable: it owns no partition and
     // applies nothing, so the test plays the instances.
@@ -33,7 +35,7 @@ fn by(name: &str) -> Arc<str> {
 
 #[tokio::test]
 async fn a_stale_token_commits_nothing_and_the_current_one_applies_the_event() {
-    if !needs_redis("a_stale_token_commits_nothing_and_the_current_one_applies_the_event") {
+    if !needs_mysql_backend("a_stale_token_commits_nothing_and_the_current_one_applies_the_event", FENCING_IS_MYSQLS) {
         return;
     }
     let (app, store, id, part) = setup().await;
@@ -76,7 +78,7 @@ async fn a_stale_token_commits_nothing_and_the_current_one_applies_the_event() {
 
 #[tokio::test]
 async fn a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out() {
-    if !needs_redis("a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out") {
+    if !needs_mysql_backend("a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out", FENCING_IS_MYSQLS) {
         return;
     }
     let (app, store, _id, part) = setup().await;
@@ -126,7 +128,10 @@ async fn a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out() {
 
 #[tokio::test]
 async fn partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_only_its_own() {
-    if !needs_redis("partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_only_its_own") {
+    if !needs_mysql_backend(
+        "partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_only_its_own",
+        FENCING_IS_MYSQLS,
+    ) {
         return;
     }
     let app = spawn_app_without_journal().await;

@@ -163,7 +163,10 @@ async fn a_payout_with_nothing_to_pay_stores_no_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing() {
     use sqlx::Connection;
-    if !needs_redis("the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing (MySQL's GET_LOCK)") {
+    if !needs_mysql_backend(
+        "the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing",
+        "it tests MySQL's GET_LOCK",
+    ) {
         return;
     }
     let app = spawn_app().await;
