@@ -23,12 +23,23 @@
 # run on a cluster, KOMISI_TEST_REDIS_CLUSTER_URL (comma-separated node URLs)
 # when given, else a throwaway 3-master cluster started from the installed
 # redis-server on free ports below 55 000 (a node's cluster bus is its port
-# + 10 000) and stopped when the script exits; the cluster tests are then
-# required to run (KOMISI_TEST_REQUIRE_CLUSTER=1).
+# + 10 000) and stopped when the script exits; either way the cluster tests
+# are required to run (KOMISI_TEST_REQUIRE_CLUSTER=1).
 #
 # The console's browser test needs chromium (installed with apt-get when
 # missing), node 20+ and playwright-core (`npm ci` in tests/console when
 # missing); the script requires it to run (KOMISI_TEST_REQUIRE_BROWSER=1).
+#
+# Skips: no test may skip here for want of something this script provides.
+# Each one this script needs (MariaDB, Redis, the cluster, chromium, node,
+# playwright-core, the chaos run's mariadbd, schemathesis, cargo-deny) is
+# provided or the script stops with an error saying what is missing, and the
+# tests that would otherwise skip are required (KOMISI_TEST_REQUIRE_CLUSTER,
+# KOMISI_TEST_REQUIRE_BROWSER: a skip becomes a failure). The only skips
+# left are by design, each printing `<test>: skipped …(why)`: tests of Redis
+# or MySQL itself in the sqlite run (the mysql run has them;
+# KOMISI_TEST_BACKEND=sqlite leaves them out on purpose), and the `#[ignore]`d
+# chaos test, which this script runs itself (unless test names are given).
 #
 # Switches (environment):
 #   KOMISI_TEST_QUICK=1             skip cargo fmt and cargo clippy
@@ -138,7 +149,7 @@ apt_install() {
   can_apt || die "$* needed but cannot be installed here (needs root and apt-get); install it, or point KOMISI_TEST_MYSQL_URL / KOMISI_TEST_REDIS_URL at running servers"
   log "installing $* (apt-get)"
   if [ -z "$APT_UPDATED" ]; then
-    apt-get update
+    apt-get update || die "apt-get update failed (no network or no package mirror?); needed to install $*"
     APT_UPDATED=1
   fi
   # Only the binaries are wanted: keep the packages' maintainer scripts from
@@ -148,7 +159,7 @@ apt_install() {
     chmod 755 /usr/sbin/policy-rc.d
     POLICY_RC_CREATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" || die "apt-get install $* failed (output above)"
   if [ -n "$POLICY_RC_CREATED" ]; then
     rm -f /usr/sbin/policy-rc.d
     POLICY_RC_CREATED=""
@@ -417,11 +428,14 @@ provision_redis() {
 # A throwaway 3-master Redis Cluster (no replicas) unless
 # KOMISI_TEST_REDIS_CLUSTER_URL names one.
 provision_redis_cluster() {
+  export KOMISI_TEST_REQUIRE_CLUSTER=1
   if [ -n "${KOMISI_TEST_REDIS_CLUSTER_URL:-}" ]; then
     CLUSTER_SOURCE="from KOMISI_TEST_REDIS_CLUSTER_URL"
     return
   fi
-  if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server redis-tools; fi
+  if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-server redis-tools
+  fi
   tmp_root
   local p=47001 port nodes=() urls="" i dir ok
   while [ "${#CLUSTER_PORTS[@]}" -lt 3 ]; do
@@ -463,7 +477,6 @@ provision_redis_cluster() {
   done
   [ -n "$ok" ] || die "the throwaway Redis Cluster did not reach cluster_state:ok in 20 s"
   export KOMISI_TEST_REDIS_CLUSTER_URL="$urls"
-  export KOMISI_TEST_REQUIRE_CLUSTER=1
   CLUSTER_SOURCE="throwaway, 3 masters"
 }
 
@@ -607,7 +620,8 @@ provision_browser() {
   [ "$major" -ge 20 ] || die "node $(node --version) is too old for playwright-core: node 20+ is needed"
   if [ ! -f tests/console/node_modules/playwright-core/package.json ]; then
     log "npm ci in tests/console (playwright-core)"
-    (cd tests/console && npm ci --no-audit --no-fund)
+    (cd tests/console && npm ci --no-audit --no-fund) ||
+      die "npm ci in tests/console failed (output above): the browser test needs playwright-core"
   fi
   export KOMISI_CHROMIUM="$chromium"
   export KOMISI_TEST_REQUIRE_BROWSER=1
@@ -701,7 +715,8 @@ run_schemathesis() {
 run_cargo_deny() {
   if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
     log "installing cargo-deny $CARGO_DENY_VERSION (cargo install; a few minutes, once per machine)"
-    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION" ||
+      die "cargo install cargo-deny $CARGO_DENY_VERSION failed (output above)"
   fi
   # cargo metadata (under cargo deny) reads every package of the lock file,
   # other platforms' too, which a build for this one never downloaded.

@@ -165,6 +165,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         inflight: AtomicUsize::new(0),
         parked: AtomicUsize::new(0),
         empty_reads: Default::default(),
+        counts: Default::default(),
         ownership: Default::default(),
     });
     // The recorder first (it is installed on first use), then the gauge.

@@ -211,6 +211,8 @@ async fn ack(deps: &Deps, deliveries: &[Delivery]) {
     if let Err(e) = deps.journal.ack(deliveries).await {
         metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ack").increment(1);
         tracing::warn!(error = %e, "journal ack failed; the entry will be claimed again and be a no-op");
+    } else {
+        deps.counts.settled.fetch_add(deliveries.len() as u64, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -27,6 +27,7 @@ impl Actor for Dispatcher {
             DispatcherMsg::Publish(events) => {
                 if let Err(e) = deps.journal.publish(&events).await {
                     metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "publish").increment(1);
+                    deps.counts.publish_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     tracing::warn!(events = events.len(), first = %events[0].id, error = %e,
                         "journal write failed; recovery will journal the events again");
                 }

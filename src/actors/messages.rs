@@ -18,7 +18,8 @@ pub enum SupervisorMsg {
     Drain(Duration, RpcReplyPort<()>),
     /// The end of a drain: stop everything now.
     Stop(RpcReplyPort<()>),
-    /// How many commission actors are alive and entries in flight.
+    /// How many commission actors are alive and entries in flight, and this
+    /// instance's counts.
     Stats(RpcReplyPort<TreeStats>),
     /// Events were committed (intake, lifecycle, recompute) or replayed:
     /// forward them to the dispatcher (whichever incarnation is alive).
@@ -29,6 +30,11 @@ pub enum SupervisorMsg {
 pub struct TreeStats {
     pub commission_actors: usize,
     pub inflight: usize,
+    /// Journal entries this instance has settled and acknowledged since it
+    /// started (see [`super::InstanceCounts`]).
+    pub settled: u64,
+    /// Journal writes of committed events that failed on this instance.
+    pub publish_failures: u64,
 }
 
 pub enum CommissionMsg {

@@ -65,8 +65,23 @@ pub struct Deps {
     pub parked: AtomicUsize,
     /// Journal reads that found nothing new (graceful shutdown waits for them).
     pub empty_reads: std::sync::atomic::AtomicU64,
+    /// This instance's own counts (the Prometheus ones are process-wide),
+    /// reported by [`messages::TreeStats`].
+    pub counts: InstanceCounts,
     /// The journal partitions this instance owns, and their fencing tokens.
     pub ownership: leases::Ownership,
+}
+
+/// Counts of one instance, for [`messages::TreeStats`]: the same happenings
+/// as some Prometheus counters, which add up every instance of the process.
+#[derive(Debug, Default)]
+pub struct InstanceCounts {
+    /// Journal entries settled and acknowledged: applied, found already done
+    /// (also as stale copies), or their failed attempt recorded.
+    pub settled: std::sync::atomic::AtomicU64,
+    /// Journal writes of committed events that failed (the events stay
+    /// pending for recovery); also in `komisi_journal_errors_total{op="publish"}`.
+    pub publish_failures: std::sync::atomic::AtomicU64,
 }
 
 /// Committed events reach the dispatcher through the supervisor.
@@ -106,6 +121,8 @@ pub(crate) async fn without_stale(
     if let Err(e) = deps.journal.ack(&stale).await {
         metrics::counter!(crate::metrics::JOURNAL_ERRORS_TOTAL, "op" => "ack").increment(1);
         tracing::warn!(error = %e, "journal ack of stale entries failed; they come back as no-ops");
+    } else {
+        deps.counts.settled.fetch_add(stale.len() as u64, std::sync::atomic::Ordering::SeqCst);
     }
     fresh
 }

@@ -188,6 +188,8 @@ impl Actor for Supervisor {
                 let _ = reply.send(TreeStats {
                     commission_actors: st.children.len(),
                     inflight: st.deps.inflight.load(Ordering::Relaxed) + st.deps.parked.load(Ordering::Relaxed),
+                    settled: st.deps.counts.settled.load(Ordering::SeqCst),
+                    publish_failures: st.deps.counts.publish_failures.load(Ordering::SeqCst),
                 });
             }
             SupervisorMsg::Publish(events) if events.is_empty() => {}

@@ -14,6 +14,9 @@ pub mod orders;
 pub mod program;
 pub mod views;
 
+#[cfg(test)]
+mod tests;
+
 use crate::engine::Engine;
 use crate::metrics as m;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};

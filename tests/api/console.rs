@@ -9,7 +9,9 @@
 //!
 //! Without node, the npm package (`npm ci` in tests/console) or chromium the
 //! test says why and passes, unless `KOMISI_TEST_REQUIRE_BROWSER=1`
-//! (`scripts/test.sh` sets it, after installing them).
+//! (`scripts/test.sh` sets it, after installing them). The pages' own
+//! headers (CSP and the rest, 404, 405, HEAD) are router tests in
+//! src/http/tests.rs.
 use crate::helpers::*;
 use komisi::engine::faults::Faults;
 use serde_json::{json, Value};
@@ -46,9 +48,7 @@ fn missing() -> Option<String> {
 /// True when the browser test may run; panics when it is required and cannot.
 fn browser_here(test: &str) -> bool {
     let Some(why) = missing() else { return true };
-    let required = std::env::var("KOMISI_TEST_REQUIRE_BROWSER").is_ok_and(|v| !v.is_empty() && v != "0");
-    assert!(!required, "{test}: KOMISI_TEST_REQUIRE_BROWSER is set but {why}");
-    eprintln!("{test}: skipped: {why} (KOMISI_TEST_REQUIRE_BROWSER=1 makes this a failure)");
+    skip_missing_dependency(test, "KOMISI_TEST_REQUIRE_BROWSER", &why);
     false
 }
 
@@ -63,7 +63,7 @@ async fn dead_count(app: &TestApp) -> u64 {
 
 #[tokio::test]
 async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
-    if !browser_here("console") {
+    if !browser_here("the_console_finds_replays_recomputes_and_pays_in_a_browser") {
         return;
     }
     let started = Instant::now();
@@ -172,39 +172,4 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");
     }
-}
-
-#[tokio::test]
-async fn console_pages_carry_a_strict_content_security_policy() {
-    let app = spawn_app().await;
-    for (path, kind) in [
-        ("/console", "text/html"),
-        ("/console/", "text/html"),
-        ("/console/app.js", "text/javascript"),
-        ("/console/style.css", "text/css"),
-    ] {
-        let r = app.client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), reqwest::StatusCode::OK, "{path}");
-        let h = r.headers();
-        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        assert!(header("content-type").starts_with(kind), "{path}: {}", header("content-type"));
-        let csp = header("content-security-policy");
-        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self';"), "{path}: {csp}");
-        assert!(!csp.contains("unsafe"), "{path}: {csp}");
-        assert_eq!(header("x-content-type-options"), "nosniff");
-        assert_eq!(header("referrer-policy"), "no-referrer");
-        assert_eq!(header("cache-control"), "no-cache");
-    }
-    let page = app.client.get(app.url("/console")).send().await.unwrap().bytes().await.unwrap();
-    assert!(std::str::from_utf8(&page).unwrap().contains(r#"<script type="module" src="/console/app.js">"#));
-    let head = app.client.head(app.url("/console")).send().await.unwrap();
-    assert_eq!(head.status(), reqwest::StatusCode::OK);
-    assert_eq!(head.headers()["content-length"], page.len().to_string().as_str(), "HEAD says the page's length");
-    let r = app.client.get(app.url("/console/nope.js")).send().await.unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
-    let r = app.client.post(app.url("/console")).send().await.unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
-    // The page itself needs no key; its data does.
-    let r = app.client.get(app.url("/admin/events/counts")).send().await.unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
 }

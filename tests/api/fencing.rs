@@ -11,9 +11,11 @@ use komisi::engine::EngineError;
 use komisi::journal::keys::partition_of;
 use komisi::store::{Backend, Fence, Parts};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const P: u16 = 4;
+
+const FENCING_IS_MYSQLS: &str = "fencing tokens live in MySQL; the embedded mode is one instance and fences nothing";
 
 async fn setup() -> (TestApp, Box<dyn Backend>, EventId, u16) {
     // The instance's journal is unreachable: it owns no partition and
@@ -33,7 +35,7 @@ fn by(name: &str) -> Arc<str> {
 
 #[tokio::test]
 async fn a_stale_token_commits_nothing_and_the_current_one_applies_the_event() {
-    if !needs_redis("a_stale_token_commits_nothing_and_the_current_one_applies_the_event") {
+    if !needs_mysql_backend("a_stale_token_commits_nothing_and_the_current_one_applies_the_event", FENCING_IS_MYSQLS) {
         return;
     }
     let (app, store, id, part) = setup().await;
@@ -76,10 +78,10 @@ async fn a_stale_token_commits_nothing_and_the_current_one_applies_the_event() {
 
 #[tokio::test]
 async fn a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out() {
-    if !needs_redis("a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out") {
+    if !needs_mysql_backend("a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out", FENCING_IS_MYSQLS) {
         return;
     }
-    let (_app, store, _id, part) = setup().await;
+    let (app, store, _id, part) = setup().await;
     let store: Arc<dyn Backend> = Arc::from(store);
     let (token, _) = store.take_fence(part, "old").await.unwrap();
     // The old owner's transaction is past its check, holding the row shared.
@@ -89,7 +91,28 @@ async fn a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out() {
         let store = store.clone();
         async move { store.take_fence(part, "new").await }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The takeover is seen waiting for the row lock (it gives up after its
+    // own 2 s lock wait, so the check comes well before that once it waits).
+    // INNODB_TRX is a cache InnoDB refreshes only after 0.1 s without a
+    // read: looked at every 50 ms (as `poll` does) it would never change.
+    let until = Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let waits = app
+            .db
+            .int(
+                "SELECT COUNT(*) FROM information_schema.INNODB_TRX t \
+                 JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+                 WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE() \
+                 AND t.trx_query LIKE '%journal_fences%FOR UPDATE%'",
+                &[],
+            )
+            .await;
+        if waits == 1 || Instant::now() > until {
+            break waits == 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(waiting, "the takeover never waited on the fence row's lock (finished: {})", taking.is_finished());
     assert!(!taking.is_finished(), "the takeover must wait for the old owner's open transaction");
     tx.commit().await.unwrap();
     let (new, prev) = taking.await.unwrap().unwrap();
@@ -105,7 +128,10 @@ async fn a_takeover_waits_for_the_old_owners_transaction_then_fences_it_out() {
 
 #[tokio::test]
 async fn partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_only_its_own() {
-    if !needs_redis("partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_only_its_own") {
+    if !needs_mysql_backend(
+        "partitions_are_crc32_of_the_key_in_rust_and_in_sql_and_recovery_reads_only_its_own",
+        FENCING_IS_MYSQLS,
+    ) {
         return;
     }
     let app = spawn_app_without_journal().await;

@@ -8,6 +8,16 @@
 //! to either backend: plain SQL both understand, cells read back as text, and
 //! money added up in Rust (SQLite keeps it as TEXT and would sum in floating
 //! point).
+//!
+//! Skips. A test that does not run returns early after one line on stderr,
+//! `<test name>: skipped …(why)`. There are two kinds only:
+//! - by design: a test of Redis or of MySQL itself on the sqlite backend
+//!   ([`needs_redis`], [`needs_mysql_backend`]); the mysql run covers it;
+//! - for want of something CI provides (a Redis Cluster, the browser): it goes
+//!   through [`skip_missing_dependency`] with a `KOMISI_TEST_REQUIRE_*`
+//!   switch that turns the skip into a failure. scripts/test.sh provides the
+//!   dependency, or stops saying why, and sets the switch. A new dependency
+//!   of that kind gets its switch here and in scripts/test.sh.
 use komisi::actors::messages::{SupervisorMsg, TreeStats};
 use komisi::config::Config;
 use komisi::engine::faults::Faults;
@@ -83,11 +93,26 @@ pub fn test_backend() -> TestBackend {
 /// True when the test may run: tests of Redis itself (stream loss, claims,
 /// an unreachable Redis) only mean something in the MySQL + Redis mode.
 pub fn needs_redis(test: &str) -> bool {
+    needs_mysql_backend(test, "it tests Redis")
+}
+
+/// True on the MySQL + Redis backend; on sqlite, says the test is skipped and why.
+pub fn needs_mysql_backend(test: &str, why: &str) -> bool {
     let run = test_backend() == TestBackend::MySql;
     if !run {
-        eprintln!("{test}: skipped on the sqlite backend (it tests Redis)");
+        eprintln!("{test}: skipped on the sqlite backend ({why})");
     }
     run
+}
+
+/// For a test that cannot run here for want of something CI provides: fails
+/// when `switch` (a `KOMISI_TEST_REQUIRE_*` that scripts/test.sh sets) is on,
+/// else says the test is skipped and why. The caller then returns.
+#[track_caller]
+pub fn skip_missing_dependency(test: &str, switch: &str, why: &str) {
+    let required = std::env::var(switch).is_ok_and(|v| !v.is_empty() && v != "0");
+    assert!(!required, "{test}: {switch} is set but {why}");
+    eprintln!("{test}: skipped: {why} ({switch}=1 makes this a failure; scripts/test.sh provides it)");
 }
 
 /// The test's own database, read and changed behind komisi's back.
@@ -372,9 +397,7 @@ pub fn cluster_url(test: &str) -> Option<String> {
     match std::env::var("KOMISI_TEST_REDIS_CLUSTER_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            let required = std::env::var("KOMISI_TEST_REQUIRE_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0");
-            assert!(!required, "{test}: KOMISI_TEST_REQUIRE_CLUSTER is set but KOMISI_TEST_REDIS_CLUSTER_URL is not");
-            eprintln!("{test}: skipped (no KOMISI_TEST_REDIS_CLUSTER_URL; scripts/test.sh provisions a cluster)");
+            skip_missing_dependency(test, "KOMISI_TEST_REQUIRE_CLUSTER", "KOMISI_TEST_REDIS_CLUSTER_URL is not set");
             None
         }
     }

@@ -1,7 +1,9 @@
 //! Regressions of what a hostile client found (each failed before its fix):
 //! order times outside any shop's clock, a leap second, JSON arrays read as
-//! objects, doubled field paths, the bearer scheme's case and the 401's
-//! challenge. Every refusal is a 422 problem and stores nothing.
+//! objects, the bearer scheme's case and the 401's challenge. Every refusal
+//! is a 422 problem and stores nothing. Those that need no stored data
+//! (doubled field paths, the framework's own refusals) are router tests in
+//! src/http/tests.rs.
 use crate::helpers::*;
 use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
@@ -66,21 +68,6 @@ async fn a_body_that_is_not_a_json_object_is_refused() {
     assert_eq!(app.db.int("SELECT COUNT(*) FROM orders", &[]).await, 0);
     assert_eq!(app.db.int("SELECT COUNT(*) FROM affiliates", &[]).await, 1);
     assert_eq!(app.get_json("/v1/affiliates/A").await["status"], "active");
-}
-
-#[tokio::test]
-async fn an_unknown_field_is_named_once() {
-    let app = spawn_app().await;
-    // Before: "referal_code.referal_code".
-    let r = app.post("/v1/affiliates", &json!({"id": "A", "name": "A", "referal_code": "code-A"})).await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(fields(&body), vec!["referal_code"], "{body}");
-    let mut order = simple_order("o-1", "x", None, "100000");
-    order["items"][0]["colour"] = json!("red");
-    let (status, body) = app.place(&order).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(fields(&body), vec!["items[0].colour"], "{body}");
 }
 
 #[tokio::test]
@@ -176,7 +163,10 @@ async fn a_payout_with_nothing_to_pay_stores_no_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing() {
     use sqlx::Connection;
-    if !needs_redis("the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing (MySQL's row locks)") {
+    if !needs_mysql_backend(
+        "the_tree_lock_is_this_databases_and_a_lock_not_granted_changes_nothing",
+        "it tests MySQL's row locks",
+    ) {
         return;
     }
     let app = spawn_app().await;
@@ -477,6 +467,8 @@ async fn a_key_past_its_rate_gets_429_and_other_keys_keep_theirs() {
     assert_eq!(get_with(&app, STOREFRONT_KEY).await.status(), StatusCode::OK);
 }
 
+/// Over real TCP, so it also checks that app.rs hands the peer address to
+/// the limiter (src/http/tests.rs checks the limiter through the router).
 #[tokio::test]
 async fn an_address_failing_authentication_too_often_is_refused_whatever_key_it_sends() {
     // Before: 2 000 requests with a wrong key at 7 400 req/s, all 401.
@@ -502,29 +494,4 @@ async fn an_address_failing_authentication_too_often_is_refused_whatever_key_it_
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok());
     assert!(refused.is_some_and(|n| n >= 2.0), "counted: {refused:?}");
-}
-
-#[tokio::test]
-async fn the_frameworks_own_refusals_are_problems_too() {
-    let app = spawn_app().await;
-    let send =
-        |method: reqwest::Method, path: &str| app.client.request(method, app.url(path)).bearer_auth(ADMIN_KEY).send();
-    // Before: plain-text answers from the router and extractors, and a 500
-    // for a payout id past i64.
-    for (method, path, status) in [
-        (reqwest::Method::GET, "/no/such/route", StatusCode::NOT_FOUND),
-        (reqwest::Method::DELETE, "/v1/orders/o-1", StatusCode::METHOD_NOT_ALLOWED),
-        (reqwest::Method::GET, "/admin/events?limit=1&limit=2", StatusCode::BAD_REQUEST),
-        (reqwest::Method::GET, "/v1/affiliates/%FF", StatusCode::NOT_FOUND),
-        (reqwest::Method::POST, "/admin/payouts/9223372036854775808/complete", StatusCode::NOT_FOUND),
-    ] {
-        let r = send(method.clone(), path).await.unwrap();
-        assert_eq!(r.status(), status, "{method} {path}");
-        assert_eq!(r.headers()["content-type"], "application/problem+json", "{method} {path}");
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            assert!(r.headers()["allow"].to_str().unwrap().contains("GET"), "405 names the methods");
-        }
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["status"], status.as_u16(), "{body}");
-    }
 }

@@ -447,12 +447,31 @@ async fn replaying_every_wallet_event_changes_nothing() {
         assert_eq!(detail["replay_history"].as_array().unwrap().len(), 1, "the replay is recorded");
         assert_eq!(detail["status"], "done");
     }
-    // Order events are replayed too, for good measure.
+    // Order events are replayed too, for good measure: unlike wallet events
+    // they are journaled again and processed again (found done).
     let order = app.get_json("/v1/orders/o-1").await;
-    for e in order["events"].as_array().unwrap() {
-        app.admin_post(&format!("/admin/events/{}/replay", e["id"].as_str().unwrap()), &json!({})).await;
+    let order_events = order["events"].as_array().unwrap();
+    // Nothing else of this instance's is in flight or left to settle (only
+    // order events are journaled), so the settled count grows by the replays only.
+    let quiet = poll(Duration::from_secs(15), || async { app.tree_stats().await.inflight == 0 }).await;
+    assert!(quiet, "entries still in flight before the replays: {:?}", app.tree_stats().await);
+    let settled_before = app.tree_stats().await.settled;
+    for e in order_events {
+        let r = app.admin_post(&format!("/admin/events/{}/replay", e["id"].as_str().unwrap()), &json!({})).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "replay {e}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let replayed = order_events.len() as u64;
+    let processed_again = poll(Duration::from_secs(15), || async {
+        let stats = app.tree_stats().await;
+        stats.settled >= settled_before + replayed && stats.inflight == 0
+    })
+    .await;
+    assert!(
+        processed_again,
+        "the {replayed} replayed order event(s) were not journaled and processed again within 15 s \
+         (settled before: {settled_before}, now: {:?})",
+        app.tree_stats().await
+    );
     assert_eq!(wallet(&app, "x").await, before);
     assert_eq!(app.db.int("SELECT COUNT(*) FROM reward_entries", &[]).await, 2 + 4);
     app.assert_reconciled().await;
@@ -603,8 +622,17 @@ async fn holds_work_while_the_journal_is_gone_and_the_ledger_stays_exact() {
     assert_eq!(act(&app, "x", "r-1", "capture").await.0, StatusCode::OK);
     assert_eq!(hold(&app, "x", "r-2", 1000).await.0, StatusCode::CREATED);
     assert_eq!(act(&app, "x", "r-2", "release").await.0, StatusCode::OK);
+    // Holds journal nothing: the only journal write from here is o-2's.
+    let failures_before = app.tree_stats().await.publish_failures;
     app.accept(&worked_example_order("o-2", "x", "code-C")).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tried =
+        poll(Duration::from_secs(15), || async { app.tree_stats().await.publish_failures > failures_before }).await;
+    assert!(
+        tried,
+        "o-2's event was not offered to the (unreachable) journal within 15 s: {:?}",
+        app.tree_stats().await
+    );
+    assert_eq!(app.get_json("/v1/orders/o-2").await["commission_status"], "pending", "o-2 waits for the journal");
     let w = wallet(&app, "x").await;
     assert_eq!((w.points, w.held), (20000, 0), "o-2 waits for the journal; the holds did not");
 

@@ -20,6 +20,8 @@ const PARTITIONS: u16 = 16;
 const LEASE_TTL_MS: u64 = 3_000;
 const LEAVES: usize = 12;
 
+const ONE_PROCESS_EMBEDDED: &str = "several instances need MySQL and Redis; the embedded mode is one process";
+
 /// One komisi process.
 struct Proc {
     id: String,
@@ -445,7 +447,10 @@ async fn kill_one_under_load(fleet: &mut Fleet, orders: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_one_killed_every_order_paid_once_and_its_partitions_taken_over() {
-    if !needs_redis("three_instances_one_killed_every_order_paid_once_and_its_partitions_taken_over") {
+    if !needs_mysql_backend(
+        "three_instances_one_killed_every_order_paid_once_and_its_partitions_taken_over",
+        ONE_PROCESS_EMBEDDED,
+    ) {
         return;
     }
     let mut fleet = Fleet::start(3, &redis_url(), &[]).await;
@@ -459,7 +464,7 @@ async fn three_instances_one_killed_every_order_paid_once_and_its_partitions_tak
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_redis_cluster_three_instances_one_killed_every_order_paid_once() {
     let test = "on_a_redis_cluster_three_instances_one_killed_every_order_paid_once";
-    if !needs_redis(test) {
+    if !needs_mysql_backend(test, ONE_PROCESS_EMBEDDED) {
         return;
     }
     let Some(cluster) = cluster_url(test) else { return };
@@ -479,7 +484,10 @@ async fn on_a_redis_cluster_three_instances_one_killed_every_order_paid_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_paused_past_its_lease_commits_nothing_for_the_partitions_that_moved() {
-    if !needs_redis("an_instance_paused_past_its_lease_commits_nothing_for_the_partitions_that_moved") {
+    if !needs_mysql_backend(
+        "an_instance_paused_past_its_lease_commits_nothing_for_the_partitions_that_moved",
+        ONE_PROCESS_EMBEDDED,
+    ) {
         return;
     }
     // Slow commissions keep events in flight on both instances.
@@ -541,7 +549,7 @@ async fn an_instance_paused_past_its_lease_commits_nothing_for_the_partitions_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_answers_no_5xx_and_loses_nothing() {
-    if !needs_redis("a_rolling_restart_under_load_answers_no_5xx_and_loses_nothing") {
+    if !needs_mysql_backend("a_rolling_restart_under_load_answers_no_5xx_and_loses_nothing", ONE_PROCESS_EMBEDDED) {
         return;
     }
     let mut fleet = Fleet::start(3, &redis_url(), &[]).await;
