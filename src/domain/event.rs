@@ -122,6 +122,19 @@ pub enum EventStatus {
 }
 
 impl EventStatus {
+    /// Done or dead: nothing more happens to the event by itself (a failed
+    /// attempt recorded now changes nothing).
+    pub fn settled(self) -> bool {
+        matches!(self, Self::Done | Self::Dead)
+    }
+
+    /// The replay rule: a failed or dead event goes back to pending with a
+    /// fresh attempt budget; any other is only recorded as replayed (a done
+    /// one is journaled again and applying it is a no-op).
+    pub fn reopens_on_replay(self) -> bool {
+        matches!(self, Self::Failed | Self::Dead)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -301,5 +314,20 @@ mod tests {
         // An affiliate and a buyer with the same id never share a partition.
         let same = AffiliateId::parse("x").unwrap();
         assert_ne!(PartitionKey::of(Some(&same), &buyer), PartitionKey::of(None, &buyer));
+    }
+
+    #[test]
+    fn only_failed_and_dead_events_reopen_on_replay_and_only_done_and_dead_are_settled() {
+        use EventStatus::*;
+        for (status, reopens, settled) in [
+            (Pending, false, false),
+            (Processing, false, false),
+            (Failed, true, false),
+            (Done, false, true),
+            (Dead, true, true),
+        ] {
+            assert_eq!(status.reopens_on_replay(), reopens, "{status:?}");
+            assert_eq!(status.settled(), settled, "{status:?}");
+        }
     }
 }

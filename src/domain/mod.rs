@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod money;
 pub mod order;
+pub mod payload;
 pub mod payout;
 pub mod program;
 pub mod record;

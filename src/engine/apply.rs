@@ -467,3 +467,153 @@ impl Applier {
         self.batches.submit(partition.clone(), (id, fence)).await.ok_or(EngineError::NoAnswer("event application"))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The event transaction's rule step, without a database: the worked
+    //! example placed, then refunded after approval.
+    use super::*;
+    use crate::domain::entitlement::{AffiliateSnapshot, RewardKind};
+    use crate::domain::ids::{BuyerId, Category, Sku};
+    use crate::domain::program::Program;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    fn snapshot(id: &str) -> AffiliateSnapshot {
+        AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None }
+    }
+
+    fn item(sku: &str, category: &str, quantity: u32, refunded: u32, price: &str) -> OrderItem {
+        OrderItem {
+            sku: Sku::parse(sku).unwrap(),
+            category: Category::parse(category).unwrap(),
+            quantity,
+            refunded,
+            unit_price: d(price),
+        }
+    }
+
+    fn event(kind: EventType, siblings: Vec<EventStatus>, approved: bool, now: DateTime<Utc>) -> LockedEvent {
+        LockedEvent {
+            id: EventId::new(),
+            kind,
+            status: EventStatus::Pending,
+            siblings,
+            order_id: OrderId::parse("o-1").unwrap(),
+            created_at: now - chrono::TimeDelta::seconds(2),
+            program_version: 1,
+            buyer_id: BuyerId::parse("x").unwrap(),
+            direct: Some(AffiliateId::parse("C").unwrap()),
+            placed_at: now,
+            order_status: OrderStatus::Placed,
+            context: None,
+            approve_at: Some(now - chrono::TimeDelta::seconds(1)),
+            approved,
+        }
+    }
+
+    fn facts(refunded_shirts: u32, applied: Applied, new_context: Option<String>) -> Facts {
+        let mut doc = Program::default_doc();
+        doc.holding_days = 0;
+        Facts {
+            program: Arc::new(Program::parse(&doc).unwrap()),
+            state: OrderState {
+                buyer_id: BuyerId::parse("x").unwrap(),
+                items: vec![
+                    item("shirt", "fashion", 2, refunded_shirts, "75000"),
+                    item("phone", "electronics", 1, 0, "2000000"),
+                    item("voucher", "gift-card", 1, 0, "100000"),
+                ],
+                cancelled: false,
+            },
+            ctx: FrozenContext {
+                direct: Some(snapshot("C")),
+                upline: vec![snapshot("B"), snapshot("A")],
+                volume_before: Decimal::ZERO,
+                nth_in_month: 1,
+                buyer_first_order: true,
+            },
+            new_context,
+            applied,
+        }
+    }
+
+    fn balance(w: &Writes, id: &str, status: EntryStatus) -> Decimal {
+        w.balances[&AffiliateId::parse(id).unwrap()].get(&status).copied().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_first_processing_writes_the_entitlement_as_pending_and_freezes_the_context() {
+        let now = Utc::now();
+        let ev = event(EventType::OrderPlaced, Vec::new(), false, now);
+        let mut w = Writes::default();
+        let outcome = entitle_event(&mut w, &ev, facts(0, Applied::default(), Some("{ctx}".into())), Some(7), now);
+        let rows: Vec<(&str, u8, Decimal, EntryStatus)> =
+            w.ledger.iter().map(|r| (r.affiliate_id.as_str(), r.level, r.amount, r.status)).collect();
+        assert_eq!(
+            rows,
+            // The delta is written in beneficiary order.
+            vec![
+                ("A", 3, d("21500"), EntryStatus::Pending),
+                ("B", 2, d("64500"), EntryStatus::Pending),
+                ("C", 1, d("95000"), EntryStatus::Pending)
+            ]
+        );
+        assert_eq!(balance(&w, "C", EntryStatus::Pending), d("95000"));
+        assert_eq!(w.points[&BuyerId::parse("x").unwrap()], 26500);
+        assert!(w.expiries.is_empty(), "points do not expire by default");
+        assert!(w.rewards.iter().all(|r| r.event_id == ev.id && r.kind != RewardKind::Redemption));
+        // Its holding period is over: the order is approved in the same transaction.
+        assert_eq!(w.approve, vec![ev.order_id.clone()]);
+        assert_eq!((w.done.clone(), w.fences[&ev.id]), (vec![ev.id], 7));
+        let update = &w.orders[0];
+        assert_eq!((update.commission_status, update.context.as_deref()), (CommissionStatus::Processed, Some("{ctx}")));
+        match outcome {
+            Outcome::Applied { kind, amounts, rows_written, lag } => {
+                assert_eq!(kind, EventType::OrderPlaced);
+                assert_eq!(amounts, vec![(CommissionKind::Commission, d("181000"))]);
+                assert_eq!(rows_written, 3 + w.rewards.len());
+                assert!(lag >= Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refund_after_approval_writes_only_the_delta_and_lands_approved() {
+        let now = Utc::now();
+        // What the first processing wrote.
+        let mut placed = Writes::default();
+        let ev = event(EventType::OrderPlaced, Vec::new(), false, now);
+        entitle_event(&mut placed, &ev, facts(0, Applied::default(), None), None, now);
+        let mut applied = Applied::default();
+        for r in &placed.ledger {
+            applied.commissions.insert((r.affiliate_id.clone(), r.kind), (r.level, r.amount));
+        }
+        for r in &placed.rewards {
+            applied.rewards.insert((r.buyer_id.clone(), r.kind), r.points);
+        }
+        // Both shirts refunded, the order approved meanwhile; another event still open.
+        let refund = event(EventType::OrderRefunded, vec![EventStatus::Done, EventStatus::Failed], true, now);
+        let mut w = Writes::default();
+        entitle_event(&mut w, &refund, facts(2, applied, None), None, now);
+        let rows: Vec<(&str, Decimal, EntryStatus)> =
+            w.ledger.iter().map(|r| (r.affiliate_id.as_str(), r.amount, r.status)).collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("A", d("-1500"), EntryStatus::Approved),
+                ("B", d("-4500"), EntryStatus::Approved),
+                ("C", d("-15000"), EntryStatus::Approved)
+            ]
+        );
+        assert_eq!(balance(&w, "B", EntryStatus::Approved), d("-4500"));
+        assert!(w.approve.is_empty(), "already approved");
+        assert!(w.fences.is_empty(), "not fenced");
+        assert_eq!(w.orders[0].commission_status, CommissionStatus::Failed, "a sibling failed");
+        assert_eq!(w.orders[0].context, None, "the context stays as frozen");
+    }
+}

@@ -25,7 +25,7 @@ impl Engine {
         let failure = Failure::of(error);
         let mut tx = self.store().begin_events(Lane::Work).await?;
         let mut event = tx.lock_events(&[id]).await?.pop().ok_or_else(|| super::corrupt(format!("no event {id}")))?;
-        if matches!(event.status, EventStatus::Done | EventStatus::Dead) {
+        if event.status.settled() {
             return Ok((event.status, event.kind));
         }
         let now = Utc::now();
@@ -71,7 +71,7 @@ impl Engine {
             let now = Utc::now();
             let mut orders = BTreeSet::new();
             for event in tx.lock_events(chunk).await? {
-                let reopen = matches!(event.status, EventStatus::Failed | EventStatus::Dead);
+                let reopen = event.status.reopens_on_replay();
                 tx.record_replay(&event, reopen.then(|| self.next_attempt_at(now)), now).await?;
                 let Some(order_id) = event.order_id.clone() else { continue };
                 if reopen {
@@ -109,11 +109,7 @@ impl Engine {
     /// one is stale and needs no transaction.
     pub async fn settled(&self, ids: &[EventId]) -> Result<HashSet<EventId>> {
         let statuses = self.store().event_statuses(ids).await?;
-        Ok(statuses
-            .into_iter()
-            .filter(|(_, s)| matches!(s, EventStatus::Done | EventStatus::Dead))
-            .map(|(id, _)| id)
-            .collect())
+        Ok(statuses.into_iter().filter(|(_, s)| s.settled()).map(|(id, _)| id).collect())
     }
 
     /// Approves orders past their holding period, each in its own

@@ -8,6 +8,7 @@ use crate::domain::event::{EventId, EventRef, EventType};
 use crate::domain::ids::OrderId;
 use crate::domain::lifecycle::{self, OrderHead};
 use crate::domain::order::{LifecycleOutcome, OrderStatus, RefundRequest};
+use crate::domain::payload;
 use crate::store::{OrderChange, OrderTx};
 use chrono::{DateTime, Utc};
 
@@ -48,7 +49,7 @@ impl Engine {
             Ok(status) => status,
             Err(outcome) => return Ok(outcome),
         };
-        let payload = serde_json::json!({"order_id": id}).to_string();
+        let payload = payload::cancelled(id);
         let change =
             Change { kind: EventType::OrderCancelled, payload, status: Some(status), refund: None, approve_at: None };
         self.change(tx, id, &order, change).await
@@ -64,7 +65,7 @@ impl Engine {
             Ok(decided) => decided,
             Err(outcome) => return Ok(outcome),
         };
-        let payload = serde_json::json!({"order_id": id, "approve_at": approve_at}).to_string();
+        let payload = payload::completed(id, approve_at);
         let change = Change {
             kind: EventType::OrderCompleted,
             payload,

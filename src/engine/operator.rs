@@ -5,6 +5,7 @@ use crate::domain::entitlement::{entitle, CommissionLine, Entitlement, FrozenCon
 use crate::domain::event::EventId;
 use crate::domain::ids::OrderId;
 use crate::domain::ledger::{delta, Applied, Delta};
+use crate::domain::payload;
 use crate::domain::program::{Program, ProgramDoc};
 use crate::domain::FieldError;
 use crate::store::StoreError;
@@ -103,8 +104,7 @@ impl Engine {
         let difference = delta(&entitled, &applied);
         let mut event_id = None;
         if !dry_run && !difference.is_empty() {
-            let payload = serde_json::json!({"order_id": order_id, "delta": delta_json(&difference)}).to_string();
-            event_id = self.add_recompute_event(order_id, payload).await?;
+            event_id = self.add_recompute_event(order_id, payload::recomputed(order_id, &difference)).await?;
         }
         Ok(RecomputeOutcome::Done(Recompute {
             order_id: order_id.clone(),
@@ -115,17 +115,4 @@ impl Engine {
             event_id,
         }))
     }
-}
-
-/// The delta as the recompute event's payload records it.
-fn delta_json(d: &Delta) -> serde_json::Value {
-    let money = crate::domain::money::format;
-    let commissions = d.commissions.iter().map(|l| {
-        serde_json::json!({"affiliate_id": l.affiliate_id, "level": l.level, "kind": l.kind.as_str(), "amount": money(l.amount)})
-    });
-    let rewards = d
-        .rewards
-        .iter()
-        .map(|l| serde_json::json!({"buyer_id": l.buyer_id, "kind": l.kind.as_str(), "points": l.points}));
-    serde_json::Value::Array(commissions.chain(rewards).collect())
 }

@@ -11,6 +11,7 @@ use crate::domain::ids::{BuyerId, OrderId, RedemptionId};
 use crate::domain::ledger::BuyerRewards;
 use crate::domain::money;
 use crate::domain::money::Rounding;
+use crate::domain::payload;
 use crate::domain::wallet::{spendable_of, Redemption, RedemptionStatus, Wallet, WalletEntry};
 use crate::metrics as m;
 use crate::store::{Backend, WalletTx, WalletWrite};
@@ -61,18 +62,6 @@ pub enum ActionOutcome {
 fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
     now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
-}
-
-fn payload(r: &Redemption) -> String {
-    serde_json::json!({
-        "buyer_id": r.buyer_id,
-        "redemption_id": r.id,
-        "points": r.points,
-        "order_id": r.order_id,
-        "value": money::format(r.value),
-        "status": r.status.as_str(),
-    })
-    .to_string()
 }
 
 /// Commits a wallet transaction, unless a test injects a failure after
@@ -127,7 +116,7 @@ async fn give_back(
         if status == RedemptionStatus::Expired { EventType::RedemptionExpired } else { EventType::RedemptionReleased };
     tx.record(
         &WalletWrite {
-            event: Some((EventId::new(), kind, payload(r))),
+            event: Some((EventId::new(), kind, payload::redemption(r))),
             entries: vec![(RewardKind::RedemptionReleased, r.points, Some(r.id.clone()))],
             due: Some(wallet.next_expiry()),
         },
@@ -185,7 +174,7 @@ impl super::Engine {
                 tx.put_redemption(&r, true).await?;
                 tx.record(
                     &WalletWrite {
-                        event: Some((EventId::new(), EventType::RedemptionHeld, payload(&r))),
+                        event: Some((EventId::new(), EventType::RedemptionHeld, payload::redemption(&r))),
                         entries: vec![(RewardKind::Redemption, -r.points, Some(r.id.clone()))],
                         due: None,
                     },
@@ -243,7 +232,7 @@ impl super::Engine {
                         tx.put_redemption(&r, false).await?;
                         tx.record(
                             &WalletWrite {
-                                event: Some((EventId::new(), EventType::RedemptionCaptured, payload(&r))),
+                                event: Some((EventId::new(), EventType::RedemptionCaptured, payload::redemption(&r))),
                                 entries: Vec::new(),
                                 due: None,
                             },
@@ -344,7 +333,7 @@ async fn expire_points(store: &dyn Backend, faults: &super::faults::Faults, buye
     let due = wallet.due(now);
     let (event, entries) = if due > 0 {
         wallet.apply(&pending_entry(RewardKind::Expired, -due, None, now));
-        let payload = serde_json::json!({"buyer_id": buyer, "points": due}).to_string();
+        let payload = payload::points_expired(buyer, due);
         (Some((EventId::new(), EventType::PointsExpired, payload)), vec![(RewardKind::Expired, -due, None)])
     } else {
         (None, Vec::new())
