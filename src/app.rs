@@ -91,64 +91,10 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         },
         admin: if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() },
     };
-    let consumer = config.instance();
-    // Intake batches in flight at once. On MySQL one per connection; the
-    // embedded mode has one writer, where more than SQLITE_INTAKE_WORKERS
-    // batches in flight would only queue for it, each small: fewer, larger
-    // batches share its statements and commits.
-    let intake_workers = if matches!(config.backend(), Some(BackendKind::Sqlite)) {
-        SQLITE_INTAKE_WORKERS
-    } else {
-        config.db_max_connections as usize
-    };
-    let (backend, journal): (Arc<dyn Backend>, Arc<dyn Journal>) = match config.backend() {
-        Some(BackendKind::Sqlite) => {
-            // One file: the record and the journal, written through one connection.
-            let store = SqliteStore::connect(&config.database_url, config.db_max_connections).await?;
-            let journal = Arc::new(SqliteJournal::new(store.writer().clone(), consumer));
-            (Arc::new(SqlStore::new(Arc::new(store))), journal)
-        }
-        _ => {
-            // A worker connection whose transaction sits idle for a lease's
-            // TTL (5 s at least) belongs to a stalled process: the server
-            // ends it (MariaDB), so a takeover's fence update does not wait
-            // for it for long.
-            let store = MySqlStore::connect_split(
-                &config.database_url,
-                config.db_max_connections,
-                config.db_worker_connections,
-                Some(config.lease_ttl().max(Duration::from_secs(5))),
-            )
-            .await?;
-            let redis_url =
-                config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
-            let journal = RedisJournal::new(redis_url, &config.redis_prefix, consumer, config.journal_partitions)?;
-            (Arc::new(SqlStore::new(Arc::new(store))), Arc::new(journal))
-        }
-    };
+    let (backend, journal) = open(&config).await?;
     backend.migrate().await?;
     let journal: Arc<dyn Journal> = Arc::new(Switchable::new(journal, faults.clone()));
-
-    let engine = Engine::new(
-        backend,
-        journal.clone(),
-        faults.clone(),
-        EngineConfig {
-            intake_workers,
-            intake_batch: INTAKE_BATCH,
-            event_workers: config.event_workers(),
-            event_batch: config.event_batch(),
-            event_linger: config.event_linger(),
-            retry: RetryPolicy {
-                max_attempts: config.max_attempts,
-                base: config.retry_base(),
-                max: config.retry_max(),
-            },
-            retry_horizon: config.retry_horizon(),
-            max_backlog: config.max_backlog,
-            redeliver_after: config.redeliver_after(),
-        },
-    );
+    let engine = Engine::new(backend, journal.clone(), faults.clone(), engine_config(&config));
     let deps = Arc::new(Deps {
         engine: engine.clone(),
         journal: journal.clone(),
@@ -190,33 +136,94 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    let app = router(state);
     let root = supervisor.clone();
-    let task = tokio::spawn(async move {
-        // The peer address feeds the failed-authentication limit.
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(listener, app).with_graceful_shutdown(signal.cancelled_owned()).await;
-        // No new orders now; let the actors finish and ack what they hold.
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(5), async {
-            ractor::call!(supervisor, SupervisorMsg::Drain, DRAIN_TIMEOUT)
-        })
-        .await;
-        if !matches!(drained, Ok(Ok(()))) {
-            tracing::warn!("drain did not complete in time; stopping anyway (unacked entries are claimed later)");
-            supervisor.kill();
-        }
-        if tokio::time::timeout(Duration::from_secs(5), supervisor_done).await.is_err() {
-            tracing::warn!("actor tree did not stop in time; exiting anyway");
-        }
-        served.map_err(AppError::Io)
-    });
+    let task = tokio::spawn(serve_then_drain(listener, router(state), shutdown.clone(), supervisor, supervisor_done));
     tracing::info!(%addr, "komisi serving");
     if config.storefront_keys.is_empty() {
         // Keys were generated for this run: show how to use them.
         eprintln!("{}", quickstart(addr, &keys.storefront[0]));
     }
     Ok(RunningApp { addr, engine, keys, supervisor: root, shutdown, task })
+}
+
+/// The store and the journal of the configured backend: one SQLite file
+/// holding both (the embedded mode), or MySQL and Redis.
+async fn open(config: &Config) -> Result<(Arc<dyn Backend>, Arc<dyn Journal>), AppError> {
+    let consumer = config.instance();
+    Ok(match config.backend() {
+        Some(BackendKind::Sqlite) => {
+            // One file: the record and the journal, written through one connection.
+            let store = SqliteStore::connect(&config.database_url, config.db_max_connections).await?;
+            let journal = Arc::new(SqliteJournal::new(store.writer().clone(), consumer));
+            (Arc::new(SqlStore::new(Arc::new(store))), journal)
+        }
+        _ => {
+            // A worker connection whose transaction sits idle for a lease's
+            // TTL (5 s at least) belongs to a stalled process: the server
+            // ends it (MariaDB), so a takeover's fence update does not wait
+            // for it for long.
+            let store = MySqlStore::connect_split(
+                &config.database_url,
+                config.db_max_connections,
+                config.db_worker_connections,
+                Some(config.lease_ttl().max(Duration::from_secs(5))),
+            )
+            .await?;
+            let redis_url =
+                config.redis_url.as_deref().ok_or_else(|| AppError::Config("REDIS_URL is required".into()))?;
+            let journal = RedisJournal::new(redis_url, &config.redis_prefix, consumer, config.journal_partitions)?;
+            (Arc::new(SqlStore::new(Arc::new(store))), Arc::new(journal))
+        }
+    })
+}
+
+fn engine_config(config: &Config) -> EngineConfig {
+    // Intake batches in flight at once. On MySQL one per connection; the
+    // embedded mode has one writer, where more than SQLITE_INTAKE_WORKERS
+    // batches in flight would only queue for it, each small: fewer, larger
+    // batches share its statements and commits.
+    let intake_workers = if matches!(config.backend(), Some(BackendKind::Sqlite)) {
+        SQLITE_INTAKE_WORKERS
+    } else {
+        config.db_max_connections as usize
+    };
+    EngineConfig {
+        intake_workers,
+        intake_batch: INTAKE_BATCH,
+        event_workers: config.event_workers(),
+        event_batch: config.event_batch(),
+        event_linger: config.event_linger(),
+        retry: RetryPolicy { max_attempts: config.max_attempts, base: config.retry_base(), max: config.retry_max() },
+        retry_horizon: config.retry_horizon(),
+        max_backlog: config.max_backlog,
+        redeliver_after: config.redeliver_after(),
+    }
+}
+
+/// Serves HTTP until `shutdown`, then drains the actor tree: no new orders,
+/// the actors finish and acknowledge what they hold.
+async fn serve_then_drain(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    supervisor: ractor::ActorRef<SupervisorMsg>,
+    supervisor_done: tokio::task::JoinHandle<()>,
+) -> Result<(), AppError> {
+    // The peer address feeds the failed-authentication limit.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(5), async {
+        ractor::call!(supervisor, SupervisorMsg::Drain, DRAIN_TIMEOUT)
+    })
+    .await;
+    if !matches!(drained, Ok(Ok(()))) {
+        tracing::warn!("drain did not complete in time; stopping anyway (unacked entries are claimed later)");
+        supervisor.kill();
+    }
+    if tokio::time::timeout(Duration::from_secs(5), supervisor_done).await.is_err() {
+        tracing::warn!("actor tree did not stop in time; exiting anyway");
+    }
+    served.map_err(AppError::Io)
 }
 
 /// A copy-paste first try: the tree A ← B ← C, the worked example's order

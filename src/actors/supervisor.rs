@@ -96,81 +96,13 @@ impl Actor for Supervisor {
                     st.route(&myself, d).await?;
                 }
             }
-            SupervisorMsg::Finished { partition, entry_ids } => {
-                let cap = st.deps.tuning.partition_cap();
-                if let Some(child) = st.children.get_mut(&partition) {
-                    child.last_active = Instant::now();
-                    for entry_id in entry_ids {
-                        if child.inflight.remove(&entry_id).is_some() {
-                            if child.inflight.len() >= cap {
-                                // A parked entry of the partition takes the freed place.
-                                st.deps.parked.fetch_sub(1, Ordering::Relaxed);
-                            } else {
-                                st.deps.inflight.fetch_sub(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-            }
-            SupervisorMsg::RetireIdle => {
-                let idle = st.deps.tuning.actor_idle;
-                let retired: Vec<PartitionKey> = st
-                    .children
-                    .iter()
-                    .filter(|(_, c)| c.inflight.is_empty() && c.last_active.elapsed() >= idle)
-                    .map(|(p, _)| p.clone())
-                    .collect();
-                for partition in retired {
-                    if let Some(child) = st.children.remove(&partition) {
-                        st.partitions.remove(&child.actor.get_id());
-                        // Retire queues behind anything already sent, so nothing is dropped.
-                        let _ = child.actor.cast(CommissionMsg::Retire);
-                    }
-                }
-                metrics::gauge!(m::ACTORS_ACTIVE).set(st.children.len() as f64);
-            }
+            SupervisorMsg::Finished { partition, entry_ids } => st.finished(&partition, entry_ids),
+            SupervisorMsg::RetireIdle => st.retire_idle(),
             SupervisorMsg::Drain(timeout, reply) => {
                 // Wait outside this handler, so Deliver and Finished keep flowing.
                 let (dispatcher, deps, me) = (st.dispatcher.clone(), st.deps.clone(), myself.clone());
                 tokio::spawn(async move {
-                    let deadline = Instant::now() + timeout;
-                    // With other instances alive this is a handover: read nothing more
-                    // (what is queued is theirs to read once the leases are given up)
-                    // and finish what was read. Alone, the instance drains its journal.
-                    let handover = deps.ownership.peers() > 1;
-                    deps.ownership.close(handover);
-                    // Everything intake committed is in the journal once the dispatcher has caught up …
-                    // Bounded: a dispatcher stuck on an unreachable Redis must not hold the exit.
-                    let _ =
-                        tokio::time::timeout(timeout, async { ractor::call!(dispatcher, DispatcherMsg::Flush) }).await;
-                    // … and has been read once two reads after that came back empty (the
-                    // first may have begun before the flush); then wait for the actors.
-                    let seen = deps.empty_reads.load(Ordering::SeqCst);
-                    while Instant::now() < deadline {
-                        if (handover || deps.empty_reads.load(Ordering::SeqCst) >= seen + 2)
-                            && deps.inflight.load(Ordering::SeqCst) == 0
-                            && deps.parked.load(Ordering::SeqCst) == 0
-                        {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    // Then give every partition up at once: the others take them at
-                    // their next tick instead of waiting for the leases to expire.
-                    let parts = deps.ownership.give_up_all();
-                    let journal = &deps.journal;
-                    let released = tokio::time::timeout(Duration::from_secs(3), async {
-                        journal.release(&parts).await?;
-                        journal.leave().await
-                    })
-                    .await;
-                    match released {
-                        Ok(Ok(())) => {
-                            metrics::counter!(m::LEASE_RELEASES_TOTAL).increment(parts.len() as u64);
-                            tracing::info!(parts = parts.len(), "partitions released for the other instances");
-                        }
-                        _ => tracing::warn!("releasing the partitions failed; their leases expire instead"),
-                    }
+                    drain(dispatcher, deps, timeout).await;
                     let _ = me.cast(SupervisorMsg::Stop(reply));
                 });
             }
@@ -348,5 +280,83 @@ impl SupervisorState {
             self.reader = Some(r);
         }
         Ok(())
+    }
+}
+
+impl SupervisorState {
+    /// Entries of a partition finished: their places in flight are free (a
+    /// parked entry of the partition takes a freed place).
+    fn finished(&mut self, partition: &PartitionKey, entry_ids: Vec<String>) {
+        let cap = self.deps.tuning.partition_cap();
+        let Some(child) = self.children.get_mut(partition) else { return };
+        child.last_active = Instant::now();
+        for entry_id in entry_ids {
+            if child.inflight.remove(&entry_id).is_some() {
+                if child.inflight.len() >= cap {
+                    self.deps.parked.fetch_sub(1, Ordering::Relaxed);
+                } else {
+                    self.deps.inflight.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Stops the commission actors idle for `actor_idle` with nothing in flight.
+    fn retire_idle(&mut self) {
+        let idle = self.deps.tuning.actor_idle;
+        let retired: Vec<PartitionKey> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.inflight.is_empty() && c.last_active.elapsed() >= idle)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for partition in retired {
+            if let Some(child) = self.children.remove(&partition) {
+                self.partitions.remove(&child.actor.get_id());
+                // Retire queues behind anything already sent, so nothing is dropped.
+                let _ = child.actor.cast(CommissionMsg::Retire);
+            }
+        }
+        metrics::gauge!(m::ACTORS_ACTIVE).set(self.children.len() as f64);
+    }
+}
+
+/// A graceful stop's wait. With other instances alive this is a handover:
+/// read nothing more (what is queued is theirs to read once the leases are
+/// given up) and finish what was read. Alone, the instance drains its
+/// journal. Then every partition is given up at once: the others take them
+/// at their next tick instead of waiting for the leases to expire.
+async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let handover = deps.ownership.peers() > 1;
+    deps.ownership.close(handover);
+    // Everything intake committed is in the journal once the dispatcher has caught up …
+    // Bounded: a dispatcher stuck on an unreachable Redis must not hold the exit.
+    let _ = tokio::time::timeout(timeout, async { ractor::call!(dispatcher, DispatcherMsg::Flush) }).await;
+    // … and has been read once two reads after that came back empty (the
+    // first may have begun before the flush); then wait for the actors.
+    let seen = deps.empty_reads.load(Ordering::SeqCst);
+    while Instant::now() < deadline {
+        if (handover || deps.empty_reads.load(Ordering::SeqCst) >= seen + 2)
+            && deps.inflight.load(Ordering::SeqCst) == 0
+            && deps.parked.load(Ordering::SeqCst) == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let parts = deps.ownership.give_up_all();
+    let journal = &deps.journal;
+    let released = tokio::time::timeout(Duration::from_secs(3), async {
+        journal.release(&parts).await?;
+        journal.leave().await
+    })
+    .await;
+    match released {
+        Ok(Ok(())) => {
+            metrics::counter!(m::LEASE_RELEASES_TOTAL).increment(parts.len() as u64);
+            tracing::info!(parts = parts.len(), "partitions released for the other instances");
+        }
+        _ => tracing::warn!("releasing the partitions failed; their leases expire instead"),
     }
 }

@@ -2,7 +2,7 @@
 //! to, under its stamped program version and the context frozen at first processing.
 use super::ids::{AffiliateId, BuyerId};
 use super::money;
-use super::order::{eligible, OrderState};
+use super::order::{eligible, OrderItem, OrderState};
 use super::program::Program;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::prelude::ToPrimitive;
@@ -153,8 +153,8 @@ pub struct Entitlement {
 
 /// Applies SPEC §4 rules 1–9. Pure and deterministic.
 pub fn entitle(order: &OrderState, program: &Program, ctx: &FrozenContext) -> Entitlement {
-    let eligible_items = || order.items.iter().filter(|i| !program.is_excluded(i.category.as_str()));
-    let original_eligible_amount: Decimal = eligible_items().map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
+    let original_eligible_amount: Decimal =
+        eligible_items(order, program).map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
     let eligible_amount = eligible(order, program);
     let no_commission_reason = match &ctx.direct {
         None => Some(NoCommissionReason::Unattributed),
@@ -173,88 +173,116 @@ pub fn entitle(order: &OrderState, program: &Program, ctx: &FrozenContext) -> En
     if order.voided() {
         return entitlement;
     }
-    let round = |x: Decimal| money::round(x, program.scale, program.rounding);
-
     if let (None, Some(direct)) = (no_commission_reason, &ctx.direct) {
-        // Rules 3–6: the direct affiliate.
-        let raw: Decimal = eligible_items()
-            .map(|i| Decimal::from(i.net_quantity()) * i.unit_price * program.level1_rate(i.category.as_str()))
-            .sum();
-        let mut commission = round(raw);
-        let tier_rate = program
-            .tiers
-            .iter()
-            .filter(|t| t.monthly_sales_from <= ctx.volume_before)
-            .map(|t| t.bonus_rate)
-            .next_back()
-            .unwrap_or(Decimal::ZERO);
-        let mut tier = round(eligible_amount * tier_rate);
-        if commission > program.max_commission_per_order {
-            commission = program.max_commission_per_order;
-            tier = Decimal::ZERO;
-        } else {
-            tier = tier.min(program.max_commission_per_order - commission);
-        }
-        let milestone = program
-            .milestones
-            .iter()
-            .find(|m| m.nth_order_in_month == ctx.nth_in_month)
-            .map(|m| m.bonus)
-            .unwrap_or(Decimal::ZERO);
-        for (kind, amount) in [
-            (CommissionKind::Commission, commission),
-            (CommissionKind::TierBonus, tier),
-            (CommissionKind::MilestoneBonus, milestone),
-        ] {
-            if !amount.is_zero() {
-                entitlement.commissions.push(CommissionLine {
-                    affiliate_id: direct.id.clone(),
-                    level: 1,
-                    kind,
-                    amount,
-                });
-            }
-        }
+        entitlement.commissions = direct_lines(order, program, ctx, direct, eligible_amount);
+        entitlement.commissions.extend(upline_lines(program, ctx, eligible_amount));
+    }
+    entitlement.rewards = reward_lines(order, program, ctx, eligible_amount);
+    entitlement
+}
 
-        // Rule 7: levels 2..n up the frozen chain.
-        let mut ancestors = ctx.upline.iter();
-        for (k, rate) in program.levels.iter().enumerate().skip(1) {
-            let beneficiary = if program.skip_inactive_upline {
-                ancestors.by_ref().find(|a| !a.suspended)
-            } else {
-                ancestors.next().filter(|a| !a.suspended)
-            };
-            let Some(ancestor) = beneficiary else {
-                if program.skip_inactive_upline {
-                    break;
-                }
-                continue;
-            };
-            let amount = round(eligible_amount * rate);
-            if !amount.is_zero() {
-                entitlement.commissions.push(CommissionLine {
-                    affiliate_id: ancestor.id.clone(),
-                    level: (k + 1) as u8,
-                    kind: CommissionKind::Commission,
-                    amount,
-                });
+/// The items rule 1 counts: those of a category the program does not exclude.
+fn eligible_items<'a>(order: &'a OrderState, program: &'a Program) -> impl Iterator<Item = &'a OrderItem> + 'a {
+    order.items.iter().filter(|i| !program.is_excluded(i.category.as_str()))
+}
+
+/// Rules 3–6: the direct affiliate's commission (category rates), its tier
+/// bonus (by the month's volume before the order), both capped per order,
+/// and its milestone bonus (by the order's position in the month).
+fn direct_lines(
+    order: &OrderState,
+    program: &Program,
+    ctx: &FrozenContext,
+    direct: &AffiliateSnapshot,
+    eligible_amount: Decimal,
+) -> Vec<CommissionLine> {
+    let round = |x: Decimal| money::round(x, program.scale, program.rounding);
+    let raw: Decimal = eligible_items(order, program)
+        .map(|i| Decimal::from(i.net_quantity()) * i.unit_price * program.level1_rate(i.category.as_str()))
+        .sum();
+    let mut commission = round(raw);
+    let tier_rate = program
+        .tiers
+        .iter()
+        .filter(|t| t.monthly_sales_from <= ctx.volume_before)
+        .map(|t| t.bonus_rate)
+        .next_back()
+        .unwrap_or(Decimal::ZERO);
+    let mut tier = round(eligible_amount * tier_rate);
+    if commission > program.max_commission_per_order {
+        commission = program.max_commission_per_order;
+        tier = Decimal::ZERO;
+    } else {
+        tier = tier.min(program.max_commission_per_order - commission);
+    }
+    let milestone = program
+        .milestones
+        .iter()
+        .find(|m| m.nth_order_in_month == ctx.nth_in_month)
+        .map(|m| m.bonus)
+        .unwrap_or(Decimal::ZERO);
+    [
+        (CommissionKind::Commission, commission),
+        (CommissionKind::TierBonus, tier),
+        (CommissionKind::MilestoneBonus, milestone),
+    ]
+    .into_iter()
+    .filter(|(_, amount)| !amount.is_zero())
+    .map(|(kind, amount)| CommissionLine { affiliate_id: direct.id.clone(), level: 1, kind, amount })
+    .collect()
+}
+
+/// Rule 7: levels 2..n up the frozen chain (a suspended ancestor is skipped
+/// or forfeits its level, as the program says).
+fn upline_lines(program: &Program, ctx: &FrozenContext, eligible_amount: Decimal) -> Vec<CommissionLine> {
+    let round = |x: Decimal| money::round(x, program.scale, program.rounding);
+    let mut lines = Vec::new();
+    let mut ancestors = ctx.upline.iter();
+    for (k, rate) in program.levels.iter().enumerate().skip(1) {
+        let beneficiary = if program.skip_inactive_upline {
+            ancestors.by_ref().find(|a| !a.suspended)
+        } else {
+            ancestors.next().filter(|a| !a.suspended)
+        };
+        let Some(ancestor) = beneficiary else {
+            if program.skip_inactive_upline {
+                break;
             }
+            continue;
+        };
+        let amount = round(eligible_amount * rate);
+        if !amount.is_zero() {
+            lines.push(CommissionLine {
+                affiliate_id: ancestor.id.clone(),
+                level: (k + 1) as u8,
+                kind: CommissionKind::Commission,
+                amount,
+            });
         }
     }
+    lines
+}
 
-    // Rule 8: buyer rewards, whole points, always floored.
+/// Rule 8: buyer rewards, whole points, always floored; the first order's bonus.
+fn reward_lines(
+    order: &OrderState,
+    program: &Program,
+    ctx: &FrozenContext,
+    eligible_amount: Decimal,
+) -> Vec<RewardLine> {
+    let mut lines = Vec::new();
     let points = (eligible_amount * program.points_rate).floor().to_i64().unwrap_or(i64::MAX);
     if points != 0 {
-        entitlement.rewards.push(RewardLine { buyer_id: order.buyer_id.clone(), kind: RewardKind::Points, points });
+        lines.push(RewardLine { buyer_id: order.buyer_id.clone(), kind: RewardKind::Points, points });
     }
     if ctx.buyer_first_order && program.first_order_bonus != 0 {
-        entitlement.rewards.push(RewardLine {
+        lines.push(RewardLine {
             buyer_id: order.buyer_id.clone(),
             kind: RewardKind::FirstOrderBonus,
             points: program.first_order_bonus,
         });
     }
-    entitlement
+    lines
 }
 
 /// The calendar month (in `tz`) containing `at`, as a half-open UTC interval [start, end).

@@ -118,137 +118,47 @@ impl Program {
     /// Validates a document, reporting every problem with its JSON path
     /// (e.g. `levels[1]`, `tiers[0].bonus_rate`, `buyer_rewards.points_rate`).
     pub fn parse(doc: &ProgramDoc) -> Result<Program, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let mut err = |field: String, message: String| errors.push(FieldError::new(field, message));
-        let scale_ok = doc.scale <= 4;
-        if !scale_ok {
-            err("scale".into(), "must be 0-4".into());
+        let mut c = Checker { errors: Vec::new(), scale: doc.scale.min(4) };
+        if doc.scale > 4 {
+            c.err("scale", "must be 0-4");
         }
-        let scale = doc.scale.min(4);
-        let rate = |field: String, s: &str, err: &mut dyn FnMut(String, String)| -> Decimal {
-            money::parse_rate(s).unwrap_or_else(|e| {
-                err(field, e.to_string());
-                Decimal::ZERO
-            })
-        };
-        // None when the text is not an amount at all, so checks that compare the
-        // value (above 0, increasing tiers) do not pile a second error on the field.
-        let amount = |field: String, s: &str, err: &mut dyn FnMut(String, String)| -> Option<Decimal> {
-            match money::parse_amount(s) {
-                // Trailing zeros ("50000.00" at scale 0) are not finer than the scale.
-                Ok(a) if a.normalize().scale() > scale => {
-                    err(field, format!("must have at most {scale} decimal places (the program scale)"));
-                    Some(a)
-                }
-                Ok(a) => Some(a),
-                Err(e) => {
-                    err(field, e.to_string());
-                    None
-                }
-            }
-        };
-
         if !(doc.currency.len() == 3 && doc.currency.bytes().all(|b| b.is_ascii_uppercase())) {
-            err("currency".into(), "must be 3 uppercase letters".into());
+            c.err("currency", "must be 3 uppercase letters");
         }
         let timezone = doc.timezone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
-            err("timezone".into(), "must be an IANA time zone such as Asia/Jakarta".into());
+            c.err("timezone", "must be an IANA time zone such as Asia/Jakarta");
             chrono_tz::UTC
         });
         if doc.levels.is_empty() || doc.levels.len() > 10 {
-            err("levels".into(), "must list 1-10 rates".into());
+            c.err("levels", "must list 1-10 rates");
         }
         let levels: Vec<Decimal> =
-            doc.levels.iter().enumerate().map(|(i, r)| rate(format!("levels[{i}]"), r, &mut err)).collect();
-        let mut category_rates = BTreeMap::new();
-        for (category, r) in &doc.category_rates {
-            if !is_valid_id(category) {
-                err(format!("category_rates.{category}"), "category names are 1-64 of [A-Za-z0-9_.:-]".into());
-            }
-            category_rates.insert(category.clone(), rate(format!("category_rates.{category}"), r, &mut err));
-        }
-        let mut excluded_categories = BTreeSet::new();
-        for (i, category) in doc.excluded_categories.iter().enumerate() {
-            if !is_valid_id(category) {
-                err(format!("excluded_categories[{i}]"), "category names are 1-64 of [A-Za-z0-9_.:-]".into());
-            }
-            excluded_categories.insert(category.clone());
-        }
-        let min_order_amount =
-            amount("min_order_amount".into(), &doc.min_order_amount, &mut err).unwrap_or(Decimal::ZERO);
-        let max_commission_per_order =
-            amount("max_commission_per_order".into(), &doc.max_commission_per_order, &mut err);
+            doc.levels.iter().enumerate().map(|(i, r)| c.rate(format!("levels[{i}]"), r)).collect();
+        let (category_rates, excluded_categories) = c.categories(doc);
+        let min_order_amount = c.amount("min_order_amount".into(), &doc.min_order_amount).unwrap_or(Decimal::ZERO);
+        let max_commission_per_order = c.amount("max_commission_per_order".into(), &doc.max_commission_per_order);
         if max_commission_per_order.is_some_and(|max| max <= Decimal::ZERO) {
-            err("max_commission_per_order".into(), "must be above 0".into());
+            c.err("max_commission_per_order", "must be above 0");
         }
-        let max_commission_per_order = max_commission_per_order.unwrap_or(Decimal::ZERO);
-        let mut tiers: Vec<Tier> = Vec::new();
-        // The highest threshold so far that parsed: a tier that fails to parse is
-        // reported once, and every tier not above all earlier ones is reported.
-        let mut highest_from: Option<Decimal> = None;
-        for (i, t) in doc.tiers.iter().enumerate() {
-            let from = amount(format!("tiers[{i}].monthly_sales_from"), &t.monthly_sales_from, &mut err);
-            if let Some(from) = from {
-                if highest_from.is_some_and(|highest| highest >= from) {
-                    err(
-                        format!("tiers[{i}].monthly_sales_from"),
-                        "tiers must be in strictly increasing monthly_sales_from".into(),
-                    );
-                }
-                highest_from = Some(highest_from.map_or(from, |highest| highest.max(from)));
-            }
-            tiers.push(Tier {
-                monthly_sales_from: from.unwrap_or(Decimal::ZERO),
-                bonus_rate: rate(format!("tiers[{i}].bonus_rate"), &t.bonus_rate, &mut err),
-            });
-        }
-        let mut milestones: Vec<Milestone> = Vec::new();
-        for (i, m) in doc.milestones.iter().enumerate() {
-            if m.nth_order_in_month == 0 {
-                err(format!("milestones[{i}].nth_order_in_month"), "must be 1 or more".into());
-            } else if milestones.iter().any(|x| x.nth_order_in_month == m.nth_order_in_month) {
-                err(format!("milestones[{i}].nth_order_in_month"), "each n may appear once".into());
-            }
-            milestones.push(Milestone {
-                nth_order_in_month: m.nth_order_in_month,
-                bonus: amount(format!("milestones[{i}].bonus"), &m.bonus, &mut err).unwrap_or(Decimal::ZERO),
-            });
-        }
+        let tiers = c.tiers(doc);
+        let milestones = c.milestones(doc);
         if doc.holding_days > 3650 {
-            err("holding_days".into(), "must be 0-3650".into());
+            c.err("holding_days", "must be 0-3650");
         }
-        let points_rate = rate("buyer_rewards.points_rate".into(), &doc.buyer_rewards.points_rate, &mut err);
-        let bonus = &doc.buyer_rewards.first_order_bonus;
-        let first_order_bonus = match bonus.parse::<i64>() {
-            Ok(n) if !bonus.is_empty() && bonus.bytes().all(|b| b.is_ascii_digit()) && n <= 1_000_000_000 => n,
-            _ => {
-                err("buyer_rewards.first_order_bonus".into(), "must be whole points, 0-1000000000, as a string".into());
-                0
-            }
-        };
-        let points_value = money::parse_amount(&doc.buyer_rewards.points_value).unwrap_or_else(|e| {
-            err("buyer_rewards.points_value".into(), e.to_string());
-            Decimal::ZERO
-        });
-        if doc.buyer_rewards.points_expire_days > 3650 {
-            err("buyer_rewards.points_expire_days".into(), "must be 0-3650".into());
-        }
-        if !(1..=10080).contains(&doc.buyer_rewards.redemption_hold_minutes) {
-            err("buyer_rewards.redemption_hold_minutes".into(), "must be 1-10080 (a week)".into());
-        }
-        if !errors.is_empty() {
-            return Err(errors);
+        let (points_rate, first_order_bonus, points_value) = c.rewards(&doc.buyer_rewards);
+        if !c.errors.is_empty() {
+            return Err(c.errors);
         }
         Ok(Program {
             currency: doc.currency.clone(),
-            scale,
+            scale: c.scale,
             rounding: doc.rounding,
             timezone,
             levels,
             category_rates,
             excluded_categories,
             min_order_amount,
-            max_commission_per_order,
+            max_commission_per_order: max_commission_per_order.unwrap_or(Decimal::ZERO),
             tiers,
             milestones,
             skip_inactive_upline: doc.skip_inactive_upline,
@@ -332,6 +242,126 @@ impl Program {
 
     pub fn is_excluded(&self, category: &str) -> bool {
         self.excluded_categories.contains(category)
+    }
+}
+
+/// Every problem of a program document, each with its JSON path.
+struct Checker {
+    errors: Vec<FieldError>,
+    /// The program scale (amounts may have no more decimals).
+    scale: u32,
+}
+
+impl Checker {
+    fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    fn rate(&mut self, field: String, s: &str) -> Decimal {
+        money::parse_rate(s).unwrap_or_else(|e| {
+            self.err(field, e.to_string());
+            Decimal::ZERO
+        })
+    }
+
+    /// None when the text is not an amount at all, so checks that compare
+    /// the value (above 0, increasing tiers) do not pile a second error on
+    /// the field.
+    fn amount(&mut self, field: String, s: &str) -> Option<Decimal> {
+        match money::parse_amount(s) {
+            // Trailing zeros ("50000.00" at scale 0) are not finer than the scale.
+            Ok(a) if a.normalize().scale() > self.scale => {
+                let scale = self.scale;
+                self.err(field, format!("must have at most {scale} decimal places (the program scale)"));
+                Some(a)
+            }
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.err(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn categories(&mut self, doc: &ProgramDoc) -> (BTreeMap<String, Decimal>, BTreeSet<String>) {
+        let mut rates = BTreeMap::new();
+        for (category, r) in &doc.category_rates {
+            if !is_valid_id(category) {
+                self.err(format!("category_rates.{category}"), "category names are 1-64 of [A-Za-z0-9_.:-]");
+            }
+            rates.insert(category.clone(), self.rate(format!("category_rates.{category}"), r));
+        }
+        let mut excluded = BTreeSet::new();
+        for (i, category) in doc.excluded_categories.iter().enumerate() {
+            if !is_valid_id(category) {
+                self.err(format!("excluded_categories[{i}]"), "category names are 1-64 of [A-Za-z0-9_.:-]");
+            }
+            excluded.insert(category.clone());
+        }
+        (rates, excluded)
+    }
+
+    /// Tiers in strictly increasing thresholds. The highest threshold so far
+    /// that parsed: a tier that fails to parse is reported once, and every
+    /// tier not above all earlier ones is reported.
+    fn tiers(&mut self, doc: &ProgramDoc) -> Vec<Tier> {
+        let mut tiers = Vec::new();
+        let mut highest_from: Option<Decimal> = None;
+        for (i, t) in doc.tiers.iter().enumerate() {
+            let from = self.amount(format!("tiers[{i}].monthly_sales_from"), &t.monthly_sales_from);
+            if let Some(from) = from {
+                if highest_from.is_some_and(|highest| highest >= from) {
+                    self.err(
+                        format!("tiers[{i}].monthly_sales_from"),
+                        "tiers must be in strictly increasing monthly_sales_from",
+                    );
+                }
+                highest_from = Some(highest_from.map_or(from, |highest| highest.max(from)));
+            }
+            tiers.push(Tier {
+                monthly_sales_from: from.unwrap_or(Decimal::ZERO),
+                bonus_rate: self.rate(format!("tiers[{i}].bonus_rate"), &t.bonus_rate),
+            });
+        }
+        tiers
+    }
+
+    fn milestones(&mut self, doc: &ProgramDoc) -> Vec<Milestone> {
+        let mut milestones: Vec<Milestone> = Vec::new();
+        for (i, m) in doc.milestones.iter().enumerate() {
+            if m.nth_order_in_month == 0 {
+                self.err(format!("milestones[{i}].nth_order_in_month"), "must be 1 or more");
+            } else if milestones.iter().any(|x| x.nth_order_in_month == m.nth_order_in_month) {
+                self.err(format!("milestones[{i}].nth_order_in_month"), "each n may appear once");
+            }
+            let bonus = self.amount(format!("milestones[{i}].bonus"), &m.bonus).unwrap_or(Decimal::ZERO);
+            milestones.push(Milestone { nth_order_in_month: m.nth_order_in_month, bonus });
+        }
+        milestones
+    }
+
+    /// (points rate, first-order bonus, value of a point).
+    fn rewards(&mut self, r: &BuyerRewardsDoc) -> (Decimal, i64, Decimal) {
+        let points_rate = self.rate("buyer_rewards.points_rate".into(), &r.points_rate);
+        let bonus = &r.first_order_bonus;
+        let first_order_bonus = match bonus.parse::<i64>() {
+            Ok(n) if !bonus.is_empty() && bonus.bytes().all(|b| b.is_ascii_digit()) && n <= 1_000_000_000 => n,
+            _ => {
+                self.err("buyer_rewards.first_order_bonus", "must be whole points, 0-1000000000, as a string");
+                0
+            }
+        };
+        let points_value = money::parse_amount(&r.points_value).unwrap_or_else(|e| {
+            self.err("buyer_rewards.points_value", e.to_string());
+            Decimal::ZERO
+        });
+        if r.points_expire_days > 3650 {
+            self.err("buyer_rewards.points_expire_days", "must be 0-3650");
+        }
+        if !(1..=10080).contains(&r.redemption_hold_minutes) {
+            self.err("buyer_rewards.redemption_hold_minutes", "must be 1-10080 (a week)");
+        }
+        (points_rate, first_order_bonus, points_value)
     }
 }
 

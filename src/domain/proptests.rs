@@ -212,6 +212,10 @@ proptest! {
         prop_assert_eq!(nonzero(&applied), nonzero(&expected));
     }
 
+    /// Longer than the house's 80 lines on purpose: it is an independent
+    /// model of rules 1–8 (every exact amount recomputed here, not by
+    /// `entitle`) checked against the entitlement in one pass, and reads
+    /// as the rules do, in order.
     #[test]
     fn rounding_never_pays_more_than_the_exact_amount(
         p in program(),

@@ -22,7 +22,7 @@
 //! one of the two is non-zero.
 use super::entitlement::RewardKind;
 use super::ids::{BuyerId, OrderId, RedemptionId};
-use super::ledger::RewardEntry;
+use super::ledger::{BuyerRewards, RewardEntry};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -273,6 +273,98 @@ pub fn debt_of(net: i128) -> i128 {
     (-net).max(0)
 }
 
+/// The wallet rules reconcile checks for one buyer, each problem as
+/// (violation kind, detail): its history replays as lots with no problem
+/// (no hold above the spendable points, no lot spent twice, no release of
+/// nothing, no expiry of points not due); balance = earned − reversed −
+/// expired − captured − held; spendable and debt never negative nor both
+/// positive; each redemption's entries agree with its status; no hold and
+/// no lot is left past its due time before `stuck_before`.
+pub fn audit(
+    rewards: &BuyerRewards,
+    redemptions: &[Redemption],
+    stuck_before: DateTime<Utc>,
+) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    let entries: Vec<WalletEntry> = rewards.history.iter().map(WalletEntry::from).collect();
+    let wallet = Wallet::replay(&entries);
+    for problem in &wallet.problems {
+        found.push(("wallet_entry_invalid", problem.clone()));
+    }
+    let sum = |kind: RewardKind, sign: i64| -> i128 {
+        entries.iter().filter(|e| e.kind == kind && e.points.signum() == sign).map(|e| i128::from(e.points.abs())).sum()
+    };
+    let order_kinds = [RewardKind::Points, RewardKind::FirstOrderBonus];
+    let earned: i128 = order_kinds.iter().map(|k| sum(*k, 1)).sum();
+    let reversed: i128 = order_kinds.iter().map(|k| sum(*k, -1)).sum();
+    let expired = sum(RewardKind::Expired, -1);
+    let of = |status: RedemptionStatus| -> i128 {
+        redemptions.iter().filter(|r| r.status == status).map(|r| i128::from(r.points)).sum()
+    };
+    let (captured, held) = (of(RedemptionStatus::Captured), of(RedemptionStatus::Held));
+    if earned - reversed - expired - captured - held != rewards.points {
+        found.push((
+            "wallet_balance_mismatch",
+            format!(
+                "balance {} but earned {earned} - reversed {reversed} - expired {expired} - captured {captured} - \
+                 held {held}",
+                rewards.points
+            ),
+        ));
+    }
+    if wallet.spendable() < 0 || wallet.debt < 0 || (wallet.spendable() > 0 && wallet.debt > 0) {
+        found.push(("wallet_negative", format!("spendable {} and debt {}", wallet.spendable(), wallet.debt)));
+    }
+    audit_redemptions(&entries, redemptions, stuck_before, &mut found);
+    let overdue = wallet.due(stuck_before);
+    if overdue > 0 {
+        found.push(("points_expiry_stuck", format!("{overdue} points past their expiry are not expired")));
+    }
+    found
+}
+
+/// Each redemption's entries: its points taken once, given back once unless
+/// it still holds them; no entries of a redemption that does not exist; no
+/// hold past its time.
+fn audit_redemptions(
+    entries: &[WalletEntry],
+    redemptions: &[Redemption],
+    stuck_before: DateTime<Utc>,
+    found: &mut Vec<(&'static str, String)>,
+) {
+    for r in redemptions {
+        let of_r = |kind: RewardKind| -> Vec<i64> {
+            entries
+                .iter()
+                .filter(|e| e.kind == kind && e.redemption_id.as_deref() == Some(r.id.as_str()))
+                .map(|e| e.points)
+                .collect()
+        };
+        let (taken, back) = (of_r(RewardKind::Redemption), of_r(RewardKind::RedemptionReleased));
+        let expect_back: &[i64] = if r.status.holds_points() { &[] } else { &[r.points] };
+        if taken != [-r.points] || back != expect_back {
+            found.push((
+                "redemption_entries_mismatch",
+                format!(
+                    "redemption {} is {} for {} points but its entries are {taken:?} / {back:?}",
+                    r.id,
+                    r.status.as_str(),
+                    r.points
+                ),
+            ));
+        }
+        if r.status == RedemptionStatus::Held && r.hold_until < stuck_before {
+            found.push(("redemption_hold_stuck", format!("redemption {} held past its hold time", r.id)));
+        }
+    }
+    let known: std::collections::HashSet<&str> = redemptions.iter().map(|r| r.id.as_str()).collect();
+    for e in entries.iter().filter_map(|e| e.redemption_id.as_deref()) {
+        if !known.contains(e) {
+            found.push(("redemption_entries_mismatch", format!("entries of redemption {e}, which does not exist")));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,5 +577,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn reward(id: u64, kind: RewardKind, points: i64, rid: Option<&str>) -> RewardEntry {
+        RewardEntry {
+            id,
+            buyer_id: BuyerId::parse("x").unwrap(),
+            order_id: rid.is_none().then(|| OrderId::parse("o1").unwrap()),
+            event_id: format!("e{id}"),
+            kind,
+            points,
+            created_at: t(id as i64),
+            redemption_id: rid.map(str::to_owned),
+            expires_at: None,
+        }
+    }
+
+    fn redemption(status: RedemptionStatus, points: i64) -> Redemption {
+        Redemption {
+            buyer_id: BuyerId::parse("x").unwrap(),
+            id: RedemptionId::parse("r1").unwrap(),
+            points,
+            order_id: None,
+            status,
+            value: rust_decimal::Decimal::ZERO,
+            program_version: 1,
+            hold_until: t(5),
+            created_at: t(2),
+            updated_at: t(2),
+        }
+    }
+
+    #[test]
+    fn an_exact_wallet_passes_the_audit_and_each_tampering_is_named() {
+        let history =
+            vec![reward(1, RewardKind::Points, 100, None), reward(2, RewardKind::Redemption, -30, Some("r1"))];
+        let rewards = BuyerRewards { buyer_id: BuyerId::parse("x").unwrap(), points: 70, history: history.clone() };
+        let held = [redemption(RedemptionStatus::Held, 30)];
+        assert!(audit(&rewards, &held, t(0)).is_empty());
+        let kinds = |found: Vec<(&'static str, String)>| found.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        // Released without its points back.
+        let released = [redemption(RedemptionStatus::Released, 30)];
+        assert_eq!(kinds(audit(&rewards, &released, t(0))), ["wallet_balance_mismatch", "redemption_entries_mismatch"]);
+        // A balance that is not the history's.
+        let off = BuyerRewards { points: 71, ..rewards.clone() };
+        assert_eq!(kinds(audit(&off, &held, t(0))), ["wallet_balance_mismatch"]);
+        // Entries of a redemption that does not exist, and a hold left past its time.
+        assert_eq!(kinds(audit(&rewards, &[], t(0))), ["wallet_balance_mismatch", "redemption_entries_mismatch"]);
+        assert_eq!(kinds(audit(&rewards, &held, t(6))), ["redemption_hold_stuck"]);
     }
 }

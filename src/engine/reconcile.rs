@@ -1,10 +1,10 @@
 //! `GET /admin/reconcile`: checks every invariant of the ledger against the
 //! record and names the ids involved in each violation.
 use super::{Engine, Result};
-use crate::domain::entitlement::RewardKind;
 use crate::domain::ledger::delta;
 use crate::domain::money;
-use crate::domain::wallet::{RedemptionStatus, Wallet, WalletEntry};
+use crate::domain::wallet::audit;
+use crate::store::ReconcileFacts;
 use chrono::Utc;
 
 #[derive(Debug, Clone)]
@@ -43,11 +43,35 @@ pub struct Report {
 
 const PAGE: u32 = 500;
 
+impl Violation {
+    fn affiliate(mut self, id: impl ToString) -> Self {
+        self.affiliate_id = Some(id.to_string());
+        self
+    }
+    fn buyer(mut self, id: impl ToString) -> Self {
+        self.buyer_id = Some(id.to_string());
+        self
+    }
+    fn order(mut self, id: impl ToString) -> Self {
+        self.order_id = Some(id.to_string());
+        self
+    }
+    fn event(mut self, id: impl ToString) -> Self {
+        self.event_id = Some(id.to_string());
+        self
+    }
+    fn payout(mut self, id: u64) -> Self {
+        self.payout_id = Some(id);
+        self
+    }
+}
+
 impl Engine {
     /// Every invariant: balances equal ledger sums, points equal reward sums,
     /// no event wrote two entries for one (beneficiary, kind), every processed
-    /// order's ledger equals its entitlement, no event older than the retry
-    /// horizon is still open, payout batches match their entries.
+    /// order's ledger equals its entitlement, every wallet replays exactly,
+    /// no event older than the retry horizon is still open, payout batches
+    /// match their entries.
     pub async fn reconcile(&self) -> Result<Report> {
         let horizon = chrono::TimeDelta::from_std(self.inner.config.retry_horizon).unwrap_or(chrono::TimeDelta::MAX);
         let stuck_before = Utc::now().checked_sub_signed(horizon).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
@@ -60,31 +84,14 @@ impl Engine {
             orders: 0,
             wallets: 0,
         };
-        let mut v = Vec::new();
+        let mut v = stored_violations(facts);
+        self.check_orders(&mut checked, &mut v).await?;
+        self.check_wallets(stuck_before, &mut checked, &mut v).await?;
+        Ok(Report { ok: v.is_empty(), checked, violations: v })
+    }
 
-        for (affiliate, stored, sums) in facts.balance_mismatches {
-            let f = |d: [rust_decimal::Decimal; 3]| d.map(money::format).join("/");
-            let mut x = Violation::new(
-                "balance_mismatch",
-                format!("stored pending/approved/paid {} but ledger sums {}", f(stored), f(sums)),
-            );
-            x.affiliate_id = Some(affiliate);
-            v.push(x);
-        }
-        for (buyer, stored, sum) in facts.points_mismatches {
-            let mut x =
-                Violation::new("points_mismatch", format!("stored {stored} points but reward entries sum to {sum}"));
-            x.buyer_id = Some(buyer);
-            v.push(x);
-        }
-        for (event, affiliate, kind) in facts.duplicate_entries {
-            let mut x = Violation::new("duplicate_entry", format!("two {kind} entries"));
-            x.event_id = Some(event);
-            x.affiliate_id = Some(affiliate);
-            v.push(x);
-        }
-
-        // For every order whose events are all done, the ledger equals the entitlement.
+    /// For every order whose events are all done, the ledger equals the entitlement.
+    async fn check_orders(&self, checked: &mut Checked, v: &mut Vec<Violation>) -> Result<()> {
         let mut after = String::new();
         loop {
             let ids = self.store().processed_orders(&after, PAGE).await?;
@@ -93,68 +100,29 @@ impl Engine {
                 let Some((entitled, applied)) = self.entitlement_and_applied(order_id).await? else { continue };
                 let off = delta(&entitled, &applied);
                 for line in &off.commissions {
-                    let mut x = Violation::new(
-                        "ledger_differs_from_entitlement",
-                        format!("{} is {} away from the entitlement", line.kind.as_str(), money::format(line.amount)),
+                    let detail =
+                        format!("{} is {} away from the entitlement", line.kind.as_str(), money::format(line.amount));
+                    v.push(
+                        Violation::new("ledger_differs_from_entitlement", detail)
+                            .order(order_id)
+                            .affiliate(&line.affiliate_id),
                     );
-                    x.order_id = Some(order_id.to_string());
-                    x.affiliate_id = Some(line.affiliate_id.to_string());
-                    v.push(x);
                 }
                 for line in &off.rewards {
-                    let mut x = Violation::new(
-                        "rewards_differ_from_entitlement",
-                        format!("{} is {} points away from the entitlement", line.kind.as_str(), line.points),
+                    let detail = format!("{} is {} points away from the entitlement", line.kind.as_str(), line.points);
+                    v.push(
+                        Violation::new("rewards_differ_from_entitlement", detail).order(order_id).buyer(&line.buyer_id),
                     );
-                    x.order_id = Some(order_id.to_string());
-                    x.buyer_id = Some(line.buyer_id.to_string());
-                    v.push(x);
                 }
             }
             match ids.last() {
                 Some(last) if ids.len() as u32 == PAGE => after = last.to_string(),
-                _ => break,
+                _ => return Ok(()),
             }
         }
-
-        self.check_wallets(stuck_before, &mut checked, &mut v).await?;
-
-        for (event, order, status, attempts) in facts.stuck_events {
-            let mut x = Violation::new(
-                "event_stuck",
-                format!("{status} after {attempts} attempts, older than the retry horizon"),
-            );
-            x.event_id = Some(event);
-            x.order_id = Some(order);
-            v.push(x);
-        }
-        for (payout, affiliate, amount, entries) in facts.payout_item_mismatches {
-            let mut x = Violation::new(
-                "payout_item_mismatch",
-                format!("item {} but its entries sum to {}", money::format(amount), money::format(entries)),
-            );
-            x.payout_id = Some(payout);
-            x.affiliate_id = Some(affiliate);
-            v.push(x);
-        }
-        for (entry, affiliate, payout, status, batch) in facts.payout_entry_statuses {
-            let mut x =
-                Violation::new("payout_entry_status", format!("entry {entry} is {status} in a batch that is {batch}"));
-            x.payout_id = Some(payout);
-            x.affiliate_id = Some(affiliate);
-            v.push(x);
-        }
-        Ok(Report { ok: v.is_empty(), checked, violations: v })
     }
-}
 
-impl Engine {
-    /// Every buyer with a wallet to check: its history replays as lots with
-    /// no problem (no hold above the spendable points, no lot spent twice, no
-    /// release of nothing, no expiry of points not due); balance = earned −
-    /// reversed − expired − captured − held, spendable and debt never
-    /// negative; each redemption's entries agree with its status; no hold
-    /// and no lot is left past its due time longer than the retry horizon.
+    /// Every buyer with a wallet to check (see `domain::wallet::audit`).
     async fn check_wallets(
         &self,
         stuck_before: chrono::DateTime<Utc>,
@@ -167,85 +135,44 @@ impl Engine {
             for buyer in &ids {
                 checked.wallets += 1;
                 let (rewards, redemptions) = self.store().buyer_wallet(buyer).await?;
-                let mut flag = |kind: &'static str, detail: String| {
-                    let mut x = Violation::new(kind, detail);
-                    x.buyer_id = Some(buyer.to_string());
-                    v.push(x);
-                };
-                let entries: Vec<_> = rewards.history.iter().map(WalletEntry::from).collect();
-                let wallet = Wallet::replay(&entries);
-                for problem in &wallet.problems {
-                    flag("wallet_entry_invalid", problem.clone());
-                }
-                let sum = |kind: RewardKind, sign: i64| -> i128 {
-                    entries
-                        .iter()
-                        .filter(|e| e.kind == kind && e.points.signum() == sign)
-                        .map(|e| i128::from(e.points.abs()))
-                        .sum()
-                };
-                let order_kinds = [RewardKind::Points, RewardKind::FirstOrderBonus];
-                let earned: i128 = order_kinds.iter().map(|k| sum(*k, 1)).sum();
-                let reversed: i128 = order_kinds.iter().map(|k| sum(*k, -1)).sum();
-                let expired = sum(RewardKind::Expired, -1);
-                let of = |status: RedemptionStatus| -> i128 {
-                    redemptions.iter().filter(|r| r.status == status).map(|r| i128::from(r.points)).sum()
-                };
-                let (captured, held) = (of(RedemptionStatus::Captured), of(RedemptionStatus::Held));
-                if earned - reversed - expired - captured - held != rewards.points {
-                    flag(
-                        "wallet_balance_mismatch",
-                        format!(
-                            "balance {} but earned {earned} - reversed {reversed} - expired {expired} - captured \
-                             {captured} - held {held}",
-                            rewards.points
-                        ),
-                    );
-                }
-                if wallet.spendable() < 0 || wallet.debt < 0 || (wallet.spendable() > 0 && wallet.debt > 0) {
-                    flag("wallet_negative", format!("spendable {} and debt {}", wallet.spendable(), wallet.debt));
-                }
-                for r in &redemptions {
-                    let of_r = |kind: RewardKind| -> Vec<i64> {
-                        entries
-                            .iter()
-                            .filter(|e| e.kind == kind && e.redemption_id.as_deref() == Some(r.id.as_str()))
-                            .map(|e| e.points)
-                            .collect()
-                    };
-                    let (taken, back) = (of_r(RewardKind::Redemption), of_r(RewardKind::RedemptionReleased));
-                    let expect_back: &[i64] = if r.status.holds_points() { &[] } else { &[r.points] };
-                    if taken != [-r.points] || back != expect_back {
-                        flag(
-                            "redemption_entries_mismatch",
-                            format!(
-                                "redemption {} is {} for {} points but its entries are {taken:?} / {back:?}",
-                                r.id,
-                                r.status.as_str(),
-                                r.points
-                            ),
-                        );
-                    }
-                    if r.status == RedemptionStatus::Held && r.hold_until < stuck_before {
-                        flag("redemption_hold_stuck", format!("redemption {} held past its hold time", r.id));
-                    }
-                }
-                let known: std::collections::HashSet<&str> = redemptions.iter().map(|r| r.id.as_str()).collect();
-                for e in entries.iter().filter_map(|e| e.redemption_id.as_deref()) {
-                    if !known.contains(e) {
-                        flag("redemption_entries_mismatch", format!("entries of redemption {e}, which does not exist"));
-                    }
-                }
-                let overdue = wallet.due(stuck_before);
-                if overdue > 0 {
-                    flag("points_expiry_stuck", format!("{overdue} points past their expiry are not expired"));
+                for (kind, detail) in audit(&rewards, &redemptions, stuck_before) {
+                    v.push(Violation::new(kind, detail).buyer(buyer));
                 }
             }
             match ids.last() {
                 Some(last) if ids.len() as u32 == PAGE => after = last.to_string(),
-                _ => break,
+                _ => return Ok(()),
             }
         }
-        Ok(())
     }
+}
+
+/// The violations among the stored invariants the store read.
+fn stored_violations(facts: ReconcileFacts) -> Vec<Violation> {
+    let mut v = Vec::new();
+    for (affiliate, stored, sums) in facts.balance_mismatches {
+        let f = |d: [rust_decimal::Decimal; 3]| d.map(money::format).join("/");
+        let detail = format!("stored pending/approved/paid {} but ledger sums {}", f(stored), f(sums));
+        v.push(Violation::new("balance_mismatch", detail).affiliate(affiliate));
+    }
+    for (buyer, stored, sum) in facts.points_mismatches {
+        let detail = format!("stored {stored} points but reward entries sum to {sum}");
+        v.push(Violation::new("points_mismatch", detail).buyer(buyer));
+    }
+    for (event, affiliate, kind) in facts.duplicate_entries {
+        v.push(Violation::new("duplicate_entry", format!("two {kind} entries")).event(event).affiliate(affiliate));
+    }
+    for (event, order, status, attempts) in facts.stuck_events {
+        let detail = format!("{status} after {attempts} attempts, older than the retry horizon");
+        v.push(Violation::new("event_stuck", detail).event(event).order(order));
+    }
+    for (payout, affiliate, amount, entries) in facts.payout_item_mismatches {
+        let detail = format!("item {} but its entries sum to {}", money::format(amount), money::format(entries));
+        v.push(Violation::new("payout_item_mismatch", detail).payout(payout).affiliate(affiliate));
+    }
+    for (entry, affiliate, payout, status, batch) in facts.payout_entry_statuses {
+        let detail = format!("entry {entry} is {status} in a batch that is {batch}");
+        v.push(Violation::new("payout_entry_status", detail).payout(payout).affiliate(affiliate));
+    }
+    v
 }

@@ -193,25 +193,7 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
     if body.items.is_empty() || body.items.len() > MAX_ITEMS {
         errors.push(FieldError::new("items", format!("must hold 1-{MAX_ITEMS} items")));
     }
-    let mut skus = HashSet::new();
-    let mut items = Vec::with_capacity(body.items.len());
-    for (n, item) in body.items.iter().enumerate() {
-        let sku = id_field(format!("items[{n}].sku"), &item.sku, Sku::parse, &mut errors);
-        if sku.is_some() && !skus.insert(item.sku.as_str()) {
-            errors.push(FieldError::new(format!("items[{n}].sku"), "each sku may appear only once"));
-        }
-        let category = id_field(format!("items[{n}].category"), &item.category, Category::parse, &mut errors);
-        if !(1..=MAX_QUANTITY).contains(&item.quantity) {
-            errors
-                .push(FieldError::new(format!("items[{n}].quantity"), format!("must be an integer 1-{MAX_QUANTITY}")));
-        }
-        let unit_price = parse_amount(&item.unit_price)
-            .map_err(|e| errors.push(FieldError::new(format!("items[{n}].unit_price"), e.to_string())))
-            .ok();
-        if let (Some(sku), Some(category), Some(unit_price)) = (sku, category, unit_price) {
-            items.push(NewItem { sku, category, quantity: item.quantity as u32, unit_price });
-        }
-    }
+    let items = parse_items(&body.items, &mut errors);
     if items.len() == body.items.len() {
         if let Err(why) = check_total(&items) {
             errors.push(FieldError::new("items", why));
@@ -240,6 +222,30 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
     let payload = serde_json::to_string(&normalised).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let request_hash: [u8; 32] = Sha256::digest(payload.as_bytes()).into();
     Ok(NewOrder { id, buyer_id, attribution, currency: body.currency.clone(), placed_at, items, request_hash, payload })
+}
+
+/// Every item, its problems added to `errors`; the items that parsed.
+fn parse_items(body: &[ItemBody], errors: &mut Vec<FieldError>) -> Vec<NewItem> {
+    let mut skus = HashSet::new();
+    let mut items = Vec::with_capacity(body.len());
+    for (n, item) in body.iter().enumerate() {
+        let sku = id_field(format!("items[{n}].sku"), &item.sku, Sku::parse, errors);
+        if sku.is_some() && !skus.insert(item.sku.as_str()) {
+            errors.push(FieldError::new(format!("items[{n}].sku"), "each sku may appear only once"));
+        }
+        let category = id_field(format!("items[{n}].category"), &item.category, Category::parse, errors);
+        if !(1..=MAX_QUANTITY).contains(&item.quantity) {
+            errors
+                .push(FieldError::new(format!("items[{n}].quantity"), format!("must be an integer 1-{MAX_QUANTITY}")));
+        }
+        let unit_price = parse_amount(&item.unit_price)
+            .map_err(|e| errors.push(FieldError::new(format!("items[{n}].unit_price"), e.to_string())))
+            .ok();
+        if let (Some(sku), Some(category), Some(unit_price)) = (sku, category, unit_price) {
+            items.push(NewItem { sku, category, quantity: item.quantity as u32, unit_price });
+        }
+    }
+    items
 }
 
 /// Accepts an order: 202 once the order, its items and its event are committed.
