@@ -23,6 +23,8 @@
 use super::entitlement::RewardKind;
 use super::ids::{BuyerId, OrderId, RedemptionId};
 use super::ledger::{BuyerRewards, RewardEntry};
+use super::money::{self, Rounding};
+use super::program::Program;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -271,6 +273,114 @@ pub fn spendable_of(net: i128) -> i128 {
 
 pub fn debt_of(net: i128) -> i128 {
     (-net).max(0)
+}
+
+/// A storefront's hold of points for a redemption.
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub buyer_id: BuyerId,
+    pub id: RedemptionId,
+    pub points: i64,
+    pub order_id: Option<OrderId>,
+}
+
+/// Whether a hold may be taken, given the redemption stored under its id
+/// and the buyer's stored balance (None: the buyer never earned anything).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldCheck {
+    /// The same redemption id and body again: answered with the stored one.
+    Existing,
+    /// The redemption id is taken by another body.
+    Conflict,
+    /// More than is spendable.
+    Insufficient {
+        spendable: i128,
+    },
+    Allowed,
+}
+
+/// The hold rule: a redemption id answers its first body again; a hold
+/// takes at most the spendable points (a debt leaves nothing spendable).
+pub fn check_hold(earlier: Option<&Redemption>, req: &HoldRequest, balance: Option<i128>) -> HoldCheck {
+    if let Some(r) = earlier {
+        let same = r.points == req.points && r.order_id == req.order_id;
+        return if same { HoldCheck::Existing } else { HoldCheck::Conflict };
+    }
+    let spendable = spendable_of(balance.unwrap_or(0));
+    if i128::from(req.points) > spendable {
+        return HoldCheck::Insufficient { spendable };
+    }
+    HoldCheck::Allowed
+}
+
+/// A new hold: its value is the points at the program's value of a point,
+/// floored to the program scale; it expires `redemption_hold_minutes` from now.
+pub fn new_hold(req: &HoldRequest, program: &Program, version: u64, now: DateTime<Utc>) -> Redemption {
+    let value = money::round(Decimal::from(req.points) * program.points_value, program.scale, Rounding::Floor);
+    Redemption {
+        buyer_id: req.buyer_id.clone(),
+        id: req.id.clone(),
+        points: req.points,
+        order_id: req.order_id.clone(),
+        status: RedemptionStatus::Held,
+        value,
+        program_version: version,
+        hold_until: now + chrono::TimeDelta::minutes(i64::from(program.redemption_hold_minutes)),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// What a capture or release of a held redemption writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The points stay spent (for `order`, when the hold named none).
+    Capture,
+    /// The points come back (the storefront released the hold).
+    Release,
+    /// The points come back: the hold time has passed.
+    Expire,
+}
+
+/// Why a capture or release writes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Already so: an idempotent repeat.
+    Unchanged,
+    /// Not possible in the redemption's state.
+    Conflict(String),
+}
+
+/// The capture rule: a held redemption is captured, once, for its order
+/// (or the one the capture names); a hold whose time has passed expires
+/// instead (and the capture is refused once it has); released or expired
+/// points are back and cannot be captured.
+pub fn capture(r: &Redemption, order: Option<&OrderId>, now: DateTime<Utc>) -> Result<Action, Refusal> {
+    let other_order = matches!((order, &r.order_id), (Some(a), Some(b)) if a != b);
+    match r.status {
+        RedemptionStatus::Captured if other_order => {
+            Err(Refusal::Conflict("the redemption was captured for another order".into()))
+        }
+        RedemptionStatus::Captured => Err(Refusal::Unchanged),
+        RedemptionStatus::Released | RedemptionStatus::Expired => {
+            Err(Refusal::Conflict(format!("the redemption was {}: its points are back", r.status.as_str())))
+        }
+        RedemptionStatus::Held if r.hold_until <= now => Ok(Action::Expire),
+        RedemptionStatus::Held if other_order => Err(Refusal::Conflict("the points are held for another order".into())),
+        RedemptionStatus::Held => Ok(Action::Capture),
+    }
+}
+
+/// The release rule: a held redemption's points come back; releasing a
+/// released or expired one again changes nothing; captured points are spent.
+pub fn release(r: &Redemption) -> Result<Action, Refusal> {
+    match r.status {
+        RedemptionStatus::Released | RedemptionStatus::Expired => Err(Refusal::Unchanged),
+        RedemptionStatus::Captured => {
+            Err(Refusal::Conflict("the redemption was captured: its points are spent".into()))
+        }
+        RedemptionStatus::Held => Ok(Action::Release),
+    }
 }
 
 /// The wallet rules reconcile checks for one buyer, each problem as
@@ -625,5 +735,59 @@ mod tests {
         // Entries of a redemption that does not exist, and a hold left past its time.
         assert_eq!(kinds(audit(&rewards, &[], t(0))), ["wallet_balance_mismatch", "redemption_entries_mismatch"]);
         assert_eq!(kinds(audit(&rewards, &held, t(6))), ["redemption_hold_stuck"]);
+    }
+
+    fn request(points: i64, order: Option<&str>) -> HoldRequest {
+        HoldRequest {
+            buyer_id: BuyerId::parse("x").unwrap(),
+            id: RedemptionId::parse("r1").unwrap(),
+            points,
+            order_id: order.map(|o| OrderId::parse(o).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_hold_takes_at_most_the_spendable_points_and_an_id_answers_its_first_body() {
+        assert_eq!(check_hold(None, &request(70, None), Some(70)), HoldCheck::Allowed);
+        assert_eq!(check_hold(None, &request(71, None), Some(70)), HoldCheck::Insufficient { spendable: 70 });
+        assert_eq!(check_hold(None, &request(1, None), None), HoldCheck::Insufficient { spendable: 0 });
+        assert_eq!(check_hold(None, &request(1, None), Some(-5)), HoldCheck::Insufficient { spendable: 0 }, "a debt");
+        let stored = redemption(RedemptionStatus::Held, 30);
+        assert_eq!(check_hold(Some(&stored), &request(30, None), Some(0)), HoldCheck::Existing);
+        assert_eq!(check_hold(Some(&stored), &request(31, None), Some(100)), HoldCheck::Conflict);
+        assert_eq!(check_hold(Some(&stored), &request(30, Some("o9")), Some(100)), HoldCheck::Conflict);
+    }
+
+    #[test]
+    fn a_new_hold_is_valued_floored_at_the_program_scale_and_held_for_its_minutes() {
+        let mut doc = Program::default_doc();
+        doc.scale = 0;
+        doc.buyer_rewards.points_value = "0.75".into();
+        doc.buyer_rewards.redemption_hold_minutes = 15;
+        let program = Program::parse(&doc).unwrap();
+        let r = new_hold(&request(3, Some("o1")), &program, 4, t(0));
+        assert_eq!((r.value, r.program_version, r.status), (Decimal::TWO, 4, RedemptionStatus::Held));
+        assert_eq!(r.hold_until, t(0) + chrono::TimeDelta::minutes(15));
+    }
+
+    #[test]
+    fn capture_and_release_follow_the_redemption_state() {
+        let held = redemption(RedemptionStatus::Held, 30); // hold_until: t(5)
+        let o1 = OrderId::parse("o1").unwrap();
+        assert_eq!(capture(&held, None, t(1)), Ok(Action::Capture));
+        assert_eq!(capture(&held, Some(&o1), t(1)), Ok(Action::Capture), "the hold named no order");
+        assert_eq!(capture(&held, None, t(5)), Ok(Action::Expire), "its time has passed");
+        let for_o2 = Redemption { order_id: Some(OrderId::parse("o2").unwrap()), ..held.clone() };
+        assert!(matches!(capture(&for_o2, Some(&o1), t(1)), Err(Refusal::Conflict(_))));
+        let captured = Redemption { status: RedemptionStatus::Captured, ..for_o2.clone() };
+        assert_eq!(capture(&captured, None, t(9)), Err(Refusal::Unchanged));
+        assert!(matches!(capture(&captured, Some(&o1), t(1)), Err(Refusal::Conflict(_))));
+        assert!(matches!(release(&captured), Err(Refusal::Conflict(_))));
+        for back in [RedemptionStatus::Released, RedemptionStatus::Expired] {
+            let r = Redemption { status: back, ..held.clone() };
+            assert!(matches!(capture(&r, None, t(1)), Err(Refusal::Conflict(_))));
+            assert_eq!(release(&r), Err(Refusal::Unchanged));
+        }
+        assert_eq!(release(&held), Ok(Action::Release));
     }
 }

@@ -9,10 +9,12 @@ use crate::domain::entitlement::RewardKind;
 use crate::domain::event::{EventId, EventType};
 use crate::domain::ids::{BuyerId, OrderId, RedemptionId};
 use crate::domain::ledger::BuyerRewards;
-use crate::domain::money;
-use crate::domain::money::Rounding;
 use crate::domain::payload;
-use crate::domain::wallet::{spendable_of, Redemption, RedemptionStatus, Wallet, WalletEntry};
+pub use crate::domain::wallet::HoldRequest;
+use crate::domain::wallet::{
+    capture, check_hold, new_hold, release, Action, HoldCheck, Redemption, RedemptionStatus, Refusal, Wallet,
+    WalletEntry,
+};
 use crate::metrics as m;
 use crate::store::{Backend, WalletTx, WalletWrite};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -24,14 +26,6 @@ pub struct BuyerWallet {
     pub redemptions: Vec<Redemption>,
     /// Points held by open redemptions.
     pub held: i128,
-}
-
-#[derive(Debug, Clone)]
-pub struct HoldRequest {
-    pub buyer_id: BuyerId,
-    pub id: RedemptionId,
-    pub points: i64,
-    pub order_id: Option<OrderId>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +80,14 @@ fn pending_entry(kind: RewardKind, points: i64, rid: Option<&RedemptionId>, at: 
     }
 }
 
+/// A capture or release that writes nothing.
+fn refused(r: Redemption, refusal: Refusal) -> ActionOutcome {
+    match refusal {
+        Refusal::Unchanged => ActionOutcome::Unchanged(r),
+        Refusal::Conflict(why) => ActionOutcome::Conflict(r, why),
+    }
+}
+
 /// Opens a wallet transaction on the buyer, takes the buyer's lock and
 /// reads the redemption (None: no such redemption; the transaction is dropped).
 async fn open_redemption(
@@ -135,55 +137,32 @@ impl super::Engine {
         Ok(BuyerWallet { rewards, redemptions, held })
     }
 
-    /// Holds points for a redemption: refused when more than is spendable;
+    /// Holds points for a redemption (`domain::wallet::check_hold`):
     /// concurrent holds of one buyer take turns on the buyer's row, so they
     /// can never overdraw.
     pub async fn hold_points(&self, req: &HoldRequest) -> Result<HoldOutcome> {
         let (version, program) = self.program().await?;
-        let outcome = retrying(|| {
-            let program = program.clone();
-            async move {
-                let now = now_micros();
-                let mut tx = self.store().begin_wallet(&req.buyer_id).await?;
-                let balance = tx.balance().await?;
-                if let Some(r) = tx.redemption(&req.id).await? {
-                    let same = r.points == req.points && r.order_id == req.order_id;
-                    return Ok(if same { HoldOutcome::Existing(r) } else { HoldOutcome::Conflict(r) });
-                }
-                let spendable = spendable_of(balance.map(|b| b.points).unwrap_or(0));
-                if i128::from(req.points) > spendable {
-                    return Ok(HoldOutcome::Insufficient { spendable });
-                }
-                let value = money::round(
-                    rust_decimal::Decimal::from(req.points) * program.points_value,
-                    program.scale,
-                    Rounding::Floor,
-                );
-                let r = Redemption {
-                    buyer_id: req.buyer_id.clone(),
-                    id: req.id.clone(),
-                    points: req.points,
-                    order_id: req.order_id.clone(),
-                    status: RedemptionStatus::Held,
-                    value,
-                    program_version: version,
-                    hold_until: now + TimeDelta::minutes(i64::from(program.redemption_hold_minutes)),
-                    created_at: now,
-                    updated_at: now,
-                };
-                tx.put_redemption(&r, true).await?;
-                tx.record(
-                    &WalletWrite {
-                        event: Some((EventId::new(), EventType::RedemptionHeld, payload::redemption(&r))),
-                        entries: vec![(RewardKind::Redemption, -r.points, Some(r.id.clone()))],
-                        due: None,
-                    },
-                    now,
-                )
-                .await?;
-                commit(self.faults(), tx).await?;
-                Ok(HoldOutcome::Created(r))
+        let outcome = retrying(|| async {
+            let now = now_micros();
+            let mut tx = self.store().begin_wallet(&req.buyer_id).await?;
+            let balance = tx.balance().await?;
+            let earlier = tx.redemption(&req.id).await?;
+            match (check_hold(earlier.as_ref(), req, balance.map(|b| b.points)), earlier) {
+                (HoldCheck::Existing, Some(r)) => return Ok(HoldOutcome::Existing(r)),
+                (HoldCheck::Conflict, Some(r)) => return Ok(HoldOutcome::Conflict(r)),
+                (HoldCheck::Insufficient { spendable }, _) => return Ok(HoldOutcome::Insufficient { spendable }),
+                _ => {}
             }
+            let r = new_hold(req, &program, version, now);
+            tx.put_redemption(&r, true).await?;
+            let write = WalletWrite {
+                event: Some((EventId::new(), EventType::RedemptionHeld, payload::redemption(&r))),
+                entries: vec![(RewardKind::Redemption, -r.points, Some(r.id.clone()))],
+                due: None,
+            };
+            tx.record(&write, now).await?;
+            commit(self.faults(), tx).await?;
+            Ok(HoldOutcome::Created(r))
         })
         .await?;
         if let HoldOutcome::Created(r) = &outcome {
@@ -193,84 +172,62 @@ impl super::Engine {
     }
 
     /// Captures a hold (the checkout went through): its points stay spent.
-    /// A hold whose time has passed is expired now instead, and refused.
+    /// A hold whose time has passed is expired now instead, and refused
+    /// (`domain::wallet::capture`).
     pub async fn capture_redemption(
         &self,
         buyer: &BuyerId,
         id: &RedemptionId,
         order_id: Option<&OrderId>,
     ) -> Result<ActionOutcome> {
-        let outcome = retrying(|| async move {
-            {
-                let now = now_micros();
-                let Some((mut tx, mut r)) = open_redemption(self.store(), buyer, id).await? else {
-                    return Ok(ActionOutcome::NotFound);
-                };
-                let other_order = matches!((order_id, &r.order_id), (Some(a), Some(b)) if a != b);
-                match r.status {
-                    RedemptionStatus::Captured if other_order => {
-                        Ok(ActionOutcome::Conflict(r, "the redemption was captured for another order".into()))
-                    }
-                    RedemptionStatus::Captured => Ok(ActionOutcome::Unchanged(r)),
-                    RedemptionStatus::Released | RedemptionStatus::Expired => {
-                        let why = format!("the redemption was {}: its points are back", r.status.as_str());
-                        Ok(ActionOutcome::Conflict(r, why))
-                    }
-                    RedemptionStatus::Held if r.hold_until <= now => {
-                        give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
-                        commit(self.faults(), tx).await?;
-                        metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
-                        Ok(ActionOutcome::Conflict(r, "the hold expired: its points are back".into()))
-                    }
-                    RedemptionStatus::Held if other_order => {
-                        Ok(ActionOutcome::Conflict(r, "the points are held for another order".into()))
-                    }
-                    RedemptionStatus::Held => {
-                        r.status = RedemptionStatus::Captured;
-                        r.order_id = r.order_id.clone().or_else(|| order_id.cloned());
-                        r.updated_at = now;
-                        tx.put_redemption(&r, false).await?;
-                        tx.record(
-                            &WalletWrite {
-                                event: Some((EventId::new(), EventType::RedemptionCaptured, payload::redemption(&r))),
-                                entries: Vec::new(),
-                                due: None,
-                            },
-                            now,
-                        )
-                        .await?;
-                        commit(self.faults(), tx).await?;
-                        metrics::counter!(m::POINTS_TOTAL, "movement" => "redeemed").increment(r.points.unsigned_abs());
-                        Ok(ActionOutcome::Done(r))
-                    }
+        retrying(|| async {
+            let now = now_micros();
+            let Some((mut tx, mut r)) = open_redemption(self.store(), buyer, id).await? else {
+                return Ok(ActionOutcome::NotFound);
+            };
+            match capture(&r, order_id, now) {
+                Err(refusal) => Ok(refused(r, refusal)),
+                Ok(Action::Capture) => {
+                    r.status = RedemptionStatus::Captured;
+                    r.order_id = r.order_id.clone().or_else(|| order_id.cloned());
+                    r.updated_at = now;
+                    tx.put_redemption(&r, false).await?;
+                    let write = WalletWrite {
+                        event: Some((EventId::new(), EventType::RedemptionCaptured, payload::redemption(&r))),
+                        entries: Vec::new(),
+                        due: None,
+                    };
+                    tx.record(&write, now).await?;
+                    commit(self.faults(), tx).await?;
+                    metrics::counter!(m::POINTS_TOTAL, "movement" => "redeemed").increment(r.points.unsigned_abs());
+                    Ok(ActionOutcome::Done(r))
+                }
+                Ok(_) => {
+                    give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
+                    commit(self.faults(), tx).await?;
+                    metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
+                    Ok(ActionOutcome::Conflict(r, "the hold expired: its points are back".into()))
                 }
             }
         })
-        .await?;
-        Ok(outcome)
+        .await
     }
 
-    /// Releases a hold (the checkout was abandoned): its points are spendable again.
+    /// Releases a hold (the checkout was abandoned): its points are
+    /// spendable again (`domain::wallet::release`).
     pub async fn release_redemption(&self, buyer: &BuyerId, id: &RedemptionId) -> Result<ActionOutcome> {
-        retrying(|| async move {
-            {
-                let now = now_micros();
-                let Some((mut tx, mut r)) = open_redemption(self.store(), buyer, id).await? else {
-                    return Ok(ActionOutcome::NotFound);
-                };
-                match r.status {
-                    RedemptionStatus::Released | RedemptionStatus::Expired => Ok(ActionOutcome::Unchanged(r)),
-                    RedemptionStatus::Captured => {
-                        Ok(ActionOutcome::Conflict(r, "the redemption was captured: its points are spent".into()))
-                    }
-                    RedemptionStatus::Held => {
-                        give_back(tx.as_mut(), &mut r, RedemptionStatus::Released, now).await?;
-                        commit(self.faults(), tx).await?;
-                        metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
-                        Ok(ActionOutcome::Done(r))
-                    }
-                }
+        retrying(|| async {
+            let now = now_micros();
+            let Some((mut tx, mut r)) = open_redemption(self.store(), buyer, id).await? else {
+                return Ok(ActionOutcome::NotFound);
+            };
+            if let Err(refusal) = release(&r) {
+                return Ok(refused(r, refusal));
             }
+            give_back(tx.as_mut(), &mut r, RedemptionStatus::Released, now).await?;
+            commit(self.faults(), tx).await?;
+            metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
+            Ok(ActionOutcome::Done(r))
         })
         .await
     }
