@@ -487,11 +487,5 @@ async fn an_address_failing_authentication_too_often_is_refused_whatever_key_it_
     assert_429(get_with(&app, "wrong").await, "the sixth failure").await;
     // Refused before the key is compared: a right guess now learns nothing.
     assert_429(get_with(&app, STOREFRONT_KEY).await, "a valid key from the refused address").await;
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let refused = metrics
-        .lines()
-        .find(|l| l.starts_with("komisi_http_rate_limited_total{reason=\"auth\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok());
-    assert!(refused.is_some_and(|n| n >= 2.0), "counted: {refused:?}");
+    // What the limiter counts is checked by the router test of the same name.
 }

@@ -11,9 +11,7 @@ use komisi::domain::program::Program;
 use komisi::engine::apply::{apply_event, apply_events, Outcome};
 use komisi::engine::faults::Faults;
 use komisi::engine::intake::take_batch;
-use komisi::engine::retry::RetryPolicy;
-use komisi::engine::{Engine, EngineConfig};
-use komisi::journal::redis::RedisJournal;
+use komisi::engine::Engine;
 use komisi::store::sql::SqlStore;
 use komisi::store::sqlite::SqliteStore;
 use komisi::store::StoreError;
@@ -91,24 +89,8 @@ async fn fresh_store() -> (Store, TempDb) {
 }
 
 fn engine(store: &Store) -> Engine {
-    // Unreachable, and never needed: the test applies events itself.
-    let journal = RedisJournal::new("redis://127.0.0.1:1", "unused", "c".into(), 1).expect("journal handle");
-    Engine::new(
-        store.store.clone(),
-        Arc::new(journal),
-        Arc::new(Faults::default()),
-        EngineConfig {
-            intake_workers: 2,
-            intake_batch: 64,
-            event_workers: 1,
-            event_batch: 32,
-            event_linger: Duration::from_millis(2),
-            max_backlog: 0,
-            retry: RetryPolicy { max_attempts: 8, base: Duration::from_millis(50), max: Duration::from_millis(400) },
-            retry_horizon: Duration::from_secs(3600),
-            redeliver_after: Duration::from_secs(60),
-        },
-    )
+    // Its journal is unreachable, and never needed: the test applies events itself.
+    crate::helpers::engine_on(store.store.clone(), Duration::from_secs(60))
 }
 
 fn order(body: Value) -> NewOrder {
