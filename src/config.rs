@@ -98,12 +98,15 @@ pub struct Config {
     pub max_backlog: u64,
 
     /// Requests per second one API key may make (a token bucket per key;
-    /// past it: 429 with Retry-After). 0: off.
-    #[arg(long, env = "KOMISI_RATE_LIMIT_PER_SEC", default_value_t = 1_000)]
+    /// past it: 429 with Retry-After). 0: off. The default is above what one
+    /// instance takes on a small server (about 2 000 orders a second on 2
+    /// cores): it stops a runaway client, not a flash sale; overload is
+    /// KOMISI_MAX_BACKLOG's (503 with Retry-After).
+    #[arg(long, env = "KOMISI_RATE_LIMIT_PER_SEC", default_value_t = 5_000)]
     pub rate_limit_per_sec: u32,
 
     /// Requests one key may make at once above its rate (the bucket's size).
-    #[arg(long, env = "KOMISI_RATE_LIMIT_BURST", default_value_t = 2_000)]
+    #[arg(long, env = "KOMISI_RATE_LIMIT_BURST", default_value_t = 10_000)]
     pub rate_limit_burst: u32,
 
     /// Failed authentications (missing or wrong key) per minute from one
