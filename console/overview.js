@@ -1,11 +1,13 @@
 // Overview: events per status, backlog and lag from /metrics, reconcile.
-// Counts and metrics refresh every 5 s; reconcile (it reads every order, so
-// it is costly on a large database) on opening, every 60 s and on demand.
-import { get, metrics } from './api.js';
-import { fill, h, message, num, table, time } from './dom.js';
+// Everything refreshes every 5 s. Reconcile runs in komisi's background (an
+// incremental run every minute, a full sweep daily): the overview shows the
+// last result and the running run, which cost one indexed read; it never
+// starts a run by itself — a full sweep reads every order — only the
+// operator's button does, after a confirmation.
+import { get, metrics, post } from './api.js';
+import { action, confirmAction, fill, h, message, num, table, time } from './dom.js';
 
 const REFRESH_MS = 5000;
-const RECONCILE_MS = 60000;
 const STATUSES = ['pending', 'processing', 'failed', 'dead', 'done'];
 
 /** A quantile's upper bound from cumulative histogram buckets. */
@@ -27,23 +29,66 @@ function stat(label, value, { id, bad, href } = {}) {
   return h('div', { class: `stat${bad ? ' bad' : ''}` }, href ? h('a', { href }, ...body) : body);
 }
 
+const IDS = ['affiliate_id', 'buyer_id', 'order_id', 'event_id', 'payout_id'];
+const KIND = { full: 'full sweep', incremental: 'incremental run' };
+
+/** What a finished run covered, in words. */
+function coverage(r) {
+  const checked = Object.entries(r.checked).map(([k, v]) => `${num(v)} ${k}`).join(', ');
+  if (r.kind === 'full') return `checked ${checked}`;
+  const l = r.coverage.ledger_entries;
+  const w = r.coverage.reward_entries;
+  return `checked ${checked} — what ledger entries ${num(l.from + 1)}–${num(l.to)} and reward entries ${num(w.from + 1)}–${num(w.to)} touched`;
+}
+
+/** The last finished run: its result, when, what it covered, its violations. */
+function lastRun(r) {
+  if (!r) return message('info', 'No reconcile run has finished yet.', 'reconcile-none');
+  const when = h('p', { class: 'muted' }, `Last ${KIND[r.kind]} (#${r.run_id}) finished `, time(r.finished_at),
+    ', started ', time(r.started_at));
+  if (r.status === 'failed') {
+    return [message('error', `The last ${KIND[r.kind]} failed: ${r.error || 'no reason given'}`, 'reconcile-failed'), when];
+  }
+  const head = r.ok ? message('ok', `ok — ${coverage(r)}`, 'reconcile-ok')
+    : message('error', `${num(r.violations_total)} violation(s) — ${coverage(r)}`, 'reconcile-bad');
+  const shown = r.violations_total > r.violations.length
+    ? h('p', { class: 'muted' }, `The first ${num(r.violations.length)} are listed.`) : null;
+  const rows = r.violations.map((v) => [v.kind, v.detail, IDS.filter((k) => v[k] != null).map((k) => `${k}=${v[k]}`).join(' ')]);
+  return [head, when, rows.length ? table([{ label: 'kind' }, { label: 'detail' }, { label: 'ids' }], rows, { id: 'violations' }) : null, shown];
+}
+
+/** The running run: how far, how long left, where. */
+function running(p) {
+  if (!p) return null;
+  const pct = p.total ? ` (${Math.floor((100 * p.done) / p.total)} %)` : '';
+  const eta = p.eta_seconds != null ? `, about ${Math.ceil(p.eta_seconds)} s left` : '';
+  return h('p', { id: 'reconcile-running' }, `Running: ${KIND[p.kind]} #${p.run_id}, ${num(p.done)} of ${num(p.total)} orders${pct}${eta}, on ${p.owner}, started `, time(p.started_at));
+}
+
 export async function render(main) {
   const countsEl = h('div', { class: 'grid', id: 'counts' });
   const metricsEl = h('div', { class: 'grid', id: 'metrics' });
   const reconcileEl = h('div', { id: 'reconcile' });
   const updated = h('p', { class: 'muted', id: 'updated' });
-  const reconcileButton = h('button', { type: 'button', id: 'run-reconcile' }, 'Run reconcile now');
+  const sweepOut = h('div');
+  const sweep = action('Run a full sweep…', async () => {
+    const ok = await confirmAction('Run a full reconcile sweep now? It reads every order, affiliate and wallet: on a large database it takes minutes (its progress shows here).', 'Run a full sweep');
+    if (!ok) return;
+    const r = await post('/admin/reconcile', { kind: 'full' });
+    fill(sweepOut, message(r.started ? 'ok' : 'info', r.started ? `Full sweep #${r.run_id} started.` : `Run #${r.run_id} is running already: nothing started.`, 'sweep-started'));
+    await refresh();
+  }, { id: 'run-reconcile', out: sweepOut });
   fill(main,
     h('h1', {}, 'Overview'),
     h('h2', {}, 'Events by status'), countsEl,
     h('h2', {}, 'Backlog and lag'), metricsEl,
-    h('h2', {}, 'Reconcile'), h('section', { class: 'card' }, reconcileEl, h('div', { class: 'actions' }, reconcileButton)),
+    h('h2', {}, 'Reconcile'), h('section', { class: 'card' }, reconcileEl, h('div', { class: 'actions' }, sweep), sweepOut),
     updated);
 
   let alive = true;
   async function refresh() {
     if (document.hidden) return; // nobody is looking: no load on komisi
-    const [counts, m] = await Promise.allSettled([get('/admin/events/counts'), metrics()]);
+    const [counts, m, rec] = await Promise.allSettled([get('/admin/events/counts'), metrics(), get('/admin/reconcile')]);
     if (!alive) return;
     if (counts.status === 'fulfilled') {
       const c = counts.value;
@@ -68,38 +113,15 @@ export async function render(main) {
     } else {
       fill(metricsEl, message('error', m.reason.message));
     }
+    if (rec.status === 'fulfilled') {
+      fill(reconcileEl, running(rec.value.running), lastRun(rec.value.last));
+    } else {
+      fill(reconcileEl, message('error', rec.reason.message));
+    }
     fill(updated, 'Updated ', time(new Date().toISOString()), ` · every ${REFRESH_MS / 1000} s`);
   }
 
-  let reconciling = false;
-  async function reconcile(e) {
-    if (reconciling || (!e && document.hidden)) return;
-    reconciling = true;
-    reconcileButton.disabled = true;
-    try {
-      const r = await get('/admin/reconcile');
-      if (!alive) return;
-      const checked = Object.entries(r.checked).map(([k, v]) => `${num(v)} ${k}`).join(', ');
-      fill(reconcileEl,
-        r.ok ? message('ok', `ok — checked ${checked}`, 'reconcile-ok')
-          : message('error', `${r.violations.length} violation(s) — checked ${checked}`, 'reconcile-bad'),
-        r.violations.length ? table(
-          [{ label: 'kind' }, { label: 'detail' }, { label: 'ids' }],
-          r.violations.map((v) => [v.kind, v.detail,
-            ['affiliate_id', 'buyer_id', 'order_id', 'event_id', 'payout_id'].filter((k) => v[k] !== undefined).map((k) => `${k}=${v[k]}`).join(' ')]),
-          { id: 'violations' }) : null,
-        h('p', { class: 'muted' }, 'Checked ', time(new Date().toISOString())));
-    } catch (e) {
-      if (alive) fill(reconcileEl, message('error', e.message));
-    } finally {
-      reconciling = false;
-      reconcileButton.disabled = false;
-    }
-  }
-  reconcileButton.addEventListener('click', reconcile);
-
   await refresh();
-  reconcile();
-  const timers = [setInterval(refresh, REFRESH_MS), setInterval(reconcile, RECONCILE_MS)];
-  return () => { alive = false; timers.forEach(clearInterval); };
+  const timer = setInterval(refresh, REFRESH_MS);
+  return () => { alive = false; clearInterval(timer); };
 }

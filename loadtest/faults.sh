@@ -42,7 +42,7 @@ while [ "$(open_events)" != 0 ]; do sleep 0.5; done
 END=$(date +%s.%N)
 ACCEPTED=$(python3 -c "import json; print(json.load(open('/tmp/komisi-faults-run.json'))['orders_accepted'])")
 STORED=$(SQL "SELECT COUNT(*) FROM komisi_perf.orders")
-REPORT=$(curl -sf -H 'Authorization: Bearer loadtest-admin' $URL/admin/reconcile)
+REPORT=$(curl -sf -X POST -H 'Authorization: Bearer loadtest-admin' -H 'Content-Type: application/json' -d '{"wait": true}' $URL/admin/reconcile)
 python3 - "$LAST" "$END" "$ACCEPTED" "$STORED" "$(copies)" "$REPORT" <<'PY'
 import json, sys
 last, end, accepted, stored, copies, report = sys.argv[1:]

@@ -197,6 +197,8 @@ fn engine_config(config: &Config) -> EngineConfig {
         retry_horizon: config.retry_horizon(),
         max_backlog: config.max_backlog,
         redeliver_after: config.redeliver_after(),
+        reconcile_every: config.reconcile_every(),
+        reconcile_full_every: config.reconcile_full_every(),
     }
 }
 

@@ -75,6 +75,16 @@ pub struct Config {
     #[arg(long, env = "KOMISI_RECOVERY_INTERVAL_MS", default_value_t = 5_000)]
     pub recovery_interval_ms: u64,
 
+    /// An incremental reconcile run (what changed since the runs before) this
+    /// often; 0: only on demand (`POST /admin/reconcile`).
+    #[arg(long, env = "KOMISI_RECONCILE_EVERY_MS", default_value_t = 60_000)]
+    pub reconcile_every_ms: u64,
+
+    /// A full reconcile sweep (every order, affiliate, buyer) this often; 0:
+    /// only on demand. The first one runs at once when none ever finished.
+    #[arg(long, env = "KOMISI_RECONCILE_FULL_EVERY_MS", default_value_t = 86_400_000)]
+    pub reconcile_full_every_ms: u64,
+
     /// A commission actor with no work for this long stops (it is respawned on demand).
     #[arg(long, env = "KOMISI_ACTOR_IDLE_MS", default_value_t = 1_000)]
     pub actor_idle_ms: u64,
@@ -188,6 +198,12 @@ impl Config {
     }
     pub fn recovery_interval(&self) -> Duration {
         Duration::from_millis(self.recovery_interval_ms)
+    }
+    pub fn reconcile_every(&self) -> Duration {
+        Duration::from_millis(self.reconcile_every_ms)
+    }
+    pub fn reconcile_full_every(&self) -> Duration {
+        Duration::from_millis(self.reconcile_full_every_ms)
     }
     fn embedded(&self) -> bool {
         matches!(self.backend(), Some(BackendKind::Sqlite))

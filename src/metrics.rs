@@ -34,6 +34,10 @@ pub const LEASE_TAKEOVERS_TOTAL: &str = "komisi_lease_takeovers_total";
 pub const LEASE_RELEASES_TOTAL: &str = "komisi_lease_releases_total";
 pub const EVENTS_FENCED_TOTAL: &str = "komisi_events_fenced_total";
 pub const INSTANCE_INFO: &str = "komisi_instance_info";
+pub const RECONCILE_VIOLATIONS: &str = "komisi_reconcile_violations";
+pub const RECONCILE_LAST_SUCCESS: &str = "komisi_reconcile_last_success_timestamp_seconds";
+pub const RECONCILE_RUNS_TOTAL: &str = "komisi_reconcile_runs_total";
+pub const RECONCILE_DURATION_SECONDS: &str = "komisi_reconcile_duration_seconds";
 
 /// Every metric komisi exports, with its Prometheus type. Dashboards and alert
 /// rules may only use these (a test checks).
@@ -69,6 +73,10 @@ pub const ALL: &[(&str, &str)] = &[
     (LEASE_RELEASES_TOTAL, "counter"),
     (EVENTS_FENCED_TOTAL, "counter"),
     (INSTANCE_INFO, "gauge"),
+    (RECONCILE_VIOLATIONS, "gauge"),
+    (RECONCILE_LAST_SUCCESS, "gauge"),
+    (RECONCILE_RUNS_TOTAL, "counter"),
+    (RECONCILE_DURATION_SECONDS, "histogram"),
 ];
 
 /// Movements of `komisi_points_total`.
@@ -81,6 +89,7 @@ const HTTP_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 const PROCESSING_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 const LAG_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const RECONCILE_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
 /// How often buffered histogram samples are folded into their buckets.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -102,6 +111,9 @@ pub fn handle() -> PrometheusHandle {
                 })
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(EVENT_LAG_SECONDS.into()), LAG_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(EVENT_BATCH_SIZE.into()), BATCH_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(RECONCILE_DURATION_SECONDS.into()), RECONCILE_BUCKETS)
+                })
                 .expect("bucket lists are non-empty constants")
                 .build_recorder();
             let handle = recorder.handle();
@@ -174,6 +186,13 @@ fn describe() {
     describe_counter!(EVENTS_FENCED_TOTAL, "Entries left to a partition's new owner: their fencing token had moved on");
     describe_gauge!(INSTANCE_INFO, "1, labelled with this instance's id (KOMISI_INSTANCE_ID)");
     describe_gauge!(POINTS_HELD, "Points held by open redemptions, as last counted by the wallet sweep");
+    describe_gauge!(RECONCILE_VIOLATIONS, "Violations the last finished reconcile run found (0: the ledger is exact)");
+    describe_gauge!(
+        RECONCILE_LAST_SUCCESS,
+        "When a reconcile run of this kind (incremental, full) last finished, in Unix seconds (0: not yet)"
+    );
+    describe_counter!(RECONCILE_RUNS_TOTAL, "Reconcile runs ended, by kind and outcome (done, failed)");
+    describe_histogram!(RECONCILE_DURATION_SECONDS, Unit::Seconds, "One reconcile run, by kind");
 }
 
 /// Creates every series whose labels are known in advance at zero, so alerts
@@ -217,4 +236,11 @@ fn register_zeroes() {
     metrics::gauge!(ACTORS_ACTIVE).set(0.0);
     metrics::gauge!(EVENTS_PENDING).set(0.0);
     metrics::gauge!(EVENTS_DEAD).set(0.0);
+    metrics::gauge!(RECONCILE_VIOLATIONS).set(0.0);
+    for kind in ["incremental", "full"] {
+        metrics::gauge!(RECONCILE_LAST_SUCCESS, "kind" => kind).set(0.0);
+        for outcome in ["done", "failed"] {
+            metrics::counter!(RECONCILE_RUNS_TOTAL, "kind" => kind, "outcome" => outcome).absolute(0);
+        }
+    }
 }

@@ -1422,7 +1422,12 @@ async fn check_database(pool: &MySqlPool, orders: &[OrderRec], tally: &Tally, re
 /// a second one beside the first.
 async fn check_reconcile(api: &Api, report: &mut CheckReport) -> String {
     let start = Instant::now();
-    let req = api.http.get(format!("{}/admin/reconcile", api.base)).bearer_auth(ADMIN_KEY).timeout(RECONCILE_TIMEOUT);
+    let req = api
+        .http
+        .post(format!("{}/admin/reconcile", api.base))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"wait": true}))
+        .timeout(RECONCILE_TIMEOUT);
     let r: Value = match req.send().await {
         Ok(resp) => resp.json().await.unwrap_or_else(|e| json!({"error": e.to_string()})),
         Err(e) => json!({"error": e.to_string()}),

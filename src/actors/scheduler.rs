@@ -1,6 +1,6 @@
 //! Scheduler: approves orders whose holding period has passed, expires
 //! redemption holds past their hold time and earned points past their lots'
-//! expiry. Every schedule is durable (`orders.approve_at`,
+//! expiry, and starts the reconcile run that is due. Every schedule is durable (`orders.approve_at`,
 //! `redemptions.hold_until`, `buyers.expire_due_at`), so a restart loses no
 //! due time; this actor only polls them.
 use super::messages::SchedulerMsg;
@@ -46,6 +46,10 @@ impl Actor for Scheduler {
         match st.deps.engine.held_points().await {
             Ok(held) => metrics::gauge!(crate::metrics::POINTS_HELD).set(held as f64),
             Err(e) => tracing::warn!(error = %e, "could not count held points"),
+        }
+        // A reconcile run when one is due: it runs on a task of its own.
+        if let Err(e) = st.deps.engine.reconcile_tick().await {
+            tracing::warn!(error = %e, "reconcile could not start; next tick retries");
         }
         Ok(())
     }

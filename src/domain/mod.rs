@@ -14,6 +14,7 @@ pub mod order;
 pub mod payload;
 pub mod payout;
 pub mod program;
+pub mod reconcile;
 pub mod record;
 pub mod wallet;
 

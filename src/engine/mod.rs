@@ -126,6 +126,10 @@ pub struct EngineConfig {
     /// How long a journaled event may stay unapplied before recovery
     /// journals it again (an event's first due time, and each sweep's lease).
     pub redeliver_after: Duration,
+    /// An incremental reconcile run this often (zero: only on demand).
+    pub reconcile_every: Duration,
+    /// A full reconcile sweep this often (zero: only on demand).
+    pub reconcile_full_every: Duration,
 }
 
 /// The handle to every use case: cheap to clone.
@@ -144,6 +148,8 @@ struct Inner {
     config: EngineConfig,
     /// Open events as last counted (`Engine::backlog`), for backpressure.
     open_events: std::sync::atomic::AtomicU64,
+    /// This instance runs a reconcile run in the background.
+    reconciling: std::sync::atomic::AtomicBool,
 }
 
 /// An order as the API shows it: the record and its current eligible amount.
@@ -183,6 +189,7 @@ impl Engine {
                 applier,
                 config,
                 open_events: Default::default(),
+                reconciling: Default::default(),
             }),
         }
     }

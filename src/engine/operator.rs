@@ -8,7 +8,7 @@ use crate::domain::ledger::{delta, Applied, Delta};
 use crate::domain::payload;
 use crate::domain::program::{Program, ProgramDoc};
 use crate::domain::FieldError;
-use crate::store::StoreError;
+use crate::store::{EntitlementInputs, StoreError};
 use std::sync::Arc;
 
 /// One line of an entitlement, of the ledger, or of their difference.
@@ -85,10 +85,20 @@ impl Engine {
     /// holds; None when the order has not been processed yet.
     pub async fn entitlement_and_applied(&self, order_id: &OrderId) -> Result<Option<(Entitlement, Applied)>> {
         let Some(inputs) = self.store().entitlement_inputs(order_id).await? else { return Ok(None) };
+        Ok(Some(self.entitled(order_id, inputs).await?))
+    }
+
+    /// The entitlement of an order's stored state under its frozen context,
+    /// and what its ledger holds.
+    pub(super) async fn entitled(
+        &self,
+        order_id: &OrderId,
+        inputs: EntitlementInputs,
+    ) -> Result<(Entitlement, Applied)> {
         let ctx: FrozenContext = serde_json::from_str(&inputs.context)
             .map_err(|e| StoreError::Corrupt(format!("frozen context of order {order_id}: {e}")))?;
         let program = self.store().program(inputs.program_version).await?;
-        Ok(Some((entitle(&inputs.state, &program, &ctx), inputs.applied)))
+        Ok((entitle(&inputs.state, &program, &ctx), inputs.applied))
     }
 
     /// What the order is entitled to, what its ledger holds, and the difference.

@@ -1,15 +1,24 @@
-//! `GET /admin/reconcile`: checks every invariant of the ledger against the
-//! record and names the ids involved in each violation.
+//! Reconcile: every invariant of the ledger checked against the record,
+//! naming the ids involved in each violation — as a background job. An
+//! incremental run checks what changed since the runs before it (every
+//! minute by default); a full sweep checks everything (daily, and on
+//! demand), page by page, saving its place so that a stopped one is resumed.
+//! Each run is stored with its report, so the last result is read at once.
+//! When a run is due and who may run it is `domain::reconcile`.
 use super::{Engine, Result};
+use crate::domain::ids::{BuyerId, OrderId};
 use crate::domain::ledger::delta;
 use crate::domain::money;
+use crate::domain::reconcile::{self as rules, Run, RunKind, RunStatus, Schedule, Window};
 use crate::domain::wallet::audit;
+use crate::metrics as m;
 use crate::store::ReconcileFacts;
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
+use std::sync::atomic::Ordering;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Violation {
-    pub kind: &'static str,
+    pub kind: String,
     pub affiliate_id: Option<String>,
     pub buyer_id: Option<String>,
     pub order_id: Option<String>,
@@ -18,13 +27,7 @@ pub struct Violation {
     pub detail: String,
 }
 
-impl Violation {
-    fn new(kind: &'static str, detail: String) -> Self {
-        Self { kind, affiliate_id: None, buyer_id: None, order_id: None, event_id: None, payout_id: None, detail }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Checked {
     pub affiliates: u64,
     pub buyers: u64,
@@ -34,16 +37,77 @@ pub struct Checked {
     pub wallets: u64,
 }
 
+/// A run's result.
 #[derive(Debug, Clone)]
 pub struct Report {
     pub ok: bool,
     pub checked: Checked,
+    /// The first [`KEPT_VIOLATIONS`] violations.
     pub violations: Vec<Violation>,
+    /// How many violations the run found.
+    pub violations_total: u64,
+    pub run: Run,
 }
 
+/// What reconcile stands at: the last finished run, and the running one.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub last: Option<Report>,
+    pub running: Option<Run>,
+    /// Seconds the running run has left at its pace so far.
+    pub eta_secs: Option<f64>,
+}
+
+/// A request to run: started, or another run is running.
+#[derive(Debug, Clone)]
+pub enum Started {
+    Started(Box<Run>),
+    Busy(u64),
+}
+
+/// Violations kept in a stored report (every one is counted).
+pub const KEPT_VIOLATIONS: usize = 1000;
+/// Orders checked per page (one read of their inputs, one heartbeat).
 const PAGE: u32 = 500;
+/// A running run whose heartbeat is older than this has stopped.
+const STALE_AFTER: TimeDelta = TimeDelta::seconds(60);
+/// Finished runs kept.
+const KEEP_RUNS: u64 = 10_000;
+
+/// What a run found so far (stored as its report, so a stopped full sweep
+/// resumes with it).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Found {
+    checked: Checked,
+    violations: Vec<Violation>,
+    total: u64,
+    /// A full sweep past its orders: the last buyer whose wallet it checked
+    /// ("" before the first), so a resumed sweep checks no order twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wallets_after: Option<String>,
+}
+
+impl Found {
+    fn push(&mut self, v: Violation) {
+        self.total += 1;
+        if self.violations.len() < KEPT_VIOLATIONS {
+            self.violations.push(v);
+        }
+    }
+}
 
 impl Violation {
+    fn new(kind: &str, detail: String) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            affiliate_id: None,
+            buyer_id: None,
+            order_id: None,
+            event_id: None,
+            payout_id: None,
+            detail,
+        }
+    }
     fn affiliate(mut self, id: impl ToString) -> Self {
         self.affiliate_id = Some(id.to_string());
         self
@@ -67,112 +131,325 @@ impl Violation {
 }
 
 impl Engine {
-    /// Every invariant: balances equal ledger sums, points equal reward sums,
-    /// no event wrote two entries for one (beneficiary, kind), every processed
-    /// order's ledger equals its entitlement, every wallet replays exactly,
-    /// no event older than the retry horizon is still open, payout batches
-    /// match their entries.
+    /// A full sweep now, waited for (a tool's or a test's).
     pub async fn reconcile(&self) -> Result<Report> {
-        let horizon = chrono::TimeDelta::from_std(self.inner.config.retry_horizon).unwrap_or(chrono::TimeDelta::MAX);
-        let stuck_before = Utc::now().checked_sub_signed(horizon).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        let facts = self.store().reconcile_facts(stuck_before).await?;
-        let mut checked = Checked {
-            affiliates: facts.affiliates,
-            buyers: facts.buyers,
-            events: facts.events,
-            payouts: facts.payouts,
-            orders: 0,
-            wallets: 0,
+        self.reconcile_now(RunKind::Full).await
+    }
+
+    /// A run of `kind` now, waited for (`POST /admin/reconcile` with
+    /// `wait`): a run already running is waited for first.
+    pub async fn reconcile_now(&self, kind: RunKind) -> Result<Report> {
+        loop {
+            match self.start_reconcile(kind).await? {
+                Started::Started(run) => return self.run_reconcile(*run).await,
+                Started::Busy(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Claims a run of `kind` (none may run alongside another, on any
+    /// instance); the caller runs it with [`Engine::run_reconcile`].
+    pub async fn start_reconcile(&self, kind: RunKind) -> Result<Started> {
+        let now = Utc::now();
+        // Read before the claim (which holds the writer: SQLite's in-memory
+        // database has no other connection). A run that ends in between
+        // only widens this window, and the next run covers the newest
+        // window again (`incremental_window`).
+        let (ledger, rewards) = self.store().entry_marks().await?;
+        let window = match kind {
+            RunKind::Full => Window { ledger: (0, ledger), rewards: (0, rewards), since: None },
+            RunKind::Incremental => {
+                let done: Vec<Run> =
+                    self.store().runs(false, 20).await?.into_iter().filter(|r| r.status == RunStatus::Done).collect();
+                rules::incremental_window(&done, ledger, rewards)
+            }
         };
-        let mut v = stored_violations(facts);
-        self.check_orders(&mut checked, &mut v).await?;
-        self.check_wallets(stuck_before, &mut checked, &mut v).await?;
-        Ok(Report { ok: v.is_empty(), checked, violations: v })
+        let mut tx = self.store().begin_claim().await?;
+        let claim = rules::claim(&tx.running().await?, kind, now - STALE_AFTER);
+        for id in &claim.stopped {
+            tx.fail(*id, "stopped: its instance gave no sign of life", now).await?;
+        }
+        if let Some(busy) = claim.busy {
+            tx.commit().await?;
+            return Ok(Started::Busy(busy));
+        }
+        let mut run = Run {
+            id: 0,
+            kind,
+            status: RunStatus::Running,
+            owner: self.inner.journal.instance().to_owned(),
+            started_at: now,
+            heartbeat_at: now,
+            finished_at: None,
+            window,
+            cursor: None,
+            done: 0,
+            total: 0,
+            violations: 0,
+            report: serde_json::to_string(&Found::default()).map_err(super::corrupt)?,
+            error: None,
+        };
+        if let Some(stopped) = claim.resume {
+            if let Some(prev) = tx.run(stopped).await? {
+                // Where the stopped sweep was, and what it had found.
+                (run.cursor, run.report, run.done, run.total) = (prev.cursor, prev.report, prev.done, prev.total);
+            }
+        }
+        run.id = tx.insert(&run).await?;
+        tx.commit().await?;
+        Ok(Started::Started(Box::new(run)))
     }
 
-    /// For every order whose events are all done, the ledger equals the entitlement.
-    async fn check_orders(&self, checked: &mut Checked, v: &mut Vec<Violation>) -> Result<()> {
-        let mut after = String::new();
-        loop {
+    /// Runs a claimed run to its end, saving its progress as it goes;
+    /// returns its report. A run that fails is stored failed.
+    pub async fn run_reconcile(&self, mut run: Run) -> Result<Report> {
+        let began = std::time::Instant::now();
+        let kind = run.kind;
+        let outcome = match kind {
+            RunKind::Full => self.full_sweep(&mut run).await,
+            RunKind::Incremental => self.incremental(&mut run).await,
+        };
+        metrics::histogram!(m::RECONCILE_DURATION_SECONDS, "kind" => kind.as_str())
+            .record(began.elapsed().as_secs_f64());
+        let now = Utc::now();
+        run.heartbeat_at = now;
+        run.finished_at = Some(now);
+        match outcome {
+            Ok(found) => {
+                run.status = RunStatus::Done;
+                run.violations = found.total;
+                run.done = run.done.max(run.total);
+                run.report = serde_json::to_string(&found).map_err(super::corrupt)?;
+                self.store().save_run(&run).await?;
+                metrics::counter!(m::RECONCILE_RUNS_TOTAL, "kind" => kind.as_str(), "outcome" => "done").increment(1);
+                self.publish_gauges(&run);
+                if let Err(e) = self.store().prune_runs(KEEP_RUNS).await {
+                    tracing::warn!(error = %e, "pruning old reconcile runs failed");
+                }
+                if found.total > 0 {
+                    tracing::error!(
+                        run = run.id,
+                        kind = kind.as_str(),
+                        violations = found.total,
+                        "reconcile found violations"
+                    );
+                }
+                Ok(report(run, found))
+            }
+            Err(e) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(e.to_string());
+                if let Err(save) = self.store().save_run(&run).await {
+                    tracing::warn!(error = %save, "could not store the failed reconcile run");
+                }
+                metrics::counter!(m::RECONCILE_RUNS_TOTAL, "kind" => kind.as_str(), "outcome" => "failed").increment(1);
+                Err(e)
+            }
+        }
+    }
+
+    /// The last finished run's report and the running run, if any.
+    pub async fn reconcile_status(&self) -> Result<Status> {
+        let last = self.store().runs(false, 1).await?.into_iter().next();
+        let running = self.store().runs(true, 1).await?.into_iter().next();
+        let eta_secs = running.as_ref().and_then(|r| rules::eta(r.started_at, Utc::now(), r.done, r.total));
+        let last = match last {
+            Some(run) => {
+                let found: Found = serde_json::from_str(&run.report).map_err(super::corrupt)?;
+                Some(report(run, found))
+            }
+            None => None,
+        };
+        Ok(Status { last, running, eta_secs })
+    }
+
+    /// The scheduler's tick: starts the run that is due, in the background,
+    /// unless this instance runs one already; and refreshes the gauges from
+    /// the last finished run (whichever instance ran it).
+    pub async fn reconcile_tick(&self) -> Result<()> {
+        let finished = self.store().runs(false, 50).await?;
+        let done: Vec<&Run> = finished.iter().filter(|r| r.status == RunStatus::Done).collect();
+        if let Some(last) = done.first() {
+            self.publish_gauges(last);
+        }
+        if self.inner.reconciling.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let running = !self.store().runs(true, 1).await?.iter().all(|r| r.heartbeat_at < Utc::now() - STALE_AFTER);
+        let last_full = done.iter().find(|r| r.kind == RunKind::Full).map(|r| r.started_at);
+        let last_any = done.first().map(|r| r.started_at);
+        let Some(kind) = rules::due(Utc::now(), running, last_full, last_any, self.schedule()) else { return Ok(()) };
+        if let Started::Started(run) = self.start_reconcile(kind).await? {
+            self.run_in_background(*run);
+        }
+        Ok(())
+    }
+
+    /// Runs a claimed run on a task of its own (this instance runs one at a time).
+    pub fn run_in_background(&self, run: Run) {
+        let engine = self.clone();
+        engine.inner.reconciling.store(true, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let (id, kind) = (run.id, run.kind);
+            if let Err(e) = engine.run_reconcile(run).await {
+                tracing::warn!(error = %e, run = id, kind = kind.as_str(), "reconcile run failed");
+            }
+            engine.inner.reconciling.store(false, Ordering::SeqCst);
+        });
+    }
+
+    fn schedule(&self) -> Schedule {
+        let every = |d: std::time::Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        Schedule {
+            every: every(self.inner.config.reconcile_every),
+            full_every: every(self.inner.config.reconcile_full_every),
+        }
+    }
+
+    fn stuck_before(&self) -> DateTime<Utc> {
+        let horizon = TimeDelta::from_std(self.inner.config.retry_horizon).unwrap_or(TimeDelta::MAX);
+        Utc::now().checked_sub_signed(horizon).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    fn publish_gauges(&self, run: &Run) {
+        metrics::gauge!(m::RECONCILE_VIOLATIONS).set(run.violations as f64);
+        if let Some(at) = run.finished_at {
+            metrics::gauge!(m::RECONCILE_LAST_SUCCESS, "kind" => run.kind.as_str()).set(at.timestamp() as f64);
+        }
+    }
+
+    /// Saves a run's place and what it found so far (its heartbeat).
+    async fn heartbeat(&self, run: &mut Run, found: &Found) -> Result<()> {
+        run.heartbeat_at = Utc::now();
+        run.report = serde_json::to_string(found).map_err(super::corrupt)?;
+        Ok(self.store().save_run(run).await?)
+    }
+
+    /// Every processed order, page by page from the run's place; every
+    /// wallet; then the stored invariants over everything.
+    async fn full_sweep(&self, run: &mut Run) -> Result<Found> {
+        let mut found: Found = serde_json::from_str(&run.report).unwrap_or_default();
+        if run.total == 0 {
+            run.total = self.store().order_count().await?;
+        }
+        let mut after = run.cursor.clone().unwrap_or_default();
+        while found.wallets_after.is_none() {
             let ids = self.store().processed_orders(&after, PAGE).await?;
-            for order_id in &ids {
-                checked.orders += 1;
-                let Some((entitled, applied)) = self.entitlement_and_applied(order_id).await? else { continue };
-                let off = delta(&entitled, &applied);
-                for line in &off.commissions {
-                    let detail =
-                        format!("{} is {} away from the entitlement", line.kind.as_str(), money::format(line.amount));
-                    v.push(
-                        Violation::new("ledger_differs_from_entitlement", detail)
-                            .order(order_id)
-                            .affiliate(&line.affiliate_id),
-                    );
-                }
-                for line in &off.rewards {
-                    let detail = format!("{} is {} points away from the entitlement", line.kind.as_str(), line.points);
-                    v.push(
-                        Violation::new("rewards_differ_from_entitlement", detail).order(order_id).buyer(&line.buyer_id),
-                    );
-                }
-            }
+            self.check_orders(&ids, &mut found).await?;
+            run.done += ids.len() as u64;
             match ids.last() {
                 Some(last) if ids.len() as u32 == PAGE => after = last.to_string(),
-                _ => return Ok(()),
+                _ => found.wallets_after = Some(String::new()),
             }
+            run.cursor = Some(after.clone());
+            self.heartbeat(run, &found).await?;
         }
+        while let Some(after) = found.wallets_after.clone() {
+            let ids = self.store().wallet_buyers(&after, PAGE).await?;
+            self.check_wallets(&ids, &mut found).await?;
+            if ids.len() < PAGE as usize {
+                break;
+            }
+            found.wallets_after = ids.last().map(|b| b.to_string());
+            self.heartbeat(run, &found).await?;
+        }
+        found.wallets_after = None;
+        let facts = self.store().reconcile_facts(self.stuck_before()).await?;
+        stored_violations(facts, &mut found);
+        Ok(found)
     }
 
-    /// Every buyer with a wallet to check (see `domain::wallet::audit`).
-    async fn check_wallets(
-        &self,
-        stuck_before: chrono::DateTime<Utc>,
-        checked: &mut Checked,
-        v: &mut Vec<Violation>,
-    ) -> Result<()> {
-        let mut after = String::new();
-        loop {
-            let ids = self.store().wallet_buyers(&after, PAGE).await?;
-            for buyer in &ids {
-                checked.wallets += 1;
-                let (rewards, redemptions) = self.store().buyer_wallet(buyer).await?;
-                for (kind, detail) in audit(&rewards, &redemptions, stuck_before) {
-                    v.push(Violation::new(kind, detail).buyer(buyer));
-                }
+    /// What changed in the run's window: the orders of its entries, the
+    /// wallets of its buyers, the stored invariants over what it touched.
+    async fn incremental(&self, run: &mut Run) -> Result<Found> {
+        let mut found = Found::default();
+        let changes = self.store().changes(&run.window, self.stuck_before()).await?;
+        run.total = changes.orders.len() as u64;
+        for page in changes.orders.chunks(PAGE as usize) {
+            self.check_orders(page, &mut found).await?;
+            run.done += page.len() as u64;
+            self.heartbeat(run, &found).await?;
+        }
+        self.check_wallets(&changes.buyers, &mut found).await?;
+        stored_violations(changes.facts, &mut found);
+        Ok(found)
+    }
+
+    /// For every processed order of `ids`, the ledger equals the entitlement.
+    async fn check_orders(&self, ids: &[OrderId], found: &mut Found) -> Result<()> {
+        for (order_id, inputs) in self.store().entitlement_inputs_of(ids).await? {
+            found.checked.orders += 1;
+            let (entitled, applied) = self.entitled(&order_id, inputs).await?;
+            let off = delta(&entitled, &applied);
+            for line in &off.commissions {
+                let detail =
+                    format!("{} is {} away from the entitlement", line.kind.as_str(), money::format(line.amount));
+                found.push(
+                    Violation::new("ledger_differs_from_entitlement", detail)
+                        .order(&order_id)
+                        .affiliate(&line.affiliate_id),
+                );
             }
-            match ids.last() {
-                Some(last) if ids.len() as u32 == PAGE => after = last.to_string(),
-                _ => return Ok(()),
+            for line in &off.rewards {
+                let detail = format!("{} is {} points away from the entitlement", line.kind.as_str(), line.points);
+                found.push(
+                    Violation::new("rewards_differ_from_entitlement", detail).order(&order_id).buyer(&line.buyer_id),
+                );
             }
         }
+        Ok(())
+    }
+
+    /// Each buyer's wallet (see `domain::wallet::audit`).
+    async fn check_wallets(&self, buyers: &[BuyerId], found: &mut Found) -> Result<()> {
+        let stuck_before = self.stuck_before();
+        for buyer in buyers {
+            found.checked.wallets += 1;
+            let (rewards, redemptions) = self.store().buyer_wallet(buyer).await?;
+            for (kind, detail) in audit(&rewards, &redemptions, stuck_before) {
+                found.push(Violation::new(kind, detail).buyer(buyer));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn report(run: Run, found: Found) -> Report {
+    Report {
+        ok: found.total == 0,
+        checked: found.checked,
+        violations: found.violations,
+        violations_total: found.total,
+        run,
     }
 }
 
 /// The violations among the stored invariants the store read.
-fn stored_violations(facts: ReconcileFacts) -> Vec<Violation> {
-    let mut v = Vec::new();
+fn stored_violations(facts: ReconcileFacts, found: &mut Found) {
+    let c = &mut found.checked;
+    (c.affiliates, c.buyers, c.events, c.payouts) = (facts.affiliates, facts.buyers, facts.events, facts.payouts);
     for (affiliate, stored, sums) in facts.balance_mismatches {
         let f = |d: [rust_decimal::Decimal; 3]| d.map(money::format).join("/");
         let detail = format!("stored pending/approved/paid {} but ledger sums {}", f(stored), f(sums));
-        v.push(Violation::new("balance_mismatch", detail).affiliate(affiliate));
+        found.push(Violation::new("balance_mismatch", detail).affiliate(affiliate));
     }
     for (buyer, stored, sum) in facts.points_mismatches {
         let detail = format!("stored {stored} points but reward entries sum to {sum}");
-        v.push(Violation::new("points_mismatch", detail).buyer(buyer));
+        found.push(Violation::new("points_mismatch", detail).buyer(buyer));
     }
     for (event, affiliate, kind) in facts.duplicate_entries {
-        v.push(Violation::new("duplicate_entry", format!("two {kind} entries")).event(event).affiliate(affiliate));
+        found.push(Violation::new("duplicate_entry", format!("two {kind} entries")).event(event).affiliate(affiliate));
     }
     for (event, order, status, attempts) in facts.stuck_events {
         let detail = format!("{status} after {attempts} attempts, older than the retry horizon");
-        v.push(Violation::new("event_stuck", detail).event(event).order(order));
+        found.push(Violation::new("event_stuck", detail).event(event).order(order));
     }
     for (payout, affiliate, amount, entries) in facts.payout_item_mismatches {
         let detail = format!("item {} but its entries sum to {}", money::format(amount), money::format(entries));
-        v.push(Violation::new("payout_item_mismatch", detail).payout(payout).affiliate(affiliate));
+        found.push(Violation::new("payout_item_mismatch", detail).payout(payout).affiliate(affiliate));
     }
     for (entry, affiliate, payout, status, batch) in facts.payout_entry_statuses {
         let detail = format!("entry {entry} is {status} in a batch that is {batch}");
-        v.push(Violation::new("payout_entry_status", detail).payout(payout).affiliate(affiliate));
+        found.push(Violation::new("payout_entry_status", detail).payout(payout).affiliate(affiliate));
     }
-    v
 }

@@ -1,12 +1,14 @@
 //! `/admin` money movement and checks: payout batches and reconciliation.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{page_limit, Admin, ApiJson, ApiPath, ApiQuery};
-use super::views::{NothingToPay, Payout, PayoutAnswer, PayoutSummaryView, Report};
+use super::extract::{page_limit, Admin, ApiJson, ApiPath, ApiQuery, OptionalApiJson};
+use super::views::{NothingToPay, Payout, PayoutAnswer, PayoutSummaryView, ReconcileStatus, Report, RunStarted};
 use super::AppState;
 use crate::domain::money::parse_amount;
 use crate::domain::payout::CreatePayout;
+use crate::domain::reconcile::RunKind;
 use crate::domain::FieldError;
+use crate::engine::reconcile::Started;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
@@ -19,7 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_payout, list_payouts))
         .routes(routes!(read_payout))
         .routes(routes!(complete_payout))
-        .routes(routes!(reconcile))
+        .routes(routes!(reconcile_status, start_reconcile))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -156,13 +158,62 @@ async fn complete_payout(
     state.engine.complete_payout(payout_id(&id)?).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
 }
 
-/// Checks every SPEC §5 invariant and lists each violation with the ids involved.
+/// The last finished reconcile run's report (what it covered, what it
+/// found), and the running run's progress; read at once, nothing is
+/// checked by this request. Runs are started by komisi's schedule (an
+/// incremental run every minute, a full sweep daily) and by `POST`.
 #[utoipa::path(get, path = "/admin/reconcile", tag = "operations",
     responses(
-        (status = 200, description = "The report", body = Report),
+        (status = 200, description = "The last report and the running run", body = ReconcileStatus),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
-async fn reconcile(_: Admin, State(state): State<AppState>) -> Result<Json<Report>, ApiError> {
-    Ok(Json(state.engine.reconcile().await?.into()))
+async fn reconcile_status(_: Admin, State(state): State<AppState>) -> Result<Json<ReconcileStatus>, ApiError> {
+    Ok(Json(state.engine.reconcile_status().await?.into()))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReconcileBody {
+    /// `full` (default): every order, affiliate and buyer; `incremental`:
+    /// what changed since the runs before.
+    #[serde(default)]
+    kind: Option<RunKind>,
+    /// Answer when the run has finished, with its report (a full sweep of
+    /// a large database takes minutes); a run already running is waited for
+    /// first. Default: answer at once.
+    #[serde(default)]
+    wait: bool,
+}
+
+/// Starts a reconcile run. One runs at a time (on every instance): when
+/// one is running, nothing starts and the answer names it.
+#[utoipa::path(post, path = "/admin/reconcile", tag = "operations", request_body = Option<ReconcileBody>,
+    responses(
+        (status = 202, description = "Started (or the run already running)", body = RunStarted),
+        (status = 200, description = "With `wait`: the run's report", body = Report),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown kind or field", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn start_reconcile(
+    _: Admin,
+    State(state): State<AppState>,
+    OptionalApiJson(body): OptionalApiJson<ReconcileBody>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let body = body.unwrap_or_default();
+    let kind = body.kind.unwrap_or(RunKind::Full);
+    if body.wait {
+        return Ok(Json(Report::from(state.engine.reconcile_now(kind).await?)).into_response());
+    }
+    let started = match state.engine.start_reconcile(kind).await? {
+        Started::Started(run) => {
+            let id = run.id;
+            state.engine.run_in_background(*run);
+            RunStarted { run_id: id, started: true }
+        }
+        Started::Busy(id) => RunStarted { run_id: id, started: false },
+    };
+    Ok((axum::http::StatusCode::ACCEPTED, Json(started)).into_response())
 }

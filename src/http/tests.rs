@@ -46,6 +46,8 @@ fn offline_state() -> AppState {
             retry: RetryPolicy { max_attempts: 8, base: Duration::from_secs(1), max: Duration::from_secs(300) },
             retry_horizon: Duration::from_secs(3600),
             redeliver_after: Duration::from_secs(60),
+            reconcile_every: Duration::ZERO,
+            reconcile_full_every: Duration::ZERO,
         },
     );
     let generous = LimitSettings {
@@ -824,6 +826,20 @@ async fn a_payouts_amount_and_idempotency_key_are_checked_first() {
             body["detail"], "malformed request: Idempotency-Key must be 1-128 visible ASCII characters",
             "{key:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_reconcile_request_names_a_known_kind_and_known_fields() {
+    let state = offline_state();
+    for (body, field) in [
+        (json!({"kind": "weekly"}), "kind"),
+        (json!({"kind": "full", "wait": "yes"}), "wait"),
+        (json!({"kind": "full", "scope": "all"}), "scope"),
+    ] {
+        let answer = send(&state, post_json("/admin/reconcile", Some(ADMIN), &body)).await;
+        let problem = validation(answer).await;
+        assert_eq!(fields(&problem), [field], "{body}: {problem}");
     }
 }
 

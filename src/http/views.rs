@@ -7,6 +7,7 @@ use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, 
 use crate::domain::ledger::{self, EntryStatus};
 use crate::domain::order::{CommissionStatus, OrderStatus};
 use crate::domain::payout;
+use crate::domain::reconcile::{RunKind, RunStatus};
 use crate::engine::operator::{self as ops, Line};
 use crate::engine::reconcile;
 use crate::engine::OrderDetails;
@@ -492,7 +493,8 @@ impl From<ops::Recompute> for Recompute {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Violation {
-    pub kind: &'static str,
+    /// What is wrong (`balance_mismatch`, `ledger_differs_from_entitlement`, …; docs/RULES.md).
+    pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub affiliate_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -517,18 +519,96 @@ pub struct Checked {
     pub wallets: u64,
 }
 
+/// Entry ids a run covers: above `from`, up to `to`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IdRange {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// What a run covered: every order, affiliate and buyer (a full sweep), or
+/// what the ledger and reward entries in these ranges touched, with the
+/// payouts and wallet events of the same time (an incremental run).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Coverage {
+    pub ledger_entries: IdRange,
+    pub reward_entries: IdRange,
+}
+
+/// A finished reconcile run and what it found.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
+    pub run_id: u64,
+    pub kind: RunKind,
+    pub status: RunStatus,
+    /// No violation.
     pub ok: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub coverage: Coverage,
     pub checked: Checked,
+    /// The first 1 000 violations.
     pub violations: Vec<Violation>,
+    /// How many violations the run found.
+    pub violations_total: u64,
+    /// Why a failed run stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A reconcile run while it runs.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunProgress {
+    pub run_id: u64,
+    pub kind: RunKind,
+    pub started_at: DateTime<Utc>,
+    /// Its last sign of life.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Orders checked so far, of `total`.
+    pub done: u64,
+    pub total: u64,
+    /// Seconds left at its pace so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<f64>,
+    /// The instance running it.
+    pub owner: String,
+}
+
+/// Where reconcile stands: the last finished run, and the running one.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ReconcileStatus {
+    /// None before the first run finished.
+    pub last: Option<Report>,
+    pub running: Option<RunProgress>,
+}
+
+/// A requested run: started, or the run already running (one at a time).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunStarted {
+    pub run_id: u64,
+    /// False: another run was running; `run_id` is that one.
+    pub started: bool,
+}
+
+fn coverage(r: &crate::domain::reconcile::Run) -> Coverage {
+    let w = r.window;
+    Coverage {
+        ledger_entries: IdRange { from: w.ledger.0, to: w.ledger.1 },
+        reward_entries: IdRange { from: w.rewards.0, to: w.rewards.1 },
+    }
 }
 
 impl From<reconcile::Report> for Report {
     fn from(r: reconcile::Report) -> Self {
         let c = r.checked;
         Self {
+            run_id: r.run.id,
+            kind: r.run.kind,
+            status: r.run.status,
             ok: r.ok,
+            started_at: r.run.started_at,
+            finished_at: r.run.finished_at,
+            coverage: coverage(&r.run),
             checked: Checked {
                 affiliates: c.affiliates,
                 buyers: c.buyers,
@@ -550,6 +630,26 @@ impl From<reconcile::Report> for Report {
                     detail: v.detail,
                 })
                 .collect(),
+            violations_total: r.violations_total,
+            error: r.run.error,
+        }
+    }
+}
+
+impl From<reconcile::Status> for ReconcileStatus {
+    fn from(s: reconcile::Status) -> Self {
+        Self {
+            last: s.last.map(Into::into),
+            running: s.running.map(|r| RunProgress {
+                run_id: r.id,
+                kind: r.kind,
+                started_at: r.started_at,
+                heartbeat_at: r.heartbeat_at,
+                done: r.done,
+                total: r.total,
+                eta_seconds: s.eta_secs,
+                owner: r.owner,
+            }),
         }
     }
 }

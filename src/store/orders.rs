@@ -24,6 +24,9 @@ pub trait Orders: Send + Sync {
     /// What recompute and reconcile read of one order, in one snapshot;
     /// None when the order does not exist or has not been processed.
     async fn entitlement_inputs(&self, id: &OrderId) -> Result<Option<EntitlementInputs>>;
+    /// [`Orders::entitlement_inputs`] of many orders at once, in one
+    /// snapshot (reconcile): those whose events are all done.
+    async fn entitlement_inputs_of(&self, ids: &[OrderId]) -> Result<Vec<(OrderId, EntitlementInputs)>>;
     /// A page of the ids of orders whose events are all done.
     async fn processed_orders(&self, after: &str, limit: u32) -> Result<Vec<OrderId>>;
     /// A transaction on one order's lifecycle.

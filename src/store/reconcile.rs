@@ -1,6 +1,8 @@
 //! What reconcile reads of the stored invariants (the engine recomputes
 //! the entitlements and replays the wallets itself).
 use super::Result;
+use crate::domain::ids::{BuyerId, OrderId};
+use crate::domain::reconcile::{Run, Window};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -25,9 +27,49 @@ pub struct ReconcileFacts {
     pub payout_entry_statuses: Vec<(u64, String, u64, String, String)>,
 }
 
+/// What changed in an incremental run's window, and the stored invariants
+/// among what changed.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// The checks over the affiliates, buyers, events and payouts touched
+    /// (the counts are of those checked).
+    pub facts: ReconcileFacts,
+    /// Orders of the entries written in the window.
+    pub orders: Vec<OrderId>,
+    /// Buyers whose wallets changed in the window.
+    pub buyers: Vec<BuyerId>,
+}
+
 #[async_trait::async_trait]
 pub trait Reconcile: Send + Sync {
-    /// The balance, points, duplicate, stuck-event and payout checks;
-    /// `stuck_before`: open events created earlier are stuck.
+    /// The balance, points, duplicate, stuck-event and payout checks over
+    /// everything; `stuck_before`: open events created earlier are stuck.
     async fn reconcile_facts(&self, stuck_before: DateTime<Utc>) -> Result<ReconcileFacts>;
+    /// The same checks over what changed in `window`.
+    async fn changes(&self, window: &Window, stuck_before: DateTime<Utc>) -> Result<Changes>;
+    /// The highest ledger and reward entry ids now.
+    async fn entry_marks(&self) -> Result<(u64, u64)>;
+    /// How many orders there are (a full sweep's total).
+    async fn order_count(&self) -> Result<u64>;
+    /// Runs newest first, those running only when `running`, else the
+    /// finished ones (done or failed), `limit` of them.
+    async fn runs(&self, running: bool, limit: u32) -> Result<Vec<Run>>;
+    /// Writes a run's progress, heartbeat, end and report.
+    async fn save_run(&self, run: &Run) -> Result<()>;
+    /// Deletes finished runs but the newest `keep`.
+    async fn prune_runs(&self, keep: u64) -> Result<u64>;
+    /// A transaction holding the `reconcile` lock: who may run now.
+    async fn begin_claim(&self) -> Result<Box<dyn ClaimTx>>;
+}
+
+/// Starting a run, under the `reconcile` lock (held to the commit): two
+/// instances never start one at once.
+#[async_trait::async_trait]
+pub trait ClaimTx: Send {
+    async fn running(&mut self) -> Result<Vec<Run>>;
+    async fn run(&mut self, id: u64) -> Result<Option<Run>>;
+    async fn fail(&mut self, id: u64, error: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Stores a new run; returns its id.
+    async fn insert(&mut self, run: &Run) -> Result<u64>;
+    async fn commit(self: Box<Self>) -> Result<()>;
 }

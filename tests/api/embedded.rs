@@ -28,6 +28,19 @@ impl Embedded {
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.expect("json")
     }
+    /// A full reconcile sweep now: its report.
+    async fn reconcile(&self) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/admin/reconcile", self.base))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"wait": true}))
+            .send()
+            .await
+            .expect("POST /admin/reconcile");
+        assert!(r.status().is_success(), "reconcile: {}", r.status());
+        r.json().await.expect("json")
+    }
 }
 
 async fn start(file: &std::path::Path) -> (Instance, Embedded) {
@@ -68,7 +81,7 @@ async fn the_embedded_mode_pays_the_worked_example() {
         assert_eq!(dec(&app.get(&format!("/v1/affiliates/{a}")).await["balances"]["pending"]), d(amount), "{a}");
     }
     assert_eq!(app.get("/v1/buyers/x/rewards").await["points"], 26500);
-    assert_eq!(app.get("/admin/reconcile").await["ok"], true);
+    assert_eq!(app.reconcile().await["ok"], true);
     instance.kill().await;
     let _ = std::fs::remove_file(&file);
 }
@@ -144,7 +157,7 @@ async fn a_kill_mid_burst_in_embedded_mode_loses_no_accepted_order_and_pays_each
     assert!(stored >= rust_decimal::Decimal::from(accepted as u64), "{stored} paid, {accepted} accepted");
     assert_eq!(dec(&app.get("/v1/affiliates/B").await["balances"]["pending"]), stored * d("3000"));
     assert_eq!(dec(&app.get("/v1/affiliates/A").await["balances"]["pending"]), stored * d("1000"));
-    let report = app.get("/admin/reconcile").await;
+    let report = app.reconcile().await;
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["checked"]["orders"].as_u64().unwrap(), stored.to_string().parse::<u64>().unwrap());
     instance.kill().await;

@@ -317,6 +317,9 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         max_inflight: 10_000,
         max_backlog: 0,
         rate_limit_per_sec: 0,
+        // Reconcile runs when a test asks (`TestApp::reconcile`), not by itself.
+        reconcile_every_ms: 0,
+        reconcile_full_every_ms: 0,
         rate_limit_burst: 0,
         auth_failures_per_min: 0,
         auth_failures_burst: 0,
@@ -495,6 +498,8 @@ pub fn engine_on(store: Arc<dyn komisi::store::Backend>, redeliver_after: Durati
             retry: RetryPolicy { max_attempts: 8, base: Duration::from_millis(50), max: Duration::from_millis(400) },
             retry_horizon: Duration::from_secs(3600),
             redeliver_after,
+            reconcile_every: Duration::ZERO,
+            reconcile_full_every: Duration::ZERO,
         },
     )
 }
@@ -585,9 +590,28 @@ impl TestApp {
         r.json().await.expect("json")
     }
 
-    /// `GET /admin/reconcile` must find nothing wrong.
+    /// A full reconcile sweep now (`POST /admin/reconcile` with `wait`): its report.
+    pub async fn reconcile(&self) -> Value {
+        self.reconcile_kind("full").await
+    }
+
+    /// A reconcile run of `kind` (`full`, `incremental`) now: its report.
+    pub async fn reconcile_kind(&self, kind: &str) -> Value {
+        let r = self
+            .client
+            .post(self.url("/admin/reconcile"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({"kind": kind, "wait": true}))
+            .send()
+            .await
+            .expect("POST /admin/reconcile");
+        assert_eq!(r.status(), StatusCode::OK, "POST /admin/reconcile");
+        r.json().await.expect("json")
+    }
+
+    /// A full reconcile sweep must find nothing wrong.
     pub async fn assert_reconciled(&self) {
-        let report = self.admin_get("/admin/reconcile").await;
+        let report = self.reconcile().await;
         assert_eq!(report["ok"], true, "reconcile found violations: {report}");
     }
 

@@ -401,7 +401,7 @@ async fn the_largest_order_many_times_over_pays_exactly_and_a_points_balance_pas
     app.assert_ledger_consistent().await;
     // Reconcile: the sums hold past i64 (no points_mismatch); the one thing it
     // reports is o-0's raised entries, which no rule computed.
-    let report = app.admin_get("/admin/reconcile").await;
+    let report = app.reconcile().await;
     let violations = report["violations"].as_array().expect("violations").clone();
     assert!(!violations.is_empty(), "the raised entries are reported: {report}");
     for v in &violations {

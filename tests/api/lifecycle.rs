@@ -298,7 +298,7 @@ async fn reconcile_reports_a_corrupted_balance() {
     app.db.add_money("affiliates", "pending", "C", d("1")).await;
     app.db.exec("UPDATE buyers SET points = points - 7 WHERE id = 'x'", &[]).await;
     app.db.exec("DELETE FROM ledger_entries WHERE affiliate_id = 'A'", &[]).await;
-    let report = app.admin_get("/admin/reconcile").await;
+    let report = app.reconcile().await;
     assert_eq!(report["ok"], false);
     let found: Vec<(String, String)> = report["violations"]
         .as_array()

@@ -20,6 +20,7 @@ mod journal;
 mod lifecycle;
 mod operator;
 mod ops;
+mod reconcile;
 mod rewards;
 mod rules;
 mod scale;

@@ -226,6 +226,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/payouts/{id}"),
         ("POST", "/admin/payouts/{id}/complete"),
         ("GET", "/admin/reconcile"),
+        ("POST", "/admin/reconcile"),
         ("GET", "/metrics"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),

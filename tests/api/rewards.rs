@@ -486,7 +486,7 @@ async fn reconcile_names_a_wallet_whose_entries_disagree_with_its_redemption() {
     app.assert_reconciled().await;
     // Tampering: the hold is marked released but no points came back.
     app.db.exec("UPDATE redemptions SET status = 'released' WHERE id = 'r-1'", &[]).await;
-    let report = app.admin_get("/admin/reconcile").await;
+    let report = app.reconcile().await;
     assert_eq!(report["ok"], false);
     let kinds: Vec<&str> =
         report["violations"].as_array().unwrap().iter().map(|v| v["kind"].as_str().unwrap()).collect();

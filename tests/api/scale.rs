@@ -288,8 +288,9 @@ impl Fleet {
             )
             .await;
         assert!(unfenced.is_empty(), "events applied outside their instance's ownership: {unfenced:?}");
-        let report = self.client.get(format!("{}/admin/reconcile", self.base(self.live()[0]))).bearer_auth(ADMIN_KEY);
-        let report: Value = report.send().await.expect("reconcile").json().await.expect("json");
+        let report = self.client.post(format!("{}/admin/reconcile", self.base(self.live()[0]))).bearer_auth(ADMIN_KEY);
+        let report: Value =
+            report.json(&json!({"wait": true})).send().await.expect("reconcile").json().await.expect("json");
         assert_eq!(report["ok"], true, "reconcile: {report}");
     }
 

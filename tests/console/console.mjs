@@ -92,7 +92,14 @@ try {
   // ---- overview
   step = 'overview';
   await page.waitForFunction(() => document.querySelector('#count-dead')?.textContent === '5');
+  // Opening the overview starts no reconcile run: none has run yet.
+  await page.locator('#reconcile-none').waitFor();
+  await page.click('#run-reconcile');
+  await confirm(/^Run a full reconcile sweep now\? It reads every order/);
+  await page.locator('#sweep-started').waitFor();
+  check(/^Full sweep #\d+ started\.$/.test(await text('#sweep-started')), `the sweep started: ${await text('#sweep-started')}`);
   await page.locator('#reconcile-ok').waitFor();
+  check(/^ok — checked \d+ affiliates, /.test(await text('#reconcile-ok')), `the sweep's result: ${await text('#reconcile-ok')}`);
   check(await page.evaluate((k) => sessionStorage.getItem('komisi.adminKey') === k && localStorage.length === 0, ADMIN_KEY),
     'the key is kept in sessionStorage only');
   check(!page.url().includes(ADMIN_KEY), 'no key in the URL');

@@ -202,11 +202,15 @@ impl Db for MySqlStore {
         Ok(Box::new(MyConn(Inner::Tx(tx))))
     }
 
-    /// READ COMMITTED: a transaction does not read one snapshot, but a
-    /// locking read (`LOCK IN SHARE MODE`) holds its lock to the end.
+    /// A snapshot is a REPEATABLE READ transaction (the sessions default to
+    /// READ COMMITTED, where each statement would read its own moment):
+    /// every read of it sees the database as of its first one.
     async fn read(&self, lane: Lane, snapshot: bool) -> Result<Box<dyn Conn>> {
         if snapshot {
-            return self.write(lane).await;
+            let mut conn = self.pool(lane).acquire().await.map_err(classify)?;
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(classify)?;
+            let tx = sqlx::Transaction::begin(conn, None).await.map_err(classify)?;
+            return Ok(Box::new(MyConn(Inner::Tx(tx))));
         }
         let conn = self.pool(lane).acquire().await.map_err(classify)?;
         Ok(Box::new(MyConn(Inner::Pooled(conn))))

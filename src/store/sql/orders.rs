@@ -117,6 +117,41 @@ impl Orders for SqlStore {
         }))
     }
 
+    async fn entitlement_inputs_of(&self, ids: &[OrderId]) -> Result<Vec<(OrderId, EntitlementInputs)>> {
+        let mut conn = self.snapshot().await?;
+        let refs: Vec<&OrderId> = ids.iter().collect();
+        let orders = conn
+            .fetch_chunked(&refs, 1, |chunk| {
+                let mut q = Sql::new(
+                    "SELECT id, buyer_id, status, program_version, context FROM orders \
+                     WHERE commission_status = 'processed' AND context IS NOT NULL AND id IN (",
+                );
+                q.list(chunk.iter().copied()).push(")");
+                q
+            })
+            .await?;
+        let mut items = load_items(conn.as_mut(), &refs).await?;
+        let mut applied = super::apply::load_applied(conn.as_mut(), &refs).await?;
+        conn.commit().await?;
+        orders
+            .iter()
+            .map(|o| {
+                let id = OrderId::from_trusted(o.text("id")?);
+                let inputs = EntitlementInputs {
+                    program_version: o.uint("program_version")?,
+                    state: OrderState {
+                        buyer_id: BuyerId::from_trusted(o.text("buyer_id")?),
+                        items: items.remove(&id).unwrap_or_default(),
+                        cancelled: order_status(&o.text("status")?)? == OrderStatus::Cancelled,
+                    },
+                    context: o.text("context")?,
+                    applied: applied.remove(&id).unwrap_or_default(),
+                };
+                Ok((id, inputs))
+            })
+            .collect()
+    }
+
     async fn processed_orders(&self, after: &str, limit: u32) -> Result<Vec<OrderId>> {
         let q = Sql::new("SELECT id FROM orders WHERE commission_status = 'processed' AND id > ? ORDER BY id LIMIT ?")
             .arg(after)

@@ -1,11 +1,25 @@
-//! What reconcile reads: the rows that break a stored-balance invariant.
-//! Every check reads one snapshot; sums are exact (see [`super::Dialect::sum`])
-//! and compared as `Decimal`s (`"1.5000"` equals `"1.5"`), never as text.
-use super::{rows, Arg, Conn, Sql, SqlStore};
-use crate::store::{corrupt, Reconcile, ReconcileFacts, Result};
+//! What reconcile reads: the rows that break a stored-balance invariant,
+//! over everything (a full sweep) or over what changed in a window (an
+//! incremental run); and the runs themselves. Every check reads one
+//! snapshot; sums are exact (see [`super::Dialect::sum`]) and compared as
+//! `Decimal`s (`"1.5000"` equals `"1.5"`), never as text.
+use super::{rows, Arg, Conn, Lane, Sql, SqlStore};
+use crate::domain::event::EventId;
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+use crate::domain::reconcile::{Run, RunKind, RunStatus, Window};
+use crate::store::{corrupt, Changes, ClaimTx, Reconcile, ReconcileFacts, Result};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
+use std::collections::BTreeSet;
+
+/// The keys of a check in chunks (IN lists), or one pass over everything.
+fn chunks<T>(only: Option<&[T]>) -> Vec<Option<&[T]>> {
+    match only {
+        None => vec![None],
+        Some(keys) => keys.chunks(500).map(Some).collect(),
+    }
+}
 
 #[async_trait::async_trait]
 impl Reconcile for SqlStore {
@@ -21,103 +35,352 @@ impl Reconcile for SqlStore {
         ] {
             *slot = c.one(&Sql::new(format!("SELECT COUNT(*) AS n FROM {table}"))).await?.uint("n")?;
         }
-        f.balance_mismatches = balance_mismatches(c).await?;
-        f.points_mismatches = points_mismatches(c).await?;
-        let q = Sql::new(
-            "SELECT event_id, affiliate_id, kind FROM ledger_entries GROUP BY event_id, affiliate_id, kind \
-             HAVING COUNT(*) > 1",
-        );
-        for r in c.fetch(&q).await? {
-            f.duplicate_entries.push((r.text("event_id")?, r.text("affiliate_id")?, r.text("kind")?));
-        }
-        let q = Sql::new(
-            "SELECT id, order_id, status, attempts FROM events \
-             WHERE status IN ('pending', 'processing', 'failed') AND created_at < ? ORDER BY created_at LIMIT 1000",
-        )
-        .arg(Arg::Bound(stuck_before));
-        for r in c.fetch(&q).await? {
-            f.stuck_events.push((
-                r.text("id")?,
-                r.text("order_id")?,
-                r.text("status")?,
-                super::small(r.as_ref(), "attempts")?,
-            ));
-        }
-        f.payout_item_mismatches = payout_item_mismatches(c).await?;
-        f.payout_entry_statuses = payout_entry_statuses(c).await?;
+        f.balance_mismatches = balance_mismatches(c, None).await?;
+        f.points_mismatches = points_mismatches(c, None).await?;
+        f.duplicate_entries = duplicate_entries(c, None).await?;
+        f.stuck_events = stuck_events(c, stuck_before).await?;
+        f.payout_item_mismatches = payout_item_mismatches(c, None).await?;
+        f.payout_entry_statuses = payout_entry_statuses(c, None).await?;
         conn.commit().await?;
         Ok(f)
     }
+
+    async fn changes(&self, w: &Window, stuck_before: DateTime<Utc>) -> Result<Changes> {
+        let mut conn = self.snapshot().await?;
+        let c = conn.as_mut();
+        let since = Arg::Bound(w.since.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let (mut orders, mut affiliates, mut buyers, mut events) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let q = Sql::new("SELECT order_id, affiliate_id, event_id FROM ledger_entries WHERE id > ? AND id <= ?")
+            .arg(super::uint(w.ledger.0)?)
+            .arg(super::uint(w.ledger.1)?);
+        for r in c.fetch(&q).await? {
+            orders.insert(r.text("order_id")?);
+            affiliates.insert(r.text("affiliate_id")?);
+            events.insert(r.text("event_id")?);
+        }
+        let q = Sql::new("SELECT order_id, buyer_id FROM reward_entries WHERE id > ? AND id <= ?")
+            .arg(super::uint(w.rewards.0)?)
+            .arg(super::uint(w.rewards.1)?);
+        for r in c.fetch(&q).await? {
+            orders.insert(r.text("order_id")?);
+            buyers.insert(r.text("buyer_id")?);
+        }
+        orders.remove(""); // a wallet entry's: no order
+                           // Wallet changes without entries (a capture): their events.
+        let q = Sql::new("SELECT partition_key FROM events WHERE created_at >= ? AND order_id = ''").arg(since.clone());
+        for r in c.fetch(&q).await? {
+            if let Some(buyer) = r.text("partition_key")?.strip_prefix("b:") {
+                buyers.insert(buyer.to_owned());
+            }
+        }
+        let q =
+            Sql::new("SELECT id FROM payouts WHERE created_at >= ? OR completed_at >= ?").arg(since.clone()).arg(since);
+        let payouts = rows::all(&c.fetch(&q).await?, |r| r.uint("id"))?;
+        for p in &payouts {
+            let q = Sql::new("SELECT affiliate_id FROM payout_items WHERE payout_id = ?").arg(super::uint(*p)?);
+            for r in c.fetch(&q).await? {
+                affiliates.insert(r.text("affiliate_id")?);
+            }
+        }
+        let affiliates: Vec<AffiliateId> = affiliates.into_iter().map(AffiliateId::from_trusted).collect();
+        let buyers: Vec<BuyerId> = buyers.into_iter().map(BuyerId::from_trusted).collect();
+        let events: Vec<EventId> = events.iter().map(|e| rows::event_id(e)).collect::<Result<_>>()?;
+        let facts = ReconcileFacts {
+            affiliates: affiliates.len() as u64,
+            buyers: buyers.len() as u64,
+            events: events.len() as u64,
+            payouts: payouts.len() as u64,
+            balance_mismatches: balance_mismatches(c, Some(&affiliates)).await?,
+            points_mismatches: points_mismatches(c, Some(&buyers)).await?,
+            duplicate_entries: duplicate_entries(c, Some(&events)).await?,
+            stuck_events: stuck_events(c, stuck_before).await?,
+            payout_item_mismatches: payout_item_mismatches(c, Some(&payouts)).await?,
+            payout_entry_statuses: payout_entry_statuses(c, Some(&payouts)).await?,
+        };
+        conn.commit().await?;
+        Ok(Changes { facts, orders: orders.into_iter().map(OrderId::from_trusted).collect(), buyers })
+    }
+
+    async fn entry_marks(&self) -> Result<(u64, u64)> {
+        let mut conn = self.snapshot().await?;
+        let q = Sql::new(
+            "SELECT (SELECT MAX(id) FROM ledger_entries) AS ledger, (SELECT MAX(id) FROM reward_entries) AS rewards",
+        );
+        let r = conn.one(&q).await?;
+        let marks = (r.opt_int("ledger")?.unwrap_or(0), r.opt_int("rewards")?.unwrap_or(0));
+        conn.commit().await?;
+        Ok((u64::try_from(marks.0).map_err(corrupt)?, u64::try_from(marks.1).map_err(corrupt)?))
+    }
+
+    async fn order_count(&self) -> Result<u64> {
+        self.read().await?.one(&Sql::new("SELECT COUNT(*) AS n FROM orders")).await?.uint("n")
+    }
+
+    async fn runs(&self, running: bool, limit: u32) -> Result<Vec<Run>> {
+        let which = if running { "status = 'running'" } else { "status IN ('done', 'failed')" };
+        let q = Sql::new(format!("SELECT {RUN_COLUMNS} FROM reconcile_runs WHERE {which} ORDER BY id DESC LIMIT ?"))
+            .arg(limit);
+        rows::all(&self.read().await?.fetch(&q).await?, run)
+    }
+
+    async fn save_run(&self, r: &Run) -> Result<()> {
+        let mut conn = self.write(Lane::Work).await?;
+        let q = Sql::new(
+            "UPDATE reconcile_runs SET status = ?, heartbeat_at = ?, finished_at = ?, after_order = ?, done_count = ?, \
+             total_count = ?, violations = ?, report = ?, error = ? WHERE id = ?",
+        )
+        .arg(r.status.as_str())
+        .arg(r.heartbeat_at)
+        .arg(r.finished_at)
+        .arg(r.cursor.as_deref())
+        .arg(super::uint(r.done)?)
+        .arg(super::uint(r.total)?)
+        .arg(super::uint(r.violations)?)
+        .arg(r.report.as_str())
+        .arg(r.error.as_deref())
+        .arg(super::uint(r.id)?);
+        conn.execute(&q).await?;
+        conn.commit().await
+    }
+
+    async fn prune_runs(&self, keep: u64) -> Result<u64> {
+        let mut conn = self.write(Lane::Work).await?;
+        let newest = conn.one(&Sql::new("SELECT MAX(id) AS n FROM reconcile_runs")).await?.opt_int("n")?.unwrap_or(0);
+        let below = newest.saturating_sub(i64::try_from(keep).unwrap_or(i64::MAX));
+        let q = Sql::new("DELETE FROM reconcile_runs WHERE id <= ? AND status <> 'running'").arg(below);
+        let pruned = conn.execute(&q).await?.rows;
+        conn.commit().await?;
+        Ok(pruned)
+    }
+
+    async fn begin_claim(&self) -> Result<Box<dyn ClaimTx>> {
+        let mut conn = self.write(Lane::Work).await?;
+        let q = format!("SELECT name FROM locks WHERE name = 'reconcile'{}", conn.dialect().for_update);
+        conn.one(&Sql::new(q)).await?;
+        Ok(Box::new(SqlClaim { conn }))
+    }
+}
+
+const RUN_COLUMNS: &str = "id, kind, status, owner, started_at, heartbeat_at, finished_at, ledger_from, ledger_to, \
+     rewards_from, rewards_to, after_order, done_count, total_count, violations, report, error";
+
+fn run(r: &dyn super::Cols) -> Result<Run> {
+    let kind = r.text("kind")?;
+    let status = r.text("status")?;
+    Ok(Run {
+        id: r.uint("id")?,
+        kind: RunKind::parse(&kind).ok_or_else(|| corrupt(format!("run kind {kind:?}")))?,
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt(format!("run status {status:?}")))?,
+        owner: r.text("owner")?,
+        started_at: r.time("started_at")?,
+        heartbeat_at: r.time("heartbeat_at")?,
+        finished_at: r.opt_time("finished_at")?,
+        window: Window {
+            ledger: (r.uint("ledger_from")?, r.uint("ledger_to")?),
+            rewards: (r.uint("rewards_from")?, r.uint("rewards_to")?),
+            since: None,
+        },
+        cursor: r.opt_text("after_order")?,
+        done: r.uint("done_count")?,
+        total: r.uint("total_count")?,
+        violations: r.uint("violations")?,
+        report: r.text("report")?,
+        error: r.opt_text("error")?,
+    })
+}
+
+struct SqlClaim {
+    conn: Box<dyn Conn>,
+}
+
+#[async_trait::async_trait]
+impl ClaimTx for SqlClaim {
+    async fn running(&mut self) -> Result<Vec<Run>> {
+        let q = Sql::new(format!("SELECT {RUN_COLUMNS} FROM reconcile_runs WHERE status = 'running' ORDER BY id"));
+        rows::all(&self.conn.fetch(&q).await?, run)
+    }
+
+    async fn run(&mut self, id: u64) -> Result<Option<Run>> {
+        let q = Sql::new(format!("SELECT {RUN_COLUMNS} FROM reconcile_runs WHERE id = ?")).arg(super::uint(id)?);
+        self.conn.optional(&q).await?.map(|r| run(r.as_ref())).transpose()
+    }
+
+    async fn fail(&mut self, id: u64, error: &str, now: DateTime<Utc>) -> Result<()> {
+        let q = Sql::new("UPDATE reconcile_runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?")
+            .arg(now)
+            .arg(error)
+            .arg(super::uint(id)?);
+        self.conn.execute(&q).await?;
+        Ok(())
+    }
+
+    async fn insert(&mut self, r: &Run) -> Result<u64> {
+        let q = Sql::new(
+            "INSERT INTO reconcile_runs (kind, status, owner, started_at, heartbeat_at, finished_at, ledger_from, \
+             ledger_to, rewards_from, rewards_to, after_order, done_count, total_count, violations, report, error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .arg(r.kind.as_str())
+        .arg(r.status.as_str())
+        .arg(r.owner.as_str())
+        .arg(r.started_at)
+        .arg(r.heartbeat_at)
+        .arg(r.finished_at)
+        .arg(super::uint(r.window.ledger.0)?)
+        .arg(super::uint(r.window.ledger.1)?)
+        .arg(super::uint(r.window.rewards.0)?)
+        .arg(super::uint(r.window.rewards.1)?)
+        .arg(r.cursor.as_deref())
+        .arg(super::uint(r.done)?)
+        .arg(super::uint(r.total)?)
+        .arg(super::uint(r.violations)?)
+        .arg(r.report.as_str())
+        .arg(r.error.as_deref());
+        Ok(self.conn.execute(&q).await?.last_id)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.conn.commit().await
+    }
+}
+
+/// ` WHERE <column> IN (…)` for the keys of a chunk, or nothing.
+fn push_only(q: &mut Sql, word: &str, column: &str, keys: Option<Vec<Arg>>) {
+    if let Some(keys) = keys {
+        q.push(&format!(" {word} {column} IN (")).list(keys).push(")");
+    }
+}
+
+/// A chunk's keys as arguments.
+fn args<T>(keys: Option<&[T]>, arg: impl Fn(&T) -> Arg) -> Option<Vec<Arg>> {
+    keys.map(|k| k.iter().map(arg).collect())
 }
 
 /// Balances against ledger sums per status.
-async fn balance_mismatches(c: &mut dyn Conn) -> Result<Vec<(String, [Decimal; 3], [Decimal; 3])>> {
+async fn balance_mismatches(
+    c: &mut dyn Conn,
+    only: Option<&[AffiliateId]>,
+) -> Result<Vec<(String, [Decimal; 3], [Decimal; 3])>> {
     let sum = c.dialect().sum;
-    let q = format!(
-        "SELECT a.id, a.pending, a.approved, a.paid, l.p, l.ap, l.pd FROM affiliates a LEFT JOIN \
-         (SELECT affiliate_id, {} AS p, {} AS ap, {} AS pd FROM ledger_entries GROUP BY affiliate_id) l \
-         ON l.affiliate_id = a.id ORDER BY a.id",
+    let sums = format!(
+        "{} AS p, {} AS ap, {} AS pd",
         sum("CASE WHEN status = 'pending' THEN amount END"),
         sum("CASE WHEN status = 'approved' THEN amount END"),
         sum("CASE WHEN status = 'paid' THEN amount END"),
     );
     let mut found = Vec::new();
-    for r in c.fetch(&Sql::new(q)).await? {
-        let stored = [r.money("pending")?, r.money("approved")?, r.money("paid")?];
-        let ledger = [r.sum("p")?, r.sum("ap")?, r.sum("pd")?];
-        if stored != ledger {
-            found.push((r.text("id")?, stored, ledger));
+    for keys in chunks(only) {
+        let mut q = Sql::new(format!(
+            "SELECT a.id, a.pending, a.approved, a.paid, l.p, l.ap, l.pd FROM affiliates a LEFT JOIN \
+             (SELECT affiliate_id, {sums} FROM ledger_entries"
+        ));
+        push_only(&mut q, "WHERE", "affiliate_id", args(keys, |k| Arg::from(k)));
+        q.push(" GROUP BY affiliate_id) l ON l.affiliate_id = a.id");
+        push_only(&mut q, "WHERE", "a.id", args(keys, |k| Arg::from(k)));
+        q.push(" ORDER BY a.id");
+        for r in c.fetch(&q).await? {
+            let stored = [r.money("pending")?, r.money("approved")?, r.money("paid")?];
+            let ledger = [r.sum("p")?, r.sum("ap")?, r.sum("pd")?];
+            if stored != ledger {
+                found.push((r.text("id")?, stored, ledger));
+            }
         }
     }
     Ok(found)
 }
 
 /// Points balances against reward sums (exact: a balance may pass i64).
-async fn points_mismatches(c: &mut dyn Conn) -> Result<Vec<(String, i128, i128)>> {
-    let q = format!(
-        "SELECT b.id, b.points, r.s FROM buyers b LEFT JOIN \
-         (SELECT buyer_id, {} AS s FROM reward_entries GROUP BY buyer_id) r ON r.buyer_id = b.id ORDER BY b.id",
-        (c.dialect().sum)("points")
-    );
+async fn points_mismatches(c: &mut dyn Conn, only: Option<&[BuyerId]>) -> Result<Vec<(String, i128, i128)>> {
+    let sum = (c.dialect().sum)("points");
     let mut found = Vec::new();
-    for r in c.fetch(&Sql::new(q)).await? {
-        let stored = r.points("points")?;
-        let entries = r.sum("s")?.to_i128().ok_or_else(|| corrupt("a points sum is not whole"))?;
-        if stored != entries {
-            found.push((r.text("id")?, stored, entries));
+    for keys in chunks(only) {
+        let mut q = Sql::new(format!(
+            "SELECT b.id, b.points, r.s FROM buyers b LEFT JOIN (SELECT buyer_id, {sum} AS s FROM reward_entries"
+        ));
+        push_only(&mut q, "WHERE", "buyer_id", args(keys, |k| Arg::from(k)));
+        q.push(" GROUP BY buyer_id) r ON r.buyer_id = b.id");
+        push_only(&mut q, "WHERE", "b.id", args(keys, |k| Arg::from(k)));
+        q.push(" ORDER BY b.id");
+        for r in c.fetch(&q).await? {
+            let stored = r.points("points")?;
+            let entries = r.sum("s")?.to_i128().ok_or_else(|| corrupt("a points sum is not whole"))?;
+            if stored != entries {
+                found.push((r.text("id")?, stored, entries));
+            }
         }
     }
     Ok(found)
 }
 
-/// Each payout item against the Σ of its entries.
-async fn payout_item_mismatches(c: &mut dyn Conn) -> Result<Vec<(u64, String, Decimal, Decimal)>> {
-    let q = format!(
-        "SELECT i.payout_id, i.affiliate_id, i.amount, {} AS entries FROM payout_items i \
-         LEFT JOIN ledger_entries l ON l.payout_id = i.payout_id AND l.affiliate_id = i.affiliate_id \
-         GROUP BY i.payout_id, i.affiliate_id, i.amount ORDER BY i.payout_id, i.affiliate_id",
-        (c.dialect().sum)("l.amount")
-    );
+/// Two entries of one event for one beneficiary and kind.
+async fn duplicate_entries(c: &mut dyn Conn, only: Option<&[EventId]>) -> Result<Vec<(String, String, String)>> {
     let mut found = Vec::new();
-    for r in c.fetch(&Sql::new(q)).await? {
-        let (amount, entries) = (r.money("amount")?, r.sum("entries")?);
-        if amount != entries {
-            found.push((r.uint("payout_id")?, r.text("affiliate_id")?, amount, entries));
+    for keys in chunks(only) {
+        let mut q = Sql::new("SELECT event_id, affiliate_id, kind FROM ledger_entries");
+        push_only(&mut q, "WHERE", "event_id", args(keys, |e| Arg::from(*e)));
+        q.push(" GROUP BY event_id, affiliate_id, kind HAVING COUNT(*) > 1");
+        for r in c.fetch(&q).await? {
+            found.push((r.text("event_id")?, r.text("affiliate_id")?, r.text("kind")?));
+        }
+    }
+    Ok(found)
+}
+
+/// Open events created before `stuck_before` (the first 1 000).
+async fn stuck_events(c: &mut dyn Conn, stuck_before: DateTime<Utc>) -> Result<Vec<(String, String, String, u32)>> {
+    let q = Sql::new(
+        "SELECT id, order_id, status, attempts FROM events \
+         WHERE status IN ('pending', 'processing', 'failed') AND created_at < ? ORDER BY created_at LIMIT 1000",
+    )
+    .arg(Arg::Bound(stuck_before));
+    rows::all(&c.fetch(&q).await?, |r| {
+        Ok((r.text("id")?, r.text("order_id")?, r.text("status")?, super::small(r, "attempts")?))
+    })
+}
+
+/// Each payout item against the Σ of its entries.
+async fn payout_item_mismatches(
+    c: &mut dyn Conn,
+    only: Option<&[u64]>,
+) -> Result<Vec<(u64, String, Decimal, Decimal)>> {
+    let sum = (c.dialect().sum)("l.amount");
+    let mut found = Vec::new();
+    for keys in chunks(only) {
+        let mut q = Sql::new(format!(
+            "SELECT i.payout_id, i.affiliate_id, i.amount, {sum} AS entries FROM payout_items i \
+             LEFT JOIN ledger_entries l ON l.payout_id = i.payout_id AND l.affiliate_id = i.affiliate_id"
+        ));
+        push_only(&mut q, "WHERE", "i.payout_id", args(keys, |p| Arg::Int(*p as i64)));
+        q.push(" GROUP BY i.payout_id, i.affiliate_id, i.amount ORDER BY i.payout_id, i.affiliate_id");
+        for r in c.fetch(&q).await? {
+            let (amount, entries) = (r.money("amount")?, r.sum("entries")?);
+            if amount != entries {
+                found.push((r.uint("payout_id")?, r.text("affiliate_id")?, amount, entries));
+            }
         }
     }
     Ok(found)
 }
 
 /// Entries whose status disagrees with their batch's (paid in a completed
-/// batch, approved in an open one).
-async fn payout_entry_statuses(c: &mut dyn Conn) -> Result<Vec<(u64, String, u64, String, String)>> {
-    let q = Sql::new(
-        "SELECT l.id, l.affiliate_id, l.payout_id, l.status, p.status AS batch FROM ledger_entries l \
-         JOIN payouts p ON p.id = l.payout_id \
-         WHERE (p.status = 'completed' AND l.status <> 'paid') OR (p.status = 'open' AND l.status <> 'approved') \
-         LIMIT 1000",
-    );
-    rows::all(&c.fetch(&q).await?, |r| {
-        Ok((r.uint("id")?, r.text("affiliate_id")?, r.uint("payout_id")?, r.text("status")?, r.text("batch")?))
-    })
+/// batch, approved in an open one), the first 1 000.
+async fn payout_entry_statuses(
+    c: &mut dyn Conn,
+    only: Option<&[u64]>,
+) -> Result<Vec<(u64, String, u64, String, String)>> {
+    let mut found = Vec::new();
+    for keys in chunks(only) {
+        let mut q = Sql::new(
+            "SELECT l.id, l.affiliate_id, l.payout_id, l.status, p.status AS batch FROM ledger_entries l \
+             JOIN payouts p ON p.id = l.payout_id \
+             WHERE ((p.status = 'completed' AND l.status <> 'paid') OR (p.status = 'open' AND l.status <> 'approved'))",
+        );
+        push_only(&mut q, "AND", "p.id", args(keys, |p| Arg::Int(*p as i64)));
+        q.push(" LIMIT 1000");
+        found.extend(rows::all(&c.fetch(&q).await?, |r| {
+            Ok((r.uint("id")?, r.text("affiliate_id")?, r.uint("payout_id")?, r.text("status")?, r.text("batch")?))
+        })?);
+    }
+    Ok(found)
 }

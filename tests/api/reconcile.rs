@@ -1,0 +1,179 @@
+//! Reconcile as a background job: an incremental run checks what changed
+//! since the runs before it and nothing else, a full sweep everything; a
+//! stopped sweep is resumed where it stopped; one run at a time across
+//! instances; the schedule starts a full sweep first and incremental runs
+//! after; `GET` answers the last result without checking anything.
+use crate::helpers::*;
+use komisi::domain::reconcile::RunKind;
+use komisi::engine::reconcile::Started;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Kinds of the violations in a report, with whom they name.
+fn violations(report: &Value) -> Vec<(String, String)> {
+    report["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .map(|v| {
+            let who = ["order_id", "affiliate_id", "buyer_id"].iter().find_map(|k| v[*k].as_str()).unwrap_or("");
+            (v["kind"].as_str().expect("kind").to_owned(), who.to_owned())
+        })
+        .collect()
+}
+
+async fn place_processed(app: &TestApp, id: &str, code: &str) {
+    app.accept(&simple_order(id, &format!("buyer-{id}"), Some(code), "100000")).await;
+    app.processed(id).await;
+}
+
+/// Moves money between an order's entry and its affiliate's balance so
+/// that the balances still add up: only recomputing the order finds it.
+async fn corrupt_entry_quietly(app: &TestApp, order: &str, affiliate: &str) {
+    let id =
+        app.db.one("SELECT id FROM ledger_entries WHERE order_id = ? AND affiliate_id = ?", &[order, affiliate]).await;
+    app.db.add_money("ledger_entries", "amount", &id, d("1")).await;
+    app.db.add_money("affiliates", "pending", affiliate, d("1")).await;
+}
+
+#[tokio::test]
+async fn an_incremental_run_checks_what_changed_and_a_full_sweep_everything() {
+    let app = spawn_app().await;
+    let none = app.admin_get("/admin/reconcile").await;
+    assert_eq!(none, json!({"last": null, "running": null}), "nothing ran yet");
+    abc_tree(&app).await;
+    app.create_affiliate("D", None).await;
+    place_processed(&app, "o-1", "code-C").await;
+    let first = app.reconcile().await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["checked"]["orders"], 1);
+
+    // o-1 corrupted where no balance shows it; o-2 touches only D.
+    corrupt_entry_quietly(&app, "o-1", "C").await;
+    place_processed(&app, "o-2", "code-D").await;
+    let incremental = app.reconcile_kind("incremental").await;
+    assert_eq!(incremental["kind"], "incremental");
+    assert_eq!(incremental["ok"], true, "o-1 changed in no run's window: {incremental}");
+    assert_eq!(incremental["checked"]["orders"], 1, "only o-2: {incremental}");
+    assert_eq!(incremental["checked"]["affiliates"], 1, "only D: {incremental}");
+    assert_eq!(
+        incremental["coverage"]["ledger_entries"]["from"], first["coverage"]["ledger_entries"]["to"],
+        "it starts where the full sweep ended"
+    );
+
+    let full = app.reconcile().await;
+    assert_eq!(full["checked"]["orders"], 2);
+    assert_eq!(violations(&full), vec![("ledger_differs_from_entitlement".to_string(), "o-1".to_string())], "{full}");
+
+    // A change in the window is found by the incremental run.
+    app.db.add_money("affiliates", "pending", "D", d("5")).await;
+    place_processed(&app, "o-3", "code-D").await;
+    let caught = app.reconcile_kind("incremental").await;
+    assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "D".to_string())], "{caught}");
+    assert_eq!(caught["violations_total"], 1);
+
+    // GET answers the last result as it was stored.
+    let status = app.admin_get("/admin/reconcile").await;
+    assert_eq!(status["last"]["run_id"], caught["run_id"]);
+    assert_eq!(status["last"]["violations"], caught["violations"]);
+    assert_eq!(status["running"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_stopped_full_sweep_is_resumed_where_it_stopped() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    for i in 0..30 {
+        app.accept(&simple_order(&format!("o-{i:02}"), "x", Some("code-A"), "100000")).await;
+    }
+    for i in 0..30 {
+        app.processed(&format!("o-{i:02}")).await;
+    }
+    // An instance claims a sweep, checks up to o-14, and dies.
+    let engine = engine_on(open_store(&app.config, 2).await.into(), Duration::from_secs(60));
+    let Started::Started(run) = engine.start_reconcile(RunKind::Full).await.expect("claim") else {
+        panic!("nothing else runs")
+    };
+    let id = run.id.to_string();
+    app.db.exec("UPDATE reconcile_runs SET after_order = 'o-14', done_count = 15 WHERE id = ?", &[&id]).await;
+    app.db.set_time("reconcile_runs", "heartbeat_at", &id, chrono::Utc::now() - chrono::TimeDelta::minutes(5)).await;
+
+    let resumed = app.reconcile().await;
+    assert_ne!(resumed["run_id"].as_u64(), Some(run.id));
+    assert_eq!(resumed["checked"]["orders"], 15, "o-15..o-29 only: {resumed}");
+    assert_eq!(resumed["ok"], true);
+    let stopped = app.db.rows("SELECT status, error FROM reconcile_runs WHERE id = ?", &[&id]).await;
+    assert_eq!(stopped[0][0].as_deref(), Some("failed"));
+    assert!(stopped[0][1].as_deref().unwrap_or("").contains("stopped"), "{stopped:?}");
+
+    // Not resumed twice: the next sweep starts from the first order.
+    assert_eq!(app.reconcile().await["checked"]["orders"], 30);
+}
+
+#[tokio::test]
+async fn one_run_at_a_time_on_every_instance() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    place_processed(&app, "o-1", "code-A").await;
+    let other = engine_on(open_store(&app.config, 2).await.into(), Duration::from_secs(60));
+    let Started::Started(run) = other.start_reconcile(RunKind::Full).await.expect("claim") else {
+        panic!("nothing else runs")
+    };
+
+    let r = app.admin_post("/admin/reconcile", &json!({"kind": "incremental"})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body, json!({"run_id": run.id, "started": false}), "the other instance's run is running");
+    let status = app.admin_get("/admin/reconcile").await;
+    assert_eq!(status["running"]["run_id"], run.id);
+    assert_eq!(status["running"]["kind"], "full");
+
+    let report = other.run_reconcile(*run.clone()).await.expect("the run");
+    assert!(report.ok);
+    let r = app.admin_post("/admin/reconcile", &json!({})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["started"], true, "{body}");
+    let started = body["run_id"].as_u64().expect("run id");
+    assert!(started > run.id);
+    let finished = poll(Duration::from_secs(30), || async {
+        app.admin_get("/admin/reconcile").await["last"]["run_id"].as_u64() == Some(started)
+    })
+    .await;
+    assert!(finished, "the started run finishes in the background");
+    let last = app.admin_get("/admin/reconcile").await["last"].clone();
+    assert_eq!(
+        (last["kind"].as_str(), last["status"].as_str(), last["ok"].as_bool()),
+        (Some("full"), Some("done"), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn the_schedule_runs_a_full_sweep_first_then_incremental_runs() {
+    let app = spawn_app_with(|c| c.reconcile_every_ms = 300, Default::default()).await;
+    app.create_affiliate("A", None).await;
+    place_processed(&app, "o-1", "code-A").await;
+    let ran = poll(Duration::from_secs(30), || async {
+        app.db.int("SELECT COUNT(*) FROM reconcile_runs WHERE kind = 'incremental' AND status = 'done'", &[]).await >= 2
+    })
+    .await;
+    assert!(ran, "incremental runs follow each other");
+    let kinds = app.db.column("SELECT kind FROM reconcile_runs ORDER BY id", &[]).await;
+    assert_eq!(kinds[0], "full", "a full sweep first: {kinds:?}");
+    assert!(kinds[1..].iter().all(|k| k == "incremental"), "then incremental ones only: {kinds:?}");
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("komisi_reconcile_violations 0"), "{metrics}");
+    for kind in ["full", "incremental"] {
+        let line = format!("komisi_reconcile_last_success_timestamp_seconds{{kind=\"{kind}\"}}");
+        let at: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("{line} in {metrics}"))
+            .trim()
+            .parse()
+            .expect("a timestamp");
+        assert!(at > chrono::Utc::now().timestamp() as f64 - 60.0, "{line} is recent: {at}");
+    }
+}
