@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # A/B of two builds, interleaved so the machine's drift hits both alike: for
 # each of RUNS rounds, a fresh server of build A, then of build B, each
-# measured at RATE (saturation) and RATE/2 (half); DIST is the affiliates'
-# distribution (uniform, zipf[:S], hot; default uniform).
-#   loadtest/ab.sh DIR_A DIR_B [rate] [runs] [dist]
+# measured at RATE and RATE/2 (half) in open loop, then in closed loop with
+# CLIENTS clients (saturation: each client sends its next request when the
+# last is answered, so komisi's capacity sets the rate, not RATE); DIST is
+# the affiliates' distribution (uniform, zipf[:S], hot; default uniform).
+# The per-key rate limit is off (loadtest/serve.sh).
+#   loadtest/ab.sh DIR_A DIR_B [rate] [runs] [dist] [clients]
 # DIR_A / DIR_B are checkouts (e.g. `git worktree add /tmp/a <commit>`) with
 # `cargo build --release -p komisi -p loadtest` done in each.
 set -euo pipefail
@@ -12,18 +15,23 @@ B=$(cd "$2" && pwd)
 RATE=${3:-726}
 RUNS=${4:-3}
 DIST=${5:-uniform}
+CLIENTS=${6:-128}
 HALF=$((RATE / 2))
+# One load generator for both sides (this checkout's, built with
+# `cargo build --release -p loadtest`): only the server differs.
+LT=${KOMISI_AB_LOADTEST:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/loadtest}
 "$(dirname "${BASH_SOURCE[0]}")/mariadb-tune.sh" "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'])"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'])"
 }
 for round in $(seq "$RUNS"); do
   for side in A B; do
     dir=$A
     [ "$side" = B ] && dir=$B
     PID=$(cd "$dir" && loadtest/serve.sh)
-    (cd "$dir" && ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST max=$RATE"
-    (cd "$dir" && ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST half=$HALF"
+    (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST max=$RATE"
+    (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST half=$HALF"
+    (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --clients "$CLIENTS" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST sat clients=$CLIENTS"
     kill "$PID"
     while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
   done

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MAX=${1:-1210}
 RUNS=${2:-3}
+CLIENTS=${3:-128}
 HALF=$((MAX / 2))
 URL=http://127.0.0.1:18090
 LT=./target/release/loadtest
@@ -28,6 +29,12 @@ for _ in $(seq "$RUNS"); do
   $LT run --base-url $URL --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "half=$HALF"
   $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" --affiliates-dist zipf:1.1 | summary "zipf1.1 max=$MAX"
   $LT run --base-url $URL --rate "$MAX" --duration-secs 12 --server-pid "$PID" --affiliates-dist hot | summary "hot max=$MAX"
+done
+echo "# komisi at saturation: closed loop, $CLIENTS clients, per distribution (rate limit off)"
+for _ in $(seq "$RUNS"); do
+  for dist in uniform zipf:1.1 hot; do
+    $LT run --base-url $URL --clients "$CLIENTS" --duration-secs 12 --server-pid "$PID" --affiliates-dist "$dist" | summary "sat $dist clients=$CLIENTS"
+  done
 done
 PID=$(loadtest/serve.sh KOMISI_BENCH_COMMISSION_DELAY_MS=200)
 echo "# komisi with every commission computation delayed 200 ms"

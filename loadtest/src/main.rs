@@ -137,9 +137,13 @@ struct RunArgs {
     target: Target,
     #[command(flatten)]
     mix: Mix,
-    /// Requests per second offered.
+    /// Requests per second offered (open loop).
+    #[arg(long, required_unless_present = "clients", conflicts_with = "clients")]
+    rate: Option<f64>,
+    /// Closed loop instead: this many clients, each sending its next request
+    /// when the last is answered (saturation, whatever komisi's capacity).
     #[arg(long)]
-    rate: f64,
+    clients: Option<usize>,
     #[arg(long, default_value_t = 30)]
     duration_secs: u64,
     /// Longest wait for the backlog to drain after the run.
@@ -168,10 +172,15 @@ async fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Setup(a) => setup(&a.target).await,
         Cmd::Run(a) => {
+            let offer = match (a.rate, a.clients) {
+                (Some(rate), _) => Offer::Rate(rate),
+                (None, Some(clients)) => Offer::Clients(clients),
+                (None, None) => bail!("--rate or --clients"),
+            };
             let report = run(
                 &a.target,
                 &a.mix,
-                a.rate,
+                offer,
                 Duration::from_secs(a.duration_secs),
                 Duration::from_secs(a.drain_timeout_secs),
             )
@@ -280,14 +289,121 @@ fn rss(pid: Option<u32>) -> Value {
     json!({"rss_mb": field("VmRSS:"), "peak_rss_mb": field("VmHWM:")})
 }
 
-async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout: Duration) -> Result<Value> {
+/// One request of the mix: a new order, or a refund or completion of an
+/// earlier accepted one.
+struct Request {
+    url: String,
+    body: Value,
+    /// A new order: its id and item count (kept once accepted).
+    order: Option<(String, usize)>,
+}
+
+/// What every request of a run shares: the mix, the client, the counts.
+struct Load {
+    http: reqwest::Client,
+    key: String,
+    bases: Vec<String>,
+    mix: Mix,
+    leaves: Leaves,
+    run_id: String,
+    counters: Counters,
+    latency: Mutex<Histogram<u64>>,
+    accepted: Mutex<Vec<(String, usize)>>,
+    in_flight: AtomicUsize,
+}
+
+impl Load {
+    /// Request `i` of the run (`i` is unique within the run).
+    fn next(&self, i: u64, rng: &mut impl Rng) -> Request {
+        let roll: f64 = rng.random();
+        let earlier = {
+            let list = self.accepted.lock().unwrap();
+            (!list.is_empty()).then(|| list[rng.random_range(0..list.len())].clone())
+        };
+        let base = &self.bases[i as usize % self.bases.len()];
+        match earlier {
+            Some((order, items)) if roll < self.mix.refund_share => Request {
+                url: format!("{base}/v1/orders/{order}/refunds"),
+                body: json!({"refund_id": format!("r-{}-{i}", self.run_id), "items": [{"sku": format!("sku-{}", rng.random_range(0..items)), "quantity": 1}]}),
+                order: None,
+            },
+            Some((order, _)) if roll < self.mix.refund_share + self.mix.complete_share => {
+                Request { url: format!("{base}/v1/orders/{order}/complete"), body: Value::Null, order: None }
+            }
+            _ => {
+                let id = format!("lt-{}-{i}", self.run_id);
+                let (body, items) = new_order(&id, &self.mix, &self.leaves, rng);
+                Request { url: format!("{base}/v1/orders"), body, order: Some((id, items)) }
+            }
+        }
+    }
+
+    /// Sends a request counted in flight by the caller, and counts its
+    /// answer; an order's latency counts from `since`.
+    async fn send(&self, r: Request, since: Instant) {
+        let mut req = self.http.post(r.url).bearer_auth(&self.key);
+        if !r.body.is_null() {
+            req = req.json(&r.body);
+        }
+        let result = req.send().await;
+        let elapsed = since.elapsed().as_micros() as u64;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let counters = &self.counters;
+        match result {
+            Ok(answer) if answer.status().is_success() => match r.order {
+                Some(order) => {
+                    counters.orders_ok.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.latency.lock().unwrap().record(elapsed.max(1));
+                    self.accepted.lock().unwrap().push(order);
+                }
+                None => {
+                    counters.other_ok.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            // Refunding an item already fully refunded is a legitimate 422 in the mix.
+            Ok(answer) if answer.status() == 422 && r.order.is_none() => {
+                counters.other_ok.fetch_add(1, Ordering::Relaxed);
+            }
+            other => {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                // What went wrong, by status (or the client's error kind).
+                let what = match other {
+                    Ok(answer) => answer.status().as_u16().to_string(),
+                    Err(e) if e.is_timeout() => "timeout".into(),
+                    Err(e) if e.is_connect() => "connect".into(),
+                    Err(_) => "transport".into(),
+                };
+                *counters.error_kinds.lock().unwrap().entry(what).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// How the requests are offered.
+#[derive(Debug, Clone, Copy)]
+enum Offer {
+    /// Open loop: request i is due at i / rate whatever happened before.
+    Rate(f64),
+    /// Closed loop: this many clients, each sending its next request as soon
+    /// as the last is answered — komisi's saturation, whatever it is.
+    Clients(usize),
+}
+
+async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_timeout: Duration) -> Result<Value> {
     let http = client()?;
     let before = metrics::scrape_all(&http, &t.base_url).await.context("komisi /metrics")?;
-    let counters = Arc::new(Counters::default());
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
-    let accepted: Arc<Mutex<Vec<(String, usize)>>> = Arc::new(Mutex::new(Vec::new()));
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let run_id = uuid::Uuid::now_v7().simple().to_string();
+    let load = Arc::new(Load {
+        http: http.clone(),
+        key: t.storefront_key.clone(),
+        bases: t.base_url.clone(),
+        mix: mix.clone(),
+        leaves: Leaves::new(t.affiliates, mix.affiliates_dist)?,
+        run_id: uuid::Uuid::now_v7().simple().to_string(),
+        counters: Counters::default(),
+        latency: Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?),
+        accepted: Mutex::new(Vec::new()),
+        in_flight: AtomicUsize::new(0),
+    });
     let backlog = Arc::new(Mutex::new(Vec::new()));
     let base_open = metrics::open_events(&before);
     let sampler = {
@@ -303,87 +419,45 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
         })
     };
 
-    let leaves = Leaves::new(t.affiliates, mix.affiliates_dist)?;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let total = (rate * duration.as_secs_f64()) as u64;
     let started = Instant::now();
-    let mut rng = rand::rng();
     let mut tasks = Vec::new();
-    for i in 0..total {
-        // Open loop: request i is due at a fixed time whatever happened before,
-        // and its latency counts from then (no coordinated omission).
-        let due = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
-        if in_flight.load(Ordering::Relaxed) >= mix.max_in_flight {
-            counters.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
+    match offer {
+        Offer::Rate(rate) => {
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let total = (rate * duration.as_secs_f64()) as u64;
+            let mut rng = rand::rng();
+            for i in 0..total {
+                // Open loop: request i is due at a fixed time whatever happened
+                // before, and its latency counts from then (no coordinated omission).
+                let due = started + interval.mul_f64(i as f64);
+                tokio::time::sleep_until(due.into()).await;
+                if load.in_flight.load(Ordering::Relaxed) >= mix.max_in_flight {
+                    load.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let request = load.next(i, &mut rng);
+                load.in_flight.fetch_add(1, Ordering::Relaxed);
+                let load = load.clone();
+                tasks.push(tokio::spawn(async move { load.send(request, due).await }));
+            }
         }
-        let roll: f64 = rng.random();
-        let earlier = {
-            let list = accepted.lock().unwrap();
-            (!list.is_empty()).then(|| list[rng.random_range(0..list.len())].clone())
-        };
-        let base = &t.base_url[i as usize % t.base_url.len()];
-        let (url, body, is_order) = match earlier {
-            Some((order, items)) if roll < mix.refund_share => (
-                format!("{base}/v1/orders/{order}/refunds"),
-                json!({"refund_id": format!("r-{i}"), "items": [{"sku": format!("sku-{}", rng.random_range(0..items)), "quantity": 1}]}),
-                None,
-            ),
-            Some((order, _)) if roll < mix.refund_share + mix.complete_share => {
-                (format!("{base}/v1/orders/{order}/complete"), Value::Null, None)
-            }
-            _ => {
-                let id = format!("lt-{run_id}-{i}");
-                let (body, items) = new_order(&id, mix, &leaves, &mut rng);
-                (format!("{base}/v1/orders"), body, Some((id, items)))
-            }
-        };
-        let (http, key, counters, latency, accepted, in_flight) = (
-            http.clone(),
-            t.storefront_key.clone(),
-            counters.clone(),
-            latency.clone(),
-            accepted.clone(),
-            in_flight.clone(),
-        );
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        tasks.push(tokio::spawn(async move {
-            let mut req = http.post(url).bearer_auth(key);
-            if !body.is_null() {
-                req = req.json(&body);
-            }
-            let result = req.send().await;
-            let elapsed = due.elapsed().as_micros() as u64;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-            match result {
-                Ok(r) if r.status().is_success() => match is_order {
-                    Some(order) => {
-                        counters.orders_ok.fetch_add(1, Ordering::Relaxed);
-                        let _ = latency.lock().unwrap().record(elapsed.max(1));
-                        accepted.lock().unwrap().push(order);
+        Offer::Clients(clients) => {
+            let until = started + duration;
+            for c in 0..clients {
+                let load = load.clone();
+                tasks.push(tokio::spawn(async move {
+                    use rand::SeedableRng;
+                    let mut rng = rand::rngs::StdRng::from_os_rng();
+                    let mut i = c as u64;
+                    while Instant::now() < until {
+                        let request = load.next(i, &mut rng);
+                        load.in_flight.fetch_add(1, Ordering::Relaxed);
+                        load.send(request, Instant::now()).await;
+                        i += clients as u64;
                     }
-                    None => {
-                        counters.other_ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                // Refunding an item already fully refunded is a legitimate 422 in the mix.
-                Ok(r) if r.status() == 422 && is_order.is_none() => {
-                    counters.other_ok.fetch_add(1, Ordering::Relaxed);
-                }
-                other => {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    // What went wrong, by status (or the client's error kind).
-                    let what = match other {
-                        Ok(r) => r.status().as_u16().to_string(),
-                        Err(e) if e.is_timeout() => "timeout".into(),
-                        Err(e) if e.is_connect() => "connect".into(),
-                        Err(_) => "transport".into(),
-                    };
-                    *counters.error_kinds.lock().unwrap().entry(what).or_default() += 1;
-                }
+                }));
             }
-        }));
+        }
     }
     for task in tasks {
         let _ = task.await;
@@ -405,11 +479,17 @@ async fn run(t: &Target, mix: &Mix, rate: f64, duration: Duration, drain_timeout
     let done = after.sum("komisi_events_total", &[("outcome", "done")])
         - before.sum("komisi_events_total", &[("outcome", "done")]);
     let lag = metrics::histogram_delta(&before, &after, "komisi_event_lag_seconds");
+    let counters = &load.counters;
     let orders_ok = counters.orders_ok.load(Ordering::Relaxed);
-    let h = latency.lock().unwrap();
+    let h = load.latency.lock().unwrap();
+    let (offered_rate, clients) = match offer {
+        Offer::Rate(r) => (Some(r), None),
+        Offer::Clients(c) => (None, Some(c)),
+    };
     Ok(json!({
         "affiliates_dist": format!("{:?}", mix.affiliates_dist),
-        "offered_rate": rate,
+        "offered_rate": offered_rate,
+        "closed_loop_clients": clients,
         "duration_s": offered_for.as_secs_f64(),
         "orders_accepted": orders_ok,
         "other_requests_ok": counters.other_ok.load(Ordering::Relaxed),
@@ -432,7 +512,9 @@ async fn find_max(a: FindMaxArgs) -> Result<()> {
     let mut rate = a.start_rate;
     let mut best: Option<Value> = None;
     while rate <= a.max_rate {
-        let report = run(&a.target, &a.mix, rate, Duration::from_secs(a.step_secs), Duration::from_secs(60)).await?;
+        let report =
+            run(&a.target, &a.mix, Offer::Rate(rate), Duration::from_secs(a.step_secs), Duration::from_secs(60))
+                .await?;
         let lag_p99 = report["lag_upper_bound_s"]["p99"].as_f64().unwrap_or(f64::INFINITY);
         let drain = report["drain_s"].as_f64().unwrap_or(f64::INFINITY);
         let errors = report["errors"].as_u64().unwrap_or(0) + report["dropped"].as_u64().unwrap_or(0);
