@@ -62,9 +62,17 @@ async fn metrics_after_a_scripted_scenario() {
     })
     .await;
     assert!(noop, "the replay was counted as a no-op");
+    // One full reconcile sweep, finding nothing.
+    let r = app.admin_post("/admin/reconcile", &json!({"kind": "full", "wait": true})).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
 
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let s = samples(&text);
+    assert_eq!(get(&s, "komisi_reconcile_runs_total", &[("kind", "full"), ("outcome", "done")]), 1.0);
+    assert_eq!(get(&s, "komisi_reconcile_runs_total", &[("kind", "incremental"), ("outcome", "done")]), 0.0);
+    assert_eq!(get(&s, "komisi_reconcile_duration_seconds_count", &[("kind", "full")]), 1.0);
+    assert_eq!(get(&s, "komisi_reconcile_violations", &[]), 0.0);
+    assert!(get(&s, "komisi_reconcile_last_success_timestamp_seconds", &[("kind", "full")]) > 1.7e9);
     let placed = |outcome| get(&s, "komisi_events_total", &[("type", "order.placed"), ("outcome", outcome)]);
     assert_eq!((placed("done"), placed("noop"), placed("failed"), placed("dead")), (6.0, 1.0, 1.0, 0.0));
     assert_eq!(

@@ -2,6 +2,7 @@
 //! what attribution, totals and event), which answer at once (wrong
 //! currency), and which are answered from the stored order (an id already
 //! taken, or a second time in the same batch).
+use super::entitlement::month_window;
 use super::event::{EventId, EventRef, PartitionKey};
 use super::ids::AffiliateId;
 use super::order::{eligible, Attribution, CreateOrder, NewOrder};
@@ -46,10 +47,49 @@ impl Placement<'_> {
     }
 }
 
+/// What a batch adds to one (affiliate, calendar month): the eligible
+/// amounts of its attributed orders placed in that month (rule 4's volume)
+/// and how many they are (rule 5's position). The stored sums make an
+/// order's month facts cost its month's later orders, not its earlier ones.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MonthVolume {
+    pub affiliate_id: AffiliateId,
+    /// The month's start (program time zone), in UTC.
+    pub month_start: DateTime<Utc>,
+    pub volume: Decimal,
+    pub orders: u64,
+}
+
+/// The batch's [`MonthVolume`]s, in (affiliate, month) order: the order in
+/// which an intake transaction writes (and so locks) them, the same in every
+/// transaction. `None` if a sum overflows (it cannot below the amount bounds).
+pub fn month_volumes(placements: &[Placement<'_>], tz: chrono_tz::Tz) -> Option<Vec<MonthVolume>> {
+    let mut sums: std::collections::BTreeMap<(&AffiliateId, DateTime<Utc>), (Decimal, u64)> = Default::default();
+    for p in placements {
+        if let Some(affiliate) = &p.affiliate_id {
+            let (volume, orders) = sums.entry((affiliate, month_window(p.placed_at, tz).0)).or_default();
+            *volume = volume.checked_add(p.eligible)?;
+            *orders += 1;
+        }
+    }
+    Some(
+        sums.into_iter()
+            .map(|((a, month_start), (volume, orders))| MonthVolume {
+                affiliate_id: a.clone(),
+                month_start,
+                volume,
+                orders,
+            })
+            .collect(),
+    )
+}
+
 /// Everything one intake transaction writes.
 #[derive(Debug, Clone)]
 pub struct IntakeBatch<'a> {
     pub placements: Vec<Placement<'a>>,
+    /// What the placements add to their affiliates' months.
+    pub months: Vec<MonthVolume>,
     pub version: u64,
     pub now: DateTime<Utc>,
     /// When recovery journals an accepted event again if it was not applied.
@@ -156,6 +196,46 @@ mod tests {
 
     fn program() -> Program {
         Program::parse(&Program::default_doc()).unwrap()
+    }
+
+    #[test]
+    fn month_volumes_sum_each_affiliates_month_in_key_order() {
+        use chrono::TimeZone;
+        let p = program();
+        let cur = p.currency.clone();
+        let known = IntakeLookup {
+            version: 1,
+            codes: [("code-a".to_owned(), AffiliateId::parse("A").unwrap())].into(),
+            affiliates: ["A".to_owned(), "B".to_owned()].into(),
+            ..Default::default()
+        };
+        let code = || Some(Attribution::ReferralCode(ReferralCode::parse("code-a").unwrap()));
+        let at = |d: u32, h: u32| Some(Utc.with_ymd_and_hms(2026, 3, d, h, 0, 0).unwrap());
+        let mut orders = vec![
+            order("o-1", &cur, Some(Attribution::AffiliateId(AffiliateId::parse("B").unwrap()))),
+            order("o-2", &cur, code()),
+            order("o-3", &cur, code()),
+            order("o-4", &cur, code()),
+            order("o-5", &cur, None),
+        ];
+        // Jakarta is UTC+7: 2026-02-28 18:00 UTC is already March there.
+        orders[0].placed_at = at(10, 0);
+        orders[1].placed_at = Some(Utc.with_ymd_and_hms(2026, 2, 28, 18, 0, 0).unwrap());
+        orders[2].placed_at = at(31, 16);
+        orders[3].placed_at = at(31, 17);
+        orders[4].placed_at = at(10, 0);
+        let plan = plan(&orders, &known, &p, Utc::now());
+        let placements: Vec<Placement<'_>> = plan.accepted.into_iter().map(|(_, pl)| pl).collect();
+        let months = month_volumes(&placements, p.timezone).unwrap();
+        let march = Utc.with_ymd_and_hms(2026, 2, 28, 17, 0, 0).unwrap();
+        let april = Utc.with_ymd_and_hms(2026, 3, 31, 17, 0, 0).unwrap();
+        let v = |a: &str, m, n: u64| MonthVolume {
+            affiliate_id: AffiliateId::parse(a).unwrap(),
+            month_start: m,
+            volume: Decimal::from(21) * Decimal::from(n),
+            orders: n,
+        };
+        assert_eq!(months, vec![v("A", march, 2), v("A", april, 1), v("B", march, 1)], "o-5 is unattributed");
     }
 
     #[test]

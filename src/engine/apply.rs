@@ -365,12 +365,16 @@ pub(crate) async fn resolve_contexts(
     let asks: Vec<MonthAsk<'_>> = fresh
         .iter()
         .zip(&walked)
-        .map(|((ev, program), walk)| MonthAsk {
-            order_id: ev.order_id,
-            buyer_id: ev.buyer_id,
-            direct: walk.as_ref().map(|(d, _)| &d.id),
-            placed_at: ev.placed_at,
-            month_start: month_window(ev.placed_at, program.timezone).0,
+        .map(|((ev, program), walk)| {
+            let (month_start, month_end) = month_window(ev.placed_at, program.timezone);
+            MonthAsk {
+                order_id: ev.order_id,
+                buyer_id: ev.buyer_id,
+                direct: walk.as_ref().map(|(d, _)| &d.id),
+                placed_at: ev.placed_at,
+                month_start,
+                month_end,
+            }
         })
         .collect();
     let mut facts = tx.month_facts(&asks).await?;

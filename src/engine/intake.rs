@@ -121,7 +121,9 @@ async fn write(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Re
     let plan = intake::plan(orders, &known, &program, now);
     let mut answers = plan.answers;
     let (positions, placements): (Vec<usize>, Vec<_>) = plan.accepted.into_iter().unzip();
-    let batch = IntakeBatch { placements, version: known.version, now, next_attempt_at: now + lease };
+    let months = intake::month_volumes(&placements, program.timezone)
+        .ok_or_else(|| StoreError::Corrupt("a month's volume overflows".into()))?;
+    let batch = IntakeBatch { placements, months, version: known.version, now, next_attempt_at: now + lease };
     tx.write(&batch).await?;
     for (n, placement) in positions.into_iter().zip(batch.placements) {
         answers[n] = Some(CreateOrder::Accepted(placement.event));

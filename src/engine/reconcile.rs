@@ -6,6 +6,7 @@
 //! Each run is stored with its report, so the last result is read at once.
 //! When a run is due and who may run it is `domain::reconcile`.
 use super::{Engine, Result};
+use crate::domain::entitlement::month_window;
 use crate::domain::ids::{BuyerId, OrderId};
 use crate::domain::ledger::delta;
 use crate::domain::money;
@@ -35,6 +36,9 @@ pub struct Checked {
     pub events: u64,
     pub payouts: u64,
     pub wallets: u64,
+    /// Counted months of `affiliate_months` (a full sweep's).
+    #[serde(default)]
+    pub months: u64,
 }
 
 /// A run's result.
@@ -354,6 +358,7 @@ impl Engine {
             self.heartbeat(run, &found).await?;
         }
         found.wallets_after = None;
+        self.check_months(run, &mut found).await?;
         let facts = self.store().reconcile_facts(self.stuck_before()).await?;
         stored_violations(facts, &mut found);
         Ok(found)
@@ -396,6 +401,49 @@ impl Engine {
                     Violation::new("rewards_differ_from_entitlement", detail).order(&order_id).buyer(&line.buyer_id),
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// Each counted month of `affiliate_months` equals the sums of its
+    /// orders, and together they count every attributed order of those
+    /// months (so none is missing).
+    async fn check_months(&self, run: &mut Run, found: &mut Found) -> Result<()> {
+        let tz = self.store().current_program().await?.1.timezone;
+        let since = self.store().counted_since().await?;
+        // The first month that starts at or after `since` (the current time
+        // zone's: `since` is past every change of it).
+        let (start, end) = month_window(since, tz);
+        let from = if start >= since { start } else { end };
+        let mut after = None;
+        loop {
+            let keys = self.store().month_keys(from, after.as_ref(), PAGE).await?;
+            let months: Vec<_> = keys.iter().map(|(a, m)| (a.clone(), *m, month_window(*m, tz).1)).collect();
+            for c in self.store().month_checks(&months).await? {
+                found.checked.months += 1;
+                if c.stored != Some(c.orders) {
+                    let stored = c.stored.map_or("no row".into(), |(v, n)| format!("{}/{n}", money::format(v)));
+                    let detail = format!(
+                        "month from {}: stored volume/orders {stored} but its orders sum to {}/{}",
+                        c.month_start.to_rfc3339(),
+                        money::format(c.orders.0),
+                        c.orders.1
+                    );
+                    found.push(Violation::new("month_volume_mismatch", detail).affiliate(&c.affiliate_id));
+                }
+            }
+            match keys.last() {
+                Some(last) if keys.len() == PAGE as usize => after = Some(last.clone()),
+                _ => break,
+            }
+            self.heartbeat(run, found).await?;
+        }
+        for (affiliate, counted, placed) in self.store().month_counts_from(from).await? {
+            let detail = format!(
+                "its months from {} count {counted} orders, but {placed} of its orders were placed in them",
+                from.to_rfc3339()
+            );
+            found.push(Violation::new("month_volume_mismatch", detail).affiliate(affiliate));
         }
         Ok(())
     }

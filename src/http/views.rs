@@ -517,6 +517,9 @@ pub struct Checked {
     pub payouts: u64,
     /// Buyers whose wallet (redemptions, expiry) was replayed and checked.
     pub wallets: u64,
+    /// Affiliates' counted months (volume and order count) checked against
+    /// their orders: a full sweep's.
+    pub months: u64,
 }
 
 /// Entry ids a run covers: above `from`, up to `to`.
@@ -616,6 +619,7 @@ impl From<reconcile::Report> for Report {
                 events: c.events,
                 payouts: c.payouts,
                 wallets: c.wallets,
+                months: c.months,
             },
             violations: r
                 .violations

@@ -44,6 +44,8 @@ pub struct MonthAsk<'a> {
     pub placed_at: DateTime<Utc>,
     /// Start of the order's calendar month (program timezone), in UTC.
     pub month_start: DateTime<Utc>,
+    /// Start of the next month.
+    pub month_end: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

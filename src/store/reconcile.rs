@@ -1,7 +1,7 @@
 //! What reconcile reads of the stored invariants (the engine recomputes
 //! the entitlements and replays the wallets itself).
 use super::Result;
-use crate::domain::ids::{BuyerId, OrderId};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::reconcile::{Run, Window};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -40,6 +40,17 @@ pub struct Changes {
     pub buyers: Vec<BuyerId>,
 }
 
+/// One `affiliate_months` row against its orders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonthCheck {
+    pub affiliate_id: AffiliateId,
+    pub month_start: DateTime<Utc>,
+    /// The stored (volume, orders), if the row exists.
+    pub stored: Option<(Decimal, u64)>,
+    /// The orders' (Σ original eligible, count).
+    pub orders: (Decimal, u64),
+}
+
 #[async_trait::async_trait]
 pub trait Reconcile: Send + Sync {
     /// The balance, points, duplicate, stuck-event and payout checks over
@@ -60,6 +71,24 @@ pub trait Reconcile: Send + Sync {
     async fn prune_runs(&self, keep: u64) -> Result<u64>;
     /// A transaction holding the `reconcile` lock: who may run now.
     async fn begin_claim(&self) -> Result<Box<dyn ClaimTx>>;
+    /// From which month on `affiliate_months` counts every order.
+    async fn counted_since(&self) -> Result<DateTime<Utc>>;
+    /// The (affiliate, month start) keys of `affiliate_months` from `from`
+    /// on, after `after`, `limit` of them.
+    async fn month_keys(
+        &self,
+        from: DateTime<Utc>,
+        after: Option<&(AffiliateId, DateTime<Utc>)>,
+        limit: u32,
+    ) -> Result<Vec<(AffiliateId, DateTime<Utc>)>>;
+    /// For each (affiliate, month start, month end): the stored row's
+    /// (volume, orders), and the sums of its attributed orders placed in
+    /// the month, read at one instant.
+    async fn month_checks(&self, months: &[(AffiliateId, DateTime<Utc>, DateTime<Utc>)]) -> Result<Vec<MonthCheck>>;
+    /// Per affiliate, Σ orders of its `affiliate_months` rows from `from` on
+    /// and the count of its orders placed from `from` on, at one instant:
+    /// those whose two differ.
+    async fn month_counts_from(&self, from: DateTime<Utc>) -> Result<Vec<(AffiliateId, u64, u64)>>;
 }
 
 /// Starting a run, under the `reconcile` lock (held to the commit): two

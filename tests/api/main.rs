@@ -18,6 +18,7 @@ mod hot;
 mod intake;
 mod journal;
 mod lifecycle;
+mod months;
 mod operator;
 mod ops;
 mod reconcile;

@@ -9,7 +9,9 @@
 //! quoting or escaping to get wrong), and numbers and times are formatted from
 //! typed values whose text holds no quote.
 use crate::domain::intake::IntakeBatch;
-use crate::store::sql::intake::{event_row, item_rows, order_row, EVENT_COLUMNS, ITEM_COLUMNS, ORDER_COLUMNS};
+use crate::store::sql::intake::{
+    event_row, item_rows, order_row, EVENT_COLUMNS, ITEM_COLUMNS, MONTH_COLUMNS, ORDER_COLUMNS,
+};
 use crate::store::sql::Arg;
 use crate::store::Result;
 use chrono::{DateTime, Utc};
@@ -100,9 +102,15 @@ impl Literal for Arg {
     }
 }
 
-/// An intake batch's inserts (its orders, their items and events) and the commit.
+/// An intake batch's inserts (its orders, their items and events), its
+/// month volumes added in SQL (DECIMAL addition is exact; the rows are
+/// written, so locked, in key order), and the commit.
 pub(super) fn intake(batch: &IntakeBatch<'_>) -> Result<Script> {
     let mut script = Script::new();
+    let add = " ON DUPLICATE KEY UPDATE volume = volume + VALUES(volume), orders = orders + VALUES(orders)";
+    script.insert_then(MONTH_COLUMNS, &batch.months, add, |v, m| {
+        v.push(m.affiliate_id.as_str()).push(m.month_start).push(m.volume).push(m.orders);
+    });
     let orders = batch.placements.iter().map(|p| order_row(p, batch)).collect::<Result<Vec<_>>>()?;
     script.insert(ORDER_COLUMNS, &orders, |v, row| row_values(v, row));
     script.insert(ITEM_COLUMNS, &item_rows(batch)?, |v, row| row_values(v, row));
@@ -129,7 +137,18 @@ impl Script {
 
     /// `INSERT INTO {head} VALUES (…), (…);` — one row per item of `rows`,
     /// each written by `row` through a [`Values`]. Nothing is added for no rows.
-    pub fn insert<T>(&mut self, head: &str, rows: impl IntoIterator<Item = T>, mut row: impl FnMut(&mut Values, T)) {
+    pub fn insert<T>(&mut self, head: &str, rows: impl IntoIterator<Item = T>, row: impl FnMut(&mut Values, T)) {
+        self.insert_then(head, rows, "", row)
+    }
+
+    /// [`Script::insert`] with `tail` (an `ON DUPLICATE KEY UPDATE …`) after the rows.
+    pub fn insert_then<T>(
+        &mut self,
+        head: &str,
+        rows: impl IntoIterator<Item = T>,
+        tail: &str,
+        mut row: impl FnMut(&mut Values, T),
+    ) {
         let start = self.sql.len();
         let _ = write!(self.sql, "INSERT INTO {head} VALUES ");
         let mut any = false;
@@ -140,6 +159,7 @@ impl Script {
             any = true;
         }
         if any {
+            self.sql.push_str(tail);
             self.sql.push_str(";\n");
         } else {
             self.sql.truncate(start);

@@ -1,7 +1,7 @@
 //! The event transaction: the reads the rules need and the writes the
 //! engine decided, each with as few statements as possible for a whole
 //! batch of events (one per kind of read or write, not one per event).
-use super::month::{Between, MonthPlan};
+use super::month::{Between, Counted, CountedSince, MonthPlan};
 use super::programs::ProgramCache;
 use super::rows::{self, event_id, event_status, event_type, order_status, statuses};
 use super::{Arg, Conn, PointsMoves, Sql};
@@ -12,7 +12,7 @@ use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::ledger::Applied;
 use crate::domain::order::OrderItem;
 use crate::domain::program::Program;
-use crate::store::{corrupt, ApplyTx, Fence, LockedEvent, MonthAsk, MonthFacts, Result, Writes};
+use crate::store::{corrupt, ApplyTx, Fence, LockedEvent, MonthAsk, MonthFacts, Result, StoreError, Writes};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use std::collections::HashMap;
@@ -21,11 +21,12 @@ use std::sync::Arc;
 pub struct SqlApply {
     conn: Box<dyn Conn>,
     programs: ProgramCache,
+    since: CountedSince,
 }
 
 impl SqlApply {
-    pub fn new(conn: Box<dyn Conn>, programs: ProgramCache) -> Self {
-        Self { conn, programs }
+    pub fn new(conn: Box<dyn Conn>, programs: ProgramCache, since: CountedSince) -> Self {
+        Self { conn, programs, since }
     }
 }
 
@@ -106,7 +107,15 @@ impl ApplyTx for SqlApply {
     }
 
     async fn month_facts(&mut self, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>> {
-        month_facts(self.conn.as_mut(), asks).await
+        let since = self.since.get(self.conn.as_mut()).await;
+        let facts = month_facts(self.conn.as_mut(), asks, since?).await;
+        if let Err(StoreError::Busy(_)) = facts {
+            // The months counted moved (a change of the program's time
+            // zone): read it again for the retry.
+            let at = self.conn.one(&Sql::new("SELECT since FROM affiliate_months_since WHERE id = 1")).await?;
+            self.since.set(at.time("since")?);
+        }
+        facts
     }
 
     async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<()> {
@@ -210,34 +219,67 @@ pub async fn ancestors(
     Ok(chains)
 }
 
-/// One SELECT of the month-facts statement.
+/// A SELECT of the month-facts statement (two for a counted month). Every
+/// SELECT has the same columns, all named: kind, order_id, first_order,
+/// volume, n, placed_at, id, m_volume, m_orders, since.
 enum Part<'q> {
-    /// An ask's buyer flag, with the aggregate of this affiliate's month.
+    /// An ask's buyer flag, with the aggregate of this affiliate's month
+    /// before it (an uncounted month's first ask).
     Ask(&'q MonthAsk<'q>, Option<&'q AffiliateId>),
-    /// The orders of a group from its first ask to its last.
+    /// The orders of an uncounted group from its first ask to its last.
     Range(&'q MonthAsk<'q>, &'q MonthAsk<'q>),
+    /// A counted group's month sums (with the `since` the statement sees),
+    /// its orders from its first ask to its last, and the sums of those
+    /// after its last in the month: one statement, so all are read at one
+    /// instant.
+    Counted(&'q MonthAsk<'q>, &'q MonthAsk<'q>),
 }
 
+const NO_MONTH: &str = "NULL AS m_volume, NULL AS m_orders, NULL AS since";
+
 impl Part<'_> {
-    fn push(&self, q: &mut Sql, sum: fn(&str) -> String) {
+    fn push(&self, q: &mut Sql, d: &super::Dialect) {
+        let sum = d.sum;
         match self {
             Part::Ask(ask, aggregate) => {
                 q.push("SELECT 'f' AS kind, ").bind(ask.order_id);
                 q.push(" AS order_id, NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ").bind(ask.buyer_id);
                 push_placed_before(q, ask);
                 q.push(&format!(") AS first_order, {} AS volume, COUNT(*) AS n, ", sum("original_eligible")));
-                q.push("NULL AS placed_at, NULL AS id FROM orders WHERE affiliate_id = ").bind(*aggregate);
-                q.push(" AND placed_at >= ").bind(Arg::Bound(ask.month_start));
+                q.push(&format!("NULL AS placed_at, NULL AS id, {NO_MONTH} FROM orders WHERE affiliate_id = "));
+                q.bind(*aggregate).push(" AND placed_at >= ").bind(Arg::Bound(ask.month_start));
                 push_placed_before(q, ask);
             }
             Part::Range(first, last) => {
-                q.push("SELECT 'r', ").bind(first.order_id);
-                q.push(", 1, original_eligible, 1, placed_at, id FROM orders WHERE affiliate_id = ").bind(first.direct);
-                // From the first ask (included) to the last (excluded).
-                q.push(" AND (placed_at > ").bind(Arg::Bound(first.placed_at));
-                q.push(" OR (placed_at = ").bind(Arg::Bound(first.placed_at));
-                q.push(" AND id >= ").bind(first.order_id).push("))");
+                q.push("SELECT 'r' AS kind, ").bind(first.order_id);
+                q.push(" AS order_id, 1 AS first_order, original_eligible AS volume, 1 AS n, placed_at, id, ");
+                q.push(NO_MONTH).push(" FROM orders WHERE affiliate_id = ").bind(first.direct);
+                push_placed_from(q, first);
                 push_placed_before(q, last);
+            }
+            Part::Counted(first, last) => {
+                q.push("SELECT 'm' AS kind, ").bind(first.order_id);
+                q.push(" AS order_id, 1 AS first_order, NULL AS volume, 1 AS n, NULL AS placed_at, NULL AS id, ");
+                // The count as text: a UNION's column type differs by server.
+                q.push(&format!("m.volume AS m_volume, {} AS m_orders, ", (d.text_cast)("m.orders")));
+                q.push("s.since AS since FROM affiliate_months_since s ");
+                q.push("LEFT JOIN affiliate_months m ON m.affiliate_id = ").bind(first.direct);
+                q.push(" AND m.month_start = ").bind(Arg::Bound(first.month_start)).push(" WHERE s.id = 1");
+                q.push(" UNION ALL SELECT 's', ").bind(first.order_id);
+                q.push(", 1, original_eligible, 1, placed_at, id, NULL, NULL, NULL FROM orders WHERE affiliate_id = ");
+                q.bind(first.direct);
+                push_placed_from(q, first);
+                q.push(" AND (placed_at < ").bind(Arg::Bound(last.placed_at));
+                q.push(" OR (placed_at = ").bind(Arg::Bound(last.placed_at)).push(" AND id <= ").bind(last.order_id);
+                q.push(")) UNION ALL SELECT 't', ").bind(first.order_id);
+                q.push(&format!(
+                    ", 1, {}, COUNT(*), NULL, NULL, NULL, NULL, NULL FROM orders WHERE affiliate_id = ",
+                    sum("original_eligible")
+                ));
+                q.bind(first.direct);
+                q.push(" AND (placed_at > ").bind(Arg::Bound(last.placed_at));
+                q.push(" OR (placed_at = ").bind(Arg::Bound(last.placed_at)).push(" AND id > ").bind(last.order_id);
+                q.push(")) AND placed_at < ").bind(Arg::Bound(first.month_end));
             }
         }
     }
@@ -250,48 +292,75 @@ fn push_placed_before(q: &mut Sql, ask: &MonthAsk<'_>) {
     q.push(" OR (placed_at = ").bind(Arg::Bound(ask.placed_at)).push(" AND id < ").bind(ask.order_id).push("))");
 }
 
-/// Rules 4, 5 and 8 in few statements (see [`MonthPlan`]: a run of one
-/// affiliate's orders costs one scan of its month): per ask whether the
-/// buyer ordered before, with the month's earlier eligible amounts for the
-/// first ask of each group ('f' rows, read from ix_orders_affiliate_placed
-/// alone, which carries original_eligible), and per group of several asks
-/// the orders from its first ask up to its last ('r' rows).
-async fn month_facts(conn: &mut dyn Conn, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>> {
-    let plan = MonthPlan::new(asks);
+/// ` AND (placed_at > ? OR (placed_at = ? AND id >= ?))`: the asking order
+/// and those placed after it.
+fn push_placed_from(q: &mut Sql, ask: &MonthAsk<'_>) {
+    q.push(" AND (placed_at > ").bind(Arg::Bound(ask.placed_at));
+    q.push(" OR (placed_at = ").bind(Arg::Bound(ask.placed_at)).push(" AND id >= ").bind(ask.order_id).push("))");
+}
+
+/// Rules 4, 5 and 8 in few statements (see [`MonthPlan`]): per ask whether
+/// the buyer ordered before; for an uncounted month the earlier eligible
+/// amounts of each group's first ask ('f' rows, read from
+/// ix_orders_affiliate_placed alone, which carries original_eligible) and
+/// the orders from its first ask up to its last ('r' rows); for a counted
+/// month its stored sums ('m'), the orders from its first ask to its last
+/// ('s') and the sums of those after its last ('t').
+async fn month_facts(
+    conn: &mut dyn Conn,
+    asks: &[MonthAsk<'_>],
+    since: DateTime<Utc>,
+) -> Result<HashMap<OrderId, MonthFacts>> {
+    let plan = MonthPlan::new(asks, since);
     let mut parts: Vec<Part<'_>> = asks.iter().map(|ask| Part::Ask(ask, plan.aggregate_of(ask))).collect();
     parts.extend(plan.ranges().map(|(first, last)| Part::Range(first, last)));
+    parts.extend(plan.counted_firsts().map(|(first, last)| Part::Counted(first, last)));
     let mut facts = HashMap::with_capacity(asks.len());
     let mut between: HashMap<String, Vec<Between>> = HashMap::new();
-    let (sum, per_statement) = (conn.dialect().sum, conn.dialect().max_compound);
+    let mut counted: HashMap<String, Counted> = HashMap::new();
+    // A counted part is three SELECTs.
+    let d = conn.dialect();
+    let per_statement = (d.max_compound / 3).max(1);
     for chunk in parts.chunks(per_statement) {
         let mut q = Sql::default();
         for (i, part) in chunk.iter().enumerate() {
             if i > 0 {
                 q.push(" UNION ALL ");
             }
-            part.push(&mut q, sum);
+            part.push(&mut q, d);
         }
         for row in conn.fetch(&q).await? {
             let order_id = row.text("order_id")?;
-            if row.text("kind")? == "r" {
-                between.entry(order_id).or_default().push((
-                    row.time("placed_at")?,
-                    row.text("id")?,
-                    row.sum("volume")?,
-                ));
-                continue;
+            let kind = row.text("kind")?;
+            let between_row = |row: &super::Row| -> Result<Between> {
+                Ok((row.time("placed_at")?, row.text("id")?, row.sum("volume")?))
+            };
+            match kind.as_str() {
+                "r" => between.entry(order_id).or_default().push(between_row(&row)?),
+                "s" => counted.entry(order_id).or_default().rows.push(between_row(&row)?),
+                "t" => counted.entry(order_id).or_default().tail = (row.sum("volume")?, row.uint("n")?),
+                "m" => {
+                    let c = counted.entry(order_id).or_default();
+                    c.since = row.opt_time("since")?;
+                    c.sums = match (row.opt_money("m_volume")?, row.opt_text("m_orders")?) {
+                        (Some(v), Some(n)) => Some((v, n.parse().map_err(corrupt)?)),
+                        _ => None,
+                    };
+                }
+                _ => {
+                    facts.insert(
+                        OrderId::from_trusted(order_id),
+                        MonthFacts {
+                            buyer_first_order: row.flag("first_order")?,
+                            volume_before: row.sum("volume")?,
+                            earlier: row.uint("n")?,
+                        },
+                    );
+                }
             }
-            facts.insert(
-                OrderId::from_trusted(order_id),
-                MonthFacts {
-                    buyer_first_order: row.flag("first_order")?,
-                    volume_before: row.sum("volume")?,
-                    earlier: row.uint("n")?,
-                },
-            );
         }
     }
-    plan.finish(facts, between)
+    plan.finish(facts, between, counted)
 }
 
 /// Inserts the ledger and reward rows (multi-row, chunked).

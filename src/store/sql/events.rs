@@ -157,11 +157,15 @@ impl Events for SqlStore {
     }
 
     async fn begin_apply(&self) -> Result<Box<dyn ApplyTx>> {
-        Ok(Box::new(super::apply::SqlApply::new(self.write(Lane::Work).await?, self.programs.clone())))
+        Ok(Box::new(super::apply::SqlApply::new(
+            self.write(Lane::Work).await?,
+            self.programs.clone(),
+            self.since.clone(),
+        )))
     }
 
     async fn begin_read(&self) -> Result<Box<dyn ApplyTx>> {
-        Ok(Box::new(super::apply::SqlApply::new(self.snapshot().await?, self.programs.clone())))
+        Ok(Box::new(super::apply::SqlApply::new(self.snapshot().await?, self.programs.clone(), self.since.clone())))
     }
 
     async fn take_fence(&self, part: u16, owner: &str) -> Result<(u64, Option<String>)> {

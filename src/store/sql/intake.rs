@@ -6,16 +6,20 @@ use super::programs::ProgramCache;
 use super::{Arg, Conn, Sql};
 use crate::domain::event::EventType;
 use crate::domain::ids::AffiliateId;
-use crate::domain::intake::{IntakeBatch, IntakeLookup, Placement};
+use crate::domain::intake::{IntakeBatch, IntakeLookup, MonthVolume, Placement};
 use crate::domain::order::{Attribution, NewOrder};
 use crate::domain::program::Program;
 use crate::store::{corrupt, IntakeTx, Result};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const ORDER_COLUMNS: &str = "orders (id, buyer_id, affiliate_id, referral_code, attribution_note, currency, \
      placed_at, status, total, original_eligible, program_version, request_hash, commission_status, created_at, \
      updated_at)";
 pub const ITEM_COLUMNS: &str = "order_items (order_id, sku, line_no, category, quantity, unit_price)";
+pub const MONTH_COLUMNS: &str = "affiliate_months (affiliate_id, month_start, volume, orders)";
 pub const EVENT_COLUMNS: &str =
     "events (id, type, order_id, partition_key, status, attempts, payload, next_attempt_at, created_at, updated_at)";
 
@@ -141,8 +145,9 @@ pub fn event_row(p: &Placement<'_>, batch: &IntakeBatch<'_>) -> Vec<Arg> {
 }
 
 /// The batch's rows as multi-row inserts, chunked within the dialect's
-/// parameter limit, in the caller's transaction.
+/// parameter limit, and its month volumes, in the caller's transaction.
 pub async fn insert(conn: &mut dyn Conn, batch: &IntakeBatch<'_>) -> Result<()> {
+    add_months(conn, &batch.months).await?;
     let orders = batch.placements.iter().map(|p| order_row(p, batch)).collect::<Result<Vec<_>>>()?;
     let events: Vec<Vec<Arg>> = batch.placements.iter().map(|p| event_row(p, batch)).collect();
     for (table, rows) in [(ORDER_COLUMNS, orders), (ITEM_COLUMNS, item_rows(batch)?), (EVENT_COLUMNS, events)] {
@@ -153,6 +158,53 @@ pub async fn insert(conn: &mut dyn Conn, batch: &IntakeBatch<'_>) -> Result<()> 
             q
         })
         .await?;
+    }
+    Ok(())
+}
+
+/// Adds the batch's month volumes to `affiliate_months`: read (locked, in
+/// key order), added exactly in Rust, written back — SQLite's `+` on TEXT
+/// would go through floating point. (MySQL's intake script adds them in SQL,
+/// `mysql::script`.)
+async fn add_months(conn: &mut dyn Conn, months: &[MonthVolume]) -> Result<()> {
+    for chunk in months.chunks(200) {
+        let mut q = Sql::new("SELECT affiliate_id, month_start, volume, orders FROM affiliate_months WHERE ");
+        for (i, m) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "(affiliate_id = " } else { " OR (affiliate_id = " }).bind(&m.affiliate_id);
+            q.push(" AND month_start = ").bind(Arg::Bound(m.month_start)).push(")");
+        }
+        q.push(" ORDER BY affiliate_id, month_start").push(conn.dialect().for_update);
+        let mut stored: HashMap<(String, DateTime<Utc>), (Decimal, u64)> = HashMap::new();
+        for r in conn.fetch(&q).await? {
+            stored.insert((r.text("affiliate_id")?, r.time("month_start")?), (r.money("volume")?, r.uint("orders")?));
+        }
+        let mut new = Vec::new();
+        for m in chunk {
+            match stored.get(&(m.affiliate_id.to_string(), m.month_start)) {
+                Some((volume, orders)) => {
+                    let volume = volume.checked_add(m.volume).ok_or_else(|| corrupt("a month's volume overflows"))?;
+                    let q = Sql::new(
+                        "UPDATE affiliate_months SET volume = ?, orders = ? WHERE affiliate_id = ? AND month_start = ?",
+                    )
+                    .arg(volume)
+                    .arg(super::uint(orders + m.orders)?)
+                    .arg(&m.affiliate_id)
+                    .arg(Arg::Bound(m.month_start));
+                    conn.execute(&q).await?;
+                }
+                None => new.push(vec![
+                    (&m.affiliate_id).into(),
+                    m.month_start.into(),
+                    m.volume.into(),
+                    super::uint(m.orders)?,
+                ]),
+            }
+        }
+        if !new.is_empty() {
+            let mut q = Sql::new(format!("INSERT INTO {MONTH_COLUMNS}"));
+            q.values(&new, Clone::clone);
+            conn.execute(&q).await?;
+        }
     }
     Ok(())
 }

@@ -24,11 +24,12 @@ use std::sync::Arc;
 pub struct SqlStore {
     db: Arc<dyn Db>,
     programs: programs::ProgramCache,
+    since: month::CountedSince,
 }
 
 impl SqlStore {
     pub fn new(db: Arc<dyn Db>) -> Self {
-        Self { db, programs: programs::ProgramCache::default() }
+        Self { db, programs: programs::ProgramCache::default(), since: month::CountedSince::default() }
     }
 
     async fn write(&self, lane: Lane) -> Result<Box<dyn Conn>> {
@@ -50,7 +51,8 @@ impl SqlStore {
 impl super::Backend for SqlStore {
     async fn migrate(&self) -> Result<()> {
         self.db.migrate().await?;
-        programs::ensure_default(self.write(Lane::Request).await?).await
+        programs::ensure_default(self.write(Lane::Request).await?).await?;
+        month::ensure_since(self.write(Lane::Request).await?, chrono::Utc::now()).await
     }
 
     async fn ping(&self) -> bool {

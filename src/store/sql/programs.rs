@@ -58,9 +58,24 @@ impl Programs for SqlStore {
         Ok((version, self.programs.get(conn.as_mut(), version).await?))
     }
 
+    /// A version whose time zone differs from the version in force moves
+    /// the start of the counted months (`affiliate_months_since`) two days
+    /// past now, in the same transaction: no counted month mixes orders of
+    /// two time zones (see `sql::month`).
     async fn insert_program(&self, program: &Program) -> Result<u64> {
         let body = serde_json::to_string(&program.to_doc()).map_err(corrupt)?;
         let mut conn = self.write(Lane::Request).await?;
+        let lock = conn.dialect().for_update;
+        let since = conn
+            .one(&Sql::new(format!("SELECT since FROM affiliate_months_since WHERE id = 1{lock}")))
+            .await?
+            .time("since")?;
+        let current = conn.one(&Sql::new("SELECT MAX(version) AS v FROM program_versions")).await?.uint("v")?;
+        let now = Utc::now();
+        if self.programs.get(conn.as_mut(), current).await?.timezone != program.timezone {
+            let moved = since.max(now + chrono::TimeDelta::days(2));
+            conn.execute(&Sql::new("UPDATE affiliate_months_since SET since = ? WHERE id = 1").arg(moved)).await?;
+        }
         let done = conn
             .execute(
                 &Sql::new("INSERT INTO program_versions (body, created_at) VALUES (?, ?)").arg(body).arg(Utc::now()),

@@ -7,7 +7,7 @@ use super::{rows, Arg, Conn, Lane, Sql, SqlStore};
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::reconcile::{Run, RunKind, RunStatus, Window};
-use crate::store::{corrupt, Changes, ClaimTx, Reconcile, ReconcileFacts, Result};
+use crate::store::{corrupt, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts, Result};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -111,6 +111,98 @@ impl Reconcile for SqlStore {
         let marks = (r.opt_int("ledger")?.unwrap_or(0), r.opt_int("rewards")?.unwrap_or(0));
         conn.commit().await?;
         Ok((u64::try_from(marks.0).map_err(corrupt)?, u64::try_from(marks.1).map_err(corrupt)?))
+    }
+
+    async fn counted_since(&self) -> Result<DateTime<Utc>> {
+        self.since.get(self.read().await?.as_mut()).await
+    }
+
+    async fn month_keys(
+        &self,
+        from: DateTime<Utc>,
+        after: Option<&(AffiliateId, DateTime<Utc>)>,
+        limit: u32,
+    ) -> Result<Vec<(AffiliateId, DateTime<Utc>)>> {
+        let mut q = Sql::new("SELECT affiliate_id, month_start FROM affiliate_months WHERE month_start >= ?")
+            .arg(Arg::Bound(from));
+        if let Some((a, m)) = after {
+            q.push(" AND (affiliate_id > ").bind(a).push(" OR (affiliate_id = ").bind(a);
+            q.push(" AND month_start > ").bind(Arg::Bound(*m)).push("))");
+        }
+        q.push(" ORDER BY affiliate_id, month_start LIMIT ").bind(limit);
+        rows::all(&self.read().await?.fetch(&q).await?, |r| {
+            Ok((AffiliateId::from_trusted(r.text("affiliate_id")?), r.time("month_start")?))
+        })
+    }
+
+    async fn month_checks(&self, months: &[(AffiliateId, DateTime<Utc>, DateTime<Utc>)]) -> Result<Vec<MonthCheck>> {
+        let mut conn = self.read().await?;
+        let d = conn.dialect();
+        let mut out = Vec::with_capacity(months.len());
+        for chunk in months.chunks(d.max_compound.min(200)) {
+            let mut q = Sql::default();
+            for (i, (a, start, end)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("SELECT ")
+                    .bind(i as i64)
+                    .push(" AS n, (SELECT volume FROM affiliate_months WHERE affiliate_id = ");
+                q.bind(a).push(" AND month_start = ").bind(Arg::Bound(*start)).push(") AS m_volume, ");
+                let orders = (d.text_cast)("orders");
+                q.push(&format!("(SELECT {orders} FROM affiliate_months WHERE affiliate_id = ")).bind(a);
+                q.push(" AND month_start = ").bind(Arg::Bound(*start)).push(") AS m_orders, ");
+                q.push(&format!(
+                    "{} AS volume, COUNT(*) AS orders FROM orders WHERE affiliate_id = ",
+                    (d.sum)("original_eligible")
+                ));
+                q.bind(a).push(" AND placed_at >= ").bind(Arg::Bound(*start));
+                q.push(" AND placed_at < ").bind(Arg::Bound(*end));
+            }
+            let mut found = vec![None; chunk.len()];
+            for r in conn.fetch(&q).await? {
+                let n = usize::try_from(r.uint("n")?).map_err(corrupt)?;
+                let stored = match (r.opt_money("m_volume")?, r.opt_text("m_orders")?) {
+                    (Some(v), Some(o)) => Some((v, o.parse().map_err(corrupt)?)),
+                    _ => None,
+                };
+                let slot = found.get_mut(n).ok_or_else(|| corrupt("month check row"))?;
+                *slot = Some((stored, (r.sum("volume")?, r.uint("orders")?)));
+            }
+            for ((a, start, _), f) in chunk.iter().zip(found) {
+                let (stored, orders) = f.ok_or_else(|| corrupt("month check row missing"))?;
+                out.push(MonthCheck { affiliate_id: a.clone(), month_start: *start, stored, orders });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn month_counts_from(&self, from: DateTime<Utc>) -> Result<Vec<(AffiliateId, u64, u64)>> {
+        let mut conn = self.read().await?;
+        let orders = (conn.dialect().text_cast)("SUM(orders)");
+        let q = Sql::new(format!(
+            "SELECT 'm' AS kind, affiliate_id, {orders} AS n FROM affiliate_months WHERE month_start >= ? \
+             GROUP BY affiliate_id \
+             UNION ALL SELECT 'o', affiliate_id, {} FROM orders WHERE affiliate_id IS NOT NULL AND placed_at >= ? \
+             GROUP BY affiliate_id",
+            (conn.dialect().text_cast)("COUNT(*)")
+        ))
+        .arg(Arg::Bound(from))
+        .arg(Arg::Bound(from));
+        let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for r in conn.fetch(&q).await? {
+            let n: u64 = r.text("n")?.parse().map_err(corrupt)?;
+            let slot = counts.entry(r.text("affiliate_id")?).or_default();
+            match r.text("kind")?.as_str() {
+                "m" => slot.0 = n,
+                _ => slot.1 = n,
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .filter(|(_, (m, o))| m != o)
+            .map(|(a, (m, o))| (AffiliateId::from_trusted(a), m, o))
+            .collect())
     }
 
     async fn order_count(&self) -> Result<u64> {
