@@ -26,7 +26,8 @@ seed() {
   local start
   start=$(date -u +%Y-%m-01)
   mariadb -uroot -h127.0.0.1 "$DB" -e "
-    SET @start = TIMESTAMP('$start'), @span = TIMESTAMPDIFF(SECOND, @start, UTC_TIMESTAMP()) - 60;
+    SET @start = TIMESTAMP('$start');
+    SET @span = TIMESTAMPDIFF(SECOND, @start, UTC_TIMESTAMP()) - 60;
     INSERT INTO orders (id, buyer_id, affiliate_id, currency, placed_at, status, total, original_eligible,
                         program_version, request_hash, commission_status, created_at, updated_at)
     SELECT CONCAT('hist-', seq), CONCAT('hist-buyer-', seq % 100000), 'aff-1000', 'IDR',
