@@ -15,6 +15,7 @@ use crate::domain::program::Program;
 use crate::store::{corrupt, ApplyTx, Fence, LockedEvent, MonthAsk, MonthFacts, Result, StoreError, Writes};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -228,6 +229,10 @@ enum Part<'q> {
     Ask(&'q MonthAsk<'q>, Option<&'q AffiliateId>),
     /// The orders of an uncounted group from its first ask to its last.
     Range(&'q MonthAsk<'q>, &'q MonthAsk<'q>),
+    /// An ask alone in its counted group: its buyer flag, its month's sums
+    /// (with the `since` the statement sees) and the sums of the orders
+    /// from it to the month's end.
+    Alone(&'q MonthAsk<'q>),
     /// A counted group's month sums (with the `since` the statement sees),
     /// its orders from its first ask to its last, and the sums of those
     /// after its last in the month: one statement, so all are read at one
@@ -256,6 +261,23 @@ impl Part<'_> {
                 q.push(NO_MONTH).push(" FROM orders WHERE affiliate_id = ").bind(first.direct);
                 push_placed_from(q, first);
                 push_placed_before(q, last);
+            }
+            Part::Alone(ask) => {
+                q.push("SELECT 'c' AS kind, ").bind(ask.order_id);
+                q.push(" AS order_id, NOT EXISTS (SELECT 1 FROM orders WHERE buyer_id = ").bind(ask.buyer_id);
+                push_placed_before(q, ask);
+                q.push(&format!(") AS first_order, {} AS volume, COUNT(*) AS n, ", sum("original_eligible")));
+                q.push("NULL AS placed_at, NULL AS id, (SELECT volume FROM affiliate_months WHERE affiliate_id = ");
+                q.bind(ask.direct).push(" AND month_start = ").bind(Arg::Bound(ask.month_start));
+                q.push(&format!(
+                    ") AS m_volume, (SELECT {} FROM affiliate_months WHERE affiliate_id = ",
+                    (d.text_cast)("orders")
+                ));
+                q.bind(ask.direct).push(" AND month_start = ").bind(Arg::Bound(ask.month_start));
+                q.push(") AS m_orders, (SELECT since FROM affiliate_months_since WHERE id = 1) AS since ");
+                q.push("FROM orders WHERE affiliate_id = ").bind(ask.direct);
+                push_placed_from(q, ask);
+                q.push(" AND placed_at < ").bind(Arg::Bound(ask.month_end));
             }
             Part::Counted(first, last) => {
                 q.push("SELECT 'm' AS kind, ").bind(first.order_id);
@@ -312,7 +334,10 @@ async fn month_facts(
     since: DateTime<Utc>,
 ) -> Result<HashMap<OrderId, MonthFacts>> {
     let plan = MonthPlan::new(asks, since);
-    let mut parts: Vec<Part<'_>> = asks.iter().map(|ask| Part::Ask(ask, plan.aggregate_of(ask))).collect();
+    let mut parts: Vec<Part<'_>> = asks
+        .iter()
+        .map(|ask| if plan.counted_alone(ask) { Part::Alone(ask) } else { Part::Ask(ask, plan.aggregate_of(ask)) })
+        .collect();
     parts.extend(plan.ranges().map(|(first, last)| Part::Range(first, last)));
     parts.extend(plan.counted_firsts().map(|(first, last)| Part::Counted(first, last)));
     let mut facts = HashMap::with_capacity(asks.len());
@@ -339,13 +364,25 @@ async fn month_facts(
                 "r" => between.entry(order_id).or_default().push(between_row(&row)?),
                 "s" => counted.entry(order_id).or_default().rows.push(between_row(&row)?),
                 "t" => counted.entry(order_id).or_default().tail = (row.sum("volume")?, row.uint("n")?),
+                "c" => {
+                    let c = counted.entry(order_id.clone()).or_default();
+                    c.since = row.opt_time("since")?;
+                    c.sums = month_sums(row.as_ref())?;
+                    // The orders from it on: its own and those after it.
+                    c.tail = (row.sum("volume")?, row.uint("n")?);
+                    facts.insert(
+                        OrderId::from_trusted(order_id),
+                        MonthFacts {
+                            buyer_first_order: row.flag("first_order")?,
+                            volume_before: Decimal::ZERO,
+                            earlier: 0,
+                        },
+                    );
+                }
                 "m" => {
                     let c = counted.entry(order_id).or_default();
                     c.since = row.opt_time("since")?;
-                    c.sums = match (row.opt_money("m_volume")?, row.opt_text("m_orders")?) {
-                        (Some(v), Some(n)) => Some((v, n.parse().map_err(corrupt)?)),
-                        _ => None,
-                    };
+                    c.sums = month_sums(row.as_ref())?;
                 }
                 _ => {
                     facts.insert(
@@ -361,6 +398,14 @@ async fn month_facts(
         }
     }
     plan.finish(facts, between, counted)
+}
+
+/// A month's stored (volume, orders), if its row exists.
+fn month_sums(row: &dyn super::Cols) -> Result<Option<(Decimal, u64)>> {
+    Ok(match (row.opt_money("m_volume")?, row.opt_text("m_orders")?) {
+        (Some(v), Some(n)) => Some((v, n.parse().map_err(corrupt)?)),
+        _ => None,
+    })
 }
 
 /// Inserts the ledger and reward rows (multi-row, chunked).

@@ -115,11 +115,21 @@ impl<'q, 'a> MonthPlan<'q, 'a> {
         self.groups.values().filter(|g| g.len() > 1 && !self.counted(g[0].month_start)).map(|g| (g[0], g[g.len() - 1]))
     }
 
-    /// (first, last) ask of every counted group: its month's sums, the
-    /// orders from the first to the last (both included) and the sums of
-    /// those after the last are to be read, keyed by the first's order id.
+    /// (first, last) ask of every counted group of several: its month's
+    /// sums, the orders from the first to the last (both included) and the
+    /// sums of those after the last are to be read, keyed by the first's
+    /// order id.
     pub fn counted_firsts(&self) -> impl Iterator<Item = (&'q MonthAsk<'a>, &'q MonthAsk<'a>)> + '_ {
-        self.groups.values().filter(|g| self.counted(g[0].month_start)).map(|g| (g[0], g[g.len() - 1]))
+        self.groups.values().filter(|g| g.len() > 1 && self.counted(g[0].month_start)).map(|g| (g[0], g[g.len() - 1]))
+    }
+
+    /// The ask is alone in a counted group: its month's sums and the sums of
+    /// the orders from it on are read with its buyer flag, in one SELECT
+    /// (the usual case outside a hot affiliate's run).
+    pub fn counted_alone(&self, ask: &MonthAsk<'a>) -> bool {
+        ask.direct
+            .and_then(|d| self.groups.get(&(d, ask.month_start)))
+            .is_some_and(|g| g.len() == 1 && self.counted(ask.month_start))
     }
 
     /// The facts of every ask: `facts` holds each ask's buyer flag, and for
