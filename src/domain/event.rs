@@ -18,6 +18,11 @@ impl EventId {
     pub fn parse(s: &str) -> Option<Self> {
         Uuid::try_parse(s).ok().map(Self)
     }
+
+    /// One of `n` shards, from the id's random low bits.
+    pub fn shard(&self, n: u16) -> u16 {
+        (self.0.as_u128() % u128::from(n.max(1))) as u16
+    }
 }
 
 impl Default for EventId {

@@ -359,6 +359,10 @@ impl Engine {
         }
         found.wallets_after = None;
         self.check_months(run, &mut found).await?;
+        for (kind, tallied, stored) in self.store().tally_mismatches().await? {
+            let detail = format!("the tallies count {tallied} {kind} events, but {stored} are stored");
+            found.push(Violation::new("event_tally_mismatch", detail));
+        }
         let facts = self.store().reconcile_facts(self.stuck_before()).await?;
         stored_violations(facts, &mut found);
         Ok(found)

@@ -89,6 +89,9 @@ pub trait Reconcile: Send + Sync {
     /// and the count of its orders placed from `from` on, at one instant:
     /// those whose two differ.
     async fn month_counts_from(&self, from: DateTime<Utc>) -> Result<Vec<(AffiliateId, u64, u64)>>;
+    /// Per event type, the tallies' sum and the events stored, at one
+    /// instant: those whose two differ.
+    async fn tally_mismatches(&self) -> Result<Vec<(String, u64, u64)>>;
 }
 
 /// Starting a run, under the `reconcile` lock (held to the commit): two

@@ -645,3 +645,65 @@ async fn holds_work_while_the_journal_is_gone_and_the_ledger_stays_exact() {
     assert_eq!(history_sum(&w), w.points);
     app.assert_reconciled().await;
 }
+
+/// `/admin/events/counts` reads the done events as the tallies less the
+/// open ones: every writer of events (intake, the order lifecycle, wallets)
+/// adds to them in its own transaction, reconcile's full sweep checks them,
+/// and migration 0025 fills them from the events already stored.
+#[tokio::test]
+async fn event_counts_come_from_tallies_every_writer_keeps_and_reconcile_checks() {
+    use crate::lifecycle::{lifecycle, refund};
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    for order in ["o-1", "o-2", "o-3"] {
+        earn_worked_example(&app, order, "x").await;
+    }
+    assert_eq!(lifecycle(&app, "o-1", "complete").await.0, StatusCode::ACCEPTED);
+    assert_eq!(refund(&app, "o-2", "r-1", json!([{"sku": "shirt", "quantity": 1}])).await.0, StatusCode::ACCEPTED);
+    assert_eq!(lifecycle(&app, "o-3", "cancel").await.0, StatusCode::ACCEPTED);
+    assert_eq!(hold(&app, "x", "h-1", 500).await.0, StatusCode::CREATED);
+    assert_eq!(act(&app, "x", "h-1", "capture").await.0, StatusCode::OK);
+    let settled = poll(Duration::from_secs(15), || async {
+        app.db.int("SELECT COUNT(*) FROM events WHERE status <> 'done'", &[]).await == 0
+    })
+    .await;
+    assert!(settled, "{}", app.admin_get("/admin/events/counts").await);
+
+    let kinds = ["order.placed", "order.completed", "order.refunded", "order.cancelled"]
+        .into_iter()
+        .chain(["redemption.held", "redemption.captured"]);
+    let mut all = 0;
+    for kind in kinds {
+        let stored = app.db.int("SELECT COUNT(*) FROM events WHERE type = ?", &[kind]).await;
+        let counts = app.admin_get(&format!("/admin/events/counts?type={kind}")).await;
+        assert!(stored > 0, "the test makes {kind} events");
+        assert_eq!(counts["done"].as_i64(), Some(stored), "{kind}: {counts}");
+        all += stored;
+    }
+    assert_eq!(app.admin_get("/admin/events/counts").await["done"].as_i64(), Some(all));
+    app.assert_reconciled().await;
+
+    // One tally off: the counts show it, and reconcile names it.
+    app.db.exec("INSERT INTO event_tallies (type, shard, n) VALUES ('order.refunded', 999, 1)", &[]).await;
+    assert_eq!(app.admin_get("/admin/events/counts").await["done"].as_i64(), Some(all + 1));
+    let report = app.reconcile().await;
+    let kinds: Vec<&str> =
+        report["violations"].as_array().unwrap().iter().map(|v| v["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["event_tally_mismatch"], "{report}");
+    assert!(report["violations"][0]["detail"].as_str().unwrap().contains("order.refunded"), "{report}");
+
+    // The migration's fill, on a database whose events were stored before it.
+    app.db.exec("DELETE FROM event_tallies", &[]).await;
+    assert_eq!(app.admin_get("/admin/events/counts").await["done"].as_i64(), Some(0), "no scan behind the tallies");
+    let backend = match test_backend() {
+        TestBackend::MySql => "mysql",
+        TestBackend::Sqlite => "sqlite",
+    };
+    let migration =
+        std::fs::read_to_string(format!("{}/migrations/{backend}/0025_event_tallies.sql", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+    let fill = migration.lines().find(|l| l.starts_with("INSERT INTO event_tallies")).expect("the fill");
+    app.db.exec(fill.trim_end_matches(';'), &[]).await;
+    assert_eq!(app.admin_get("/admin/events/counts").await["done"].as_i64(), Some(all));
+    app.assert_reconciled().await;
+}

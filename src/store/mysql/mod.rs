@@ -53,6 +53,10 @@ static DIALECT: Dialect = Dialect {
     sum: |expr| format!("SUM({expr})"),
     text_cast: |expr| format!("CAST({expr} AS CHAR)"),
     partitions,
+    add_on_conflict: |_, counts| {
+        let adds: Vec<String> = counts.iter().map(|c| format!("{c} = {c} + VALUES({c})")).collect();
+        format!(" ON DUPLICATE KEY UPDATE {}", adds.join(", "))
+    },
 };
 
 /// ` AND CRC32(partition_key) % of IN (owned)`: only events of these journal

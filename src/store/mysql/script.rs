@@ -8,7 +8,9 @@
 //! every string and byte string is a hex literal (`_utf8mb4 X'…'`, `X'…'`: no
 //! quoting or escaping to get wrong), and numbers and times are formatted from
 //! typed values whose text holds no quote.
+use crate::domain::event::EventType;
 use crate::domain::intake::IntakeBatch;
+use crate::store::sql::events::{tally_row, TALLY_COLUMNS};
 use crate::store::sql::intake::{
     event_row, item_rows, order_row, EVENT_COLUMNS, ITEM_COLUMNS, MONTH_COLUMNS, ORDER_COLUMNS,
 };
@@ -116,6 +118,11 @@ pub(super) fn intake(batch: &IntakeBatch<'_>) -> Result<Script> {
     script.insert(ITEM_COLUMNS, &item_rows(batch)?, |v, row| row_values(v, row));
     let events: Vec<Vec<Arg>> = batch.placements.iter().map(|p| event_row(p, batch)).collect();
     script.insert(EVENT_COLUMNS, &events, |v, row| row_values(v, row));
+    if let Some(p) = batch.placements.first() {
+        let tally = [tally_row(EventType::OrderPlaced, batch.placements.len(), p.event.id)?];
+        let add = (super::DIALECT.add_on_conflict)("type, shard", &["n"]);
+        script.insert_then(TALLY_COLUMNS, &tally, &add, |v, row| row_values(v, row));
+    }
     Ok(script)
 }
 

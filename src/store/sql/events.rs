@@ -3,12 +3,12 @@
 use super::rows::{self, event_id, event_record, event_ref, event_status, event_type, EVENT_COLUMNS};
 use super::{Arg, Conn, Lane, Sql, SqlStore};
 use crate::domain::event::{
-    Attempt, Backlog, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, PartitionKey,
-    Replay,
+    Attempt, Backlog, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType,
+    PartitionKey, Replay,
 };
 use crate::domain::ids::OrderId;
 use crate::domain::order::CommissionStatus;
-use crate::store::{ApplyTx, EventHead, EventTx, Events, Parts, Result};
+use crate::store::{corrupt, ApplyTx, EventHead, EventTx, Events, Parts, Result};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -32,6 +32,30 @@ fn push_filter(q: &mut Sql, f: &EventFilter) {
 }
 
 const OPEN: &str = "status IN ('pending', 'processing', 'failed')";
+
+/// Every status but `done`: few rows, found through the status index.
+const NOT_DONE: &str = "status IN ('pending', 'processing', 'failed', 'dead')";
+
+/// `event_tallies`: how many events of each type were ever stored, in
+/// [`TALLY_SHARDS`] rows per type.
+pub const TALLY_COLUMNS: &str = "event_tallies (type, shard, n)";
+const TALLY_SHARDS: u16 = 16;
+
+/// The tally row adding `n` events of `kind`, to a shard picked by `by`
+/// (random: writers at once seldom share a row).
+pub fn tally_row(kind: EventType, n: usize, by: EventId) -> Result<Vec<Arg>> {
+    Ok(vec![kind.as_str().into(), i64::from(by.shard(TALLY_SHARDS)).into(), super::uint(n as u64)?])
+}
+
+/// Adds `n` events of `kind` to its tally, in the caller's transaction. Last
+/// in it: the row stays locked until the commit.
+pub async fn tally(conn: &mut dyn Conn, kind: EventType, n: usize, by: EventId) -> Result<()> {
+    let mut q = Sql::new(format!("INSERT INTO {TALLY_COLUMNS}"));
+    q.values(&[tally_row(kind, n, by)?], Clone::clone);
+    q.push(&(conn.dialect().add_on_conflict)("type, shard", &["n"]));
+    conn.execute(&q).await?;
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl Events for SqlStore {
@@ -71,15 +95,36 @@ impl Events for SqlStore {
         }))
     }
 
+    /// The events not done through the status index; the done ones as the
+    /// tallies less those when only the type filters (no scan of history),
+    /// else through the order's or the time range's index. In one snapshot.
     async fn event_counts(&self, f: &EventFilter) -> Result<EventCounts> {
         let f = EventFilter { status: None, ..f.clone() };
-        let mut q = Sql::new("SELECT status, COUNT(*) AS n FROM events WHERE 1 = 1");
+        let mut conn = self.snapshot().await?;
+        let mut q = Sql::new(format!("SELECT status, COUNT(*) AS n FROM events WHERE {NOT_DONE}"));
         push_filter(&mut q, &f);
         q.push(" GROUP BY status");
         let mut counts = EventCounts::default();
-        for r in self.read().await?.fetch(&q).await? {
+        for r in conn.fetch(&q).await? {
             counts.add(event_status(&r.text("status")?)?, r.uint("n")?);
         }
+        if f.order_id.is_none() && f.since.is_none() && f.until.is_none() {
+            let mut q = Sql::new("SELECT n FROM event_tallies WHERE 1 = 1");
+            if let Some(k) = f.kind {
+                q.push(" AND type = ").bind(k.as_str());
+            }
+            let mut all = 0u64;
+            for r in conn.fetch(&q).await? {
+                all = all.checked_add(r.uint("n")?).ok_or_else(|| corrupt("event tallies overflow"))?;
+            }
+            let open = counts.pending + counts.processing + counts.failed + counts.dead;
+            counts.done = all.checked_sub(open).ok_or_else(|| corrupt("event tallies below the open events"))?;
+        } else {
+            let mut q = Sql::new("SELECT COUNT(*) AS n FROM events WHERE status = 'done'");
+            push_filter(&mut q, &f);
+            counts.done = conn.one(&q).await?.uint("n")?;
+        }
+        conn.commit().await?;
         Ok(counts)
     }
 

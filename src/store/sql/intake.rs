@@ -159,7 +159,10 @@ pub async fn insert(conn: &mut dyn Conn, batch: &IntakeBatch<'_>) -> Result<()> 
         })
         .await?;
     }
-    Ok(())
+    match batch.placements.first() {
+        Some(p) => super::events::tally(conn, EventType::OrderPlaced, batch.placements.len(), p.event.id).await,
+        None => Ok(()),
+    }
 }
 
 /// Adds the batch's month volumes to `affiliate_months`: read (locked, in

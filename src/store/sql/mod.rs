@@ -3,7 +3,7 @@
 //! `query` for what a backend provides). One module per aggregate.
 mod affiliates;
 mod apply;
-mod events;
+pub(crate) mod events;
 pub mod intake;
 mod month;
 mod orders;

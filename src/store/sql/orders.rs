@@ -306,7 +306,7 @@ impl OrderTx for SqlOrderTx {
             .arg(c.now);
             conn.execute(&q).await?;
         }
-        Ok(())
+        super::events::tally(conn, c.kind, 1, c.event.id).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

@@ -353,6 +353,9 @@ pub struct Dialect {
     pub text_cast: fn(&str) -> String,
     /// Appends a filter to events of the journal partitions `parts` only.
     pub partitions: fn(&mut Sql, crate::store::Parts<'_>),
+    /// The tail of an INSERT that, where a row with the key (the columns
+    /// `key`) exists, adds the new row's integer `counts` to it instead.
+    pub add_on_conflict: fn(key: &str, counts: &[&str]) -> String,
 }
 
 impl Dialect {

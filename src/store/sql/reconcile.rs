@@ -205,6 +205,26 @@ impl Reconcile for SqlStore {
             .collect())
     }
 
+    async fn tally_mismatches(&self) -> Result<Vec<(String, u64, u64)>> {
+        let mut conn = self.read().await?;
+        let count = (conn.dialect().text_cast)("COUNT(*)");
+        let sum = (conn.dialect().text_cast)("SUM(n)");
+        let q = Sql::new(format!(
+            "SELECT 't' AS kind, type, {sum} AS n FROM event_tallies GROUP BY type \
+             UNION ALL SELECT 'e', type, {count} FROM events GROUP BY type"
+        ));
+        let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for r in conn.fetch(&q).await? {
+            let n: u64 = r.text("n")?.parse().map_err(corrupt)?;
+            let slot = counts.entry(r.text("type")?).or_default();
+            match r.text("kind")?.as_str() {
+                "t" => slot.0 = n,
+                _ => slot.1 = n,
+            }
+        }
+        Ok(counts.into_iter().filter(|(_, (t, e))| t != e).map(|(k, (t, e))| (k, t, e)).collect())
+    }
+
     async fn order_count(&self) -> Result<u64> {
         self.read().await?.one(&Sql::new("SELECT COUNT(*) AS n FROM orders")).await?.uint("n")
     }

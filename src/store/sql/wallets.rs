@@ -210,7 +210,7 @@ impl WalletTx for SqlWallet {
         if let Some(due) = w.due {
             self.set_due(due, now).await?;
         }
-        Ok(())
+        super::events::tally(self.conn.as_mut(), *kind, 1, *event_id).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

@@ -57,6 +57,11 @@ static DIALECT: Dialect = Dialect {
     text_cast: |expr| format!("CAST({expr} AS TEXT)"),
     // One instance owns every partition.
     partitions: |_, _| {},
+    // Integer columns: SQLite's `+` on them is exact.
+    add_on_conflict: |key, counts| {
+        let adds: Vec<String> = counts.iter().map(|c| format!("{c} = {c} + excluded.{c}")).collect();
+        format!(" ON CONFLICT ({key}) DO UPDATE SET {}", adds.join(", "))
+    },
 };
 
 /// Handle to the database file: the writer and the readers.
