@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Embedded (SQLite) and production (MariaDB + Redis) mode back to back, RUNS
-# times each, at RATE (saturation) and RATE/2; DIST is the affiliates'
-# distribution (uniform, zipf[:S], hot; default uniform).
-#   loadtest/modes.sh [rate] [runs] [dist]   (release build first)
+# times each: closed-loop saturation (CLIENTS clients, each sending its next
+# request when the last is answered), then open loop at RATE and RATE/2; DIST
+# is the affiliates' distribution (uniform, zipf[:S], hot; default uniform).
+# The per-key rate limit is off (serve.sh).
+#   loadtest/modes.sh [rate] [runs] [dist] [clients]   (release build first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 RATE=${1:-726}
 RUNS=${2:-3}
 DIST=${3:-uniform}
+CLIENTS=${4:-128}
 HALF=$((RATE / 2))
 loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
@@ -16,6 +19,7 @@ summary() {
 for round in $(seq "$RUNS"); do
   for mode in mysql embedded; do
     if [ "$mode" = embedded ]; then PID=$(KOMISI_BENCH_EMBEDDED=1 loadtest/serve.sh); else PID=$(loadtest/serve.sh); fi
+    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --clients "$CLIENTS" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST sat clients=$CLIENTS"
     ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST max=$RATE"
     ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST half=$HALF"
     kill "$PID"
