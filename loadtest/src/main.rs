@@ -3,6 +3,7 @@
 //! bounded in count and time and targets loopback only.
 mod baseline;
 mod metrics;
+mod reads;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Cmd {
     FindMax(FindMaxArgs),
     /// The same durable transactions komisi needs per order, straight to MariaDB.
     Baseline(baseline::BaselineArgs),
+    /// The operator's and storefront's reads at a fixed rate each: their latency.
+    Reads(reads::ReadsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -190,6 +193,7 @@ async fn main() -> Result<()> {
         }
         Cmd::FindMax(a) => find_max(a).await,
         Cmd::Baseline(a) => baseline::run(a).await,
+        Cmd::Reads(a) => reads::run(a).await,
     }
 }
 
