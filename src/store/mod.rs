@@ -29,7 +29,7 @@ pub use events::{EventHead, EventTx, Events, Fence, Lane, Parts};
 pub use orders::{ApprovalTx, EntitlementInputs, IntakeTx, OrderChange, OrderTx, Orders};
 pub use payouts::{PayoutTx, Payouts};
 pub use programs::Programs;
-pub use reconcile::{Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts};
+pub use reconcile::{BalanceCheck, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts};
 pub use wallets::{BuyerBalance, WalletTx, WalletWrite, Wallets};
 
 /// What went wrong in the store, classified by the backend that saw it.

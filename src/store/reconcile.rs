@@ -25,6 +25,18 @@ pub struct ReconcileFacts {
     pub payout_item_mismatches: Vec<(u64, String, Decimal, Decimal)>,
     /// (entry, affiliate, payout, entry status, batch status)
     pub payout_entry_statuses: Vec<(u64, String, u64, String, String)>,
+    /// The affiliates found right, with their totals up to the run's mark:
+    /// the checks the next incremental runs start from.
+    pub checks: Vec<BalanceCheck>,
+}
+
+/// An affiliate's checked total: Σ amount of its ledger entries with id up
+/// to `mark` (amounts never change, so it stays true).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceCheck {
+    pub affiliate_id: AffiliateId,
+    pub mark: u64,
+    pub total: Decimal,
 }
 
 /// What changed in an incremental run's window, and the stored invariants
@@ -54,8 +66,12 @@ pub struct MonthCheck {
 #[async_trait::async_trait]
 pub trait Reconcile: Send + Sync {
     /// The balance, points, duplicate, stuck-event and payout checks over
-    /// everything; `stuck_before`: open events created earlier are stuck.
-    async fn reconcile_facts(&self, stuck_before: DateTime<Utc>) -> Result<ReconcileFacts>;
+    /// everything; `stuck_before`: open events created earlier are stuck;
+    /// `mark`: a ledger id every entry up to which has committed (the checks
+    /// of the affiliates found right are totalled up to it).
+    async fn reconcile_facts(&self, stuck_before: DateTime<Utc>, mark: u64) -> Result<ReconcileFacts>;
+    /// Stores the affiliates' checked totals (replacing their earlier ones).
+    async fn save_balance_checks(&self, checks: &[BalanceCheck]) -> Result<()>;
     /// The same checks over what changed in `window`.
     async fn changes(&self, window: &Window, stuck_before: DateTime<Utc>) -> Result<Changes>;
     /// The highest ledger and reward entry ids now.

@@ -14,6 +14,9 @@ pub trait Wallets: Send + Sync {
     async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards>;
     /// A buyer's balance, history and redemptions, read in one snapshot.
     async fn buyer_wallet(&self, id: &BuyerId) -> Result<(BuyerRewards, Vec<Redemption>)>;
+    /// [`Wallets::buyer_wallet`] of each of `ids` (in a few statements, not
+    /// one a buyer), all read in one snapshot; in the order of `ids`.
+    async fn buyer_wallets(&self, ids: &[BuyerId]) -> Result<Vec<(BuyerRewards, Vec<Redemption>)>>;
     /// A page of the buyers with a wallet to check (redemptions, wallet
     /// entries or expiring lots), by id.
     async fn wallet_buyers(&self, after: &str, limit: u32) -> Result<Vec<BuyerId>>;

@@ -80,6 +80,54 @@ async fn an_incremental_run_checks_what_changed_and_a_full_sweep_everything() {
     assert_eq!(status["running"], Value::Null);
 }
 
+/// An incremental run checks a touched affiliate's total from its last
+/// check (`affiliate_checks`) plus its new entries, not from its whole
+/// history; a full sweep trusts no check and writes them all anew.
+#[tokio::test]
+async fn an_incremental_run_totals_an_affiliate_from_its_last_check() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    place_processed(&app, "o-1", "code-A").await;
+    place_processed(&app, "o-2", "code-A").await;
+    let first = app.reconcile().await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM affiliate_checks", &[]).await, 0, "no run before it: no mark");
+    let second = app.reconcile().await;
+    assert_eq!(second["ok"], true, "{second}");
+    let check = app.db.rows("SELECT ledger_mark, total FROM affiliate_checks WHERE affiliate_id = 'A'", &[]).await;
+    let amounts = app.db.column("SELECT amount FROM ledger_entries WHERE affiliate_id = 'A'", &[]).await;
+    let entries: rust_decimal::Decimal = amounts.iter().map(|a| d(a)).sum();
+    let mark = first["coverage"]["ledger_entries"]["to"].to_string();
+    assert_eq!(check[0][0].as_deref(), Some(mark.as_str()), "the mark of the run before it");
+    assert_eq!(d(check[0][1].as_deref().unwrap()), entries, "A's total up to the first run's mark");
+
+    // A wrong check: the incremental run that touches A trusts it, and says so.
+    let wrong = (d(check[0][1].as_deref().unwrap()) + d("1")).to_string();
+    app.db.exec("UPDATE affiliate_checks SET total = ? WHERE affiliate_id = 'A'", &[&wrong]).await;
+    place_processed(&app, "o-3", "code-A").await;
+    let caught = app.reconcile_kind("incremental").await;
+    assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "A".to_string())], "{caught}");
+    // The full sweep sums A's history, finds it right, and writes its check anew.
+    let full = app.reconcile().await;
+    assert_eq!(full["ok"], true, "{full}");
+    place_processed(&app, "o-4", "code-A").await;
+    let incremental = app.reconcile_kind("incremental").await;
+    assert_eq!((incremental["ok"].as_bool(), incremental["checked"]["affiliates"].as_u64()), (Some(true), Some(1)));
+
+    // A paid balance off by 5, and a pending one off by 2: each is caught.
+    app.db.add_money("affiliates", "paid", "A", d("5")).await;
+    place_processed(&app, "o-5", "code-A").await;
+    let caught = app.reconcile_kind("incremental").await;
+    assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "A".to_string())], "{caught}");
+    app.db.add_money("affiliates", "paid", "A", d("-5")).await;
+    app.db.add_money("affiliates", "pending", "A", d("2")).await;
+    place_processed(&app, "o-6", "code-A").await;
+    let caught = app.reconcile_kind("incremental").await;
+    assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "A".to_string())], "{caught}");
+    app.db.add_money("affiliates", "pending", "A", d("-2")).await;
+    app.assert_reconciled().await;
+}
+
 #[tokio::test]
 async fn a_stopped_full_sweep_is_resumed_where_it_stopped() {
     let app = spawn_app().await;

@@ -7,11 +7,11 @@ use super::{rows, Arg, Conn, Lane, Sql, SqlStore};
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::reconcile::{Run, RunKind, RunStatus, Window};
-use crate::store::{corrupt, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts, Result};
+use crate::store::{corrupt, BalanceCheck, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts, Result};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// The keys of a check in chunks (IN lists), or one pass over everything.
 fn chunks<T>(only: Option<&[T]>) -> Vec<Option<&[T]>> {
@@ -23,7 +23,7 @@ fn chunks<T>(only: Option<&[T]>) -> Vec<Option<&[T]>> {
 
 #[async_trait::async_trait]
 impl Reconcile for SqlStore {
-    async fn reconcile_facts(&self, stuck_before: DateTime<Utc>) -> Result<ReconcileFacts> {
+    async fn reconcile_facts(&self, stuck_before: DateTime<Utc>, mark: u64) -> Result<ReconcileFacts> {
         let mut conn = self.snapshot().await?;
         let c = conn.as_mut();
         let mut f = ReconcileFacts::default();
@@ -35,7 +35,7 @@ impl Reconcile for SqlStore {
         ] {
             *slot = c.one(&Sql::new(format!("SELECT COUNT(*) AS n FROM {table}"))).await?.uint("n")?;
         }
-        f.balance_mismatches = balance_mismatches(c, None).await?;
+        (f.balance_mismatches, f.checks) = balance_mismatches(c, mark).await?;
         f.points_mismatches = points_mismatches(c, None).await?;
         f.duplicate_entries = duplicate_entries(c, None).await?;
         f.stuck_events = stuck_events(c, stuck_before).await?;
@@ -86,12 +86,14 @@ impl Reconcile for SqlStore {
         let affiliates: Vec<AffiliateId> = affiliates.into_iter().map(AffiliateId::from_trusted).collect();
         let buyers: Vec<BuyerId> = buyers.into_iter().map(BuyerId::from_trusted).collect();
         let events: Vec<EventId> = events.iter().map(|e| rows::event_id(e)).collect::<Result<_>>()?;
+        let (balance_mismatches, checks) = touched_balances(c, &affiliates, w.ledger.0).await?;
         let facts = ReconcileFacts {
             affiliates: affiliates.len() as u64,
             buyers: buyers.len() as u64,
             events: events.len() as u64,
             payouts: payouts.len() as u64,
-            balance_mismatches: balance_mismatches(c, Some(&affiliates)).await?,
+            balance_mismatches,
+            checks,
             points_mismatches: points_mismatches(c, Some(&buyers)).await?,
             duplicate_entries: duplicate_entries(c, Some(&events)).await?,
             stuck_events: stuck_events(c, stuck_before).await?,
@@ -223,6 +225,23 @@ impl Reconcile for SqlStore {
             }
         }
         Ok(counts.into_iter().filter(|(_, (t, e))| t != e).map(|(k, (t, e))| (k, t, e)).collect())
+    }
+
+    async fn save_balance_checks(&self, checks: &[BalanceCheck]) -> Result<()> {
+        let mut conn = self.write(Lane::Work).await?;
+        for chunk in checks.chunks(500) {
+            let mut q = Sql::new("DELETE FROM affiliate_checks WHERE affiliate_id IN (");
+            q.list(chunk.iter().map(|k| &k.affiliate_id)).push(")");
+            conn.execute(&q).await?;
+            let rows = chunk
+                .iter()
+                .map(|k| Ok(vec![(&k.affiliate_id).into(), super::uint(k.mark)?, k.total.into()]))
+                .collect::<Result<Vec<Vec<Arg>>>>()?;
+            let mut q = Sql::new("INSERT INTO affiliate_checks (affiliate_id, ledger_mark, total)");
+            q.values(&rows, Clone::clone);
+            conn.execute(&q).await?;
+        }
+        conn.commit().await
     }
 
     async fn order_count(&self) -> Result<u64> {
@@ -369,37 +388,112 @@ fn args<T>(keys: Option<&[T]>, arg: impl Fn(&T) -> Arg) -> Option<Vec<Arg>> {
     keys.map(|k| k.iter().map(arg).collect())
 }
 
-/// Balances against ledger sums per status.
-async fn balance_mismatches(
-    c: &mut dyn Conn,
-    only: Option<&[AffiliateId]>,
-) -> Result<Vec<(String, [Decimal; 3], [Decimal; 3])>> {
+/// The mark of an affiliate's last check (0: none).
+fn checked_mark(r: &dyn super::Cols) -> Result<u64> {
+    r.opt_int("ledger_mark")?.map_or(Ok(0), |m| u64::try_from(m).map_err(corrupt))
+}
+
+/// (affiliate, stored [pending, approved, paid], ledger sums)
+type BalanceMismatch = (String, [Decimal; 3], [Decimal; 3]);
+
+/// Every affiliate's balances against its ledger sums per status; the
+/// affiliates found right, with their totals up to `mark`.
+async fn balance_mismatches(c: &mut dyn Conn, mark: u64) -> Result<(Vec<BalanceMismatch>, Vec<BalanceCheck>)> {
     let sum = c.dialect().sum;
+    // `mark` is an integer: written into the statement, it cannot inject.
     let sums = format!(
-        "{} AS p, {} AS ap, {} AS pd",
+        "{} AS p, {} AS ap, {} AS pd, {} AS upto",
         sum("CASE WHEN status = 'pending' THEN amount END"),
         sum("CASE WHEN status = 'approved' THEN amount END"),
         sum("CASE WHEN status = 'paid' THEN amount END"),
+        sum(&format!("CASE WHEN id <= {mark} THEN amount END")),
     );
-    let mut found = Vec::new();
-    for keys in chunks(only) {
-        let mut q = Sql::new(format!(
-            "SELECT a.id, a.pending, a.approved, a.paid, l.p, l.ap, l.pd FROM affiliates a LEFT JOIN \
-             (SELECT affiliate_id, {sums} FROM ledger_entries"
-        ));
-        push_only(&mut q, "WHERE", "affiliate_id", args(keys, |k| Arg::from(k)));
-        q.push(" GROUP BY affiliate_id) l ON l.affiliate_id = a.id");
-        push_only(&mut q, "WHERE", "a.id", args(keys, |k| Arg::from(k)));
-        q.push(" ORDER BY a.id");
-        for r in c.fetch(&q).await? {
-            let stored = [r.money("pending")?, r.money("approved")?, r.money("paid")?];
-            let ledger = [r.sum("p")?, r.sum("ap")?, r.sum("pd")?];
-            if stored != ledger {
-                found.push((r.text("id")?, stored, ledger));
+    let q = Sql::new(format!(
+        "SELECT a.id, a.pending, a.approved, a.paid, l.p, l.ap, l.pd, l.upto FROM affiliates a LEFT JOIN \
+         (SELECT affiliate_id, {sums} FROM ledger_entries GROUP BY affiliate_id) l ON l.affiliate_id = a.id \
+         ORDER BY a.id"
+    ));
+    let (mut found, mut checks) = (Vec::new(), Vec::new());
+    for r in c.fetch(&q).await? {
+        let stored = [r.money("pending")?, r.money("approved")?, r.money("paid")?];
+        let ledger = [r.sum("p")?, r.sum("ap")?, r.sum("pd")?];
+        if stored != ledger {
+            found.push((r.text("id")?, stored, ledger));
+        } else if mark > 0 {
+            let affiliate_id = AffiliateId::from_trusted(r.text("id")?);
+            checks.push(BalanceCheck { affiliate_id, mark, total: r.sum("upto")? });
+        }
+    }
+    Ok((found, checks))
+}
+
+/// The balances of `affiliates` against their ledger, at a cost that does
+/// not grow with their history: pending and approved against the sums of
+/// the entries in those statuses (entries not yet paid, through
+/// `ix_ledger_unbatched`), and the total against the affiliate's last
+/// check plus its entries above that check's mark (`ix_ledger_affiliate`).
+/// Those found right get a check up to `mark`.
+async fn touched_balances(
+    c: &mut dyn Conn,
+    affiliates: &[AffiliateId],
+    mark: u64,
+) -> Result<(Vec<BalanceMismatch>, Vec<BalanceCheck>)> {
+    let (mut found, mut checks) = (Vec::new(), Vec::new());
+    if affiliates.is_empty() {
+        return Ok((found, checks));
+    }
+    let sum = c.dialect().sum;
+    let q = Sql::new(format!(
+        "SELECT affiliate_id, status, {} AS s FROM ledger_entries WHERE status IN ('pending', 'approved') \
+         GROUP BY affiliate_id, status",
+        sum("amount")
+    ));
+    let mut open: HashMap<String, [Decimal; 2]> = HashMap::new();
+    for r in c.fetch(&q).await? {
+        let slot = usize::from(r.text("status")? == "approved");
+        open.entry(r.text("affiliate_id")?).or_default()[slot] = r.sum("s")?;
+    }
+    let per_statement = c.dialect().max_compound.min(200);
+    for chunk in affiliates.chunks(per_statement) {
+        let mut q = Sql::new(
+            "SELECT a.id, a.pending, a.approved, a.paid, k.ledger_mark, k.total FROM affiliates a \
+             LEFT JOIN affiliate_checks k ON k.affiliate_id = a.id WHERE a.id IN (",
+        );
+        q.list(chunk).push(")");
+        let stored = c.fetch(&q).await?;
+        let mut q = Sql::new("");
+        let upto = sum(&format!("CASE WHEN id <= {mark} THEN amount END"));
+        for (i, r) in stored.iter().enumerate() {
+            q.push(if i == 0 { "" } else { " UNION ALL " });
+            q.push(&format!(
+                "SELECT affiliate_id, {upto} AS upto, {} AS s FROM ledger_entries WHERE affiliate_id = ",
+                sum("amount")
+            ));
+            q.bind(r.text("id")?).push(" AND id > ").bind(super::uint(checked_mark(r.as_ref())?)?);
+            q.push(" GROUP BY affiliate_id");
+        }
+        let mut new: HashMap<String, (Decimal, Decimal)> = HashMap::new();
+        if !stored.is_empty() {
+            for r in c.fetch(&q).await? {
+                new.insert(r.text("affiliate_id")?, (r.sum("upto")?, r.sum("s")?));
+            }
+        }
+        for r in &stored {
+            let id = r.text("id")?;
+            let balances = [r.money("pending")?, r.money("approved")?, r.money("paid")?];
+            let (checked_mark, checked) = (checked_mark(r.as_ref())?, r.opt_money("total")?.unwrap_or_default());
+            let (upto, above) = new.get(&id).copied().unwrap_or_default();
+            let [pending, approved] = open.get(&id).copied().unwrap_or_default();
+            let total = checked + above;
+            let ledger = [pending, approved, total - pending - approved];
+            if balances != ledger {
+                found.push((id, balances, ledger));
+            } else if mark > checked_mark {
+                checks.push(BalanceCheck { affiliate_id: AffiliateId::from_trusted(id), mark, total: checked + upto });
             }
         }
     }
-    Ok(found)
+    Ok((found, checks))
 }
 
 /// Points balances against reward sums (exact: a balance may pass i64).

@@ -30,16 +30,47 @@ impl Wallets for SqlStore {
     }
 
     async fn buyer_wallet(&self, id: &BuyerId) -> Result<(BuyerRewards, Vec<Redemption>)> {
-        // One snapshot: the history and the holds agree.
+        self.buyer_wallets(std::slice::from_ref(id)).await?.pop().ok_or_else(|| corrupt("no wallet read"))
+    }
+
+    async fn buyer_wallets(&self, ids: &[BuyerId]) -> Result<Vec<(BuyerRewards, Vec<Redemption>)>> {
         let mut conn = self.snapshot().await?;
-        let rewards = buyer_rewards(conn.as_mut(), id).await?;
-        let q = Sql::new(format!(
-            "SELECT {REDEMPTION_COLUMNS} FROM redemptions WHERE buyer_id = ? ORDER BY created_at, id"
-        ))
-        .arg(id);
-        let redemptions = rows::all(&conn.fetch(&q).await?, rows::redemption)?;
+        let c = conn.as_mut();
+        let mut wallets: BTreeMap<&BuyerId, (BuyerRewards, Vec<Redemption>)> = ids
+            .iter()
+            .map(|id| (id, (BuyerRewards { buyer_id: id.clone(), points: 0, history: Vec::new() }, Vec::new())))
+            .collect();
+        let statement = |head: String, tail: &'static str| {
+            move |chunk: &[&BuyerId]| {
+                let mut q = Sql::new(head.clone());
+                q.list(chunk.iter().copied()).push(tail);
+                q
+            }
+        };
+        let refs: Vec<&BuyerId> = ids.iter().collect();
+        for r in c.fetch_chunked(&refs, 1, statement("SELECT id, points FROM buyers WHERE id IN (".into(), ")")).await?
+        {
+            if let Some(w) = wallets.get_mut(&BuyerId::from_trusted(r.text("id")?)) {
+                w.0.points = r.points("points")?;
+            }
+        }
+        let head = format!("SELECT {REWARD_COLUMNS} FROM reward_entries WHERE buyer_id IN (");
+        for r in c.fetch_chunked(&refs, 1, statement(head, ") ORDER BY buyer_id, id")).await? {
+            let entry = rows::reward_entry(r.as_ref())?;
+            if let Some(w) = wallets.get_mut(&entry.buyer_id) {
+                w.0.history.push(entry);
+            }
+        }
+        let head = format!("SELECT {REDEMPTION_COLUMNS} FROM redemptions WHERE buyer_id IN (");
+        for r in c.fetch_chunked(&refs, 1, statement(head, ") ORDER BY buyer_id, created_at, id")).await? {
+            let redemption = rows::redemption(r.as_ref())?;
+            if let Some(w) = wallets.get_mut(&redemption.buyer_id) {
+                w.1.push(redemption);
+            }
+        }
         conn.commit().await?;
-        Ok((rewards, redemptions))
+        let mut wallets: BTreeMap<BuyerId, _> = wallets.into_iter().map(|(k, v)| (k.clone(), v)).collect();
+        Ok(ids.iter().filter_map(|id| wallets.remove(id)).collect())
     }
 
     async fn wallet_buyers(&self, after: &str, limit: u32) -> Result<Vec<BuyerId>> {
