@@ -241,3 +241,52 @@ async fn graceful_shutdown_completes_while_the_journal_is_unreachable() {
     let status = app.db.one("SELECT status FROM events WHERE order_id = 'o-1'", &[]).await;
     assert_eq!(status, "pending");
 }
+
+/// A real database error on the intake transaction's last statement (a
+/// trigger refusing the event tally, after the orders, items, events and
+/// month counters are written): the request fails, none of it stays — no
+/// order, no month counted, no event tallied — and the retry lands once.
+#[tokio::test]
+async fn an_intake_failing_at_its_last_statement_keeps_nothing_and_the_retry_lands_once() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let months = || app.db.rows("SELECT affiliate_id, month_start, volume, orders FROM affiliate_months", &[]);
+    let tallies = || app.db.rows("SELECT type, shard, n FROM event_tallies ORDER BY type, shard", &[]);
+    let (months_before, tallies_before) = (months().await, tallies().await);
+
+    let triggers: &[&str] = match test_backend() {
+        TestBackend::MySql => &[
+            "CREATE TRIGGER refuse_tally_insert BEFORE INSERT ON event_tallies FOR EACH ROW \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
+            "CREATE TRIGGER refuse_tally_update BEFORE UPDATE ON event_tallies FOR EACH ROW \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
+        ],
+        TestBackend::Sqlite => &[
+            "CREATE TRIGGER refuse_tally_insert BEFORE INSERT ON event_tallies BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            "CREATE TRIGGER refuse_tally_update BEFORE UPDATE ON event_tallies BEGIN SELECT RAISE(ABORT, 'injected'); END",
+        ],
+    };
+    for t in triggers {
+        app.db.exec(t, &[]).await;
+    }
+    let (status, body) = app.place(&worked_example_order("o-2", "x", "code-C")).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM orders WHERE id = 'o-2'", &[]).await, 0);
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM order_items WHERE order_id = 'o-2'", &[]).await, 0);
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM events WHERE order_id = 'o-2'", &[]).await, 0);
+    assert_eq!(months().await, months_before, "no month counted the refused order");
+    assert_eq!(tallies().await, tallies_before);
+
+    for t in ["refuse_tally_insert", "refuse_tally_update"] {
+        app.db.exec(&format!("DROP TRIGGER {t}"), &[]).await;
+    }
+    assert_eq!(app.place(&worked_example_order("o-2", "x", "code-C")).await.0, StatusCode::ACCEPTED);
+    assert_eq!(app.place(&worked_example_order("o-2", "x", "code-C")).await.0, StatusCode::OK, "a repeat");
+    app.processed("o-2").await;
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM events WHERE order_id = 'o-2'", &[]).await, 1);
+    let orders: Vec<String> = app.db.column("SELECT orders FROM affiliate_months WHERE affiliate_id = 'C'", &[]).await;
+    assert_eq!(orders, ["2"], "C's month counts both orders once");
+    app.assert_reconciled().await;
+}
