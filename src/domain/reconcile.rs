@@ -172,6 +172,20 @@ pub fn eta(started_at: DateTime<Utc>, now: DateTime<Utc>, done: u64, total: u64)
     Some(spent / done as f64 * (total - done) as f64)
 }
 
+/// The ledger id up to which a full sweep may record the affiliates'
+/// checked totals: every entry up to it must have committed. The newest
+/// finished run's highest id (`before`) has; so has the sweep's own (`own`,
+/// the highest id when it started) once it has run for `settle` — longer
+/// than any transaction stays open — which a first sweep over a large
+/// history does.
+pub fn check_mark(before: u64, own: u64, started_at: DateTime<Utc>, now: DateTime<Utc>, settle: TimeDelta) -> u64 {
+    if now - started_at >= settle {
+        before.max(own)
+    } else {
+        before
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +261,15 @@ mod tests {
         assert_eq!(eta(t(0), t(10), 0, 100), None);
         assert_eq!(eta(t(0), t(10), 25, 100), Some(30.0));
         assert_eq!(eta(t(0), t(10), 100, 100), Some(0.0));
+    }
+
+    #[test]
+    fn a_sweep_records_checks_up_to_its_own_start_only_once_it_has_settled() {
+        let t0 = Utc::now();
+        let settle = TimeDelta::seconds(60);
+        assert_eq!(check_mark(0, 500, t0, t0 + TimeDelta::seconds(5), settle), 0, "a quick first sweep: none");
+        assert_eq!(check_mark(0, 500, t0, t0 + TimeDelta::seconds(60), settle), 500);
+        assert_eq!(check_mark(300, 500, t0, t0 + TimeDelta::seconds(5), settle), 300, "the run before it's");
+        assert_eq!(check_mark(300, 500, t0, t0 + TimeDelta::minutes(9), settle), 500);
     }
 }

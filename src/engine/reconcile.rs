@@ -363,8 +363,11 @@ impl Engine {
             let detail = format!("the tallies count {tallied} {kind} events, but {stored} are stored");
             found.push(Violation::new("event_tally_mismatch", detail));
         }
-        // Every entry up to the newest finished run's mark has committed.
-        let mark = self.store().runs(false, 1).await?.first().map_or(0, |r| r.window.ledger.1);
+        // Every entry up to the newest finished run's mark has committed; so
+        // has every entry up to this run's own, once it has run longer than
+        // any transaction stays open (a first sweep over a large history).
+        let before = self.store().runs(false, 1).await?.first().map_or(0, |r| r.window.ledger.1);
+        let mark = rules::check_mark(before, run.window.ledger.1, run.started_at, Utc::now(), STALE_AFTER);
         let mut facts = self.store().reconcile_facts(self.stuck_before(), mark).await?;
         self.store().save_balance_checks(&std::mem::take(&mut facts.checks)).await?;
         stored_violations(facts, &mut found);
