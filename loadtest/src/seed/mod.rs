@@ -58,7 +58,14 @@ pub struct SeedArgs {
     /// Rows per batch (one transaction each).
     #[arg(long, default_value_t = 100_000)]
     pub batch_rows: usize,
+    /// MySQL: keep the secondary keys of the big tables during the load
+    /// (by default they are dropped first and built at the end, by sorting).
+    #[arg(long)]
+    pub keep_keys: bool,
 }
+
+/// The tables whose secondary keys a MySQL load builds at the end.
+const BULK_TABLES: [&str; 4] = ["orders", "events", "ledger_entries", "reward_entries"];
 
 /// What the generator and the writer have done so far.
 #[derive(Default)]
@@ -131,7 +138,7 @@ pub async fn run(a: SeedArgs) -> Result<()> {
 
     let komisi = store(&a.database_url).await?;
     komisi.migrate().await.context("komisi's migrations")?;
-    let mut sink = sink::Sink::open(&a.database_url, a.load_dir.clone()).await?;
+    let mut sink = sink::Sink::open(&a.database_url, a.load_dir.clone(), 0).await?;
     for table in ["affiliates", "orders", "events", "reward_entries", "payouts"] {
         if sink.count(&format!("SELECT COUNT(*) FROM {table}")).await? > 0 {
             bail!("{table} is not empty: the seed needs an empty database");
@@ -168,8 +175,16 @@ pub async fn run(a: SeedArgs) -> Result<()> {
         start.to_rfc3339(),
         end.to_rfc3339()
     );
+    let dropped = if a.keep_keys { Vec::new() } else { sink.drop_keys(&BULK_TABLES).await? };
+    // MySQL loads two batches at once (InnoDB takes each on a core of its
+    // own); SQLite has one writer.
+    let mut writers = vec![sink];
+    if !sink::is_sqlite(&a.database_url) {
+        writers.push(sink::Sink::open(&a.database_url, a.load_dir.clone(), 1).await?);
+    }
     let progress = Arc::new(Progress::default());
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<sink::Batch>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<sink::Batch>(4);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let generator = {
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || sim::generate(cfg, tx, progress))
@@ -193,22 +208,47 @@ pub async fn run(a: SeedArgs) -> Result<()> {
             }
         })
     };
-    let mut rows_by_table: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let written: Result<()> = async {
-        while let Some(batch) = rx.recv().await {
-            let (table, n) = (batch.table.name(), batch.rows.len() as u64);
-            sink.write(batch).await?;
-            *rows_by_table.entry(table).or_default() += n;
-            progress.rows.fetch_add(n, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-    .await;
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .map(|mut sink| {
+            let (rx, progress) = (rx.clone(), progress.clone());
+            async move {
+                let mut rows: BTreeMap<&'static str, u64> = BTreeMap::new();
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(batch) = next else { break };
+                    let (table, n) = (batch.table.name(), batch.rows.len() as u64);
+                    if let Err(e) = sink.write(batch).await {
+                        // The generator stops at its next batch.
+                        rx.lock().await.close();
+                        return Err(e);
+                    }
+                    *rows.entry(table).or_default() += n;
+                    progress.rows.fetch_add(n, Ordering::Relaxed);
+                }
+                Ok::<_, anyhow::Error>((sink, rows))
+            }
+        })
+        .collect();
     drop(rx);
+    // The writers end when the generator has sent its last batch.
+    let written = futures::future::join_all(tasks).await;
     let generated = generator.await.context("the generator panicked")?;
-    reporter.abort();
-    written?;
+    let mut rows_by_table: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut sinks = Vec::new();
+    for w in written {
+        let (sink, rows) = w?;
+        for (table, n) in rows {
+            *rows_by_table.entry(table).or_default() += n;
+        }
+        sinks.push(sink);
+    }
     let summary = generated?;
+    let mut sink = sinks.swap_remove(0);
+    let generated_at = started.elapsed();
+    eprintln!("seed: rows written in {:.0}s; building keys, statistics", generated_at.as_secs_f64());
+    sink.restore_keys(&dropped).await?;
+    reporter.abort();
     if rows_by_table != summary.rows {
         bail!("rows generated {:?} but written {rows_by_table:?}", summary.rows);
     }
@@ -238,6 +278,7 @@ pub async fn run(a: SeedArgs) -> Result<()> {
             "redemptions": summary.redemptions,
             "rows_by_table": summary.rows,
             "rows_total": rows,
+            "rows_written_s": generated_at.as_secs_f64(),
             "load_s": loaded.as_secs_f64(),
             "elapsed_s": elapsed.as_secs_f64(),
             "rows_per_s": rows as f64 / loaded.as_secs_f64(),

@@ -233,7 +233,7 @@ pub struct Batch {
 
 /// The database the rows go to.
 pub enum Sink {
-    My { conn: MySqlConnection, load_dir: Option<PathBuf>, files: u64 },
+    My { conn: MySqlConnection, load_dir: Option<PathBuf>, files: u64, tag: usize },
     Lite { conn: SqliteConnection, path: PathBuf },
 }
 
@@ -248,7 +248,8 @@ fn my_time(t: DateTime<Utc>) -> String {
 }
 
 impl Sink {
-    pub async fn open(url: &str, load_dir: Option<PathBuf>) -> Result<Self> {
+    /// `tag` tells apart the files of writers loading at once.
+    pub async fn open(url: &str, load_dir: Option<PathBuf>, tag: usize) -> Result<Self> {
         if is_sqlite(url) {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
             let path = options.get_filename().to_path_buf();
@@ -273,7 +274,7 @@ impl Sink {
             }
             None => None,
         };
-        Ok(Sink::My { conn, load_dir, files: 0 })
+        Ok(Sink::My { conn, load_dir, files: 0, tag })
     }
 
     /// One query's single integer answer.
@@ -315,9 +316,9 @@ impl Sink {
             return Ok(());
         }
         match self {
-            Sink::My { conn, load_dir: Some(dir), files } => {
+            Sink::My { conn, load_dir: Some(dir), files, tag } => {
                 *files += 1;
-                let path = dir.join(format!("seed-{}-{}.tsv", b.table.name(), files));
+                let path = dir.join(format!("seed-{}-{tag}-{files}.tsv", b.table.name()));
                 write_tsv(&path, &b.rows)?;
                 let mut cols = Vec::new();
                 let mut sets = Vec::new();
@@ -419,6 +420,58 @@ impl Sink {
                     q.build().execute(&mut *tx).await.with_context(|| format!("INSERT into {}", b.table.name()))?;
                 }
                 tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// MySQL: drops the secondary keys of `tables` (a bulk load then only
+    /// appends to each primary key; the keys are built afterwards by sorting,
+    /// many times faster than row by row). Returns what
+    /// [`Sink::restore_keys`] puts back.
+    pub async fn drop_keys(&mut self, tables: &[&str]) -> Result<Vec<DroppedKeys>> {
+        let Sink::My { conn, .. } = self else { return Ok(Vec::new()) };
+        let mut dropped = vec![DroppedKeys { table: "order_items".into(), create: String::new(), keys: Vec::new() }];
+        for table in tables {
+            let (_, create): (String, String) =
+                sqlx::query_as(&format!("SHOW CREATE TABLE {table}")).fetch_one(&mut *conn).await?;
+            let keys: Vec<String> = create
+                .lines()
+                .map(|l| l.trim().trim_end_matches(',').to_owned())
+                .filter(|l| l.starts_with("KEY `") || l.starts_with("UNIQUE KEY `"))
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let drops: Vec<String> =
+                keys.iter().map(|k| format!("DROP KEY `{}`", k.split('`').nth(1).unwrap_or_default())).collect();
+            sqlx::raw_sql(&format!("ALTER TABLE {table} {}", drops.join(", "))).execute(&mut *conn).await?;
+            dropped.push(DroppedKeys { table: (*table).to_owned(), create, keys });
+        }
+        Ok(dropped)
+    }
+
+    /// Builds the keys [`Sink::drop_keys`] dropped, all of a table's in one
+    /// ALTER, and checks each table is defined exactly as before.
+    pub async fn restore_keys(&mut self, dropped: &[DroppedKeys]) -> Result<()> {
+        let Sink::My { conn, .. } = self else { return Ok(()) };
+        for d in dropped {
+            if d.keys.is_empty() {
+                sqlx::raw_sql(&format!("ALTER TABLE {} FORCE", d.table)).execute(&mut *conn).await?;
+                continue;
+            }
+            // FORCE: the table is rebuilt in key order as well (rows that
+            // were final late were inserted between others, leaving pages
+            // half full).
+            let adds: Vec<String> = d.keys.iter().map(|k| format!("ADD {k}")).collect();
+            sqlx::raw_sql(&format!("ALTER TABLE {} {}, FORCE", d.table, adds.join(", ")))
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("building the keys of {}", d.table))?;
+            let (_, create): (String, String) =
+                sqlx::query_as(&format!("SHOW CREATE TABLE {}", d.table)).fetch_one(&mut *conn).await?;
+            if strip_auto_increment(&create) != strip_auto_increment(&d.create) {
+                bail!("{} is not defined as komisi's migrations made it:\n{create}\nwas\n{}", d.table, d.create);
             }
         }
         Ok(())
@@ -547,4 +600,17 @@ fn my_row(q: &mut String, row: &[V]) {
         }
     }
     q.push(')');
+}
+
+/// The secondary keys of a table, dropped for the load.
+pub struct DroppedKeys {
+    table: String,
+    /// `SHOW CREATE TABLE` before.
+    create: String,
+    /// Each key's definition as it shows there.
+    keys: Vec<String>,
+}
+
+fn strip_auto_increment(create: &str) -> String {
+    create.split(' ').filter(|w| !w.starts_with("AUTO_INCREMENT=")).collect::<Vec<_>>().join(" ")
 }
