@@ -105,6 +105,9 @@ fn aff_index(id: &AffiliateId) -> usize {
     id.as_str().strip_prefix("aff-").and_then(|n| n.parse().ok()).expect("a seeded affiliate id")
 }
 
+/// (affiliate, month start)
+type MonthKey = (usize, DateTime<Utc>);
+
 struct Aff {
     id: AffiliateId,
     parent: Option<usize>,
@@ -236,7 +239,7 @@ struct Sim {
     ordered: Vec<bool>,
     has_row: Vec<bool>,
     buyer_updated: Vec<DateTime<Utc>>,
-    months: HashMap<(usize, DateTime<Utc>), (Decimal, u64)>,
+    months: HashMap<MonthKey, (Decimal, u64)>,
     open: HashMap<u64, Open>,
     queue: BinaryHeap<Due>,
     seq: u64,
@@ -619,16 +622,20 @@ impl Sim {
         Ok(id)
     }
 
+    /// A reward entry of an order's event, or of a redemption (`Err`: its id).
     fn reward_row(
         &mut self,
         buyer: u64,
-        order: Option<u64>,
+        of: Result<u64, &str>,
         event: EventId,
         kind: RewardKind,
         points: i64,
-        redemption: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<()> {
+        let (order, redemption) = match of {
+            Ok(n) => (Some(n), None),
+            Err(r) => (None, Some(r)),
+        };
         let id = self.next_reward;
         self.next_reward += 1;
         let b = buyer as usize;
@@ -683,7 +690,7 @@ impl Sim {
                 RewardKind::FirstOrderBonus => o.first_bonus += line.points,
                 _ => bail!("an order's delta holds a wallet entry"),
             }
-            self.reward_row(o.buyer, Some(o.n), event, line.kind, line.points, None, at)?;
+            self.reward_row(o.buyer, Ok(o.n), event, line.kind, line.points, at)?;
         }
         Ok(())
     }
@@ -941,7 +948,7 @@ impl Sim {
         }
         let r = wallet::new_hold(&req, &self.cfg.program, self.cfg.version, at);
         let event = self.wallet_event(EventType::RedemptionHeld, buyer, payload::redemption(&r), at)?;
-        self.reward_row(buyer, None, event, RewardKind::Redemption, -points, Some(r.id.as_str()), at)?;
+        self.reward_row(buyer, Err(r.id.as_str()), event, RewardKind::Redemption, -points, at)?;
         let roll: f64 = self.rng.random();
         let (how, when) = if roll < 0.88 {
             (Resolution::Capture, at + ms(&mut self.rng, 5_000, 180_000))
@@ -973,7 +980,7 @@ impl Sim {
         r.updated_at = at;
         let event = self.wallet_event(kind, buyer, payload::redemption(&r), at)?;
         if status != RedemptionStatus::Captured {
-            self.reward_row(buyer, None, event, RewardKind::RedemptionReleased, r.points, Some(r.id.as_str()), at)?;
+            self.reward_row(buyer, Err(r.id.as_str()), event, RewardKind::RedemptionReleased, r.points, at)?;
         }
         self.redemption_row(&r)
     }
@@ -1160,7 +1167,7 @@ impl Sim {
                 self.push(T::Buyers, row)?;
             }
         }
-        let mut months: Vec<((usize, DateTime<Utc>), (Decimal, u64))> = self.months.drain().collect();
+        let mut months: Vec<(MonthKey, (Decimal, u64))> = self.months.drain().collect();
         months.sort_unstable_by_key(|((a, m), _)| (aff_name(*a), *m));
         for ((a, m), (volume, orders)) in months {
             self.push(T::Months, vec![V::Str(aff_name(a)), V::Time(m), V::Money(volume), V::Int(orders as i64)])?;
