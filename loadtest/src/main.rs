@@ -4,6 +4,7 @@
 mod baseline;
 mod metrics;
 mod reads;
+mod seed;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +34,8 @@ enum Cmd {
     Baseline(baseline::BaselineArgs),
     /// The operator's and storefront's reads at a fixed rate each: their latency.
     Reads(reads::ReadsArgs),
+    /// Write a realistic, consistent history straight into an empty database.
+    Seed(seed::SeedArgs),
 }
 
 #[derive(Args, Clone)]
@@ -194,6 +197,7 @@ async fn main() -> Result<()> {
         Cmd::FindMax(a) => find_max(a).await,
         Cmd::Baseline(a) => baseline::run(a).await,
         Cmd::Reads(a) => reads::run(a).await,
+        Cmd::Seed(a) => seed::run(a).await,
     }
 }
 
