@@ -191,20 +191,8 @@ impl Reconcile for SqlStore {
         ))
         .arg(Arg::Bound(from))
         .arg(Arg::Bound(from));
-        let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        for r in conn.fetch(&q).await? {
-            let n: u64 = r.text("n")?.parse().map_err(corrupt)?;
-            let slot = counts.entry(r.text("affiliate_id")?).or_default();
-            match r.text("kind")?.as_str() {
-                "m" => slot.0 = n,
-                _ => slot.1 = n,
-            }
-        }
-        Ok(counts
-            .into_iter()
-            .filter(|(_, (m, o))| m != o)
-            .map(|(a, (m, o))| (AffiliateId::from_trusted(a), m, o))
-            .collect())
+        let differ = counts_that_differ(conn.as_mut(), &q, "affiliate_id", "m").await?;
+        Ok(differ.into_iter().map(|(a, m, o)| (AffiliateId::from_trusted(a), m, o)).collect())
     }
 
     async fn tally_mismatches(&self) -> Result<Vec<(String, u64, u64)>> {
@@ -215,16 +203,7 @@ impl Reconcile for SqlStore {
             "SELECT 't' AS kind, type, {sum} AS n FROM event_tallies GROUP BY type \
              UNION ALL SELECT 'e', type, {count} FROM events GROUP BY type"
         ));
-        let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        for r in conn.fetch(&q).await? {
-            let n: u64 = r.text("n")?.parse().map_err(corrupt)?;
-            let slot = counts.entry(r.text("type")?).or_default();
-            match r.text("kind")?.as_str() {
-                "t" => slot.0 = n,
-                _ => slot.1 = n,
-            }
-        }
-        Ok(counts.into_iter().filter(|(_, (t, e))| t != e).map(|(k, (t, e))| (k, t, e)).collect())
+        counts_that_differ(conn.as_mut(), &q, "type", "t").await
     }
 
     async fn save_balance_checks(&self, checks: &[BalanceCheck]) -> Result<()> {
@@ -386,6 +365,23 @@ fn push_only(q: &mut Sql, word: &str, column: &str, keys: Option<Vec<Arg>>) {
 /// A chunk's keys as arguments.
 fn args<T>(keys: Option<&[T]>, arg: impl Fn(&T) -> Arg) -> Option<Vec<Arg>> {
     keys.map(|k| k.iter().map(arg).collect())
+}
+
+/// Two counts per key from `q`'s rows (`kind`, `key`, `n` as text; `kind`
+/// `first` for the first count, any other for the second): the keys whose
+/// two differ, with both (a key missing from one side counts 0 there).
+async fn counts_that_differ(c: &mut dyn Conn, q: &Sql, key: &str, first: &str) -> Result<Vec<(String, u64, u64)>> {
+    let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for r in c.fetch(q).await? {
+        let n: u64 = r.text("n")?.parse().map_err(corrupt)?;
+        let slot = counts.entry(r.text(key)?).or_default();
+        if r.text("kind")? == first {
+            slot.0 = n;
+        } else {
+            slot.1 = n;
+        }
+    }
+    Ok(counts.into_iter().filter(|(_, (a, b))| a != b).map(|(k, (a, b))| (k, a, b)).collect())
 }
 
 /// The mark of an affiliate's last check (0: none).
