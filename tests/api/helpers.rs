@@ -337,7 +337,41 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}, Faults::default()).await
 }
 
+/// The message of the panic this thread is unwinding from, kept so that a
+/// failed test's last line names its assertion (CI shows the end of a
+/// failure's output, after the backtrace).
+mod last_panic {
+    use std::cell::RefCell;
+    use std::sync::Once;
+
+    thread_local!(static MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) });
+
+    pub fn install() {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let text = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+                MESSAGE
+                    .with(|m| *m.borrow_mut() = Some(format!("{}{at}", text.chars().take(2000).collect::<String>())));
+                previous(info);
+            }));
+        });
+    }
+
+    pub fn take() -> Option<String> {
+        MESSAGE.with(|m| m.borrow_mut().take())
+    }
+}
+
 pub async fn spawn_app_with(tune: impl FnOnce(&mut Config), faults: Faults) -> TestApp {
+    last_panic::install();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
@@ -809,6 +843,9 @@ impl Drop for TestApp {
         // Leave the database for post-mortems only when a test failed.
         if std::thread::panicking() {
             eprintln!("test database kept: {}", self.db_name);
+            if let Some(message) = last_panic::take() {
+                eprintln!("the test failed with: {message}");
+            }
             return;
         }
         let db_name = self.db_name.clone();
