@@ -2,6 +2,7 @@
 //! omission) and the raw-database baseline it is compared with. Every loop is
 //! bounded in count and time and targets loopback only.
 mod baseline;
+mod cpu;
 mod metrics;
 mod reads;
 mod seed;
@@ -414,6 +415,7 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
     });
     let backlog = Arc::new(Mutex::new(Vec::new()));
     let base_open = metrics::open_events(&before);
+    let cpu_before = cpu::Sample::take(t.server_pid);
     let sampler = {
         let (http, base, backlog) = (http.clone(), t.base_url.clone(), backlog.clone());
         tokio::spawn(async move {
@@ -482,6 +484,7 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drain = drain_started.elapsed();
+    let cpu_after = cpu::Sample::take(t.server_pid);
     sampler.abort();
     let after = metrics::scrape_all(&http, &t.base_url).await?;
     let done = after.sum("komisi_events_total", &[("outcome", "done")])
@@ -513,6 +516,7 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
         "lag_upper_bound_s": {"p50": metrics::quantile(&lag, 0.5), "p99": metrics::quantile(&lag, 0.99)},
         "backlog_every_s": backlog.lock().unwrap().iter().map(|(_, v)| *v).collect::<Vec<_>>(),
         "server_memory": rss(t.server_pid),
+        "cpu_ms_per_event": cpu_before.per_event(&cpu_after, done),
     }))
 }
 
