@@ -280,18 +280,15 @@ impl OrderTx for SqlOrderTx {
                 .arg(sku);
             conn.execute(&q).await?;
         }
-        if let Some(approve_at) = c.approve_at {
-            let q = Sql::new("UPDATE orders SET completed_at = ?, approve_at = ? WHERE id = ?")
-                .arg(c.now)
-                .arg(approve_at)
-                .arg(order);
-            conn.execute(&q).await?;
-        }
         insert_event(conn, c.event, c.kind, c.payload, c.now, c.next_attempt_at).await?;
+        // The order's row in one statement (a completion's times included).
         let mut q = Sql::new("UPDATE orders SET commission_status = ");
         q.bind(c.commission_status.as_str()).push(", updated_at = ").bind(c.now);
         if let Some(status) = c.status {
             q.push(", status = ").bind(status.as_str());
+        }
+        if let Some(approve_at) = c.approve_at {
+            q.push(", completed_at = ").bind(c.now).push(", approve_at = ").bind(approve_at);
         }
         q.push(" WHERE id = ").bind(order);
         conn.execute(&q).await?;
