@@ -12,6 +12,9 @@
 # LABEL `empty` starts from a fresh database instead (serve.sh's setup). The
 # scheduled reconcile is off (KOMISI_RECONCILE_EVERY_MS=0): the runs are the
 # ones started here. The per-key rate limit is off (serve.sh).
+# KOMISI_HISTORY_SKIP lists parts to leave out: `sweep` (the full sweep and
+# the saturation during it), `incremental` (the run after 10 000 orders) —
+# on 10 M orders the sweep takes about an hour.
 #   loadtest/history.sh LABEL [runs] [clients]      (release build first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,8 +27,9 @@ NAME=${KOMISI_BENCH_DB:-komisi_perf}
 ADMIN=(-H 'Authorization: Bearer loadtest-admin' -H 'content-type: application/json')
 loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-8192}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$LABEL $1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'], 'rss_mb=%s' % d['server_memory']['rss_mb'])"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$LABEL $1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'], 'rss_mb=%s' % d['server_memory']['rss_mb'], 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
 }
+skipped() { [[ " ${KOMISI_HISTORY_SKIP:-} " == *" $1 "* ]]; }
 orders() {
   if [ -n "${KOMISI_BENCH_EMBEDDED:-}" ]; then
     sqlite3 "${KOMISI_BENCH_SQLITE:-/tmp/komisi_perf.db}" "SELECT COUNT(*) FROM orders"
@@ -60,25 +64,29 @@ for round in $(seq "$RUNS"); do
   python3 -c "import json; d=json.load(open('/tmp/history-reads.json')); print('$LABEL round=$round reads p50/p99 ms', ' '.join('%s=%s/%s' % (k, v['p50_ms'], v['p99_ms']) for k, v in d['latency'].items()), 'errors=%s' % d['errors'])"
 done
 
-echo "# a full reconcile sweep, with saturation (uniform) while it runs"
-curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "full"}' $URL/admin/reconcile >/dev/null
-for round in $(seq "$RUNS"); do
-  $LT run --base-url $URL --clients "$CLIENTS" --duration-secs 12 --server-pid "$PID" | summary "round=$round sat uniform during-sweep"
-done
-while curl -sf "${ADMIN[@]}" $URL/admin/reconcile | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)['running'] else 1)"; do sleep 2; done
-curl -sf "${ADMIN[@]}" $URL/admin/reconcile | python3 -c "
+if ! skipped sweep; then
+  echo "# a full reconcile sweep, with saturation (uniform) while it runs"
+  curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "full"}' $URL/admin/reconcile >/dev/null
+  for round in $(seq "$RUNS"); do
+    $LT run --base-url $URL --clients "$CLIENTS" --duration-secs 12 --server-pid "$PID" | summary "round=$round sat uniform during-sweep"
+  done
+  while curl -sf "${ADMIN[@]}" $URL/admin/reconcile | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)['running'] else 1)"; do sleep 2; done
+  curl -sf "${ADMIN[@]}" $URL/admin/reconcile | python3 -c "
 import json,sys; from datetime import datetime
 l = json.load(sys.stdin)['last']; t = lambda s: datetime.fromisoformat(s.replace('Z', '+00:00'))
 print('$LABEL full sweep: ok=%s orders=%s seconds=%.1f violations=%s' % (l['ok'], l['checked']['orders'], (t(l['finished_at']) - t(l['started_at'])).total_seconds(), l['violations_total']))"
-echo "$LABEL peak rss_mb after the sweep: $(awk '/VmHWM/ {print $2 / 1024}' "/proc/$PID/status")"
+  echo "$LABEL peak rss_mb after the sweep: $(awk '/VmHWM/ {print $2 / 1024}' "/proc/$PID/status")"
+fi
 
-echo "# an incremental reconcile after 10 000 new orders"
-for _ in 1 2; do curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "incremental", "wait": true}' $URL/admin/reconcile >/dev/null; done
-$LT run --base-url $URL --rate 1000 --duration-secs 10 --refund-share 0 --complete-share 0 --server-pid "$PID" >/dev/null
-curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "incremental", "wait": true}' $URL/admin/reconcile | python3 -c "
+if ! skipped incremental; then
+  echo "# an incremental reconcile after 10 000 new orders"
+  for _ in 1 2; do curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "incremental", "wait": true}' $URL/admin/reconcile >/dev/null; done
+  $LT run --base-url $URL --rate 1000 --duration-secs 10 --refund-share 0 --complete-share 0 --server-pid "$PID" >/dev/null
+  curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "incremental", "wait": true}' $URL/admin/reconcile | python3 -c "
 import json,sys; from datetime import datetime
 l = json.load(sys.stdin); t = lambda s: datetime.fromisoformat(s.replace('Z', '+00:00'))
 print('$LABEL incremental after 10 000 orders: ok=%s checked=%s seconds=%.2f' % (l['ok'], l['checked'], (t(l['finished_at']) - t(l['started_at'])).total_seconds()))"
+fi
 
 n=$(orders)
 if [ -n "${KOMISI_BENCH_EMBEDDED:-}" ]; then
