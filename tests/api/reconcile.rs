@@ -225,3 +225,50 @@ async fn the_schedule_runs_a_full_sweep_first_then_incremental_runs() {
         assert!(at > chrono::Utc::now().timestamp() as f64 - 60.0, "{line} is recent: {at}");
     }
 }
+
+/// The buyers a full sweep replays are paged from two sources (redemptions,
+/// and wallet entries or expiring lots): each page is the union's next
+/// buyers in order, each buyer once, and a buyer with neither is left out.
+#[tokio::test]
+async fn wallet_buyers_are_paged_in_order_from_redemptions_and_wallet_entries() {
+    let app = spawn_app().await;
+    let at = "2026-01-01 00:00:00";
+    for (buyer, order, event, expires) in [
+        ("w-1", "", "e-1", None),
+        ("w-2", "", "e-2", None),
+        ("w-2", "", "e-3", None),
+        ("w-3", "o-3", "e-4", Some(at)),
+        ("w-4", "o-4", "e-5", None),
+    ] {
+        // (The helper binds text only: the NULL is written into the statement.)
+        let expires = expires.map_or("NULL".to_owned(), |t| format!("'{t}'"));
+        let sql = format!(
+            "INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at, expires_at) \
+             VALUES (?, ?, ?, 'points', 1, ?, {expires})"
+        );
+        app.db.exec(&sql, &[buyer, order, event, at]).await;
+    }
+    for buyer in ["w-2", "w-5", "w-6"] {
+        app.db
+            .exec(
+                "INSERT INTO redemptions (buyer_id, id, points, order_id, status, value, program_version, hold_until, \
+                 created_at, updated_at) VALUES (?, 'r-1', 1, NULL, 'captured', '1', 1, ?, ?, ?)",
+                &[buyer, at, at, at],
+            )
+            .await;
+    }
+    let store = open_store(&app.config, 1).await;
+    let mut pages = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page: Vec<String> =
+            store.wallet_buyers(&after, 2).await.expect("a page").into_iter().map(|b| b.to_string()).collect();
+        let last = page.len() < 2;
+        after = page.last().cloned().unwrap_or_default();
+        pages.push(page);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(pages, [vec!["w-1", "w-2"], vec!["w-3", "w-5"], vec!["w-6"]]);
+}

@@ -74,15 +74,23 @@ impl Wallets for SqlStore {
     }
 
     async fn wallet_buyers(&self, after: &str, limit: u32) -> Result<Vec<BuyerId>> {
+        // Each side takes its own first `limit` buyers (a range of its buyer
+        // index, stopped early): the union of the two is materialized whole,
+        // so without the inner limits every page read every buyer after
+        // `after` — a full sweep was quadratic in the buyers with wallets
+        // (2.3 s a page halfway through 10 M orders; 0.2 s so).
         let q = Sql::new(
             "SELECT buyer_id FROM ( \
-               SELECT buyer_id FROM redemptions WHERE buyer_id > ? \
-               UNION SELECT buyer_id FROM reward_entries WHERE (order_id = '' OR expires_at IS NOT NULL) \
-               AND buyer_id > ? \
+               SELECT buyer_id FROM (SELECT DISTINCT buyer_id FROM redemptions WHERE buyer_id > ? \
+                 ORDER BY buyer_id LIMIT ?) r \
+               UNION SELECT buyer_id FROM (SELECT DISTINCT buyer_id FROM reward_entries \
+                 WHERE (order_id = '' OR expires_at IS NOT NULL) AND buyer_id > ? ORDER BY buyer_id LIMIT ?) e \
              ) w ORDER BY buyer_id LIMIT ?",
         )
         .arg(after)
+        .arg(limit)
         .arg(after)
+        .arg(limit)
         .arg(limit);
         rows::all(&self.read().await?.fetch(&q).await?, |r| Ok(BuyerId::from_trusted(r.text("buyer_id")?)))
     }
