@@ -30,16 +30,21 @@
 # missing), node 20+ and playwright-core (`npm ci` in tests/console when
 # missing); the script requires it to run (KOMISI_TEST_REQUIRE_BROWSER=1).
 #
+# The webhook tests verify every delivery with tests/webhooks/receiver.mjs:
+# node 20+ and the npm package standardwebhooks (`npm ci` in tests/webhooks
+# when missing).
+#
 # Skips: no test may skip here for want of something this script provides.
 # Each one this script needs (MariaDB, Redis, the cluster, chromium, node,
-# playwright-core, the chaos run's mariadbd, schemathesis, cargo-deny) is
-# provided or the script stops with an error saying what is missing, and the
-# tests that would otherwise skip are required (KOMISI_TEST_REQUIRE_CLUSTER,
-# KOMISI_TEST_REQUIRE_BROWSER: a skip becomes a failure). The only skips
-# left are by design, each printing `<test>: skipped …(why)`: tests of Redis
-# or MySQL itself in the sqlite run (the mysql run has them;
-# KOMISI_TEST_BACKEND=sqlite leaves them out on purpose), and the `#[ignore]`d
-# chaos test, which this script runs itself (unless test names are given).
+# playwright-core, standardwebhooks, the chaos run's mariadbd, schemathesis,
+# cargo-deny) is provided or the script stops with an error saying what is
+# missing, and the tests that would otherwise skip are required
+# (KOMISI_TEST_REQUIRE_CLUSTER, KOMISI_TEST_REQUIRE_BROWSER: a skip becomes a
+# failure). The only skips left are by design, each printing `<test>:
+# skipped …(why)`: tests of Redis or MySQL itself in the sqlite run (the
+# mysql run has them; KOMISI_TEST_BACKEND=sqlite leaves them out on purpose),
+# and the `#[ignore]`d chaos test, which this script runs itself (unless test
+# names are given).
 #
 # Switches (environment):
 #   KOMISI_TEST_QUICK=1             skip cargo fmt and cargo clippy
@@ -628,6 +633,25 @@ provision_browser() {
   log "browser: $("$chromium" --version 2>/dev/null | head -1), node $(node --version)"
 }
 
+# ---------------------------------------------------------------- webhook receiver
+
+# The webhook tests (tests/api/webhook_receiver.rs) run tests/webhooks/receiver.mjs,
+# which checks every delivery with the Standard Webhooks library (npm
+# standardwebhooks, `npm ci` in tests/webhooks).
+provision_webhook_receiver() {
+  local major
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+    die "node 20+ and npm are needed for the webhook receiver (tests/webhooks): install them"
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "node $(node --version) is too old for the webhook receiver: node 20+ is needed"
+  if [ ! -f tests/webhooks/node_modules/standardwebhooks/package.json ]; then
+    log "npm ci in tests/webhooks (standardwebhooks)"
+    (cd tests/webhooks && npm ci --no-audit --no-fund) ||
+      die "npm ci in tests/webhooks failed (output above): the webhook tests need standardwebhooks"
+  fi
+  log "webhook receiver: standardwebhooks $(node -p 'require("./tests/webhooks/node_modules/standardwebhooks/package.json").version')"
+}
+
 # ---------------------------------------------------------------- main
 
 if ! on "${KOMISI_TEST_PROVISION_ONLY:-}"; then setup_rust; fi
@@ -649,6 +673,7 @@ if on "${KOMISI_TEST_PROVISION_ONLY:-}"; then
 fi
 
 provision_browser
+provision_webhook_receiver
 
 if on "${KOMISI_TEST_QUICK:-}"; then
   log "KOMISI_TEST_QUICK set: skipping cargo fmt and cargo clippy"

@@ -113,6 +113,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         empty_reads: Default::default(),
         counts: Default::default(),
         ownership: Default::default(),
+        webhooks: engine.deliverer(journal.instance()),
     });
     // The recorder first (it is installed on first use), then the gauge.
     let _ = crate::metrics::handle();
@@ -199,6 +200,8 @@ fn engine_config(config: &Config) -> EngineConfig {
         redeliver_after: config.redeliver_after(),
         reconcile_every: config.reconcile_every(),
         reconcile_full_every: config.reconcile_full_every(),
+        // Validated at start.
+        webhooks: config.webhooks().unwrap_or_default(),
     }
 }
 

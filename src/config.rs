@@ -159,6 +159,38 @@ pub struct Config {
     #[arg(long, env = "KOMISI_EVENT_LINGER_MS")]
     pub event_linger_ms: Option<u64>,
 
+    /// Webhook endpoints may be plain `http` and name loopback, private and
+    /// link-local addresses (local development and tests only: it lets an
+    /// admin key make this server call into its own network).
+    #[arg(long, env = "KOMISI_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// Pauses after each failed webhook attempt (comma-separated: `5s`,
+    /// `5m`, `2h`…; ±10 % jitter); after the last one the message has failed.
+    #[arg(long, env = "KOMISI_WEBHOOK_RETRY_DELAYS", default_value = "5s,5m,30m,2h,5h,10h,10h")]
+    pub webhook_retry_delays: String,
+
+    /// A webhook attempt's answer must come within this.
+    #[arg(long, env = "KOMISI_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// A webhook endpoint whose every attempt failed for this long is disabled.
+    #[arg(long, env = "KOMISI_WEBHOOK_DISABLE_AFTER", default_value = "5d")]
+    pub webhook_disable_after: String,
+
+    /// Webhook attempts in flight per endpoint (per instance), at most.
+    #[arg(long, env = "KOMISI_WEBHOOK_CONCURRENCY", default_value_t = 8)]
+    pub webhook_concurrency: usize,
+
+    /// How often each instance looks for due webhook messages.
+    #[arg(long, env = "KOMISI_WEBHOOK_POLL_MS", default_value_t = 200)]
+    pub webhook_poll_ms: u64,
+
+    /// Delivered webhook messages are deleted this many days after they were
+    /// created (failed ones are kept until resent or pruned).
+    #[arg(long, env = "KOMISI_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    pub webhook_retention_days: u32,
+
     /// Benchmark only: sleep this long before every commission computation
     /// (outside any transaction). Off (0) by default.
     #[arg(long, env = "KOMISI_BENCH_COMMISSION_DELAY_MS", default_value_t = 0)]
@@ -241,7 +273,29 @@ impl Config {
     }
 
     /// Checks what clap cannot: consistent values and a supported backend.
+    /// How webhooks are delivered.
+    pub fn webhooks(&self) -> Result<crate::engine::webhooks::WebhookConfig, String> {
+        use crate::domain::webhook::RetrySchedule;
+        let retry = RetrySchedule::parse(&self.webhook_retry_delays)
+            .map_err(|e| format!("KOMISI_WEBHOOK_RETRY_DELAYS: {e}"))?;
+        let disable_after = humantime::parse_duration(&self.webhook_disable_after)
+            .map_err(|e| format!("KOMISI_WEBHOOK_DISABLE_AFTER: {e}"))?;
+        if self.webhook_timeout_ms == 0 || self.webhook_concurrency == 0 || self.webhook_poll_ms == 0 {
+            return Err("KOMISI_WEBHOOK_TIMEOUT_MS, _CONCURRENCY and _POLL_MS must be at least 1".into());
+        }
+        Ok(crate::engine::webhooks::WebhookConfig {
+            allow_private: self.webhook_allow_private,
+            retry,
+            timeout: Duration::from_millis(self.webhook_timeout_ms),
+            disable_after,
+            per_endpoint: self.webhook_concurrency,
+            poll: Duration::from_millis(self.webhook_poll_ms),
+            retention: Duration::from_secs(u64::from(self.webhook_retention_days) * 24 * 3600),
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        self.webhooks()?;
         if self.max_attempts == 0 {
             return Err("KOMISI_MAX_ATTEMPTS must be at least 1".into());
         }

@@ -34,6 +34,12 @@ pub const LEASE_TAKEOVERS_TOTAL: &str = "komisi_lease_takeovers_total";
 pub const LEASE_RELEASES_TOTAL: &str = "komisi_lease_releases_total";
 pub const EVENTS_FENCED_TOTAL: &str = "komisi_events_fenced_total";
 pub const INSTANCE_INFO: &str = "komisi_instance_info";
+pub const WEBHOOK_MESSAGES_TOTAL: &str = "komisi_webhook_messages_total";
+pub const WEBHOOK_ATTEMPTS_TOTAL: &str = "komisi_webhook_attempts_total";
+pub const WEBHOOK_DELIVERY_LAG_SECONDS: &str = "komisi_webhook_delivery_lag_seconds";
+pub const WEBHOOK_MESSAGES_PENDING: &str = "komisi_webhook_messages_pending";
+pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "komisi_webhook_endpoints_disabled";
+pub const WEBHOOK_ENDPOINTS_DISABLED_TOTAL: &str = "komisi_webhook_endpoints_disabled_total";
 pub const RECONCILE_VIOLATIONS: &str = "komisi_reconcile_violations";
 pub const RECONCILE_LAST_SUCCESS: &str = "komisi_reconcile_last_success_timestamp_seconds";
 pub const RECONCILE_RUNS_TOTAL: &str = "komisi_reconcile_runs_total";
@@ -47,6 +53,12 @@ pub const ALL: &[(&str, &str)] = &[
     (EVENTS_TOTAL, "counter"),
     (EVENT_PROCESSING_DURATION_SECONDS, "histogram"),
     (EVENT_LAG_SECONDS, "histogram"),
+    (WEBHOOK_MESSAGES_TOTAL, "counter"),
+    (WEBHOOK_ATTEMPTS_TOTAL, "counter"),
+    (WEBHOOK_DELIVERY_LAG_SECONDS, "histogram"),
+    (WEBHOOK_MESSAGES_PENDING, "gauge"),
+    (WEBHOOK_ENDPOINTS_DISABLED, "gauge"),
+    (WEBHOOK_ENDPOINTS_DISABLED_TOTAL, "counter"),
     (EVENT_BATCH_SIZE, "histogram"),
     (EVENT_BATCH_FALLBACKS_TOTAL, "counter"),
     (EVENTS_PENDING, "gauge"),
@@ -110,6 +122,7 @@ pub fn handle() -> PrometheusHandle {
                     )
                 })
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(EVENT_LAG_SECONDS.into()), LAG_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WEBHOOK_DELIVERY_LAG_SECONDS.into()), LAG_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(EVENT_BATCH_SIZE.into()), BATCH_BUCKETS))
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(RECONCILE_DURATION_SECONDS.into()), RECONCILE_BUCKETS)
@@ -193,6 +206,21 @@ fn describe() {
     );
     describe_counter!(RECONCILE_RUNS_TOTAL, "Reconcile runs ended, by kind and outcome (done, failed)");
     describe_histogram!(RECONCILE_DURATION_SECONDS, Unit::Seconds, "One reconcile run, by kind");
+    describe_counter!(WEBHOOK_MESSAGES_TOTAL, "Webhook messages written (one per subscribed endpoint), by type");
+    describe_counter!(
+        WEBHOOK_ATTEMPTS_TOTAL,
+        "Webhook delivery attempts, by outcome (delivered, retry, failed = the last attempt failed, gone = 410)"
+    );
+    describe_histogram!(WEBHOOK_DELIVERY_LAG_SECONDS, Unit::Seconds, "Change committed to its message delivered");
+    describe_gauge!(WEBHOOK_MESSAGES_PENDING, "Webhook messages waiting for an attempt, as last counted");
+    describe_gauge!(
+        WEBHOOK_ENDPOINTS_DISABLED,
+        "Webhook endpoints disabled (by an operator, 410, or failing too long)"
+    );
+    describe_counter!(
+        WEBHOOK_ENDPOINTS_DISABLED_TOTAL,
+        "Webhook endpoints disabled by delivery (410, failing too long)"
+    );
 }
 
 /// Creates every series whose labels are known in advance at zero, so alerts
@@ -222,6 +250,15 @@ fn register_zeroes() {
         metrics::counter!(LEASE_TAKEOVERS_TOTAL, "from" => from).absolute(0);
     }
     metrics::gauge!(PARTITIONS_OWNED).set(0.0);
+    for kind in crate::domain::webhook::MessageType::ALL {
+        metrics::counter!(WEBHOOK_MESSAGES_TOTAL, "type" => kind.as_str()).absolute(0);
+    }
+    for outcome in ["delivered", "retry", "failed", "gone"] {
+        metrics::counter!(WEBHOOK_ATTEMPTS_TOTAL, "outcome" => outcome).absolute(0);
+    }
+    metrics::counter!(WEBHOOK_ENDPOINTS_DISABLED_TOTAL).absolute(0);
+    metrics::gauge!(WEBHOOK_MESSAGES_PENDING).set(0.0);
+    metrics::gauge!(WEBHOOK_ENDPOINTS_DISABLED).set(0.0);
     for movement in POINT_MOVEMENTS {
         metrics::counter!(POINTS_TOTAL, "movement" => movement).absolute(0);
     }

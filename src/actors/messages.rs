@@ -70,6 +70,15 @@ pub enum RecoveryMsg {
     Sweep,
 }
 
+/// To the webhook deliverer.
+#[derive(Debug)]
+pub enum WebhookMsg {
+    /// Claim due messages and start their attempts.
+    Tick,
+    /// Tests: panic (the supervisor restarts the deliverer).
+    Panic,
+}
+
 pub enum SchedulerMsg {
     Tick,
 }

@@ -10,6 +10,7 @@ pub mod reader;
 pub mod recovery;
 pub mod scheduler;
 pub mod supervisor;
+pub mod webhooks;
 
 use crate::domain::event::EventRef;
 use crate::engine::faults::Faults;
@@ -70,6 +71,8 @@ pub struct Deps {
     pub counts: InstanceCounts,
     /// The journal partitions this instance owns, and their fencing tokens.
     pub ownership: leases::Ownership,
+    /// Sends webhook messages (the deliverer actor's, kept across its restarts).
+    pub webhooks: Arc<crate::engine::webhooks::Deliverer>,
 }
 
 /// Counts of one instance, for [`messages::TreeStats`]: the same happenings

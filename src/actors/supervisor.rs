@@ -6,10 +6,12 @@ use super::dispatcher::Dispatcher;
 use super::leases::Leaser;
 use super::messages::{
     CommissionMsg, Current, DispatcherMsg, LeaseMsg, ReaderMsg, RecoveryMsg, SchedulerMsg, SupervisorMsg, TreeStats,
+    WebhookMsg,
 };
 use super::reader::Reader;
 use super::recovery::Recovery;
 use super::scheduler::Scheduler;
+use super::webhooks::WebhookActor;
 use super::Deps;
 use crate::domain::event::{EventRef, PartitionKey};
 use crate::journal::Delivery;
@@ -50,6 +52,7 @@ pub struct SupervisorState {
     recovery: ActorRef<RecoveryMsg>,
     scheduler: ActorRef<SchedulerMsg>,
     leaser: ActorRef<LeaseMsg>,
+    webhooks: ActorRef<WebhookMsg>,
     idle_sweep: tokio::task::JoinHandle<()>,
     draining: bool,
     /// Sequence number of the next routed entry.
@@ -68,6 +71,7 @@ impl Actor for Supervisor {
         let (reader, _) = Actor::spawn_linked(None, Reader, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let (scheduler, _) = Actor::spawn_linked(None, Scheduler, deps.clone(), myself.get_cell()).await?;
         let (leaser, _) = Actor::spawn_linked(None, Leaser, (deps.clone(), myself.clone()), myself.get_cell()).await?;
+        let (webhooks, _) = Actor::spawn_linked(None, WebhookActor, deps.webhooks.clone(), myself.get_cell()).await?;
         let deps_idle_period = (deps.tuning.actor_idle / 2).max(Duration::from_millis(10));
         Ok(SupervisorState {
             deps,
@@ -78,6 +82,7 @@ impl Actor for Supervisor {
             recovery,
             scheduler,
             leaser,
+            webhooks,
             idle_sweep: myself.send_interval(deps_idle_period, || SupervisorMsg::RetireIdle),
             draining: false,
             seq: 0,
@@ -271,6 +276,9 @@ impl SupervisorState {
             let (l, _) =
                 Actor::spawn_linked(None, Leaser, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;
             self.leaser = l;
+        } else if id == self.webhooks.get_id() {
+            let (w, _) = Actor::spawn_linked(None, WebhookActor, self.deps.webhooks.clone(), myself.get_cell()).await?;
+            self.webhooks = w;
         } else if id == self.scheduler.get_id() {
             let (s, _) = Actor::spawn_linked(None, Scheduler, self.deps.clone(), myself.get_cell()).await?;
             self.scheduler = s;

@@ -17,6 +17,7 @@ pub mod program;
 pub mod reconcile;
 pub mod record;
 pub mod wallet;
+pub mod webhook;
 
 /// One problem with one input field, reported in a 422 `errors` list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

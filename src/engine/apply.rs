@@ -6,6 +6,7 @@
 //! whole; `apply_batch` then applies the events of a failed batch one by one,
 //! so a failing event only ever fails alone.
 use super::faults::Faults;
+use super::webhooks::AppliedEvent;
 use super::{corrupt, EngineError};
 use crate::domain::affiliate::UplineWalk;
 use crate::domain::entitlement::{entitle, month_window, CommissionKind, FrozenContext};
@@ -104,7 +105,24 @@ pub async fn apply_fenced(
         outcomes[*i] = Some(entitle_event(&mut writes, ev, facts, tokens.get(&ev.id).copied(), now));
     }
 
-    tx.write(&writes, now).await?;
+    let approved = tx.write(&writes, now).await?;
+    // The messages of every change, in the same transaction (after the
+    // writes, which hold each subject's row lock).
+    let published = super::webhooks::publish(tx.as_mut(), now, || {
+        let events: Vec<AppliedEvent<'_>> = open
+            .iter()
+            .map(|(_, ev)| AppliedEvent {
+                id: ev.id,
+                kind: ev.kind,
+                order_id: &ev.order_id,
+                buyer_id: &ev.buyer_id,
+                program_version: ev.program_version,
+                currency: inputs.programs.get(&ev.program_version).map_or("", |p| p.currency.as_str()),
+            })
+            .collect();
+        super::webhooks::apply_notices(&events, &writes.ledger, &writes.rewards, &approved)
+    })
+    .await?;
     if faults.take_db_error() || faults.take_order_error(open.iter().map(|(_, ev)| ev.order_id.as_str())) {
         // A failure in the middle of the transaction, after every row is
         // written: G3 says none of them may survive. Dropping the
@@ -112,6 +130,7 @@ pub async fn apply_fenced(
         return Err(EngineError::Injected("database error in the middle of the event transaction"));
     }
     tx.commit().await?;
+    published.committed();
     count_points(&writes);
     // The lag is measured to the commit.
     finish(outcomes, (Utc::now() - now).to_std().unwrap_or_default())

@@ -2,6 +2,7 @@
 //! backoff or dead), replays, recovery's sweeps, approval after the holding
 //! period, and the operator's reads.
 use super::retry::Failure;
+use super::webhooks::dead_notice;
 use super::{Engine, EngineError, Result};
 use crate::domain::event::{
     Backlog, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType, Parts,
@@ -38,7 +39,14 @@ impl Engine {
             let status = CommissionStatus::of(tx.order_events(order).await?);
             tx.set_commission_status(order, status, now).await?;
         }
+        let published = if event.status == EventStatus::Dead {
+            let dead = || vec![dead_notice(event.id, event.kind, event.order_id.as_ref(), event.attempts, &error)];
+            super::webhooks::publish(tx.as_mut(), now, dead).await?
+        } else {
+            super::webhooks::Published::default()
+        };
         tx.commit().await?;
+        published.committed();
         Ok((event.status, event.kind))
     }
 
@@ -117,13 +125,22 @@ impl Engine {
     pub async fn approve_due(&self, limit: u32) -> Result<usize> {
         let now = Utc::now();
         let mut approved = 0;
-        for id in self.store().due_approvals(now, limit).await? {
+        let due = self.store().due_approvals(now, limit).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let currency = self.currency().await?;
+        for id in due {
             let mut tx = self.store().begin_approval().await?;
+            let mut published = super::webhooks::Published::default();
             if tx.still_due(&id, now).await? {
-                tx.approve(&id, now).await?;
+                let sums = tx.approve(&id, now).await?;
+                let notices = || super::webhooks::approval_notices(&id, &sums, &currency);
+                published = super::webhooks::publish(tx.as_mut(), now, notices).await?;
                 approved += 1;
             }
             tx.commit().await?;
+            published.committed();
         }
         Ok(approved)
     }

@@ -18,6 +18,7 @@ pub mod quote;
 pub mod reconcile;
 pub mod retry;
 pub mod rewards;
+pub mod webhooks;
 
 use crate::domain::event::EventRef;
 use crate::domain::ids::OrderId;
@@ -130,6 +131,7 @@ pub struct EngineConfig {
     pub reconcile_every: Duration,
     /// A full reconcile sweep this often (zero: only on demand).
     pub reconcile_full_every: Duration,
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 /// The handle to every use case: cheap to clone.

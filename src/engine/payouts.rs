@@ -1,7 +1,9 @@
 //! Payout batches: approved balances paid out together. What a batch pays
 //! is `domain::payout::plan`; here the transaction and the idempotency key.
+use super::webhooks::{payout_notices, publish};
 use super::{Engine, Result};
-use crate::domain::payout::{self, CreatePayout, Payout, PayoutSummary};
+use crate::domain::payout::{self, CreatePayout, Payout, PayoutItem, PayoutSummary};
+use crate::domain::webhook::MessageType;
 use crate::store::{corrupt, StoreError};
 use chrono::Utc;
 use rust_decimal::Decimal;
@@ -14,6 +16,7 @@ impl Engine {
     /// `min_amount` is refused. No batch is stored when nothing reaches the
     /// minimum.
     pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout> {
+        let currency = self.currency().await?;
         let mut tx = self.store().begin_payout().await?;
         if let Some(key) = key {
             if let Some(earlier) = tx.keyed(key).await? {
@@ -40,7 +43,15 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         };
+        let items: Vec<PayoutItem> = batch
+            .items
+            .iter()
+            .map(|(affiliate_id, (amount, _))| PayoutItem { affiliate_id: affiliate_id.clone(), amount: *amount })
+            .collect();
+        let notices = || payout_notices(MessageType::PayoutCreated, id, &items, &currency);
+        let published = publish(tx.as_mut(), batch.created_at, notices).await?;
         tx.commit().await?;
+        published.committed();
         Ok(CreatePayout::Created(self.store().payout(id).await?.ok_or_else(|| corrupt("payout vanished"))?))
     }
 
@@ -63,14 +74,19 @@ impl Engine {
     /// balances. Completing a completed batch changes nothing. None when
     /// there is no such batch.
     pub async fn complete_payout(&self, id: u64) -> Result<Option<Payout>> {
+        let currency = self.currency().await?;
         let mut tx = self.store().begin_payout().await?;
         match tx.lock(id).await?.as_deref() {
             None => return Ok(None),
             Some("completed") => {}
             Some(_) => {
                 let items = tx.items(id).await?;
-                tx.complete(id, &items, Utc::now()).await?;
+                let now = Utc::now();
+                tx.complete(id, &items, now).await?;
+                let notices = || payout_notices(MessageType::PayoutPaid, id, &items, &currency);
+                let published = publish(tx.as_mut(), now, notices).await?;
                 tx.commit().await?;
+                published.committed();
             }
         }
         Ok(self.store().payout(id).await?)

@@ -4,6 +4,7 @@
 //! by the scheduler). Every change is one transaction on the buyer's wallet
 //! that records its event (`redemption.*`, `points.expired`) as done, so it
 //! is in the event log and a replay of it changes nothing.
+use super::webhooks::{publish, wallet_notice, Published};
 use super::{retrying, EngineError, Result};
 use crate::domain::entitlement::RewardKind;
 use crate::domain::event::{EventId, EventType};
@@ -60,11 +61,21 @@ fn now_micros() -> DateTime<Utc> {
 
 /// Commits a wallet transaction, unless a test injects a failure after
 /// every row is written: then dropping it rolls everything back (G3).
-async fn commit(faults: &super::faults::Faults, tx: Box<dyn WalletTx>) -> Result<()> {
+async fn commit(faults: &super::faults::Faults, tx: Box<dyn WalletTx>, published: Published) -> Result<()> {
     if faults.take_wallet_error() {
         return Err(EngineError::Injected("database error in the middle of a wallet transaction"));
     }
-    Ok(tx.commit().await?)
+    tx.commit().await?;
+    published.committed();
+    Ok(())
+}
+
+/// Records a wallet change and its webhook message, in the transaction.
+async fn record(tx: &mut dyn WalletTx, buyer: &BuyerId, write: &WalletWrite, now: DateTime<Utc>) -> Result<Published> {
+    tx.record(write, now).await?;
+    let Some((_, kind, payload)) = &write.event else { return Ok(Published::default()) };
+    let notices = || wallet_notice(buyer, *kind, payload).into_iter().collect();
+    publish(tx, now, notices).await
 }
 
 /// The entry a write adds, as the wallet replays it (it has no id yet: last).
@@ -108,7 +119,7 @@ async fn give_back(
     r: &mut Redemption,
     status: RedemptionStatus,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<Published> {
     let mut wallet = Wallet::replay(&tx.history().await?.iter().map(WalletEntry::from).collect::<Vec<_>>());
     wallet.apply(&pending_entry(RewardKind::RedemptionReleased, r.points, Some(&r.id), now));
     r.status = status;
@@ -116,16 +127,12 @@ async fn give_back(
     tx.put_redemption(r, false).await?;
     let kind =
         if status == RedemptionStatus::Expired { EventType::RedemptionExpired } else { EventType::RedemptionReleased };
-    tx.record(
-        &WalletWrite {
-            event: Some((EventId::new(), kind, payload::redemption(r))),
-            entries: vec![(RewardKind::RedemptionReleased, r.points, Some(r.id.clone()))],
-            due: Some(wallet.next_expiry()),
-        },
-        now,
-    )
-    .await?;
-    Ok(())
+    let write = WalletWrite {
+        event: Some((EventId::new(), kind, payload::redemption(r))),
+        entries: vec![(RewardKind::RedemptionReleased, r.points, Some(r.id.clone()))],
+        due: Some(wallet.next_expiry()),
+    };
+    record(tx, &r.buyer_id.clone(), &write, now).await
 }
 
 impl super::Engine {
@@ -160,8 +167,8 @@ impl super::Engine {
                 entries: vec![(RewardKind::Redemption, -r.points, Some(r.id.clone()))],
                 due: None,
             };
-            tx.record(&write, now).await?;
-            commit(self.faults(), tx).await?;
+            let published = record(tx.as_mut(), &req.buyer_id, &write, now).await?;
+            commit(self.faults(), tx, published).await?;
             Ok(HoldOutcome::Created(r))
         })
         .await?;
@@ -197,14 +204,14 @@ impl super::Engine {
                         entries: Vec::new(),
                         due: None,
                     };
-                    tx.record(&write, now).await?;
-                    commit(self.faults(), tx).await?;
+                    let published = record(tx.as_mut(), buyer, &write, now).await?;
+                    commit(self.faults(), tx, published).await?;
                     metrics::counter!(m::POINTS_TOTAL, "movement" => "redeemed").increment(r.points.unsigned_abs());
                     Ok(ActionOutcome::Done(r))
                 }
                 Ok(_) => {
-                    give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
-                    commit(self.faults(), tx).await?;
+                    let published = give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
+                    commit(self.faults(), tx, published).await?;
                     metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
                     Ok(ActionOutcome::Conflict(r, "the hold expired: its points are back".into()))
                 }
@@ -224,8 +231,8 @@ impl super::Engine {
             if let Err(refusal) = release(&r) {
                 return Ok(refused(r, refusal));
             }
-            give_back(tx.as_mut(), &mut r, RedemptionStatus::Released, now).await?;
-            commit(self.faults(), tx).await?;
+            let published = give_back(tx.as_mut(), &mut r, RedemptionStatus::Released, now).await?;
+            commit(self.faults(), tx, published).await?;
             metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
             Ok(ActionOutcome::Done(r))
         })
@@ -273,8 +280,8 @@ async fn expire_hold(
     if r.status != RedemptionStatus::Held || r.hold_until > now {
         return Ok(false);
     }
-    give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
-    commit(faults, tx).await?;
+    let published = give_back(tx.as_mut(), &mut r, RedemptionStatus::Expired, now).await?;
+    commit(faults, tx, published).await?;
     metrics::counter!(m::POINTS_TOTAL, "movement" => "released").increment(r.points.unsigned_abs());
     Ok(true)
 }
@@ -298,8 +305,9 @@ async fn expire_points(store: &dyn Backend, faults: &super::faults::Faults, buye
     if !wallet.problems.is_empty() {
         return Err(super::corrupt(format!("wallet of buyer {buyer}: {}", wallet.problems.join("; "))));
     }
-    tx.record(&WalletWrite { event, entries, due: Some(wallet.next_expiry()) }, now).await?;
-    commit(faults, tx).await?;
+    let write = WalletWrite { event, entries, due: Some(wallet.next_expiry()) };
+    let published = record(tx.as_mut(), buyer, &write, now).await?;
+    commit(faults, tx, published).await?;
     if due > 0 {
         metrics::counter!(m::POINTS_TOTAL, "movement" => "expired").increment(due.unsigned_abs());
     }

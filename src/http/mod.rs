@@ -13,6 +13,7 @@ pub mod ops;
 pub mod orders;
 pub mod program;
 pub mod views;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -48,7 +49,7 @@ pub struct AppState {
     modifiers(&BearerKeys),
     tags(
         (name = "affiliates"), (name = "orders"), (name = "buyers"), (name = "program"),
-        (name = "payouts"), (name = "events"), (name = "operations"), (name = "ops")
+        (name = "payouts"), (name = "events"), (name = "operations"), (name = "ops"), (name = "webhooks")
     )
 )]
 struct ApiDoc;
@@ -85,6 +86,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(admin::routes())
         .merge(events::routes())
         .merge(ops::routes())
+        .merge(webhooks::routes())
 }
 
 /// The OpenAPI document of every route, generated from the handlers' annotations.

@@ -112,10 +112,13 @@ pub struct Writes {
     pub orders: Vec<OrderUpdate>,
 }
 
+/// Per approved order, the amount approved per affiliate.
+pub type Approved = Vec<(OrderId, Vec<(AffiliateId, Decimal)>)>;
+
 /// The event transaction (G3): every read the rules need and one write,
 /// committed together or not at all (dropping it rolls back).
 #[async_trait::async_trait]
-pub trait ApplyTx: Send {
+pub trait ApplyTx: super::NotifyTx + Send {
     /// Takes a shared lock on the partitions' fence rows, held to the end of
     /// the transaction, and answers whether every token is still current. A
     /// takeover (which updates the row) waits for this transaction, and
@@ -136,6 +139,8 @@ pub trait ApplyTx: Send {
         count: usize,
     ) -> Result<HashMap<AffiliateId, Vec<Affiliate>>>;
     async fn month_facts(&mut self, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>>;
-    async fn write(&mut self, writes: &Writes, now: DateTime<Utc>) -> Result<()>;
+    /// Writes everything; returns what the approvals in `writes.approve`
+    /// approved: per order, the amount per affiliate.
+    async fn write(&mut self, writes: &Writes, now: DateTime<Utc>) -> Result<Approved>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }

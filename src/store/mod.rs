@@ -22,6 +22,7 @@ pub mod reconcile;
 pub mod sql;
 pub mod sqlite;
 pub mod wallets;
+pub mod webhooks;
 
 pub use affiliates::{AffiliateTx, Affiliates};
 pub use apply::{ApplyTx, LedgerRow, LockedEvent, MonthAsk, MonthFacts, OrderUpdate, RewardRow, Writes};
@@ -31,6 +32,7 @@ pub use payouts::{PayoutTx, Payouts};
 pub use programs::Programs;
 pub use reconcile::{BalanceCheck, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts};
 pub use wallets::{BuyerBalance, WalletTx, WalletWrite, Wallets};
+pub use webhooks::{NotifyTx, Webhooks};
 
 /// What went wrong in the store, classified by the backend that saw it.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +101,7 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 /// Everything the engine asks of the system of record.
 #[async_trait::async_trait]
 pub trait Backend:
-    Programs + Orders + Events + Affiliates + Wallets + Payouts + Reconcile + Send + Sync + 'static
+    Programs + Orders + Events + Affiliates + Wallets + Payouts + Reconcile + Webhooks + Send + Sync + 'static
 {
     /// Applies pending migrations and makes sure program version 1 exists.
     async fn migrate(&self) -> Result<()>;

@@ -91,11 +91,15 @@ pub trait OrderTx: Send {
 
 /// Approval of one order whose holding period has passed.
 #[async_trait::async_trait]
-pub trait ApprovalTx: Send {
+pub trait ApprovalTx: super::NotifyTx + Send {
     /// Locks the order; whether it is still unapproved and due at `now`.
     async fn still_due(&mut self, id: &OrderId, now: DateTime<Utc>) -> Result<bool>;
     /// Moves the order's pending entries to approved, balances with them,
-    /// and marks the order approved.
-    async fn approve(&mut self, id: &OrderId, now: DateTime<Utc>) -> Result<()>;
+    /// and marks the order approved; the amount approved per affiliate.
+    async fn approve(
+        &mut self,
+        id: &OrderId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(crate::domain::ids::AffiliateId, rust_decimal::Decimal)>>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }

@@ -330,6 +330,14 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         event_batch: Some(32),
         event_linger_ms: Some(2),
         bench_commission_delay_ms: 0,
+        // Receivers in the tests listen on 127.0.0.1; retries come fast.
+        webhook_allow_private: true,
+        webhook_retry_delays: "150ms,150ms,150ms,150ms".into(),
+        webhook_timeout_ms: 2_000,
+        webhook_disable_after: "5d".into(),
+        webhook_concurrency: 8,
+        webhook_poll_ms: 50,
+        webhook_retention_days: 30,
     }
 }
 
@@ -534,6 +542,7 @@ pub fn engine_on(store: Arc<dyn komisi::store::Backend>, redeliver_after: Durati
             redeliver_after,
             reconcile_every: Duration::ZERO,
             reconcile_full_every: Duration::ZERO,
+            webhooks: komisi::engine::webhooks::WebhookConfig { allow_private: true, ..Default::default() },
         },
     )
 }

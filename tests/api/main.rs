@@ -28,3 +28,5 @@ mod scale;
 mod schema;
 mod sqlite;
 mod sqlite_journal;
+mod webhook_receiver;
+mod webhooks;

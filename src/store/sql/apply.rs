@@ -119,7 +119,7 @@ impl ApplyTx for SqlApply {
         facts
     }
 
-    async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<()> {
+    async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<crate::store::apply::Approved> {
         let conn = self.conn.as_mut();
         // Buyers' rows first: a buyer's reward entries are written only under
         // the lock of its row, so their ids are in commit order (the wallet
@@ -127,13 +127,15 @@ impl ApplyTx for SqlApply {
         let points: PointsMoves = w.points.iter().map(|(b, p)| (b.clone(), (*p, w.expiries.get(b).copied()))).collect();
         conn.move_points(&points, now).await?;
         insert_rows(conn, w, now).await?;
+        let mut approved = Vec::with_capacity(w.approve.len());
         for order_id in &w.approve {
-            super::orders::approve(conn, order_id, now).await?;
+            approved.push((order_id.clone(), super::orders::approve(conn, order_id, now).await?));
         }
         mark_done(conn, w, now).await?;
         update_orders(conn, w, now).await?;
         // Last, so the most contended rows (uplines' balances) are held the shortest.
-        conn.move_balances(&w.balances).await
+        conn.move_balances(&w.balances).await?;
+        Ok(approved)
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
@@ -512,3 +514,5 @@ async fn update_orders(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> R
     .await?;
     Ok(())
 }
+
+super::webhooks::notify_tx!(SqlApply);

@@ -310,3 +310,5 @@ impl EventTx for SqlEventTx {
         self.conn.commit().await
     }
 }
+
+super::webhooks::notify_tx!(SqlEventTx);

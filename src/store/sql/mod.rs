@@ -13,6 +13,7 @@ pub mod query;
 mod reconcile;
 mod rows;
 mod wallets;
+pub(crate) mod webhooks;
 
 pub use query::{small, uint, Arg, BalanceMoves, Cols, Conn, Db, Dialect, Done, Lane, PointsMoves, Row, Sql};
 

@@ -325,7 +325,7 @@ impl ApprovalTx for SqlApproval {
         Ok(self.conn.optional(&Sql::new(q).arg(id).arg(now)).await?.is_some())
     }
 
-    async fn approve(&mut self, id: &OrderId, now: DateTime<Utc>) -> Result<()> {
+    async fn approve(&mut self, id: &OrderId, now: DateTime<Utc>) -> Result<Vec<(AffiliateId, Decimal)>> {
         approve(self.conn.as_mut(), id, now).await
     }
 
@@ -335,8 +335,9 @@ impl ApprovalTx for SqlApproval {
 }
 
 /// Moves an order's pending entries to approved, balances with them, and
-/// marks the order approved. The caller holds the order row lock.
-pub async fn approve(conn: &mut dyn Conn, order: &OrderId, now: DateTime<Utc>) -> Result<()> {
+/// marks the order approved. The caller holds the order row lock. Returns
+/// the amount approved per affiliate.
+pub async fn approve(conn: &mut dyn Conn, order: &OrderId, now: DateTime<Utc>) -> Result<Vec<(AffiliateId, Decimal)>> {
     let sum = (conn.dialect().sum)("amount");
     let q = format!(
         "SELECT affiliate_id, {sum} AS amount FROM ledger_entries WHERE order_id = ? AND status = 'pending' \
@@ -344,8 +345,10 @@ pub async fn approve(conn: &mut dyn Conn, order: &OrderId, now: DateTime<Utc>) -
     );
     let sums = conn.fetch(&Sql::new(q).arg(order)).await?;
     let mut moves: super::BalanceMoves = BTreeMap::new();
+    let mut approved = Vec::with_capacity(sums.len());
     for r in &sums {
         let amount: Decimal = r.sum("amount")?;
+        approved.push((AffiliateId::from_trusted(r.text("affiliate_id")?), amount));
         let by = moves.entry(AffiliateId::from_trusted(r.text("affiliate_id")?)).or_default();
         by.insert(EntryStatus::Pending, -amount);
         by.insert(EntryStatus::Approved, amount);
@@ -356,7 +359,7 @@ pub async fn approve(conn: &mut dyn Conn, order: &OrderId, now: DateTime<Utc>) -
     conn.move_balances(&moves).await?;
     let q = Sql::new("UPDATE orders SET approved_at = ?, updated_at = ? WHERE id = ?").arg(now).arg(now).arg(order);
     conn.execute(&q).await?;
-    Ok(())
+    Ok(approved)
 }
 
 /// The statuses of all the order's events (this transaction's writes included).
@@ -364,3 +367,5 @@ pub async fn order_events(conn: &mut dyn Conn, order: &OrderId) -> Result<Vec<cr
     let rows = conn.fetch(&Sql::new("SELECT status FROM events WHERE order_id = ?").arg(order)).await?;
     rows::all(&rows, |r: &dyn Cols| event_status(&r.text("status")?))
 }
+
+super::webhooks::notify_tx!(SqlApproval);

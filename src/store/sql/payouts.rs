@@ -156,3 +156,5 @@ impl PayoutTx for SqlPayoutTx {
         self.conn.commit().await
     }
 }
+
+super::webhooks::notify_tx!(SqlPayoutTx);

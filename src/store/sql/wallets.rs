@@ -256,3 +256,5 @@ impl WalletTx for SqlWallet {
         self.conn.commit().await
     }
 }
+
+super::webhooks::notify_tx!(SqlWallet);
