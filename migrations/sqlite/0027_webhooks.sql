@@ -16,7 +16,7 @@ CREATE TABLE webhook_endpoints (
 
 CREATE TABLE webhook_messages (
     id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-    message_id TEXT NOT NULL UNIQUE,
+    message_id TEXT NOT NULL,
     endpoint_id TEXT NOT NULL,
     type TEXT NOT NULL,
     subject_kind TEXT NOT NULL,
@@ -32,6 +32,7 @@ CREATE TABLE webhook_messages (
     delivered_at TEXT NULL,
     updated_at TEXT NOT NULL
 ) STRICT;
+CREATE UNIQUE INDEX uq_webhook_messages_message_id ON webhook_messages (message_id);
 CREATE INDEX ix_webhook_messages_due ON webhook_messages (endpoint_id, status, next_attempt_at);
 CREATE INDEX ix_webhook_messages_endpoint ON webhook_messages (endpoint_id, id);
 CREATE INDEX ix_webhook_messages_status ON webhook_messages (status, created_at);

@@ -91,10 +91,37 @@ fn constraints() -> Vec<(String, Value)> {
         (s("HoldBody", "points"), json!({"minimum": 1, "maximum": crate::domain::wallet::MAX_REDEMPTION_POINTS})),
         (s("CaptureBody", "order_id"), id()),
     ];
+    let patterns = json!({"minItems": 1, "maxItems": crate::domain::webhook::MAX_PATTERNS,
+        "items": {"enum": webhook_patterns()}});
+    let url = json!({"minLength": 1, "maxLength": crate::domain::webhook::MAX_URL});
+    let description = json!({"maxLength": super::webhooks::MAX_DESCRIPTION});
+    for body in ["WebhookEndpointBody", "WebhookPatchBody"] {
+        c.push((s(body, "url"), url.clone()));
+        c.push((s(body, "event_types"), patterns.clone()));
+        c.push((s(body, "description"), description.clone()));
+    }
+    c.push((s("RecoverBody", "since"), time()));
+    c.push((s("RecoverBody", "until"), time()));
+    c.push((s("PruneMessagesBody", "before"), time()));
+    c.push((s("PruneMessagesBody", "endpoint"), json!({"pattern": super::webhooks::ENDPOINT_ID_PATTERN})));
     for schema in ["AffiliateId", "BuyerId", "OrderId", "ReferralCode", "RedemptionId"] {
         c.push((format!("/components/schemas/{schema}"), id()));
     }
     c
+}
+
+/// What an endpoint may subscribe to: every type, every family, `*`.
+fn webhook_patterns() -> Vec<String> {
+    use crate::domain::webhook::MessageType;
+    let mut p: Vec<String> = MessageType::ALL.iter().map(|t| t.as_str().to_owned()).collect();
+    for t in MessageType::ALL {
+        let family = format!("{}.*", t.as_str().split('.').next().unwrap_or_default());
+        if !p.contains(&family) {
+            p.push(family);
+        }
+    }
+    p.push("*".into());
+    p
 }
 
 fn event_types() -> Vec<&'static str> {
@@ -149,10 +176,19 @@ fn parameters(path: &str, op: &mut Value) {
             merge(schema, with)
         }
     };
-    if path.contains("{id}") && !path.starts_with("/admin/payouts/") && !path.starts_with("/admin/events/") {
-        if let Some(p) = param(op, "id") {
+    let webhooks = path.starts_with("/admin/webhooks");
+    let messages = path.starts_with("/admin/webhook-messages");
+    if let Some(p) = param(op, "id").filter(|_| path.contains("{id}")) {
+        if webhooks {
+            merge_schema(p, json!({"pattern": super::webhooks::ENDPOINT_ID_PATTERN}));
+        } else if messages {
+            merge_schema(p, json!({"pattern": super::webhooks::MESSAGE_ID_PATTERN}));
+        } else if !path.starts_with("/admin/payouts/") && !path.starts_with("/admin/events/") {
             merge_schema(p, id());
         }
+    }
+    if let Some(p) = param(op, "endpoint") {
+        merge_schema(p, json!({"pattern": super::webhooks::ENDPOINT_ID_PATTERN}));
     }
     if let Some(p) = param(op, "rid") {
         merge_schema(p, id());
@@ -161,10 +197,19 @@ fn parameters(path: &str, op: &mut Value) {
         p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": 500});
     }
     if let Some(p) = param(op, "status") {
-        merge_schema(p, json!({"enum": ["pending", "processing", "done", "failed", "dead"]}));
+        if messages {
+            merge_schema(p, json!({"enum": ["pending", "delivered", "failed"]}));
+        } else {
+            merge_schema(p, json!({"enum": ["pending", "processing", "done", "failed", "dead"]}));
+        }
     }
     if let Some(p) = param(op, "type") {
-        merge_schema(p, json!({"enum": event_types()}));
+        if messages {
+            let types: Vec<&str> = crate::domain::webhook::MessageType::ALL.iter().map(|t| t.as_str()).collect();
+            merge_schema(p, json!({"enum": types}));
+        } else {
+            merge_schema(p, json!({"enum": event_types()}));
+        }
     }
     if let Some(p) = param(op, "order_id") {
         merge_schema(p, id());

@@ -165,7 +165,7 @@ fn description(raw: Option<String>, errors: &mut Vec<FieldError>) -> Option<Stri
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EndpointBody {
+struct WebhookEndpointBody {
     /// `https://…` (plain `http` and private addresses only with KOMISI_WEBHOOK_ALLOW_PRIVATE=true).
     url: String,
     /// Types (`commission.created`), families (`commission.*`) or `*`.
@@ -176,7 +176,7 @@ struct EndpointBody {
 /// Registers an endpoint. The answer holds its signing secret, shown only
 /// here (and after a rotation). The endpoint receives a message for every
 /// change committed from now on.
-#[utoipa::path(post, path = "/admin/webhooks", tag = "webhooks", request_body = EndpointBody,
+#[utoipa::path(post, path = "/admin/webhooks", tag = "webhooks", request_body = WebhookEndpointBody,
     responses(
         (status = 201, description = "Registered, with its secret", body = EndpointView),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
@@ -187,7 +187,7 @@ struct EndpointBody {
 async fn create_endpoint(
     _: Admin,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<EndpointBody>,
+    ApiJson(body): ApiJson<WebhookEndpointBody>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     let mut errors = Vec::new();
     let description = description(body.description, &mut errors);
@@ -238,7 +238,7 @@ async fn read_endpoint(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchBody {
+struct WebhookPatchBody {
     url: Option<String>,
     event_types: Option<Vec<String>>,
     /// An empty string removes it.
@@ -249,7 +249,7 @@ struct PatchBody {
 }
 
 /// Changes an endpoint: its URL, types, description, or whether it is disabled.
-#[utoipa::path(patch, path = "/admin/webhooks/{id}", tag = "webhooks", request_body = PatchBody,
+#[utoipa::path(patch, path = "/admin/webhooks/{id}", tag = "webhooks", request_body = WebhookPatchBody,
     params(("id" = String, Path, description = "Endpoint id")),
     responses(
         (status = 200, description = "The endpoint after the change", body = EndpointView),
@@ -263,7 +263,7 @@ async fn update_endpoint(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<PatchBody>,
+    ApiJson(body): ApiJson<WebhookPatchBody>,
 ) -> Result<Json<EndpointView>, ApiError> {
     let id = endpoint_id(&id)?;
     let mut errors = Vec::new();
@@ -336,7 +336,7 @@ fn time(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct WindowBody {
+struct RecoverBody {
     /// Messages created at or after this (RFC 3339).
     since: String,
     /// ... and before this (default: now).
@@ -350,7 +350,7 @@ struct Requeued {
 
 /// Sends the endpoint's failed messages created in the window again, each
 /// with a fresh retry schedule.
-#[utoipa::path(post, path = "/admin/webhooks/{id}/recover", tag = "webhooks", request_body = WindowBody,
+#[utoipa::path(post, path = "/admin/webhooks/{id}/recover", tag = "webhooks", request_body = RecoverBody,
     params(("id" = String, Path, description = "Endpoint id")),
     responses(
         (status = 200, description = "How many were queued again", body = Requeued),
@@ -364,7 +364,7 @@ async fn recover(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<WindowBody>,
+    ApiJson(body): ApiJson<RecoverBody>,
 ) -> Result<Json<Requeued>, ApiError> {
     let id = endpoint_id(&id)?;
     let mut errors = Vec::new();
@@ -493,7 +493,7 @@ async fn resend(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PruneBody {
+struct PruneMessagesBody {
     /// Failed messages created before this (RFC 3339) are deleted.
     before: String,
     /// Only this endpoint's.
@@ -507,7 +507,7 @@ struct Pruned {
 
 /// Deletes failed messages created before a time (delivered ones are
 /// deleted after KOMISI_WEBHOOK_RETENTION_DAYS by themselves).
-#[utoipa::path(post, path = "/admin/webhook-messages/prune", tag = "webhooks", request_body = PruneBody,
+#[utoipa::path(post, path = "/admin/webhook-messages/prune", tag = "webhooks", request_body = PruneMessagesBody,
     responses(
         (status = 200, description = "How many were deleted", body = Pruned),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
@@ -518,7 +518,7 @@ struct Pruned {
 async fn prune(
     _: Admin,
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<PruneBody>,
+    ApiJson(body): ApiJson<PruneMessagesBody>,
 ) -> Result<Json<Pruned>, ApiError> {
     let mut errors = Vec::new();
     let before = time("before", Some(&body.before), &mut errors);
