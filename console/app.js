@@ -7,13 +7,14 @@ import * as events from './events.js';
 import * as orders from './orders.js';
 import * as affiliates from './affiliates.js';
 import * as payouts from './payouts.js';
+import * as webhooks from './webhooks.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const signOut = document.getElementById('sign-out');
 let cleanup = null;
 
-const pages = { overview, events, orders, affiliates, payouts };
+const pages = { overview, events, orders, affiliates, payouts, webhooks };
 
 /** '#/events/abc?status=dead' → {page: 'events', id: 'abc', params: URLSearchParams} */
 function parseHash() {

@@ -191,6 +191,12 @@ pub struct Config {
     #[arg(long, env = "KOMISI_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
     pub webhook_retention_days: u32,
 
+    /// Seals webhook signing secrets at rest (AES-256-GCM): the base64 of 32
+    /// random bytes (`openssl rand -base64 32`). Unset: secrets are stored
+    /// as they are, and a copy of the database can sign messages.
+    #[arg(long, env = "KOMISI_WEBHOOK_SECRET_KEY", hide_env_values = true)]
+    pub webhook_secret_key: Option<String>,
+
     /// Benchmark only: sleep this long before every commission computation
     /// (outside any transaction). Off (0) by default.
     #[arg(long, env = "KOMISI_BENCH_COMMISSION_DELAY_MS", default_value_t = 0)]
@@ -291,6 +297,11 @@ impl Config {
             per_endpoint: self.webhook_concurrency,
             poll: Duration::from_millis(self.webhook_poll_ms),
             retention: Duration::from_secs(u64::from(self.webhook_retention_days) * 24 * 3600),
+            sealer: match &self.webhook_secret_key {
+                Some(key) => crate::engine::webhooks::Sealer::from_base64(key)
+                    .map_err(|e| format!("KOMISI_WEBHOOK_SECRET_KEY: {e}"))?,
+                None => Default::default(),
+            },
         })
     }
 

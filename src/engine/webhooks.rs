@@ -38,6 +38,8 @@ pub struct WebhookConfig {
     pub poll: Duration,
     /// Delivered messages are deleted this long after they were created.
     pub retention: Duration,
+    /// How signing secrets are stored.
+    pub sealer: Sealer,
 }
 
 impl Default for WebhookConfig {
@@ -50,6 +52,7 @@ impl Default for WebhookConfig {
             per_endpoint: 8,
             poll: Duration::from_millis(200),
             retention: Duration::from_secs(30 * 24 * 3600),
+            sealer: Sealer::default(),
         }
     }
 }
@@ -332,12 +335,15 @@ impl Engine {
         let (Some(url), Some(event_types)) = (url, types) else { return Ok(Err(refused)) };
         let now = Utc::now();
         let secret = wh::new_secret();
+        if !self.webhook_config().sealer.seals() {
+            tracing::warn!("webhook signing secrets are stored unsealed: set KOMISI_WEBHOOK_SECRET_KEY");
+        }
         let endpoint = Endpoint {
             id: format!("ep_{}", uuid::Uuid::now_v7().simple()),
             url,
             event_types,
             description: new.description,
-            secret: seal(&secret),
+            secret: self.webhook_config().sealer.seal(&secret),
             previous_secret: None,
             previous_secret_expires_at: None,
             disabled: false,
@@ -410,7 +416,7 @@ impl Engine {
         let Some(mut e) = self.endpoint(id).await? else { return Ok(None) };
         let now = Utc::now();
         let secret = wh::new_secret();
-        e.previous_secret = Some(std::mem::replace(&mut e.secret, seal(&secret)));
+        e.previous_secret = Some(std::mem::replace(&mut e.secret, self.webhook_config().sealer.seal(&secret)));
         e.previous_secret_expires_at = Some(now + ROTATION_OVERLAP);
         e.updated_at = now;
         Ok(self.store().update_endpoint(&e).await?.then_some((e, secret)))
@@ -467,24 +473,74 @@ impl Engine {
 
 // ---- secrets at rest
 
-/// How a secret is stored. Plain for now: a database dump holds the
-/// secrets (docs/API.md "Webhooks" says so).
-fn seal(secret: &str) -> String {
-    format!("plain:{secret}")
-}
+/// How signing secrets are stored: sealed with AES-256-GCM under the key
+/// `KOMISI_WEBHOOK_SECRET_KEY` names (`aead:<base64 of nonce ‖ ciphertext>`),
+/// so a copy of the database alone cannot sign; without a key, as they are
+/// (`plain:…`, and komisi warns at start). A secret is stored the way the
+/// key in force says; both forms are read.
+#[derive(Clone, Default)]
+pub struct Sealer(Option<[u8; 32]>);
 
-fn unseal(stored: &str) -> Option<Vec<u8>> {
-    wh::secret_key(stored.strip_prefix("plain:")?)
-}
-
-/// The keys that sign now: the current secret's, then the previous one's
-/// while its overlap lasts.
-fn signing_keys(e: &Endpoint, now: DateTime<Utc>) -> Vec<Vec<u8>> {
-    let mut keys: Vec<Vec<u8>> = unseal(&e.secret).into_iter().collect();
-    if e.previous_secret_expires_at.is_some_and(|at| at > now) {
-        keys.extend(e.previous_secret.as_deref().and_then(unseal));
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself.
+        f.write_str(if self.0.is_some() { "Sealer(aead)" } else { "Sealer(plain)" })
     }
-    keys
+}
+
+impl Sealer {
+    /// A key: the base64 of 32 bytes.
+    pub fn from_base64(raw: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(raw.trim()).map_err(|e| format!("not base64: {e}"))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| "must be 32 bytes (base64 of 32 random bytes)".to_owned())?;
+        Ok(Self(Some(key)))
+    }
+
+    pub fn seals(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub(crate) fn seal(&self, secret: &str) -> String {
+        use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+        use base64::Engine as _;
+        let Some(key) = &self.0 else { return format!("plain:{secret}") };
+        let cipher = aes_gcm::Aes256Gcm::new(key.into());
+        let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+        let sealed = cipher.encrypt(&nonce, secret.as_bytes()).expect("AES-GCM seals any secret");
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        format!("aead:{}", base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    /// The HMAC key of a stored secret (None: unreadable — a sealed one
+    /// without the key, or another key).
+    pub(crate) fn open(&self, stored: &str) -> Option<Vec<u8>> {
+        use aes_gcm::aead::{Aead, KeyInit};
+        use base64::Engine as _;
+        if let Some(plain) = stored.strip_prefix("plain:") {
+            return wh::secret_key(plain);
+        }
+        let bytes = base64::engine::general_purpose::STANDARD.decode(stored.strip_prefix("aead:")?).ok()?;
+        if bytes.len() < 12 {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(12);
+        let cipher = aes_gcm::Aes256Gcm::new(self.0.as_ref()?.into());
+        let secret = cipher.decrypt(nonce.into(), sealed).ok()?;
+        wh::secret_key(std::str::from_utf8(&secret).ok()?)
+    }
+
+    /// The keys that sign now: the current secret's, then the previous
+    /// one's while its overlap lasts.
+    fn signing_keys(&self, e: &Endpoint, now: DateTime<Utc>) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self.open(&e.secret).into_iter().collect();
+        if e.previous_secret_expires_at.is_some_and(|at| at > now) {
+            keys.extend(e.previous_secret.as_deref().and_then(|s| self.open(s)));
+        }
+        keys
+    }
 }
 
 // ---- delivery
@@ -571,6 +627,12 @@ impl Deliverer {
         self.config.poll
     }
 
+    /// How long a claim holds a message: the attempt's timeout and half as
+    /// much again (at least 5 s) to record it.
+    pub fn lease(&self) -> Duration {
+        self.config.timeout + (self.config.timeout / 2).max(Duration::from_secs(5))
+    }
+
     /// One round: claims every enabled endpoint's due messages (up to its
     /// free places) and starts their attempts; now and then counts the
     /// pending messages and prunes old delivered ones. Returns how many
@@ -591,9 +653,7 @@ impl Deliverer {
             let claim = format!("{}:{}", self.instance, uuid::Uuid::now_v7().simple());
             // The lease outlasts the attempt's timeout: another instance
             // takes the message over only once this one cannot still be sending.
-            let until = now
-                + chrono::TimeDelta::from_std(self.config.timeout * 2 + Duration::from_secs(30))
-                    .unwrap_or(chrono::TimeDelta::MAX);
+            let until = now + chrono::TimeDelta::from_std(self.lease()).unwrap_or(chrono::TimeDelta::MAX);
             let messages = self.store.claim_messages(&e.id, free as u32, &claim, now, until).await?;
             if messages.is_empty() {
                 continue;
@@ -706,7 +766,7 @@ impl Deliverer {
         if let Err(why) = wh::check_url(&e.url, self.config.allow_private) {
             return failed(format!("the URL is not allowed: {why}"));
         }
-        let keys = signing_keys(e, at);
+        let keys = self.config.sealer.signing_keys(e, at);
         if keys.is_empty() {
             return failed("the endpoint's secret cannot be read".into());
         }
@@ -771,4 +831,27 @@ fn describe(err: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_secret_opens_only_with_its_key() {
+        let secret = wh::new_secret();
+        let key = wh::secret_key(&secret).unwrap();
+        let sealer = Sealer::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let sealed = sealer.seal(&secret);
+        assert!(sealed.starts_with("aead:") && !sealed.contains(&secret[6..]), "{sealed}");
+        assert_ne!(sealed, sealer.seal(&secret), "a fresh nonce each time");
+        assert_eq!(sealer.open(&sealed), Some(key.clone()));
+        assert_eq!(Sealer::default().open(&sealed), None, "no key");
+        let other = Sealer::from_base64("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=").unwrap();
+        assert_eq!(other.open(&sealed), None, "another key");
+        // Plain secrets (stored before a key was set) are still read.
+        assert_eq!(sealer.open(&Sealer::default().seal(&secret)), Some(key));
+        assert!(Sealer::from_base64("c2hvcnQ=").is_err());
+        assert_eq!(format!("{sealer:?}"), "Sealer(aead)");
+    }
 }

@@ -21,6 +21,7 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
     ("orders.js", "text/javascript; charset=utf-8", include_bytes!("../../console/orders.js")),
     ("affiliates.js", "text/javascript; charset=utf-8", include_bytes!("../../console/affiliates.js")),
     ("payouts.js", "text/javascript; charset=utf-8", include_bytes!("../../console/payouts.js")),
+    ("webhooks.js", "text/javascript; charset=utf-8", include_bytes!("../../console/webhooks.js")),
 ];
 
 /// Only this origin's scripts, styles and API; no inline code, no frames, no forms posting away.

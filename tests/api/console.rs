@@ -1,11 +1,14 @@
 //! The operator console (`/console`) in headless Chromium: this test sets the
 //! scene over HTTP on the suite's backend (dead events by fault injection, a
 //! refund whose event is dead, a sku and a name that are markup, an approved
-//! balance), runs `tests/console/console.mjs` (playwright-core driving
-//! Debian's chromium) against the running komisi, and then checks the money
-//! side: the replayed event paid exactly once, the bulk replay and the
-//! applied delta landed, the payout moved approved → paid, and the ledger
-//! reconciles. Screenshots go to `target/console-screenshots/<backend>/`.
+//! balance, an affiliate `hook` for the webhooks page's order), runs
+//! `tests/console/console.mjs` (playwright-core driving Debian's chromium)
+//! against the running komisi, and then checks the money side: the replayed
+//! event paid exactly once, the bulk replay and the applied delta landed, the
+//! payout moved approved → paid, and the ledger reconciles. The webhooks page
+//! is driven against a receiver the script runs on 127.0.0.1, so komisi runs
+//! with private webhook addresses allowed. Screenshots go to
+//! `target/console-screenshots/<backend>/`.
 //!
 //! Without node, the npm package (`npm ci` in tests/console) or chromium the
 //! test says why and passes, unless `KOMISI_TEST_REQUIRE_BROWSER=1`
@@ -67,12 +70,22 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         return;
     }
     let started = Instant::now();
-    // One attempt: an event that fails is dead at once.
-    let app = spawn_app_with(|c| c.max_attempts = 1, Faults::default()).await;
+    // One attempt: an event that fails is dead at once. The webhooks step's
+    // receiver listens on 127.0.0.1 (retries come fast in test_config).
+    let app = spawn_app_with(
+        |c| {
+            c.max_attempts = 1;
+            c.webhook_allow_private = true;
+        },
+        Faults::default(),
+    )
+    .await;
     app.set_program(|p| p["holding_days"] = json!(0)).await;
     abc_tree(&app).await;
     app.create_affiliate_with(json!({"id": "xss", "name": XSS_NAME, "parent_id": "C", "referral_code": "code-xss"}))
         .await;
+    // The webhooks step's order (o-hook, placed by the script) pays hook alone.
+    app.create_affiliate("hook", None).await;
 
     // Applied as they come: the refund's order, the markup sku's order, an approved balance for A.
     app.accept(&worked_example_order("o-refund", "x", "code-C")).await;
@@ -165,11 +178,26 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     assert_eq!((app.balance("A", "approved").await, app.balance("A", "paid").await), (d("0"), d("20000")));
     assert_eq!(app.admin_get("/admin/payouts").await["items"][0]["status"], "completed");
     assert_eq!(dead_count(&app).await, 1, "only the refund's event is left dead");
+    // The orders the webhooks step placed.
+    app.processed("o-hook").await;
+    app.processed("o-hook-2").await;
     app.assert_ledger_consistent().await;
     app.assert_reconciled().await;
-    for name in
-        ["sign-in", "overview", "events-dead", "event-done", "order-recompute", "affiliate", "payout", "overview-phone"]
-    {
+    for name in [
+        "sign-in",
+        "overview",
+        "events-dead",
+        "event-done",
+        "order-recompute",
+        "affiliate",
+        "payout",
+        "webhooks",
+        "webhook",
+        "webhook-resent",
+        "webhook-failed",
+        "overview-phone",
+        "webhooks-phone",
+    ] {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");
     }
 }

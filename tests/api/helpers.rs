@@ -338,6 +338,7 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         webhook_concurrency: 8,
         webhook_poll_ms: 50,
         webhook_retention_days: 30,
+        webhook_secret_key: None,
     }
 }
 

@@ -8,6 +8,7 @@ use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -263,7 +264,9 @@ async fn an_endpoint_answering_410_is_disabled_and_sent_nothing_more() {
 
 #[tokio::test]
 async fn during_a_rotation_every_message_verifies_with_either_secret() {
-    let app = spawn_app().await;
+    // Secrets sealed at rest: the database holds neither.
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let app = spawn_app_with(|c| c.webhook_secret_key = Some(key.into()), Faults::default()).await;
     abc_tree(&app).await;
     let e = register(&app, "http://127.0.0.1:9/not-yet", json!(["commission.*"])).await;
     let id = e["id"].as_str().unwrap();
@@ -273,6 +276,9 @@ async fn during_a_rotation_every_message_verifies_with_either_secret() {
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
     assert!(rotated["previous_secret_expires_at"].is_string(), "{rotated}");
+    let stored = app.db.rows("SELECT secret, previous_secret FROM webhook_endpoints WHERE id = ?", &[id]).await;
+    let stored: Vec<String> = stored[0].iter().map(|c| c.clone().unwrap()).collect();
+    assert!(stored.iter().all(|s| s.starts_with("aead:") && !s.contains(&old[6..]) && !s.contains(&new[6..])));
     let receiver = Receiver::start(&[&old, &new]).await;
     patch_endpoint(&app, id, json!({"url": receiver.url("/rot")})).await;
     app.accept(&simple_order("o-1", "x", Some("code-C"), "100000")).await;
@@ -411,4 +417,56 @@ async fn endpoints_are_listed_changed_and_deleted_with_their_messages() {
     let r = app.client.get(app.url("/admin/webhook-messages?status=lost&type=nope&cursor=x")).bearer_auth(ADMIN_KEY);
     let body: Value = r.send().await.unwrap().json().await.unwrap();
     assert_eq!(body["errors"].as_array().unwrap().len(), 3, "{body}");
+}
+
+#[tokio::test]
+async fn a_killed_instances_attempt_in_flight_is_sent_again_after_its_lease_under_the_same_id() {
+    let mut app = spawn_app().await;
+    abc_tree(&app).await;
+    let (e, receiver) = endpoint_with_receiver(&app, "/slow", json!(["commission.created"])).await;
+    // The first attempt hangs (the receiver answers only after the kill).
+    receiver.script("/slow", &[Reply::status(200).delay_ms(1_500)]).await;
+    app.accept(&simple_order("o-1", "x", Some("code-A"), "100000")).await;
+    receiver.wait_for(|l| !l.is_empty(), WAIT).await;
+    app.kill().await;
+    app.restart(Faults::default()).await;
+    // The new instance takes the message once the dead one's lease (timeout
+    // 2 s + 5 s) has passed, and sends it again: same id, same body.
+    let log = receiver.wait_for(|l| l.len() == 2, Duration::from_secs(30)).await;
+    assert_eq!((&log[1].webhook_id, &log[1].body), (&log[0].webhook_id, &log[0].body));
+    assert_eq!(log[1].verified_by, vec![0]);
+    let m = app.admin_get(&format!("/admin/webhook-messages/{}", log[0].webhook_id)).await;
+    assert!(
+        poll(WAIT, || async {
+            app.admin_get(&format!("/admin/webhook-messages/{}", log[0].webhook_id)).await["status"] == "delivered"
+        })
+        .await
+    );
+    assert_eq!(m["endpoint_id"], e["id"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.log().await.len(), 2, "delivered once after the takeover");
+}
+
+#[tokio::test]
+async fn two_instances_send_each_message_once() {
+    if !needs_mysql_backend("two_instances_send_each_message_once", "several instances share MySQL") {
+        return;
+    }
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    let (_, receiver) = endpoint_with_receiver(&app, "/two", json!(["*"])).await;
+    let (second, _, _) = start_instance(app.config.clone(), Arc::new(Faults::default())).await;
+    for i in 0..30 {
+        app.accept(&simple_order(&format!("o-{i}"), &format!("b-{i}"), Some("code-C"), "100000")).await;
+    }
+    // 3 commissions and 1 reward an order.
+    let log = receiver.wait_for(|l| l.len() >= 120, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let log = if log.len() == 120 { receiver.log().await } else { log };
+    let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &log {
+        *ids.entry(d.webhook_id.as_str()).or_default() += 1;
+    }
+    assert_eq!((log.len(), ids.len()), (120, 120), "each message sent once by one instance");
+    drop(second);
 }

@@ -1,11 +1,16 @@
 // The operator console in headless Chromium, driven by playwright-core.
 // Run by tests/api/console.rs, which sets the scene over HTTP (dead events by
 // fault injection, a refund whose event is dead, an XSS sku and name, an
-// approved balance) and checks the money afterwards. Any unmet expectation,
+// approved balance, an affiliate `hook` whose order the webhooks step places)
+// and checks the money afterwards. The webhooks step runs its own receiver
+// (node:http on 127.0.0.1; komisi runs with KOMISI_WEBHOOK_ALLOW_PRIVATE) and
+// checks each delivery's signature with the secret the page showed. Any unmet expectation,
 // console error, page error, CSP violation or dialog fails the run (exit 1,
 // the reason on stderr).
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createServer } from 'node:http';
 
 const env = (name) => {
   const v = process.env[name];
@@ -264,10 +269,217 @@ try {
   check(/completed/.test(await rows('payouts-table').first().textContent()), 'the list shows it paid');
   await shot('payouts');
 
+  // ---- webhooks: an endpoint on a receiver here, its secret shown once, a
+  // delivery signed with that secret, its attempts, a resend; rotate, recover,
+  // disable and enable, delete
+  step = 'webhooks';
+  const received = [];
+  let down = false;
+  const receiver = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      received.push({ path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
+      res.writeHead(down ? 500 : 200, { 'content-type': 'text/plain' });
+      res.end(down ? 'down for maintenance' : 'thanks');
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  try {
+    const hookUrl = `http://127.0.0.1:${receiver.address().port}/hooks/komisi`;
+    await page.click('#nav a[href="#/webhooks"]');
+    await page.locator('[data-empty="webhooks-table"]').waitFor();
+    await page.fill('#webhook-url', hookUrl);
+    await page.fill('#webhook-description', XSS_NAME);
+    // Every type is the default; a family and one type instead.
+    check(await page.isChecked('#new-types-all'), 'every type is chosen by default');
+    await page.uncheck('#new-types-all');
+    await page.check('#new-types-commission-all');
+    check(await page.isDisabled('#new-types-commission-created'), 'a family covers its types');
+    await page.check('#new-types-payout-paid');
+    await page.click('#create-webhook');
+    await page.locator('#webhook-secret').waitFor();
+    const secret = await text('#webhook-secret');
+    check(/^whsec_[A-Za-z0-9+/]{40,}={0,2}$/.test(secret), `the secret: ${secret}`);
+    check(/will not be shown again/.test(await text('#secret-note')), 'the secret is said to be shown once');
+    check((await rows('webhooks-table').count()) === 1, 'the endpoint is listed');
+    const listed = await rows('webhooks-table').first().textContent();
+    check(listed.includes(hookUrl) && listed.includes('commission.*, payout.paid') && listed.includes('enabled'),
+      `the listed endpoint: ${listed}`);
+    check(await text('#webhooks-table td.name') === XSS_NAME, 'the description shows as its characters');
+    check(await page.locator('main img').count() === 0, 'no element was made from the description');
+    await shot('webhooks');
+
+    // Shown once: not on the endpoint's page, nor in the API's answers.
+    await page.click('#new-webhook');
+    await page.locator('#webhook-summary').waitFor();
+    const endpointId = decodeURIComponent(page.url().split('#/webhooks/')[1]);
+    check(!(await page.content()).includes(secret), 'the endpoint page does not show the secret');
+    const admin = { Authorization: `Bearer ${ADMIN_KEY}` };
+    const one = await (await fetch(`${BASE}/admin/webhooks/${encodeURIComponent(endpointId)}`, { headers: admin })).text();
+    check(one.includes(hookUrl) && !one.includes(secret) && !one.includes(secret.slice(6)), `GET of the endpoint carries no secret: ${one}`);
+    check(await text('#webhook-types') === 'commission.*, payout.paid', `the subscription: ${await text('#webhook-types')}`);
+    await page.locator('[data-empty="messages-table"]').waitFor();
+
+    // An order with hook's code: komisi tells the endpoint of hook's commission.
+    const rowsOf = page.locator('#messages-table tbody[data-message]');
+    const order = async (id) => {
+      const before = await rowsOf.count();
+      const placed = await fetch(`${BASE}/v1/orders`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${STOREFRONT_KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ id, buyer_id: 'hook-buyer', currency: 'IDR', referral_code: 'code-hook',
+          items: [{ sku: 'item', category: 'fashion', quantity: 1, unit_price: '100000' }] }),
+      });
+      check(placed.status === 202, `the order ${id} is accepted: ${placed.status} ${await placed.text()}`);
+      const listedBy = Date.now() + 30000;
+      while (await rowsOf.count() === before) {
+        check(Date.now() < listedBy, `a message for ${id} is listed within 30 s`);
+        await page.waitForTimeout(300);
+        await page.click('#refresh-messages');
+      }
+    };
+    await order('o-hook');
+    check((await rowsOf.count()) === 1, `one message (a commission of hook): ${await page.locator('#messages-table').textContent()}`);
+    const msg = rowsOf.first();
+    const msgId = await msg.getAttribute('data-message');
+    const cells = await msg.locator('tr.message-row td').allTextContents();
+    check(cells[1] === 'commission.created' && cells[2] === 'affiliate hook', `the message: ${cells}`);
+    const cell = (m, sel) => `#messages-table tbody[data-message="${m}"] ${sel}`;
+    // The page follows a pending message until it settles.
+    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === 'delivered',
+      cell(msgId, 'td.status'), { timeout: 30000 });
+    check(await text(cell(msgId, '.attempts-toggle')) === '1 attempt', 'delivered at the first attempt');
+
+    // The receiver got it, signed with the secret the page showed.
+    const deliveries = () => received.filter((r) => r.headers['webhook-id'] === msgId);
+    check(deliveries().length === 1, `one delivery of ${msgId}: ${received.map((r) => r.headers['webhook-id'])}`);
+    const verify = (r, key) => {
+      const signed = `${r.headers['webhook-id']}.${r.headers['webhook-timestamp']}.${r.body}`;
+      const mac = createHmac('sha256', Buffer.from(key.slice('whsec_'.length), 'base64')).update(signed).digest();
+      return (r.headers['webhook-signature'] || '').split(' ').some((s) => {
+        const [v, sig] = s.split(',');
+        const got = Buffer.from(sig || '', 'base64');
+        return v === 'v1' && got.length === mac.length && timingSafeEqual(got, mac);
+      });
+    };
+    const first = deliveries()[0];
+    check(verify(first, secret), `the delivery verifies with the secret shown: ${JSON.stringify(first.headers)}`);
+    check(first.path === '/hooks/komisi', `delivered to the URL's path: ${first.path}`);
+    const body = JSON.parse(first.body);
+    check(body.type === 'commission.created' && body.data.order_id === 'o-hook' && body.data.affiliate_id === 'hook',
+      `the body: ${first.body}`);
+
+    // Its attempts, expanded: when, status, duration, the response.
+    await page.click(cell(msgId, '.attempts-toggle'));
+    const attempts = page.locator(`[id="attempts-${msgId}"]`);
+    await attempts.waitFor();
+    check((await attempts.locator('tbody tr').count()) === 1, 'one attempt listed');
+    const attempt = await attempts.locator('tbody tr').first().locator('td').allTextContents();
+    check(attempt[1] === '200' && /^\d[\d,]* ms$/.test(attempt[2]) && attempt[3] === 'thanks',
+      `the attempt (at, status, duration, response, error): ${attempt}`);
+    check(JSON.parse(await attempts.locator('pre.json').textContent()).type === 'commission.created', 'the payload');
+    await shot('webhook');
+
+    // Resend: queued again, delivered a second time with the same id.
+    await page.click(`[id="resend-${msgId}"]`);
+    await confirm(new RegExp(`^Resend message ${msgId} \\(commission\\.created, now delivered\\) to ${hookUrl.replace(/[.]/g, '\\.')}\\?`));
+    await page.locator('#resend-result').waitFor();
+    check(/^Message \S+ is queued again \((pending|delivered)\)\.$/.test(await text('#resend-result')),
+      `the resend: ${await text('#resend-result')}`);
+    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === '2 attempts',
+      cell(msgId, '.attempts-toggle'), { timeout: 30000 });
+    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === 'delivered', cell(msgId, 'td.status'));
+    check(await attempts.isVisible(), 'the attempts stay open across refreshes');
+    check((await attempts.locator('tbody tr').count()) === 2, 'two attempts listed');
+    check(deliveries().length === 2 && deliveries()[1].body === first.body && verify(deliveries()[1], secret),
+      'the receiver got the same message twice, signed');
+    await shot('webhook-resent');
+
+    // Rotate: a new secret, shown once; the old one still signs for 24 hours.
+    await page.click('#rotate-webhook');
+    await confirm(/^Rotate the signing secret of http:\/\/127\.0\.0\.1:\d+\/hooks\/komisi\?/);
+    await page.waitForFunction((old) => {
+      const s = document.querySelector('#webhook-secret')?.textContent;
+      return s && s !== old;
+    }, secret);
+    const rotated = await text('#webhook-secret');
+    check(/^whsec_/.test(rotated) && rotated !== secret, 'a new secret');
+    check(/still signs until/.test(await text('#webhook-summary')), 'the previous secret\'s expiry is shown');
+
+    // The receiver is down: a message fails after its retries (fast in the
+    // tests), with every attempt's status and response; the endpoint is failing.
+    down = true;
+    await page.click('#recover-webhook');
+    await page.locator('#recover-result').waitFor();
+    check(/nothing to recover/.test(await text('#recover-result')), `nothing failed yet: ${await text('#recover-result')}`);
+    await order('o-hook-2');
+    const failedId = await rowsOf.first().getAttribute('data-message');
+    check(failedId !== msgId, 'the newest message first');
+    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === 'failed',
+      cell(failedId, 'td.status'), { timeout: 30000 });
+    const tries = Number((await text(cell(failedId, '.attempts-toggle'))).split(' ')[0]);
+    check(tries >= 2 && deliveries().length === 2, `${tries} attempts before it failed`);
+    await page.click(cell(failedId, '.attempts-toggle'));
+    const failedAttempts = page.locator(`[id="attempts-${failedId}"] tbody tr`);
+    await failedAttempts.first().waitFor();
+    check((await failedAttempts.count()) === tries, `every attempt listed: ${await failedAttempts.count()}`);
+    const refused = await failedAttempts.first().locator('td').allTextContents();
+    check(refused[1] === '500' && refused[3] === 'down for maintenance', `a refused attempt: ${refused}`);
+    await shot('webhook-failed');
+    await page.reload();
+    await page.locator('#webhook-summary').waitFor();
+    check(await page.locator('#webhook-summary .neg time').count() === 1, 'the endpoint shows since when it fails');
+    check(!(await page.content()).includes(rotated), 'the rotated secret is not shown again');
+
+    // Back up: the recovery, after a confirmation that counts, sends it again.
+    down = false;
+    await page.click('#recover-webhook');
+    await confirm(/^Send 1 failed message \(created from \S+\) to http:\/\/127\.0\.0\.1:\d+\/hooks\/komisi again\?/);
+    await page.waitForFunction(() => document.querySelector('#recover-result')?.textContent === 'Queued 1 failed message again.');
+    await page.waitForFunction((sel) => document.querySelector(sel)?.textContent === 'delivered',
+      cell(failedId, 'td.status'), { timeout: 30000 });
+    const recovered = received.filter((r) => r.headers['webhook-id'] === failedId).at(-1);
+    check(verify(recovered, rotated) && verify(recovered, secret), 'signed with the new secret and, for now, the old one');
+    check(JSON.parse(recovered.body).data.order_id === 'o-hook-2', 'the recovered message is o-hook-2\'s');
+
+    // The status filter: nothing failed now, two delivered.
+    await page.selectOption('#message-status', 'failed');
+    await page.click('#apply-message-filters');
+    await page.locator('[data-empty="messages-table"]').waitFor();
+    await page.selectOption('#message-status', 'delivered');
+    await page.click('#apply-message-filters');
+    await page.waitForFunction(() => document.querySelectorAll('#messages-table tbody[data-message]').length === 2);
+
+    // Disable, enable.
+    await page.click('#disable-webhook');
+    await confirm(/^Disable endpoint http:\/\/127\.0\.0\.1:\d+\/hooks\/komisi\?/);
+    await page.locator('#enable-webhook').waitFor();
+    check(/disabled/.test(await text('#webhook-status')), 'disabled');
+    await go('#/webhooks');
+    await page.locator('#webhooks-table').waitFor();
+    check(/disabled/.test(await rows('webhooks-table').first().textContent()), 'the list shows it disabled');
+    await page.click('#webhooks-table a');
+    await page.click('#enable-webhook');
+    await page.locator('#disable-webhook').waitFor();
+    check(/^enabled/.test(await text('#webhook-status')), 'enabled again');
+    await shot('webhook-endpoint');
+
+    // Delete, after a confirmation naming it.
+    await page.click('#delete-webhook');
+    await confirm(/^Delete endpoint http:\/\/127\.0\.0\.1:\d+\/hooks\/komisi\? .*cannot be undone/);
+    await page.locator('#webhook-deleted').waitFor();
+    await page.locator('[data-empty="webhooks-table"]').waitFor();
+    check(page.url().endsWith('#/webhooks'), `back on the list: ${page.url()}`);
+  } finally {
+    receiver.close();
+  }
+
   // ---- a phone's width
   step = 'phone';
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const [hash, wait, name] of [['#/overview', '#count-dead', 'overview-phone'], ['#/orders/o-refund', '#items-table', 'order-phone'], ['#/events', '#events-table', 'events-phone']]) {
+  for (const [hash, wait, name] of [['#/overview', '#count-dead', 'overview-phone'], ['#/orders/o-refund', '#items-table', 'order-phone'], ['#/events', '#events-table', 'events-phone'],
+    ['#/webhooks', '#webhook-form', 'webhooks-phone']]) {
     await go(hash);
     await page.locator(wait).waitFor();
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
