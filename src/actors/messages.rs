@@ -75,8 +75,6 @@ pub enum RecoveryMsg {
 pub enum WebhookMsg {
     /// Claim due messages and start their attempts.
     Tick,
-    /// Tests: panic (the supervisor restarts the deliverer).
-    Panic,
 }
 
 pub enum SchedulerMsg {

@@ -71,7 +71,7 @@ impl Actor for Supervisor {
         let (reader, _) = Actor::spawn_linked(None, Reader, (deps.clone(), myself.clone()), myself.get_cell()).await?;
         let (scheduler, _) = Actor::spawn_linked(None, Scheduler, deps.clone(), myself.get_cell()).await?;
         let (leaser, _) = Actor::spawn_linked(None, Leaser, (deps.clone(), myself.clone()), myself.get_cell()).await?;
-        let (webhooks, _) = Actor::spawn_linked(None, WebhookActor, deps.webhooks.clone(), myself.get_cell()).await?;
+        let (webhooks, _) = Actor::spawn_linked(None, WebhookActor, deps.clone(), myself.get_cell()).await?;
         let deps_idle_period = (deps.tuning.actor_idle / 2).max(Duration::from_millis(10));
         Ok(SupervisorState {
             deps,
@@ -277,7 +277,7 @@ impl SupervisorState {
                 Actor::spawn_linked(None, Leaser, (self.deps.clone(), myself.clone()), myself.get_cell()).await?;
             self.leaser = l;
         } else if id == self.webhooks.get_id() {
-            let (w, _) = Actor::spawn_linked(None, WebhookActor, self.deps.webhooks.clone(), myself.get_cell()).await?;
+            let (w, _) = Actor::spawn_linked(None, WebhookActor, self.deps.clone(), myself.get_cell()).await?;
             self.webhooks = w;
         } else if id == self.scheduler.get_id() {
             let (s, _) = Actor::spawn_linked(None, Scheduler, self.deps.clone(), myself.get_cell()).await?;

@@ -6,7 +6,7 @@
 //! places are the Deliverer's, the messages and their leases the database's.
 //! A panic restarts it (the supervisor).
 use super::messages::WebhookMsg;
-use crate::engine::webhooks::Deliverer;
+use super::Deps;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -14,22 +14,18 @@ use tokio::task::JoinHandle;
 pub struct WebhookActor;
 
 pub struct WebhookState {
-    deliverer: Arc<Deliverer>,
+    deps: Arc<Deps>,
     timer: JoinHandle<()>,
 }
 
 impl Actor for WebhookActor {
     type Msg = WebhookMsg;
     type State = WebhookState;
-    type Arguments = Arc<Deliverer>;
+    type Arguments = Arc<Deps>;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        deliverer: Arc<Deliverer>,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let timer = myself.send_interval(deliverer.poll_interval(), || WebhookMsg::Tick);
-        Ok(WebhookState { deliverer, timer })
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, deps: Arc<Deps>) -> Result<Self::State, ActorProcessingErr> {
+        let timer = myself.send_interval(deps.webhooks.poll_interval(), || WebhookMsg::Tick);
+        Ok(WebhookState { deps, timer })
     }
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -43,13 +39,12 @@ impl Actor for WebhookActor {
         msg: Self::Msg,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            WebhookMsg::Tick => {
-                if let Err(e) = st.deliverer.tick().await {
-                    tracing::warn!(error = %e, "webhook delivery round failed; the next tick retries");
-                }
-            }
-            WebhookMsg::Panic => panic!("injected panic in the webhook deliverer"),
+        let WebhookMsg::Tick = msg;
+        if st.deps.faults.take_webhook_panic() {
+            panic!("injected panic in the webhook deliverer");
+        }
+        if let Err(e) = st.deps.webhooks.tick().await {
+            tracing::warn!(error = %e, "webhook delivery round failed; the next tick retries");
         }
         Ok(())
     }

@@ -29,6 +29,8 @@ pub struct Faults {
     /// This many next wallet transactions (holds, captures, releases,
     /// expiry) fail after writing everything and before commit.
     wallet_error_mid_tx: AtomicU32,
+    /// This many next rounds of the webhook deliverer panic.
+    panic_in_webhooks: AtomicU32,
     /// Benchmark only: sleep before every commission computation, holding no
     /// connection and no lock (KOMISI_BENCH_COMMISSION_DELAY_MS).
     commission_delay: Duration,
@@ -64,6 +66,13 @@ impl Faults {
     pub fn wallet_failures_left(&self) -> u32 {
         self.wallet_error_mid_tx.load(Ordering::SeqCst)
     }
+    pub fn panic_in_webhooks(&self, times: u32) {
+        self.panic_in_webhooks.store(times, Ordering::SeqCst);
+    }
+    /// How many injected deliverer panics are still to come.
+    pub fn webhook_panics_left(&self) -> u32 {
+        self.panic_in_webhooks.load(Ordering::SeqCst)
+    }
     pub fn panic_in_batch(&self, times: u32) {
         self.panic_in_batch.store(times, Ordering::SeqCst);
     }
@@ -77,6 +86,7 @@ impl Faults {
         self.fail_db_mid_tx(0);
         self.panic_in_actor(0);
         self.panic_in_batch(0);
+        self.panic_in_webhooks(0);
         self.fail_wallet_mid_tx(0);
         *self.failing_order.lock().expect("faults lock") = None;
         self.hold_after_commit(false);
@@ -99,6 +109,9 @@ impl Faults {
     }
     pub(crate) fn take_wallet_error(&self) -> bool {
         take(&self.wallet_error_mid_tx)
+    }
+    pub(crate) fn take_webhook_panic(&self) -> bool {
+        take(&self.panic_in_webhooks)
     }
     pub(crate) fn take_batch_panic(&self) -> bool {
         take(&self.panic_in_batch)

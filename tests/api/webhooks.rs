@@ -470,3 +470,17 @@ async fn two_instances_send_each_message_once() {
     assert_eq!((log.len(), ids.len()), (120, 120), "each message sent once by one instance");
     drop(second);
 }
+
+#[tokio::test]
+async fn a_panicking_deliverer_is_restarted_and_the_messages_still_go_out() {
+    let faults = Faults::default();
+    faults.panic_in_webhooks(3);
+    let app = spawn_app_with(|_| {}, faults).await;
+    abc_tree(&app).await;
+    let (_, receiver) = endpoint_with_receiver(&app, "/panic", json!(["commission.created"])).await;
+    app.accept(&simple_order("o-1", "x", Some("code-A"), "100000")).await;
+    let log = receiver.wait_for(|l| !l.is_empty(), WAIT).await;
+    assert_eq!(log.len(), 1);
+    assert!(log[0].verified_by == [0]);
+    assert_eq!(app.faults.webhook_panics_left(), 0, "it panicked three times, and was restarted each time");
+}
