@@ -49,6 +49,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use webhook_receiver::{Delivery, Receiver};
+
+/// The webhook receiver of the API tests: a node server that checks every
+/// delivery with the official `standardwebhooks` library.
+#[path = "api/webhook_receiver.rs"]
+mod webhook_receiver;
 
 const STOREFRONT_KEY: &str = "chaos-storefront";
 const ADMIN_KEY: &str = "chaos-admin";
@@ -62,6 +68,17 @@ const RETRY_WAIT: Duration = Duration::from_millis(150);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The komisi of the run retries a webhook attempt after these pauses
+/// (`KOMISI_WEBHOOK_RETRY_DELAYS`): eight attempts within about two minutes.
+const WEBHOOK_RETRY_DELAYS: &str = "1s,2s,5s,10s,20s,30s,60s";
+/// Signing secrets sealed at rest (`KOMISI_WEBHOOK_SECRET_KEY`, 32 bytes):
+/// every restarted process must open the stored secret again.
+const WEBHOOK_SECRET_KEY: &str = "Y2hhb3MtcnVuLXdlYmhvb2stc2VhbGluZy1rZXkhISE=";
+/// The endpoint's subscription: every ledger change and every approval
+/// (approvals are not ledger changes: they are checked apart).
+const WEBHOOK_TYPES: [&str; 2] = ["commission.*", "reward.*"];
+/// After the checker, komisi must have delivered every message within this.
+const WEBHOOK_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 // ------------------------------------------------------------------ settings
 
@@ -541,6 +558,10 @@ impl Komisi {
             .env("KOMISI_REDIS_PREFIX", &self.prefix)
             .env("KOMISI_STOREFRONT_KEYS", STOREFRONT_KEY)
             .env("KOMISI_ADMIN_KEYS", ADMIN_KEY)
+            // The run's webhook receiver listens on plain http on 127.0.0.1.
+            .env("KOMISI_WEBHOOK_ALLOW_PRIVATE", "true")
+            .env("KOMISI_WEBHOOK_RETRY_DELAYS", WEBHOOK_RETRY_DELAYS)
+            .env("KOMISI_WEBHOOK_SECRET_KEY", WEBHOOK_SECRET_KEY)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -986,6 +1007,8 @@ struct Sample {
     rss_kb: Option<u64>,
     connections: Option<i64>,
     backlog: Option<i64>,
+    /// Webhook messages not delivered yet.
+    webhooks: Option<i64>,
 }
 
 async fn take_sample(start: Instant, servers: &Mutex<Servers>, pool: &MySqlPool) -> Sample {
@@ -996,7 +1019,9 @@ async fn take_sample(start: Instant, servers: &Mutex<Servers>, pool: &MySqlPool)
         .await
         .ok()
         .and_then(|(_, v)| v.parse().ok());
-    Sample { t: start.elapsed().as_secs(), rss_kb, connections, backlog: open_events(pool).await }
+    let webhooks =
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_messages WHERE status = 'pending'").fetch_one(pool).await.ok();
+    Sample { t: start.elapsed().as_secs(), rss_kb, connections, backlog: open_events(pool).await, webhooks }
 }
 
 async fn run_sampler(
@@ -1015,11 +1040,12 @@ async fn run_sampler(
         }
         let s = take_sample(start, &servers, &pool).await;
         println!(
-            "chaos: sample t={:4}s  komisi RSS {:>7} kB  MariaDB connections {:>4}  open events {:>6}",
+            "chaos: sample t={:4}s  komisi RSS {:>7} kB  MariaDB connections {:>4}  open events {:>6}  pending webhooks {:>6}",
             s.t,
             opt(s.rss_kb),
             opt(s.connections),
-            opt(s.backlog)
+            opt(s.backlog),
+            opt(s.webhooks)
         );
         out.push(s);
     }
@@ -1440,6 +1466,272 @@ async fn check_reconcile(api: &Api, report: &mut CheckReport) -> String {
     format!("reconcile ok={} checked {} in {took:.1?}", r["ok"], r["checked"])
 }
 
+// ------------------------------------------------------------------ webhooks
+
+/// The run's webhook endpoint and its receiver.
+struct Webhooks {
+    endpoint: String,
+    receiver: Receiver,
+}
+
+/// Registers one endpoint for every ledger change and approval, and starts
+/// the receiver with its secret. The secret is only known from the 201, so
+/// the endpoint is registered on a placeholder URL first and then moved to
+/// the receiver, before any change is written. Sent once each (no retry): a
+/// second POST would register a second endpoint.
+async fn register_webhooks(api: &Api) -> Webhooks {
+    let body = json!({"url": "http://127.0.0.1:9/not-yet", "event_types": WEBHOOK_TYPES});
+    let (status, e) = api.send(Method::POST, "/admin/webhooks", Some(&body)).await.expect("register the endpoint");
+    assert_eq!(status, StatusCode::CREATED, "POST /admin/webhooks: {e}");
+    let endpoint = e["id"].as_str().expect("endpoint id").to_string();
+    let receiver = Receiver::start(&[e["secret"].as_str().expect("secret")]).await;
+    let patch = json!({"url": receiver.url("/chaos")});
+    let (status, e) = api
+        .send(Method::PATCH, &format!("/admin/webhooks/{endpoint}"), Some(&patch))
+        .await
+        .expect("point the endpoint at the receiver");
+    assert_eq!(status, StatusCode::OK, "PATCH /admin/webhooks/{endpoint}: {e}");
+    Webhooks { endpoint, receiver }
+}
+
+/// Waits until komisi has no pending webhook message; a failed message (or
+/// a disabled endpoint) is an Err with what komisi recorded.
+async fn drain_webhooks(api: &Api, endpoint: &str) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        let failed = api.get(&format!("/admin/webhook-messages?endpoint={endpoint}&status=failed&limit=5")).await;
+        if let Some(items) = failed["items"].as_array().filter(|a| !a.is_empty()) {
+            let shown: Vec<String> = items
+                .iter()
+                .map(|m| {
+                    format!("{} {} {} attempts, attempt_log {}", m["id"], m["type"], m["attempts"], m["attempt_log"])
+                })
+                .collect();
+            return Err(format!("failed webhook messages (newest first): {}", shown.join("; ")));
+        }
+        let pending = api.get(&format!("/admin/webhook-messages?endpoint={endpoint}&status=pending&limit=1")).await;
+        if pending["items"].as_array().is_some_and(|a| a.is_empty()) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > WEBHOOK_DRAIN_TIMEOUT {
+            let e = api.get(&format!("/admin/webhooks/{endpoint}")).await;
+            return Err(format!(
+                "webhook messages still pending after {WEBHOOK_DRAIN_TIMEOUT:?}; the oldest listed: {}; the endpoint: {e}",
+                pending["items"]
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Every (affiliate, level, kind) → amount and kind → points the messages
+/// of one order add up to; approvals per affiliate.
+#[derive(Default)]
+struct Told {
+    commissions: BTreeMap<(String, u64, String), Decimal>,
+    rewards: BTreeMap<String, i64>,
+    approvals: BTreeMap<String, u32>,
+}
+
+fn text<'a>(v: &'a Value, field: &str) -> &'a str {
+    v[field].as_str().unwrap_or_else(|| panic!("webhook data without a string {field}: {v}"))
+}
+
+fn points(v: &Value) -> i64 {
+    text(v, "points").parse().unwrap_or_else(|_| panic!("points not an integer string: {v}"))
+}
+
+/// The receiver's log against what komisi stored and what the checker
+/// expects: every delivery verified by the library under the endpoint's
+/// secret; one body per `webhook-id`; the ids delivered exactly the ids
+/// stored for the endpoint; and per order, the distinct messages' lines
+/// summed per (affiliate, level, kind) and per reward kind equal to the
+/// checker's expected ledger and points. Differences go into the report.
+async fn check_webhooks(
+    webhooks: &Webhooks,
+    pool: &MySqlPool,
+    orders: &[OrderRec],
+    expected: &HashMap<String, Expected>,
+    report: &mut CheckReport,
+) -> String {
+    let deliveries = webhooks.receiver.log().await;
+    let mut diffs: Vec<String> = Vec::new();
+
+    // Signatures (the official library) and the request target.
+    let bad: Vec<&Delivery> =
+        deliveries.iter().filter(|d| d.verified_by != [0] || d.path != "/chaos" || d.webhook_id.is_empty()).collect();
+    if !bad.is_empty() {
+        diffs.push(format!(
+            "{} of {} deliveries not verified under the secret (or not to /chaos)",
+            bad.len(),
+            deliveries.len()
+        ));
+        diffs.extend(bad.iter().take(3).map(|d| {
+            format!("delivery {} to {}: verified_by {:?}, {:?}", d.webhook_id, d.path, d.verified_by, d.verify_error)
+        }));
+    }
+
+    // Duplicates only with the same webhook-id and the same bytes.
+    let mut by_id: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
+    for d in &deliveries {
+        by_id.entry(d.webhook_id.as_str()).or_default().push(d);
+    }
+    let repeated = by_id.values().filter(|v| v.len() > 1).count();
+    let most = by_id.values().map(Vec::len).max().unwrap_or(0);
+    for (id, ds) in &by_id {
+        if ds.iter().any(|d| d.body != ds[0].body) {
+            diffs.push(format!("{id}: delivered {} times with different bodies", ds.len()));
+        }
+    }
+
+    // Every stored message delivered, none delivered that is not stored.
+    let stored: Vec<(String, String, String, u64)> =
+        sqlx::query_as("SELECT message_id, type, status, id FROM webhook_messages WHERE endpoint_id = ?")
+            .bind(&webhooks.endpoint)
+            .fetch_all(pool)
+            .await
+            .expect("webhook messages");
+    let stored_ids: BTreeMap<&str, (&str, &str, u64)> =
+        stored.iter().map(|(m, t, s, row)| (m.as_str(), (t.as_str(), s.as_str(), *row))).collect();
+    let missing: Vec<&&str> = stored_ids.keys().filter(|m| !by_id.contains_key(*m)).take(10).collect();
+    let extra: Vec<&&str> = by_id.keys().filter(|m| !stored_ids.contains_key(*m)).take(10).collect();
+    if stored_ids.len() != by_id.len() || !missing.is_empty() || !extra.is_empty() {
+        diffs.push(format!(
+            "{} messages stored for the endpoint, {} webhook-ids delivered; not delivered {missing:?}, not stored {extra:?}",
+            stored_ids.len(),
+            by_id.len()
+        ));
+    }
+    let undelivered = stored.iter().filter(|m| m.2 != "delivered").count();
+    if undelivered != 0 {
+        diffs.push(format!("{undelivered} stored messages not `delivered`"));
+    }
+
+    // Each distinct message, by order.
+    let mut told: HashMap<String, Told> = HashMap::new();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    // (type, event, beneficiary): one message each.
+    let mut seen: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let buyer_of: HashMap<&str, &str> = orders.iter().map(|o| (o.id.as_str(), o.buyer.as_str())).collect();
+    for (id, ds) in &by_id {
+        let body = ds[0].json();
+        let kind = body["type"].as_str().unwrap_or_default().to_string();
+        let data = &body["data"];
+        *kinds.entry(kind.clone()).or_default() += 1;
+        if let Some((t, _, row)) = stored_ids.get(id) {
+            if *t != kind || data["sequence"].as_u64() != Some(*row) {
+                diffs.push(format!("{id}: stored as {t} row {row}, delivered as {kind} sequence {}", data["sequence"]));
+            }
+        }
+        let order = text(data, "order_id").to_string();
+        let mut wrong = |what: String| diffs.push(format!("order {order}: message {id} {kind}: {what}"));
+        let slot = told.entry(order.clone()).or_default();
+        match kind.as_str() {
+            "commission.created" | "commission.reversed" => {
+                let affiliate = text(data, "affiliate_id").to_string();
+                if buyer_of.get(order.as_str()) != Some(&text(data, "buyer_id")) {
+                    wrong(format!("buyer {} is not the order's", data["buyer_id"]));
+                }
+                let amount = money(&data["amount"]);
+                let mut sum = Decimal::ZERO;
+                for l in data["lines"].as_array().into_iter().flatten() {
+                    let line = money(&l["amount"]);
+                    sum += line;
+                    let key = (affiliate.clone(), l["level"].as_u64().expect("level"), text(l, "kind").to_string());
+                    *slot.commissions.entry(key).or_default() += line;
+                }
+                if sum != amount || (kind == "commission.created") != amount.is_sign_positive() || amount.is_zero() {
+                    wrong(format!("amount {amount}, its lines sum to {sum}"));
+                }
+                if !seen.insert((kind.clone(), text(data, "event_id").to_string(), affiliate)) {
+                    wrong("a second message for the same event and affiliate".into());
+                }
+            }
+            "reward.earned" | "reward.reversed" => {
+                let buyer = text(data, "buyer_id").to_string();
+                if buyer_of.get(order.as_str()) != Some(&buyer.as_str()) {
+                    wrong(format!("buyer {buyer} is not the order's"));
+                }
+                let total = points(data);
+                let mut sum = 0;
+                for l in data["lines"].as_array().into_iter().flatten() {
+                    sum += points(l);
+                    *slot.rewards.entry(text(l, "kind").to_string()).or_default() += points(l);
+                }
+                if sum != total || (kind == "reward.earned") != (total > 0) || total == 0 {
+                    wrong(format!("points {total}, its lines sum to {sum}"));
+                }
+                if !seen.insert((kind.clone(), text(data, "event_id").to_string(), buyer)) {
+                    wrong("a second message for the same event and buyer".into());
+                }
+            }
+            "commission.approved" => *slot.approvals.entry(text(data, "affiliate_id").to_string()).or_default() += 1,
+            _ => wrong("a type the endpoint is not subscribed to".into()),
+        }
+    }
+
+    // Per order: the messages add up to the checker's expected lines.
+    let mut with_messages = 0;
+    for o in orders {
+        let e = &expected[&o.id];
+        let Some(mut t) = told.remove(&o.id) else {
+            if !e.commissions.is_empty() || !e.rewards.is_empty() {
+                diffs.push(format!(
+                    "order {}: no message, expected lines {:?} and points {:?}",
+                    o.id, e.commissions, e.rewards
+                ));
+            }
+            continue;
+        };
+        with_messages += 1;
+        t.commissions.retain(|_, v| !v.is_zero());
+        t.rewards.retain(|_, v| *v != 0);
+        if t.commissions != e.commissions {
+            diffs.push(format!(
+                "order {}: commission messages add up to {:?}, expected {:?}",
+                o.id, t.commissions, e.commissions
+            ));
+        }
+        if t.rewards != e.rewards {
+            diffs.push(format!("order {}: reward messages add up to {:?}, expected {:?}", o.id, t.rewards, e.rewards));
+        }
+        // Approval moves pending to approved, once, on completion. An
+        // affiliate's sum only falls with refunds, so one with something
+        // left at the end had something to approve.
+        // An affiliate with nothing left may have had an approval before
+        // refunds took it all back.
+        let owed: BTreeSet<&str> = e.commissions.keys().map(|(a, _, _)| a.as_str()).collect();
+        let approvals_ok = if o.completed {
+            t.approvals.values().all(|&n| n == 1) && owed.iter().all(|a| t.approvals.contains_key(*a))
+        } else {
+            t.approvals.is_empty()
+        };
+        if !approvals_ok {
+            diffs.push(format!(
+                "order {} (completed: {}): commission.approved per affiliate {:?}, expected one for each of {owed:?} \
+                 when completed, none otherwise",
+                o.id, o.completed, t.approvals
+            ));
+        }
+    }
+    for order in told.keys().take(10) {
+        diffs.push(format!("order {order}: messages, but no such order was answered 2xx"));
+    }
+
+    let summary = format!(
+        "webhooks: {} messages stored and delivered {kinds:?}; {} deliveries, {repeated} webhook-ids delivered more than once \
+         (at most {most} times, same body each time); every signature verified by standardwebhooks: {}; \
+         {} orders checked ({with_messages} with messages); {} differences",
+        stored_ids.len(),
+        deliveries.len(),
+        bad.is_empty(),
+        orders.len(),
+        diffs.len()
+    );
+    report.diffs.extend(diffs.into_iter().map(|d| format!("webhooks: {d}")));
+    summary
+}
+
 // ------------------------------------------------------------------ the test
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1480,11 +1772,15 @@ async fn chaos() {
     }
     api.until_2xx(Method::PUT, "/admin/program", Some(&program.json())).await;
     register_tree(&api, &affs).await;
+    let webhooks = register_webhooks(&api).await;
 
     let setup = began.elapsed();
     println!(
-        "chaos: set up in {setup:.1?} (MariaDB installed and started, komisi started, program and {} affiliates)",
-        affs.len()
+        "chaos: set up in {setup:.1?} (MariaDB installed and started, komisi started, program and {} affiliates, \
+         webhook endpoint {} to the receiver on port {})",
+        affs.len(),
+        webhooks.endpoint,
+        webhooks.receiver.port()
     );
 
     // The stream, the faults and the sampler.
@@ -1543,6 +1839,11 @@ async fn chaos() {
     let db = check_database(&pool, &orders, &tally, &mut report).await;
     progress("database rows", &report);
     let reconcile = check_reconcile(&api, &mut report).await;
+    progress("reconcile", &report);
+    let webhooks_drained = drain_webhooks(&api, &webhooks.endpoint).await;
+    println!("chaos: webhook messages delivered at {:.1?}: {webhooks_drained:?}", checking.elapsed());
+    let webhook_summary = check_webhooks(&webhooks, &pool, &orders, &expected, &mut report).await;
+    progress("webhook deliveries", &report);
     let checked_in = checking.elapsed();
 
     // Summary.
@@ -1567,9 +1868,12 @@ async fn chaos() {
     println!("{}", summarize("komisi RSS kB", &samples.iter().map(|s| s.rss_kb.map(|v| v as i64)).collect::<Vec<_>>()));
     println!("{}", summarize("MariaDB Threads_connected", &samples.iter().map(|s| s.connections).collect::<Vec<_>>()));
     println!("{}", summarize("open events", &samples.iter().map(|s| s.backlog).collect::<Vec<_>>()));
+    println!("{}", summarize("pending webhook messages", &samples.iter().map(|s| s.webhooks).collect::<Vec<_>>()));
     println!("rules exercised: {}", coverage(&orders, &expected, &program));
     println!("database: {db}");
     println!("{reconcile}");
+    println!("{webhook_summary}");
+    println!("webhook messages all delivered, after the reconcile: {webhooks_drained:?}");
     println!(
         "checker: {} orders, {} affiliates, {} buyers recomputed in {checked_in:.1?}; {} differences",
         report.orders,
@@ -1584,10 +1888,11 @@ async fn chaos() {
     for f in &tl.findings {
         println!("  FINDING {f}");
     }
-    if !report.diffs.is_empty() || !tl.findings.is_empty() || drained.is_err() {
+    if !report.diffs.is_empty() || !tl.findings.is_empty() || drained.is_err() || webhooks_drained.is_err() {
         println!("komisi log tail:\n{}", tail(&servers.lock().await.komisi.log, 40));
     }
     assert!(drained.is_ok(), "the backlog did not drain: {drained:?}");
+    assert!(webhooks_drained.is_ok(), "the webhook messages were not all delivered: {webhooks_drained:?}");
     assert!(tl.findings.is_empty(), "findings: {:?}", tl.findings);
     assert!(report.diffs.is_empty(), "{} differences between komisi and the recomputation", report.diffs.len());
 }

@@ -451,6 +451,20 @@ pub enum AfterAttempt {
     Failed,
 }
 
+/// An endpoint's health after a batch of attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Some attempt succeeded: the endpoint is not failing.
+    pub delivered: bool,
+    /// Some attempt was answered 410: disable it now.
+    pub gone: bool,
+    /// It was failing before the batch (only then a success clears it).
+    pub was_failing: bool,
+    /// Failing since before this: disable it.
+    pub disable_before: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
 /// Which messages a list shows.
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {

@@ -15,6 +15,7 @@ use crate::domain::webhook::{
 use crate::metrics as m;
 use crate::store::{Backend, LedgerRow, NotifyTx, RewardRow};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -576,29 +577,34 @@ struct Answer {
     error: Option<String>,
 }
 
-/// Sends due messages: claims them per endpoint (at most
-/// [`WebhookConfig::per_endpoint`] in flight each, so a slow endpoint only
-/// holds up its own), each under a lease that another instance takes over
-/// when this one dies mid-attempt.
+/// Messages one claim takes, per place in flight: a worker sends a batch of
+/// `places × CLAIM_PER_PLACE` and records it in one transaction.
+const CLAIM_PER_PLACE: usize = 8;
+
+/// Sends due messages. Each enabled endpoint gets a worker of its own: it
+/// claims a batch of the endpoint's due messages under a lease, sends them
+/// with at most [`WebhookConfig::per_endpoint`] in flight, records every
+/// attempt in one transaction, and goes on while batches come full — so a
+/// slow endpoint only holds up its own messages. A message is claimed by one
+/// instance at a time; one whose instance died mid-batch is taken by any
+/// instance once the lease has passed.
 pub struct Deliverer {
     store: Arc<dyn Backend>,
     config: WebhookConfig,
     client: reqwest::Client,
     instance: String,
-    inflight: Mutex<HashMap<String, usize>>,
+    /// The endpoints with a worker running.
+    workers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     last_prune: Mutex<Option<Instant>>,
 }
 
-/// Gives an endpoint's place in flight back when an attempt ends (panics included).
-struct InFlight<'a>(&'a Deliverer, String);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut inflight = self.0.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = inflight.get_mut(&self.1) {
-            *n = n.saturating_sub(1);
-        }
-    }
+/// One attempt's result, to record.
+struct Tried {
+    row: u64,
+    created_at: DateTime<Utc>,
+    attempt: Attempt,
+    verdict: Verdict,
+    after: AfterAttempt,
 }
 
 impl Deliverer {
@@ -618,7 +624,7 @@ impl Deliverer {
             config,
             client,
             instance: instance.to_owned(),
-            inflight: Mutex::default(),
+            workers: Mutex::default(),
             last_prune: Mutex::default(),
         }
     }
@@ -627,56 +633,121 @@ impl Deliverer {
         self.config.poll
     }
 
-    /// How long a claim holds a message: the attempt's timeout and half as
-    /// much again (at least 5 s) to record it.
-    pub fn lease(&self) -> Duration {
-        self.config.timeout + (self.config.timeout / 2).max(Duration::from_secs(5))
+    fn places(&self) -> usize {
+        self.config.per_endpoint.max(1)
     }
 
-    /// One round: claims every enabled endpoint's due messages (up to its
-    /// free places) and starts their attempts; now and then counts the
-    /// pending messages and prunes old delivered ones. Returns how many
-    /// attempts it started.
+    /// How long a claim holds its batch: every round of the batch timing
+    /// out, and half a timeout more (at least 5 s) to record it.
+    pub fn lease(&self) -> Duration {
+        self.config.timeout * CLAIM_PER_PLACE as u32 + (self.config.timeout / 2).max(Duration::from_secs(5))
+    }
+
+    /// One round: starts a worker for every enabled endpoint that has none
+    /// running (a worker ends when no message of its endpoint is due); now
+    /// and then counts the pending messages and prunes old delivered ones.
+    /// Returns how many workers it started.
     pub async fn tick(self: &Arc<Self>) -> Result<usize> {
         let endpoints = self.store.webhook_endpoints().await?;
         metrics::gauge!(m::WEBHOOK_ENDPOINTS_DISABLED).set(endpoints.iter().filter(|e| e.disabled).count() as f64);
         let mut started = 0;
-        for e in endpoints.into_iter().filter(|e| !e.disabled) {
-            let free = {
-                let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                self.config.per_endpoint.saturating_sub(inflight.get(&e.id).copied().unwrap_or(0))
-            };
-            if free == 0 {
-                continue;
-            }
-            let now = Utc::now();
-            let claim = format!("{}:{}", self.instance, uuid::Uuid::now_v7().simple());
-            // The lease outlasts the attempt's timeout: another instance
-            // takes the message over only once this one cannot still be sending.
-            let until = now + chrono::TimeDelta::from_std(self.lease()).unwrap_or(chrono::TimeDelta::MAX);
-            let messages = self.store.claim_messages(&e.id, free as u32, &claim, now, until).await?;
-            if messages.is_empty() {
-                continue;
-            }
-            {
-                let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                *inflight.entry(e.id.clone()).or_default() += messages.len();
-            }
-            let endpoint = Arc::new(e);
-            for message in messages {
+        {
+            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            // A worker that ended (or panicked) makes room for a new one.
+            workers.retain(|_, w| !w.is_finished());
+            for e in endpoints.into_iter().filter(|e| !e.disabled) {
+                if workers.contains_key(&e.id) {
+                    continue;
+                }
+                let me = self.clone();
+                workers.insert(e.id.clone(), tokio::spawn(async move { me.work(e).await }));
                 started += 1;
-                let (me, endpoint, claim) = (self.clone(), endpoint.clone(), claim.clone());
-                tokio::spawn(async move {
-                    let _place = InFlight(&me, endpoint.id.clone());
-                    if let Err(e) = me.attempt(&endpoint, &message, &claim).await {
-                        // The lease runs out and the message is tried again.
-                        tracing::warn!(error = %e, message = %message.id, "webhook attempt could not be recorded");
-                    }
-                });
             }
         }
         self.housekeeping().await;
         Ok(started)
+    }
+
+    /// Sends the endpoint's due messages, a batch at a time, while batches
+    /// come full; a failure leaves the batch's leases to run out.
+    async fn work(self: Arc<Self>, mut e: Endpoint) {
+        let batch = self.places() * CLAIM_PER_PLACE;
+        loop {
+            let now = Utc::now();
+            let claim = format!("{}:{}", self.instance, uuid::Uuid::now_v7().simple());
+            let until = now + chrono::TimeDelta::from_std(self.lease()).unwrap_or(chrono::TimeDelta::MAX);
+            let messages = match self.store.claim_messages(&e.id, batch as u32, &claim, now, until).await {
+                Ok(m) => m,
+                Err(err) => {
+                    tracing::warn!(error = %err, endpoint = %e.id, "could not claim webhook messages");
+                    return;
+                }
+            };
+            if messages.is_empty() {
+                return;
+            }
+            let full = messages.len() == batch;
+            let endpoint = Arc::new(e.clone());
+            let attempts = messages.into_iter().map(|m| {
+                let (me, endpoint) = (self.clone(), endpoint.clone());
+                async move { me.attempt(&endpoint, &m).await }
+            });
+            let tried: Vec<Tried> = futures::stream::iter(attempts).buffer_unordered(self.places()).collect().await;
+            match self.record(&e, &claim, &tried).await {
+                Ok(false) => {}
+                Ok(true) => return,
+                Err(err) => {
+                    // The leases run out and the messages are tried again.
+                    tracing::warn!(error = %err, endpoint = %e.id, "could not record webhook attempts");
+                    return;
+                }
+            }
+            if !full {
+                return;
+            }
+            // More may be due: go on with the endpoint as it is now (an
+            // operator may have changed or disabled it).
+            match self.store.webhook_endpoint(&e.id).await {
+                Ok(Some(now)) if !now.disabled => e = now,
+                _ => return,
+            }
+        }
+    }
+
+    /// Records a batch's attempts and the endpoint's health in one
+    /// transaction; whether the endpoint was disabled by it.
+    async fn record(&self, e: &Endpoint, claim: &str, tried: &[Tried]) -> Result<bool> {
+        let now = Utc::now();
+        let delivered = tried.iter().any(|t| t.verdict == Verdict::Delivered);
+        let health = crate::domain::webhook::Health {
+            delivered,
+            gone: tried.iter().any(|t| t.verdict == Verdict::Gone),
+            was_failing: e.failing_since.is_some(),
+            disable_before: now
+                - chrono::TimeDelta::from_std(self.config.disable_after).unwrap_or(chrono::TimeDelta::MAX),
+            now,
+        };
+        let rows: Vec<(u64, &Attempt, AfterAttempt)> = tried.iter().map(|t| (t.row, &t.attempt, t.after)).collect();
+        let disabled = self.store.record_attempts(&e.id, claim, &rows, &health).await?;
+        for t in tried {
+            let outcome = match (t.verdict, t.after) {
+                (Verdict::Delivered, _) => "delivered",
+                (Verdict::Gone, _) => "gone",
+                (_, AfterAttempt::Failed) => "failed",
+                _ => "retry",
+            };
+            metrics::counter!(m::WEBHOOK_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
+            if t.verdict == Verdict::Delivered {
+                let lag = (t.attempt.at - t.created_at).to_std().unwrap_or_default()
+                    + Duration::from_millis(t.attempt.duration_ms);
+                metrics::histogram!(m::WEBHOOK_DELIVERY_LAG_SECONDS).record(lag.as_secs_f64());
+            }
+        }
+        if disabled {
+            metrics::counter!(m::WEBHOOK_ENDPOINTS_DISABLED_TOTAL).increment(1);
+            tracing::warn!(endpoint = %e.id, url = %e.url, "webhook endpoint disabled");
+        }
+        Ok(disabled)
     }
 
     /// Every minute: the pending gauge; every hour: delivered messages past retention.
@@ -716,7 +787,8 @@ impl Deliverer {
         Ok(n)
     }
 
-    async fn attempt(&self, e: &Endpoint, msg: &Message, claim: &str) -> Result<()> {
+    /// One attempt, and what the message becomes after it.
+    async fn attempt(&self, e: &Endpoint, msg: &Message) -> Tried {
         let at = Utc::now();
         let started = Instant::now();
         let answer = self.send(e, msg, at).await;
@@ -735,26 +807,7 @@ impl Deliverer {
         };
         let attempt =
             Attempt { at, status_code: answer.status, duration_ms, response: answer.response, error: answer.error };
-        self.store.record_attempt(msg.row, claim, &attempt, after).await?;
-        let outcome = match (verdict, after) {
-            (Verdict::Delivered, _) => "delivered",
-            (Verdict::Gone, _) => "gone",
-            (_, AfterAttempt::Failed) => "failed",
-            _ => "retry",
-        };
-        metrics::counter!(m::WEBHOOK_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
-        if verdict == Verdict::Delivered {
-            let lag = (now - msg.created_at).to_std().unwrap_or_default();
-            metrics::histogram!(m::WEBHOOK_DELIVERY_LAG_SECONDS).record(lag.as_secs_f64());
-        }
-        let disable_before =
-            now - chrono::TimeDelta::from_std(self.config.disable_after).unwrap_or(chrono::TimeDelta::MAX);
-        let ok = verdict == Verdict::Delivered;
-        if self.store.endpoint_health(&e.id, ok, verdict == Verdict::Gone, disable_before, now).await? {
-            metrics::counter!(m::WEBHOOK_ENDPOINTS_DISABLED_TOTAL).increment(1);
-            tracing::warn!(endpoint = %e.id, url = %e.url, "webhook endpoint disabled");
-        }
-        Ok(())
+        Tried { row: msg.row, created_at: msg.created_at, attempt, verdict, after }
     }
 
     /// One POST, signed now; never follows a redirect, reads at most

@@ -1,7 +1,7 @@
 //! Outbound webhooks: endpoints, the outbox every money-moving transaction
 //! writes to ([`NotifyTx`]), and the delivery worker's claims and attempts.
 use super::Result;
-use crate::domain::webhook::{AfterAttempt, Attempt, Endpoint, Message, MessageFilter, OutboxRow, Subscriber};
+use crate::domain::webhook::{AfterAttempt, Attempt, Endpoint, Health, Message, MessageFilter, OutboxRow, Subscriber};
 use chrono::{DateTime, Utc};
 
 #[async_trait::async_trait]
@@ -39,20 +39,18 @@ pub trait Webhooks: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<Message>>;
-    /// Records an attempt and what the message becomes (only while the
-    /// claim still holds it: a message queued again meanwhile stays queued).
-    async fn record_attempt(&self, row: u64, claim: &str, attempt: &Attempt, after: AfterAttempt) -> Result<()>;
-    /// An endpoint's health after an attempt: a success clears
-    /// `failing_since`; a failure sets it if unset, and disables the
-    /// endpoint when it was set before `disable_before` (or at once when
-    /// `gone`). Returns whether this call disabled it.
-    async fn endpoint_health(
+    /// Records a batch's attempts under its claim — each attempt, and what
+    /// its message becomes (only while the claim still holds it: a message
+    /// queued again meanwhile stays queued) — and the endpoint's health: a
+    /// success clears `failing_since`; a batch with none sets it if unset and
+    /// disables the endpoint when it was set before `disable_before` (or at
+    /// once on a 410). One transaction; returns whether it disabled the endpoint.
+    async fn record_attempts(
         &self,
-        id: &str,
-        ok: bool,
-        gone: bool,
-        disable_before: DateTime<Utc>,
-        now: DateTime<Utc>,
+        endpoint: &str,
+        claim: &str,
+        attempts: &[(u64, &Attempt, AfterAttempt)],
+        health: &Health,
     ) -> Result<bool>;
     /// Deletes up to `limit` messages of this status created before `before`
     /// (of one endpoint, or all), with their attempts; returns how many.

@@ -430,9 +430,9 @@ async fn a_killed_instances_attempt_in_flight_is_sent_again_after_its_lease_unde
     receiver.wait_for(|l| !l.is_empty(), WAIT).await;
     app.kill().await;
     app.restart(Faults::default()).await;
-    // The new instance takes the message once the dead one's lease (timeout
-    // 2 s + 5 s) has passed, and sends it again: same id, same body.
-    let log = receiver.wait_for(|l| l.len() == 2, Duration::from_secs(30)).await;
+    // The new instance takes the message once the dead one's lease (8 rounds
+    // of the 2 s timeout + 5 s) has passed, and sends it again: same id, same body.
+    let log = receiver.wait_for(|l| l.len() == 2, Duration::from_secs(45)).await;
     assert_eq!((&log[1].webhook_id, &log[1].body), (&log[0].webhook_id, &log[0].body));
     assert_eq!(log[1].verified_by, vec![0]);
     let m = app.admin_get(&format!("/admin/webhook-messages/{}", log[0].webhook_id)).await;

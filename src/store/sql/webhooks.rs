@@ -3,7 +3,7 @@
 use super::rows;
 use super::{Arg, Cols, Conn, Lane, Sql, SqlStore};
 use crate::domain::webhook::{
-    AfterAttempt, Attempt, Endpoint, Message, MessageFilter, MessageStatus, OutboxRow, Subscriber,
+    AfterAttempt, Attempt, Endpoint, Health, Message, MessageFilter, MessageStatus, OutboxRow, Subscriber,
 };
 use crate::store::{corrupt, Result, Webhooks};
 use chrono::{DateTime, Utc};
@@ -279,86 +279,102 @@ impl Webhooks for SqlStore {
         rows::all(&rows, message)
     }
 
-    async fn record_attempt(&self, row: u64, claim: &str, attempt: &Attempt, after: AfterAttempt) -> Result<()> {
-        let mut conn = self.write(Lane::Work).await?;
-        let response: Option<String> = attempt.response.as_deref().map(|r| truncate(r, 1024));
-        let error: Option<String> = attempt.error.as_deref().map(|e| truncate(e, 500));
-        let mut q =
-            Sql::new("INSERT INTO webhook_attempts (message_row, at, status_code, duration_ms, response, error)");
-        q.values(
-            &[vec![
-                super::uint(row)?,
-                attempt.at.into(),
-                attempt.status_code.map(i64::from).into(),
-                super::uint(attempt.duration_ms.min(u64::from(u32::MAX)))?,
-                response.into(),
-                error.into(),
-            ]],
-            Clone::clone,
-        );
-        conn.execute(&q).await?;
-        let (status, next, delivered) = match after {
-            AfterAttempt::Delivered => ("delivered", None, Some(attempt.at)),
-            AfterAttempt::Retry(at) => ("pending", Some(at), None),
-            AfterAttempt::Failed => ("failed", None, None),
-        };
-        let q = Sql::new(
-            "UPDATE webhook_messages SET status = ?, tries = tries + 1, attempts = attempts + 1, \
-             next_attempt_at = ?, delivered_at = COALESCE(?, delivered_at), leased_by = NULL, leased_until = NULL, \
-             updated_at = ? WHERE id = ? AND leased_by = ?",
-        )
-        .arg(status)
-        .arg(next)
-        .arg(delivered)
-        .arg(attempt.at)
-        .arg(super::uint(row)?)
-        .arg(claim);
-        conn.execute(&q).await?;
-        conn.commit().await
-    }
-
-    async fn endpoint_health(
+    async fn record_attempts(
         &self,
-        id: &str,
-        ok: bool,
-        gone: bool,
-        disable_before: DateTime<Utc>,
-        now: DateTime<Utc>,
+        endpoint: &str,
+        claim: &str,
+        attempts: &[(u64, &Attempt, AfterAttempt)],
+        health: &Health,
     ) -> Result<bool> {
         let mut conn = self.write(Lane::Work).await?;
+        let rows: Vec<Vec<Arg>> = attempts
+            .iter()
+            .map(|(row, a, _)| {
+                Ok(vec![
+                    super::uint(*row)?,
+                    a.at.into(),
+                    a.status_code.map(i64::from).into(),
+                    super::uint(a.duration_ms.min(u64::from(u32::MAX)))?,
+                    a.response.as_deref().map(|r| truncate(r, 1024)).into(),
+                    a.error.as_deref().map(|e| truncate(e, 500)).into(),
+                ])
+            })
+            .collect::<Result<_>>()?;
+        conn.execute_chunked(&rows, 6, |chunk| {
+            let mut q =
+                Sql::new("INSERT INTO webhook_attempts (message_row, at, status_code, duration_ms, response, error)");
+            q.values(chunk, Clone::clone);
+            q
+        })
+        .await?;
+        // Each message's status, next attempt and delivery time: one statement a chunk.
+        conn.execute_chunked(attempts, 8, |chunk| {
+            let id = |q: &mut Sql, row: u64| {
+                q.bind(i64::try_from(row).unwrap_or(i64::MAX));
+            };
+            let mut q = Sql::new("UPDATE webhook_messages SET status = CASE id");
+            for (row, _, after) in chunk {
+                q.push(" WHEN ");
+                id(&mut q, *row);
+                q.push(" THEN ").bind(match after {
+                    AfterAttempt::Delivered => "delivered",
+                    AfterAttempt::Retry(_) => "pending",
+                    AfterAttempt::Failed => "failed",
+                });
+            }
+            q.push(" END, next_attempt_at = CASE id");
+            for (row, _, after) in chunk {
+                q.push(" WHEN ");
+                id(&mut q, *row);
+                q.push(" THEN ").bind(match after {
+                    AfterAttempt::Retry(at) => Arg::Time(*at),
+                    _ => Arg::Null,
+                });
+            }
+            q.push(" END, delivered_at = COALESCE(CASE id");
+            for (row, a, after) in chunk {
+                q.push(" WHEN ");
+                id(&mut q, *row);
+                q.push(" THEN ").bind(match after {
+                    AfterAttempt::Delivered => Arg::Time(a.at),
+                    _ => Arg::Null,
+                });
+            }
+            q.push(" END, delivered_at), tries = tries + 1, attempts = attempts + 1, leased_by = NULL, ");
+            q.push("leased_until = NULL, updated_at = ").bind(health.now).push(" WHERE id IN (");
+            q.list(chunk.iter().map(|(row, _, _)| i64::try_from(*row).unwrap_or(i64::MAX)));
+            q.push(") AND leased_by = ").bind(claim);
+            q
+        })
+        .await?;
         let mut disabled = 0;
-        if ok {
-            conn.execute(
-                &Sql::new(
-                    "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL",
-                )
-                .arg(id),
-            )
-            .await?;
+        if health.delivered {
+            if health.was_failing {
+                let q = Sql::new("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ?").arg(endpoint);
+                conn.execute(&q).await?;
+            }
         } else {
-            conn.execute(
-                &Sql::new("UPDATE webhook_endpoints SET failing_since = ? WHERE id = ? AND failing_since IS NULL")
-                    .arg(now)
-                    .arg(id),
-            )
-            .await?;
-            let q = if gone {
+            let q = Sql::new("UPDATE webhook_endpoints SET failing_since = ? WHERE id = ? AND failing_since IS NULL")
+                .arg(health.now)
+                .arg(endpoint);
+            conn.execute(&q).await?;
+            let q = if health.gone {
                 Sql::new(
                     "UPDATE webhook_endpoints SET disabled = 1, disabled_reason = ?, updated_at = ? \
                      WHERE id = ? AND disabled = 0",
                 )
                 .arg("the endpoint answered 410 Gone")
-                .arg(now)
-                .arg(id)
+                .arg(health.now)
+                .arg(endpoint)
             } else {
                 Sql::new(
                     "UPDATE webhook_endpoints SET disabled = 1, disabled_reason = ?, updated_at = ? \
                      WHERE id = ? AND disabled = 0 AND failing_since <= ?",
                 )
                 .arg("every attempt failed for too long (KOMISI_WEBHOOK_DISABLE_AFTER)")
-                .arg(now)
-                .arg(id)
-                .arg(disable_before)
+                .arg(health.now)
+                .arg(endpoint)
+                .arg(health.disable_before)
             };
             disabled = conn.execute(&q).await?.rows;
         }
