@@ -6,6 +6,7 @@ mod cpu;
 mod metrics;
 mod reads;
 mod seed;
+mod sink;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Cmd {
     Reads(reads::ReadsArgs),
     /// Write a realistic, consistent history straight into an empty database.
     Seed(seed::SeedArgs),
+    /// A webhook receiver that answers at once and measures deliveries and lag.
+    Sink(sink::SinkArgs),
 }
 
 #[derive(Args, Clone)]
@@ -199,6 +202,7 @@ async fn main() -> Result<()> {
         Cmd::Baseline(a) => baseline::run(a).await,
         Cmd::Reads(a) => reads::run(a).await,
         Cmd::Seed(a) => seed::run(a).await,
+        Cmd::Sink(a) => sink::run(a).await,
     }
 }
 

@@ -484,3 +484,22 @@ async fn a_panicking_deliverer_is_restarted_and_the_messages_still_go_out() {
     assert!(log[0].verified_by == [0]);
     assert_eq!(app.faults.webhook_panics_left(), 0, "it panicked three times, and was restarted each time");
 }
+
+#[tokio::test]
+async fn a_slow_endpoint_does_not_hold_up_another() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    let (_, slow) = endpoint_with_receiver(&app, "/slow", json!(["commission.created"])).await;
+    let (_, fast) = endpoint_with_receiver(&app, "/fast", json!(["commission.created"])).await;
+    // The slow receiver takes 1.5 s over every answer (the test timeout is 2 s).
+    slow.script("/slow", &vec![Reply::status(200).delay_ms(1_500); 40]).await;
+    for i in 0..20 {
+        app.accept(&simple_order(&format!("o-{i}"), &format!("b-{i}"), Some("code-A"), "100000")).await;
+    }
+    fast.wait_for(|l| l.len() == 20, WAIT).await;
+    // 20 messages, 8 at a time, take the slow one three rounds of 1.5 s: the
+    // fast one had every message before the slow one could have.
+    let slow_so_far = slow.log().await.len();
+    assert!(slow_so_far < 20, "the fast endpoint waited for the slow one ({slow_so_far} slow deliveries by then)");
+    slow.wait_for(|l| l.len() == 20, WAIT).await;
+}
