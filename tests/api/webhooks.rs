@@ -503,3 +503,40 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
     assert!(slow_so_far < 20, "the fast endpoint waited for the slow one ({slow_so_far} slow deliveries by then)");
     slow.wait_for(|l| l.len() == 20, WAIT).await;
 }
+
+#[tokio::test]
+async fn delivered_messages_are_pruned_after_retention_and_failed_ones_only_on_request() {
+    let mut app = spawn_app().await;
+    abc_tree(&app).await;
+    let (e, receiver) = endpoint_with_receiver(&app, "/keep", json!(["commission.created"])).await;
+    let id = e["id"].as_str().unwrap().to_owned();
+    receiver.script("/keep", &vec![Reply::status(500); 5]).await;
+    app.accept(&simple_order("o-1", "x", Some("code-A"), "100000")).await;
+    let failed = || async {
+        app.admin_get(&format!("/admin/webhook-messages?endpoint={id}&status=failed")).await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert!(poll(WAIT, || async { failed().await == 1 }).await, "the first message fails");
+    app.accept(&simple_order("o-2", "y", Some("code-A"), "100000")).await;
+    receiver.wait_for(|l| l.iter().any(|d| d.status == 200), WAIT).await;
+    let rows = app.db.column("SELECT message_id FROM webhook_messages WHERE endpoint_id = ? ORDER BY id", &[&id]).await;
+    assert_eq!(rows.len(), 2);
+    // Both older than the 30 days of retention.
+    let old = chrono::Utc::now() - chrono::TimeDelta::days(31);
+    for m in &rows {
+        app.db.set_time_where("webhook_messages", "created_at", "message_id", m, old).await;
+    }
+    // A new instance prunes at its first round: the delivered one only.
+    app.kill().await;
+    app.restart(Faults::default()).await;
+    let left = || async { app.db.column("SELECT status FROM webhook_messages WHERE endpoint_id = ?", &[&id]).await };
+    assert!(poll(WAIT, || async { left().await == vec!["failed".to_owned()] }).await, "{:?}", left().await);
+    let before = (chrono::Utc::now() - chrono::TimeDelta::days(1)).to_rfc3339();
+    let pruned: Value =
+        app.admin_post("/admin/webhook-messages/prune", &json!({"before": before})).await.json().await.unwrap();
+    assert_eq!(pruned, json!({"deleted": 1}));
+    assert!(left().await.is_empty());
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM webhook_attempts", &[]).await, 0, "their attempts went with them");
+}
