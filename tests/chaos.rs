@@ -7,6 +7,20 @@
 //! docs/RULES.md — written out in this file, nothing taken from komisi — and
 //! compares it with every order, balance and points total the server reports.
 //!
+//! The run also proves the webhook outbox under those faults: one endpoint,
+//! registered before the stream, receives every `commission.*` and
+//! `reward.*` message at the receiver of the API tests
+//! (tests/api/webhook_receiver.rs: node and the official `standardwebhooks`
+//! library, `npm ci` in tests/webhooks). Before each SIGKILL the receiver
+//! holds its answers, so the kill lands mid-attempt. After the checker, once
+//! komisi has no pending message (and none failed), every delivery must be
+//! verified by the library, a `webhook-id` delivered twice must carry the same
+//! bytes, the ids delivered must be exactly the messages stored for the
+//! endpoint, and per order the distinct messages' lines must add up to the
+//! checker's expected lines (per affiliate, level and kind) and points (per
+//! kind), with the (pending, approved) split the checker expects: a message
+//! from a rolled-back transaction, or a lost one, breaks these sums.
+//!
 //! ```sh
 //! cargo test --test chaos -- --ignored --nocapture
 //! ```
@@ -49,7 +63,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use webhook_receiver::{Delivery, Receiver};
+use webhook_receiver::{Delivery, Receiver, Reply};
 
 /// The webhook receiver of the API tests: a node server that checks every
 /// delivery with the official `standardwebhooks` library.
@@ -79,6 +93,14 @@ const WEBHOOK_SECRET_KEY: &str = "Y2hhb3MtcnVuLXdlYmhvb2stc2VhbGluZy1rZXkhISE=";
 const WEBHOOK_TYPES: [&str; 2] = ["commission.*", "reward.*"];
 /// After the checker, komisi must have delivered every message within this.
 const WEBHOOK_DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Before each SIGKILL of komisi the receiver holds its next answers this
+/// long (as many as komisi has attempts in flight per endpoint), and the
+/// kill comes [`WEBHOOK_HOLD_BEFORE_KILL`] later: it lands in the middle of
+/// attempts the receiver has logged and komisi has not recorded, which are
+/// sent again once their lease runs out — the duplicates to check.
+const WEBHOOK_HOLD: Duration = Duration::from_secs(2);
+const WEBHOOK_HELD_ANSWERS: usize = 8;
+const WEBHOOK_HOLD_BEFORE_KILL: Duration = Duration::from_secs(1);
 
 // ------------------------------------------------------------------ settings
 
@@ -562,6 +584,10 @@ impl Komisi {
             .env("KOMISI_WEBHOOK_ALLOW_PRIVATE", "true")
             .env("KOMISI_WEBHOOK_RETRY_DELAYS", WEBHOOK_RETRY_DELAYS)
             .env("KOMISI_WEBHOOK_SECRET_KEY", WEBHOOK_SECRET_KEY)
+            // A 5 s timeout (the receiver answers at once, or after the 2 s
+            // hold): a killed process's batch lease is 8 × 5 s + 5 s = 45 s
+            // instead of the default's 2 min 7.5 s, so the run waits less.
+            .env("KOMISI_WEBHOOK_TIMEOUT_MS", "5000")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -929,7 +955,32 @@ async fn open_events(pool: &MySqlPool) -> Option<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status <> 'done'").fetch_one(pool).await.ok()
 }
 
-async fn inject(fault: Fault, servers: &Mutex<Servers>, api: &Api, pool: &MySqlPool, tl: &Mutex<Timeline>) {
+/// Holds the receiver's next answers, so that attempts are in flight when
+/// komisi is killed; how many messages are under a lease then (this
+/// process's claims, and those of earlier killed ones still running).
+async fn hold_webhook_attempts(receiver: &Receiver, pool: &MySqlPool) -> String {
+    let held = vec![Reply::status(200).delay_ms(WEBHOOK_HOLD.as_millis() as u64); WEBHOOK_HELD_ANSWERS];
+    receiver.script("/chaos", &held).await;
+    tokio::time::sleep(WEBHOOK_HOLD_BEFORE_KILL).await;
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM webhook_messages WHERE status = 'pending' AND leased_until > ?")
+        .bind(Utc::now())
+        .fetch_one(pool)
+        .await
+        .map_or("?".into(), |n| n.to_string())
+}
+
+async fn inject(
+    fault: Fault,
+    servers: &Mutex<Servers>,
+    api: &Api,
+    pool: &MySqlPool,
+    receiver: &Receiver,
+    tl: &Mutex<Timeline>,
+) {
+    let claimed = match fault {
+        Fault::KillKomisi => hold_webhook_attempts(receiver, pool).await,
+        _ => String::new(),
+    };
     let open = open_events(pool).await.map_or("?".into(), |n| n.to_string());
     let mut s = servers.lock().await;
     match fault {
@@ -940,9 +991,10 @@ async fn inject(fault: Fault, servers: &Mutex<Servers>, api: &Api, pool: &MySqlP
             let ready = s.komisi.wait_ready(api, Duration::from_secs(60)).await;
             let mut tl = tl.lock().await;
             match ready {
-                Ok(d) => {
-                    tl.log(format!("SIGKILL komisi (pid {pid:?}, {open} open events), restarted, ready in {d:.1?}"))
-                }
+                Ok(d) => tl.log(format!(
+                    "SIGKILL komisi (pid {pid:?}, {open} open events, {claimed} webhook messages leased), \
+                     restarted, ready in {d:.1?}"
+                )),
                 Err(e) => {
                     tl.log(format!("SIGKILL komisi (pid {pid:?}), restart FAILED: {e}"));
                     tl.findings.push(format!("komisi did not come back after a SIGKILL: {e}"));
@@ -988,6 +1040,7 @@ async fn run_faults(
     servers: Arc<Mutex<Servers>>,
     api: Api,
     pool: MySqlPool,
+    receiver: Arc<Receiver>,
     tl: Arc<Mutex<Timeline>>,
     secs: u64,
 ) {
@@ -995,7 +1048,7 @@ async fn run_faults(
         if let Some(wait) = (start + at).checked_duration_since(Instant::now()) {
             tokio::time::sleep(wait).await;
         }
-        inject(fault, &servers, &api, &pool, &tl).await;
+        inject(fault, &servers, &api, &pool, &receiver, &tl).await;
     }
 }
 
@@ -1471,7 +1524,7 @@ async fn check_reconcile(api: &Api, report: &mut CheckReport) -> String {
 /// The run's webhook endpoint and its receiver.
 struct Webhooks {
     endpoint: String,
-    receiver: Receiver,
+    receiver: Arc<Receiver>,
 }
 
 /// Registers one endpoint for every ledger change and approval, and starts
@@ -1491,7 +1544,7 @@ async fn register_webhooks(api: &Api) -> Webhooks {
         .await
         .expect("point the endpoint at the receiver");
     assert_eq!(status, StatusCode::OK, "PATCH /admin/webhooks/{endpoint}: {e}");
-    Webhooks { endpoint, receiver }
+    Webhooks { endpoint, receiver: Arc::new(receiver) }
 }
 
 /// Waits until komisi has no pending webhook message; a failed message (or
@@ -1524,13 +1577,19 @@ async fn drain_webhooks(api: &Api, endpoint: &str) -> Result<Duration, String> {
     }
 }
 
-/// Every (affiliate, level, kind) → amount and kind → points the messages
-/// of one order add up to; approvals per affiliate.
+/// What the messages of one order add up to: every (affiliate, level,
+/// kind) → amount and reward kind → points; per affiliate its (pending,
+/// approved) balance as a receiver following `status` and
+/// `commission.approved` keeps it, and its approval messages.
 #[derive(Default)]
 struct Told {
     commissions: BTreeMap<(String, u64, String), Decimal>,
     rewards: BTreeMap<String, i64>,
+    balances: BTreeMap<String, (Decimal, Decimal)>,
     approvals: BTreeMap<String, u32>,
+    /// A commission.created for the first event already `approved`: the
+    /// order was approved before its first event was applied.
+    approved_before_applied: bool,
 }
 
 fn text<'a>(v: &'a Value, field: &str) -> &'a str {
@@ -1643,6 +1702,13 @@ async fn check_webhooks(
                 if sum != amount || (kind == "commission.created") != amount.is_sign_positive() || amount.is_zero() {
                     wrong(format!("amount {amount}, its lines sum to {sum}"));
                 }
+                let balance = slot.balances.entry(affiliate.clone()).or_default();
+                match text(data, "status") {
+                    "pending" => balance.0 += amount,
+                    "approved" => balance.1 += amount,
+                    other => wrong(format!("status {other}")),
+                }
+                slot.approved_before_applied |= data["status"] == "approved" && data["event_type"] == "order.placed";
                 if !seen.insert((kind.clone(), text(data, "event_id").to_string(), affiliate)) {
                     wrong("a second message for the same event and affiliate".into());
                 }
@@ -1665,13 +1731,21 @@ async fn check_webhooks(
                     wrong("a second message for the same event and buyer".into());
                 }
             }
-            "commission.approved" => *slot.approvals.entry(text(data, "affiliate_id").to_string()).or_default() += 1,
+            "commission.approved" => {
+                let affiliate = text(data, "affiliate_id").to_string();
+                let amount = money(&data["amount"]);
+                let balance = slot.balances.entry(affiliate.clone()).or_default();
+                balance.0 -= amount;
+                balance.1 += amount;
+                *slot.approvals.entry(affiliate).or_default() += 1;
+            }
             _ => wrong("a type the endpoint is not subscribed to".into()),
         }
     }
 
     // Per order: the messages add up to the checker's expected lines.
     let mut with_messages = 0;
+    let mut approved_early = 0;
     for o in orders {
         let e = &expected[&o.id];
         let Some(mut t) = told.remove(&o.id) else {
@@ -1695,34 +1769,41 @@ async fn check_webhooks(
         if t.rewards != e.rewards {
             diffs.push(format!("order {}: reward messages add up to {:?}, expected {:?}", o.id, t.rewards, e.rewards));
         }
-        // Approval moves pending to approved, once, on completion. An
-        // affiliate's sum only falls with refunds, so one with something
-        // left at the end had something to approve.
-        // An affiliate with nothing left may have had an approval before
-        // refunds took it all back.
-        let owed: BTreeSet<&str> = e.commissions.keys().map(|(a, _, _)| a.as_str()).collect();
-        let approvals_ok = if o.completed {
-            t.approvals.values().all(|&n| n == 1) && owed.iter().all(|a| t.approvals.contains_key(*a))
-        } else {
-            t.approvals.is_empty()
-        };
-        if !approvals_ok {
+        // By status, as check_balances: a completed order's entries are
+        // all approved (holding_days 0), any other order's pending. An
+        // approval is sent once, for what was pending then (none when the
+        // order was approved before its first event was applied: its
+        // entries were written approved).
+        let mut want: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+        for ((aff, _, _), amount) in &e.commissions {
+            let slot = want.entry(aff.clone()).or_default();
+            if o.completed {
+                slot.1 += amount;
+            } else {
+                slot.0 += amount;
+            }
+        }
+        t.balances.retain(|_, (pending, approved)| !pending.is_zero() || !approved.is_zero());
+        if t.balances != want || t.approvals.values().any(|&n| n > 1) {
             diffs.push(format!(
-                "order {} (completed: {}): commission.approved per affiliate {:?}, expected one for each of {owed:?} \
-                 when completed, none otherwise",
-                o.id, o.completed, t.approvals
+                "order {} (completed: {}): (pending, approved) per affiliate from the messages {:?}, approvals {:?}; \
+                 expected {want:?}",
+                o.id, o.completed, t.balances, t.approvals
             ));
         }
+        approved_early += usize::from(t.approved_before_applied);
     }
     for order in told.keys().take(10) {
         diffs.push(format!("order {order}: messages, but no such order was answered 2xx"));
     }
 
     let summary = format!(
-        "webhooks: {} messages stored and delivered {kinds:?}; {} deliveries, {repeated} webhook-ids delivered more than once \
-         (at most {most} times, same body each time); every signature verified by standardwebhooks: {}; \
-         {} orders checked ({with_messages} with messages); {} differences",
+        "webhooks: {} messages stored, {} webhook-ids delivered {kinds:?}; {} deliveries, {repeated} webhook-ids delivered \
+         more than once (at most {most} times, same body each time); every signature verified by standardwebhooks: {}; \
+         {} orders checked ({with_messages} with messages; {approved_early} approved before their first event was \
+         applied, so no commission.approved); {} differences",
         stored_ids.len(),
+        by_id.len(),
         deliveries.len(),
         bad.is_empty(),
         orders.len(),
@@ -1806,7 +1887,15 @@ async fn chaos() {
     let sampler_stop = CancellationToken::new();
     let sampler = tokio::spawn(run_sampler(start, servers.clone(), pool.clone(), sampler_stop.clone()));
     let faults = settings.faults.then(|| {
-        tokio::spawn(run_faults(start, servers.clone(), api.clone(), pool.clone(), timeline.clone(), settings.secs))
+        tokio::spawn(run_faults(
+            start,
+            servers.clone(),
+            api.clone(),
+            pool.clone(),
+            webhooks.receiver.clone(),
+            timeline.clone(),
+            settings.secs,
+        ))
     });
     tokio::time::sleep(Duration::from_secs(settings.secs)).await;
     stop.store(true, Ordering::Relaxed);
