@@ -326,6 +326,7 @@ mod tests {
                 redeliver_after: Duration::from_secs(3600),
                 reconcile_every: Duration::ZERO,
                 reconcile_full_every: Duration::ZERO,
+                webhooks: Default::default(),
             },
         );
         engine.reconcile_now(RunKind::Full).await.expect("a full reconcile")
