@@ -259,6 +259,8 @@ fn register_zeroes() {
     metrics::counter!(WEBHOOK_ENDPOINTS_DISABLED_TOTAL).absolute(0);
     metrics::gauge!(WEBHOOK_MESSAGES_PENDING).set(0.0);
     metrics::gauge!(WEBHOOK_ENDPOINTS_DISABLED).set(0.0);
+    // Registered, so the series is there (count 0) before the first delivery.
+    let _ = metrics::histogram!(WEBHOOK_DELIVERY_LAG_SECONDS);
     for movement in POINT_MOVEMENTS {
         metrics::counter!(POINTS_TOTAL, "movement" => movement).absolute(0);
     }
