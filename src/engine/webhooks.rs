@@ -75,12 +75,6 @@ impl Published {
             metrics::counter!(m::WEBHOOK_MESSAGES_TOTAL, "type" => kind.as_str()).increment(n);
         }
     }
-
-    pub fn merge(&mut self, other: Published) {
-        for (kind, n) in other.0 {
-            *self.0.entry(kind).or_default() += n;
-        }
-    }
 }
 
 /// The outbox, written once for every transaction that moves money: reads
@@ -778,13 +772,6 @@ impl Deliverer {
                 }
             }
         }
-    }
-
-    /// Refreshes the pending gauge now (tests, and after a burst).
-    pub async fn count_pending(&self) -> Result<u64> {
-        let n = self.store.pending_messages().await?;
-        metrics::gauge!(m::WEBHOOK_MESSAGES_PENDING).set(n as f64);
-        Ok(n)
     }
 
     /// One attempt, and what the message becomes after it.

@@ -1,13 +1,12 @@
 //! `/admin` money movement and checks: payout batches and reconciliation.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{page_limit, Admin, ApiJson, ApiPath, ApiQuery, OptionalApiJson};
+use super::extract::{id_cursor, page_limit, Admin, ApiJson, ApiPath, ApiQuery, OptionalApiJson};
 use super::views::{NothingToPay, Payout, PayoutAnswer, PayoutSummaryView, ReconcileStatus, Report, RunStarted};
 use super::AppState;
 use crate::domain::money::parse_amount;
 use crate::domain::payout::CreatePayout;
 use crate::domain::reconcile::RunKind;
-use crate::domain::FieldError;
 use crate::engine::reconcile::Started;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -103,18 +102,7 @@ async fn list_payouts(
 ) -> Result<Json<PayoutPage>, ApiError> {
     let mut errors = Vec::new();
     let limit = page_limit(q.limit.as_deref(), &mut errors);
-    let before = match q.cursor.as_deref() {
-        None | Some("") => None,
-        // Only the form this API writes: up to 19 digits (no sign); past the
-        // largest stored id it is every batch.
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) => Some(n.min(i64::MAX as u64)),
-            _ => {
-                errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
-                None
-            }
-        },
-    };
+    let before = id_cursor(q.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }

@@ -2,7 +2,7 @@
 //! payload and attempt history; replay one or many; recompute an order.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{page_limit, Admin, ApiJson, ApiPath, ApiQuery};
+use super::extract::{page_limit, rfc3339, Admin, ApiJson, ApiPath, ApiQuery};
 use super::views::{EventCountsView, EventDetail, EventRow, Recompute};
 use super::AppState;
 use crate::domain::event::{EventFilter, EventId, EventStatus, EventType};
@@ -12,7 +12,6 @@ use crate::engine::operator::RecomputeOutcome;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -46,16 +45,6 @@ struct Page {
     next_cursor: Option<String>,
 }
 
-fn time(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    raw.and_then(|s| match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
-            errors.push(FieldError::new(field, "must be an RFC 3339 timestamp"));
-            None
-        }
-    })
-}
-
 fn filter(
     status: Option<&str>,
     kind: Option<&str>,
@@ -79,8 +68,8 @@ fn filter(
         }),
         order_id: order_id
             .and_then(|o| OrderId::parse(o).map_err(|e| errors.push(FieldError::new("order_id", e.to_string()))).ok()),
-        since: time("since", since, errors),
-        until: time("until", until, errors),
+        since: rfc3339("since", since, errors),
+        until: rfc3339("until", until, errors),
     }
 }
 

@@ -205,6 +205,34 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 /// A listing's `limit` parameter, recording a field error when it is out of 1–500.
+/// An optional RFC 3339 time from a query or body, recording a field error
+/// when it does not parse.
+pub fn rfc3339(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<chrono::DateTime<chrono::Utc>> {
+    raw.and_then(|s| match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+        Err(_) => {
+            errors.push(FieldError::new(field, "must be an RFC 3339 timestamp"));
+            None
+        }
+    })
+}
+
+/// A numeric keyset cursor, only in the form this API writes: up to 19
+/// digits (no sign); past the largest stored id it is every row. Empty or
+/// absent: the first page.
+pub fn id_cursor(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<u64> {
+    match raw {
+        None | Some("") => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) => Some(n.min(i64::MAX as u64)),
+            _ => {
+                errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
+                None
+            }
+        },
+    }
+}
+
 pub fn page_limit(raw: Option<&str>, errors: &mut Vec<FieldError>) -> u32 {
     match raw.map(str::parse::<u32>) {
         None => DEFAULT_LIMIT,

@@ -2,7 +2,7 @@
 //! a signed message for every money change, and the messages with their
 //! attempts (docs/API.md "Webhooks").
 use super::error::{ApiError, Problem};
-use super::extract::{page_limit, Admin, ApiJson, ApiPath, ApiQuery};
+use super::extract::{id_cursor, page_limit, rfc3339, Admin, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::domain::webhook::{Attempt, Endpoint, Message, MessageFilter, MessageStatus, MessageType};
 use crate::domain::FieldError;
@@ -324,16 +324,6 @@ async fn rotate_secret(
     Ok(Json(EndpointView::of(e, Some(secret))))
 }
 
-fn time(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    raw.and_then(|s| match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Some(t.with_timezone(&Utc)),
-        Err(_) => {
-            errors.push(FieldError::new(field, "must be an RFC 3339 timestamp"));
-            None
-        }
-    })
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecoverBody {
@@ -368,8 +358,8 @@ async fn recover(
 ) -> Result<Json<Requeued>, ApiError> {
     let id = endpoint_id(&id)?;
     let mut errors = Vec::new();
-    let since = time("since", Some(&body.since), &mut errors);
-    let until = time("until", body.until.as_deref(), &mut errors);
+    let since = rfc3339("since", Some(&body.since), &mut errors);
+    let until = rfc3339("until", body.until.as_deref(), &mut errors);
     let Some(since) = since.filter(|_| errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
     let requeued =
         state.engine.recover_messages(id, since, until).await?.ok_or(ApiError::NotFound("webhook endpoint"))?;
@@ -433,18 +423,9 @@ async fn list_messages(
     if q.endpoint.as_deref().is_some_and(|e| endpoint_id(e).is_err()) {
         errors.push(FieldError::new("endpoint", "not an endpoint id"));
     }
-    let since = time("since", q.since.as_deref(), &mut errors);
-    let until = time("until", q.until.as_deref(), &mut errors);
-    let before = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) if s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) => Some(n.min(i64::MAX as u64)),
-            _ => {
-                errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
-                None
-            }
-        },
-    };
+    let since = rfc3339("since", q.since.as_deref(), &mut errors);
+    let until = rfc3339("until", q.until.as_deref(), &mut errors);
+    let before = id_cursor(q.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -521,7 +502,7 @@ async fn prune(
     ApiJson(body): ApiJson<PruneMessagesBody>,
 ) -> Result<Json<Pruned>, ApiError> {
     let mut errors = Vec::new();
-    let before = time("before", Some(&body.before), &mut errors);
+    let before = rfc3339("before", Some(&body.before), &mut errors);
     if body.endpoint.as_deref().is_some_and(|e| endpoint_id(e).is_err()) {
         errors.push(FieldError::new("endpoint", "not an endpoint id"));
     }
