@@ -34,13 +34,19 @@ fn order() -> OrderState {
 }
 
 fn context() -> FrozenContext {
-    let snap = |id: &str| AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None };
+    let snap = |id: &str| AffiliateSnapshot {
+        id: AffiliateId::parse(id).unwrap(),
+        suspended: false,
+        buyer_id: None,
+        email_hash: None,
+    };
     FrozenContext {
         direct: Some(snap("leaf")),
         upline: vec![snap("mid"), snap("root")],
         volume_before: Decimal::from(12_000_000),
         nth_in_month: 3,
         buyer_first_order: true,
+        buyer_email_hash: None,
     }
 }
 

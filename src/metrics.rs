@@ -44,6 +44,8 @@ pub const RECONCILE_VIOLATIONS: &str = "komisi_reconcile_violations";
 pub const RECONCILE_LAST_SUCCESS: &str = "komisi_reconcile_last_success_timestamp_seconds";
 pub const RECONCILE_RUNS_TOTAL: &str = "komisi_reconcile_runs_total";
 pub const RECONCILE_DURATION_SECONDS: &str = "komisi_reconcile_duration_seconds";
+pub const ORDERS_ATTRIBUTED_TOTAL: &str = "komisi_orders_attributed_total";
+pub const CLICKS_TOTAL: &str = "komisi_clicks_total";
 
 /// Every metric komisi exports, with its Prometheus type. Dashboards and alert
 /// rules may only use these (a test checks).
@@ -89,7 +91,13 @@ pub const ALL: &[(&str, &str)] = &[
     (RECONCILE_LAST_SUCCESS, "gauge"),
     (RECONCILE_RUNS_TOTAL, "counter"),
     (RECONCILE_DURATION_SECONDS, "histogram"),
+    (ORDERS_ATTRIBUTED_TOTAL, "counter"),
+    (CLICKS_TOTAL, "counter"),
 ];
+
+/// Sources of `komisi_orders_attributed_total` (`none`: unattributed).
+pub const ATTRIBUTION_SOURCES: [&str; 6] =
+    ["customer_link", "coupon", "click", "referral_code", "affiliate_id", "none"];
 
 /// Movements of `komisi_points_total`.
 pub const POINT_MOVEMENTS: [&str; 6] = ["earned", "reversed", "held", "released", "redeemed", "expired"];
@@ -257,6 +265,10 @@ fn register_zeroes() {
         metrics::counter!(WEBHOOK_ATTEMPTS_TOTAL, "outcome" => outcome).absolute(0);
     }
     metrics::counter!(WEBHOOK_ENDPOINTS_DISABLED_TOTAL).absolute(0);
+    for source in ATTRIBUTION_SOURCES {
+        metrics::counter!(ORDERS_ATTRIBUTED_TOTAL, "source" => source).absolute(0);
+    }
+    metrics::counter!(CLICKS_TOTAL).absolute(0);
     metrics::gauge!(WEBHOOK_MESSAGES_PENDING).set(0.0);
     metrics::gauge!(WEBHOOK_ENDPOINTS_DISABLED).set(0.0);
     // Registered, so the series is there (count 0) before the first delivery.

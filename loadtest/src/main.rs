@@ -84,6 +84,11 @@ struct Mix {
     /// S = 1.1, a realistic skew); `hot` (one affiliate gets every order).
     #[arg(long, default_value = "uniform", value_parser = parse_dist)]
     affiliates_dist: Dist,
+    /// Tracked clicks (`POST /v1/clicks`) per new order, on the same
+    /// affiliates; a new order then carries the last click id its affiliate
+    /// got, besides its referral code. 0: no clicks.
+    #[arg(long, default_value_t = 0.0)]
+    clicks_per_order: f64,
 }
 
 /// How orders spread over affiliates.
@@ -256,7 +261,7 @@ use futures::StreamExt;
 
 const CATEGORIES: [&str; 4] = ["fashion", "electronics", "food", "gift-card"];
 
-fn new_order(id: &str, mix: &Mix, leaves: &Leaves, rng: &mut impl Rng) -> (Value, usize) {
+fn new_order(id: &str, mix: &Mix, leaves: &Leaves, rng: &mut impl Rng) -> (Value, usize, usize) {
     let leaf = leaves.pick(rng);
     let items = rng.random_range(1..=5);
     let body = json!({
@@ -271,12 +276,13 @@ fn new_order(id: &str, mix: &Mix, leaves: &Leaves, rng: &mut impl Rng) -> (Value
             "unit_price": format!("{}", rng.random_range(10..2_000) * 1_000),
         })).collect::<Vec<_>>(),
     });
-    (body, items)
+    (body, items, leaf)
 }
 
 #[derive(Default)]
 struct Counters {
     orders_ok: AtomicU64,
+    clicks_ok: AtomicU64,
     other_ok: AtomicU64,
     errors: AtomicU64,
     error_kinds: Mutex<std::collections::BTreeMap<String, u64>>,
@@ -309,6 +315,8 @@ struct Request {
     body: Value,
     /// A new order: its id and item count (kept once accepted).
     order: Option<(String, usize)>,
+    /// A click for this leaf (its id is kept for the leaf's next order).
+    click: Option<usize>,
 }
 
 /// What every request of a run shares: the mix, the client, the counts.
@@ -323,6 +331,8 @@ struct Load {
     latency: Mutex<Histogram<u64>>,
     accepted: Mutex<Vec<(String, usize)>>,
     in_flight: AtomicUsize,
+    /// The last click id each leaf got.
+    clicks: Mutex<std::collections::HashMap<usize, String>>,
 }
 
 impl Load {
@@ -334,19 +344,36 @@ impl Load {
             (!list.is_empty()).then(|| list[rng.random_range(0..list.len())].clone())
         };
         let base = &self.bases[i as usize % self.bases.len()];
+        let cpo = self.mix.clicks_per_order;
+        if cpo > 0.0 && rng.random::<f64>() < cpo / (cpo + 1.0) {
+            let leaf = self.leaves.pick(rng);
+            return Request {
+                url: format!("{base}/v1/clicks"),
+                body: json!({"referral_code": format!("code-{leaf}")}),
+                order: None,
+                click: Some(leaf),
+            };
+        }
         match earlier {
             Some((order, items)) if roll < self.mix.refund_share => Request {
                 url: format!("{base}/v1/orders/{order}/refunds"),
                 body: json!({"refund_id": format!("r-{}-{i}", self.run_id), "items": [{"sku": format!("sku-{}", rng.random_range(0..items)), "quantity": 1}]}),
                 order: None,
+                click: None,
             },
-            Some((order, _)) if roll < self.mix.refund_share + self.mix.complete_share => {
-                Request { url: format!("{base}/v1/orders/{order}/complete"), body: Value::Null, order: None }
-            }
+            Some((order, _)) if roll < self.mix.refund_share + self.mix.complete_share => Request {
+                url: format!("{base}/v1/orders/{order}/complete"),
+                body: Value::Null,
+                order: None,
+                click: None,
+            },
             _ => {
                 let id = format!("lt-{}-{i}", self.run_id);
-                let (body, items) = new_order(&id, &self.mix, &self.leaves, rng);
-                Request { url: format!("{base}/v1/orders"), body, order: Some((id, items)) }
+                let (mut body, items, leaf) = new_order(&id, &self.mix, &self.leaves, rng);
+                if let Some(click) = self.clicks.lock().unwrap().get(&leaf) {
+                    body["click_id"] = json!(click);
+                }
+                Request { url: format!("{base}/v1/orders"), body, order: Some((id, items)), click: None }
             }
         }
     }
@@ -371,6 +398,14 @@ impl Load {
                 }
                 None => {
                     counters.other_ok.fetch_add(1, Ordering::Relaxed);
+                    if let Some(leaf) = r.click {
+                        counters.clicks_ok.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(v) = answer.json::<Value>().await {
+                            if let Some(id) = v["click_id"].as_str() {
+                                self.clicks.lock().unwrap().insert(leaf, id.to_owned());
+                            }
+                        }
+                    }
                 }
             },
             // Refunding an item already fully refunded is a legitimate 422 in the mix.
@@ -416,6 +451,7 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
         latency: Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?),
         accepted: Mutex::new(Vec::new()),
         in_flight: AtomicUsize::new(0),
+        clicks: Mutex::new(Default::default()),
     });
     let backlog = Arc::new(Mutex::new(Vec::new()));
     let base_open = metrics::open_events(&before);
@@ -508,6 +544,8 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
         "duration_s": offered_for.as_secs_f64(),
         "orders_accepted": orders_ok,
         "other_requests_ok": counters.other_ok.load(Ordering::Relaxed),
+        "clicks_ok": counters.clicks_ok.load(Ordering::Relaxed),
+        "clicks_per_s": counters.clicks_ok.load(Ordering::Relaxed) as f64 / offered_for.as_secs_f64(),
         "errors": counters.errors.load(Ordering::Relaxed),
         "errors_by_kind": counters.error_kinds.lock().unwrap().clone(),
         "dropped": counters.dropped.load(Ordering::Relaxed),

@@ -33,6 +33,29 @@ impl AffiliateStatus {
     }
 }
 
+/// The SHA-256 of an e-mail address (trimmed and lowercased before
+/// hashing, by the storefront), as 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct EmailHash(String);
+
+impl EmailHash {
+    /// 64 hex digits, either case (kept lowercase).
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(s.to_ascii_lowercase()))
+        } else {
+            Err("must be the SHA-256 of the e-mail address as 64 hex digits")
+        }
+    }
+    pub fn from_trusted(s: String) -> Self {
+        Self(s)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A validated registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAffiliate {
@@ -41,6 +64,8 @@ pub struct NewAffiliate {
     pub parent_id: Option<AffiliateId>,
     pub referral_code: ReferralCode,
     pub buyer_id: Option<BuyerId>,
+    /// SHA-256 (hex) of the affiliate's e-mail address, for the self-referral rule.
+    pub email_hash: Option<EmailHash>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +82,7 @@ pub struct Affiliate {
     pub parent_id: Option<AffiliateId>,
     pub referral_code: ReferralCode,
     pub buyer_id: Option<BuyerId>,
+    pub email_hash: Option<EmailHash>,
     pub status: AffiliateStatus,
     pub balances: Balances,
     pub created_at: DateTime<Utc>,
@@ -69,6 +95,7 @@ impl Affiliate {
             && self.parent_id == new.parent_id
             && self.referral_code == new.referral_code
             && self.buyer_id == new.buyer_id
+            && self.email_hash == new.email_hash
     }
 
     pub fn snapshot(&self) -> AffiliateSnapshot {
@@ -76,6 +103,7 @@ impl Affiliate {
             id: self.id.clone(),
             suspended: self.status == AffiliateStatus::Suspended,
             buyer_id: self.buyer_id.clone(),
+            email_hash: self.email_hash.clone(),
         }
     }
 }
@@ -249,6 +277,7 @@ mod tests {
             parent_id: parent.map(|p| AffiliateId::parse(p).unwrap()),
             referral_code: ReferralCode::parse(&format!("code-{id}")).unwrap(),
             buyer_id: None,
+            email_hash: None,
             status: if suspended { AffiliateStatus::Suspended } else { AffiliateStatus::Active },
             balances: Balances::default(),
             created_at: DateTime::<Utc>::MIN_UTC,

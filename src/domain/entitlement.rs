@@ -102,6 +102,9 @@ pub struct AffiliateSnapshot {
     pub suspended: bool,
     /// The affiliate's own shopper account (self-referral rule); only used for the direct affiliate.
     pub buyer_id: Option<BuyerId>,
+    /// The affiliate's e-mail hash (self-referral rule, with the order's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_hash: Option<super::affiliate::EmailHash>,
 }
 
 /// Everything about the world outside the order that the rules need, resolved
@@ -121,6 +124,19 @@ pub struct FrozenContext {
     pub nth_in_month: u32,
     /// True when the buyer has no order placed before this one.
     pub buyer_first_order: bool,
+    /// The e-mail hash the order carried (self-referral rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_email_hash: Option<super::affiliate::EmailHash>,
+}
+
+impl FrozenContext {
+    /// Whether the order is the direct affiliate's own purchase: its buyer
+    /// account, or its e-mail (when both the order and the affiliate carry one).
+    pub fn self_referral(&self, buyer: &BuyerId) -> bool {
+        self.direct.as_ref().is_some_and(|d| {
+            d.buyer_id.as_ref() == Some(buyer) || (d.email_hash.is_some() && d.email_hash == self.buyer_email_hash)
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +175,9 @@ pub fn entitle(order: &OrderState, program: &Program, ctx: &FrozenContext) -> En
     let no_commission_reason = match &ctx.direct {
         None => Some(NoCommissionReason::Unattributed),
         Some(d) if d.suspended => Some(NoCommissionReason::AffiliateSuspended),
-        Some(d) if d.buyer_id.as_ref() == Some(&order.buyer_id) => Some(NoCommissionReason::SelfReferral),
+        Some(_) if program.attribution.block_self_referral && ctx.self_referral(&order.buyer_id) => {
+            Some(NoCommissionReason::SelfReferral)
+        }
         Some(_) if original_eligible_amount < program.min_order_amount => Some(NoCommissionReason::BelowMinimum),
         Some(_) => None,
     };

@@ -28,7 +28,7 @@ fn item(sku: &str, category: &str, quantity: u32, price: &str) -> OrderItem {
 }
 
 fn aff(id: &str) -> AffiliateSnapshot {
-    AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None }
+    AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None, email_hash: None }
 }
 
 fn suspended(id: &str) -> AffiliateSnapshot {
@@ -55,6 +55,7 @@ fn ctx_cba() -> FrozenContext {
         volume_before: Decimal::ZERO,
         nth_in_month: 1,
         buyer_first_order: true,
+        buyer_email_hash: None,
     }
 }
 
@@ -207,9 +208,26 @@ fn no_commission_reasons_in_rule_order_but_buyer_rewards_stay() {
     assert!(e.commissions.is_empty());
 
     let own = AffiliateSnapshot { buyer_id: Some(BuyerId::parse("x").unwrap()), ..aff("C") };
-    let e = entitle(&order, &p, &FrozenContext { direct: Some(own), ..ctx_cba() });
+    let e = entitle(&order, &p, &FrozenContext { direct: Some(own.clone()), ..ctx_cba() });
     assert_eq!(e.no_commission_reason, Some(NoCommissionReason::SelfReferral));
     assert!(e.commissions.is_empty());
+
+    // The same e-mail (hashed) on the order and the affiliate is a self-referral too.
+    let hash = crate::domain::affiliate::EmailHash::parse(&"ab".repeat(32)).unwrap();
+    let by_mail = AffiliateSnapshot { email_hash: Some(hash.clone()), ..aff("C") };
+    let ctx = FrozenContext { direct: Some(by_mail.clone()), buyer_email_hash: Some(hash), ..ctx_cba() };
+    assert_eq!(entitle(&order, &p, &ctx).no_commission_reason, Some(NoCommissionReason::SelfReferral));
+    let other = crate::domain::affiliate::EmailHash::parse(&"cd".repeat(32)).unwrap();
+    let ctx = FrozenContext { direct: Some(by_mail.clone()), buyer_email_hash: Some(other), ..ctx_cba() };
+    assert_eq!(entitle(&order, &p, &ctx).no_commission_reason, None);
+    let ctx = FrozenContext { direct: Some(by_mail), buyer_email_hash: None, ..ctx_cba() };
+    assert_eq!(entitle(&order, &p, &ctx).no_commission_reason, None, "an order without a hash");
+
+    // A program that allows self-referral pays the affiliate's own purchase as any other.
+    let allowed = program(|doc| doc.attribution.self_referral = "allowed".into());
+    let e = entitle(&order, &allowed, &FrozenContext { direct: Some(own), ..ctx_cba() });
+    assert_eq!(e.no_commission_reason, None);
+    assert_eq!(e, entitle(&order, &allowed, &ctx_cba()));
 }
 
 #[test]

@@ -56,6 +56,9 @@ pub enum EventType {
     /// An operator's recompute that found the ledger off its entitlement.
     #[serde(rename = "order.recomputed")]
     OrderRecomputed,
+    /// An operator moved the order to another affiliate.
+    #[serde(rename = "order.reattributed")]
+    OrderReattributed,
     /// A buyer's wallet: points held for a redemption, the hold captured,
     /// released, or expired uncaptured; earned points expired. Each is
     /// applied in the transaction that records it (stored `done`).
@@ -72,12 +75,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         Self::OrderPlaced,
         Self::OrderRefunded,
         Self::OrderCancelled,
         Self::OrderCompleted,
         Self::OrderRecomputed,
+        Self::OrderReattributed,
         Self::RedemptionHeld,
         Self::RedemptionCaptured,
         Self::RedemptionReleased,
@@ -92,6 +96,7 @@ impl EventType {
             Self::OrderCancelled => "order.cancelled",
             Self::OrderCompleted => "order.completed",
             Self::OrderRecomputed => "order.recomputed",
+            Self::OrderReattributed => "order.reattributed",
             Self::RedemptionHeld => "redemption.held",
             Self::RedemptionCaptured => "redemption.captured",
             Self::RedemptionReleased => "redemption.released",
@@ -106,6 +111,7 @@ impl EventType {
             "order.cancelled" => Some(Self::OrderCancelled),
             "order.completed" => Some(Self::OrderCompleted),
             "order.recomputed" => Some(Self::OrderRecomputed),
+            "order.reattributed" => Some(Self::OrderReattributed),
             "redemption.held" => Some(Self::RedemptionHeld),
             "redemption.captured" => Some(Self::RedemptionCaptured),
             "redemption.released" => Some(Self::RedemptionReleased),

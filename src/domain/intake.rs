@@ -2,6 +2,7 @@
 //! what attribution, totals and event), which answer at once (wrong
 //! currency), and which are answered from the stored order (an id already
 //! taken, or a second time in the same batch).
+use super::attribution::{self, Claims, ClickCheck, Decision, Link, NewLink, Source};
 use super::entitlement::month_window;
 use super::event::{EventId, EventRef, PartitionKey};
 use super::ids::AffiliateId;
@@ -20,8 +21,12 @@ pub struct IntakeLookup {
     pub taken: HashSet<String>,
     /// Referral code → affiliate id, for the codes that exist.
     pub codes: HashMap<String, AffiliateId>,
-    /// Affiliate ids that exist (of those the batch names).
+    /// Affiliate ids that exist (of those the batch names, clicks included).
     pub affiliates: HashSet<String>,
+    /// Active coupon code → the affiliate holding it (codes the batch carries).
+    pub coupons: HashMap<String, AffiliateId>,
+    /// Buyer id → the buyer's stored link (read when the program links customers).
+    pub links: HashMap<String, Link>,
 }
 
 /// An accepted order, as its rows will hold it.
@@ -29,8 +34,12 @@ pub struct IntakeLookup {
 pub struct Placement<'a> {
     pub order: &'a NewOrder,
     pub affiliate_id: Option<AffiliateId>,
-    /// Why an attribution the order carries did not attribute it.
+    /// Why the referral code or affiliate id the order carries did not attribute it.
     pub note: Option<&'static str>,
+    /// The whole decision, with what was ignored.
+    pub decision: Decision,
+    /// The buyer's link this order makes.
+    pub link: Option<NewLink>,
     pub placed_at: DateTime<Utc>,
     pub total: Decimal,
     pub eligible: Decimal,
@@ -44,6 +53,16 @@ impl Placement<'_> {
             Some(Attribution::ReferralCode(c)) => Some(c.as_str()),
             _ => None,
         }
+    }
+
+    /// The decision as stored on the order: None when the order's referral
+    /// code or affiliate id (or nothing) alone decided it and nothing else was
+    /// carried — the order's columns then say everything (it saves the bytes
+    /// on the common order).
+    pub fn stored_decision(&self) -> Option<String> {
+        let plain = self.decision.ignored.is_empty()
+            && matches!(self.decision.source, None | Some(Source::ReferralCode) | Some(Source::AffiliateId));
+        (!plain).then(|| self.decision.to_json())
     }
 }
 
@@ -111,12 +130,22 @@ pub struct IntakePlan<'a> {
 /// The rule for a batch: an order in another currency than the program's is
 /// refused; an id already stored, or seen earlier in the batch, is answered
 /// from the stored order (a duplicate or a conflict); every other order is
-/// accepted, attributed to the affiliate its code or id names (an unknown one
-/// leaves it unattributed, with a note), and gets its `order.placed` event.
-pub fn plan<'a>(orders: &'a [NewOrder], known: &IntakeLookup, program: &Program, now: DateTime<Utc>) -> IntakePlan<'a> {
+/// accepted, attributed by [`attribution::decide`] (an unknown code leaves
+/// it unattributed, with a note), and gets its `order.placed` event. A
+/// buyer's first attributed order links the buyer when the program links
+/// customers; a later order of the same batch sees that link. `clicks`: the
+/// checked click ids of each order, by position.
+pub fn plan<'a>(
+    orders: &'a [NewOrder],
+    known: &IntakeLookup,
+    program: &Program,
+    clicks: &[Vec<ClickCheck>],
+    now: DateTime<Utc>,
+) -> IntakePlan<'a> {
     let mut plan =
         IntakePlan { answers: orders.iter().map(|_| None).collect(), accepted: Vec::new(), later: Vec::new() };
     let mut seen = HashSet::new();
+    let mut made: HashMap<&str, Link> = HashMap::new();
     for (n, o) in orders.iter().enumerate() {
         if o.currency != program.currency {
             plan.answers[n] = Some(CreateOrder::WrongCurrency { expected: program.currency.clone() });
@@ -126,7 +155,32 @@ pub fn plan<'a>(orders: &'a [NewOrder], known: &IntakeLookup, program: &Program,
             plan.later.push(n);
             continue;
         }
-        let (affiliate_id, note) = attribute(o.attribution.as_ref(), known);
+        let placed_at = o.placed_at.unwrap_or(now);
+        let stored = made.get(o.buyer_id.as_str()).or_else(|| known.links.get(o.buyer_id.as_str())).cloned();
+        let claims = Claims {
+            link: stored.as_ref(),
+            coupons: o.coupons.iter().map(|c| (c.as_str(), known.coupons.get(c.as_str()).cloned())).collect(),
+            clicks: clicks.get(n).cloned().unwrap_or_default(),
+            code: code_claim(o.attribution.as_ref(), known),
+        };
+        let decision = attribution::decide(&claims, &program.attribution, placed_at, now);
+        let link = attribution::new_link(&decision, stored.as_ref(), &program.attribution, placed_at);
+        let note = match (&o.attribution, &claims.code) {
+            (Some(Attribution::ReferralCode(_)), Some((_, _, None))) => Some("unknown_referral_code"),
+            (Some(Attribution::AffiliateId(_)), Some((_, _, None))) => Some("unknown_affiliate_id"),
+            _ => None,
+        };
+        drop(claims);
+        if let Some(l) = &link {
+            let as_link = Link {
+                affiliate_id: l.affiliate_id.clone(),
+                linked_at: l.linked_at,
+                expires_at: l.expires_at,
+                affiliate_suspended: false,
+            };
+            made.insert(o.buyer_id.as_str(), as_link);
+        }
+        let affiliate_id = decision.affiliate_id.clone();
         let state = o.state();
         let event = EventRef {
             id: EventId::new(),
@@ -137,7 +191,9 @@ pub fn plan<'a>(orders: &'a [NewOrder], known: &IntakeLookup, program: &Program,
             order: o,
             affiliate_id,
             note,
-            placed_at: o.placed_at.unwrap_or(now),
+            decision,
+            link,
+            placed_at,
             total: state.total(),
             eligible: eligible(&state, program),
             event,
@@ -147,16 +203,16 @@ pub fn plan<'a>(orders: &'a [NewOrder], known: &IntakeLookup, program: &Program,
     plan
 }
 
-/// The affiliate an attribution names, or why it names none.
-fn attribute(attribution: Option<&Attribution>, known: &IntakeLookup) -> (Option<AffiliateId>, Option<&'static str>) {
-    match attribution {
-        None => (None, None),
-        Some(Attribution::ReferralCode(c)) => match known.codes.get(c.as_str()) {
-            Some(id) => (Some(id.clone()), None),
-            None => (None, Some("unknown_referral_code")),
-        },
-        Some(Attribution::AffiliateId(a)) if known.affiliates.contains(a.as_str()) => (Some(a.clone()), None),
-        Some(Attribution::AffiliateId(_)) => (None, Some("unknown_affiliate_id")),
+/// The referral code or affiliate id an order carries, with whose it is.
+fn code_claim<'o>(
+    attribution: Option<&'o Attribution>,
+    known: &IntakeLookup,
+) -> Option<(Source, &'o str, Option<AffiliateId>)> {
+    match attribution? {
+        Attribution::ReferralCode(c) => Some((Source::ReferralCode, c.as_str(), known.codes.get(c.as_str()).cloned())),
+        Attribution::AffiliateId(a) => {
+            Some((Source::AffiliateId, a.as_str(), known.affiliates.contains(a.as_str()).then(|| a.clone())))
+        }
     }
 }
 
@@ -181,6 +237,9 @@ mod tests {
             id: OrderId::parse(id).unwrap(),
             buyer_id: BuyerId::parse("b").unwrap(),
             attribution,
+            coupons: vec![],
+            click_ids: vec![],
+            buyer_email_hash: None,
             currency: currency.into(),
             placed_at: None,
             items: vec![NewItem {
@@ -224,7 +283,7 @@ mod tests {
         orders[2].placed_at = at(31, 16);
         orders[3].placed_at = at(31, 17);
         orders[4].placed_at = at(10, 0);
-        let plan = plan(&orders, &known, &p, Utc::now());
+        let plan = plan(&orders, &known, &p, &[], Utc::now());
         let placements: Vec<Placement<'_>> = plan.accepted.into_iter().map(|(_, pl)| pl).collect();
         let months = month_volumes(&placements, p.timezone).unwrap();
         let march = Utc.with_ymd_and_hms(2026, 2, 28, 17, 0, 0).unwrap();
@@ -247,6 +306,7 @@ mod tests {
             taken: ["o-taken".to_owned()].into(),
             codes: [("code-a".to_owned(), AffiliateId::parse("A").unwrap())].into(),
             affiliates: ["A".to_owned()].into(),
+            ..Default::default()
         };
         let orders = vec![
             order("o-1", &cur, Some(Attribution::ReferralCode(ReferralCode::parse("code-a").unwrap()))),
@@ -258,7 +318,7 @@ mod tests {
             order("o-5", &cur, Some(Attribution::AffiliateId(AffiliateId::parse("A").unwrap()))),
         ];
         let now = Utc::now();
-        let plan = plan(&orders, &known, &p, now);
+        let plan = plan(&orders, &known, &p, &[], now);
         assert!(matches!(&plan.answers[1], Some(CreateOrder::WrongCurrency { expected }) if *expected == cur));
         assert_eq!(plan.later, vec![2, 4], "a stored id and an id seen earlier in the batch");
         let accepted: Vec<(usize, Option<&str>, Option<&str>)> =

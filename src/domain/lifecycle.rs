@@ -17,12 +17,16 @@ pub struct OrderHead {
     pub program_version: u64,
     /// The statuses of the order's events.
     pub events: Vec<EventStatus>,
+    /// The partition of the order's first event (None: not known).
+    pub first_partition: Option<PartitionKey>,
 }
 
 impl OrderHead {
-    /// The journal partition of the order's events.
+    /// The journal partition of the order's events: its first event's, for
+    /// the order's whole life — an order moved to another affiliate keeps it,
+    /// so its events are still applied one after the other.
     pub fn partition(&self) -> PartitionKey {
-        PartitionKey::of(self.affiliate_id.as_ref(), &self.buyer_id)
+        self.first_partition.clone().unwrap_or_else(|| PartitionKey::of(self.affiliate_id.as_ref(), &self.buyer_id))
     }
 
     /// The order's commission status once a new (pending) event joins its events.
@@ -103,6 +107,7 @@ mod tests {
             status,
             completed,
             program_version: 1,
+            first_partition: None,
             events: vec![EventStatus::Done],
         }
     }

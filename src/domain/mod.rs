@@ -3,6 +3,7 @@
 //! No I/O, no async: every rule lives here once, and the layers above only
 //! fetch what a rule needs and write what it decided.
 pub mod affiliate;
+pub mod attribution;
 pub mod entitlement;
 pub mod event;
 pub mod ids;

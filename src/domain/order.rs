@@ -2,6 +2,7 @@
 //! (items net of refunds, cancellation), the statuses, and the rules about an
 //! order that are not about commissions: its eligible amount, what a refund
 //! may take back, and where its commissions stand.
+use super::attribution::CouponCode;
 use super::event::{EventId, EventRef, EventStatus};
 use super::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
 use super::program::Program;
@@ -24,12 +25,23 @@ pub struct NewItem {
     pub unit_price: Decimal,
 }
 
+/// The most coupon codes an order may carry.
+pub const MAX_COUPONS: usize = 10;
+/// The most click ids an order may carry.
+pub const MAX_CLICKS: usize = 20;
+
 /// A validated order request, built at the edge and handed inward.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
     pub id: OrderId,
     pub buyer_id: BuyerId,
     pub attribution: Option<Attribution>,
+    /// Coupon codes, in the order given (at most [`MAX_COUPONS`]).
+    pub coupons: Vec<CouponCode>,
+    /// Click ids, newest last, as sent (at most [`MAX_CLICKS`]); checked at intake.
+    pub click_ids: Vec<String>,
+    /// SHA-256 of the buyer's e-mail (self-referral rule).
+    pub buyer_email_hash: Option<super::affiliate::EmailHash>,
     pub currency: String,
     pub placed_at: Option<DateTime<Utc>>,
     pub items: Vec<NewItem>,

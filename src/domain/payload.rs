@@ -2,7 +2,7 @@
 //! operator reads it in `GET /admin/events/{id}`). An order's and a
 //! refund's events keep the request body as the storefront sent it; the
 //! others are written here.
-use super::ids::{BuyerId, OrderId};
+use super::ids::{AffiliateId, BuyerId, OrderId};
 use super::ledger::Delta;
 use super::money;
 use super::wallet::Redemption;
@@ -12,6 +12,11 @@ use serde_json::json;
 /// `order.cancelled`.
 pub fn cancelled(order: &OrderId) -> String {
     json!({"order_id": order}).to_string()
+}
+
+/// `order.reattributed`: from whom to whom, and why.
+pub fn reattributed(order: &OrderId, from: Option<&AffiliateId>, to: &AffiliateId, reason: &str) -> String {
+    json!({"order_id": order, "from": from, "to": to, "reason": reason}).to_string()
 }
 
 /// `order.completed`: when the order's entries become approved.

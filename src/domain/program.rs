@@ -1,5 +1,6 @@
 //! The commission program (SPEC §4): its JSON document form, validation into a
 //! typed `Program`, and the default version 1.
+use super::attribution::{ClickModel, LinkMode, Rules as AttributionRules, Source};
 use super::ids::is_valid_id;
 use super::money::{self, Rounding};
 use super::FieldError;
@@ -29,6 +30,89 @@ pub struct ProgramDoc {
     pub skip_inactive_upline: bool,
     pub holding_days: u32,
     pub buyer_rewards: BuyerRewardsDoc,
+    /// How orders are attributed beyond the referral code (all optional).
+    #[serde(default, skip_serializing_if = "AttributionDoc::is_default")]
+    pub attribution: AttributionDoc,
+}
+
+/// `attribution` in the program document (docs/RULES.md "Attribution").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionDoc {
+    /// Which source wins when an order carries several, first first; a
+    /// source left out never attributes. Default
+    /// `["customer_link", "coupon", "click", "referral_code"]`.
+    #[serde(default = "default_attribution_order")]
+    pub order: Vec<String>,
+    #[serde(default)]
+    pub customer_link: CustomerLinkDoc,
+    /// A click attributes an order placed at most this many days later (1-365, default 30).
+    #[serde(default = "thirty")]
+    pub click_window_days: u32,
+    /// `last` (default) or `first`: which of several valid clicks attributes.
+    #[serde(default = "last_click")]
+    pub click_model: ClickModel,
+    /// `no_commission` (default): the affiliate's own purchases pay it
+    /// nothing (rule 2); `allowed`: they pay as any other order.
+    #[serde(default = "no_commission")]
+    pub self_referral: String,
+}
+
+/// `attribution.customer_link`: whether a buyer stays with the affiliate of
+/// their first attributed order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerLinkDoc {
+    /// `off` (default), `lifetime`, or `days`.
+    #[serde(default = "off")]
+    pub mode: String,
+    /// With `days`: how long a link holds (1-3650).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    /// After a link expires, the buyer is never linked again (default false:
+    /// the next attributed order links them anew).
+    #[serde(default)]
+    pub first_touch_only: bool,
+}
+
+impl Default for CustomerLinkDoc {
+    fn default() -> Self {
+        Self { mode: off(), days: None, first_touch_only: false }
+    }
+}
+
+impl Default for AttributionDoc {
+    fn default() -> Self {
+        Self {
+            order: default_attribution_order(),
+            customer_link: CustomerLinkDoc::default(),
+            click_window_days: 30,
+            click_model: ClickModel::Last,
+            self_referral: no_commission(),
+        }
+    }
+}
+
+impl AttributionDoc {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_attribution_order() -> Vec<String> {
+    Source::ORDERABLE.iter().map(|s| s.as_str().to_owned()).collect()
+}
+
+fn off() -> String {
+    "off".to_owned()
+}
+
+fn no_commission() -> String {
+    "no_commission".to_owned()
+}
+
+fn last_click() -> ClickModel {
+    ClickModel::Last
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -112,6 +196,7 @@ pub struct Program {
     pub points_expire_days: u32,
     /// 1..=10080 (a week).
     pub redemption_hold_minutes: u32,
+    pub attribution: AttributionRules,
 }
 
 impl Program {
@@ -146,6 +231,7 @@ impl Program {
             c.err("holding_days", "must be 0-3650");
         }
         let (points_rate, first_order_bonus, points_value) = c.rewards(&doc.buyer_rewards);
+        let attribution = c.attribution(&doc.attribution);
         if !c.errors.is_empty() {
             return Err(c.errors);
         }
@@ -168,6 +254,7 @@ impl Program {
             points_value,
             points_expire_days: doc.buyer_rewards.points_expire_days,
             redemption_hold_minutes: doc.buyer_rewards.redemption_hold_minutes,
+            attribution,
         })
     }
 
@@ -205,6 +292,7 @@ impl Program {
                 points_expire_days: self.points_expire_days,
                 redemption_hold_minutes: self.redemption_hold_minutes,
             },
+            attribution: attribution_doc(&self.attribution),
         }
     }
 
@@ -232,6 +320,7 @@ impl Program {
                 points_expire_days: 0,
                 redemption_hold_minutes: 30,
             },
+            attribution: AttributionDoc::default(),
         }
     }
 
@@ -252,7 +341,76 @@ struct Checker {
     scale: u32,
 }
 
+/// The document form of validated attribution rules.
+fn attribution_doc(r: &AttributionRules) -> AttributionDoc {
+    let (mode, days) = match r.customer_link {
+        LinkMode::Off => ("off", None),
+        LinkMode::Lifetime => ("lifetime", None),
+        LinkMode::Days(d) => ("days", Some(d)),
+    };
+    AttributionDoc {
+        order: r.order.iter().map(|s| s.as_str().to_owned()).collect(),
+        customer_link: CustomerLinkDoc { mode: mode.to_owned(), days, first_touch_only: r.first_touch_only },
+        click_window_days: r.click_window_days,
+        click_model: r.click_model,
+        self_referral: if r.block_self_referral { "no_commission" } else { "allowed" }.to_owned(),
+    }
+}
+
 impl Checker {
+    fn attribution(&mut self, doc: &AttributionDoc) -> AttributionRules {
+        let mut order = Vec::new();
+        if doc.order.is_empty() {
+            self.err("attribution.order", "must name at least one source");
+        }
+        for (i, name) in doc.order.iter().enumerate() {
+            match Source::parse_orderable(name) {
+                Some(s) if order.contains(&s) => self.err(format!("attribution.order[{i}]"), "named twice"),
+                Some(s) => order.push(s),
+                None => {
+                    self.err(format!("attribution.order[{i}]"), "must be customer_link, coupon, click or referral_code")
+                }
+            }
+        }
+        let link = &doc.customer_link;
+        let customer_link = match (link.mode.as_str(), link.days) {
+            ("off", None) => LinkMode::Off,
+            ("lifetime", None) => LinkMode::Lifetime,
+            ("days", Some(d)) if (1..=3650).contains(&d) => LinkMode::Days(d),
+            ("days", _) => {
+                self.err("attribution.customer_link.days", "must be 1-3650 with mode days");
+                LinkMode::Off
+            }
+            ("off" | "lifetime", Some(_)) => {
+                self.err("attribution.customer_link.days", "only with mode days");
+                LinkMode::Off
+            }
+            _ => {
+                self.err("attribution.customer_link.mode", "must be off, lifetime or days");
+                LinkMode::Off
+            }
+        };
+        if !(1..=365).contains(&doc.click_window_days) {
+            self.err("attribution.click_window_days", "must be 1-365");
+        }
+        let block_self_referral = match doc.self_referral.as_str() {
+            "no_commission" => true,
+            "allowed" => false,
+            _ => {
+                self.err("attribution.self_referral", "must be no_commission or allowed");
+                true
+            }
+        };
+        AttributionRules {
+            customer_link,
+            first_touch_only: link.first_touch_only,
+            click_window_days: doc.click_window_days,
+            click_model: doc.click_model,
+            order,
+            block_self_referral,
+        }
+    }
+
     fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }

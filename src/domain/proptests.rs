@@ -68,6 +68,7 @@ prop_compose! {
                 points_expire_days: 0,
                 redemption_hold_minutes: 30,
             },
+            attribution: Default::default(),
         };
         Program::parse(&doc).expect("generated programs are valid")
     }
@@ -101,7 +102,7 @@ prop_compose! {
         nth in 1u32..=4,
         first in any::<bool>(),
     ) -> FrozenContext {
-        let snap = |id: String, suspended: bool| AffiliateSnapshot { id: AffiliateId::parse(&id).unwrap(), suspended, buyer_id: None };
+        let snap = |id: String, suspended: bool| AffiliateSnapshot { id: AffiliateId::parse(&id).unwrap(), suspended, buyer_id: None, email_hash: None };
         FrozenContext {
             // Sometimes the direct affiliate is the buyer (self-referral).
             direct: direct.map(|(s, own)| AffiliateSnapshot {
@@ -112,6 +113,7 @@ prop_compose! {
             volume_before: Decimal::from(volume),
             nth_in_month: nth,
             buyer_first_order: first,
+            buyer_email_hash: None,
         }
     }
 }

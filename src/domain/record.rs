@@ -22,6 +22,8 @@ pub struct OrderRecord {
     pub affiliate_id: Option<AffiliateId>,
     pub referral_code: Option<ReferralCode>,
     pub attribution_note: Option<String>,
+    /// How the order was attributed, with what was ignored.
+    pub attribution: super::attribution::Decision,
     pub status: OrderStatus,
     pub currency: String,
     pub placed_at: DateTime<Utc>,

@@ -195,9 +195,15 @@ async fn read_inputs(tx: &mut dyn ApplyTx, open: &[(usize, LockedEvent)]) -> Res
     }
     let order_ids: Vec<&OrderId> = open.iter().map(|(_, ev)| &ev.order_id).collect();
     let items = tx.items(&order_ids).await?;
-    let frozen: Vec<&OrderId> =
-        open.iter().filter(|(_, ev)| ev.context.is_some()).map(|(_, ev)| &ev.order_id).collect();
-    let applied = tx.applied(&frozen).await?;
+    // The ledger of every order processed before: a frozen context, or (an
+    // order moved to another affiliate, whose context was cleared) an
+    // event of it done. Before the first processing nothing is written.
+    let processed: Vec<&OrderId> = open
+        .iter()
+        .filter(|(_, ev)| ev.context.is_some() || ev.siblings.contains(&EventStatus::Done))
+        .map(|(_, ev)| &ev.order_id)
+        .collect();
+    let applied = tx.applied(&processed).await?;
     let fresh: Vec<(ContextAsk<'_>, &Program)> = open
         .iter()
         .filter(|(_, ev)| ev.context.is_none())
@@ -226,8 +232,8 @@ impl Inputs {
             None => {
                 let ctx = self.contexts.remove(&ev.order_id).ok_or_else(|| corrupt("context not resolved"))?;
                 let json = serde_json::to_string(&ctx).map_err(corrupt)?;
-                // Before the first processing nothing of the order is written.
-                Facts { program, state, ctx, new_context: Some(json), applied: Applied::default() }
+                let applied = self.applied.remove(&ev.order_id).unwrap_or_default();
+                Facts { program, state, ctx, new_context: Some(json), applied }
             }
         })
     }
@@ -334,11 +340,18 @@ pub(crate) struct ContextAsk<'a> {
     pub buyer_id: &'a crate::domain::ids::BuyerId,
     pub direct: Option<&'a AffiliateId>,
     pub placed_at: chrono::DateTime<Utc>,
+    pub buyer_email_hash: Option<&'a crate::domain::affiliate::EmailHash>,
 }
 
 impl<'a> ContextAsk<'a> {
     fn of(ev: &'a LockedEvent) -> Self {
-        Self { order_id: &ev.order_id, buyer_id: &ev.buyer_id, direct: ev.direct.as_ref(), placed_at: ev.placed_at }
+        Self {
+            order_id: &ev.order_id,
+            buyer_id: &ev.buyer_id,
+            direct: ev.direct.as_ref(),
+            placed_at: ev.placed_at,
+            buyer_email_hash: ev.buyer_email_hash.as_ref(),
+        }
     }
 }
 
@@ -407,6 +420,7 @@ pub(crate) async fn resolve_contexts(
                 volume_before: Decimal::ZERO,
                 nth_in_month: 0,
                 buyer_first_order: f.buyer_first_order,
+                buyer_email_hash: ev.buyer_email_hash.cloned(),
             },
             Some((direct, upline)) => FrozenContext {
                 direct: Some(direct.snapshot()),
@@ -414,6 +428,7 @@ pub(crate) async fn resolve_contexts(
                 volume_before: f.volume_before,
                 nth_in_month: u32::try_from(f.earlier + 1).map_err(corrupt)?,
                 buyer_first_order: f.buyer_first_order,
+                buyer_email_hash: ev.buyer_email_hash.cloned(),
             },
         };
         contexts.insert(ev.order_id.clone(), ctx);
@@ -506,7 +521,7 @@ mod tests {
     }
 
     fn snapshot(id: &str) -> AffiliateSnapshot {
-        AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None }
+        AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None, email_hash: None }
     }
 
     fn item(sku: &str, category: &str, quantity: u32, refunded: u32, price: &str) -> OrderItem {
@@ -533,6 +548,7 @@ mod tests {
             placed_at: now,
             order_status: OrderStatus::Placed,
             context: None,
+            buyer_email_hash: None,
             approve_at: Some(now - chrono::TimeDelta::seconds(1)),
             approved,
         }
@@ -558,6 +574,7 @@ mod tests {
                 volume_before: Decimal::ZERO,
                 nth_in_month: 1,
                 buyer_first_order: true,
+                buyer_email_hash: None,
             },
             new_context,
             applied,

@@ -2,8 +2,11 @@
 //! transaction per batch, see `batch`); each request is still answered only
 //! after its own rows are committed. The batch's rules are
 //! `domain::intake::plan`; here the transaction around them.
+use super::attribution::ClickKey;
 use super::batch::Coalescer;
 use super::{Committed, EngineError};
+use crate::domain::attribution::{ClickCheck, LinkMode};
+use crate::domain::ids::{AffiliateId, BuyerId};
 use crate::domain::intake::{self, IntakeBatch};
 use crate::domain::order::{CreateOrder, NewOrder};
 use crate::store::{Backend, StoreError};
@@ -27,15 +30,16 @@ impl Intake {
     pub(crate) fn start(
         store: Arc<dyn Backend>,
         committed: Committed,
+        click_key: ClickKey,
         workers: usize,
         max_batch: usize,
         redeliver_after: Duration,
     ) -> Self {
         let lease = TimeDelta::from_std(redeliver_after).unwrap_or(TimeDelta::MAX);
         let batches = Coalescer::start("intake", workers, max_batch, Duration::ZERO, move |orders: Vec<NewOrder>| {
-            let (store, committed) = (store.clone(), committed.clone());
+            let (store, committed, click_key) = (store.clone(), committed.clone(), click_key.clone());
             async move {
-                let outcomes = take(store.as_ref(), &orders, lease).await;
+                let outcomes = take(store.as_ref(), &click_key, &orders, lease).await;
                 let accepted = outcomes
                     .iter()
                     .filter_map(|o| match o {
@@ -60,7 +64,7 @@ impl Intake {
 /// `order.placed` events committed, nothing journaled (recovery journals
 /// events not journaled otherwise, `redeliver_after` from now).
 pub async fn take_batch(store: &dyn Backend, orders: &[NewOrder], redeliver_after: Duration) -> Outcomes {
-    take(store, orders, TimeDelta::from_std(redeliver_after).unwrap_or(TimeDelta::MAX)).await
+    take(store, &ClickKey::default(), orders, TimeDelta::from_std(redeliver_after).unwrap_or(TimeDelta::MAX)).await
 }
 
 /// Takes a batch in one transaction, each order answered on its own. If the
@@ -68,11 +72,11 @@ pub async fn take_batch(store: &dyn Backend, orders: &[NewOrder], redeliver_afte
 /// and the insert, a row the database refuses), nothing of it is kept and
 /// each order is taken again in a transaction of its own, so one bad order
 /// fails alone.
-async fn take(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Outcomes {
+async fn take(store: &dyn Backend, key: &ClickKey, orders: &[NewOrder], lease: TimeDelta) -> Outcomes {
     if orders.is_empty() {
         return Vec::new();
     }
-    let failed = match write(store, orders, lease).await {
+    let failed = match write(store, key, orders, lease).await {
         Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
         Err(e) => e,
     };
@@ -80,7 +84,7 @@ async fn take(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Out
         e if orders.len() > 1 && is_row_error(&e) => {
             let mut out = Vec::with_capacity(orders.len());
             for order in orders {
-                out.push(take_one(store, order, lease).await);
+                out.push(take_one(store, key, order, lease).await);
             }
             out
         }
@@ -102,8 +106,13 @@ fn is_row_error(e: &StoreError) -> bool {
 
 /// One order in a transaction of its own (after its batch failed). A
 /// concurrent writer that took the id first makes it a duplicate or a conflict.
-async fn take_one(store: &dyn Backend, order: &NewOrder, lease: TimeDelta) -> Result<CreateOrder, StoreError> {
-    match write(store, std::slice::from_ref(order), lease).await {
+async fn take_one(
+    store: &dyn Backend,
+    key: &ClickKey,
+    order: &NewOrder,
+    lease: TimeDelta,
+) -> Result<CreateOrder, StoreError> {
+    match write(store, key, std::slice::from_ref(order), lease).await {
         Ok(mut outcomes) => outcomes.pop().ok_or_else(|| StoreError::Corrupt("no outcome for the order".into())),
         Err(e) if e.is_duplicate() => existing(store, order).await,
         Err(e) => Err(e),
@@ -113,12 +122,43 @@ async fn take_one(store: &dyn Backend, order: &NewOrder, lease: TimeDelta) -> Re
 /// The batch, all or nothing: the lookup, the plan, the writes and the
 /// commit; then the orders whose id was taken are answered from the stored
 /// order (which the commit made visible, also for an id seen twice in it).
-async fn write(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Result<Vec<CreateOrder>, StoreError> {
+async fn write(
+    store: &dyn Backend,
+    key: &ClickKey,
+    orders: &[NewOrder],
+    lease: TimeDelta,
+) -> Result<Vec<CreateOrder>, StoreError> {
+    let mut clicks = match orders.iter().any(|o| !o.click_ids.is_empty()) {
+        true => ClickKey::check(&key.get(store).await.map_err(into_store)?, orders),
+        false => Vec::new(),
+    };
+    let clicked: Vec<AffiliateId> = clicks
+        .iter()
+        .flatten()
+        .filter_map(|c| match c {
+            ClickCheck::Valid(c) => Some(c.affiliate_id.clone()),
+            ClickCheck::Invalid(_) => None,
+        })
+        .collect();
     let mut tx = store.begin_intake().await?;
-    let known = tx.lookup(orders).await?;
+    let mut known = tx.lookup(orders, &clicked.iter().collect::<Vec<_>>()).await?;
     let program = tx.program(known.version).await?;
+    // A verified click naming no affiliate here (another database's key) does not count.
+    for (checks, order) in clicks.iter_mut().zip(orders) {
+        for (check, raw) in checks.iter_mut().zip(&order.click_ids) {
+            if matches!(check, ClickCheck::Valid(c) if !known.affiliates.contains(c.affiliate_id.as_str())) {
+                *check = ClickCheck::Invalid(raw.clone());
+            }
+        }
+    }
+    if program.attribution.customer_link != LinkMode::Off {
+        let mut buyers: Vec<&BuyerId> = orders.iter().map(|o| &o.buyer_id).collect();
+        buyers.sort();
+        buyers.dedup();
+        known.links = tx.links(&buyers).await?;
+    }
     let now = Utc::now();
-    let plan = intake::plan(orders, &known, &program, now);
+    let plan = intake::plan(orders, &known, &program, &clicks, now);
     let mut answers = plan.answers;
     let (positions, placements): (Vec<usize>, Vec<_>) = plan.accepted.into_iter().unzip();
     let months = intake::month_volumes(&placements, program.timezone)
@@ -126,6 +166,8 @@ async fn write(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Re
     let batch = IntakeBatch { placements, months, version: known.version, now, next_attempt_at: now + lease };
     tx.write(&batch).await?;
     for (n, placement) in positions.into_iter().zip(batch.placements) {
+        let source = placement.decision.source.map_or("none", |s| s.as_str());
+        metrics::counter!(crate::metrics::ORDERS_ATTRIBUTED_TOTAL, "source" => source).increment(1);
         answers[n] = Some(CreateOrder::Accepted(placement.event));
     }
     for n in plan.later {
@@ -135,6 +177,14 @@ async fn write(store: &dyn Backend, orders: &[NewOrder], lease: TimeDelta) -> Re
         .into_iter()
         .map(|a| a.ok_or_else(|| StoreError::Corrupt("an order of the batch got no outcome".into())))
         .collect()
+}
+
+/// The click key's error as the store's (intake's errors are the store's).
+fn into_store(e: EngineError) -> StoreError {
+    match e {
+        EngineError::Store(e) => e,
+        other => StoreError::Corrupt(other.to_string()),
+    }
 }
 
 /// An order whose id is stored: a duplicate of the same request, else a conflict.

@@ -4,13 +4,27 @@
 //! other (SPEC §4), so only the delta is written. Whether a change may
 //! happen, and what the order becomes, is `domain::lifecycle`.
 use super::{Engine, Result};
+use crate::domain::attribution;
+use crate::domain::entitlement::month_window;
 use crate::domain::event::{EventId, EventRef, EventType};
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{AffiliateId, OrderId};
 use crate::domain::lifecycle::{self, OrderHead};
 use crate::domain::order::{LifecycleOutcome, OrderStatus, RefundRequest};
 use crate::domain::payload;
-use crate::store::{OrderChange, OrderTx};
+use crate::store::{OrderChange, OrderTx, Reattribution};
 use chrono::{DateTime, Utc};
+
+/// What a reassignment did.
+#[derive(Debug)]
+pub enum Reassign {
+    Accepted(EventRef),
+    /// The order is attributed to that affiliate already.
+    Unchanged,
+    NotFound,
+    NoAffiliate,
+    /// Its commissions are approved (or paid): too late to move them.
+    Approved,
+}
 
 /// A change decided on a locked order: its kind, payload and what it sets.
 struct Change<'a> {
@@ -74,6 +88,48 @@ impl Engine {
             approve_at: Some(approve_at),
         };
         self.change(tx, id, &order, change).await
+    }
+
+    /// Moves an order to another affiliate by hand, before its commissions
+    /// are approved: one `order.reattributed` event, which reverses the old
+    /// affiliate's (and its upline's) lines and credits the new one's, as
+    /// any event does — by recomputing the order's entitlement.
+    pub async fn reattribute(&self, id: &OrderId, to: &AffiliateId, reason: &str) -> Result<Reassign> {
+        let mut tx = self.store().begin_order().await?;
+        let Some(mut order) = tx.lock_order(id).await? else { return Ok(Reassign::NotFound) };
+        // `order.partition()` stays the order's first event's: its events are applied one after the other.
+        let current = tx.attribution(id).await?;
+        if current.approved {
+            return Ok(Reassign::Approved);
+        }
+        if order.affiliate_id.as_ref() == Some(to) {
+            return Ok(Reassign::Unchanged);
+        }
+        if !tx.affiliate_exists(to).await? {
+            return Ok(Reassign::NoAffiliate);
+        }
+        let program = tx.program(order.program_version).await?;
+        let now = Utc::now();
+        let decision = attribution::reassigned(&current.decision, to, reason, now);
+        let from = order.affiliate_id.clone();
+        let r = Reattribution {
+            from: from.as_ref(),
+            to,
+            decision: &decision,
+            month_start: month_window(current.placed_at, program.timezone).0,
+            original_eligible: current.original_eligible,
+            now,
+        };
+        tx.reattribute(id, &r).await?;
+        tracing::info!(order = %id, from = ?from.as_ref().map(|a| a.as_str()), to = %to, reason, "order moved to another affiliate");
+        order.affiliate_id = Some(to.clone());
+        let payload = payload::reattributed(id, from.as_ref(), to, reason);
+        let change =
+            Change { kind: EventType::OrderReattributed, payload, status: None, refund: None, approve_at: None };
+        match self.change(tx, id, &order, change).await? {
+            LifecycleOutcome::Accepted(event) => Ok(Reassign::Accepted(event)),
+            _ => Err(super::corrupt("a reassignment was not accepted")),
+        }
     }
 
     /// Stores an `order.recomputed` event carrying `payload` (the order's

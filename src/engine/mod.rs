@@ -7,6 +7,7 @@
 //! "commit, then journal" is written once, here.
 pub mod affiliates;
 pub mod apply;
+pub mod attribution;
 pub mod batch;
 pub mod events;
 pub mod faults;
@@ -152,6 +153,9 @@ struct Inner {
     open_events: std::sync::atomic::AtomicU64,
     /// This instance runs a reconcile run in the background.
     reconciling: std::sync::atomic::AtomicBool,
+    click_key: attribution::ClickKey,
+    clicks: Arc<attribution::ClickCounts>,
+    click_cache: attribution::ClickCache,
 }
 
 /// An order as the API shows it: the record and its current eligible amount.
@@ -166,9 +170,12 @@ impl Engine {
     /// Starts the batch workers (they stop when the last handle is dropped).
     pub fn new(store: Arc<dyn Backend>, journal: Arc<dyn Journal>, faults: Arc<Faults>, config: EngineConfig) -> Self {
         let committed = Committed { outbox: Arc::new(OnceLock::new()), faults: faults.clone() };
+        let click_key = attribution::ClickKey::default();
+        let clicks = attribution::ClickCounts::start(store.clone());
         let intake = intake::Intake::start(
             store.clone(),
             committed.clone(),
+            click_key.clone(),
             config.intake_workers,
             config.intake_batch,
             config.redeliver_after,
@@ -192,6 +199,9 @@ impl Engine {
                 config,
                 open_events: Default::default(),
                 reconciling: Default::default(),
+                click_key,
+                clicks,
+                click_cache: Default::default(),
             }),
         }
     }

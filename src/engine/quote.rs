@@ -3,10 +3,13 @@
 //! read-only view, storing nothing — so a quote and the order placed later
 //! agree whenever nothing they read changed in between.
 use super::apply::{resolve_contexts, ContextAsk};
+use super::attribution::ClickKey;
 use super::Result;
+use crate::domain::attribution::{decide, Claims, ClickCheck, CouponCode, Decision, Link, LinkMode, Source};
 use crate::domain::entitlement::{entitle, Entitlement};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::order::{Attribution, NewItem, OrderState};
+use crate::domain::program::Program;
 use crate::domain::wallet::spendable_of;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -19,6 +22,9 @@ pub struct QuoteRequest {
     pub id: Option<OrderId>,
     pub buyer_id: BuyerId,
     pub attribution: Option<Attribution>,
+    pub coupons: Vec<CouponCode>,
+    pub click_ids: Vec<String>,
+    pub buyer_email_hash: Option<crate::domain::affiliate::EmailHash>,
     pub currency: String,
     pub placed_at: Option<DateTime<Utc>>,
     pub items: Vec<NewItem>,
@@ -31,6 +37,8 @@ pub struct Quote {
     pub placed_at: DateTime<Utc>,
     /// The affiliate the order would be attributed to.
     pub affiliate_id: Option<AffiliateId>,
+    /// How: the decision intake would take now.
+    pub attribution: Decision,
     pub entitlement: Entitlement,
     /// The buyer's points that may be held now.
     pub spendable_points: i128,
@@ -49,18 +57,70 @@ pub enum QuoteOutcome {
 const LAST_ID: &str = "~";
 
 impl super::Engine {
+    /// The attribution intake would decide for the order now, from the same
+    /// rule (`attribution::decide`), read outside a transaction.
+    async fn decide_for_quote(
+        &self,
+        req: &QuoteRequest,
+        program: &Program,
+        placed_at: DateTime<Utc>,
+    ) -> Result<Decision> {
+        let store = self.store();
+        let code = match &req.attribution {
+            Some(a @ Attribution::ReferralCode(c)) => {
+                Some((Source::ReferralCode, c.as_str(), store.attributed(a).await?))
+            }
+            Some(a @ Attribution::AffiliateId(id)) => {
+                Some((Source::AffiliateId, id.as_str(), store.attributed(a).await?))
+            }
+            None => None,
+        };
+        let holders = store.coupon_holders(&req.coupons.iter().collect::<Vec<_>>()).await?;
+        let mut clicks = match req.click_ids.is_empty() {
+            true => Vec::new(),
+            false => ClickKey::check_ids(&self.inner.click_key.get(store).await?, &req.click_ids),
+        };
+        for (check, raw) in clicks.iter_mut().zip(&req.click_ids) {
+            if let ClickCheck::Valid(c) = check {
+                if store.attributed(&Attribution::AffiliateId(c.affiliate_id.clone())).await?.is_none() {
+                    *check = ClickCheck::Invalid(raw.clone());
+                }
+            }
+        }
+        let link = match program.attribution.customer_link {
+            LinkMode::Off => None,
+            _ => store.customer_link(&req.buyer_id).await?.map(|(l, suspended)| Link {
+                affiliate_id: l.affiliate_id,
+                linked_at: l.linked_at,
+                expires_at: l.expires_at,
+                affiliate_suspended: suspended,
+            }),
+        };
+        let claims = Claims {
+            link: link.as_ref(),
+            coupons: req.coupons.iter().map(|c| (c.as_str(), holders.get(c.as_str()).cloned())).collect(),
+            clicks,
+            code,
+        };
+        Ok(decide(&claims, &program.attribution, placed_at, Utc::now()))
+    }
+
     pub async fn quote(&self, req: &QuoteRequest) -> Result<QuoteOutcome> {
         let (version, program) = self.program().await?;
         if req.currency != program.currency {
             return Ok(QuoteOutcome::WrongCurrency { expected: program.currency.clone() });
         }
-        let direct = match &req.attribution {
-            Some(a) => self.store().attributed(a).await?,
-            None => None,
-        };
         let placed_at = req.placed_at.unwrap_or_else(Utc::now);
+        let attribution = self.decide_for_quote(req, &program, placed_at).await?;
+        let direct = attribution.affiliate_id.clone();
         let order_id = req.id.clone().unwrap_or_else(|| OrderId::from_trusted(LAST_ID.to_owned()));
-        let ask = ContextAsk { order_id: &order_id, buyer_id: &req.buyer_id, direct: direct.as_ref(), placed_at };
+        let ask = ContextAsk {
+            order_id: &order_id,
+            buyer_id: &req.buyer_id,
+            direct: direct.as_ref(),
+            placed_at,
+            buyer_email_hash: req.buyer_email_hash.as_ref(),
+        };
         let mut view = self.store().begin_read().await?;
         let mut contexts = resolve_contexts(view.as_mut(), &[(ask, program.as_ref())]).await?;
         drop(view);
@@ -73,6 +133,7 @@ impl super::Engine {
             currency: program.currency.clone(),
             placed_at,
             affiliate_id: direct,
+            attribution,
             entitlement,
             spendable_points,
             points_value: program.points_value,

@@ -5,7 +5,7 @@ use super::extract::{id_field, page_limit, ApiJson, ApiPath, ApiQuery, Storefron
 use super::views::{AffiliateView, LedgerEntry};
 use super::AppState;
 use crate::domain::affiliate::{
-    Affiliate, AffiliatePatch, AffiliateStatus, CreateAffiliate, NewAffiliate, PatchAffiliate,
+    Affiliate, AffiliatePatch, AffiliateStatus, CreateAffiliate, EmailHash, NewAffiliate, PatchAffiliate,
 };
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
 use crate::domain::FieldError;
@@ -34,6 +34,10 @@ struct CreateBody {
     referral_code: String,
     #[serde(default)]
     buyer_id: Option<String>,
+    /// SHA-256 of the affiliate's e-mail address (trimmed, lowercased), 64 hex
+    /// digits: an order carrying the same `buyer_email_hash` is a self-referral
+    #[serde(default)]
+    email_hash: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -90,10 +94,14 @@ async fn create(
     if body.parent_id.is_some() && body.parent_id == Some(body.id.clone()) {
         errors.push(FieldError::new("parent_id", "an affiliate cannot be its own parent"));
     }
+    let email_hash = body
+        .email_hash
+        .as_deref()
+        .and_then(|h| EmailHash::parse(h).map_err(|why| errors.push(FieldError::new("email_hash", why))).ok());
     let (Some(id), Some(referral_code), true) = (id, referral_code, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let new = NewAffiliate { id, name, parent_id, referral_code, buyer_id };
+    let new = NewAffiliate { id, name, parent_id, referral_code, buyer_id, email_hash };
     match state.engine.create_affiliate(&new).await? {
         CreateAffiliate::Created(a) => Ok((StatusCode::CREATED, Json(view(&state, a).await?))),
         CreateAffiliate::Unchanged(a) => Ok((StatusCode::OK, Json(view(&state, a).await?))),

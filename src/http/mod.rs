@@ -2,6 +2,7 @@
 //! request metrics and logging middleware.
 pub mod admin;
 pub mod affiliates;
+pub mod attribution;
 pub mod buyers;
 pub mod console;
 pub mod error;
@@ -87,6 +88,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(events::routes())
         .merge(ops::routes())
         .merge(webhooks::routes())
+        .merge(attribution::routes())
 }
 
 /// The OpenAPI document of every route, generated from the handlers' annotations.

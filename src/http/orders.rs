@@ -5,12 +5,14 @@ use super::error::Problem;
 use super::extract::{id_field, ApiJson, ApiPath, Storefront};
 use super::views::{OrderView, QuoteView};
 use super::AppState;
+use crate::domain::affiliate::EmailHash;
+use crate::domain::attribution::{is_click_id_shape, CouponCode, MAX_CLICK_ID};
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
 use crate::domain::money::parse_amount;
 use crate::domain::order::{
     check_placed_at, check_total, Attribution, CreateOrder, LifecycleOutcome, NewItem, NewOrder, RefundProblem,
-    RefundRequest,
+    RefundRequest, MAX_CLICKS, MAX_COUPONS,
 };
 use crate::domain::FieldError;
 use crate::engine::quote::{QuoteOutcome, QuoteRequest};
@@ -50,6 +52,19 @@ struct QuoteBody {
     referral_code: Option<String>,
     #[serde(default)]
     affiliate_id: Option<String>,
+    /// Coupon codes the buyer used (at most 10; compared without regard to case)
+    #[serde(default)]
+    coupon_codes: Vec<String>,
+    /// A click id from `POST /v1/clicks`
+    #[serde(default)]
+    click_id: Option<String>,
+    /// Several click ids, newest last (at most 20); not with `click_id`
+    #[serde(default)]
+    click_ids: Vec<String>,
+    /// SHA-256 of the buyer's e-mail address (trimmed, lowercased), 64 hex
+    /// digits: the self-referral rule compares it with the affiliate's
+    #[serde(default)]
+    buyer_email_hash: Option<String>,
     currency: String,
     #[serde(default)]
     placed_at: Option<String>,
@@ -75,6 +90,10 @@ async fn quote(
         buyer_id: body.buyer_id,
         referral_code: body.referral_code,
         affiliate_id: body.affiliate_id,
+        coupon_codes: body.coupon_codes,
+        click_id: body.click_id,
+        click_ids: body.click_ids,
+        buyer_email_hash: body.buyer_email_hash,
         currency: body.currency,
         placed_at: body.placed_at,
         items: body.items,
@@ -84,6 +103,9 @@ async fn quote(
         id: body.id.is_some().then(|| order.id.clone()),
         buyer_id: order.buyer_id,
         attribution: order.attribution,
+        coupons: order.coupons,
+        click_ids: order.click_ids,
+        buyer_email_hash: order.buyer_email_hash,
         currency: order.currency,
         placed_at: order.placed_at,
         items: order.items,
@@ -105,6 +127,19 @@ struct OrderBody {
     referral_code: Option<String>,
     #[serde(default)]
     affiliate_id: Option<String>,
+    /// Coupon codes the buyer used (at most 10; compared without regard to case)
+    #[serde(default)]
+    coupon_codes: Vec<String>,
+    /// A click id from `POST /v1/clicks`
+    #[serde(default)]
+    click_id: Option<String>,
+    /// Several click ids, newest last (at most 20); not with `click_id`
+    #[serde(default)]
+    click_ids: Vec<String>,
+    /// SHA-256 of the buyer's e-mail address (trimmed, lowercased), 64 hex
+    /// digits: the self-referral rule compares it with the affiliate's
+    #[serde(default)]
+    buyer_email_hash: Option<String>,
     currency: String,
     #[serde(default)]
     placed_at: Option<String>,
@@ -131,6 +166,13 @@ struct Normalised<'a> {
     buyer_id: &'a str,
     referral_code: Option<&'a str>,
     affiliate_id: Option<&'a str>,
+    // Left out when empty: an order without them hashes as before they existed.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    coupon_codes: &'a [CouponCode],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    click_ids: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    buyer_email_hash: Option<&'a str>,
     currency: &'a str,
     placed_at: Option<String>,
     items: Vec<NormalisedItem<'a>>,
@@ -173,6 +215,42 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
         (None, Some(a)) => id_field("affiliate_id", a, AffiliateId::parse, &mut errors).map(Attribution::AffiliateId),
         (None, None) => None,
     };
+    if body.coupon_codes.len() > MAX_COUPONS {
+        errors.push(FieldError::new("coupon_codes", format!("at most {MAX_COUPONS} codes")));
+    }
+    let mut coupons: Vec<CouponCode> = Vec::with_capacity(body.coupon_codes.len());
+    for (n, code) in body.coupon_codes.iter().enumerate() {
+        if let Some(c) = id_field(format!("coupon_codes[{n}]"), code, CouponCode::parse, &mut errors) {
+            // The same code twice counts once.
+            if !coupons.contains(&c) {
+                coupons.push(c);
+            }
+        }
+    }
+    let click_ids: Vec<String> = match (&body.click_id, body.click_ids.is_empty()) {
+        (Some(_), false) => {
+            errors.push(FieldError::new("click_id", "give click_id or click_ids, not both"));
+            Vec::new()
+        }
+        (Some(one), true) => vec![one.clone()],
+        (None, _) => body.click_ids.clone(),
+    };
+    if click_ids.len() > MAX_CLICKS {
+        errors.push(FieldError::new("click_ids", format!("at most {MAX_CLICKS} click ids")));
+    }
+    for (n, id) in click_ids.iter().enumerate() {
+        if !is_click_id_shape(id) {
+            let field = if body.click_id.is_some() { "click_id".to_owned() } else { format!("click_ids[{n}]") };
+            errors.push(FieldError::new(
+                field,
+                format!("must be 1-{MAX_CLICK_ID} characters of A-Z, a-z, 0-9, '_', '.' or '-'"),
+            ));
+        }
+    }
+    let buyer_email_hash = body
+        .buyer_email_hash
+        .as_deref()
+        .and_then(|h| EmailHash::parse(h).map_err(|why| errors.push(FieldError::new("buyer_email_hash", why))).ok());
     let currency_ok = body.currency.len() == 3 && body.currency.bytes().all(|b| b.is_ascii_uppercase());
     if !currency_ok {
         errors.push(FieldError::new("currency", "must be a 3-letter uppercase currency code"));
@@ -207,6 +285,9 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
         buyer_id: buyer_id.as_str(),
         referral_code: body.referral_code.as_deref(),
         affiliate_id: body.affiliate_id.as_deref(),
+        coupon_codes: &coupons,
+        click_ids: &click_ids,
+        buyer_email_hash: buyer_email_hash.as_ref().map(|h| h.as_str()),
         currency: &body.currency,
         placed_at: placed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         items: items
@@ -221,7 +302,19 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
     };
     let payload = serde_json::to_string(&normalised).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let request_hash: [u8; 32] = Sha256::digest(payload.as_bytes()).into();
-    Ok(NewOrder { id, buyer_id, attribution, currency: body.currency.clone(), placed_at, items, request_hash, payload })
+    Ok(NewOrder {
+        id,
+        buyer_id,
+        attribution,
+        coupons,
+        click_ids,
+        buyer_email_hash,
+        currency: body.currency.clone(),
+        placed_at,
+        items,
+        request_hash,
+        payload,
+    })
 }
 
 /// Every item, its problems added to `errors`; the items that parsed.

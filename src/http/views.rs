@@ -136,6 +136,9 @@ pub struct OrderView {
     pub affiliate_id: Option<AffiliateId>,
     pub referral_code: Option<ReferralCode>,
     pub attribution_note: Option<String>,
+    /// How the order was attributed (decided once, at intake), with what it
+    /// carried that was ignored and why.
+    pub attribution: AttributionView,
     pub status: OrderStatus,
     pub currency: String,
     pub placed_at: DateTime<Utc>,
@@ -165,6 +168,7 @@ impl From<OrderDetails> for OrderView {
             affiliate_id: r.affiliate_id,
             referral_code: r.referral_code,
             attribution_note: r.attribution_note,
+            attribution: r.attribution.into(),
             status: r.status,
             currency: r.currency,
             placed_at: r.placed_at,
@@ -218,6 +222,8 @@ pub struct AffiliateView {
     pub parent_id: Option<AffiliateId>,
     pub referral_code: ReferralCode,
     pub buyer_id: Option<BuyerId>,
+    /// SHA-256 of the affiliate's e-mail (self-referral rule)
+    pub email_hash: Option<crate::domain::affiliate::EmailHash>,
     pub status: AffiliateStatus,
     pub currency: String,
     pub balances: BalancesView,
@@ -232,6 +238,7 @@ impl AffiliateView {
             parent_id: a.parent_id,
             referral_code: a.referral_code,
             buyer_id: a.buyer_id,
+            email_hash: a.email_hash,
             status: a.status,
             currency,
             balances: a.balances.into(),
@@ -723,6 +730,8 @@ pub struct QuoteView {
     pub placed_at: DateTime<Utc>,
     /// The affiliate the order would be attributed to (null: unattributed or an unknown code).
     pub affiliate_id: Option<AffiliateId>,
+    /// The attribution intake would decide now.
+    pub attribution: AttributionView,
     #[serde(with = "crate::domain::money::decimal_str")]
     #[schema(value_type = String, example = "2150000")]
     pub eligible_amount: Decimal,
@@ -748,6 +757,7 @@ impl From<crate::engine::quote::Quote> for QuoteView {
             currency: q.currency,
             placed_at: q.placed_at,
             affiliate_id: q.affiliate_id,
+            attribution: q.attribution.into(),
             eligible_amount: e.eligible_amount,
             no_commission_reason: e.no_commission_reason.map(|r| r.as_str().to_owned()),
             commissions: e
@@ -759,6 +769,82 @@ impl From<crate::engine::quote::Quote> for QuoteView {
             rewards: e.rewards.into_iter().map(|r| QuotePoints { kind: r.kind, points: r.points }).collect(),
             spendable_points: q.spendable_points,
             points_value: q.points_value,
+        }
+    }
+}
+
+/// An order's attribution decision.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AttributionView {
+    /// null: unattributed.
+    pub affiliate_id: Option<AffiliateId>,
+    /// `customer_link`, `coupon`, `click`, `referral_code`, `affiliate_id` or `manual`; null: unattributed.
+    pub source: Option<crate::domain::attribution::Source>,
+    /// The code, the click (affiliate and time) or the linked affiliate that decided.
+    pub detail: Option<String>,
+    pub decided_at: DateTime<Utc>,
+    /// A manual reassignment's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the order carried that did not attribute it, and why.
+    pub ignored: Vec<IgnoredView>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IgnoredView {
+    pub source: crate::domain::attribution::Source,
+    pub detail: String,
+    /// `outranked`, `unknown_coupon`, `unknown_referral_code`, `unknown_affiliate_id`,
+    /// `invalid_click`, `click_expired`, `click_after_order`, `click_not_chosen`,
+    /// `link_expired`, `linked_affiliate_suspended`, `reassigned`
+    pub reason: crate::domain::attribution::IgnoredReason,
+    /// The affiliate it would have credited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affiliate_id: Option<AffiliateId>,
+    /// In words, e.g. "coupon SUMMER10 ignored: customer_link (A) comes first".
+    pub message: String,
+}
+
+impl From<crate::domain::attribution::Decision> for AttributionView {
+    fn from(d: crate::domain::attribution::Decision) -> Self {
+        use crate::domain::attribution::IgnoredReason as R;
+        let winner = match (&d.source, &d.affiliate_id) {
+            (Some(s), Some(a)) => format!("{} ({a}) comes first", s.as_str()),
+            _ => "another source comes first".to_owned(),
+        };
+        let ignored = d
+            .ignored
+            .into_iter()
+            .map(|i| {
+                let why = match i.reason {
+                    R::Outranked => winner.clone(),
+                    R::UnknownCoupon => "no active coupon has this code".to_owned(),
+                    R::UnknownReferralCode => "no affiliate has this referral code".to_owned(),
+                    R::UnknownAffiliateId => "no such affiliate".to_owned(),
+                    R::InvalidClick => "not a click id komisi signed".to_owned(),
+                    R::ClickExpired => "older than the click window".to_owned(),
+                    R::ClickAfterOrder => "dated after the order".to_owned(),
+                    R::ClickNotChosen => "another click wins under the click model".to_owned(),
+                    R::LinkExpired => "the customer link has expired".to_owned(),
+                    R::LinkedAffiliateSuspended => "the linked affiliate is suspended".to_owned(),
+                    R::Reassigned => "an operator moved the order to another affiliate".to_owned(),
+                };
+                IgnoredView {
+                    message: format!("{} {} ignored: {why}", i.source.as_str(), i.detail),
+                    source: i.source,
+                    detail: i.detail,
+                    reason: i.reason,
+                    affiliate_id: i.affiliate_id,
+                }
+            })
+            .collect();
+        Self {
+            affiliate_id: d.affiliate_id,
+            source: d.source,
+            detail: d.detail,
+            decided_at: d.decided_at,
+            reason: d.reason,
+            ignored,
         }
     }
 }

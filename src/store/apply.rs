@@ -31,6 +31,8 @@ pub struct LockedEvent {
     pub order_status: OrderStatus,
     /// The frozen context (JSON) once resolved by a first processing.
     pub context: Option<String>,
+    /// The e-mail hash the order carried.
+    pub buyer_email_hash: Option<crate::domain::affiliate::EmailHash>,
     pub approve_at: Option<DateTime<Utc>>,
     pub approved: bool,
 }

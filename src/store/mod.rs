@@ -13,6 +13,7 @@
 //! must write its own way (see `sql::query`).
 pub mod affiliates;
 pub mod apply;
+pub mod attribution;
 pub mod events;
 pub mod mysql;
 pub mod orders;
@@ -26,8 +27,11 @@ pub mod webhooks;
 
 pub use affiliates::{AffiliateTx, Affiliates};
 pub use apply::{ApplyTx, LedgerRow, LockedEvent, MonthAsk, MonthFacts, OrderUpdate, RewardRow, Writes};
+pub use attribution::{Attributions, ClickCount};
 pub use events::{EventHead, EventTx, Events, Fence, Lane, Parts};
-pub use orders::{ApprovalTx, EntitlementInputs, IntakeTx, OrderChange, OrderTx, Orders};
+pub use orders::{
+    ApprovalTx, EntitlementInputs, IntakeTx, OrderAttribution, OrderChange, OrderTx, Orders, Reattribution,
+};
 pub use payouts::{PayoutTx, Payouts};
 pub use programs::Programs;
 pub use reconcile::{BalanceCheck, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts};
@@ -101,7 +105,18 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 /// Everything the engine asks of the system of record.
 #[async_trait::async_trait]
 pub trait Backend:
-    Programs + Orders + Events + Affiliates + Wallets + Payouts + Reconcile + Webhooks + Send + Sync + 'static
+    Programs
+    + Orders
+    + Events
+    + Affiliates
+    + Attributions
+    + Wallets
+    + Payouts
+    + Reconcile
+    + Webhooks
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies pending migrations and makes sure program version 1 exists.
     async fn migrate(&self) -> Result<()>;

@@ -1,8 +1,9 @@
 //! Orders: intake, the stored order, its lifecycle (refund, cancel,
 //! complete, recompute) and approval after the holding period.
 use super::Result;
+use crate::domain::attribution::Link;
 use crate::domain::event::{EventId, EventRef, EventType};
-use crate::domain::ids::{OrderId, RefundId, Sku};
+use crate::domain::ids::{AffiliateId, BuyerId, OrderId, RefundId, Sku};
 use crate::domain::intake::{IntakeBatch, IntakeLookup};
 use crate::domain::ledger::Applied;
 use crate::domain::lifecycle::OrderHead;
@@ -10,6 +11,7 @@ use crate::domain::order::{CommissionStatus, NewOrder, OrderItem, OrderState, Or
 use crate::domain::program::Program;
 use crate::domain::record::OrderRecord;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[async_trait::async_trait]
@@ -49,10 +51,34 @@ pub struct EntitlementInputs {
 /// and the commit.
 #[async_trait::async_trait]
 pub trait IntakeTx: Send {
-    async fn lookup(&mut self, orders: &[NewOrder]) -> Result<IntakeLookup>;
+    /// What the batch depends on; `clicked`: the affiliates its verified
+    /// click ids name (their existence is checked with the rest).
+    async fn lookup(&mut self, orders: &[NewOrder], clicked: &[&AffiliateId]) -> Result<IntakeLookup>;
+    /// The stored links of these buyers (asked only when the program links customers).
+    async fn links(&mut self, buyers: &[&BuyerId]) -> Result<HashMap<String, Link>>;
     async fn program(&mut self, version: u64) -> Result<Arc<Program>>;
     /// Writes the batch's orders, items and events, and commits.
     async fn write(self: Box<Self>, batch: &IntakeBatch<'_>) -> Result<()>;
+}
+
+/// A locked order's attribution, for a reassignment.
+pub struct OrderAttribution {
+    pub decision: crate::domain::attribution::Decision,
+    pub placed_at: DateTime<Utc>,
+    pub original_eligible: rust_decimal::Decimal,
+    /// Its commissions are approved (paid ones are approved first).
+    pub approved: bool,
+}
+
+/// A reassignment's writes.
+pub struct Reattribution<'a> {
+    pub from: Option<&'a AffiliateId>,
+    pub to: &'a AffiliateId,
+    pub decision: &'a crate::domain::attribution::Decision,
+    /// The order's month (program time zone), in UTC.
+    pub month_start: DateTime<Utc>,
+    pub original_eligible: rust_decimal::Decimal,
+    pub now: DateTime<Utc>,
 }
 
 /// What a lifecycle change writes: the order's new state and the event that carries it.
@@ -85,6 +111,14 @@ pub trait OrderTx: Send {
     /// The order's items, in line order.
     async fn items(&mut self, order: &OrderId) -> Result<Vec<OrderItem>>;
     async fn program(&mut self, version: u64) -> Result<Arc<Program>>;
+    /// The locked order's attribution and what moving it needs.
+    async fn attribution(&mut self, order: &OrderId) -> Result<OrderAttribution>;
+    async fn affiliate_exists(&mut self, id: &AffiliateId) -> Result<bool>;
+    /// Moves the locked order to another affiliate: its affiliate and
+    /// decision, its month's volume and count from the old affiliate's
+    /// month to the new one's, and its frozen context cleared (the next
+    /// event resolves it for the new affiliate).
+    async fn reattribute(&mut self, order: &OrderId, r: &Reattribution<'_>) -> Result<()>;
     async fn write(&mut self, order: &OrderId, change: &OrderChange<'_>) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }

@@ -6,6 +6,7 @@
 //! so and are skipped on `sqlite`. `sqlite`, `sqlite_journal` and `embedded`
 //! drive the SQLite backend directly and `schema` compares the two schemas:
 //! those run in either run.
+mod attribution;
 mod batching;
 mod concurrency;
 mod console;

@@ -240,6 +240,14 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/webhook-messages/{id}"),
         ("POST", "/admin/webhook-messages/{id}/resend"),
         ("POST", "/admin/webhook-messages/prune"),
+        ("POST", "/v1/clicks"),
+        ("POST", "/v1/affiliates/{id}/coupons"),
+        ("GET", "/v1/affiliates/{id}/coupons"),
+        ("DELETE", "/v1/affiliates/{id}/coupons/{code}"),
+        ("GET", "/v1/affiliates/{id}/attribution"),
+        ("GET", "/v1/buyers/{id}"),
+        ("PUT", "/admin/buyers/{id}/affiliate"),
+        ("POST", "/admin/orders/{id}/attribution"),
         ("GET", "/metrics"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -251,7 +259,7 @@ async fn every_route_is_in_the_openapi_document() {
     assert_eq!(documented, spec);
     // Every documented operation is really served (no 404/405 for its method and path).
     for (method, path) in &documented {
-        let url = app.url(&path.replace("{id}", "1").replace("{rid}", "r-1"));
+        let url = app.url(&path.replace("{id}", "1").replace("{rid}", "r-1").replace("{code}", "c-1"));
         let r = app
             .client
             .request(method.parse().unwrap(), url)

@@ -141,6 +141,7 @@ async fn create_affiliate(engine: &Engine, id: &str, parent: Option<&str>) {
         parent_id: parent.map(|p| AffiliateId::parse(p).expect("parent id")),
         referral_code: ReferralCode::parse(&format!("code-{id}")).expect("code"),
         buyer_id: None,
+        email_hash: None,
     };
     let created = engine.create_affiliate(&new).await.expect("create affiliate");
     assert!(matches!(created, CreateAffiliate::Created(_)), "{created:?}");

@@ -109,6 +109,7 @@ pub fn program_doc() -> ProgramDoc {
             points_expire_days: 0,
             redemption_hold_minutes: 30,
         },
+        attribution: Default::default(),
     }
 }
 

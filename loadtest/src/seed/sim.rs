@@ -280,6 +280,7 @@ impl Sim {
                         id: id.clone(),
                         suspended,
                         buyer_id: buyer.map(|b| BuyerId::from_trusted(buyer_name(b))),
+                        email_hash: None,
                     },
                     id,
                     parent: parent_of(n, m),
@@ -310,6 +311,7 @@ impl Sim {
                 parent_id: a.parent.map(|p| affs[p].id.clone()),
                 referral_code: ReferralCode::from_trusted(String::new()),
                 buyer_id: a.snapshot.buyer_id.clone(),
+                email_hash: None,
                 status: if a.suspended { AffiliateStatus::Suspended } else { AffiliateStatus::Active },
                 balances: Balances::default(),
                 created_at: a.created_at,
@@ -333,6 +335,7 @@ impl Sim {
             taken: Default::default(),
             codes: (0..m).map(|n| (format!("code-{n}"), affs[n].id.clone())).collect(),
             affiliates: (0..m).map(aff_name).collect(),
+            ..Default::default()
         };
         let mut sim = Sim {
             rng,
@@ -496,6 +499,7 @@ impl Sim {
                 volume_before: o.volume_before,
                 nth_in_month: o.nth,
                 buyer_first_order: o.first,
+                buyer_email_hash: None,
             },
             None => FrozenContext {
                 direct: None,
@@ -503,6 +507,7 @@ impl Sim {
                 volume_before: Decimal::ZERO,
                 nth_in_month: 0,
                 buyer_first_order: o.first,
+                buyer_email_hash: None,
             },
         }
     }
@@ -556,6 +561,7 @@ impl Sim {
             status: o.status,
             completed: o.completed_at.is_some(),
             program_version: version,
+            first_partition: None,
             events: vec![EventStatus::Done; o.events],
         }
     }
@@ -752,7 +758,7 @@ impl Sim {
             self.hold(buyer, n, t)?;
         }
         let created_at = t + ms(&mut self.rng, 20, 200);
-        let intake = intake_plan(std::slice::from_ref(&new), &self.lookup, &self.cfg.program, created_at);
+        let intake = intake_plan(std::slice::from_ref(&new), &self.lookup, &self.cfg.program, &[], created_at);
         let (_, p) = intake.accepted.into_iter().next().context("intake refused a seeded order")?;
         let aff = p.affiliate_id.as_ref().map(aff_index);
         // Rules 4 and 5: the affiliate's month so far, then this order in it

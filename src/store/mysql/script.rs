@@ -10,6 +10,7 @@
 //! typed values whose text holds no quote.
 use crate::domain::event::EventType;
 use crate::domain::intake::IntakeBatch;
+use crate::store::sql::attribution::{link_row, NEW_LINK_COLUMNS};
 use crate::store::sql::events::{tally_row, TALLY_COLUMNS};
 use crate::store::sql::intake::{
     event_row, item_rows, order_row, EVENT_COLUMNS, ITEM_COLUMNS, MONTH_COLUMNS, ORDER_COLUMNS,
@@ -113,6 +114,21 @@ pub(super) fn intake(batch: &IntakeBatch<'_>) -> Result<Script> {
     script.insert_then(MONTH_COLUMNS, &batch.months, add, |v, m| {
         v.push(m.affiliate_id.as_str()).push(m.month_start).push(m.volume).push(m.orders);
     });
+    // The buyers' links this batch makes (docs/RULES.md "Customer links").
+    for p in &batch.placements {
+        if let Some(l) = p.link.as_ref().filter(|l| l.replaces_expired) {
+            script.statement(
+                "DELETE FROM customer_links WHERE buyer_id = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+                &[&p.order.buyer_id.as_str(), &l.linked_at],
+            );
+        }
+    }
+    let links: Vec<Vec<Arg>> =
+        batch.placements.iter().filter_map(|p| p.link.as_ref().map(|l| link_row(p, l, batch.now))).collect();
+    // A buyer linked meanwhile by a concurrent batch keeps that link.
+    script.insert_then(NEW_LINK_COLUMNS, &links, " ON DUPLICATE KEY UPDATE buyer_id = buyer_id", |v, row| {
+        row_values(v, row)
+    });
     let orders = batch.placements.iter().map(|p| order_row(p, batch)).collect::<Result<Vec<_>>>()?;
     script.insert(ORDER_COLUMNS, &orders, |v, row| row_values(v, row));
     script.insert(ITEM_COLUMNS, &item_rows(batch)?, |v, row| row_values(v, row));
@@ -146,6 +162,18 @@ impl Script {
     /// each written by `row` through a [`Values`]. Nothing is added for no rows.
     pub fn insert<T>(&mut self, head: &str, rows: impl IntoIterator<Item = T>, row: impl FnMut(&mut Values, T)) {
         self.insert_then(head, rows, "", row)
+    }
+
+    /// One statement: `text` with each `?` replaced by the next value's literal.
+    pub fn statement(&mut self, text: &str, values: &[&dyn Literal]) {
+        let mut values = values.iter();
+        for (i, part) in text.split('?').enumerate() {
+            if i > 0 {
+                values.next().expect("a value for every ?").write_sql(&mut self.sql);
+            }
+            self.sql.push_str(part);
+        }
+        self.sql.push_str(";\n");
     }
 
     /// [`Script::insert`] with `tail` (an `ON DUPLICATE KEY UPDATE …`) after the rows.

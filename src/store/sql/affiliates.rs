@@ -80,14 +80,15 @@ impl AffiliateTx for SqlAffiliateTx {
 
     async fn insert(&mut self, new: &NewAffiliate, now: DateTime<Utc>) -> Result<()> {
         let q = Sql::new(
-            "INSERT INTO affiliates (id, name, parent_id, referral_code, buyer_id, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+            "INSERT INTO affiliates (id, name, parent_id, referral_code, buyer_id, email_hash, status, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)",
         )
         .arg(&new.id)
         .arg(&new.name)
         .arg(new.parent_id.as_ref())
         .arg(&new.referral_code)
         .arg(new.buyer_id.as_ref())
+        .arg(new.email_hash.as_ref().map(|h| h.as_str()))
         .arg(now)
         .arg(now);
         self.conn.execute(&q).await?;

@@ -6,6 +6,7 @@ use super::programs::ProgramCache;
 use super::rows::{self, event_id, event_status, event_type, order_status, statuses};
 use super::{Arg, Conn, PointsMoves, Sql};
 use crate::domain::affiliate::Affiliate;
+use crate::domain::affiliate::EmailHash;
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
@@ -61,7 +62,7 @@ impl ApplyTx for SqlApply {
                      e.created_at AS event_created_at, \
                      (SELECT group_concat(s.status) FROM events s WHERE s.order_id = e.order_id AND s.id <> e.id) \
                      AS siblings, o.buyer_id, o.affiliate_id, o.status, o.placed_at, o.program_version, o.context, \
-                     o.approve_at, o.approved_at FROM events e JOIN orders o ON o.id = e.order_id WHERE e.id IN (",
+                     o.buyer_email_hash, o.approve_at, o.approved_at FROM events e JOIN orders o ON o.id = e.order_id WHERE e.id IN (",
                 );
                 q.list(chunk.iter().copied()).push(")").push(lock);
                 q
@@ -81,6 +82,7 @@ impl ApplyTx for SqlApply {
                 placed_at: row.time("placed_at")?,
                 order_status: order_status(&row.text("status")?)?,
                 context: row.opt_text("context")?,
+                buyer_email_hash: row.opt_text("buyer_email_hash")?.map(EmailHash::from_trusted),
                 approve_at: row.opt_time("approve_at")?,
                 approved: row.opt_time("approved_at")?.is_some(),
             })
@@ -209,7 +211,7 @@ pub async fn ancestors(
                    WHERE c.depth + 1 < ",
             );
             q.bind(count).push(
-                " ) SELECT c.first, c.depth, a.id, a.name, a.parent_id, a.referral_code, a.buyer_id, a.status, \
+                " ) SELECT c.first, c.depth, a.id, a.name, a.parent_id, a.referral_code, a.buyer_id, a.email_hash, a.status, \
                    a.pending, a.approved, a.paid, a.created_at FROM chain c JOIN affiliates a ON a.id = c.id \
                    ORDER BY c.first, c.depth",
             );

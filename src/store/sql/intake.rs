@@ -4,8 +4,9 @@
 //! and their `order.placed` events, and the commit.
 use super::programs::ProgramCache;
 use super::{Arg, Conn, Sql};
+use crate::domain::attribution::Link;
 use crate::domain::event::EventType;
-use crate::domain::ids::AffiliateId;
+use crate::domain::ids::{AffiliateId, BuyerId};
 use crate::domain::intake::{IntakeBatch, IntakeLookup, MonthVolume, Placement};
 use crate::domain::order::{Attribution, NewOrder};
 use crate::domain::program::Program;
@@ -15,9 +16,9 @@ use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub const ORDER_COLUMNS: &str = "orders (id, buyer_id, affiliate_id, referral_code, attribution_note, currency, \
-     placed_at, status, total, original_eligible, program_version, request_hash, commission_status, created_at, \
-     updated_at)";
+pub const ORDER_COLUMNS: &str = "orders (id, buyer_id, affiliate_id, referral_code, attribution_note, attribution, \
+     buyer_email_hash, currency, placed_at, status, total, original_eligible, program_version, request_hash, commission_status, \
+     created_at, updated_at)";
 pub const ITEM_COLUMNS: &str = "order_items (order_id, sku, line_no, category, quantity, unit_price)";
 pub const MONTH_COLUMNS: &str = "affiliate_months (affiliate_id, month_start, volume, orders)";
 pub const EVENT_COLUMNS: &str =
@@ -38,7 +39,7 @@ impl SqlIntake {
 impl IntakeTx for SqlIntake {
     /// In one statement: the program version, the batch's ids already
     /// taken, and the affiliates its referral codes and ids name.
-    async fn lookup(&mut self, orders: &[NewOrder]) -> Result<IntakeLookup> {
+    async fn lookup(&mut self, orders: &[NewOrder], clicked: &[&AffiliateId]) -> Result<IntakeLookup> {
         let d = self.conn.dialect();
         let mut q = Sql::new(format!(
             "SELECT 'v' AS kind, {} AS a, NULL AS b FROM program_versions \
@@ -54,9 +55,15 @@ impl IntakeTx for SqlIntake {
                 None => {}
             }
         }
+        ids.extend(clicked.iter().copied());
         if !codes.is_empty() || !ids.is_empty() {
             q.push(" UNION ALL SELECT 'c', id, referral_code FROM affiliates WHERE referral_code IN (");
             q.list(codes).push(") OR id IN (").list(ids).push(")");
+        }
+        let coupons: Vec<&str> = orders.iter().flat_map(|o| o.coupons.iter().map(|c| c.as_str())).collect();
+        if !coupons.is_empty() {
+            q.push(" UNION ALL SELECT 'k', affiliate_id, active_code FROM coupons WHERE active_code IN (");
+            q.list(coupons).push(")");
         }
         let mut found = IntakeLookup::default();
         let mut version = None;
@@ -71,11 +78,18 @@ impl IntakeTx for SqlIntake {
                     found.codes.insert(code, AffiliateId::from_trusted(id.clone()));
                     found.affiliates.insert(id);
                 }
+                ("k", Some(id), Some(code)) => {
+                    found.coupons.insert(code, AffiliateId::from_trusted(id));
+                }
                 _ => return Err(corrupt("intake lookup row")),
             }
         }
         found.version = version.ok_or_else(|| corrupt("no program version"))?;
         Ok(found)
+    }
+
+    async fn links(&mut self, buyers: &[&BuyerId]) -> Result<HashMap<String, Link>> {
+        super::attribution::links(self.conn.as_mut(), buyers).await
     }
 
     async fn program(&mut self, version: u64) -> Result<Arc<Program>> {
@@ -96,6 +110,8 @@ pub fn order_row(p: &Placement<'_>, batch: &IntakeBatch<'_>) -> Result<Vec<Arg>>
         p.affiliate_id.as_ref().into(),
         p.referral_code().into(),
         p.note.into(),
+        p.stored_decision().into(),
+        o.buyer_email_hash.as_ref().map(|h| h.as_str()).into(),
         o.currency.as_str().into(),
         p.placed_at.into(),
         "placed".into(),
@@ -148,6 +164,7 @@ pub fn event_row(p: &Placement<'_>, batch: &IntakeBatch<'_>) -> Vec<Arg> {
 /// parameter limit, and its month volumes, in the caller's transaction.
 pub async fn insert(conn: &mut dyn Conn, batch: &IntakeBatch<'_>) -> Result<()> {
     add_months(conn, &batch.months).await?;
+    super::attribution::write_links(conn, &batch.placements, batch.now).await?;
     let orders = batch.placements.iter().map(|p| order_row(p, batch)).collect::<Result<Vec<_>>>()?;
     let events: Vec<Vec<Arg>> = batch.placements.iter().map(|p| event_row(p, batch)).collect();
     for (table, rows) in [(ORDER_COLUMNS, orders), (ITEM_COLUMNS, item_rows(batch)?), (EVENT_COLUMNS, events)] {

@@ -3,6 +3,7 @@
 //! `query` for what a backend provides). One module per aggregate.
 mod affiliates;
 mod apply;
+pub mod attribution;
 pub(crate) mod events;
 pub mod intake;
 mod month;

@@ -3,14 +3,17 @@
 use super::programs::ProgramCache;
 use super::rows::{self, event_id, event_status, event_type, order_status, statuses};
 use super::{Cols, Conn, Lane, Sql, SqlStore};
-use crate::domain::event::{EventId, EventRef, EventType};
+use crate::domain::event::{EventId, EventRef, EventType, PartitionKey};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId, ReferralCode, RefundId};
 use crate::domain::ledger::EntryStatus;
 use crate::domain::lifecycle::OrderHead;
 use crate::domain::order::{CommissionStatus, OrderItem, OrderState, OrderStatus};
 use crate::domain::program::Program;
 use crate::domain::record::{EventSummary, OrderRecord};
-use crate::store::{corrupt, ApprovalTx, EntitlementInputs, IntakeTx, OrderChange, OrderTx, Orders, Result};
+use crate::store::{
+    corrupt, ApprovalTx, EntitlementInputs, IntakeTx, OrderAttribution, OrderChange, OrderTx, Orders, Reattribution,
+    Result,
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -37,8 +40,9 @@ impl Orders for SqlStore {
         let Some(row) = conn
             .optional(
                 &Sql::new(
-                    "SELECT id, buyer_id, affiliate_id, referral_code, attribution_note, status, currency, placed_at, \
-                     total, program_version, commission_status, no_commission_reason FROM orders WHERE id = ?",
+                    "SELECT id, buyer_id, affiliate_id, referral_code, attribution_note, attribution, status, currency, \
+                     placed_at, total, program_version, commission_status, no_commission_reason, created_at \
+                     FROM orders WHERE id = ?",
                 )
                 .arg(id),
             )
@@ -64,11 +68,20 @@ impl Orders for SqlStore {
         let rewards = rows::all(&conn.fetch(&Sql::new(rewards).arg(id)).await?, rows::reward_entry)?;
         conn.commit().await?;
         let commission_status = row.text("commission_status")?;
+        let attribution = crate::domain::attribution::Decision::of_stored(
+            row.opt_text("attribution")?.as_deref(),
+            row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
+            row.opt_text("referral_code")?.as_deref(),
+            row.opt_text("attribution_note")?.as_deref(),
+            row.time("created_at")?,
+        )
+        .map_err(corrupt)?;
         Ok(Some(OrderRecord {
             id: id.clone(),
             affiliate_id: row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
             referral_code: row.opt_text("referral_code")?.map(ReferralCode::from_trusted),
             attribution_note: row.opt_text("attribution_note")?,
+            attribution,
             status,
             currency: row.text("currency")?,
             placed_at: row.time("placed_at")?,
@@ -234,8 +247,9 @@ impl OrderTx for SqlOrderTx {
     async fn lock_order(&mut self, id: &OrderId) -> Result<Option<OrderHead>> {
         let q = format!(
             "SELECT status, buyer_id, affiliate_id, completed_at, program_version, \
-             (SELECT group_concat(e.status) FROM events e WHERE e.order_id = orders.id) AS events \
-             FROM orders WHERE id = ?{}",
+             (SELECT group_concat(e.status) FROM events e WHERE e.order_id = orders.id) AS events, \
+             (SELECT MIN(p.partition_key) FROM events p WHERE p.order_id = orders.id AND p.type = 'order.placed') \
+             AS first_partition FROM orders WHERE id = ?{}",
             self.conn.dialect().for_update
         );
         let Some(row) = self.conn.optional(&Sql::new(q).arg(id)).await? else { return Ok(None) };
@@ -246,6 +260,7 @@ impl OrderTx for SqlOrderTx {
             completed: row.opt_time("completed_at")?.is_some(),
             program_version: row.uint("program_version")?,
             events: statuses(row.opt_text("events")?)?,
+            first_partition: row.opt_text("first_partition")?.map(PartitionKey::from_stored),
         }))
     }
 
@@ -268,6 +283,54 @@ impl OrderTx for SqlOrderTx {
 
     async fn program(&mut self, version: u64) -> Result<Arc<Program>> {
         self.programs.get(self.conn.as_mut(), version).await
+    }
+
+    async fn attribution(&mut self, order: &OrderId) -> Result<OrderAttribution> {
+        let q = Sql::new(
+            "SELECT affiliate_id, referral_code, attribution_note, attribution, placed_at, original_eligible, \
+             approved_at, created_at FROM orders WHERE id = ?",
+        )
+        .arg(order);
+        let row = self.conn.one(&q).await?;
+        let decision = crate::domain::attribution::Decision::of_stored(
+            row.opt_text("attribution")?.as_deref(),
+            row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
+            row.opt_text("referral_code")?.as_deref(),
+            row.opt_text("attribution_note")?.as_deref(),
+            row.time("created_at")?,
+        )
+        .map_err(corrupt)?;
+        Ok(OrderAttribution {
+            decision,
+            placed_at: row.time("placed_at")?,
+            original_eligible: row.money("original_eligible")?,
+            approved: row.opt_time("approved_at")?.is_some(),
+        })
+    }
+
+    async fn affiliate_exists(&mut self, id: &AffiliateId) -> Result<bool> {
+        Ok(self.conn.optional(&Sql::new("SELECT id FROM affiliates WHERE id = ?").arg(id)).await?.is_some())
+    }
+
+    async fn reattribute(&mut self, order: &OrderId, r: &Reattribution<'_>) -> Result<()> {
+        // Both months in key order, as intake locks them.
+        let mut shifts: Vec<(&AffiliateId, bool)> = r.from.map(|f| (f, false)).into_iter().collect();
+        shifts.push((r.to, true));
+        shifts.sort_by(|a, b| a.0.cmp(b.0));
+        for (affiliate, add) in shifts {
+            let volume = if add { r.original_eligible } else { -r.original_eligible };
+            super::attribution::shift_month(self.conn.as_mut(), affiliate, r.month_start, volume, add).await?;
+        }
+        let q = Sql::new(
+            "UPDATE orders SET affiliate_id = ?, attribution = ?, attribution_note = NULL, context = NULL, \
+             updated_at = ? WHERE id = ?",
+        )
+        .arg(r.to)
+        .arg(r.decision.to_json())
+        .arg(r.now)
+        .arg(order);
+        self.conn.execute(&q).await?;
+        Ok(())
     }
 
     async fn write(&mut self, order: &OrderId, c: &OrderChange<'_>) -> Result<()> {

@@ -11,7 +11,7 @@ use crate::domain::wallet::{Redemption, RedemptionStatus};
 use crate::store::{corrupt, Result};
 
 pub const AFFILIATE_COLUMNS: &str =
-    "id, name, parent_id, referral_code, buyer_id, status, pending, approved, paid, created_at";
+    "id, name, parent_id, referral_code, buyer_id, email_hash, status, pending, approved, paid, created_at";
 pub const LEDGER_COLUMNS: &str =
     "id, affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at";
 pub const REWARD_COLUMNS: &str =
@@ -54,6 +54,7 @@ pub fn affiliate(r: &dyn Cols) -> Result<Affiliate> {
         parent_id: r.opt_text("parent_id")?.map(AffiliateId::from_trusted),
         referral_code: ReferralCode::from_trusted(r.text("referral_code")?),
         buyer_id: r.opt_text("buyer_id")?.map(BuyerId::from_trusted),
+        email_hash: r.opt_text("email_hash")?.map(crate::domain::affiliate::EmailHash::from_trusted),
         status: AffiliateStatus::parse(&status).ok_or_else(|| corrupt(format!("affiliate status {status:?}")))?,
         balances: Balances { pending: r.money("pending")?, approved: r.money("approved")?, paid: r.money("paid")? },
         created_at: r.time("created_at")?,
