@@ -127,7 +127,7 @@ pub struct AffiliatePatch {
 
 #[derive(Debug)]
 pub enum PatchAffiliate {
-    Updated(Affiliate),
+    Updated(Box<Affiliate>),
     NotFound,
     UnknownParent,
     Cycle,

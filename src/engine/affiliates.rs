@@ -66,7 +66,7 @@ impl Engine {
         tx.update(id, &name, status, parent.as_ref(), Utc::now()).await?;
         let updated = tx.affiliate(id, false).await?.ok_or_else(|| super::corrupt("affiliate vanished"))?;
         tx.commit().await?;
-        Ok(PatchAffiliate::Updated(updated))
+        Ok(PatchAffiliate::Updated(Box::new(updated)))
     }
 
     pub async fn affiliate(&self, id: &AffiliateId) -> Result<Option<Affiliate>> {

@@ -143,7 +143,7 @@ async fn update(
     }
     let patch = AffiliatePatch { name, status: body.status, parent_id };
     match state.engine.patch_affiliate(&id, &patch).await? {
-        PatchAffiliate::Updated(a) => Ok(Json(view(&state, a).await?)),
+        PatchAffiliate::Updated(a) => Ok(Json(view(&state, *a).await?)),
         PatchAffiliate::NotFound => Err(ApiError::NotFound("affiliate")),
         PatchAffiliate::UnknownParent => Err(ApiError::field("parent_id", "no affiliate has this id")),
         PatchAffiliate::Cycle => {
