@@ -1,10 +1,66 @@
-// Affiliates: balances, the ledger a page at a time, the upline and the
-// direct children.
+// Affiliates: balances, attribution (clicks, conversion, coupons, clicks
+// per day), the ledger a page at a time, the upline and the direct children.
 import { get, query, seg } from './api.js';
-import { badge, fields, fill, h, message, money, moneyCell, table, time } from './dom.js';
+import { badge, fields, fill, h, message, money, moneyCell, num, table, time } from './dom.js';
 
 const PAGE = 20;
 const MAX_UPLINE = 50;
+const DAY_MS = 86400000;
+/** The most days the clicks chart draws (the window is at most two months). */
+const MAX_DAYS = 93;
+
+/** An SVG element: like `h`, made with createElementNS; strings become Text nodes. */
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith('on')) throw new Error(`refusing attribute ${k}`);
+    if (v !== undefined && v !== null) el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+/** The UTC day ('2026-12-06') of a time in ms. */
+const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);
+
+/** Clicks per UTC day from the window's first day to today, one bar a day
+ * (zero-height on a day without clicks); the empty state without clicks. */
+function clicksChart(since, days) {
+  if (!days.some((d) => d.clicks > 0)) {
+    return h('p', { class: 'muted', 'data-empty': 'clicks-chart' }, 'No clicks since ', time(since), '.');
+  }
+  const counts = new Map(days.map((d) => [d.day, d.clicks]));
+  const s = new Date(since);
+  const first = Date.UTC(s.getUTCFullYear(), s.getUTCMonth(), s.getUTCDate());
+  const last = Math.max(Date.parse(`${dayOf(Date.now())}T00:00:00Z`), ...days.map((d) => Date.parse(`${d.day}T00:00:00Z`)));
+  const all = [];
+  for (let t = Math.max(first, last - (MAX_DAYS - 1) * DAY_MS); t <= last; t += DAY_MS) all.push(dayOf(t));
+  const max = Math.max(...all.map((d) => counts.get(d) || 0));
+  const W = 12;
+  const H = 100;
+  const total = all.reduce((n, d) => n + (counts.get(d) || 0), 0);
+  const chart = svg('svg', {
+    id: 'clicks-chart', class: 'chart', viewBox: `0 0 ${all.length * W} ${H}`, preserveAspectRatio: 'none', role: 'img',
+    'aria-label': `Clicks per day, ${all[0]} to ${all[all.length - 1]}: ${total} in all, at most ${max} a day`,
+  },
+  all.map((day, i) => {
+    const n = counts.get(day) || 0;
+    const height = n ? Math.max(2, (n / max) * (H - 4)) : 0;
+    return svg('g', { class: 'day', 'data-day': day },
+      svg('title', {}, `${day}: ${num(n)} click${n === 1 ? '' : 's'}`),
+      svg('rect', { class: 'slot', x: i * W, y: 0, width: W, height: H }),
+      svg('rect', { class: 'bar', 'data-clicks': n, x: i * W + 2, y: H - height, width: W - 4, height }));
+  }),
+  svg('line', { class: 'axis', x1: 0, y1: H, x2: all.length * W, y2: H, 'vector-effect': 'non-scaling-stroke' }));
+  return [chart,
+    h('div', { class: 'chart-axis muted' }, h('span', {}, all[0]), h('span', {}, `UTC days; at most ${num(max)} a day`), h('span', {}, all[all.length - 1]))];
+}
+
+/** orders / clicks ('0.5000') as a percentage; '—' without clicks. */
+function rate(r) {
+  if (r === null || r === undefined) return '—';
+  return new Intl.NumberFormat(undefined, { style: 'percent', maximumFractionDigits: 2 }).format(Number(r));
+}
 
 export async function render(main, { id }) {
   const input = h('input', { id: 'affiliate-id', name: 'affiliate', value: id || '', maxlength: 64, required: true, autocomplete: 'off' });
@@ -30,6 +86,7 @@ export async function render(main, { id }) {
   const b = a.balances;
   const stat = (label, v, sid) => h('div', { class: 'stat' }, h('div', { class: 'label' }, label), h('div', { class: 'value', id: sid }, money(v, cur)));
 
+  const attribution = h('section', { class: 'card', id: 'affiliate-attribution' }, h('p', { class: 'muted' }, 'Loading…'));
   const upline = h('div', { id: 'upline' }, h('p', { class: 'muted' }, 'Loading…'));
   const children = h('div', { id: 'children' });
   const ledger = h('div', { id: 'ledger' });
@@ -46,9 +103,32 @@ export async function render(main, { id }) {
       ['own buyer id', a.buyer_id || '—'],
       ['registered', time(a.created_at)],
     ])),
+    h('h2', {}, 'Attribution'), attribution,
     h('h2', {}, 'Upline'), upline,
     h('h2', {}, 'Direct children'), children,
     h('h2', {}, 'Ledger'), ledger);
+
+  // Attribution since the start of last month: clicks, the orders credited
+  // to the affiliate, linked customers, clicks per day; its coupons.
+  (async () => {
+    const s = await get(`/v1/affiliates/${seg(a.id)}/attribution`);
+    const figure = (label, v, fid, title) => h('div', { class: 'stat' }, h('div', { class: 'label' }, label), h('div', { class: 'value', id: fid, title }, v));
+    fill(attribution,
+      h('p', { class: 'muted' }, 'Since ', time(s.since), ' (the start of last month).'),
+      h('div', { class: 'grid', id: 'attribution-figures' },
+        figure('clicks', num(s.clicks), 'attribution-clicks'),
+        figure('orders', num(s.orders), 'attribution-orders'),
+        figure('conversion rate', rate(s.conversion_rate), 'conversion-rate',
+          s.conversion_rate === null ? 'No clicks in the window' : `${num(s.orders)} orders / ${num(s.clicks)} clicks = ${s.conversion_rate}`),
+        figure('linked customers', num(s.linked_customers), 'linked-customers')),
+      h('h3', {}, 'Clicks per day'),
+      clicksChart(s.since, s.clicks_by_day),
+      h('h3', {}, 'Coupons'),
+      table([{ label: 'code' }, { label: 'created' }, { label: 'status' }],
+        s.coupons.map((c) => [h('td', { class: 'id' }, c.code), time(c.created_at),
+          c.deleted_at ? h('td', {}, badge('deleted'), ' ', time(c.deleted_at)) : badge('active')]),
+        { id: 'coupons-table', empty: 'No coupon.' }));
+  })().catch((e) => fill(attribution, message('error', e.message)));
 
   // The upline, nearest first, one read per ancestor.
   (async () => {

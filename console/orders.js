@@ -1,4 +1,5 @@
-// Orders: look one up; its items, status, events, ledger lines and rewards;
+// Orders: look one up; its items, status, attribution (the source that
+// decided, and what was ignored and why), events, ledger lines and rewards;
 // a dry-run recompute (entitled vs applied vs delta) and, behind a
 // confirmation, the event that writes the delta.
 import { get, post, seg } from './api.js';
@@ -35,6 +36,25 @@ export async function render(main, { id }) {
     l.amount !== undefined ? moneyCell(l.amount, cur) : h('td', { class: l.points < 0 ? 'num neg' : 'num' }, `${num(l.points)} points`),
   ]);
 
+  // The attribution decision: which source credited which affiliate, and
+  // what else the order carried that did not, and why.
+  const at = o.attribution;
+  const attribution = at ? h('section', { class: 'card', id: 'order-attribution' },
+    fields([
+      ['source', h('span', { id: 'attribution-source' }, at.source || '—')],
+      ['affiliate', at.affiliate_id
+        ? h('a', { href: `#/affiliates/${seg(at.affiliate_id)}`, id: 'attribution-affiliate' }, at.affiliate_id)
+        : h('span', { class: 'muted', id: 'attribution-affiliate' }, 'unattributed')],
+      ['detail', h('span', { id: 'attribution-detail' }, at.detail || '—')],
+      ['decided', time(at.decided_at)],
+      at.reason ? ['reason', h('span', { id: 'attribution-reason' }, at.reason)] : null,
+    ]),
+    h('h3', {}, 'Ignored'),
+    table([{ label: 'source' }, { label: 'detail' }, { label: 'reason' }, { label: 'message', cls: 'msg' }],
+      at.ignored.map((i) => [i.source, h('td', { class: 'id' }, i.detail), i.reason, i.message]),
+      { id: 'attribution-ignored', empty: 'Nothing the order carried was ignored.' }))
+    : h('section', { class: 'card', id: 'order-attribution' }, h('p', { class: 'muted' }, 'No attribution recorded.'));
+
   const dryRun = action('Dry-run recompute', async () => {
     const r = await post(`/admin/orders/${seg(o.id)}/recompute`, { dry_run: true });
     const apply = r.delta.length ? action(`Apply the delta (${r.delta.length} line${r.delta.length === 1 ? '' : 's'})…`, async () => {
@@ -70,6 +90,8 @@ export async function render(main, { id }) {
       ['placed', time(o.placed_at)],
       ['program version', String(o.rule_version)],
     ])),
+    h('h2', {}, 'Attribution'),
+    attribution,
     h('h2', {}, 'Items'),
     table([{ label: 'sku' }, { label: 'category' }, { label: 'quantity', num: true }, { label: 'refunded', num: true }, { label: 'unit price', num: true }],
       o.items.map((i) => [h('td', { class: 'sku' }, i.sku), i.category, h('td', { class: 'num' }, num(i.quantity)),

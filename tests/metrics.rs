@@ -87,6 +87,10 @@ async fn metrics_after_a_scripted_scenario() {
         get(&s, "komisi_http_request_duration_seconds_count", &[("method", "POST"), ("route", "/v1/orders")]),
         6.0
     );
+    // The 6 orders were attributed by their referral code; no click was recorded.
+    assert_eq!(get(&s, "komisi_orders_attributed_total", &[("source", "referral_code")]), 6.0);
+    assert_eq!(get(&s, "komisi_orders_attributed_total", &[("source", "coupon")]), 0.0);
+    assert_eq!(get(&s, "komisi_clicks_total", &[]), 0.0);
     // 6 orders × 10 % of 100 000, the 3rd of the month adds the 25 000 milestone.
     assert_eq!(get(&s, "komisi_commission_amount_total", &[("kind", "commission")]), 60_000.0);
     assert_eq!(get(&s, "komisi_commission_amount_total", &[("kind", "milestone_bonus")]), 25_000.0);

@@ -1,7 +1,9 @@
 //! The operator console (`/console`) in headless Chromium: this test sets the
 //! scene over HTTP on the suite's backend (dead events by fault injection, a
 //! refund whose event is dead, a sku and a name that are markup, an approved
-//! balance, an affiliate `hook` for the webhooks page's order), runs
+//! balance, an affiliate `hook` for the webhooks page's order, an order
+//! attributed by `promo`'s coupon over A's referral code, and promo's tracked
+//! clicks), runs
 //! `tests/console/console.mjs` (playwright-core driving Debian's chromium)
 //! against the running komisi, and then checks the money side: the replayed
 //! event paid exactly once, the bulk replay and the applied delta landed, the
@@ -24,6 +26,10 @@ use std::time::{Duration, Instant};
 
 const XSS_SKU: &str = "<img src=x onerror=alert(1)>";
 const XSS_NAME: &str = "<img src=x onerror=\"window.__xss=1\"> & <b>bold</b>";
+/// The attribution step's order: promo's coupon, and A's referral code (ignored).
+const COUPON_ORDER: &str = "o-coupon";
+const COUPON: &str = "RAMADAN-PROMO";
+const OUTRANKED_CODE: &str = "code-A";
 
 fn chromium() -> PathBuf {
     std::env::var_os("KOMISI_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into())
@@ -101,6 +107,35 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
     assert!(poll(Duration::from_secs(15), || async { app.balance("A", "approved").await == d("20000") }).await);
 
+    // Attribution: `promo` (top of its own tree) holds a coupon and has 2
+    // tracked clicks; an order carrying the coupon and A's referral code is
+    // promo's (a coupon comes before a referral code), A's code ignored.
+    app.create_affiliate("promo", None).await;
+    let r = app.post("/v1/affiliates/promo/coupons", &json!({"code": COUPON.to_lowercase()})).await;
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    for _ in 0..2 {
+        let r = app.post("/v1/clicks", &json!({"referral_code": "code-promo"})).await;
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    }
+    let mut coupon_order = simple_order(COUPON_ORDER, "u", Some(OUTRANKED_CODE), "50000");
+    coupon_order["coupon_codes"] = json!([COUPON.to_lowercase()]);
+    app.accept(&coupon_order).await;
+    let placed = app.processed(COUPON_ORDER).await;
+    assert_eq!(
+        (&placed["attribution"]["affiliate_id"], &placed["attribution"]["source"]),
+        (&json!("promo"), &json!("coupon")),
+        "{placed}"
+    );
+    assert_eq!(placed["attribution"]["ignored"].as_array().map(Vec::len), Some(1), "{placed}");
+    // Click counts reach the database about once a second.
+    assert!(
+        poll(Duration::from_secs(15), || async {
+            app.get_json("/v1/affiliates/promo/attribution").await["clicks"] == 2
+        })
+        .await,
+        "promo's 2 clicks are counted"
+    );
+
     // Every event transaction fails: the refund's event, o-dead's and three more go dead.
     app.faults.fail_db_mid_tx(u32::MAX);
     let r = app
@@ -133,6 +168,10 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         .env("KOMISI_DEAD_EVENT", &dead_event)
         .env("KOMISI_XSS_SKU", XSS_SKU)
         .env("KOMISI_XSS_NAME", XSS_NAME)
+        .env("KOMISI_COUPON_ORDER", COUPON_ORDER)
+        .env("KOMISI_COUPON_AFFILIATE", "promo")
+        .env("KOMISI_COUPON", COUPON)
+        .env("KOMISI_OUTRANKED_CODE", OUTRANKED_CODE)
         .env("KOMISI_SCREENSHOTS", &shots)
         .env("KOMISI_CHROMIUM", chromium())
         .stdin(Stdio::null())
@@ -181,6 +220,8 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     // The orders the webhooks step placed.
     app.processed("o-hook").await;
     app.processed("o-hook-2").await;
+    // The attribution step only read: promo alone earned on its coupon's order.
+    assert_eq!(app.balance("promo", "pending").await, d("5000"));
     app.assert_ledger_consistent().await;
     app.assert_reconciled().await;
     for name in [
@@ -190,6 +231,8 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         "event-done",
         "order-recompute",
         "affiliate",
+        "order-attribution",
+        "affiliate-attribution",
         "payout",
         "webhooks",
         "webhook",
@@ -197,6 +240,7 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         "webhook-failed",
         "overview-phone",
         "webhooks-phone",
+        "affiliate-phone",
     ] {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");
     }

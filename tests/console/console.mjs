@@ -1,9 +1,10 @@
 // The operator console in headless Chromium, driven by playwright-core.
 // Run by tests/api/console.rs, which sets the scene over HTTP (dead events by
 // fault injection, a refund whose event is dead, an XSS sku and name, an
-// approved balance, an affiliate `hook` whose order the webhooks step places)
-// and checks the money afterwards. The webhooks step runs its own receiver
-// (node:http on 127.0.0.1; komisi runs with KOMISI_WEBHOOK_ALLOW_PRIVATE) and
+// approved balance, an affiliate `hook` whose order the webhooks step places,
+// an order attributed by `promo`'s coupon over A's referral code and promo's
+// tracked clicks) and checks the money afterwards. The webhooks step runs its
+// own receiver (node:http on 127.0.0.1; komisi runs with KOMISI_WEBHOOK_ALLOW_PRIVATE) and
 // checks each delivery's signature with the secret the page showed. Any unmet expectation,
 // console error, page error, CSP violation or dialog fails the run (exit 1,
 // the reason on stderr).
@@ -23,6 +24,10 @@ const STOREFRONT_KEY = env('KOMISI_STOREFRONT_KEY');
 const DEAD_EVENT = env('KOMISI_DEAD_EVENT');
 const XSS_SKU = env('KOMISI_XSS_SKU');
 const XSS_NAME = env('KOMISI_XSS_NAME');
+const COUPON_ORDER = env('KOMISI_COUPON_ORDER');
+const COUPON_AFFILIATE = env('KOMISI_COUPON_AFFILIATE');
+const COUPON = env('KOMISI_COUPON');
+const OUTRANKED_CODE = env('KOMISI_OUTRANKED_CODE');
 const SHOTS = env('KOMISI_SCREENSHOTS');
 const CHROMIUM = process.env.KOMISI_CHROMIUM || '/usr/bin/chromium';
 mkdirSync(SHOTS, { recursive: true });
@@ -190,8 +195,8 @@ try {
   await page.click('#page-next');
   await page.waitForFunction(otherPage, second[0]);
   const third = await ids();
-  // 9 events so far: 3 orders placed, 1 completed, 1 refund, 4 dead orders placed.
-  check(third.length === 1 && (await page.locator('#page-next').count()) === 0, `the last page: ${third}`);
+  // 10 events so far: 4 orders placed, 1 completed, 1 refund, 4 dead orders placed.
+  check(third.length === 2 && (await page.locator('#page-next').count()) === 0, `the last page: ${third}`);
   await page.click('#page-prev');
   await page.waitForFunction((f) => document.querySelector('#events-table td.id')?.textContent === f, second[0]);
   await page.click('#page-prev');
@@ -224,6 +229,9 @@ try {
   check(delta.every((l) => /-/.test(l)), `every delta line is negative: ${delta}`);
   check(delta.some((l) => /^C.*-IDR\s80,000/.test(l)), `C gives back the phone's 80 000: ${delta}`);
   check(await page.locator('#entitled-table').count() === 1 && await page.locator('#applied-table').count() === 1, 'entitled and applied shown');
+  // Placed with C's referral code and nothing else.
+  check(await text('#attribution-source') === 'referral_code' && await text('#attribution-affiliate') === 'C', 'attributed by C\'s code');
+  check(await page.locator('[data-empty="attribution-ignored"]').count() === 1, 'nothing ignored');
   await shot('order-recompute');
   await page.click('#apply-delta');
   await confirm(new RegExp(`^Write ${delta.length} delta lines for order o-refund`));
@@ -244,11 +252,53 @@ try {
   check(await text('#children-table td.name') === XSS_NAME, 'the name shows as its characters');
   check(/^IDR\s/.test(await text('#balance-pending')), `money in the program currency: ${await text('#balance-pending')}`);
   check((await rows('upline-table').count()) === 2, 'the upline B, A');
+  // C has no click and no coupon.
+  await page.locator('#conversion-rate').waitFor();
+  check(await text('#conversion-rate') === '—' && await text('#attribution-clicks') === '0', 'no clicks, no conversion rate');
+  check(await page.locator('[data-empty="clicks-chart"]').count() === 1 && await page.locator('[data-empty="coupons-table"]').count() === 1,
+    'no clicks chart, no coupon');
   await shot('affiliate');
   await go('#/affiliates/xss');
   await page.locator('#affiliate-name').waitFor();
   check(await text('#affiliate-name') === XSS_NAME, 'the heading shows the name as text');
   check(await page.locator('main img').count() === 0, 'no element was made from the name');
+
+  // ---- attribution: the coupon's order, and its affiliate's figures
+  step = 'attribution';
+  await go(`#/orders/${COUPON_ORDER}`);
+  await page.locator('#order-attribution').waitFor();
+  check(await text('#attribution-source') === 'coupon', `the source: ${await text('#attribution-source')}`);
+  check(await text('#attribution-detail') === COUPON, `the detail is the coupon: ${await text('#attribution-detail')}`);
+  const credited = page.locator(`#order-attribution a[href="#/affiliates/${COUPON_AFFILIATE}"]`);
+  check(await credited.count() === 1 && (await credited.textContent()) === COUPON_AFFILIATE, 'the affiliate links to its page');
+  check(await page.locator('#order-attribution time').count() === 1, 'when it was decided');
+  check((await rows('attribution-ignored').count()) === 1, `one ignored source: ${await page.locator('#order-attribution').textContent()}`);
+  const ignored = await rows('attribution-ignored').first().locator('td').allTextContents();
+  check(ignored[0] === 'referral_code' && ignored[1] === OUTRANKED_CODE && ignored[2] === 'outranked'
+    && ignored[3].includes(OUTRANKED_CODE) && ignored[3].includes(`coupon (${COUPON_AFFILIATE})`),
+    `the ignored referral code (source, detail, reason, message): ${ignored}`);
+  await shot('order-attribution');
+  await credited.click();
+  await page.waitForFunction((a) => location.hash === `#/affiliates/${a}`, COUPON_AFFILIATE);
+  await page.locator('#coupons-table').waitFor();
+  check((await rows('coupons-table').count()) === 1, 'one coupon');
+  const coupon = await rows('coupons-table').first().locator('td').allTextContents();
+  check(coupon[0] === COUPON && coupon[2] === 'active', `the coupon (code, created, status): ${coupon}`);
+  check(await text('#attribution-clicks') === '2' && await text('#attribution-orders') === '1', 'two clicks, one order');
+  check(await text('#conversion-rate') === '50%', `the conversion rate: ${await text('#conversion-rate')}`);
+  // The test program links no customers (attribution.customer_link is off).
+  check(await text('#linked-customers') === '0', `no linked customer: ${await text('#linked-customers')}`);
+  // One bar a day of the window (since the start of last month); today's has the 2 clicks.
+  const days = await page.locator('#clicks-chart g.day').count();
+  check(days >= 29 && days <= 63, `a bar a day of the window: ${days}`);
+  const bars = page.locator('#clicks-chart rect.bar:not([data-clicks="0"])');
+  check(await bars.count() === 1, `one day with clicks: ${await bars.count()}`);
+  const barTitle = await page.locator('#clicks-chart g.day').filter({ has: page.locator('rect.bar:not([data-clicks="0"])') })
+    .locator('title').textContent();
+  check(/^\d{4}-\d{2}-\d{2}: 2 clicks$/.test(barTitle), `the bar's title gives its day and count: ${barTitle}`);
+  const lastDay = await page.locator('#clicks-chart g.day').last().getAttribute('data-day');
+  check(lastDay === new Date().toISOString().slice(0, 10), `the window ends today (UTC): ${lastDay}`);
+  await shot('affiliate-attribution');
 
   // ---- payouts
   step = 'payouts';
@@ -479,7 +529,7 @@ try {
   step = 'phone';
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [hash, wait, name] of [['#/overview', '#count-dead', 'overview-phone'], ['#/orders/o-refund', '#items-table', 'order-phone'], ['#/events', '#events-table', 'events-phone'],
-    ['#/webhooks', '#webhook-form', 'webhooks-phone']]) {
+    ['#/webhooks', '#webhook-form', 'webhooks-phone'], [`#/affiliates/${COUPON_AFFILIATE}`, '#clicks-chart', 'affiliate-phone']]) {
     await go(hash);
     await page.locator(wait).waitFor();
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
