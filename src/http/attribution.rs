@@ -28,6 +28,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reattribute))
 }
 
+/// A reason without the spaces around it: Unicode white space, and U+FEFF
+/// (white space to a JSON Schema pattern's `\s`).
+fn trim_reason(reason: &str) -> &str {
+    reason.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+}
+
 /// The longest landing URL a click may carry.
 const MAX_URL: usize = 2048;
 
@@ -59,13 +65,26 @@ struct ClickView {
     expires_at: DateTime<Utc>,
 }
 
-/// The referral code of an affiliate link: its `ref` query parameter.
+/// An http(s) address without spaces or control characters.
+fn web_address(s: &str) -> bool {
+    (s.starts_with("http://") || s.starts_with("https://")) && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The referral code of an affiliate link: its `ref` query parameter (an
+/// http(s) address; only its query is read).
 fn code_of_link(link: &str) -> Result<String, &'static str> {
     if link.len() > MAX_URL {
         return Err("must be at most 2048 characters");
     }
-    let url = url::Url::parse(link).map_err(|_| "must be an absolute URL")?;
-    url.query_pairs().find(|(k, _)| k == "ref").map(|(_, v)| v.into_owned()).ok_or("has no ref query parameter")
+    if !web_address(link) {
+        return Err("must be an http or https address");
+    }
+    let query = link.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "ref")
+        .map(|(_, v)| v.into_owned())
+        .ok_or("has no ref query parameter")
 }
 
 /// Records a tracked click of an affiliate link and answers its signed
@@ -76,7 +95,8 @@ fn code_of_link(link: &str) -> Result<String, &'static str> {
         (status = 201, description = "The click's signed id", body = ClickView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or no affiliate has the referral code", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No affiliate has the referral code", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ), security(("storefront" = [])))]
 async fn click(
     _: Storefront,
@@ -100,21 +120,18 @@ async fn click(
     };
     let code = raw.and_then(|c| id_field(field, &c, ReferralCode::parse, &mut errors));
     if let Some(v) = &body.visitor_id {
-        if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+        if v.is_empty() || v.chars().count() > 128 || v.chars().any(char::is_control) {
             errors.push(FieldError::new("visitor_id", "must be 1-128 characters, no control characters"));
         }
     }
     if let Some(u) = &body.landing_url {
-        if u.len() > MAX_URL || url::Url::parse(u).is_err() {
-            errors.push(FieldError::new("landing_url", "must be an absolute URL of at most 2048 characters"));
+        if u.len() > MAX_URL || !web_address(u) {
+            errors.push(FieldError::new("landing_url", "must be an http or https address of at most 2048 characters"));
         }
     }
     let (Some(code), true) = (code, errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
-    let issued = state
-        .engine
-        .record_click(&code)
-        .await?
-        .ok_or_else(|| ApiError::field(field, "no affiliate has this referral code"))?;
+    // A link to no affiliate: nothing to track (404, like any unknown resource).
+    let issued = state.engine.record_click(&code).await?.ok_or(ApiError::NotFound("affiliate"))?;
     Ok((
         StatusCode::CREATED,
         Json(ClickView {
@@ -355,8 +372,8 @@ struct SetAffiliateBody {
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Invalid buyer id", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or no such affiliate", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "An invalid buyer id, or no such affiliate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn set_buyer_affiliate(
     _: Admin,
@@ -367,7 +384,7 @@ async fn set_buyer_affiliate(
     let id = BuyerId::parse(&id).map_err(|_| ApiError::NotFound("buyer"))?;
     let mut errors = Vec::new();
     let to = body.affiliate_id.as_deref().and_then(|a| id_field("affiliate_id", a, AffiliateId::parse, &mut errors));
-    let reason = body.reason.trim();
+    let reason = trim_reason(&body.reason);
     if reason.is_empty() || reason.chars().count() > 500 {
         errors.push(FieldError::new("reason", "must be 1-500 characters"));
     }
@@ -376,7 +393,7 @@ async fn set_buyer_affiliate(
     }
     match state.engine.set_customer_link(&id, to.as_ref(), reason).await? {
         SetLink::Done => Ok(Json(buyer_view(&state, id).await?)),
-        SetLink::NoAffiliate => Err(ApiError::field("affiliate_id", "no affiliate has this id")),
+        SetLink::NoAffiliate => Err(ApiError::NotFound("affiliate")),
     }
 }
 
@@ -411,9 +428,9 @@ struct ReattributeView {
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order, or no such affiliate", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The order's commissions are approved or paid", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or no such affiliate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn reattribute(
     _: Admin,
@@ -424,7 +441,7 @@ async fn reattribute(
     let id = crate::domain::ids::OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
     let mut errors = Vec::new();
     let to = id_field("affiliate_id", &body.affiliate_id, AffiliateId::parse, &mut errors);
-    let reason = body.reason.trim();
+    let reason = trim_reason(&body.reason);
     if reason.is_empty() || reason.chars().count() > 500 {
         errors.push(FieldError::new("reason", "must be 1-500 characters"));
     }
@@ -438,7 +455,7 @@ async fn reattribute(
             Ok((StatusCode::OK, Json(ReattributeView { order_id: id, event_id: None, status: "unchanged" })))
         }
         Reassign::NotFound => Err(ApiError::NotFound("order")),
-        Reassign::NoAffiliate => Err(ApiError::field("affiliate_id", "no affiliate has this id")),
+        Reassign::NoAffiliate => Err(ApiError::NotFound("affiliate")),
         Reassign::Approved => Err(ApiError::Conflict(format!(
             "the commissions of order {id} are approved (or paid): an order is moved only before approval"
         ))),

@@ -100,6 +100,41 @@ fn constraints() -> Vec<(String, Value)> {
         c.push((s(body, "event_types"), patterns.clone()));
         c.push((s(body, "description"), description.clone()));
     }
+    // Attribution.
+    let click_id = json!({"pattern": format!("^[A-Za-z0-9_.-]{{1,{}}}$", crate::domain::attribution::MAX_CLICK_ID)});
+    let hash = json!({"pattern": "^[0-9A-Fa-f]{64}$"});
+    for body in ["OrderBody", "QuoteBody"] {
+        c.push((s(body, "coupon_codes"), json!({"maxItems": crate::domain::order::MAX_COUPONS, "items": id()})));
+        c.push((s(body, "click_id"), click_id.clone()));
+        c.push((s(body, "click_ids"), json!({"maxItems": crate::domain::order::MAX_CLICKS, "items": click_id})));
+        c.push((s(body, "buyer_email_hash"), hash.clone()));
+    }
+    c.push((s("CreateBody", "email_hash"), hash));
+    c.push((s("CouponBody", "code"), id()));
+    c.push((s("ClickBody", "referral_code"), id()));
+    c.push((
+        s("ClickBody", "link"),
+        json!({"maxLength": 2048, "pattern": r"^https?://[^\s\x00-\x1f\x7f-\x9f?#]+\?([^\s\x00-\x1f\x7f-\x9f#]*&)?ref=[A-Za-z0-9_.:-]{1,64}(&[^\s\x00-\x1f\x7f-\x9f#]*)?$"}),
+    ));
+    c.push((s("ClickBody", "visitor_id"), json!({"pattern": r"^[^\x00-\x1f\x7f-\x9f]{1,128}$"})));
+    c.push((
+        s("ClickBody", "landing_url"),
+        json!({"maxLength": 2048, "pattern": r"^https?://[^\s\x00-\x1f\x7f-\x9f]+$"}),
+    ));
+    c.push((
+        "/components/schemas/ClickBody".to_owned(),
+        json!({"oneOf": [
+            {"required": ["referral_code"], "properties": {"referral_code": {"type": "string"}}},
+            {"required": ["link"], "properties": {"link": {"type": "string"}}}
+        ]}),
+    ));
+    // 1–500 characters once leading and trailing spaces are trimmed.
+    // `\s` of a pattern leaves out U+0085, which the server trims too.
+    let reason = json!({"pattern": r"^\s*[^\s\u0085]([\s\S]{0,498}[^\s\u0085])?\s*$"});
+    c.push((s("SetAffiliateBody", "reason"), reason.clone()));
+    c.push((s("SetAffiliateBody", "affiliate_id"), id()));
+    c.push((s("ReattributeBody", "reason"), reason));
+    c.push((s("ReattributeBody", "affiliate_id"), id()));
     c.push((s("RecoverBody", "since"), time()));
     c.push((s("RecoverBody", "until"), time()));
     c.push((s("PruneMessagesBody", "before"), time()));

@@ -174,6 +174,8 @@ async fn a_linked_customer_beats_another_affiliates_coupon() {
     assert_eq!(source(&app.processed("o-4").await), ("A", "customer_link"));
     assert_eq!(source(&app.get_json("/v1/orders/o-2").await), ("C", "customer_link"));
     let r = app.admin_put("/admin/buyers/x/affiliate", &json!({"affiliate_id": "nobody", "reason": "typo"})).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app.admin_put("/admin/buyers/x/affiliate", &json!({"affiliate_id": "A", "reason": "  "})).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let r = app.admin_put("/admin/buyers/x/affiliate", &json!({"affiliate_id": null, "reason": "cleared"})).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -307,10 +309,16 @@ async fn a_forged_click_is_ignored_and_a_malformed_one_refused() {
     let both = with(with(simple_order("o-bad", "x", None, "1"), "click_id", json!(real)), "click_ids", json!([real]));
     assert_eq!(app.place(&both).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.db.int("SELECT COUNT(*) FROM orders WHERE id = 'o-bad'", &[]).await, 0);
-    // A click for an unknown code, or with neither field: 422.
-    for body in [json!({"referral_code": "nobody"}), json!({}), json!({"link": "https://shop.example/p?x=1"})] {
+    // A click with neither field, both, or a link without `ref`: 422; for a code no affiliate has: 404.
+    for body in [
+        json!({}),
+        json!({"referral_code": "code-B", "link": "https://shop.example/p?ref=code-B"}),
+        json!({"link": "https://shop.example/p?x=1"}),
+        json!({"link": "ftp://shop.example/p?ref=code-B"}),
+    ] {
         assert_eq!(app.post("/v1/clicks", &body).await.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     }
+    assert_eq!(app.post("/v1/clicks", &json!({"referral_code": "nobody"})).await.status(), StatusCode::NOT_FOUND);
     // A link's `ref` names the affiliate.
     let r = app.post("/v1/clicks", &json!({"link": "https://shop.example/p?ref=code-B", "visitor_id": "v-1"})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -418,7 +426,7 @@ async fn manual_reassignment_moves_the_commissions_exactly_once() {
     let r = app.admin_post("/admin/orders/o-1/attribution", &body).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app.admin_post("/admin/orders/o-1/attribution", &json!({"affiliate_id": "Z", "reason": "x"})).await;
-    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = app.admin_post("/admin/orders/o-9/attribution", &json!({"affiliate_id": "D", "reason": "x"})).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Once approved, an order stays where it is.
