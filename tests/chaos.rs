@@ -34,14 +34,25 @@
 //!
 //! Determinism: tiers, milestones and the first-order bonus depend on which
 //! orders were placed earlier (RULES.md rules 4, 5, 8), frozen when an order
-//! is first processed. So orders go out in *lanes*: each lane owns some
-//! affiliates (their attributed orders) and some buyers, sends one request at
-//! a time, and gives its orders strictly increasing `placed_at` (every tenth
-//! repeats the previous instant, to exercise the tie by order id). When a
-//! lane's order is first processed, every earlier order of its affiliate and
-//! buyer is already committed, and no later one can come before it: the facts
-//! are unambiguous and can be recomputed from the record alone.
-use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, TimeZone, Utc};
+//! is first processed, and a buyer's link to an affiliate (RULES.md
+//! "Attribution", `customer_link: lifetime`) is made by the buyer's first
+//! attributed order at intake. So orders go out in *lanes*: each lane owns
+//! some affiliates (their coupons and clicks, and every order attributed to
+//! them, by whatever source) and some buyers, and sends one request at a
+//! time, so a buyer's link is decided by its lane's send order. A lane
+//! keeps two clocks for `placed_at`, neither ever going back: the *past*
+//! one, a minute per order (every tenth repeats the previous instant, to
+//! exercise the tie by order id), runs across the start of the previous
+//! month; the *now* one is the real time of sending (ties within a second go
+//! by order id), for orders carrying clicks, which komisi dates when they
+//! happen and which attribute only orders placed after them (5 minutes of
+//! skew) within `click_window_days`. A buyer uses one clock only (visitors
+//! the now one, everyone else the past one), and the two clocks never share
+//! a Jakarta month. When a lane's order is first processed, every earlier
+//! order of its affiliate (in that month) and of its buyer is already
+//! committed, and no later one can come before it: the facts are
+//! unambiguous and can be recomputed from the record alone.
+use chrono::{DateTime, Datelike, NaiveDate, SubsecRound, TimeDelta, TimeZone, Utc};
 use chrono_tz::Asia::Jakarta;
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -195,6 +206,11 @@ impl Program {
             "skip_inactive_upline": true,
             "holding_days": 0,
             "buyer_rewards": {"points_rate": s(&self.points_rate), "first_order_bonus": self.first_order_bonus.to_string()},
+            // The default precedence (customer_link, coupon, click,
+            // referral_code), the default 30-day last-click window, and
+            // buyers linked for life to the affiliate of their first
+            // attributed order: what [`decide`] recomputes.
+            "attribution": {"customer_link": {"mode": "lifetime"}},
         })
     }
 
@@ -217,6 +233,8 @@ struct Affiliate {
     suspended: bool,
     /// The affiliate's own shopper account (self-referral).
     buyer_id: Option<String>,
+    /// A coupon code the affiliate holds, as given to komisi (mixed case).
+    coupon: Option<String>,
 }
 
 /// Five levels: 2 roots, then 4, 8, 12 and 16 affiliates (42 in all).
@@ -225,6 +243,13 @@ const LEVEL_SIZES: [usize; 5] = [2, 4, 8, 12, 16];
 /// ancestors in a row (a4-6 → a3-4 → a2-2 → a1-1 → a0-0), and one leaf.
 const SUSPENDED: [&str; 6] = ["a1-1", "a2-2", "a2-5", "a3-4", "a3-9", "a4-3"];
 const WITH_OWN_BUYER: [&str; 3] = ["a4-0", "a4-5", "a3-7"];
+
+/// Five of each lane's seven affiliates hold a coupon code (four of the
+/// suspended ones among them: a coupon of a suspended affiliate attributes
+/// the order, which then pays nobody).
+fn holds_coupon(index: usize) -> bool {
+    (index / LANES) % 3 != 1
+}
 
 fn tree() -> Vec<Affiliate> {
     let mut out: Vec<Affiliate> = Vec::new();
@@ -239,6 +264,7 @@ fn tree() -> Vec<Affiliate> {
                 parent,
                 suspended: SUSPENDED.contains(&id.as_str()),
                 buyer_id: WITH_OWN_BUYER.contains(&id.as_str()).then(|| format!("self-{id}")),
+                coupon: holds_coupon(out.len()).then(|| format!("Promo-{id}")),
                 id,
             });
         }
@@ -261,6 +287,7 @@ struct Item {
     unit_price: Decimal,
 }
 
+/// The order's `referral_code` or `affiliate_id` field.
 #[derive(Clone, Debug)]
 enum Via {
     Code(usize),
@@ -270,12 +297,45 @@ enum Via {
     Nobody,
 }
 
+/// One of the order's `coupon_codes`.
+#[derive(Clone, Debug)]
+enum CouponSent {
+    /// The affiliate's code, spelled as sent (in some case).
+    Held(usize, String),
+    Unknown(String),
+}
+
+/// One of the order's click ids, as `POST /v1/clicks` answered it.
+#[derive(Clone, Debug)]
+struct ClickSent {
+    id: String,
+    /// The affiliate and time of the click (komisi's answer).
+    affiliate: usize,
+    at: DateTime<Utc>,
+    /// Changed by the lane after komisi signed it: the signature cannot verify.
+    tampered: bool,
+}
+
+impl ClickSent {
+    /// The same id with its last character changed (in the signature).
+    fn tampered(&self) -> Self {
+        let mut id = self.id.clone();
+        let last = id.pop().expect("a click id");
+        id.push(if last == 'A' { 'B' } else { 'A' });
+        Self { id, tampered: true, ..self.clone() }
+    }
+}
+
 /// An order answered 2xx, with every lifecycle request on it answered 2xx.
 #[derive(Clone, Debug)]
 struct OrderRec {
     id: String,
     buyer: String,
     via: Via,
+    coupons: Vec<CouponSent>,
+    /// In the order the lane put them (not always newest last: komisi's
+    /// choice goes by the clicks' own time, the list order only breaks ties).
+    clicks: Vec<ClickSent>,
     placed_at: DateTime<Utc>,
     items: Vec<Item>,
     /// Refunded quantity per item.
@@ -303,15 +363,22 @@ impl OrderRec {
             Via::UnknownId => body["affiliate_id"] = json!("nobody"),
             Via::Nobody => {}
         }
-        body
-    }
-
-    /// The attributed affiliate (an unknown code or id attributes to nobody).
-    fn affiliate(&self) -> Option<usize> {
-        match self.via {
-            Via::Code(a) | Via::Id(a) => Some(a),
-            _ => None,
+        if !self.coupons.is_empty() {
+            let codes: Vec<&str> = self
+                .coupons
+                .iter()
+                .map(|c| match c {
+                    CouponSent::Held(_, code) | CouponSent::Unknown(code) => code.as_str(),
+                })
+                .collect();
+            body["coupon_codes"] = json!(codes);
         }
+        match self.clicks.as_slice() {
+            [] => {}
+            [one] => body["click_id"] = json!(one.id),
+            many => body["click_ids"] = json!(many.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()),
+        }
+        body
     }
 
     fn left(&self, i: usize) -> u32 {
@@ -349,6 +416,8 @@ struct Tally {
     refunds: u64,
     cancels: u64,
     completes: u64,
+    /// Clicks asked for (`POST /v1/clicks` answered 201).
+    clicks: u64,
     /// Requests sent again after a connection error, a timeout or a 5xx.
     retries: u64,
     /// Of those, ones finally answered 200 "already accepted" (the first try had committed).
@@ -361,6 +430,7 @@ impl Tally {
         self.refunds += o.refunds;
         self.cancels += o.cancels;
         self.completes += o.completes;
+        self.clicks += o.clicks;
         self.retries += o.retries;
         self.already += o.already;
     }
@@ -715,6 +785,17 @@ async fn register_tree(api: &Api, affs: &[Affiliate]) {
     for a in affs.iter().filter(|a| a.suspended) {
         api.until_2xx(Method::PATCH, &format!("/v1/affiliates/{}", a.id), Some(&json!({"status": "suspended"}))).await;
     }
+    // Coupons: 201, or 200 when a retried request had committed.
+    for a in affs {
+        let Some(code) = &a.coupon else { continue };
+        let path = format!("/v1/affiliates/{}/coupons", a.id);
+        let got = api.until_2xx(Method::POST, &path, Some(&json!({"code": code}))).await.body;
+        assert_eq!(
+            (got["code"].as_str(), got["affiliate_id"].as_str()),
+            (Some(code.to_uppercase().as_str()), Some(a.id.as_str())),
+            "POST {path}: {got}"
+        );
+    }
 }
 
 // ------------------------------------------------------------------ the order stream
@@ -736,12 +817,17 @@ struct LaneSetup {
     seed: u64,
     period: Duration,
     first_placed_at: DateTime<Utc>,
+    /// About how many orders the lane will send (sizes its buyer pools).
+    expected_orders: usize,
     stop: Arc<AtomicBool>,
 }
 
 struct LaneResult {
     orders: Vec<OrderRec>,
     tally: Tally,
+    /// `POST /v1/clicks` answers that did not name the affiliate asked for,
+    /// or gave an unreadable time (differences for the report).
+    wrong_clicks: Vec<String>,
 }
 
 const CATEGORIES: [&str; 5] = ["fashion", "electronics", "books", "beauty", "gift-card"];
@@ -787,23 +873,139 @@ fn basket(rng: &mut StdRng) -> Vec<Item> {
     }
 }
 
+/// Shares of a lane's orders by what they carry. Visitors' orders (on the
+/// now clock) carry clicks, coupons, codes and combinations of them;
+/// coupon orders (on the past clock) carry coupons, sometimes with a code
+/// or a click (dated after the order); the rest carry what orders carried
+/// before attribution had sources: a referral code or affiliate id, an
+/// unknown one, or nothing.
+const VISITOR_SHARE: f64 = 0.20;
+const COUPON_SHARE: f64 = 0.10;
+/// Regular buyers per lane: they come back, and are soon linked.
+const REGULARS: usize = 150;
+/// Share of past-clock orders (other than the affiliates' own buyers') by
+/// a guest, from a pool about half the lane's orders: mostly first orders,
+/// decided by what they carry rather than by a link.
+const GUEST_SHARE: f64 = 0.35;
+/// A click the lane kept for an affiliate is used again, or a fresh one asked for.
+const FRESH_CLICK: f64 = 0.3;
+
 struct LaneWorld {
+    lane: usize,
     /// Indexes of the lane's affiliates.
     affiliates: Vec<usize>,
     /// Of those, the ones with an own buyer account.
     with_buyer: Vec<usize>,
+    /// Of the lane's affiliates, the ones holding a coupon.
+    with_coupon: Vec<usize>,
     buyers: Vec<String>,
+    guests: usize,
+    visitors: usize,
+}
+
+/// A click an order is to carry: the lane's kept click for the affiliate or
+/// a fresh one, perhaps tampered with.
+#[derive(Clone, Copy, Debug)]
+struct ClickWant {
+    affiliate: usize,
+    fresh: bool,
+    tampered: bool,
+}
+
+/// What the lane decides about an order before sending it.
+struct Plan {
+    buyer: String,
+    /// On the now clock (a visitor's order), else on the past clock.
+    now_clock: bool,
+    via: Via,
+    coupons: Vec<CouponSent>,
+    clicks: Vec<ClickWant>,
 }
 
 impl LaneWorld {
-    fn new(lane: usize, affs: &[Affiliate]) -> Self {
+    fn new(lane: usize, affs: &[Affiliate], expected_orders: usize) -> Self {
         let affiliates: Vec<usize> = (0..affs.len()).filter(|&i| lane_of_affiliate(i) == lane).collect();
         let with_buyer = affiliates.iter().copied().filter(|&i| affs[i].buyer_id.is_some()).collect();
-        Self { affiliates, with_buyer, buyers: (0..150).map(|j| format!("buyer-{lane}-{j}")).collect() }
+        let with_coupon = affiliates.iter().copied().filter(|&i| affs[i].coupon.is_some()).collect();
+        Self {
+            lane,
+            affiliates,
+            with_buyer,
+            with_coupon,
+            buyers: (0..REGULARS).map(|j| format!("buyer-{lane}-{j}")).collect(),
+            guests: (expected_orders / 2).max(100),
+            visitors: (expected_orders / 8).max(50),
+        }
     }
 
-    fn order(&self, rng: &mut StdRng, affs: &[Affiliate], id: String, placed_at: DateTime<Utc>) -> OrderRec {
-        let pick = |rng: &mut StdRng| self.affiliates[rng.random_range(0..self.affiliates.len())];
+    fn plan(&self, rng: &mut StdRng, affs: &[Affiliate]) -> Plan {
+        let r: f64 = rng.random();
+        if r < VISITOR_SHARE {
+            self.visitor(rng, affs)
+        } else if r < VISITOR_SHARE + COUPON_SHARE {
+            self.coupon_order(rng, affs)
+        } else {
+            self.classic(rng, affs)
+        }
+    }
+
+    fn pick(&self, rng: &mut StdRng) -> usize {
+        self.affiliates[rng.random_range(0..self.affiliates.len())]
+    }
+
+    /// Another affiliate of the lane than `a`.
+    fn other(&self, rng: &mut StdRng, a: usize) -> usize {
+        loop {
+            let b = self.pick(rng);
+            if b != a {
+                return b;
+            }
+        }
+    }
+
+    fn holder(&self, rng: &mut StdRng) -> usize {
+        self.with_coupon[rng.random_range(0..self.with_coupon.len())]
+    }
+
+    /// The affiliate's referral code, or now and then its id.
+    fn code_of(rng: &mut StdRng, a: usize) -> Via {
+        if rng.random_bool(0.85) {
+            Via::Code(a)
+        } else {
+            Via::Id(a)
+        }
+    }
+
+    /// The affiliate's coupon as the buyer typed it: as given, upper or lower case.
+    fn coupon(rng: &mut StdRng, affs: &[Affiliate], a: usize) -> CouponSent {
+        let code = affs[a].coupon.as_deref().expect("a coupon holder");
+        let typed = match rng.random_range(0..3) {
+            0 => code.to_string(),
+            1 => code.to_uppercase(),
+            _ => code.to_lowercase(),
+        };
+        CouponSent::Held(a, typed)
+    }
+
+    fn unknown_coupon(rng: &mut StdRng) -> CouponSent {
+        CouponSent::Unknown(format!("NoSuch-{}", rng.random_range(0..5)))
+    }
+
+    fn click(rng: &mut StdRng, affiliate: usize, tampered: bool) -> ClickWant {
+        ClickWant { affiliate, fresh: rng.random_bool(FRESH_CLICK), tampered }
+    }
+
+    /// A regular buyer, or a guest.
+    fn past_buyer(&self, rng: &mut StdRng) -> String {
+        if rng.random_bool(GUEST_SHARE) {
+            format!("guest-{}-{}", self.lane, rng.random_range(0..self.guests))
+        } else {
+            self.buyers[rng.random_range(0..self.buyers.len())].clone()
+        }
+    }
+
+    /// What orders carried before attribution had sources, on the past clock.
+    fn classic(&self, rng: &mut StdRng, affs: &[Affiliate]) -> Plan {
         let (buyer, via) = if !self.with_buyer.is_empty() && rng.random_bool(0.05) {
             let a = self.with_buyer[rng.random_range(0..self.with_buyer.len())];
             (affs[a].buyer_id.clone().expect("own buyer"), Via::Code(a)) // self-referral
@@ -812,13 +1014,13 @@ impl LaneWorld {
                 let a = self.with_buyer[rng.random_range(0..self.with_buyer.len())];
                 affs[a].buyer_id.clone().expect("own buyer") // shopping through someone else
             } else {
-                self.buyers[rng.random_range(0..self.buyers.len())].clone()
+                self.past_buyer(rng)
             };
             let r: f64 = rng.random();
             let via = if r < 0.78 {
-                Via::Code(pick(rng))
+                Via::Code(self.pick(rng))
             } else if r < 0.85 {
-                Via::Id(pick(rng))
+                Via::Id(self.pick(rng))
             } else if r < 0.88 {
                 Via::UnknownCode
             } else if r < 0.90 {
@@ -828,10 +1030,106 @@ impl LaneWorld {
             };
             (buyer, via)
         };
-        let items = basket(rng);
-        let refunded = vec![0; items.len()];
-        OrderRec { id, buyer, via, placed_at, items, refunded, refunds: 0, cancelled: false, completed: false }
+        Plan { buyer, now_clock: false, via, coupons: Vec::new(), clicks: Vec::new() }
     }
+
+    /// A coupon order on the past clock: a held coupon, sometimes beside an
+    /// unknown one, another affiliate's code (outranked) or a click (dated
+    /// after the order: `click_after_order`); or an unknown coupon beside a code.
+    fn coupon_order(&self, rng: &mut StdRng, affs: &[Affiliate]) -> Plan {
+        let buyer = self.past_buyer(rng);
+        let h = self.holder(rng);
+        let mut coupons = vec![Self::coupon(rng, affs, h)];
+        if rng.random_bool(0.25) {
+            coupons.insert(rng.random_range(0..=1), Self::unknown_coupon(rng));
+        }
+        let r: f64 = rng.random();
+        let via = if r < 0.40 {
+            let b = self.other(rng, h);
+            Self::code_of(rng, b)
+        } else if r < 0.50 {
+            let b = self.other(rng, h);
+            if self.with_coupon.contains(&b) {
+                coupons.push(Self::coupon(rng, affs, b)); // a second holder's coupon: outranked
+            }
+            Via::Nobody
+        } else if r < 0.60 {
+            coupons = vec![Self::unknown_coupon(rng)];
+            Self::code_of(rng, h)
+        } else {
+            Via::Nobody
+        };
+        let clicks = if rng.random_bool(0.15) {
+            let a = self.pick(rng);
+            vec![Self::click(rng, a, false)]
+        } else {
+            Vec::new()
+        };
+        Plan { buyer, now_clock: false, via, coupons, clicks }
+    }
+
+    /// A visitor's order on the now clock: clicks, alone or with a code
+    /// (the click wins), two clicks (the newer wins), a tampered click
+    /// (`invalid_click`), a coupon beside a click and a code (the coupon
+    /// wins); or a code alone, or nothing (the link decides, if any).
+    fn visitor(&self, rng: &mut StdRng, affs: &[Affiliate]) -> Plan {
+        let buyer = format!("visitor-{}-{}", self.lane, rng.random_range(0..self.visitors));
+        let a = self.pick(rng);
+        let r: f64 = rng.random();
+        let (via, coupons, clicks) = if r < 0.30 {
+            (Via::Nobody, Vec::new(), vec![Self::click(rng, a, false)])
+        } else if r < 0.50 {
+            let b = self.other(rng, a);
+            (Self::code_of(rng, b), Vec::new(), vec![Self::click(rng, a, false)])
+        } else if r < 0.60 {
+            let b = self.other(rng, a);
+            (Via::Nobody, Vec::new(), vec![Self::click(rng, b, false), Self::click(rng, a, false)])
+        } else if r < 0.70 {
+            let via = if rng.random_bool(0.7) {
+                let b = self.other(rng, a);
+                Self::code_of(rng, b)
+            } else {
+                Via::Nobody
+            };
+            (via, Vec::new(), vec![Self::click(rng, a, true)])
+        } else if r < 0.80 {
+            let h = self.holder(rng);
+            let b = self.other(rng, h);
+            (Self::code_of(rng, b), vec![Self::coupon(rng, affs, h)], vec![Self::click(rng, a, false)])
+        } else if r < 0.90 {
+            (Self::code_of(rng, a), Vec::new(), Vec::new())
+        } else {
+            (Via::Nobody, Vec::new(), Vec::new())
+        };
+        Plan { buyer, now_clock: true, via, coupons, clicks }
+    }
+}
+
+/// A fresh click for the affiliate, retried as any request; what komisi
+/// answered (a wrong affiliate or time goes into `wrong`).
+async fn new_click(
+    api: &Api,
+    affs: &[Affiliate],
+    a: usize,
+    visitor: &str,
+    tally: &mut Tally,
+    wrong: &mut Vec<String>,
+) -> ClickSent {
+    let body = json!({"referral_code": affs[a].code, "visitor_id": visitor});
+    let answer = api.until_2xx(Method::POST, "/v1/clicks", Some(&body)).await;
+    tally.clicks += 1;
+    tally.retries += u64::from(answer.retries);
+    let got = &answer.body;
+    let time = |field: &str| {
+        got[field].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+    };
+    let named = affs.iter().position(|x| got["affiliate_id"].as_str() == Some(x.id.as_str()));
+    let (at, expires) = (time("clicked_at"), time("expires_at"));
+    let id = got["click_id"].as_str().unwrap_or_default().to_string();
+    if named != Some(a) || id.is_empty() || at.is_none() || expires != at.map(|t| t + CLICK_WINDOW) {
+        wrong.push(format!("POST /v1/clicks {body}: answered {got}"));
+    }
+    ClickSent { id, affiliate: named.unwrap_or(a), at: at.unwrap_or_else(Utc::now), tampered: false }
 }
 
 /// A random order of the lane meeting `ok`, among the latest `window`.
@@ -853,10 +1151,14 @@ fn refund_items(rng: &mut StdRng, o: &OrderRec) -> Vec<(usize, u32)> {
 
 async fn run_lane(s: LaneSetup) -> LaneResult {
     let mut rng = StdRng::seed_from_u64(s.seed.wrapping_mul(1_000_003).wrapping_add(s.lane as u64));
-    let world = LaneWorld::new(s.lane, &s.affs);
+    let world = LaneWorld::new(s.lane, &s.affs, s.expected_orders);
     let mut orders: Vec<OrderRec> = Vec::new();
     let mut tally = Tally::default();
-    let mut placed_at = s.first_placed_at;
+    let mut wrong_clicks = Vec::new();
+    // The lane's latest click per affiliate.
+    let mut kept: HashMap<usize, ClickSent> = HashMap::new();
+    let (mut past_clock, mut past_orders) = (s.first_placed_at, 0u64);
+    let mut now_clock = DateTime::<Utc>::MIN_UTC;
     let mut tick = tokio::time::interval(s.period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !s.stop.load(Ordering::Relaxed) {
@@ -864,10 +1166,45 @@ async fn run_lane(s: LaneSetup) -> LaneResult {
         let r: f64 = rng.random();
         let answer = if r < ORDER_SHARE || orders.is_empty() {
             let k = orders.len();
-            if k % 10 != 9 {
-                placed_at += TimeDelta::seconds(60); // every tenth order ties with the previous one
+            let plan = world.plan(&mut rng, &s.affs);
+            let items = basket(&mut rng);
+            let mut clicks = Vec::new();
+            for want in &plan.clicks {
+                let click = match kept.get(&want.affiliate) {
+                    Some(c) if !want.fresh => c.clone(),
+                    _ => {
+                        let c = new_click(&s.api, &s.affs, want.affiliate, &plan.buyer, &mut tally, &mut wrong_clicks)
+                            .await;
+                        kept.insert(want.affiliate, c.clone());
+                        c
+                    }
+                };
+                clicks.push(if want.tampered { click.tampered() } else { click });
             }
-            let o = world.order(&mut rng, &s.affs, format!("o{}-{k:06}", s.lane), placed_at);
+            let placed_at = if plan.now_clock {
+                // After every click it carries (the body has whole seconds).
+                now_clock = now_clock.max(Utc::now().trunc_subsecs(0));
+                now_clock
+            } else {
+                if past_orders % 10 != 9 {
+                    past_clock += TimeDelta::seconds(60); // every tenth order ties with the previous one
+                }
+                past_orders += 1;
+                past_clock
+            };
+            let o = OrderRec {
+                id: format!("o{}-{k:06}", s.lane),
+                buyer: plan.buyer,
+                via: plan.via,
+                coupons: plan.coupons,
+                clicks,
+                placed_at,
+                refunded: vec![0; items.len()],
+                items,
+                refunds: 0,
+                cancelled: false,
+                completed: false,
+            };
             let a = s.api.until_2xx(Method::POST, "/v1/orders", Some(&o.body(&s.affs))).await;
             tally.orders += 1;
             orders.push(o);
@@ -907,7 +1244,7 @@ async fn run_lane(s: LaneSetup) -> LaneResult {
             }
         }
     }
-    LaneResult { orders, tally }
+    LaneResult { orders, tally, wrong_clicks }
 }
 
 // ------------------------------------------------------------------ faults
@@ -1151,6 +1488,117 @@ async fn drain(api: &Api) -> Result<Duration, String> {
 
 // ------------------------------------------------------------------ the independent checker
 
+/// How far a click may be dated after the order's `placed_at` (RULES.md
+/// "Sources"), and the program's click window (`click_window_days`, 30 by default).
+const CLICK_SKEW: TimeDelta = TimeDelta::minutes(5);
+const CLICK_WINDOW: TimeDelta = TimeDelta::days(30);
+
+/// An order's attribution as RULES.md "Attribution" decides it.
+#[derive(Debug, Clone, Default)]
+struct Attr {
+    /// The direct affiliate (None: unattributed).
+    affiliate: Option<usize>,
+    source: Option<&'static str>,
+    /// (source, reason, the affiliate it named) of everything else the
+    /// order carried, and of the buyer's link when it did not attribute.
+    ignored: Vec<(&'static str, &'static str, Option<usize>)>,
+}
+
+/// A buyer's link: the affiliate, and the order that made it.
+type Links = HashMap<String, (usize, String)>;
+
+/// RULES.md "Sources", with the program's default `attribution.order`: the
+/// first source that names an affiliate wins — the buyer's link (unless its
+/// affiliate is suspended), then the first coupon code an affiliate holds,
+/// then the newest valid click, then the referral code or affiliate id —
+/// and everything else is ignored with its reason. Suspension matters for
+/// the link only.
+fn decide(o: &OrderRec, link: Option<usize>, affs: &[Affiliate]) -> Attr {
+    let mut ignored = Vec::new();
+    let linked: Vec<usize> = match link {
+        Some(a) if affs[a].suspended => {
+            ignored.push(("customer_link", "linked_affiliate_suspended", Some(a)));
+            Vec::new()
+        }
+        other => other.into_iter().collect(),
+    };
+    let mut coupons = Vec::new();
+    for c in &o.coupons {
+        match c {
+            CouponSent::Held(a, _) => coupons.push(*a),
+            CouponSent::Unknown(_) => ignored.push(("coupon", "unknown_coupon", None)),
+        }
+    }
+    // A tampered id does not verify; a click dated more than the skew after
+    // the order, or older than the window at the order's time, does not
+    // count; of the valid ones the newest is chosen (the later given on a tie).
+    let mut valid: Vec<(usize, &ClickSent)> = Vec::new();
+    for (i, c) in o.clicks.iter().enumerate() {
+        if c.tampered {
+            ignored.push(("click", "invalid_click", None));
+        } else if c.at > o.placed_at + CLICK_SKEW {
+            ignored.push(("click", "click_after_order", Some(c.affiliate)));
+        } else if o.placed_at - c.at > CLICK_WINDOW {
+            ignored.push(("click", "click_expired", Some(c.affiliate)));
+        } else {
+            valid.push((i, c));
+        }
+    }
+    let chosen = valid.iter().max_by_key(|(i, c)| (c.at, *i)).map(|&(i, _)| i);
+    let mut clicked = Vec::new();
+    for (i, c) in valid {
+        if Some(i) == chosen {
+            clicked.push(c.affiliate);
+        } else {
+            ignored.push(("click", "click_not_chosen", Some(c.affiliate)));
+        }
+    }
+    let (code_source, coded) = match o.via {
+        Via::Code(a) => ("referral_code", vec![a]),
+        Via::Id(a) => ("affiliate_id", vec![a]),
+        Via::UnknownCode => {
+            ignored.push(("referral_code", "unknown_referral_code", None));
+            ("referral_code", Vec::new())
+        }
+        Via::UnknownId => {
+            ignored.push(("affiliate_id", "unknown_affiliate_id", None));
+            ("affiliate_id", Vec::new())
+        }
+        Via::Nobody => ("referral_code", Vec::new()),
+    };
+    let mut attr = Attr::default();
+    for (source, named) in [("customer_link", linked), ("coupon", coupons), ("click", clicked), (code_source, coded)] {
+        for a in named {
+            if attr.affiliate.is_none() {
+                (attr.affiliate, attr.source) = (Some(a), Some(source));
+            } else {
+                ignored.push((source, "outranked", Some(a)));
+            }
+        }
+    }
+    attr.ignored = ignored;
+    attr
+}
+
+/// Every order's attribution, and every buyer's link, taking each lane's
+/// orders in the order it sent them (a buyer's orders all come from one
+/// lane, one at a time): a buyer without a link is linked, for life, to the
+/// affiliate of their first order attributed by anything but a link, be
+/// that affiliate suspended or not.
+fn attribute(orders: &[OrderRec], affs: &[Affiliate]) -> (HashMap<String, Attr>, Links) {
+    let mut links: Links = HashMap::new();
+    let mut out = HashMap::new();
+    for o in orders {
+        let link = links.get(&o.buyer).map(|&(a, _)| a);
+        let attr = decide(o, link, affs);
+        if let (None, Some(a)) = (link, attr.affiliate) {
+            links.insert(o.buyer.clone(), (a, o.id.clone()));
+        }
+        out.insert(o.id.clone(), attr);
+    }
+    (out, links)
+}
+
 /// Facts of an order that depend on other orders (RULES.md rules 4, 5, 8).
 #[derive(Debug, Default, Clone, Copy)]
 struct Facts {
@@ -1177,7 +1625,7 @@ fn eligible_now(o: &OrderRec, p: &Program) -> Decimal {
         .sum()
 }
 
-fn facts(orders: &[OrderRec], p: &Program) -> HashMap<String, Facts> {
+fn facts(orders: &[OrderRec], attrs: &HashMap<String, Attr>, p: &Program) -> HashMap<String, Facts> {
     let mut sorted: Vec<&OrderRec> = orders.iter().collect();
     sorted.sort_by(|a, b| (a.placed_at, &a.id).cmp(&(b.placed_at, &b.id)));
     let mut month: HashMap<(usize, i32, u32), (Decimal, u32)> = HashMap::new();
@@ -1185,7 +1633,7 @@ fn facts(orders: &[OrderRec], p: &Program) -> HashMap<String, Facts> {
     let mut out = HashMap::new();
     for o in sorted {
         let mut f = Facts { first_of_buyer: buyers_seen.insert(&o.buyer), ..Facts::default() };
-        if let Some(a) = o.affiliate() {
+        if let Some(a) = attrs[&o.id].affiliate {
             let local = o.placed_at.with_timezone(&Jakarta);
             let slot = month.entry((a, local.year(), local.month())).or_default();
             f.volume_before = slot.0;
@@ -1212,8 +1660,8 @@ struct Expected {
 }
 
 /// Rule 2.
-fn no_commission_reason(o: &OrderRec, p: &Program, affs: &[Affiliate]) -> Option<&'static str> {
-    let Some(a) = o.affiliate() else { return Some("unattributed") };
+fn no_commission_reason(o: &OrderRec, attr: &Attr, p: &Program, affs: &[Affiliate]) -> Option<&'static str> {
+    let Some(a) = attr.affiliate else { return Some("unattributed") };
     if affs[a].suspended {
         Some("affiliate_suspended")
     } else if affs[a].buyer_id.as_deref() == Some(o.buyer.as_str()) {
@@ -1225,8 +1673,8 @@ fn no_commission_reason(o: &OrderRec, p: &Program, affs: &[Affiliate]) -> Option
     }
 }
 
-fn expect(o: &OrderRec, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected {
-    let mut e = Expected { no_commission_reason: no_commission_reason(o, p, affs), ..Expected::default() };
+fn expect(o: &OrderRec, attr: &Attr, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected {
+    let mut e = Expected { no_commission_reason: no_commission_reason(o, attr, p, affs), ..Expected::default() };
     if o.voided() {
         return e;
     }
@@ -1236,7 +1684,7 @@ fn expect(o: &OrderRec, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected 
             e.commissions.insert((affs[aff].id.clone(), level, kind.to_string()), amount);
         }
     };
-    if let (None, Some(a)) = (e.no_commission_reason, o.affiliate()) {
+    if let (None, Some(a)) = (e.no_commission_reason, attr.affiliate) {
         // Rule 3: Σ net quantity × price × the item's rate, rounded once.
         let raw: Decimal = (0..o.items.len())
             .filter(|&i| !p.excluded.contains(o.items[i].category))
@@ -1309,13 +1757,57 @@ fn coverage(orders: &[OrderRec], expected: &HashMap<String, Expected>, p: &Progr
     )
 }
 
+/// What the orders carried, what attributed them and what was ignored, so
+/// a green run shows which attribution rules it proved.
+fn attribution_coverage(
+    orders: &[OrderRec],
+    attrs: &HashMap<String, Attr>,
+    links: &Links,
+    affs: &[Affiliate],
+) -> String {
+    let mut carried: BTreeMap<String, usize> = BTreeMap::new();
+    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut ignored: BTreeMap<String, usize> = BTreeMap::new();
+    for o in orders {
+        let mut kind = Vec::new();
+        if o.coupons.iter().any(|c| matches!(c, CouponSent::Held(..))) {
+            kind.push("coupon");
+        }
+        if o.coupons.iter().any(|c| matches!(c, CouponSent::Unknown(_))) {
+            kind.push("unknown coupon");
+        }
+        match o.clicks.len() {
+            0 => {}
+            1 => kind.push("click"),
+            _ => kind.push("clicks"),
+        }
+        if !matches!(o.via, Via::Nobody) {
+            kind.push("code");
+        }
+        let kind = if kind.is_empty() { "nothing".to_string() } else { kind.join("+") };
+        *carried.entry(kind).or_default() += 1;
+        let a = &attrs[&o.id];
+        *sources.entry(a.source.unwrap_or("none")).or_default() += 1;
+        for (source, reason, _) in &a.ignored {
+            *ignored.entry(format!("{source}/{reason}")).or_default() += 1;
+        }
+    }
+    let now_clock = orders.iter().filter(|o| o.buyer.starts_with("visitor-")).count();
+    let suspended = links.values().filter(|(a, _)| affs[*a].suspended).count();
+    format!(
+        "orders carried {carried:?} ({now_clock} on the now clock); attributed by {sources:?}; ignored {ignored:?}; \
+         {} buyers linked ({suspended} to a suspended affiliate)",
+        links.len()
+    )
+}
+
 fn money(v: &Value) -> Decimal {
     Decimal::from_str(v.as_str().unwrap_or_else(|| panic!("money as a string, got {v}"))).expect("decimal")
 }
 
 /// Compares one order as komisi reports it with its recomputation; the
 /// differences, and the order's commission amounts by entry status.
-fn compare_order(o: &OrderRec, e: &Expected, got: &Value, p: &Program, affs: &[Affiliate]) -> Vec<String> {
+fn compare_order(o: &OrderRec, attr: &Attr, e: &Expected, got: &Value, p: &Program, affs: &[Affiliate]) -> Vec<String> {
     let mut diffs = Vec::new();
     let mut check = |what: &str, want: String, have: String| {
         if want != have {
@@ -1331,11 +1823,29 @@ fn compare_order(o: &OrderRec, e: &Expected, got: &Value, p: &Program, affs: &[A
     );
     let total: Decimal = o.items.iter().map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
     check("total", total.normalize().to_string(), money(&got["total"]).normalize().to_string());
+    let id_of = |a: Option<usize>| a.map_or("-", |a| affs[a].id.as_str());
+    check("affiliate_id", id_of(attr.affiliate).into(), got["affiliate_id"].as_str().unwrap_or("-").into());
+    // The attribution decided at intake: the winner, its source, and what was ignored why.
+    let decided = &got["attribution"];
     check(
-        "affiliate_id",
-        format!("{:?}", o.affiliate().map(|a| affs[a].id.as_str())),
-        format!("{:?}", got["affiliate_id"].as_str()),
+        "attribution.affiliate_id",
+        id_of(attr.affiliate).into(),
+        decided["affiliate_id"].as_str().unwrap_or("-").into(),
     );
+    check("attribution.source", attr.source.unwrap_or("-").into(), decided["source"].as_str().unwrap_or("-").into());
+    let mut want: Vec<String> = attr.ignored.iter().map(|&(s, r, a)| format!("{s}/{r}/{}", id_of(a))).collect();
+    want.sort();
+    let mut have: Vec<String> = decided["ignored"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let field = |f: &str| i[f].as_str().unwrap_or("-").to_string();
+            format!("{}/{}/{}", field("source"), field("reason"), field("affiliate_id"))
+        })
+        .collect();
+    have.sort();
+    check("attribution.ignored", format!("{want:?}"), format!("{have:?}"));
     check(
         "no_commission_reason",
         format!("{:?}", e.no_commission_reason),
@@ -1372,18 +1882,22 @@ struct CheckReport {
     orders: usize,
     affiliates: usize,
     buyers: usize,
+    /// Of the differences: in orders' attribution, and in buyers' links.
+    attribution_diffs: usize,
+    link_diffs: usize,
     diffs: Vec<String>,
 }
 
 async fn check_orders(
     api: &Api,
     orders: &[OrderRec],
+    attrs: &HashMap<String, Attr>,
     p: &Program,
     affs: &[Affiliate],
 ) -> (CheckReport, HashMap<String, Expected>) {
-    let facts = facts(orders, p);
+    let facts = facts(orders, attrs, p);
     let expected: HashMap<String, Expected> =
-        orders.iter().map(|o| (o.id.clone(), expect(o, &facts[&o.id], p, affs))).collect();
+        orders.iter().map(|o| (o.id.clone(), expect(o, &attrs[&o.id], &facts[&o.id], p, affs))).collect();
     let fetched: Vec<(usize, Value)> = futures::stream::iter(orders.iter().enumerate())
         .map(|(i, o)| async move { (i, api.get(&format!("/v1/orders/{}", o.id)).await) })
         .buffer_unordered(16)
@@ -1392,7 +1906,9 @@ async fn check_orders(
     let mut report = CheckReport { orders: orders.len(), ..CheckReport::default() };
     for (i, got) in fetched {
         let o = &orders[i];
-        report.diffs.extend(compare_order(o, &expected[&o.id], &got, p, affs));
+        let diffs = compare_order(o, &attrs[&o.id], &expected[&o.id], &got, p, affs);
+        report.attribution_diffs += diffs.iter().filter(|d| d.contains(": attribution.")).count();
+        report.diffs.extend(diffs);
     }
     (report, expected)
 }
@@ -1401,6 +1917,7 @@ async fn check_balances(
     api: &Api,
     orders: &[OrderRec],
     expected: &HashMap<String, Expected>,
+    links: &Links,
     affs: &[Affiliate],
     report: &mut CheckReport,
 ) {
@@ -1432,14 +1949,35 @@ async fn check_balances(
         }
     }
     report.affiliates = affs.len();
-    let fetched: Vec<(&str, Value)> = futures::stream::iter(points.keys().copied())
-        .map(|b| async move { (b, api.get(&format!("/v1/buyers/{b}/rewards")).await) })
+    let fetched: Vec<(&str, Value, Value)> = futures::stream::iter(points.keys().copied())
+        .map(|b| async move {
+            (b, api.get(&format!("/v1/buyers/{b}/rewards")).await, api.get(&format!("/v1/buyers/{b}")).await)
+        })
         .buffer_unordered(16)
         .collect()
         .await;
-    for (buyer, got) in fetched {
+    for (buyer, got, view) in fetched {
         if got["points"].as_i64() != Some(points[buyer]) {
             report.diffs.push(format!("buyer {buyer}: points expected {}, komisi {}", points[buyer], got["points"]));
+        }
+        // The buyer's link: made by the order, for life, active unless its affiliate is suspended.
+        let want = links.get(buyer).map(|(a, order)| {
+            format!("{} by order {order} (order), expires null, active {}", affs[*a].id, !affs[*a].suspended)
+        });
+        let l = &view["customer_link"];
+        let have = (!l.is_null()).then(|| {
+            format!(
+                "{} by order {} ({}), expires {}, active {}",
+                l["affiliate_id"].as_str().unwrap_or("?"),
+                l["order_id"].as_str().unwrap_or("?"),
+                l["source"].as_str().unwrap_or("?"),
+                l["expires_at"],
+                l["active"]
+            )
+        });
+        if want != have {
+            report.link_diffs += 1;
+            report.diffs.push(format!("buyer {buyer}: customer_link expected {want:?}, komisi {have:?}"));
         }
     }
     report.buyers = points.len();
@@ -1870,6 +2408,14 @@ async fn chaos() {
     let stop = Arc::new(AtomicBool::new(false));
     let lane_orders = (settings.rate * settings.secs) as i64 / LANES as i64;
     let first_placed_at = month_boundary() - TimeDelta::seconds(lane_orders * 60 / 2);
+    // The past clock (at most a minute per order) must stay out of the
+    // current Jakarta month, the now clock's.
+    let past_end = first_placed_at + TimeDelta::seconds(lane_orders * 60);
+    let this_month = month_boundary() + TimeDelta::days(28);
+    assert!(
+        past_end < this_month,
+        "the past clock would run to {past_end}, into the current month: lower KOMISI_CHAOS_SECS or KOMISI_CHAOS_RATE"
+    );
     let period = Duration::from_secs_f64(LANES as f64 * ORDER_SHARE / settings.rate as f64);
     let lanes: Vec<_> = (0..LANES)
         .map(|lane| {
@@ -1880,6 +2426,7 @@ async fn chaos() {
                 seed: settings.seed,
                 period,
                 first_placed_at,
+                expected_orders: lane_orders as usize,
                 stop: stop.clone(),
             }))
         })
@@ -1904,10 +2451,12 @@ async fn chaos() {
     }
     let mut orders = Vec::new();
     let mut tally = Tally::default();
+    let mut wrong_clicks = Vec::new();
     for lane in lanes {
         let r = lane.await.expect("lane");
-        orders.extend(r.orders);
+        orders.extend(r.orders); // each lane's in the order sent
         tally.add(&r.tally);
+        wrong_clicks.extend(r.wrong_clicks);
     }
     let stream_end = start.elapsed();
     timeline.lock().await.log(format!("stream stopped ({} orders)", tally.orders));
@@ -1918,13 +2467,15 @@ async fn chaos() {
     sampler_stop.cancel();
     let samples = sampler.await.expect("sampler");
     let checking = Instant::now();
-    let (mut report, expected) = check_orders(&api, &orders, &program, &affs).await;
+    let (attrs, links) = attribute(&orders, &affs);
+    let (mut report, expected) = check_orders(&api, &orders, &attrs, &program, &affs).await;
+    report.diffs.extend(wrong_clicks.iter().map(|w| format!("click: {w}")));
     let progress = |what: &str, r: &CheckReport| {
         println!("chaos: {what} checked at {:.1?} ({} differences so far)", checking.elapsed(), r.diffs.len());
     };
     progress("orders", &report);
-    check_balances(&api, &orders, &expected, &affs, &mut report).await;
-    progress("balances and points", &report);
+    check_balances(&api, &orders, &expected, &links, &affs, &mut report).await;
+    progress("balances, points and links", &report);
     let db = check_database(&pool, &orders, &tally, &mut report).await;
     progress("database rows", &report);
     let reconcile = check_reconcile(&api, &mut report).await;
@@ -1939,8 +2490,8 @@ async fn chaos() {
     let tl = timeline.lock().await;
     println!("\n==== chaos summary ({mode}, {} s, seed {}) ====", settings.secs, settings.seed);
     println!(
-        "answered 2xx: {} orders, {} refunds, {} cancels, {} completes in {:.1?}",
-        tally.orders, tally.refunds, tally.cancels, tally.completes, stream_end
+        "answered 2xx: {} orders, {} refunds, {} cancels, {} completes, {} clicks in {:.1?}",
+        tally.orders, tally.refunds, tally.cancels, tally.completes, tally.clicks, stream_end
     );
     println!(
         "retried requests: {} retries; {} finally answered 200 \"already accepted\"",
@@ -1959,10 +2510,21 @@ async fn chaos() {
     println!("{}", summarize("open events", &samples.iter().map(|s| s.backlog).collect::<Vec<_>>()));
     println!("{}", summarize("pending webhook messages", &samples.iter().map(|s| s.webhooks).collect::<Vec<_>>()));
     println!("rules exercised: {}", coverage(&orders, &expected, &program));
+    println!("attribution exercised: {}", attribution_coverage(&orders, &attrs, &links, &affs));
     println!("database: {db}");
     println!("{reconcile}");
     println!("{webhook_summary}");
     println!("webhook messages all delivered, after the reconcile: {webhooks_drained:?}");
+    println!(
+        "attribution: {} orders' source, affiliate and ignored list compared, {} differences; {} buyers' links \
+         compared ({} linked), {} differences; {} click answers wrong",
+        report.orders,
+        report.attribution_diffs,
+        report.buyers,
+        links.len(),
+        report.link_diffs,
+        wrong_clicks.len()
+    );
     println!(
         "checker: {} orders, {} affiliates, {} buyers recomputed in {checked_in:.1?}; {} differences",
         report.orders,
