@@ -6,7 +6,8 @@
 # then carrying its affiliate's last click id, which intake verifies).
 # Interleaved round by round on a fresh database; DIST is the affiliates'
 # distribution (uniform, zipf, hot). The per-key rate limit is off
-# (loadtest/serve.sh). Prints intake p50/p99 of orders and end-to-end events/s.
+# (loadtest/serve.sh). Prints intake p50/p99 of orders (and the bucket
+# komisi's own histogram puts their p99 in) and end-to-end events/s.
 #   loadtest/clicks.sh [orders/s] [runs] [dist] [clicks per order]
 # Needs `cargo build --release -p komisi -p loadtest`.
 set -euo pipefail
@@ -19,15 +20,20 @@ LT=./target/release/loadtest
 BASE=http://127.0.0.1:18090
 loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'orders/s=%.0f' % d['accepted_per_s'], 'clicks/s=%.0f' % d['clicks_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'], 'dropped=%s' % d['dropped'], 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'orders/s=%.0f' % d['accepted_per_s'], 'clicks/s=%.0f' % d['clicks_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'server p99 <= %s s' % d['server_orders_upper_bound_s']['p99'], 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'], 'dropped=%s' % d['dropped'], 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
 }
 TOTAL=$(python3 -c "print($ORDERS * (1 + $CPO))")
+# SIDES=off,on,healthz adds the control: as many requests to GET /healthz.
+SIDES=${SIDES:-off on}
 for round in $(seq "$RUNS"); do
-  for side in off on; do
+  for side in ${SIDES//,/ }; do
     PID=$(loadtest/serve.sh)
     if [ "$side" = on ]; then
       $LT run --base-url "$BASE" --duration-secs 20 --affiliates-dist "$DIST" --server-pid "$PID" \
         --rate "$TOTAL" --clicks-per-order "$CPO" | summary "round=$round clicks=on $DIST offered=$TOTAL/s"
+    elif [ "$side" = healthz ]; then
+      $LT run --base-url "$BASE" --duration-secs 20 --affiliates-dist "$DIST" --server-pid "$PID" \
+        --rate "$TOTAL" --clicks-per-order "$CPO" --clicks-as-healthz | summary "round=$round healthz $DIST offered=$TOTAL/s"
     else
       $LT run --base-url "$BASE" --duration-secs 20 --affiliates-dist "$DIST" --server-pid "$PID" \
         --rate "$ORDERS" | summary "round=$round clicks=off $DIST offered=$ORDERS/s"

@@ -89,6 +89,11 @@ struct Mix {
     /// got, besides its referral code. 0: no clicks.
     #[arg(long, default_value_t = 0.0)]
     clicks_per_order: f64,
+    /// A control for the click mix: the same number of requests, sent to
+    /// `GET /healthz` instead of `POST /v1/clicks` (what the request rate
+    /// costs, whatever the route).
+    #[arg(long)]
+    clicks_as_healthz: bool,
 }
 
 /// How orders spread over affiliates.
@@ -317,6 +322,8 @@ struct Request {
     order: Option<(String, usize)>,
     /// A click for this leaf (its id is kept for the leaf's next order).
     click: Option<usize>,
+    /// A GET (the click mix's control), not a POST.
+    get: bool,
 }
 
 /// What every request of a run shares: the mix, the client, the counts.
@@ -347,11 +354,21 @@ impl Load {
         let cpo = self.mix.clicks_per_order;
         if cpo > 0.0 && rng.random::<f64>() < cpo / (cpo + 1.0) {
             let leaf = self.leaves.pick(rng);
+            if self.mix.clicks_as_healthz {
+                return Request {
+                    url: format!("{base}/healthz"),
+                    body: Value::Null,
+                    order: None,
+                    click: None,
+                    get: true,
+                };
+            }
             return Request {
                 url: format!("{base}/v1/clicks"),
                 body: json!({"referral_code": format!("code-{leaf}")}),
                 order: None,
                 click: Some(leaf),
+                get: false,
             };
         }
         match earlier {
@@ -360,12 +377,14 @@ impl Load {
                 body: json!({"refund_id": format!("r-{}-{i}", self.run_id), "items": [{"sku": format!("sku-{}", rng.random_range(0..items)), "quantity": 1}]}),
                 order: None,
                 click: None,
+                get: false,
             },
             Some((order, _)) if roll < self.mix.refund_share + self.mix.complete_share => Request {
                 url: format!("{base}/v1/orders/{order}/complete"),
                 body: Value::Null,
                 order: None,
                 click: None,
+                get: false,
             },
             _ => {
                 let id = format!("lt-{}-{i}", self.run_id);
@@ -373,7 +392,7 @@ impl Load {
                 if let Some(click) = self.clicks.lock().unwrap().get(&leaf) {
                     body["click_id"] = json!(click);
                 }
-                Request { url: format!("{base}/v1/orders"), body, order: Some((id, items)), click: None }
+                Request { url: format!("{base}/v1/orders"), body, order: Some((id, items)), click: None, get: false }
             }
         }
     }
@@ -381,7 +400,7 @@ impl Load {
     /// Sends a request counted in flight by the caller, and counts its
     /// answer; an order's latency counts from `since`.
     async fn send(&self, r: Request, since: Instant) {
-        let mut req = self.http.post(r.url).bearer_auth(&self.key);
+        let mut req = if r.get { self.http.get(r.url) } else { self.http.post(r.url) }.bearer_auth(&self.key);
         if !r.body.is_null() {
             req = req.json(&r.body);
         }
@@ -530,6 +549,12 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
     let done = after.sum("komisi_events_total", &[("outcome", "done")])
         - before.sum("komisi_events_total", &[("outcome", "done")]);
     let lag = metrics::histogram_delta(&before, &after, "komisi_event_lag_seconds");
+    let orders_server = metrics::histogram_delta_with(
+        &before,
+        &after,
+        "komisi_http_request_duration_seconds",
+        &[("method", "POST"), ("route", "/v1/orders")],
+    );
     let counters = &load.counters;
     let orders_ok = counters.orders_ok.load(Ordering::Relaxed);
     let h = load.latency.lock().unwrap();
@@ -551,6 +576,11 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
         "dropped": counters.dropped.load(Ordering::Relaxed),
         "accepted_per_s": orders_ok as f64 / offered_for.as_secs_f64(),
         "intake_latency": quantiles_ms(&h),
+        // komisi's own view of the same orders (its histogram's bucket bounds).
+        "server_orders_upper_bound_s": {
+            "p50": metrics::quantile(&orders_server, 0.5),
+            "p99": metrics::quantile(&orders_server, 0.99),
+        },
         "events_applied": done,
         "drained": drained,
         "drain_s": drain.as_secs_f64(),

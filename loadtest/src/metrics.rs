@@ -44,11 +44,15 @@ impl Scrape {
             .sum()
     }
 
-    fn buckets(&self, name: &str) -> Vec<(f64, f64)> {
+    fn buckets(&self, name: &str, with: &[(&str, &str)]) -> Vec<(f64, f64)> {
         let bucket = format!("{name}_bucket");
         let mut out: Vec<(f64, f64)> = Vec::new();
         // Summed per bound over the series (labels, instances) of the histogram.
-        for (le, v) in self.samples.iter().filter(|(n, _, _)| *n == bucket).filter_map(|(_, l, v)| {
+        let series = self
+            .samples
+            .iter()
+            .filter(|(n, labels, _)| *n == bucket && with.iter().all(|(k, v)| labels.get(*k).is_some_and(|x| x == v)));
+        for (le, v) in series.filter_map(|(_, l, v)| {
             l.get("le").map(|le| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, *v))
         }) {
             match out.iter_mut().find(|(x, _)| *x == le) {
@@ -63,9 +67,14 @@ impl Scrape {
 
 /// Cumulative bucket counts observed between two scrapes.
 pub fn histogram_delta(before: &Scrape, after: &Scrape, name: &str) -> Vec<(f64, f64)> {
-    let b = before.buckets(name);
+    histogram_delta_with(before, after, name, &[])
+}
+
+/// [`histogram_delta`] of the series with these labels.
+pub fn histogram_delta_with(before: &Scrape, after: &Scrape, name: &str, with: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let b = before.buckets(name, with);
     after
-        .buckets(name)
+        .buckets(name, with)
         .into_iter()
         .map(|(le, v)| (le, v - b.iter().find(|(x, _)| *x == le).map(|(_, c)| *c).unwrap_or(0.0)))
         .collect()

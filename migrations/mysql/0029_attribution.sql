@@ -33,7 +33,7 @@ CREATE TABLE customer_links (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 -- Tracked clicks per affiliate and day (UTC), added up in memory and written
--- about once a second: no row per click, no IP address.
+-- every 5 seconds: no row per click, no IP address.
 CREATE TABLE click_days (
     affiliate_id VARCHAR(64) CHARACTER SET latin1 COLLATE latin1_general_cs NOT NULL,
     -- midnight UTC of the day

@@ -1,5 +1,5 @@
 //! Attribution's use cases outside intake: tracked clicks (signed ids,
-//! counted per affiliate and day in memory and written about once a second),
+//! counted per affiliate and day in memory and written every 5 seconds),
 //! coupons, customer links, and an affiliate's attribution figures. Intake
 //! decides each order's attribution in its batch transaction (`intake`,
 //! `domain::attribution::decide`).
@@ -44,14 +44,16 @@ impl ClickKey {
 }
 
 /// Clicks counted in memory per (affiliate, UTC day), written to
-/// `click_days` about once a second by a task that ends with the engine. A
-/// process killed between two writes loses at most that second's counts
+/// `click_days` every 5 seconds by a task that ends with the engine (one upsert
+/// per affiliate clicked in those seconds: at 5 000 clicks a second over
+/// 9 000 affiliates a write a second cost MariaDB 4 % of this machine). A
+/// process killed between two writes loses at most those seconds' counts
 /// (counts are statistics, never money).
 #[derive(Default)]
 pub struct ClickCounts(Mutex<HashMap<(AffiliateId, DateTime<Utc>), u64>>);
 
 /// How often counted clicks are written.
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 impl ClickCounts {
     pub fn start(store: Arc<dyn Backend>) -> Arc<Self> {
@@ -195,7 +197,7 @@ impl Engine {
         Ok(self.program().await?.1.attribution.customer_link != LinkMode::Off)
     }
 
-    /// Writes the clicks counted so far (tests; the flush task does it every second).
+    /// Writes the clicks counted so far (the flush task does it every 5 seconds).
     pub async fn flush_clicks(&self) -> Result<()> {
         self.inner.clicks.flush(self.store()).await
     }

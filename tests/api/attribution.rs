@@ -146,13 +146,19 @@ async fn a_linked_customer_beats_another_affiliates_coupon() {
     assert_eq!(buyer["customer_link"]["order_id"], "o-1");
     assert_eq!(buyer["customer_link"]["active"], true);
     assert_eq!(buyer["customer_link"]["expires_at"], Value::Null, "lifetime");
-    // Later orders are C's whatever they carry.
-    app.accept(&with(simple_order("o-2", "x", Some("code-A"), "100000"), "coupon_codes", json!(["b-sale"]))).await;
+    // Later orders are C's whatever they carry: a coupon, a click, a referral code.
+    let b_click = click(&app, "code-B").await;
+    let carried = with(simple_order("o-2", "x", Some("code-A"), "100000"), "coupon_codes", json!(["b-sale"]));
+    app.accept(&with(carried, "click_id", json!(b_click))).await;
     let o2 = app.processed("o-2").await;
     assert_eq!(source(&o2), ("C", "customer_link"));
     assert_eq!(
         ignored(&o2),
-        vec![("coupon".to_owned(), "outranked".to_owned()), ("referral_code".to_owned(), "outranked".to_owned())]
+        vec![
+            ("coupon".to_owned(), "outranked".to_owned()),
+            ("click".to_owned(), "outranked".to_owned()),
+            ("referral_code".to_owned(), "outranked".to_owned())
+        ]
     );
     assert_eq!(o2["attribution"]["ignored"][0]["message"], "coupon B-SALE ignored: customer_link (C) comes first");
     assert_eq!(app.balance("C", "pending").await, d("20000"));
@@ -323,8 +329,8 @@ async fn a_forged_click_is_ignored_and_a_malformed_one_refused() {
     let r = app.post("/v1/clicks", &json!({"link": "https://shop.example/p?ref=code-B", "visitor_id": "v-1"})).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.json::<Value>().await.unwrap()["affiliate_id"], "B");
-    // Clicks are counted per affiliate and day (written about once a second).
-    let counted = poll(Duration::from_secs(10), || async {
+    // Clicks are counted per affiliate and day (written every 5 seconds).
+    let counted = poll(Duration::from_secs(30), || async {
         let s = app.get_json("/v1/affiliates/C/attribution").await;
         s["clicks"] == 1 && s["clicks_by_day"].as_array().is_some_and(|d| d.len() == 1)
     })
