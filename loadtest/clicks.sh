@@ -24,10 +24,12 @@ summary() {
 }
 TOTAL=$(python3 -c "print($ORDERS * (1 + $CPO))")
 # SIDES=off,on,healthz adds the control: as many requests to GET /healthz.
+# SERVE_ENV="K=V ..." starts komisi with those variables (e.g. TOKIO_WORKER_THREADS=8).
 SIDES=${SIDES:-off on}
 for round in $(seq "$RUNS"); do
   for side in ${SIDES//,/ }; do
-    PID=$(loadtest/serve.sh)
+    # shellcheck disable=SC2086 # SERVE_ENV: extra env assignments for komisi, word-split on purpose
+    PID=$(loadtest/serve.sh ${SERVE_ENV:-})
     if [ "$side" = on ]; then
       $LT run --base-url "$BASE" --duration-secs 20 --affiliates-dist "$DIST" --server-pid "$PID" \
         --rate "$TOTAL" --clicks-per-order "$CPO" | summary "round=$round clicks=on $DIST offered=$TOTAL/s"
