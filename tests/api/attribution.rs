@@ -526,3 +526,31 @@ async fn attribution_settings_are_validated() {
     assert_eq!(app.admin_put("/admin/program", &program).await.status(), StatusCode::OK);
     assert!(app.admin_get("/admin/program").await.get("attribution").is_none());
 }
+
+#[tokio::test]
+async fn a_reassignment_whose_event_transaction_fails_is_applied_once_on_retry() {
+    let app = spawn_app().await;
+    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    abc_tree(&app).await;
+    app.create_affiliate("D", None).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    // The order.reattributed event's transaction fails twice after writing every row.
+    app.faults.fail_order_mid_tx("o-1", 2);
+    let r = app.admin_post("/admin/orders/o-1/attribution", &json!({"affiliate_id": "D", "reason": "fault"})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let o = app.processed("o-1").await;
+    let moved = o["events"].as_array().unwrap().iter().find(|e| e["type"] == "order.reattributed").cloned().unwrap();
+    let detail = app.admin_get(&format!("/admin/events/{}", moved["id"].as_str().unwrap())).await;
+    assert!(detail["attempts"].as_u64().unwrap() >= 3, "two injected failures, then applied: {detail}");
+    // Exactly once: C, B and A reversed once, D credited once.
+    assert_eq!(app.order_amounts("o-1").await, vec![("D".into(), "commission".into(), d("95000"))]);
+    for a in ["A", "B", "C"] {
+        assert_eq!(app.balance(a, "pending").await, d("0"), "{a}");
+    }
+    assert_eq!(app.balance("D", "pending").await, d("95000"));
+    let lines = app.db.int("SELECT COUNT(*) FROM ledger_entries WHERE order_id = 'o-1'", &[]).await;
+    assert_eq!(lines, 7, "3 credits, 3 reversals, 1 credit for D: nothing written twice");
+    app.assert_ledger_consistent().await;
+    app.assert_reconciled().await;
+}

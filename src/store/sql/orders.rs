@@ -68,14 +68,7 @@ impl Orders for SqlStore {
         let rewards = rows::all(&conn.fetch(&Sql::new(rewards).arg(id)).await?, rows::reward_entry)?;
         conn.commit().await?;
         let commission_status = row.text("commission_status")?;
-        let attribution = crate::domain::attribution::Decision::of_stored(
-            row.opt_text("attribution")?.as_deref(),
-            row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
-            row.opt_text("referral_code")?.as_deref(),
-            row.opt_text("attribution_note")?.as_deref(),
-            row.time("created_at")?,
-        )
-        .map_err(corrupt)?;
+        let attribution = decision(row.as_ref())?;
         Ok(Some(OrderRecord {
             id: id.clone(),
             affiliate_id: row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
@@ -292,16 +285,8 @@ impl OrderTx for SqlOrderTx {
         )
         .arg(order);
         let row = self.conn.one(&q).await?;
-        let decision = crate::domain::attribution::Decision::of_stored(
-            row.opt_text("attribution")?.as_deref(),
-            row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
-            row.opt_text("referral_code")?.as_deref(),
-            row.opt_text("attribution_note")?.as_deref(),
-            row.time("created_at")?,
-        )
-        .map_err(corrupt)?;
         Ok(OrderAttribution {
-            decision,
+            decision: decision(row.as_ref())?,
             placed_at: row.time("placed_at")?,
             original_eligible: row.money("original_eligible")?,
             approved: row.opt_time("approved_at")?.is_some(),
@@ -432,3 +417,17 @@ pub async fn order_events(conn: &mut dyn Conn, order: &OrderId) -> Result<Vec<cr
 }
 
 super::webhooks::notify_tx!(SqlApproval);
+
+/// An order row's attribution decision: the stored one, or the one its
+/// columns imply (columns `attribution`, `affiliate_id`, `referral_code`,
+/// `attribution_note`, `created_at`).
+fn decision(row: &dyn Cols) -> Result<crate::domain::attribution::Decision> {
+    crate::domain::attribution::Decision::of_stored(
+        row.opt_text("attribution")?.as_deref(),
+        row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
+        row.opt_text("referral_code")?.as_deref(),
+        row.opt_text("attribution_note")?.as_deref(),
+        row.time("created_at")?,
+    )
+    .map_err(corrupt)
+}
