@@ -26,7 +26,7 @@ use crate::metrics as m;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -41,8 +41,12 @@ const TAKE_OVER_MAX: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct Ownership {
     owned: RwLock<BTreeMap<u16, u64>>,
-    /// Set by a graceful shutdown: take nothing more.
+    /// Set by a graceful handover, and by every shutdown once drained: take
+    /// nothing more. (An instance draining alone still takes its share: the
+    /// journal it must drain is in those partitions.)
     closing: AtomicBool,
+    /// Lease ticks completed, whatever their outcome.
+    ticks: AtomicU64,
     /// Set by a graceful handover: read nothing more (other instances will).
     paused: AtomicBool,
     /// Live instances, this one included, as last counted.
@@ -75,16 +79,22 @@ impl Ownership {
     pub fn peers(&self) -> usize {
         self.peers.load(Ordering::Relaxed)
     }
-    /// A graceful shutdown begins: acquire nothing more; with `handover`,
-    /// stop reading too (another live instance takes the partitions).
+    /// A graceful shutdown begins. With `handover`, acquire nothing more and
+    /// stop reading (another live instance takes the partitions); alone, go
+    /// on taking this instance's share, which the drain reads to the end.
     pub fn close(&self, handover: bool) {
-        self.closing.store(true, Ordering::SeqCst);
         if handover {
+            self.closing.store(true, Ordering::SeqCst);
             self.paused.store(true, Ordering::SeqCst);
         }
     }
+    /// Lease ticks completed so far.
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::SeqCst)
+    }
     /// Forgets every partition (after the drain) and returns them, to release.
     pub fn give_up_all(&self) -> Vec<u16> {
+        self.closing.store(true, Ordering::SeqCst);
         let parts: Vec<u16> = std::mem::take(&mut *self.write()).into_keys().collect();
         metrics::gauge!(m::PARTITIONS_OWNED).set(0.0);
         parts
@@ -147,6 +157,7 @@ impl Actor for Leaser {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         tick(st).await;
+        st.deps.ownership.ticks.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -181,7 +192,7 @@ async fn tick(st: &mut LeaserState) {
     }
 
     renew(st, journal.as_ref(), ttl).await;
-    if !ownership.closing.load(Ordering::SeqCst) {
+    if !ownership.closing.load(Ordering::SeqCst) && !deps.faults.holding_leases() {
         balance(st, journal.as_ref(), ttl).await;
         take_fences(st).await;
     }

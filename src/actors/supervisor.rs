@@ -337,7 +337,18 @@ impl SupervisorState {
 async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     let handover = deps.ownership.peers() > 1;
+    let ticks = deps.ownership.ticks();
     deps.ownership.close(handover);
+    if !handover {
+        // Alone, the journal is read only from the partitions owned: a drain
+        // begun before the lease tick took them (a shutdown just after the
+        // start) waits for one tick, which takes them — or fails, as with
+        // Redis unreachable, and then there is nothing to wait for.
+        let share = super::leases::share(deps.journal.partitions(), deps.ownership.peers());
+        while Instant::now() < deadline && deps.ownership.owned().len() < share && deps.ownership.ticks() <= ticks {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     // Everything intake committed is in the journal once the dispatcher has caught up …
     // Bounded: a dispatcher stuck on an unreachable Redis must not hold the exit.
     let _ = tokio::time::timeout(timeout, async { ractor::call!(dispatcher, DispatcherMsg::Flush) }).await;

@@ -31,6 +31,9 @@ pub struct Faults {
     wallet_error_mid_tx: AtomicU32,
     /// This many next rounds of the webhook deliverer panic.
     panic_in_webhooks: AtomicU32,
+    /// The leaser takes no partition while on (renewals go on), as in the
+    /// moments after a start before the first lease tick.
+    hold_leases: AtomicBool,
     /// Benchmark only: sleep before every commission computation, holding no
     /// connection and no lock (KOMISI_BENCH_COMMISSION_DELAY_MS).
     commission_delay: Duration,
@@ -49,6 +52,13 @@ fn take(counter: &AtomicU32) -> bool {
 impl Faults {
     pub fn with_commission_delay(delay: Duration) -> Self {
         Self { commission_delay: delay, ..Self::default() }
+    }
+    /// Starts with [`Faults::hold_leases`] on.
+    pub fn with_leases_held() -> Self {
+        Self { hold_leases: AtomicBool::new(true), ..Self::default() }
+    }
+    pub fn hold_leases(&self, on: bool) {
+        self.hold_leases.store(on, Ordering::SeqCst);
     }
     pub fn fail_db_mid_tx(&self, times: u32) {
         self.db_error_mid_tx.store(times, Ordering::SeqCst);
@@ -91,6 +101,7 @@ impl Faults {
         *self.failing_order.lock().expect("faults lock") = None;
         self.hold_after_commit(false);
         self.journal_down(false);
+        self.hold_leases(false);
     }
 
     pub(crate) fn take_db_error(&self) -> bool {
@@ -121,6 +132,9 @@ impl Faults {
     }
     pub(crate) fn holding_after_commit(&self) -> bool {
         self.hold_after_commit.load(Ordering::SeqCst)
+    }
+    pub(crate) fn holding_leases(&self) -> bool {
+        self.hold_leases.load(Ordering::SeqCst)
     }
     pub(crate) fn commission_delay(&self) -> Duration {
         self.commission_delay

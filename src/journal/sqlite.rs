@@ -226,7 +226,14 @@ impl Journal for SqliteJournal {
         Ok(added)
     }
 
-    async fn read(&self, _parts: &[u16], max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
+    async fn read(&self, parts: &[u16], max: usize, block: Duration) -> Result<Vec<Delivery>, JournalError> {
+        // One partition: owned, or not yet (before the first lease tick),
+        // when nothing may be delivered — an entry delivered then would be
+        // left unapplied by the actor, and found again only by recovery.
+        if parts.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(Vec::new());
+        }
         // Listen before looking, so a publish between the empty read and the
         // wait still wakes this reader.
         let published = self.published.notified();

@@ -229,6 +229,24 @@ async fn graceful_shutdown_finishes_in_flight_events() {
     app.assert_ledger_consistent().await;
 }
 
+/// A shutdown just after the start, before the lease tick took the
+/// partitions: the drain takes them and reads the journal to the end.
+#[tokio::test]
+async fn graceful_shutdown_before_the_partitions_are_taken_still_drains() {
+    let mut app = spawn_app_with(|_| {}, Faults::with_leases_held()).await;
+    abc_tree(&app).await;
+    for n in 0..3 {
+        app.accept(&simple_order(&format!("o-{n}"), &format!("buyer-{n}"), Some("code-C"), "100000")).await;
+    }
+    let open = app.db.int("SELECT COUNT(*) FROM events WHERE status <> 'done'", &[]).await;
+    assert_eq!(open, 3, "nothing is applied while no partition is owned");
+    app.faults.hold_leases(false);
+    app.shutdown().await;
+    let open = app.db.int("SELECT COUNT(*) FROM events WHERE status <> 'done'", &[]).await;
+    assert_eq!(open, 0, "every accepted event was applied before exit");
+    app.assert_ledger_consistent().await;
+}
+
 #[tokio::test]
 async fn graceful_shutdown_completes_while_the_journal_is_unreachable() {
     let mut app = spawn_app_without_journal().await;

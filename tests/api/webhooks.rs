@@ -195,6 +195,11 @@ async fn a_receiver_failing_three_times_gets_each_message_once_as_a_success_unde
     assert_eq!(log.iter().map(|d| d.status).collect::<Vec<_>>(), vec![500, 500, 500, 200]);
     assert!(log.iter().all(|d| d.webhook_id == log[0].webhook_id && d.body == log[0].body && d.verified_by == [0]));
     let id = &log[0].webhook_id;
+    // The receiver logs the 200 before the sender records it.
+    let recorded =
+        poll(WAIT, || async { app.admin_get(&format!("/admin/webhook-messages/{id}")).await["status"] == "delivered" })
+            .await;
+    assert!(recorded, "the success is recorded");
     let m = app.admin_get(&format!("/admin/webhook-messages/{id}")).await;
     assert_eq!((&m["status"], &m["attempts"], &m["endpoint_id"]), (&json!("delivered"), &json!(4), &e["id"]));
     let codes: Vec<&Value> = m["attempt_log"].as_array().unwrap().iter().map(|a| &a["status_code"]).collect();
@@ -237,8 +242,11 @@ async fn a_message_whose_attempts_all_fail_is_kept_failed_and_recovered_by_windo
     assert_eq!(r, json!({"requeued": 1}));
     let log = receiver.wait_for(|l| l.iter().any(|d| d.status == 200), WAIT).await;
     assert_eq!(log.len(), 6);
-    // The endpoint was failing, and a success clears that.
-    assert_eq!(app.admin_get(&format!("/admin/webhooks/{id}")).await["failing_since"], Value::Null);
+    // The endpoint was failing, and a success clears that once the sender has
+    // recorded it (the receiver logs the 200 before the sender reads it).
+    let cleared =
+        poll(WAIT, || async { app.admin_get(&format!("/admin/webhooks/{id}")).await["failing_since"].is_null() }).await;
+    assert!(cleared, "a success clears failing_since: {}", app.admin_get(&format!("/admin/webhooks/{id}")).await);
 }
 
 #[tokio::test]
