@@ -30,6 +30,7 @@ fn order() -> OrderState {
             })
             .collect(),
         cancelled: false,
+        fx_rate: None,
     }
 }
 

@@ -170,7 +170,7 @@ pub struct Entitlement {
 /// Applies SPEC §4 rules 1–9. Pure and deterministic.
 pub fn entitle(order: &OrderState, program: &Program, ctx: &FrozenContext) -> Entitlement {
     let original_eligible_amount: Decimal =
-        eligible_items(order, program).map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
+        eligible_items(order, program).map(|i| order.line_amount(i, i.quantity, program)).sum();
     let eligible_amount = eligible(order, program);
     let no_commission_reason = match &ctx.direct {
         None => Some(NoCommissionReason::Unattributed),
@@ -216,7 +216,7 @@ fn direct_lines(
 ) -> Vec<CommissionLine> {
     let round = |x: Decimal| money::round(x, program.scale, program.rounding);
     let raw: Decimal = eligible_items(order, program)
-        .map(|i| Decimal::from(i.net_quantity()) * i.unit_price * program.level1_rate(i.category.as_str()))
+        .map(|i| order.line_amount(i, i.net_quantity(), program) * program.level1_rate(i.category.as_str()))
         .sum();
     let mut commission = round(raw);
     let tier_rate = program

@@ -44,6 +44,7 @@ fn worked_order() -> OrderState {
             item("voucher", "gift-card", 1, "100000"),
         ],
         cancelled: false,
+        fx_rate: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn excluded_categories_earn_nothing_and_category_rates_override_level_one_only()
         buyer_id: BuyerId::parse("x").unwrap(),
         items: vec![item("phone", "electronics", 1, "1000000"), item("voucher", "gift-card", 3, "500000")],
         cancelled: false,
+        fx_rate: None,
     };
     let ctx = FrozenContext { upline: vec![aff("B")], buyer_first_order: false, ..ctx_cba() };
     let e = entitle(&order, &p, &ctx);
@@ -237,6 +239,7 @@ fn the_minimum_uses_the_original_eligible_amount() {
         buyer_id: BuyerId::parse("x").unwrap(),
         items: vec![item("a", "fashion", 2, "60000"), item("g", "gift-card", 1, "500000")],
         cancelled: false,
+        fx_rate: None,
     };
     // Eligible 120 000 ≥ 100 000 (the gift card does not count).
     assert_eq!(entitle(&order, &p, &ctx_cba()).commissions[0].amount, d("12000"));
@@ -254,7 +257,12 @@ fn the_minimum_uses_the_original_eligible_amount() {
 }
 
 fn fashion(price: &str) -> OrderState {
-    OrderState { buyer_id: BuyerId::parse("x").unwrap(), items: vec![item("a", "fashion", 1, price)], cancelled: false }
+    OrderState {
+        buyer_id: BuyerId::parse("x").unwrap(),
+        items: vec![item("a", "fashion", 1, price)],
+        cancelled: false,
+        fx_rate: None,
+    }
 }
 
 #[test]
@@ -288,6 +296,7 @@ fn milestone_pays_on_the_nth_order_until_cancel_or_full_refund() {
         buyer_id: BuyerId::parse("x").unwrap(),
         items: vec![item("a", "fashion", 1, "100000"), item("b", "fashion", 1, "100000")],
         cancelled: false,
+        fx_rate: None,
     };
     let third = FrozenContext { nth_in_month: 3, upline: vec![], ..ctx_cba() };
     let second = FrozenContext { nth_in_month: 2, upline: vec![], ..ctx_cba() };
@@ -355,6 +364,7 @@ fn rounding_modes_apply_to_each_amount_once() {
         buyer_id: BuyerId::parse("x").unwrap(),
         items: vec![item("a", "fashion", 3, "33.35")],
         cancelled: false,
+        fx_rate: None,
     };
     let ctx = FrozenContext { upline: vec![], buyer_first_order: false, ..ctx_cba() };
     let amount = |scale: u32, rounding: &str| {
@@ -380,6 +390,7 @@ fn rounding_modes_at_a_midpoint_and_points_always_floor() {
         buyer_id: BuyerId::parse("x").unwrap(),
         items: vec![item("a", "fashion", 25, price)],
         cancelled: false,
+        fx_rate: None,
     };
     let ctx = FrozenContext { upline: vec![], buyer_first_order: false, ..ctx_cba() };
     let run = |scale: u32, rounding: &str, price: &str| {

@@ -3,6 +3,7 @@
 //! currency), and which are answered from the stored order (an id already
 //! taken, or a second time in the same batch).
 use super::attribution::{self, Claims, ClickCheck, Decision, Link, NewLink, Source};
+use super::currency::{self, Fx, RateTable};
 use super::entitlement::month_window;
 use super::event::{EventId, EventRef, PartitionKey};
 use super::ids::AffiliateId;
@@ -27,6 +28,22 @@ pub struct IntakeLookup {
     pub coupons: HashMap<String, AffiliateId>,
     /// Buyer id → the buyer's stored link (read when the program links customers).
     pub links: HashMap<String, Link>,
+    /// The rate table in force at each instant an order of the batch needs
+    /// one (read for orders in another currency without `fx_rate`).
+    pub rate_tables: HashMap<DateTime<Utc>, Option<RateTable>>,
+}
+
+/// The instants at which the batch's orders need the program's rate table:
+/// an order in another currency than `program`'s that carries no rate.
+pub fn rate_table_asks(orders: &[NewOrder], program: &Program, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut at: Vec<DateTime<Utc>> = orders
+        .iter()
+        .filter(|o| o.currency != program.currency && o.fx_rate.is_none())
+        .map(|o| o.placed_at.unwrap_or(now))
+        .collect();
+    at.sort();
+    at.dedup();
+    at
 }
 
 /// An accepted order, as its rows will hold it.
@@ -41,8 +58,12 @@ pub struct Placement<'a> {
     /// The buyer's link this order makes.
     pub link: Option<NewLink>,
     pub placed_at: DateTime<Utc>,
+    /// In the order's currency.
     pub total: Decimal,
+    /// In the program currency.
     pub eligible: Decimal,
+    /// The rate frozen on the order (another currency than the program's).
+    pub fx: Option<Fx>,
     pub event: EventRef,
 }
 
@@ -127,8 +148,8 @@ pub struct IntakePlan<'a> {
     pub later: Vec<usize>,
 }
 
-/// The rule for a batch: an order in another currency than the program's is
-/// refused; an id already stored, or seen earlier in the batch, is answered
+/// The rule for a batch: an order whose currency the rules refuse
+/// ([`currency::decide_fx`]) is answered at once; an id already stored, or seen earlier in the batch, is answered
 /// from the stored order (a duplicate or a conflict); every other order is
 /// accepted, attributed by [`attribution::decide`] (an unknown code leaves
 /// it unattributed, with a note), and gets its `order.placed` event. A
@@ -147,15 +168,21 @@ pub fn plan<'a>(
     let mut seen = HashSet::new();
     let mut made: HashMap<&str, Link> = HashMap::new();
     for (n, o) in orders.iter().enumerate() {
-        if o.currency != program.currency {
-            plan.answers[n] = Some(CreateOrder::WrongCurrency { expected: program.currency.clone() });
-            continue;
-        }
-        if known.taken.contains(o.id.as_str()) || !seen.insert(o.id.as_str()) {
+        if known.taken.contains(o.id.as_str()) || seen.contains(o.id.as_str()) {
             plan.later.push(n);
             continue;
         }
         let placed_at = o.placed_at.unwrap_or(now);
+        let table = known.rate_tables.get(&placed_at).and_then(Option::as_ref);
+        let fx = match currency::decide_fx(o.into(), program, table, placed_at) {
+            Ok(fx) => fx,
+            Err(errors) => {
+                plan.answers[n] = Some(CreateOrder::Invalid(errors));
+                continue;
+            }
+        };
+        // Refused orders are not "seen": the same id again is decided again.
+        seen.insert(o.id.as_str());
         let stored = made.get(o.buyer_id.as_str()).or_else(|| known.links.get(o.buyer_id.as_str())).cloned();
         let claims = Claims {
             link: stored.as_ref(),
@@ -181,7 +208,7 @@ pub fn plan<'a>(
             made.insert(o.buyer_id.as_str(), as_link);
         }
         let affiliate_id = decision.affiliate_id.clone();
-        let state = o.state();
+        let state = o.state_at(fx.as_ref());
         let event = EventRef {
             id: EventId::new(),
             partition: PartitionKey::of(affiliate_id.as_ref(), &o.buyer_id),
@@ -196,6 +223,7 @@ pub fn plan<'a>(
             placed_at,
             total: state.total(),
             eligible: eligible(&state, program),
+            fx,
             event,
         };
         plan.accepted.push((n, placement));
@@ -241,6 +269,7 @@ mod tests {
             click_ids: vec![],
             buyer_email_hash: None,
             currency: currency.into(),
+            fx_rate: None,
             placed_at: None,
             items: vec![NewItem {
                 sku: Sku::parse("s").unwrap(),
@@ -310,7 +339,7 @@ mod tests {
         };
         let orders = vec![
             order("o-1", &cur, Some(Attribution::ReferralCode(ReferralCode::parse("code-a").unwrap()))),
-            order("o-2", "XXX", None),
+            order("o-2", "USD", None),
             order("o-taken", &cur, None),
             order("o-3", &cur, Some(Attribution::ReferralCode(ReferralCode::parse("nobody").unwrap()))),
             order("o-1", &cur, None),
@@ -319,7 +348,12 @@ mod tests {
         ];
         let now = Utc::now();
         let plan = plan(&orders, &known, &p, &[], now);
-        assert!(matches!(&plan.answers[1], Some(CreateOrder::WrongCurrency { expected }) if *expected == cur));
+        // Another currency, and no rate known for it.
+        assert!(
+            matches!(&plan.answers[1], Some(CreateOrder::Invalid(e)) if e.len() == 1 && e[0].field == "currency"),
+            "{:?}",
+            plan.answers[1]
+        );
         assert_eq!(plan.later, vec![2, 4], "a stored id and an id seen earlier in the batch");
         let accepted: Vec<(usize, Option<&str>, Option<&str>)> =
             plan.accepted.iter().map(|(n, pl)| (*n, pl.affiliate_id.as_ref().map(|a| a.as_str()), pl.note)).collect();

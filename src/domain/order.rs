@@ -43,6 +43,9 @@ pub struct NewOrder {
     /// SHA-256 of the buyer's e-mail (self-referral rule).
     pub buyer_email_hash: Option<super::affiliate::EmailHash>,
     pub currency: String,
+    /// 1 unit of `currency` = this many units of the program's (another
+    /// currency than the program's only; else the rate table's is used).
+    pub fx_rate: Option<Decimal>,
     pub placed_at: Option<DateTime<Utc>>,
     pub items: Vec<NewItem>,
     /// SHA-256 of the normalised request: an identical retry has the same hash.
@@ -56,6 +59,11 @@ impl NewOrder {
     pub fn state(&self) -> OrderState {
         OrderState::placed(&self.buyer_id, &self.items)
     }
+    /// The order's state before any refund, converted at `fx` when the
+    /// order is in another currency.
+    pub fn state_at(&self, fx: Option<&super::currency::Fx>) -> OrderState {
+        OrderState { fx_rate: fx.map(|f| f.rate), ..self.state() }
+    }
 }
 
 /// What intake answered for one order.
@@ -66,9 +74,9 @@ pub enum CreateOrder {
     Duplicate(EventId),
     /// The id is taken by an order with other data.
     Conflict,
-    WrongCurrency {
-        expected: String,
-    },
+    /// Refused by a rule that needs the program or the stored rates (the
+    /// currency, its minor units, no rate known): a 422 with these fields.
+    Invalid(Vec<super::FieldError>),
 }
 
 /// A validated refund request.
@@ -217,7 +225,7 @@ impl CommissionStatus {
 }
 
 /// Σ net quantity × unit price over items the program does not exclude
-/// (SPEC §4 rule 1); 0 when cancelled.
+/// (SPEC §4 rule 1), in the program currency; 0 when cancelled.
 pub fn eligible(state: &OrderState, program: &Program) -> Decimal {
     if state.cancelled {
         return Decimal::ZERO;
@@ -226,7 +234,7 @@ pub fn eligible(state: &OrderState, program: &Program) -> Decimal {
         .items
         .iter()
         .filter(|i| !program.is_excluded(i.category.as_str()))
-        .map(|i| Decimal::from(i.net_quantity()) * i.unit_price)
+        .map(|i| state.line_amount(i, i.net_quantity(), program))
         .sum()
 }
 
@@ -253,6 +261,10 @@ pub struct OrderState {
     pub buyer_id: BuyerId,
     pub items: Vec<OrderItem>,
     pub cancelled: bool,
+    /// The rate frozen at intake when the order is in another currency than
+    /// the program's (unit prices are in the order's currency); None: the
+    /// program's currency.
+    pub fx_rate: Option<Decimal>,
 }
 
 impl OrderState {
@@ -271,10 +283,18 @@ impl OrderState {
                 })
                 .collect(),
             cancelled: false,
+            fx_rate: None,
         }
     }
 
-    /// Σ quantity × unit_price over all items, as bought (the order total).
+    /// `quantity` units of `item` in the program currency (see
+    /// [`super::currency::line_amount`]).
+    pub fn line_amount(&self, item: &OrderItem, quantity: u32, program: &Program) -> Decimal {
+        super::currency::line_amount(quantity, item.unit_price, self.fx_rate, program.scale, program.rounding)
+    }
+
+    /// Σ quantity × unit_price over all items, as bought (the order total),
+    /// in the order's currency.
     pub fn total(&self) -> Decimal {
         self.items.iter().map(|i| Decimal::from(i.quantity) * i.unit_price).sum()
     }
@@ -384,7 +404,7 @@ mod tests {
     }
 
     fn order(items: Vec<OrderItem>, cancelled: bool) -> OrderState {
-        OrderState { buyer_id: BuyerId::parse("x").unwrap(), items, cancelled }
+        OrderState { buyer_id: BuyerId::parse("x").unwrap(), items, cancelled, fx_rate: None }
     }
 
     #[test]

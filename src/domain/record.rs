@@ -32,6 +32,8 @@ pub struct OrderRecord {
     pub commission_status: CommissionStatus,
     pub no_commission_reason: Option<String>,
     pub state: OrderState,
+    /// The exchange rate frozen at intake (an order in another currency).
+    pub fx: Option<super::currency::Fx>,
     pub commissions: Vec<LedgerEntry>,
     pub rewards: Vec<RewardEntry>,
     pub events: Vec<EventSummary>,

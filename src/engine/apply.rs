@@ -219,6 +219,7 @@ impl Inputs {
             buyer_id: ev.buyer_id.clone(),
             items: self.items.remove(&ev.order_id).unwrap_or_default(),
             cancelled: ev.order_status == OrderStatus::Cancelled,
+            fx_rate: ev.fx_rate,
         };
         let program = self.programs.get(&ev.program_version).cloned().ok_or_else(|| corrupt("program not read"))?;
         Ok(match &ev.context {
@@ -547,6 +548,7 @@ mod tests {
             direct: Some(AffiliateId::parse("C").unwrap()),
             placed_at: now,
             order_status: OrderStatus::Placed,
+            fx_rate: None,
             context: None,
             buyer_email_hash: None,
             approve_at: Some(now - chrono::TimeDelta::seconds(1)),
@@ -567,6 +569,7 @@ mod tests {
                     item("voucher", "gift-card", 1, 0, "100000"),
                 ],
                 cancelled: false,
+                fx_rate: None,
             },
             ctx: FrozenContext {
                 direct: Some(snapshot("C")),

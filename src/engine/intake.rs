@@ -143,6 +143,11 @@ async fn write(
     let mut tx = store.begin_intake().await?;
     let mut known = tx.lookup(orders, &clicked.iter().collect::<Vec<_>>()).await?;
     let program = tx.program(known.version).await?;
+    let now = Utc::now();
+    let asks = intake::rate_table_asks(orders, &program, now);
+    if !asks.is_empty() {
+        known.rate_tables = tx.rate_tables(&program.currency, &asks).await?;
+    }
     // A verified click naming no affiliate here (another database's key) does not count.
     for (checks, order) in clicks.iter_mut().zip(orders) {
         for (check, raw) in checks.iter_mut().zip(&order.click_ids) {
@@ -157,7 +162,6 @@ async fn write(
         buyers.dedup();
         known.links = tx.links(&buyers).await?;
     }
-    let now = Utc::now();
     let plan = intake::plan(orders, &known, &program, &clicks, now);
     let mut answers = plan.answers;
     let (positions, placements): (Vec<usize>, Vec<_>) = plan.accepted.into_iter().unzip();

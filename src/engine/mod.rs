@@ -164,6 +164,10 @@ pub struct OrderDetails {
     pub record: OrderRecord,
     /// Eligible amount of the current state (net of refunds; 0 when cancelled).
     pub eligible_amount: Decimal,
+    /// The program's currency (an order in another currency is converted into it).
+    pub program_currency: String,
+    /// The order's total, as bought, in the program currency.
+    pub converted_total: Decimal,
 }
 
 impl Engine {
@@ -259,7 +263,9 @@ impl Engine {
         let Some(record) = self.store().order(id).await? else { return Ok(None) };
         let program = self.store().program(record.program_version).await?;
         let eligible_amount = eligible(&record.state, &program);
-        Ok(Some(OrderDetails { record, eligible_amount }))
+        let converted_total =
+            record.state.items.iter().map(|i| record.state.line_amount(i, i.quantity, &program)).sum();
+        Ok(Some(OrderDetails { record, eligible_amount, program_currency: program.currency.clone(), converted_total }))
     }
 
     /// The program currency (every balance is in it).

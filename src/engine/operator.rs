@@ -1,6 +1,7 @@
 //! Operator actions: the program, and recomputing an order against its
 //! entitlement.
 use super::{Engine, Result};
+use crate::domain::currency::{check_table, RateTable};
 use crate::domain::entitlement::{entitle, CommissionLine, Entitlement, FrozenContext, RewardLine};
 use crate::domain::event::EventId;
 use crate::domain::ids::OrderId;
@@ -66,6 +67,35 @@ impl Engine {
 
     /// Validates a program and stores it as a new immutable version. The
     /// currency cannot change: balances and open orders are kept in one.
+    /// Validates a rate table and stores it as a new version (its base must
+    /// be the program currency, which never changes); its id.
+    pub async fn put_rate_table(
+        &self,
+        base: &str,
+        rates: &std::collections::BTreeMap<String, String>,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::result::Result<(u64, RateTable), Vec<FieldError>>> {
+        let table = match check_table(base, rates, as_of) {
+            Ok(t) => t,
+            Err(errors) => return Ok(Err(errors)),
+        };
+        let (_, program) = self.store().current_program().await?;
+        if table.base != program.currency {
+            return Ok(Err(vec![FieldError::new(
+                "base",
+                format!("must be the program currency, {}", program.currency),
+            )]));
+        }
+        let id = self.store().put_rate_table(&table).await?;
+        Ok(Ok((id, table)))
+    }
+
+    /// The program currency's rate table in force at `at`, with its id.
+    pub async fn rate_table_at(&self, at: chrono::DateTime<chrono::Utc>) -> Result<Option<(u64, RateTable)>> {
+        let (_, program) = self.store().current_program().await?;
+        Ok(self.store().rate_table_at(&program.currency, at).await?)
+    }
+
     pub async fn put_program(&self, doc: &ProgramDoc) -> Result<std::result::Result<u64, Vec<FieldError>>> {
         let program = match Program::parse(doc) {
             Ok(p) => p,

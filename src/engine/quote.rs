@@ -6,11 +6,13 @@ use super::apply::{resolve_contexts, ContextAsk};
 use super::attribution::ClickKey;
 use super::Result;
 use crate::domain::attribution::{decide, Claims, ClickCheck, CouponCode, Decision, Link, LinkMode, Source};
+use crate::domain::currency::{decide_fx, Fx, FxAsk};
 use crate::domain::entitlement::{entitle, Entitlement};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::order::{Attribution, NewItem, OrderState};
 use crate::domain::program::Program;
 use crate::domain::wallet::spendable_of;
+use crate::domain::FieldError;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -26,6 +28,7 @@ pub struct QuoteRequest {
     pub click_ids: Vec<String>,
     pub buyer_email_hash: Option<crate::domain::affiliate::EmailHash>,
     pub currency: String,
+    pub fx_rate: Option<Decimal>,
     pub placed_at: Option<DateTime<Utc>>,
     pub items: Vec<NewItem>,
 }
@@ -33,7 +36,14 @@ pub struct QuoteRequest {
 #[derive(Debug, Clone)]
 pub struct Quote {
     pub program_version: u64,
+    /// The program currency: every amount of the quote is in it.
     pub currency: String,
+    /// The rate the order would be converted at (another currency than the program's).
+    pub fx: Option<Fx>,
+    /// The order's total as bought, in the program currency.
+    pub converted_total: Decimal,
+    /// The currency the order is in.
+    pub order_currency: String,
     pub placed_at: DateTime<Utc>,
     /// The affiliate the order would be attributed to.
     pub affiliate_id: Option<AffiliateId>,
@@ -49,7 +59,8 @@ pub struct Quote {
 #[derive(Debug, Clone)]
 pub enum QuoteOutcome {
     Quoted(Box<Quote>),
-    WrongCurrency { expected: String },
+    /// Refused as intake would refuse the order (currency, minor units, no rate).
+    Invalid(Vec<FieldError>),
 }
 
 /// Without an id a quote sorts after every order placed at the same instant
@@ -107,10 +118,16 @@ impl super::Engine {
 
     pub async fn quote(&self, req: &QuoteRequest) -> Result<QuoteOutcome> {
         let (version, program) = self.program().await?;
-        if req.currency != program.currency {
-            return Ok(QuoteOutcome::WrongCurrency { expected: program.currency.clone() });
-        }
         let placed_at = req.placed_at.unwrap_or_else(Utc::now);
+        let table = match req.currency != program.currency && req.fx_rate.is_none() {
+            true => self.store().rate_table_at(&program.currency, placed_at).await?.map(|(_, t)| t),
+            false => None,
+        };
+        let ask = FxAsk { currency: &req.currency, fx_rate: req.fx_rate, items: &req.items };
+        let fx = match decide_fx(ask, &program, table.as_ref(), placed_at) {
+            Ok(fx) => fx,
+            Err(errors) => return Ok(QuoteOutcome::Invalid(errors)),
+        };
         let attribution = self.decide_for_quote(req, &program, placed_at).await?;
         let direct = attribution.affiliate_id.clone();
         let order_id = req.id.clone().unwrap_or_else(|| OrderId::from_trusted(LAST_ID.to_owned()));
@@ -125,12 +142,17 @@ impl super::Engine {
         let mut contexts = resolve_contexts(view.as_mut(), &[(ask, program.as_ref())]).await?;
         drop(view);
         let ctx = contexts.remove(&order_id).ok_or_else(|| super::corrupt("quote context missing"))?;
-        let state = OrderState::placed(&req.buyer_id, &req.items);
+        let state =
+            OrderState { fx_rate: fx.as_ref().map(|f| f.rate), ..OrderState::placed(&req.buyer_id, &req.items) };
+        let converted_total = state.items.iter().map(|i| state.line_amount(i, i.quantity, &program)).sum();
         let entitlement = entitle(&state, &program, &ctx);
         let spendable_points = spendable_of(self.store().buyer_rewards(&req.buyer_id).await?.points);
         Ok(QuoteOutcome::Quoted(Box::new(Quote {
             program_version: version,
             currency: program.currency.clone(),
+            fx,
+            converted_total,
+            order_currency: req.currency.clone(),
             placed_at,
             affiliate_id: direct,
             attribution,

@@ -8,6 +8,7 @@ pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod fx;
 pub mod limit;
 pub mod openapi;
 pub mod ops;
@@ -84,6 +85,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(orders::routes())
         .merge(buyers::routes())
         .merge(program::routes())
+        .merge(fx::routes())
         .merge(admin::routes())
         .merge(events::routes())
         .merge(ops::routes())

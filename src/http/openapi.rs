@@ -22,6 +22,9 @@ fn money() -> Value {
 fn rate() -> Value {
     json!({"pattern": RATE_PATTERN, "example": "0.10"})
 }
+fn fx_rate() -> Value {
+    json!({"pattern": r"^[0-9]{1,12}(\.[0-9]{1,12})?$", "example": "15650.25"})
+}
 fn time() -> Value {
     json!({"format": "date-time"})
 }
@@ -85,6 +88,15 @@ fn constraints() -> Vec<(String, Value)> {
         (s("QuoteBody", "affiliate_id"), id()),
         (s("QuoteBody", "currency"), json!({"pattern": "^[A-Z]{3}$"})),
         (s("QuoteBody", "placed_at"), time()),
+        (s("QuoteBody", "fx_rate"), fx_rate()),
+        (s("OrderBody", "fx_rate"), fx_rate()),
+        (s("RatesBody", "base"), json!({"pattern": "^[A-Z]{3}$"})),
+        (
+            s("RatesBody", "rates"),
+            json!({"minProperties": 1, "maxProperties": crate::domain::currency::MAX_TABLE_RATES,
+                "additionalProperties": fx_rate(), "propertyNames": {"pattern": "^[A-Z]{3}$"}}),
+        ),
+        (s("RatesBody", "as_of"), time()),
         (s("QuoteBody", "items"), json!({"minItems": 1, "maxItems": super::orders::MAX_ITEMS})),
         (s("HoldBody", "redemption_id"), id()),
         (s("HoldBody", "order_id"), id()),

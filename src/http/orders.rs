@@ -7,6 +7,7 @@ use super::views::{OrderView, QuoteView};
 use super::AppState;
 use crate::domain::affiliate::EmailHash;
 use crate::domain::attribution::{is_click_id_shape, CouponCode, MAX_CLICK_ID};
+use crate::domain::currency;
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, RefundId, Sku};
 use crate::domain::money::parse_amount;
@@ -65,7 +66,15 @@ struct QuoteBody {
     /// digits: the self-referral rule compares it with the affiliate's
     #[serde(default)]
     buyer_email_hash: Option<String>,
+    /// An ISO 4217 code: the program's, or another when a rate is known
     currency: String,
+    /// For an order in another currency than the program's: 1 unit of
+    /// `currency` = this many units of the program's, a positive decimal
+    /// string of at most 12 significant digits. Left out: the operator's
+    /// rate table in force at `placed_at`.
+    #[serde(default)]
+    #[schema(example = "15650.25")]
+    fx_rate: Option<String>,
     #[serde(default)]
     placed_at: Option<String>,
     items: Vec<ItemBody>,
@@ -95,6 +104,7 @@ async fn quote(
         click_ids: body.click_ids,
         buyer_email_hash: body.buyer_email_hash,
         currency: body.currency,
+        fx_rate: body.fx_rate,
         placed_at: body.placed_at,
         items: body.items,
     };
@@ -107,14 +117,13 @@ async fn quote(
         click_ids: order.click_ids,
         buyer_email_hash: order.buyer_email_hash,
         currency: order.currency,
+        fx_rate: order.fx_rate,
         placed_at: order.placed_at,
         items: order.items,
     };
     match state.engine.quote(&req).await? {
         QuoteOutcome::Quoted(q) => Ok(Json((*q).into())),
-        QuoteOutcome::WrongCurrency { expected } => {
-            Err(ApiError::field("currency", format!("must be the program currency, {expected}")))
-        }
+        QuoteOutcome::Invalid(errors) => Err(ApiError::Validation(errors)),
     }
 }
 
@@ -140,7 +149,15 @@ struct OrderBody {
     /// digits: the self-referral rule compares it with the affiliate's
     #[serde(default)]
     buyer_email_hash: Option<String>,
+    /// An ISO 4217 code: the program's, or another when a rate is known
     currency: String,
+    /// For an order in another currency than the program's: 1 unit of
+    /// `currency` = this many units of the program's, a positive decimal
+    /// string of at most 12 significant digits. Left out: the operator's
+    /// rate table in force at `placed_at`.
+    #[serde(default)]
+    #[schema(example = "15650.25")]
+    fx_rate: Option<String>,
     #[serde(default)]
     placed_at: Option<String>,
     items: Vec<ItemBody>,
@@ -174,6 +191,8 @@ struct Normalised<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     buyer_email_hash: Option<&'a str>,
     currency: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fx_rate: Option<String>,
     placed_at: Option<String>,
     items: Vec<NormalisedItem<'a>>,
 }
@@ -254,7 +273,13 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
     let currency_ok = body.currency.len() == 3 && body.currency.bytes().all(|b| b.is_ascii_uppercase());
     if !currency_ok {
         errors.push(FieldError::new("currency", "must be a 3-letter uppercase currency code"));
+    } else if !currency::is_iso(&body.currency) {
+        errors.push(FieldError::new("currency", "must be an ISO 4217 currency code"));
     }
+    let fx_rate = body
+        .fx_rate
+        .as_deref()
+        .and_then(|r| currency::parse_rate(r).map_err(|why| errors.push(FieldError::new("fx_rate", why))).ok());
     let placed_at = body.placed_at.as_deref().and_then(|p| match DateTime::parse_from_rfc3339(p) {
         Ok(t) => match check_placed_at(t.with_timezone(&Utc), Utc::now()) {
             Ok(()) => Some(t.with_timezone(&Utc)),
@@ -289,6 +314,7 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
         click_ids: &click_ids,
         buyer_email_hash: buyer_email_hash.as_ref().map(|h| h.as_str()),
         currency: &body.currency,
+        fx_rate: fx_rate.map(crate::domain::money::format),
         placed_at: placed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         items: items
             .iter()
@@ -310,6 +336,7 @@ fn parse_order(body: &OrderBody) -> Result<NewOrder, ApiError> {
         click_ids,
         buyer_email_hash,
         currency: body.currency.clone(),
+        fx_rate,
         placed_at,
         items,
         request_hash,
@@ -370,9 +397,7 @@ async fn create(
         CreateOrder::Conflict => {
             Err(ApiError::Conflict(format!("order {order_id} was already accepted with a different body")))
         }
-        CreateOrder::WrongCurrency { expected } => {
-            Err(ApiError::field("currency", format!("the program currency is {expected}")))
-        }
+        CreateOrder::Invalid(errors) => Err(ApiError::Validation(errors)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The response types of the API: what each route answers, built from the
 //! engine's and the domain's values. Money is a JSON string holding a decimal.
 use crate::domain::affiliate::{Affiliate, AffiliateStatus, Balances};
+use crate::domain::currency::{Fx, FxSource};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::{self, EventId, EventStatus, EventType};
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, ReferralCode, Sku};
@@ -128,6 +129,33 @@ pub struct OrderItemView {
     pub unit_price: Decimal,
 }
 
+/// An order's conversion into the program currency.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FxView {
+    /// The order's currency (its unit prices and `total` are in it).
+    pub currency: String,
+    /// The currency commissions and points are computed in.
+    pub program_currency: String,
+    /// 1 unit of the order's currency = this many units of the program's.
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "15650.25")]
+    pub rate: Decimal,
+    pub source: FxSource,
+    /// The rate table's as_of (source `table`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+    /// The order's total as bought, each line converted, in the program currency.
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "938546")]
+    pub total: Decimal,
+}
+
+impl FxView {
+    pub fn new(fx: Fx, currency: String, program_currency: String, total: Decimal) -> Self {
+        Self { currency, program_currency, rate: fx.rate, source: fx.source, as_of: fx.as_of, total }
+    }
+}
+
 /// `GET /v1/orders/{id}`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
@@ -145,7 +173,12 @@ pub struct OrderView {
     #[serde(with = "crate::domain::money::decimal_str")]
     #[schema(value_type = String, example = "95000")]
     pub total: Decimal,
-    /// Eligible amount of the current state (net of refunds; 0 when cancelled).
+    /// The rate frozen at intake, for an order in another currency than the
+    /// program's (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fx: Option<FxView>,
+    /// Eligible amount of the current state (net of refunds; 0 when
+    /// cancelled), in the program currency.
     #[serde(with = "crate::domain::money::decimal_str")]
     #[schema(value_type = String, example = "95000")]
     pub eligible_amount: Decimal,
@@ -170,9 +203,10 @@ impl From<OrderDetails> for OrderView {
             attribution_note: r.attribution_note,
             attribution: r.attribution.into(),
             status: r.status,
-            currency: r.currency,
+            currency: r.currency.clone(),
             placed_at: r.placed_at,
             total: r.total,
+            fx: r.fx.map(|fx| FxView::new(fx, r.currency, d.program_currency, d.converted_total)),
             eligible_amount: d.eligible_amount,
             rule_version: r.program_version,
             commission_status: r.commission_status,
@@ -725,7 +759,11 @@ pub struct QuotePoints {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QuoteView {
     pub program_version: u64,
+    /// The program currency: every amount of the quote is in it.
     pub currency: String,
+    /// The conversion, for an order in another currency than the program's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fx: Option<FxView>,
     /// The time the order was quoted as placed at.
     pub placed_at: DateTime<Utc>,
     /// The affiliate the order would be attributed to (null: unattributed or an unknown code).
@@ -754,6 +792,7 @@ impl From<crate::engine::quote::Quote> for QuoteView {
         let e = q.entitlement;
         Self {
             program_version: q.program_version,
+            fx: q.fx.map(|fx| FxView::new(fx, q.order_currency, q.currency.clone(), q.converted_total)),
             currency: q.currency,
             placed_at: q.placed_at,
             affiliate_id: q.affiliate_id,

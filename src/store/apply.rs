@@ -29,6 +29,8 @@ pub struct LockedEvent {
     pub direct: Option<AffiliateId>,
     pub placed_at: DateTime<Utc>,
     pub order_status: OrderStatus,
+    /// The order's frozen exchange rate (another currency than the program's).
+    pub fx_rate: Option<Decimal>,
     /// The frozen context (JSON) once resolved by a first processing.
     pub context: Option<String>,
     /// The e-mail hash the order carried.

@@ -33,7 +33,7 @@ pub use orders::{
     ApprovalTx, EntitlementInputs, IntakeTx, OrderAttribution, OrderChange, OrderTx, Orders, Reattribution,
 };
 pub use payouts::{PayoutTx, Payouts};
-pub use programs::Programs;
+pub use programs::{FxRates, Programs};
 pub use reconcile::{BalanceCheck, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts};
 pub use wallets::{BuyerBalance, WalletTx, WalletWrite, Wallets};
 pub use webhooks::{NotifyTx, Webhooks};
@@ -106,6 +106,7 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 #[async_trait::async_trait]
 pub trait Backend:
     Programs
+    + FxRates
     + Orders
     + Events
     + Affiliates

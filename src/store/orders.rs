@@ -57,6 +57,12 @@ pub trait IntakeTx: Send {
     /// The stored links of these buyers (asked only when the program links customers).
     async fn links(&mut self, buyers: &[&BuyerId]) -> Result<HashMap<String, Link>>;
     async fn program(&mut self, version: u64) -> Result<Arc<Program>>;
+    /// The rate tables of `base` in force at each of these instants.
+    async fn rate_tables(
+        &mut self,
+        base: &str,
+        at: &[chrono::DateTime<chrono::Utc>],
+    ) -> Result<HashMap<chrono::DateTime<chrono::Utc>, Option<crate::domain::currency::RateTable>>>;
     /// Writes the batch's orders, items and events, and commits.
     async fn write(self: Box<Self>, batch: &IntakeBatch<'_>) -> Result<()>;
 }

@@ -3,6 +3,20 @@ use super::Result;
 use crate::domain::program::Program;
 use std::sync::Arc;
 
+/// The operator's exchange-rate tables (docs/RULES.md "Currencies").
+#[async_trait::async_trait]
+pub trait FxRates: Send + Sync {
+    /// Stores a validated table as a new version; its id.
+    async fn put_rate_table(&self, table: &crate::domain::currency::RateTable) -> Result<u64>;
+    /// The table of `base` in force at `at` (the latest whose as_of is not
+    /// after it), with its id.
+    async fn rate_table_at(
+        &self,
+        base: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<(u64, crate::domain::currency::RateTable)>>;
+}
+
 #[async_trait::async_trait]
 pub trait Programs: Send + Sync {
     async fn program(&self, version: u64) -> Result<Arc<Program>>;

@@ -10,6 +10,7 @@ mod attribution;
 mod batching;
 mod concurrency;
 mod console;
+mod currencies;
 mod embedded;
 mod faults;
 mod fencing;

@@ -248,6 +248,8 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/v1/buyers/{id}"),
         ("PUT", "/admin/buyers/{id}/affiliate"),
         ("POST", "/admin/orders/{id}/attribution"),
+        ("PUT", "/admin/fx-rates"),
+        ("GET", "/admin/fx-rates"),
         ("GET", "/metrics"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),

@@ -265,7 +265,9 @@ async fn intake_answers_each_order_of_a_batch_on_its_own() {
     }
     let Ok(CreateOrder::Accepted(o3)) = &outcomes[3] else { panic!("{:?}", outcomes[3]) };
     assert!(matches!(&outcomes[4], Ok(CreateOrder::Duplicate(id)) if *id == o3.id), "{:?}", outcomes[4]);
-    assert!(matches!(&outcomes[7], Ok(CreateOrder::WrongCurrency { expected }) if expected == "IDR"));
+    assert!(
+        matches!(&outcomes[7], Ok(CreateOrder::Invalid(e)) if e[0].field == "currency" && e[0].message.contains("IDR"))
+    );
     let record = |id: &str| {
         let (store, id) = (store.clone(), OrderId::parse(id).unwrap());
         async move { store.order(&id).await.expect("read").expect("order") }

@@ -531,6 +531,8 @@ impl Sim {
             buyer_id: BuyerId::from_trusted(buyer_name(o.buyer)),
             items: Self::items(o),
             cancelled: o.status == OrderStatus::Cancelled,
+            // The seeded history is in the program currency.
+            fx_rate: None,
         }
     }
 

@@ -61,7 +61,7 @@ impl ApplyTx for SqlApply {
                     "SELECT e.id AS event_id, e.type, e.order_id, e.status AS event_status, \
                      e.created_at AS event_created_at, \
                      (SELECT group_concat(s.status) FROM events s WHERE s.order_id = e.order_id AND s.id <> e.id) \
-                     AS siblings, o.buyer_id, o.affiliate_id, o.status, o.placed_at, o.program_version, o.context, \
+                     AS siblings, o.buyer_id, o.affiliate_id, o.status, o.placed_at, o.program_version, o.context, o.fx_rate, \
                      o.buyer_email_hash, o.approve_at, o.approved_at FROM events e JOIN orders o ON o.id = e.order_id WHERE e.id IN (",
                 );
                 q.list(chunk.iter().copied()).push(")").push(lock);
@@ -81,6 +81,7 @@ impl ApplyTx for SqlApply {
                 direct: row.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
                 placed_at: row.time("placed_at")?,
                 order_status: order_status(&row.text("status")?)?,
+                fx_rate: rows::fx_rate(row)?,
                 context: row.opt_text("context")?,
                 buyer_email_hash: row.opt_text("buyer_email_hash")?.map(EmailHash::from_trusted),
                 approve_at: row.opt_time("approve_at")?,

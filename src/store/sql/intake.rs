@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const ORDER_COLUMNS: &str = "orders (id, buyer_id, affiliate_id, referral_code, attribution_note, attribution, \
-     buyer_email_hash, currency, placed_at, status, total, original_eligible, program_version, request_hash, commission_status, \
-     created_at, updated_at)";
+     buyer_email_hash, currency, fx_rate, fx_source, fx_as_of, placed_at, status, total, original_eligible, program_version, \
+     request_hash, commission_status, created_at, updated_at)";
 pub const ITEM_COLUMNS: &str = "order_items (order_id, sku, line_no, category, quantity, unit_price)";
 pub const MONTH_COLUMNS: &str = "affiliate_months (affiliate_id, month_start, volume, orders)";
 pub const EVENT_COLUMNS: &str =
@@ -96,6 +96,14 @@ impl IntakeTx for SqlIntake {
         self.programs.get(self.conn.as_mut(), version).await
     }
 
+    async fn rate_tables(
+        &mut self,
+        base: &str,
+        at: &[DateTime<Utc>],
+    ) -> Result<HashMap<DateTime<Utc>, Option<crate::domain::currency::RateTable>>> {
+        super::fx::tables_at(self.conn.as_mut(), base, at).await
+    }
+
     async fn write(self: Box<Self>, batch: &IntakeBatch<'_>) -> Result<()> {
         self.conn.write_intake(batch).await
     }
@@ -113,6 +121,9 @@ pub fn order_row(p: &Placement<'_>, batch: &IntakeBatch<'_>) -> Result<Vec<Arg>>
         p.stored_decision().into(),
         o.buyer_email_hash.as_ref().map(|h| h.as_str()).into(),
         o.currency.as_str().into(),
+        p.fx.as_ref().map(|f| crate::domain::money::format(f.rate)).into(),
+        p.fx.as_ref().map(|f| f.source.as_str()).into(),
+        p.fx.as_ref().and_then(|f| f.as_of).into(),
         p.placed_at.into(),
         "placed".into(),
         p.total.into(),

@@ -5,6 +5,7 @@ mod affiliates;
 mod apply;
 pub mod attribution;
 pub(crate) mod events;
+mod fx;
 pub mod intake;
 mod month;
 mod orders;

@@ -41,8 +41,8 @@ impl Orders for SqlStore {
             .optional(
                 &Sql::new(
                     "SELECT id, buyer_id, affiliate_id, referral_code, attribution_note, attribution, status, currency, \
-                     placed_at, total, program_version, commission_status, no_commission_reason, created_at \
-                     FROM orders WHERE id = ?",
+                     placed_at, total, program_version, commission_status, no_commission_reason, created_at, \
+                     fx_rate, fx_source, fx_as_of FROM orders WHERE id = ?",
                 )
                 .arg(id),
             )
@@ -87,7 +87,9 @@ impl Orders for SqlStore {
                 buyer_id: BuyerId::from_trusted(row.text("buyer_id")?),
                 items,
                 cancelled: status == OrderStatus::Cancelled,
+                fx_rate: rows::fx_rate(row.as_ref())?,
             },
+            fx: rows::fx(row.as_ref())?,
             commissions,
             rewards,
             events,
@@ -103,7 +105,7 @@ impl Orders for SqlStore {
     async fn entitlement_inputs(&self, id: &OrderId) -> Result<Option<EntitlementInputs>> {
         let mut conn = self.snapshot().await?;
         let q = format!(
-            "SELECT buyer_id, status, program_version, context FROM orders WHERE id = ?{}",
+            "SELECT buyer_id, status, program_version, context, fx_rate FROM orders WHERE id = ?{}",
             conn.dialect().for_share
         );
         let Some(order) = conn.optional(&Sql::new(q).arg(id)).await? else { return Ok(None) };
@@ -117,6 +119,7 @@ impl Orders for SqlStore {
                 buyer_id: BuyerId::from_trusted(order.text("buyer_id")?),
                 items,
                 cancelled: order_status(&order.text("status")?)? == OrderStatus::Cancelled,
+                fx_rate: rows::fx_rate(order.as_ref())?,
             },
             context,
             applied,
@@ -129,7 +132,7 @@ impl Orders for SqlStore {
         let orders = conn
             .fetch_chunked(&refs, 1, |chunk| {
                 let mut q = Sql::new(
-                    "SELECT id, buyer_id, status, program_version, context FROM orders \
+                    "SELECT id, buyer_id, status, program_version, context, fx_rate FROM orders \
                      WHERE commission_status = 'processed' AND context IS NOT NULL AND id IN (",
                 );
                 q.list(chunk.iter().copied()).push(")");
@@ -149,6 +152,7 @@ impl Orders for SqlStore {
                         buyer_id: BuyerId::from_trusted(o.text("buyer_id")?),
                         items: items.remove(&id).unwrap_or_default(),
                         cancelled: order_status(&o.text("status")?)? == OrderStatus::Cancelled,
+                        fx_rate: rows::fx_rate(o.as_ref())?,
                     },
                     context: o.text("context")?,
                     applied: applied.remove(&id).unwrap_or_default(),

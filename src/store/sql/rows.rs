@@ -9,6 +9,7 @@ use crate::domain::ledger::{EntryStatus, LedgerEntry, RewardEntry};
 use crate::domain::order::{OrderItem, OrderStatus};
 use crate::domain::wallet::{Redemption, RedemptionStatus};
 use crate::store::{corrupt, Result};
+use rust_decimal::Decimal;
 
 pub const AFFILIATE_COLUMNS: &str =
     "id, name, parent_id, referral_code, buyer_id, email_hash, status, pending, approved, paid, created_at";
@@ -145,4 +146,21 @@ pub fn order_item(r: &dyn Cols) -> Result<(OrderId, OrderItem)> {
 /// Rows decoded with `decode`.
 pub fn all<T>(rows: &[super::Row], decode: impl Fn(&dyn Cols) -> Result<T>) -> Result<Vec<T>> {
     rows.iter().map(|r| decode(r.as_ref())).collect()
+}
+
+/// An order's frozen exchange rate (`fx_rate`), None for the program currency.
+pub fn fx_rate(r: &dyn Cols) -> Result<Option<Decimal>> {
+    r.opt_text("fx_rate")?
+        .map(|s| Decimal::from_str_exact(&s).map_err(|_| corrupt(format!("fx_rate {s:?}"))))
+        .transpose()
+}
+
+/// An order's frozen exchange rate with where it came from (`fx_rate`,
+/// `fx_source`, `fx_as_of`).
+pub fn fx(r: &dyn Cols) -> Result<Option<crate::domain::currency::Fx>> {
+    let Some(rate) = fx_rate(r)? else { return Ok(None) };
+    let source = r.text("fx_source")?;
+    let source =
+        crate::domain::currency::FxSource::parse(&source).ok_or_else(|| corrupt(format!("fx_source {source:?}")))?;
+    Ok(Some(crate::domain::currency::Fx { rate, source, as_of: r.opt_time("fx_as_of")? }))
 }
