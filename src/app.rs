@@ -111,6 +111,7 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         inflight: AtomicUsize::new(0),
         parked: AtomicUsize::new(0),
         empty_reads: Default::default(),
+        routing: AtomicUsize::new(0),
         counts: Default::default(),
         ownership: Default::default(),
         webhooks: engine.deliverer(journal.instance()),

@@ -318,7 +318,7 @@ async fn take_fences(st: &mut LeaserState) {
                         tracing::info!(part, entries = claimed.len(), "took over unacknowledged entries");
                         let fresh = super::without_stale(&deps, claimed).await;
                         if !fresh.is_empty() {
-                            let _ = st.supervisor.cast(SupervisorMsg::Deliver(fresh));
+                            let _ = deps.deliver(&st.supervisor, fresh);
                         }
                     }
                     Ok(_) => {}

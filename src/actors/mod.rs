@@ -66,6 +66,9 @@ pub struct Deps {
     pub parked: AtomicUsize,
     /// Journal reads that found nothing new (graceful shutdown waits for them).
     pub empty_reads: std::sync::atomic::AtomicU64,
+    /// Entries read and sent to the supervisor, not yet handed to an actor
+    /// (a graceful drain waits for them: they are in neither count above).
+    pub routing: AtomicUsize,
     /// This instance's own counts (the Prometheus ones are process-wide),
     /// reported by [`messages::TreeStats`].
     pub counts: InstanceCounts,
@@ -73,6 +76,22 @@ pub struct Deps {
     pub ownership: leases::Ownership,
     /// Sends webhook messages (the deliverer actor's, kept across its restarts).
     pub webhooks: Arc<crate::engine::webhooks::Deliverer>,
+}
+
+impl Deps {
+    /// Sends entries read from the journal to the supervisor, counted in
+    /// [`Deps::routing`] until it has handed them to their actors.
+    pub fn deliver(
+        &self,
+        supervisor: &ractor::ActorRef<SupervisorMsg>,
+        entries: Vec<crate::journal::Delivery>,
+    ) -> Result<(), ractor::MessagingErr<SupervisorMsg>> {
+        let n = entries.len();
+        self.routing.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        supervisor.cast(SupervisorMsg::Deliver(entries)).inspect_err(|_| {
+            self.routing.fetch_sub(n, std::sync::atomic::Ordering::SeqCst);
+        })
+    }
 }
 
 /// Counts of one instance, for [`messages::TreeStats`]: the same happenings

@@ -61,7 +61,7 @@ impl Actor for Reader {
                         entries
                     };
                     if !fresh.is_empty() {
-                        st.supervisor.cast(SupervisorMsg::Deliver(fresh))?;
+                        st.deps.deliver(&st.supervisor, fresh)?;
                     }
                 }
                 Ok(_) => {

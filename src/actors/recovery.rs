@@ -125,7 +125,7 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
         tracing::info!(entries = claimed.len(), "claimed journal entries left unacknowledged");
         let fresh = super::without_stale(deps, claimed).await;
         if !fresh.is_empty() {
-            let _ = st.supervisor.cast(SupervisorMsg::Deliver(fresh));
+            let _ = deps.deliver(&st.supervisor, fresh);
         }
     }
     if let Ok(live) = deps.journal.live_count().await {

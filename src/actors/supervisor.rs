@@ -97,9 +97,16 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Deliver(entries) => {
-                for d in entries {
-                    st.route(&myself, d).await?;
+                let n = entries.len();
+                let routed = async {
+                    for d in entries {
+                        st.route(&myself, d).await?;
+                    }
+                    Ok::<_, ActorProcessingErr>(())
                 }
+                .await;
+                st.deps.routing.fetch_sub(n, Ordering::SeqCst);
+                routed?;
             }
             SupervisorMsg::Finished { partition, entry_ids } => st.finished(&partition, entry_ids),
             SupervisorMsg::RetireIdle => st.retire_idle(),
@@ -357,6 +364,7 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
     let seen = deps.empty_reads.load(Ordering::SeqCst);
     while Instant::now() < deadline {
         if (handover || deps.empty_reads.load(Ordering::SeqCst) >= seen + 2)
+            && deps.routing.load(Ordering::SeqCst) == 0
             && deps.inflight.load(Ordering::SeqCst) == 0
             && deps.parked.load(Ordering::SeqCst) == 0
         {
