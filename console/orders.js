@@ -26,6 +26,9 @@ export async function render(main, { id }) {
     return;
   }
   const cur = o.currency;
+  // Commissions, points and the eligible amount are in the program currency;
+  // an order in another one shows its frozen rate.
+  const pcur = o.fx ? o.fx.program_currency : o.currency;
   const recomputeOut = h('div', { id: 'recompute', 'aria-live': 'polite' });
 
   const lineColumns = [{ label: 'beneficiary' }, { label: 'level', num: true }, { label: 'kind' }, { label: 'amount / points', num: true }];
@@ -86,7 +89,11 @@ export async function render(main, { id }) {
       ['referral code', o.referral_code || '—'],
       ['attribution note', o.attribution_note || '—'],
       ['total', money(o.total, cur)],
-      ['eligible now', money(o.eligible_amount, cur)],
+      ...(o.fx ? [
+        ['exchange rate', h('span', { id: 'fx-rate' }, `1 ${o.fx.currency} = ${money(o.fx.rate, pcur)} (${o.fx.source === 'table' ? `rate table of ${o.fx.as_of ? time(o.fx.as_of).textContent : '?'}` : 'sent with the order'}; frozen)`)],
+        ['total converted', h('span', { id: 'fx-total' }, money(o.fx.total, pcur))],
+      ] : []),
+      ['eligible now', money(o.eligible_amount, pcur)],
       ['placed', time(o.placed_at)],
       ['program version', String(o.rule_version)],
     ])),
@@ -102,7 +109,7 @@ export async function render(main, { id }) {
     h('h2', {}, 'Ledger lines'),
     table([{ label: 'entry', num: true }, { label: 'affiliate' }, { label: 'level', num: true }, { label: 'kind' }, { label: 'amount', num: true }, { label: 'status' }, { label: 'event' }, { label: 'at' }],
       o.commissions.map((c) => [h('td', { class: 'num' }, String(c.id)), h('a', { href: `#/affiliates/${seg(c.affiliate_id)}` }, c.affiliate_id),
-        h('td', { class: 'num' }, String(c.level)), c.kind, moneyCell(c.amount, cur), badge(c.status),
+        h('td', { class: 'num' }, String(c.level)), c.kind, moneyCell(c.amount, pcur), badge(c.status),
         h('td', { class: 'id' }, h('a', { href: `#/events/${seg(c.event_id)}` }, c.event_id.slice(0, 13) + '…')), time(c.created_at)]),
       { id: 'ledger-table', empty: 'No ledger line.' }),
     h('h2', {}, 'Rewards'),

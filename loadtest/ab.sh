@@ -12,6 +12,9 @@
 #   loadtest/ab.sh DIR_A DIR_B [rate] [runs] [dist] [clients]
 # DIR_A / DIR_B are checkouts (e.g. `git worktree add /tmp/a <commit>`) with
 # `cargo build --release -p komisi -p loadtest` done in each.
+# KOMISI_AB_LT_A / KOMISI_AB_LT_B: extra load-generator arguments for one side
+# (e.g. the same build twice, B's orders in another currency:
+# KOMISI_AB_LT_B="--fx-rate 15650.25" loadtest/ab.sh . .).
 set -euo pipefail
 A=$(cd "$1" && pwd)
 B=$(cd "$2" && pwd)
@@ -30,13 +33,14 @@ summary() {
 for round in $(seq "$RUNS"); do
   for side in A B; do
     dir=$A
-    [ "$side" = B ] && dir=$B
+    extra=${KOMISI_AB_LT_A:-}
+    [ "$side" = B ] && dir=$B && extra=${KOMISI_AB_LT_B:-}
     PID=$(cd "$dir" && loadtest/serve.sh)
     if [ -z "${KOMISI_AB_SAT_ONLY:-}" ]; then
-      (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST max=$RATE"
-      (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST half=$HALF"
+      (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" $extra) | summary "round=$round $side $DIST max=$RATE"
+      (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" $extra) | summary "round=$round $side $DIST half=$HALF"
     fi
-    (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --clients "$CLIENTS" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID") | summary "round=$round $side $DIST sat clients=$CLIENTS"
+    (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --clients "$CLIENTS" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" $extra) | summary "round=$round $side $DIST sat clients=$CLIENTS"
     kill "$PID"
     while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
   done

@@ -46,6 +46,7 @@ pub const RECONCILE_RUNS_TOTAL: &str = "komisi_reconcile_runs_total";
 pub const RECONCILE_DURATION_SECONDS: &str = "komisi_reconcile_duration_seconds";
 pub const ORDERS_ATTRIBUTED_TOTAL: &str = "komisi_orders_attributed_total";
 pub const CLICKS_TOTAL: &str = "komisi_clicks_total";
+pub const ORDERS_CONVERTED_TOTAL: &str = "komisi_orders_converted_total";
 
 /// Every metric komisi exports, with its Prometheus type. Dashboards and alert
 /// rules may only use these (a test checks).
@@ -93,6 +94,7 @@ pub const ALL: &[(&str, &str)] = &[
     (RECONCILE_DURATION_SECONDS, "histogram"),
     (ORDERS_ATTRIBUTED_TOTAL, "counter"),
     (CLICKS_TOTAL, "counter"),
+    (ORDERS_CONVERTED_TOTAL, "counter"),
 ];
 
 /// Sources of `komisi_orders_attributed_total` (`none`: unattributed).
@@ -269,6 +271,9 @@ fn register_zeroes() {
         metrics::counter!(ORDERS_ATTRIBUTED_TOTAL, "source" => source).absolute(0);
     }
     metrics::counter!(CLICKS_TOTAL).absolute(0);
+    for source in ["order", "table"] {
+        metrics::counter!(ORDERS_CONVERTED_TOTAL, "source" => source).absolute(0);
+    }
     metrics::gauge!(WEBHOOK_MESSAGES_PENDING).set(0.0);
     metrics::gauge!(WEBHOOK_ENDPOINTS_DISABLED).set(0.0);
     // Registered, so the series is there (count 0) before the first delivery.

@@ -326,6 +326,21 @@ impl ClickSent {
     }
 }
 
+/// The rate table the run puts before its stream (in force since 2000, so
+/// for every order): an order in one of these currencies without `fx_rate`
+/// takes its rate from it.
+const TABLE_RATES: [(&str, &str); 3] = [("USD", "15650.25"), ("JPY", "104.5"), ("KWD", "51000.125")];
+
+/// An order in another currency than the program's (RULES.md "Currencies").
+#[derive(Clone, Debug)]
+struct FxSent {
+    currency: &'static str,
+    /// 1 unit of `currency` = `rate` IDR.
+    rate: Decimal,
+    /// Sent as the order's `fx_rate` (else the table's).
+    in_body: bool,
+}
+
 /// An order answered 2xx, with every lifecycle request on it answered 2xx.
 #[derive(Clone, Debug)]
 struct OrderRec {
@@ -337,6 +352,9 @@ struct OrderRec {
     /// choice goes by the clicks' own time, the list order only breaks ties).
     clicks: Vec<ClickSent>,
     placed_at: DateTime<Utc>,
+    /// Another currency than the program's, at this rate.
+    fx: Option<FxSent>,
+    /// Unit prices in the order's currency.
     items: Vec<Item>,
     /// Refunded quantity per item.
     refunded: Vec<u32>,
@@ -350,12 +368,15 @@ impl OrderRec {
         let mut body = json!({
             "id": self.id,
             "buyer_id": self.buyer,
-            "currency": "IDR",
+            "currency": self.fx.as_ref().map_or("IDR", |f| f.currency),
             "placed_at": self.placed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             "items": self.items.iter().map(|i| json!({
                 "sku": i.sku, "category": i.category, "quantity": i.quantity, "unit_price": i.unit_price.to_string(),
             })).collect::<Vec<_>>(),
         });
+        if let Some(fx) = self.fx.as_ref().filter(|f| f.in_body) {
+            body["fx_rate"] = json!(fx.rate.to_string());
+        }
         match self.via {
             Via::Code(a) => body["referral_code"] = json!(affs[a].code),
             Via::Id(a) => body["affiliate_id"] = json!(affs[a].id),
@@ -383,6 +404,16 @@ impl OrderRec {
 
     fn left(&self, i: usize) -> u32 {
         self.items[i].quantity - self.refunded[i]
+    }
+
+    /// `quantity` units of item `i` in IDR: each line converted once at the
+    /// order's rate, rounded as the program rounds (RULES.md "Currencies").
+    fn line(&self, i: usize, quantity: u32, p: &Program) -> Decimal {
+        let amount = Decimal::from(quantity) * self.items[i].unit_price;
+        match &self.fx {
+            None => amount,
+            Some(fx) => p.round(amount * fx.rate),
+        }
     }
 
     fn fully_refunded(&self) -> bool {
@@ -840,6 +871,37 @@ fn price(rng: &mut StdRng, low: i64, high: i64) -> Decimal {
     }
 }
 
+/// A basket priced in IDR, priced again in `currency` at about `rate`
+/// (each price to the currency's minor units, at least one of them).
+fn priced_in(items: Vec<Item>, currency: &str, rate: Decimal) -> Vec<Item> {
+    let places = match currency {
+        "JPY" => 0,
+        "KWD" => 3,
+        _ => 2,
+    };
+    items
+        .into_iter()
+        .map(|i| Item { unit_price: (i.unit_price / rate).round_dp(places).max(Decimal::new(1, places)), ..i })
+        .collect()
+}
+
+/// Some orders in dollars, yen or dinar: 10 % with their own rate (the
+/// table's ± 10 %, 3 decimals), 5 % at the table's.
+fn currency_of(rng: &mut StdRng) -> Option<FxSent> {
+    let r: f64 = rng.random();
+    if r >= 0.15 {
+        return None;
+    }
+    let (currency, table) = TABLE_RATES[rng.random_range(0..TABLE_RATES.len())];
+    let table = dec(table);
+    if r < 0.10 {
+        let factor = Decimal::new(rng.random_range(900..=1100), 3);
+        Some(FxSent { currency, rate: (table * factor).round_dp(3), in_body: true })
+    } else {
+        Some(FxSent { currency, rate: table, in_body: false })
+    }
+}
+
 fn item(n: usize, category: &'static str, quantity: u32, unit_price: Decimal) -> Item {
     Item { sku: format!("{category}-{n}"), category, quantity, unit_price }
 }
@@ -1167,7 +1229,11 @@ async fn run_lane(s: LaneSetup) -> LaneResult {
         let answer = if r < ORDER_SHARE || orders.is_empty() {
             let k = orders.len();
             let plan = world.plan(&mut rng, &s.affs);
-            let items = basket(&mut rng);
+            let fx = currency_of(&mut rng);
+            let items = match &fx {
+                Some(fx) => priced_in(basket(&mut rng), fx.currency, fx.rate),
+                None => basket(&mut rng),
+            };
             let mut clicks = Vec::new();
             for want in &plan.clicks {
                 let click = match kept.get(&want.affiliate) {
@@ -1199,6 +1265,7 @@ async fn run_lane(s: LaneSetup) -> LaneResult {
                 coupons: plan.coupons,
                 clicks,
                 placed_at,
+                fx,
                 refunded: vec![0; items.len()],
                 items,
                 refunds: 0,
@@ -1612,17 +1679,17 @@ struct Facts {
 }
 
 fn eligible_as_bought(o: &OrderRec, p: &Program) -> Decimal {
-    o.items.iter().filter(|i| !p.excluded.contains(i.category)).map(|i| Decimal::from(i.quantity) * i.unit_price).sum()
+    (0..o.items.len())
+        .filter(|&i| !p.excluded.contains(o.items[i].category))
+        .map(|i| o.line(i, o.items[i].quantity, p))
+        .sum()
 }
 
 fn eligible_now(o: &OrderRec, p: &Program) -> Decimal {
     if o.cancelled {
         return Decimal::ZERO;
     }
-    (0..o.items.len())
-        .filter(|&i| !p.excluded.contains(o.items[i].category))
-        .map(|i| Decimal::from(o.left(i)) * o.items[i].unit_price)
-        .sum()
+    (0..o.items.len()).filter(|&i| !p.excluded.contains(o.items[i].category)).map(|i| o.line(i, o.left(i), p)).sum()
 }
 
 fn facts(orders: &[OrderRec], attrs: &HashMap<String, Attr>, p: &Program) -> HashMap<String, Facts> {
@@ -1688,7 +1755,7 @@ fn expect(o: &OrderRec, attr: &Attr, f: &Facts, p: &Program, affs: &[Affiliate])
         // Rule 3: Σ net quantity × price × the item's rate, rounded once.
         let raw: Decimal = (0..o.items.len())
             .filter(|&i| !p.excluded.contains(o.items[i].category))
-            .map(|i| Decimal::from(o.left(i)) * o.items[i].unit_price * p.level1_rate(o.items[i].category))
+            .map(|i| o.line(i, o.left(i), p) * p.level1_rate(o.items[i].category))
             .sum();
         let mut commission = p.round(raw);
         // Rule 4: the highest tier reached by the volume before this order.
@@ -1823,6 +1890,20 @@ fn compare_order(o: &OrderRec, attr: &Attr, e: &Expected, got: &Value, p: &Progr
     );
     let total: Decimal = o.items.iter().map(|i| Decimal::from(i.quantity) * i.unit_price).sum();
     check("total", total.normalize().to_string(), money(&got["total"]).normalize().to_string());
+    // The rate frozen at intake: the order's own, or the table's.
+    let fx = o.fx.as_ref().map_or("-".to_owned(), |f| {
+        format!("{} {} {}", f.currency, f.rate.normalize(), if f.in_body { "order" } else { "table" })
+    });
+    let got_fx = match &got["fx"] {
+        Value::Null => "-".to_owned(),
+        v => format!(
+            "{} {} {}",
+            v["currency"].as_str().unwrap_or("?"),
+            money(&v["rate"]).normalize(),
+            v["source"].as_str().unwrap_or("?")
+        ),
+    };
+    check("fx", fx, got_fx);
     let id_of = |a: Option<usize>| a.map_or("-", |a| affs[a].id.as_str());
     check("affiliate_id", id_of(attr.affiliate).into(), got["affiliate_id"].as_str().unwrap_or("-").into());
     // The attribution decided at intake: the winner, its source, and what was ignored why.
@@ -2390,6 +2471,9 @@ async fn chaos() {
         s.komisi.wait_ready(&api, Duration::from_secs(60)).await.expect("komisi starts");
     }
     api.until_2xx(Method::PUT, "/admin/program", Some(&program.json())).await;
+    let rates: BTreeMap<&str, &str> = TABLE_RATES.into_iter().collect();
+    let table = json!({"base": "IDR", "rates": rates, "as_of": "2000-01-01T00:00:00Z"});
+    api.until_2xx(Method::PUT, "/admin/fx-rates", Some(&table)).await;
     register_tree(&api, &affs).await;
     let webhooks = register_webhooks(&api).await;
 
@@ -2511,6 +2595,14 @@ async fn chaos() {
     println!("{}", summarize("pending webhook messages", &samples.iter().map(|s| s.webhooks).collect::<Vec<_>>()));
     println!("rules exercised: {}", coverage(&orders, &expected, &program));
     println!("attribution exercised: {}", attribution_coverage(&orders, &attrs, &links, &affs));
+    let mut currencies: BTreeMap<String, usize> = BTreeMap::new();
+    for o in &orders {
+        let key = o.fx.as_ref().map_or("IDR".to_owned(), |f| {
+            format!("{} ({})", f.currency, if f.in_body { "own rate" } else { "table rate" })
+        });
+        *currencies.entry(key).or_default() += 1;
+    }
+    println!("currencies exercised (orders): {currencies:?}");
     println!("database: {db}");
     println!("{reconcile}");
     println!("{webhook_summary}");

@@ -91,6 +91,8 @@ async fn metrics_after_a_scripted_scenario() {
     assert_eq!(get(&s, "komisi_orders_attributed_total", &[("source", "referral_code")]), 6.0);
     assert_eq!(get(&s, "komisi_orders_attributed_total", &[("source", "coupon")]), 0.0);
     assert_eq!(get(&s, "komisi_clicks_total", &[]), 0.0);
+    // All six in the program currency: nothing converted.
+    assert_eq!(get(&s, "komisi_orders_converted_total", &[("source", "order")]), 0.0);
     // 6 orders × 10 % of 100 000, the 3rd of the month adds the 25 000 milestone.
     assert_eq!(get(&s, "komisi_commission_amount_total", &[("kind", "commission")]), 60_000.0);
     assert_eq!(get(&s, "komisi_commission_amount_total", &[("kind", "milestone_bonus")]), 25_000.0);

@@ -94,6 +94,11 @@ struct Mix {
     /// costs, whatever the route).
     #[arg(long)]
     clicks_as_healthz: bool,
+    /// Orders in US dollars at this rate into the program's IDR (sent as
+    /// the order's `fx_rate`): every order converted, each unit price the
+    /// rupiah one / 15 000 in cents. Left out: orders in IDR.
+    #[arg(long)]
+    fx_rate: Option<String>,
 }
 
 /// How orders spread over affiliates.
@@ -269,18 +274,26 @@ const CATEGORIES: [&str; 4] = ["fashion", "electronics", "food", "gift-card"];
 fn new_order(id: &str, mix: &Mix, leaves: &Leaves, rng: &mut impl Rng) -> (Value, usize, usize) {
     let leaf = leaves.pick(rng);
     let items = rng.random_range(1..=5);
-    let body = json!({
+    // The same draws either way: only the currency differs.
+    let price = |rupiah: u64| match mix.fx_rate {
+        None => rupiah.to_string(),
+        Some(_) => format!("{}.{:02}", rupiah / 15_000, rupiah % 15_000 * 100 / 15_000),
+    };
+    let mut body = json!({
         "id": id,
         "buyer_id": format!("buyer-{}", rng.random_range(0..mix.buyers)),
         "referral_code": format!("code-{leaf}"),
-        "currency": "IDR",
+        "currency": if mix.fx_rate.is_some() { "USD" } else { "IDR" },
         "items": (0..items).map(|n| json!({
             "sku": format!("sku-{n}"),
             "category": CATEGORIES[rng.random_range(0..CATEGORIES.len())],
             "quantity": rng.random_range(1..=3),
-            "unit_price": format!("{}", rng.random_range(10..2_000) * 1_000),
+            "unit_price": price(rng.random_range(10..2_000) * 1_000),
         })).collect::<Vec<_>>(),
     });
+    if let Some(rate) = &mix.fx_rate {
+        body["fx_rate"] = json!(rate);
+    }
     (body, items, leaf)
 }
 

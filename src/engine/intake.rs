@@ -172,6 +172,9 @@ async fn write(
     for (n, placement) in positions.into_iter().zip(batch.placements) {
         let source = placement.decision.source.map_or("none", |s| s.as_str());
         metrics::counter!(crate::metrics::ORDERS_ATTRIBUTED_TOTAL, "source" => source).increment(1);
+        if let Some(fx) = &placement.fx {
+            metrics::counter!(crate::metrics::ORDERS_CONVERTED_TOTAL, "source" => fx.source.as_str()).increment(1);
+        }
         answers[n] = Some(CreateOrder::Accepted(placement.event));
     }
     for n in plan.later {

@@ -84,6 +84,8 @@ async fn the_worked_example_in_dollars_pays_the_rupiah_its_rate_implies() {
         .collect();
     assert_eq!(lines, [("C", "94996"), ("B", "64500"), ("A", "21500")]);
     app.assert_ledger_consistent().await;
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("komisi_orders_converted_total{source=\"order\"}"), "{metrics}");
 }
 
 #[tokio::test]

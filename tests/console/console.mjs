@@ -195,8 +195,8 @@ try {
   await page.click('#page-next');
   await page.waitForFunction(otherPage, second[0]);
   const third = await ids();
-  // 10 events so far: 4 orders placed, 1 completed, 1 refund, 4 dead orders placed.
-  check(third.length === 2 && (await page.locator('#page-next').count()) === 0, `the last page: ${third}`);
+  // 11 events so far: 5 orders placed, 1 completed, 1 refund, 4 dead orders placed.
+  check(third.length === 3 && (await page.locator('#page-next').count()) === 0, `the last page: ${third}`);
   await page.click('#page-prev');
   await page.waitForFunction((f) => document.querySelector('#events-table td.id')?.textContent === f, second[0]);
   await page.click('#page-prev');
@@ -262,6 +262,16 @@ try {
   await page.locator('#affiliate-name').waitFor();
   check(await text('#affiliate-name') === XSS_NAME, 'the heading shows the name as text');
   check(await page.locator('main img').count() === 0, 'no element was made from the name');
+
+  // ---- an order in dollars: its own currency, the frozen rate, the rupiah it converts to
+  step = 'currency';
+  await go('#/orders/o-usd');
+  await page.locator('#fx-rate').waitFor();
+  const rate = await text('#fx-rate');
+  check(rate.startsWith('1 USD = ') && rate.includes('15,650.25') && rate.includes('sent with the order'), `the rate: ${rate}`);
+  check((await text('#fx-total')).includes('156,502'), `the total in rupiah: ${await text('#fx-total')}`);
+  const usdItem = await rows('items-table').first().locator('td').allTextContents();
+  check(usdItem[4] === '$10', `the unit price in dollars: ${usdItem}`);
 
   // ---- attribution: the coupon's order, and its affiliate's figures
   step = 'attribution';
