@@ -8,13 +8,14 @@ import * as orders from './orders.js';
 import * as affiliates from './affiliates.js';
 import * as payouts from './payouts.js';
 import * as webhooks from './webhooks.js';
+import * as program from './program.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const signOut = document.getElementById('sign-out');
 let cleanup = null;
 
-const pages = { overview, events, orders, affiliates, payouts, webhooks };
+const pages = { overview, events, orders, affiliates, payouts, webhooks, program };
 
 /** '#/events/abc?status=dead' → {page: 'events', id: 'abc', params: URLSearchParams} */
 function parseHash() {

@@ -22,6 +22,7 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
     ("affiliates.js", "text/javascript; charset=utf-8", include_bytes!("../../console/affiliates.js")),
     ("payouts.js", "text/javascript; charset=utf-8", include_bytes!("../../console/payouts.js")),
     ("webhooks.js", "text/javascript; charset=utf-8", include_bytes!("../../console/webhooks.js")),
+    ("program.js", "text/javascript; charset=utf-8", include_bytes!("../../console/program.js")),
 ];
 
 /// Only this origin's scripts, styles and API; no inline code, no frames, no forms posting away.

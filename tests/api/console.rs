@@ -97,6 +97,9 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     app.accept(&worked_example_order("o-refund", "x", "code-C")).await;
     app.accept(&simple_order("o-xss", "y", None, "60000")).await;
     app.accept(&simple_order("o-pay", "z", Some("code-A"), "200000")).await;
+    // A rate table for orders in other currencies (the program page shows it).
+    let r = app.admin_put("/admin/fx-rates", &json!({"base": "IDR", "rates": {"USD": "15650.25"}})).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
     // An unattributed order in dollars at its own rate: 10.00 × 15 650.25 → 156 502 IDR (floored).
     app.accept(&json!({"id": "o-usd", "buyer_id": "usd-buyer", "currency": "USD", "fx_rate": "15650.25",
         "items": [{"sku": "mug", "category": "home", "quantity": 1, "unit_price": "10.00"}]}))

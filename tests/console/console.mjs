@@ -53,6 +53,8 @@ try {
     if (m.type() !== 'error') return;
     // A refused sign-in is logged by Chromium as a failed resource load.
     if (expectRefusals && /status of 40[13]/.test(m.text())) return;
+    // The program step stores a refused rate table on purpose.
+    if (step === 'program' && /status of 422/.test(m.text())) return;
     problems.push(`[${step}] console error: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`[${step}] page error: ${e.message}`));
@@ -272,6 +274,27 @@ try {
   check((await text('#fx-total')).includes('156,502'), `the total in rupiah: ${await text('#fx-total')}`);
   const usdItem = await rows('items-table').first().locator('td').allTextContents();
   check(usdItem[4] === '$10', `the unit price in dollars: ${usdItem}`);
+
+  // ---- the program page: the version in force, the rate table, a new table
+  step = 'program';
+  await go('#/program');
+  await page.locator('#program-summary').waitFor();
+  check((await text('#program-currency')).startsWith('IDR'), `the program currency: ${await text('#program-currency')}`);
+  check((await rows('fx-rates').count()) === 1, 'one rate in the table in force');
+  const usdRate = await rows('fx-rates').first().locator('td').allTextContents();
+  check(usdRate[0] === 'USD' && usdRate[1].includes('15,650.25'), `the dollar's rate: ${usdRate}`);
+  const firstTable = await text('#fx-table-id');
+  await page.fill('#fx-rates-input', 'USD 0');
+  await page.click('#put-rates');
+  await page.locator('#fx-result').waitFor();
+  check((await text('#fx-result')).includes('rates.USD'), `a rate of 0 is refused, naming the field: ${await text('#fx-result')}`);
+  await page.fill('#fx-rates-input', 'USD 16000\nJPY 104.5');
+  await page.click('#put-rates');
+  await page.waitForFunction((t) => document.querySelector('#fx-table-id')?.textContent !== t, firstTable);
+  check((await text('#fx-result')).startsWith('Stored as table'), `stored: ${await text('#fx-result')}`);
+  const newRates = await page.locator('#fx-rates tbody tr td:first-child').allTextContents();
+  check(newRates.join(',') === 'JPY,USD', `the new table's currencies: ${newRates}`);
+  await shot('program');
 
   // ---- attribution: the coupon's order, and its affiliate's figures
   step = 'attribution';
