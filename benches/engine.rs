@@ -40,6 +40,7 @@ fn context() -> FrozenContext {
         suspended: false,
         buyer_id: None,
         email_hash: None,
+        unqualified: false,
     };
     FrozenContext {
         direct: Some(snap("leaf")),

@@ -104,6 +104,7 @@ impl Affiliate {
             suspended: self.status == AffiliateStatus::Suspended,
             buyer_id: self.buyer_id.clone(),
             email_hash: self.email_hash.clone(),
+            unqualified: false,
         }
     }
 }
@@ -205,6 +206,8 @@ pub struct UplineWalk {
     seen: HashSet<AffiliateId>,
     /// The next ancestor to take, if the walk goes on.
     cursor: Option<AffiliateId>,
+    /// How many of `upline` the qualification rule has looked at.
+    checked: usize,
 }
 
 impl UplineWalk {
@@ -217,6 +220,7 @@ impl UplineWalk {
             upline: Vec::new(),
             seen: HashSet::from([direct.id.clone()]),
             cursor: direct.parent_id.clone(),
+            checked: 0,
         }
     }
 
@@ -232,8 +236,12 @@ impl UplineWalk {
     pub fn take(&mut self, stretch: Vec<Affiliate>, asked: usize) {
         let reached_root = stretch.len() < asked;
         for ancestor in stretch {
-            if self.filled >= self.wanted
-                || self.upline.len() >= MAX_TREE_DEPTH
+            if self.filled >= self.wanted {
+                // Enough for now; the cursor stays here, in case an ancestor
+                // taken is found unqualified and the walk must go on.
+                return;
+            }
+            if self.upline.len() >= MAX_TREE_DEPTH
                 || self.cursor.as_ref() != Some(&ancestor.id)
                 || !self.seen.insert(ancestor.id.clone())
             {
@@ -259,6 +267,26 @@ impl UplineWalk {
             return None;
         }
         self.cursor.clone().map(|next| (next, self.wanted - self.filled + 4))
+    }
+
+    /// The ancestors taken since the last call that could earn a level
+    /// (not suspended): the ones whose qualification the caller looks up.
+    pub fn unchecked(&mut self) -> Vec<AffiliateId> {
+        let fresh = self.upline[self.checked..].iter().filter(|a| !a.suspended).map(|a| a.id.clone()).collect();
+        self.checked = self.upline.len();
+        fresh
+    }
+
+    /// Marks these ancestors unqualified (rule 7's qualification): like a
+    /// suspended one, each is skipped — the walk goes on for another — or
+    /// forfeits its level, as the program says.
+    pub fn mark_unqualified(&mut self, ids: &HashSet<AffiliateId>) {
+        for a in self.upline.iter_mut().filter(|a| ids.contains(&a.id) && !a.unqualified) {
+            a.unqualified = true;
+            if self.skip_inactive && !a.suspended {
+                self.filled -= 1;
+            }
+        }
     }
 
     pub fn finish(self) -> Vec<AffiliateSnapshot> {
@@ -315,6 +343,35 @@ mod tests {
         walk.take(vec![affiliate("B", Some("A"), false), affiliate("A", None, false)], 6);
         assert_eq!(walk.next_fetch(), None);
         assert_eq!(ids(&walk.finish()), ["S1", "S2", "B", "A"]);
+    }
+
+    #[test]
+    fn an_unqualified_ancestor_is_skipped_and_the_walk_goes_on_or_forfeits_its_level() {
+        let direct = affiliate("C", Some("B"), false);
+        let stretch =
+            || vec![affiliate("B", Some("A"), false), affiliate("A", Some("R"), false), affiliate("R", None, false)];
+        let marked = HashSet::from([AffiliateId::parse("B").unwrap()]);
+        // Skipping: B is checked, found unqualified, and R takes its place.
+        let mut walk = UplineWalk::new(&default_program(), &direct);
+        walk.take(stretch(), 2);
+        assert_eq!(walk.unchecked(), [AffiliateId::parse("B").unwrap(), AffiliateId::parse("A").unwrap()]);
+        assert_eq!(walk.next_fetch(), None, "two levels filled before the check");
+        walk.mark_unqualified(&marked);
+        assert_eq!(walk.next_fetch(), Some((AffiliateId::parse("R").unwrap(), 5)), "the walk resumes at R");
+        walk.take(vec![affiliate("R", None, false)], 5);
+        assert_eq!(walk.unchecked(), [AffiliateId::parse("R").unwrap()], "only R is new");
+        let upline = walk.finish();
+        assert_eq!(ids(&upline), ["B", "A", "R"]);
+        assert!(upline[0].unqualified && !upline[1].unqualified);
+        // Forfeiting: B keeps its place (and earns nothing); the walk is done.
+        let mut doc = Program::default_doc();
+        doc.skip_inactive_upline = false;
+        let mut walk = UplineWalk::new(&Program::parse(&doc).unwrap(), &direct);
+        walk.take(stretch(), 3);
+        walk.unchecked();
+        walk.mark_unqualified(&marked);
+        assert_eq!(walk.next_fetch(), None);
+        assert_eq!(ids(&walk.finish()), ["B", "A"]);
     }
 
     #[test]

@@ -105,6 +105,18 @@ pub struct AffiliateSnapshot {
     /// The affiliate's e-mail hash (self-referral rule, with the order's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_hash: Option<super::affiliate::EmailHash>,
+    /// An ancestor whose own sales in the order's month, before the order,
+    /// were below the program's `upline_qualification` (rule 7): it earns
+    /// no level on the order, as if suspended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unqualified: bool,
+}
+
+impl AffiliateSnapshot {
+    /// Whether an ancestor may earn its level (rule 7): active and qualified.
+    pub fn earns(&self) -> bool {
+        !self.suspended && !self.unqualified
+    }
 }
 
 /// Everything about the world outside the order that the rules need, resolved
@@ -250,17 +262,17 @@ fn direct_lines(
     .collect()
 }
 
-/// Rule 7: levels 2..n up the frozen chain (a suspended ancestor is skipped
-/// or forfeits its level, as the program says).
+/// Rule 7: levels 2..n up the frozen chain (a suspended or unqualified
+/// ancestor is skipped or forfeits its level, as the program says).
 fn upline_lines(program: &Program, ctx: &FrozenContext, eligible_amount: Decimal) -> Vec<CommissionLine> {
     let round = |x: Decimal| money::round(x, program.scale, program.rounding);
     let mut lines = Vec::new();
     let mut ancestors = ctx.upline.iter();
     for (k, rate) in program.levels.iter().enumerate().skip(1) {
         let beneficiary = if program.skip_inactive_upline {
-            ancestors.by_ref().find(|a| !a.suspended)
+            ancestors.by_ref().find(|a| a.earns())
         } else {
-            ancestors.next().filter(|a| !a.suspended)
+            ancestors.next().filter(|a| a.earns())
         };
         let Some(ancestor) = beneficiary else {
             if program.skip_inactive_upline {

@@ -28,7 +28,13 @@ fn item(sku: &str, category: &str, quantity: u32, price: &str) -> OrderItem {
 }
 
 fn aff(id: &str) -> AffiliateSnapshot {
-    AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None, email_hash: None }
+    AffiliateSnapshot {
+        id: AffiliateId::parse(id).unwrap(),
+        suspended: false,
+        buyer_id: None,
+        email_hash: None,
+        unqualified: false,
+    }
 }
 
 fn suspended(id: &str) -> AffiliateSnapshot {
@@ -193,6 +199,19 @@ fn a_short_or_suspended_upline_pays_only_who_is_there() {
     // A suspended direct affiliate pays no upline either (rule 2 stops all commission).
     let ctx = FrozenContext { direct: Some(suspended("C")), upline: vec![aff("B")], ..ctx_cba() };
     assert!(entitle(&order, &p, &ctx).commissions.is_empty());
+}
+
+#[test]
+fn an_unqualified_ancestor_is_skipped_or_forfeits_its_level() {
+    let order = fashion("1000000");
+    let unqualified = AffiliateSnapshot { unqualified: true, ..aff("B") };
+    let ctx = FrozenContext { upline: vec![unqualified, aff("A")], ..ctx_cba() };
+    // Skipped: A moves up to level 2 (3 % of 1 000 000).
+    let e = entitle(&order, &program(|doc| doc.skip_inactive_upline = true), &ctx);
+    assert_eq!(lines(&e), vec![("C".into(), 1, "commission", d("100000")), ("A".into(), 2, "commission", d("30000"))]);
+    // Forfeited: level 2 is not paid, A keeps level 3 (1 %).
+    let e = entitle(&order, &program(|doc| doc.skip_inactive_upline = false), &ctx);
+    assert_eq!(lines(&e), vec![("C".into(), 1, "commission", d("100000")), ("A".into(), 3, "commission", d("10000"))]);
 }
 
 #[test]

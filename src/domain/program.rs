@@ -33,6 +33,19 @@ pub struct ProgramDoc {
     /// How orders are attributed beyond the referral code (all optional).
     #[serde(default, skip_serializing_if = "AttributionDoc::is_default")]
     pub attribution: AttributionDoc,
+    /// Ancestors earn their level only while they sell themselves (absent: always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upline_qualification: Option<UplineQualificationDoc>,
+}
+
+/// `upline_qualification` in the program document (docs/RULES.md rule 7).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UplineQualificationDoc {
+    /// An ancestor earns its level commission on an order only when its own
+    /// attributed orders placed earlier in the order's calendar month (program
+    /// time zone) reach this eligible amount; above 0.
+    pub min_personal_month_sales: String,
 }
 
 /// `attribution` in the program document (docs/RULES.md "Attribution").
@@ -197,6 +210,9 @@ pub struct Program {
     /// 1..=10080 (a week).
     pub redemption_hold_minutes: u32,
     pub attribution: AttributionRules,
+    /// Rule 7's qualification: an ancestor's own sales in the month before
+    /// the order must reach this (None: every active ancestor qualifies).
+    pub upline_min_month_sales: Option<Decimal>,
 }
 
 impl Program {
@@ -232,6 +248,14 @@ impl Program {
         }
         let (points_rate, first_order_bonus, points_value) = c.rewards(&doc.buyer_rewards);
         let attribution = c.attribution(&doc.attribution);
+        let upline_min_month_sales = doc.upline_qualification.as_ref().and_then(|q| {
+            let field = "upline_qualification.min_personal_month_sales";
+            let min = c.amount(field.into(), &q.min_personal_month_sales)?;
+            if min <= Decimal::ZERO {
+                c.err(field, "must be above 0");
+            }
+            Some(min)
+        });
         if !c.errors.is_empty() {
             return Err(c.errors);
         }
@@ -255,6 +279,7 @@ impl Program {
             points_expire_days: doc.buyer_rewards.points_expire_days,
             redemption_hold_minutes: doc.buyer_rewards.redemption_hold_minutes,
             attribution,
+            upline_min_month_sales,
         })
     }
 
@@ -293,6 +318,9 @@ impl Program {
                 redemption_hold_minutes: self.redemption_hold_minutes,
             },
             attribution: attribution_doc(&self.attribution),
+            upline_qualification: self
+                .upline_min_month_sales
+                .map(|m| UplineQualificationDoc { min_personal_month_sales: money::format(m) }),
         }
     }
 
@@ -321,6 +349,7 @@ impl Program {
                 redemption_hold_minutes: 30,
             },
             attribution: AttributionDoc::default(),
+            upline_qualification: None,
         }
     }
 

@@ -69,6 +69,7 @@ prop_compose! {
                 redemption_hold_minutes: 30,
             },
             attribution: Default::default(),
+            upline_qualification: None,
         };
         Program::parse(&doc).expect("generated programs are valid")
     }
@@ -105,19 +106,24 @@ fn fx_order() -> impl Strategy<Value = OrderState> {
 prop_compose! {
     fn context()(
         direct in prop::option::of((any::<bool>(), prop::bool::weighted(0.1))),
-        upline in prop::collection::vec(any::<bool>(), 0..=4),
+        upline in prop::collection::vec((any::<bool>(), prop::bool::weighted(0.2)), 0..=4),
         volume in 0u64..5_000_000,
         nth in 1u32..=4,
         first in any::<bool>(),
     ) -> FrozenContext {
-        let snap = |id: String, suspended: bool| AffiliateSnapshot { id: AffiliateId::parse(&id).unwrap(), suspended, buyer_id: None, email_hash: None };
+        let snap = |id: String, suspended: bool| AffiliateSnapshot { id: AffiliateId::parse(&id).unwrap(), suspended, buyer_id: None, email_hash: None, unqualified: false };
         FrozenContext {
             // Sometimes the direct affiliate is the buyer (self-referral).
             direct: direct.map(|(s, own)| AffiliateSnapshot {
                 buyer_id: own.then(|| BuyerId::parse("buyer").unwrap()),
                 ..snap("direct".into(), s)
             }),
-            upline: upline.into_iter().enumerate().map(|(n, s)| snap(format!("up-{n}"), s)).collect(),
+            // Some ancestors suspended, some unqualified (rule 7), some both.
+            upline: upline
+                .into_iter()
+                .enumerate()
+                .map(|(n, (s, unqualified))| AffiliateSnapshot { unqualified, ..snap(format!("up-{n}"), s) })
+                .collect(),
             volume_before: Decimal::from(volume),
             nth_in_month: nth,
             buyer_first_order: first,
@@ -330,10 +336,10 @@ proptest! {
             // Rule 7, written as the SPEC words it: with skipping, the active ancestors
             // take the levels in turn; without, ancestor i holds level i + 2 or forfeits it.
             let mut expected_upline = Vec::new();
-            let mut ancestors = ctx.upline.iter().filter(|a| !p.skip_inactive_upline || !a.suspended);
+            let mut ancestors = ctx.upline.iter().filter(|a| !p.skip_inactive_upline || a.earns());
             for (k, rate) in p.levels.iter().enumerate().skip(1) {
                 match ancestors.next() {
-                    Some(a) if !a.suspended => {
+                    Some(a) if a.earns() => {
                         exact_total += eligible * rate;
                         let amount = super::money::round(eligible * rate, p.scale, p.rounding);
                         if !amount.is_zero() {

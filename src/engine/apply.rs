@@ -387,7 +387,14 @@ pub(crate) async fn resolve_contexts(
         let mut walk = UplineWalk::new(program, &direct);
         let asked = UplineWalk::first_stretch(program);
         walk.take(chain.take(asked).collect(), asked);
-        while let Some((next, count)) = walk.next_fetch() {
+        loop {
+            if let Some(min) = program.upline_min_month_sales {
+                let fresh = walk.unchecked();
+                if !fresh.is_empty() {
+                    walk.mark_unqualified(&unqualified(tx, ev, program, &fresh, min).await?);
+                }
+            }
+            let Some((next, count)) = walk.next_fetch() else { break };
             let stretch = tx.ancestors(&[&next], count).await?.remove(&next).unwrap_or_default();
             walk.take(stretch, count);
         }
@@ -435,6 +442,36 @@ pub(crate) async fn resolve_contexts(
         contexts.insert(ev.order_id.clone(), ctx);
     }
     Ok(contexts)
+}
+
+/// Rule 7's qualification: which of these ancestors sold less than `min`
+/// themselves in the order's month before the order (the same "before" as
+/// the direct affiliate's tier volume: placed earlier, ties by order id).
+async fn unqualified(
+    tx: &mut dyn ApplyTx,
+    ev: &ContextAsk<'_>,
+    program: &Program,
+    ancestors: &[AffiliateId],
+    min: Decimal,
+) -> Result<HashSet<AffiliateId>> {
+    let (month_start, month_end) = month_window(ev.placed_at, program.timezone);
+    let mut below = HashSet::new();
+    for ancestor in ancestors {
+        let ask = MonthAsk {
+            order_id: ev.order_id,
+            buyer_id: ev.buyer_id,
+            direct: Some(ancestor),
+            placed_at: ev.placed_at,
+            month_start,
+            month_end,
+        };
+        let facts = tx.month_facts(std::slice::from_ref(&ask)).await?;
+        let sold = facts.get(ev.order_id).ok_or_else(|| corrupt("month facts missing"))?.volume_before;
+        if sold < min {
+            below.insert(ancestor.clone());
+        }
+    }
+    Ok(below)
 }
 
 /// Applies a batch in one transaction; if it fails, each event alone, so a
@@ -522,7 +559,13 @@ mod tests {
     }
 
     fn snapshot(id: &str) -> AffiliateSnapshot {
-        AffiliateSnapshot { id: AffiliateId::parse(id).unwrap(), suspended: false, buyer_id: None, email_hash: None }
+        AffiliateSnapshot {
+            id: AffiliateId::parse(id).unwrap(),
+            suspended: false,
+            buyer_id: None,
+            email_hash: None,
+            unqualified: false,
+        }
     }
 
     fn item(sku: &str, category: &str, quantity: u32, refunded: u32, price: &str) -> OrderItem {

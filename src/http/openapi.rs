@@ -76,6 +76,7 @@ fn constraints() -> Vec<(String, Value)> {
         (s("TierDoc", "monthly_sales_from"), money()),
         (s("TierDoc", "bonus_rate"), rate()),
         (s("MilestoneDoc", "bonus"), money()),
+        (s("UplineQualificationDoc", "min_personal_month_sales"), money()),
         (s("MilestoneDoc", "nth_order_in_month"), json!({"minimum": 1})),
         (s("BuyerRewardsDoc", "points_rate"), rate()),
         (s("BuyerRewardsDoc", "first_order_bonus"), json!({"pattern": "^0*([0-9]{1,9}|1000000000)$"})),

@@ -1,6 +1,8 @@
 //! SPEC §4 over HTTP: the worked example and each commission rule.
 use crate::helpers::*;
-use serde_json::json;
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn worked_example_pays_every_level_and_the_buyer() {
@@ -256,4 +258,89 @@ async fn a_long_run_of_suspended_ancestors_is_walked_past() {
         vec![("C".into(), "commission".into(), d("100000")), ("T".into(), "commission".into(), d("30000"))]
     );
     app.assert_ledger_consistent().await;
+}
+
+/// The program's upline qualification (RULES.md rule 7): an ancestor earns
+/// its level on an order only once its own attributed sales in the month,
+/// before the order, reach the minimum; until then it is skipped.
+#[tokio::test]
+async fn an_ancestor_earns_its_level_from_the_first_order_after_its_own_sales_reach_the_minimum() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.set_program(|p| {
+        p["upline_qualification"] = json!({"min_personal_month_sales": "200000"});
+        p["milestones"] = json!([]);
+    })
+    .await;
+    let c = |id: &str| simple_order(id, &format!("buyer-{id}"), Some("code-C"), "100000");
+    let mut steps: Vec<(Value, Vec<(&str, &str)>)> = vec![
+        // Nobody above C has sold anything yet: only C earns (10 %).
+        (c("o-1"), vec![("C", "10000")]),
+        // B sells 150 000 itself (10 %); A has sold nothing: no level 2 for A.
+        (simple_order("o-2", "b-2", Some("code-B"), "150000"), vec![("B", "15000")]),
+        // B's 150 000 is below 200 000: B is skipped, and A too.
+        (c("o-3"), vec![("C", "10000")]),
+        (simple_order("o-4", "b-4", Some("code-B"), "60000"), vec![("B", "6000")]),
+        // B's month now holds 210 000: B earns level 2 (3 %).
+        (c("o-5"), vec![("B", "3000"), ("C", "10000")]),
+        (simple_order("o-6", "b-6", Some("code-A"), "250000"), vec![("A", "25000")]),
+        // A has sold 250 000: A earns level 3 (1 %) as well.
+        (c("o-7"), vec![("A", "1000"), ("B", "3000"), ("C", "10000")]),
+    ];
+    for (order, expected) in steps.drain(..) {
+        let id = order["id"].as_str().unwrap().to_owned();
+        app.accept(&order).await;
+        app.processed(&id).await;
+        let want: Vec<(String, String, Decimal)> =
+            expected.iter().map(|(a, v)| (a.to_string(), "commission".to_string(), d(v))).collect();
+        assert_eq!(app.order_amounts(&id).await, want, "{id}");
+    }
+    // The qualification is frozen with the order: a refund recomputes with it.
+    let r = app
+        .post("/v1/orders/o-3/refunds", &json!({"refund_id": "r-1", "items": [{"sku": "item", "quantity": 1}]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    app.processed("o-3").await;
+    assert_eq!(app.order_amounts("o-3").await, vec![], "o-3 reversed: C's 10 000 only, nothing for B");
+    app.assert_ledger_consistent().await;
+}
+
+/// Without skipping, an unqualified ancestor forfeits its level and the
+/// next one keeps its own; with skipping, the next one moves up.
+#[tokio::test]
+async fn an_unqualified_ancestor_forfeits_its_level_unless_the_program_skips_inactive_ones() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    let qualify = |skip: bool| {
+        move |p: &mut Value| {
+            p["upline_qualification"] = json!({"min_personal_month_sales": "200000"});
+            p["skip_inactive_upline"] = json!(skip);
+            p["milestones"] = json!([]);
+        }
+    };
+    app.set_program(qualify(false)).await;
+    app.accept(&simple_order("o-a", "b-a", Some("code-A"), "250000")).await;
+    app.processed("o-a").await;
+    app.accept(&simple_order("o-1", "x", Some("code-C"), "100000")).await;
+    app.processed("o-1").await;
+    // B (nothing sold) forfeits level 2; A keeps level 3 (1 %).
+    assert_eq!(
+        app.order_amounts("o-1").await,
+        vec![("A".into(), "commission".into(), d("1000")), ("C".into(), "commission".into(), d("10000"))]
+    );
+    app.set_program(qualify(true)).await;
+    app.accept(&simple_order("o-2", "y", Some("code-C"), "100000")).await;
+    app.processed("o-2").await;
+    // B is skipped: A moves up to level 2 (3 %).
+    assert_eq!(
+        app.order_amounts("o-2").await,
+        vec![("A".into(), "commission".into(), d("3000")), ("C".into(), "commission".into(), d("10000"))]
+    );
+    // Bad settings are refused with their field.
+    let mut bad = default_program();
+    bad["upline_qualification"] = json!({"min_personal_month_sales": "0"});
+    let r = app.admin_put("/admin/program", &bad).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "upline_qualification.min_personal_month_sales", "{body}");
 }

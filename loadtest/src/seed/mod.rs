@@ -110,6 +110,7 @@ pub fn program_doc() -> ProgramDoc {
             redemption_hold_minutes: 30,
         },
         attribution: Default::default(),
+        upline_qualification: None,
     }
 }
 

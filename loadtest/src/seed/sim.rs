@@ -281,6 +281,7 @@ impl Sim {
                         suspended,
                         buyer_id: buyer.map(|b| BuyerId::from_trusted(buyer_name(b))),
                         email_hash: None,
+                        unqualified: false,
                     },
                     id,
                     parent: parent_of(n, m),
