@@ -95,7 +95,8 @@ fn constraints() -> Vec<(String, Value)> {
         (
             s("RatesBody", "rates"),
             json!({"minProperties": 1, "maxProperties": crate::domain::currency::MAX_TABLE_RATES,
-                "additionalProperties": fx_rate(), "propertyNames": {"pattern": "^[A-Z]{3}$"}}),
+                "additionalProperties": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,12})?$"},
+                "propertyNames": {"pattern": "^[A-Z]{3}$"}}),
         ),
         (s("RatesBody", "as_of"), time()),
         (s("QuoteBody", "items"), json!({"minItems": 1, "maxItems": super::orders::MAX_ITEMS})),
