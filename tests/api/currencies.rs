@@ -303,3 +303,32 @@ async fn random_orders_rates_and_partial_refunds_net_to_zero_after_a_full_revers
     }
     app.assert_ledger_consistent().await;
 }
+
+/// The minimum order and the month volume of tiers count converted amounts.
+#[tokio::test]
+async fn the_minimum_and_the_tier_volume_count_the_converted_amounts() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.set_program(|p| {
+        p["tiers"] = json!([{"monthly_sales_from": "1000000", "bonus_rate": "0.02"}]);
+        p["milestones"] = json!([]);
+    })
+    .await;
+    let usd = |id: &str, price: &str| {
+        json!({"id": id, "buyer_id": format!("b-{id}"), "referral_code": "code-C", "currency": "USD", "fx_rate": "15000",
+               "items": [{"sku": "item", "category": "fashion", "quantity": 1, "unit_price": price}]})
+    };
+    // USD 3.00 = IDR 45 000: below the 50 000 minimum (3.40 would be 51 000).
+    app.accept(&usd("o-small", "3.00")).await;
+    assert_eq!(app.processed("o-small").await["no_commission_reason"], "below_minimum");
+    // USD 100.00 = IDR 1 500 000: C earns 150 000, and its month reaches the tier.
+    app.accept(&usd("o-big", "100.00")).await;
+    app.processed("o-big").await;
+    assert_eq!(app.order_amounts("o-big").await[2], ("C".into(), "commission".into(), d("150000")));
+    // The next order of C (in rupiah) gets the 2 % tier bonus: 2 000 on 100 000.
+    app.accept(&simple_order("o-next", "b-next", Some("code-C"), "100000")).await;
+    app.processed("o-next").await;
+    let c: Vec<(String, String, Decimal)> =
+        app.order_amounts("o-next").await.into_iter().filter(|(a, _, _)| a == "C").collect();
+    assert_eq!(c, vec![("C".into(), "commission".into(), d("10000")), ("C".into(), "tier_bonus".into(), d("2000"))]);
+}
