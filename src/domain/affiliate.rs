@@ -124,6 +124,17 @@ pub struct AffiliatePatch {
     pub status: Option<AffiliateStatus>,
     /// `Some(None)` detaches the affiliate from its parent.
     pub parent_id: Option<Option<AffiliateId>>,
+    /// `Some(None)` clears the e-mail hash (self-referral rule).
+    pub email_hash: Option<Option<EmailHash>>,
+}
+
+/// An affiliate's changeable fields after a patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patched {
+    pub name: String,
+    pub status: AffiliateStatus,
+    pub parent_id: Option<AffiliateId>,
+    pub email_hash: Option<EmailHash>,
 }
 
 #[derive(Debug)]
@@ -141,17 +152,15 @@ impl AffiliatePatch {
         matches!(self.parent_id, Some(Some(_)))
     }
 
-    /// The affiliate's name, status and parent after the patch (an absent
-    /// field keeps its value).
-    pub fn applied_to(&self, current: &Affiliate) -> (String, AffiliateStatus, Option<AffiliateId>) {
-        (
-            self.name.clone().unwrap_or_else(|| current.name.clone()),
-            self.status.unwrap_or(current.status),
-            match &self.parent_id {
-                Some(p) => p.clone(),
-                None => current.parent_id.clone(),
-            },
-        )
+    /// The affiliate's name, status, parent and e-mail hash after the patch
+    /// (an absent field keeps its value).
+    pub fn applied_to(&self, current: &Affiliate) -> Patched {
+        Patched {
+            name: self.name.clone().unwrap_or_else(|| current.name.clone()),
+            status: self.status.unwrap_or(current.status),
+            parent_id: self.parent_id.clone().unwrap_or_else(|| current.parent_id.clone()),
+            email_hash: self.email_hash.clone().unwrap_or_else(|| current.email_hash.clone()),
+        }
     }
 }
 
@@ -425,15 +434,27 @@ mod tests {
     fn a_patch_keeps_what_it_does_not_name() {
         let current = affiliate("C", Some("B"), false);
         let keep = AffiliatePatch::default();
+        let hash = EmailHash::parse(&"ab".repeat(32)).unwrap();
+        let current = Affiliate { email_hash: Some(hash.clone()), ..current };
         assert_eq!(
             keep.applied_to(&current),
-            ("C".to_owned(), AffiliateStatus::Active, Some(AffiliateId::parse("B").unwrap()))
+            Patched {
+                name: "C".to_owned(),
+                status: AffiliateStatus::Active,
+                parent_id: Some(AffiliateId::parse("B").unwrap()),
+                email_hash: Some(hash)
+            }
         );
         assert!(!keep.reparents());
-        let detach =
-            AffiliatePatch { parent_id: Some(None), status: Some(AffiliateStatus::Suspended), ..Default::default() };
-        assert_eq!(detach.applied_to(&current).1, AffiliateStatus::Suspended);
-        assert_eq!(detach.applied_to(&current).2, None);
+        let detach = AffiliatePatch {
+            parent_id: Some(None),
+            status: Some(AffiliateStatus::Suspended),
+            email_hash: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(detach.applied_to(&current).status, AffiliateStatus::Suspended);
+        assert_eq!(detach.applied_to(&current).parent_id, None);
+        assert_eq!(detach.applied_to(&current).email_hash, None, "the e-mail hash cleared");
         assert!(!detach.reparents(), "detaching cannot close a loop");
         let moved = AffiliatePatch { parent_id: Some(Some(AffiliateId::parse("A").unwrap())), ..Default::default() };
         assert!(moved.reparents());

@@ -62,8 +62,7 @@ impl Engine {
                 return Ok(PatchAffiliate::Cycle);
             }
         }
-        let (name, status, parent) = patch.applied_to(&current);
-        tx.update(id, &name, status, parent.as_ref(), Utc::now()).await?;
+        tx.update(id, &patch.applied_to(&current), Utc::now()).await?;
         let updated = tx.affiliate(id, false).await?.ok_or_else(|| super::corrupt("affiliate vanished"))?;
         tx.commit().await?;
         Ok(PatchAffiliate::Updated(Box::new(updated)))

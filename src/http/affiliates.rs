@@ -51,6 +51,12 @@ struct PatchBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     parent_id: Option<Option<String>>,
+    /// SHA-256 of the affiliate's e-mail address (trimmed, lowercased), 64
+    /// hex digits. Absent: unchanged; null: cleared. Orders already
+    /// processed keep the hash they were checked against.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    email_hash: Option<Option<String>>,
 }
 
 /// Distinguishes an absent field (None, via `default`) from an explicit null (Some(None)).
@@ -135,13 +141,18 @@ async fn update(
         Some(None) => Some(None),
         Some(Some(p)) => Some(id_field("parent_id", p, AffiliateId::parse, &mut errors)),
     };
+    let email_hash = match &body.email_hash {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(h)) => Some(EmailHash::parse(h).map_err(|why| errors.push(FieldError::new("email_hash", why))).ok()),
+    };
     if matches!(&parent_id, Some(Some(p)) if *p == id) {
         errors.push(FieldError::new("parent_id", "an affiliate cannot be its own parent"));
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let patch = AffiliatePatch { name, status: body.status, parent_id };
+    let patch = AffiliatePatch { name, status: body.status, parent_id, email_hash };
     match state.engine.patch_affiliate(&id, &patch).await? {
         PatchAffiliate::Updated(a) => Ok(Json(view(&state, *a).await?)),
         PatchAffiliate::NotFound => Err(ApiError::NotFound("affiliate")),

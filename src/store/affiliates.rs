@@ -1,6 +1,6 @@
 //! Affiliates: the referral tree, each affiliate's balances and ledger.
 use super::Result;
-use crate::domain::affiliate::{Affiliate, AffiliateStatus, NewAffiliate};
+use crate::domain::affiliate::{Affiliate, NewAffiliate};
 use crate::domain::ids::AffiliateId;
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::order::Attribution;
@@ -40,9 +40,7 @@ pub trait AffiliateTx: Send {
     async fn update(
         &mut self,
         id: &AffiliateId,
-        name: &str,
-        status: AffiliateStatus,
-        parent: Option<&AffiliateId>,
+        patched: &crate::domain::affiliate::Patched,
         now: DateTime<Utc>,
     ) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;

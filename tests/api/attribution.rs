@@ -377,6 +377,28 @@ async fn self_referral_is_configurable() {
     let mut bad = simple_order("o-5", "guest", None, "1");
     bad["buyer_email_hash"] = json!("not-a-hash");
     assert_eq!(app.place(&bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    // The hash changes by PATCH: o-4's address is M's now, and null clears it.
+    let other_hash = "0".repeat(64);
+    let r = app.patch("/v1/affiliates/M", &json!({"email_hash": other_hash})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut again = simple_order("o-6", "guest-789", Some("code-M"), "500000");
+    again["buyer_email_hash"] = json!(other_hash);
+    app.accept(&again).await;
+    assert_eq!(app.processed("o-6").await["no_commission_reason"], "self_referral");
+    assert_eq!(
+        app.processed("o-4").await["no_commission_reason"],
+        Value::Null,
+        "o-4 keeps what it was checked against"
+    );
+    assert_eq!(app.patch("/v1/affiliates/M", &json!({"email_hash": null})).await.status(), StatusCode::OK);
+    let mut cleared = simple_order("o-7", "guest-790", Some("code-M"), "500000");
+    cleared["buyer_email_hash"] = json!(other_hash);
+    app.accept(&cleared).await;
+    assert_eq!(app.processed("o-7").await["no_commission_reason"], Value::Null);
+    let r = app.patch("/v1/affiliates/M", &json!({"email_hash": "nope"})).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "email_hash");
     app.assert_ledger_consistent().await;
 }
 

@@ -1,7 +1,7 @@
 //! Affiliates: the referral tree, balances and ledger pages.
 use super::rows::{self, AFFILIATE_COLUMNS, LEDGER_COLUMNS};
 use super::{Conn, Lane, Sql, SqlStore};
-use crate::domain::affiliate::{Affiliate, AffiliateStatus, NewAffiliate};
+use crate::domain::affiliate::{Affiliate, NewAffiliate};
 use crate::domain::ids::AffiliateId;
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::order::Attribution;
@@ -98,17 +98,18 @@ impl AffiliateTx for SqlAffiliateTx {
     async fn update(
         &mut self,
         id: &AffiliateId,
-        name: &str,
-        status: AffiliateStatus,
-        parent: Option<&AffiliateId>,
+        p: &crate::domain::affiliate::Patched,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let q = Sql::new("UPDATE affiliates SET name = ?, status = ?, parent_id = ?, updated_at = ? WHERE id = ?")
-            .arg(name)
-            .arg(status.as_str())
-            .arg(parent)
-            .arg(now)
-            .arg(id);
+        let q = Sql::new(
+            "UPDATE affiliates SET name = ?, status = ?, parent_id = ?, email_hash = ?, updated_at = ? WHERE id = ?",
+        )
+        .arg(p.name.as_str())
+        .arg(p.status.as_str())
+        .arg(p.parent_id.as_ref())
+        .arg(p.email_hash.as_ref().map(|h| h.as_str()))
+        .arg(now)
+        .arg(id);
         self.conn.execute(&q).await?;
         Ok(())
     }
