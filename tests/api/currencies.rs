@@ -83,6 +83,14 @@ async fn the_worked_example_in_dollars_pays_the_rupiah_its_rate_implies() {
         .map(|l| (l["affiliate_id"].as_str().unwrap(), l["amount"].as_str().unwrap()))
         .collect();
     assert_eq!(lines, [("C", "94996"), ("B", "64500"), ("A", "21500")]);
+    // A recompute converts at the frozen rate too: nothing differs.
+    let recomputed: Value =
+        app.admin_post("/admin/orders/o-1/recompute", &json!({"dry_run": true})).await.json().await.unwrap();
+    assert_eq!(recomputed["delta"], json!([]), "{recomputed}");
+    assert!(recomputed["entitled"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"affiliate_id": "C", "level": 1, "kind": "commission", "amount": "94996"})));
     app.assert_ledger_consistent().await;
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("komisi_orders_converted_total{source=\"order\"}"), "{metrics}");
