@@ -61,25 +61,16 @@ pub fn parse_rate(s: &str) -> Result<Decimal, String> {
     let bad = || {
         format!("must be a positive decimal string with at most {MAX_RATE_DIGITS} significant digits, such as \"15650.25\" (no sign or exponent)")
     };
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || !digits(int) || !digits(frac) || (s.contains('.') && frac.is_empty()) {
-        return Err(bad());
-    }
-    let all = format!("{int}{frac}");
-    let significant = all.trim_start_matches('0');
-    if significant.is_empty() {
+    // The syntax is an amount's; at most 12 integer digits, and (past
+    // leading zeros) a scale a Decimal holds.
+    let rate = money::parse_non_negative(s, 27, MAX_RATE_DIGITS as u32).map_err(|_| bad())?;
+    if rate.is_zero() {
         return Err("must be above 0".to_owned());
     }
-    if significant.len() > MAX_RATE_DIGITS {
+    if s.replace('.', "").trim_start_matches('0').len() > MAX_RATE_DIGITS {
         return Err(bad());
     }
-    // At most 12 significant digits, so at most 12 integer digits and, past
-    // leading zeros, a scale Decimal holds (28).
-    if frac.len() > 27 {
-        return Err(bad());
-    }
-    Decimal::from_str_exact(s).map_err(|_| bad())
+    Ok(rate)
 }
 
 /// Where an order's rate came from.
