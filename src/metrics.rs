@@ -27,6 +27,8 @@ pub const EVENTS_PARKED: &str = "komisi_events_parked";
 pub const READY: &str = "komisi_ready";
 pub const POINTS_TOTAL: &str = "komisi_points_total";
 pub const POINTS_HELD: &str = "komisi_points_held";
+pub const CAPS_BOUND_TOTAL: &str = "komisi_caps_bound_total";
+pub const BUDGET_USED_RATIO: &str = "komisi_budget_used_ratio";
 pub const PARTITIONS_OWNED: &str = "komisi_partitions_owned";
 pub const LEASE_RENEWALS_TOTAL: &str = "komisi_lease_renewals_total";
 pub const LEASE_LOSSES_TOTAL: &str = "komisi_lease_losses_total";
@@ -81,6 +83,8 @@ pub const ALL: &[(&str, &str)] = &[
     (READY, "gauge"),
     (POINTS_TOTAL, "counter"),
     (POINTS_HELD, "gauge"),
+    (CAPS_BOUND_TOTAL, "counter"),
+    (BUDGET_USED_RATIO, "gauge"),
     (PARTITIONS_OWNED, "gauge"),
     (LEASE_RENEWALS_TOTAL, "counter"),
     (LEASE_LOSSES_TOTAL, "counter"),
@@ -209,6 +213,16 @@ fn describe() {
     describe_counter!(EVENTS_FENCED_TOTAL, "Entries left to a partition's new owner: their fencing token had moved on");
     describe_gauge!(INSTANCE_INFO, "1, labelled with this instance's id (KOMISI_INSTANCE_ID)");
     describe_gauge!(POINTS_HELD, "Points held by open redemptions, as last counted by the wallet sweep");
+    describe_counter!(
+        CAPS_BOUND_TOTAL,
+        "Ledger and reward lines cut by a cap or budget, by bound (affiliate_day, affiliate_month, budget_month, \
+         budget_total)"
+    );
+    describe_gauge!(
+        BUDGET_USED_RATIO,
+        "A program budget's use of its current window (month, total), by measure (commission, points), as a \
+         ratio of its maximum; set by each event transaction that moves it"
+    );
     describe_gauge!(RECONCILE_VIOLATIONS, "Violations the last finished reconcile run found (0: the ledger is exact)");
     describe_gauge!(
         RECONCILE_LAST_SUCCESS,

@@ -86,6 +86,9 @@ pub struct Affiliate {
     pub status: AffiliateStatus,
     pub balances: Balances,
     pub created_at: DateTime<Utc>,
+    /// Its own caps, replacing the program's (`PUT /admin/affiliates/{id}/caps`;
+    /// an empty list: no caps); None: the program's.
+    pub caps: Option<Vec<super::caps::Cap>>,
 }
 
 impl Affiliate {
@@ -105,6 +108,7 @@ impl Affiliate {
             buyer_id: self.buyer_id.clone(),
             email_hash: self.email_hash.clone(),
             unqualified: false,
+            caps: self.caps.clone(),
         }
     }
 }
@@ -318,6 +322,7 @@ mod tests {
             status: if suspended { AffiliateStatus::Suspended } else { AffiliateStatus::Active },
             balances: Balances::default(),
             created_at: DateTime::<Utc>::MIN_UTC,
+            caps: None,
         }
     }
 

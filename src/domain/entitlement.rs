@@ -110,6 +110,10 @@ pub struct AffiliateSnapshot {
     /// no level on the order, as if suspended.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unqualified: bool,
+    /// The affiliate's own caps at the order's first processing (None: the
+    /// program's); only used for the direct affiliate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Vec<super::caps::Cap>>,
 }
 
 impl AffiliateSnapshot {

@@ -34,6 +34,7 @@ fn aff(id: &str) -> AffiliateSnapshot {
         buyer_id: None,
         email_hash: None,
         unqualified: false,
+        caps: None,
     }
 }
 

@@ -46,6 +46,8 @@ pub struct LedgerEntry {
     pub status: EntryStatus,
     pub rule_version: u64,
     pub created_at: DateTime<Utc>,
+    /// What a cap or budget cut from the line (docs/RULES.md "Caps and budgets").
+    pub cut: Option<super::caps::Cut<Decimal>>,
 }
 
 /// One stored buyer reward entry.
@@ -63,6 +65,8 @@ pub struct RewardEntry {
     pub redemption_id: Option<String>,
     /// When an earned entry's points expire (None: never).
     pub expires_at: Option<DateTime<Utc>>,
+    /// What a points budget cut from the line.
+    pub cut: Option<super::caps::Cut<i64>>,
 }
 
 /// A buyer's points and reward history.

@@ -89,6 +89,17 @@ pub mod decimal_str {
     }
 }
 
+/// [`decimal_str`] for an optional amount (null when absent).
+pub mod opt_decimal_str {
+    use rust_decimal::Decimal;
+    pub fn serialize<S: serde::Serializer>(amount: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        match amount {
+            Some(a) => s.serialize_str(&super::format(*a)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,15 @@ pub struct ProgramDoc {
     /// Ancestors earn their level only while they sell themselves (absent: always).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upline_qualification: Option<UplineQualificationDoc>,
+    /// Each affiliate's most as direct affiliate per day or month (docs/RULES.md "Caps and budgets").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affiliate_caps: Vec<super::caps::CapDoc>,
+    /// The program's most per month or in total, across all affiliates and buyers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<super::caps::BudgetDoc>,
+    /// What a line that would pass a cap or budget gets: `clip` (default) or `zero`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exhausted: Option<super::caps::OnExhausted>,
 }
 
 /// `upline_qualification` in the program document (docs/RULES.md rule 7).
@@ -213,6 +222,10 @@ pub struct Program {
     /// Rule 7's qualification: an ancestor's own sales in the month before
     /// the order must reach this (None: every active ancestor qualifies).
     pub upline_min_month_sales: Option<Decimal>,
+    /// Caps on each direct affiliate's lines (an affiliate's own caps replace them).
+    pub affiliate_caps: Vec<super::caps::Cap>,
+    pub budgets: Vec<super::caps::Budget>,
+    pub on_exhausted: super::caps::OnExhausted,
 }
 
 impl Program {
@@ -256,6 +269,8 @@ impl Program {
             }
             Some(min)
         });
+        let affiliate_caps = super::caps::parse_caps(&doc.affiliate_caps, "affiliate_caps", c.scale, &mut c.errors);
+        let budgets = super::caps::parse_budgets(&doc.budgets, c.scale, &mut c.errors);
         if !c.errors.is_empty() {
             return Err(c.errors);
         }
@@ -280,6 +295,9 @@ impl Program {
             redemption_hold_minutes: doc.buyer_rewards.redemption_hold_minutes,
             attribution,
             upline_min_month_sales,
+            affiliate_caps,
+            budgets,
+            on_exhausted: doc.on_exhausted.unwrap_or_default(),
         })
     }
 
@@ -321,6 +339,9 @@ impl Program {
             upline_qualification: self
                 .upline_min_month_sales
                 .map(|m| UplineQualificationDoc { min_personal_month_sales: money::format(m) }),
+            affiliate_caps: super::caps::cap_docs(&self.affiliate_caps),
+            budgets: super::caps::budget_docs(&self.budgets),
+            on_exhausted: (self.on_exhausted != super::caps::OnExhausted::Clip).then_some(self.on_exhausted),
         }
     }
 
@@ -350,12 +371,20 @@ impl Program {
             },
             attribution: AttributionDoc::default(),
             upline_qualification: None,
+            affiliate_caps: Vec::new(),
+            budgets: Vec::new(),
+            on_exhausted: None,
         }
     }
 
     /// The level-1 rate of an item in `category`.
     pub fn level1_rate(&self, category: &str) -> Decimal {
         self.category_rates.get(category).copied().unwrap_or(self.levels.first().copied().unwrap_or(Decimal::ZERO))
+    }
+
+    /// Whether any cap or budget may cut this program's lines.
+    pub fn has_limits(&self) -> bool {
+        !self.affiliate_caps.is_empty() || !self.budgets.is_empty()
     }
 
     pub fn is_excluded(&self, category: &str) -> bool {

@@ -70,6 +70,9 @@ prop_compose! {
             },
             attribution: Default::default(),
             upline_qualification: None,
+            affiliate_caps: Vec::new(),
+            budgets: Vec::new(),
+            on_exhausted: None,
         };
         Program::parse(&doc).expect("generated programs are valid")
     }
@@ -111,7 +114,7 @@ prop_compose! {
         nth in 1u32..=4,
         first in any::<bool>(),
     ) -> FrozenContext {
-        let snap = |id: String, suspended: bool| AffiliateSnapshot { id: AffiliateId::parse(&id).unwrap(), suspended, buyer_id: None, email_hash: None, unqualified: false };
+        let snap = |id: String, suspended: bool| AffiliateSnapshot { id: AffiliateId::parse(&id).unwrap(), suspended, buyer_id: None, email_hash: None, unqualified: false, caps: None };
         FrozenContext {
             // Sometimes the direct affiliate is the buyer (self-referral).
             direct: direct.map(|(s, own)| AffiliateSnapshot {

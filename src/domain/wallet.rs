@@ -700,6 +700,7 @@ mod tests {
             created_at: t(id as i64),
             redemption_id: rid.map(str::to_owned),
             expires_at: None,
+            cut: None,
         }
     }
 

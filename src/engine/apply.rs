@@ -9,15 +9,17 @@ use super::faults::Faults;
 use super::webhooks::AppliedEvent;
 use super::{corrupt, EngineError};
 use crate::domain::affiliate::UplineWalk;
-use crate::domain::entitlement::{entitle, month_window, CommissionKind, FrozenContext};
+use crate::domain::caps::{self, CounterKey, Cut, Grant, OrderLimits, Used};
+use crate::domain::entitlement::{entitle, month_window, CommissionKind, Entitlement, FrozenContext, RewardLine};
 use crate::domain::event::{EventId, EventStatus, EventType, Fence, PartitionKey};
 use crate::domain::ids::{AffiliateId, OrderId};
-use crate::domain::ledger::{delta, Applied, EntryStatus};
+use crate::domain::ledger::{delta, Applied, Delta, EntryStatus};
 use crate::domain::order::{CommissionStatus, OrderItem, OrderState, OrderStatus};
 use crate::domain::program::Program;
 use crate::metrics as m;
 use crate::store::{ApplyTx, Backend, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, RewardRow, Writes};
 use chrono::{DateTime, Utc};
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -100,10 +102,22 @@ pub async fn apply_fenced(
     let now = Utc::now();
     let tokens: HashMap<EventId, u64> = jobs.iter().filter_map(|(id, f)| f.map(|f| (*id, f.token))).collect();
     let mut writes = Writes { applied_by: by.cloned(), ..Writes::default() };
-    for (i, ev) in &open {
-        let facts = inputs.take(ev)?;
-        outcomes[*i] = Some(entitle_event(&mut writes, ev, facts, tokens.get(&ev.id).copied(), now));
+    let mut plans = Vec::with_capacity(open.len());
+    for (_, ev) in &open {
+        plans.push(plan(ev, inputs.take(ev)?)?);
     }
+    // The cap and budget counters the lines move, locked (in key order)
+    // before anything is written: every event transaction takes them at
+    // the same point, so they never wait on each other in a cycle.
+    let mut keys: Vec<CounterKey> = plans.iter().flat_map(Plan::counters).collect();
+    keys.sort();
+    keys.dedup();
+    let mut used = tx.counters(&keys, true).await?;
+    let before = used.clone();
+    for ((i, ev), plan) in open.iter().zip(plans) {
+        outcomes[*i] = Some(entitle_event(&mut writes, ev, plan, &mut used, tokens.get(&ev.id).copied(), now));
+    }
+    writes.counters = used.into_iter().filter(|(k, u)| before.get(k) != Some(u)).collect();
 
     let approved = tx.write(&writes, now).await?;
     // The messages of every change, in the same transaction (after the
@@ -132,6 +146,7 @@ pub async fn apply_fenced(
     tx.commit().await?;
     published.committed();
     count_points(&writes);
+    count_caps(&writes, &inputs.programs, now);
     // The lag is measured to the commit.
     finish(outcomes, (Utc::now() - now).to_std().unwrap_or_default())
 }
@@ -184,6 +199,7 @@ struct Facts {
     /// The context resolved now, as JSON (first processing only).
     new_context: Option<String>,
     applied: Applied,
+    limits: OrderLimits,
 }
 
 async fn read_inputs(tx: &mut dyn ApplyTx, open: &[(usize, LockedEvent)]) -> Result<Inputs> {
@@ -222,6 +238,10 @@ impl Inputs {
             fx_rate: ev.fx_rate,
         };
         let program = self.programs.get(&ev.program_version).cloned().ok_or_else(|| corrupt("program not read"))?;
+        let limits = match &ev.limits {
+            Some(json) => serde_json::from_str::<OrderLimits>(json).map_err(corrupt)?,
+            None => OrderLimits::default(),
+        };
         Ok(match &ev.context {
             Some(json) => Facts {
                 program,
@@ -229,42 +249,187 @@ impl Inputs {
                 ctx: serde_json::from_str::<FrozenContext>(json).map_err(corrupt)?,
                 new_context: None,
                 applied: self.applied.remove(&ev.order_id).unwrap_or_default(),
+                limits,
             },
             None => {
                 let ctx = self.contexts.remove(&ev.order_id).ok_or_else(|| corrupt("context not resolved"))?;
                 let json = serde_json::to_string(&ctx).map_err(corrupt)?;
                 let applied = self.applied.remove(&ev.order_id).unwrap_or_default();
-                Facts { program, state, ctx, new_context: Some(json), applied }
+                Facts { program, state, ctx, new_context: Some(json), applied, limits }
             }
         })
     }
 }
 
-/// The rules for one event, pure: its entitlement under the frozen context,
-/// the delta against what the ledger holds, and the rows, balances, points
-/// and order update that write it (added to `w`); its outcome. `token`: the
-/// fencing token it is applied under.
-fn entitle_event(w: &mut Writes, ev: &LockedEvent, f: Facts, token: Option<u64>, now: DateTime<Utc>) -> Outcome {
-    let entitled = entitle(&f.state, &f.program, &f.ctx);
-    let delta = delta(&entitled, &f.applied);
+/// One event's rules before the counters: its entitlement under the frozen
+/// context, lowered to the grants of lines cut before, and the delta
+/// against what the ledger holds.
+pub(crate) struct Plan {
+    facts: Facts,
+    entitled: Entitlement,
+    delta: Delta,
+    /// The limits changed (an affiliate's lines start counting).
+    limits_changed: bool,
+    placed_at: DateTime<Utc>,
+}
+
+fn plan(ev: &LockedEvent, f: Facts) -> Result<Plan> {
+    Ok(Plan::new(f, ev.placed_at))
+}
+
+impl Plan {
+    /// A quote's plan: the entitlement of an order not yet placed, nothing applied.
+    pub(crate) fn for_quote(
+        program: Arc<Program>,
+        state: OrderState,
+        ctx: FrozenContext,
+        placed_at: DateTime<Utc>,
+    ) -> Self {
+        let facts = Facts {
+            program,
+            state,
+            ctx,
+            new_context: None,
+            applied: Applied::default(),
+            limits: OrderLimits::default(),
+        };
+        Self::new(facts, placed_at)
+    }
+
+    pub(crate) fn entitled(&self) -> &Entitlement {
+        &self.entitled
+    }
+
+    pub(crate) fn delta(&self) -> &Delta {
+        &self.delta
+    }
+
+    fn new(mut f: Facts, placed_at: DateTime<Utc>) -> Self {
+        let mut limits_changed = false;
+        if let Some(direct) = &f.ctx.direct {
+            let caps = direct.caps.as_deref().unwrap_or(&f.program.affiliate_caps);
+            limits_changed = f.limits.count_direct(&direct.id, caps);
+        }
+        let mut entitled = entitle(&f.state, &f.program, &f.ctx);
+        f.limits.clamp(&mut entitled);
+        let delta = delta(&entitled, &f.applied);
+        Plan { facts: f, entitled, delta, limits_changed, placed_at }
+    }
+
+    /// The counters of the delta's lines, with their maxima, in the order
+    /// they are charged: the direct affiliate's lines, then up the levels
+    /// (by kind within a level), then the points.
+    fn limited(&self) -> impl Iterator<Item = (LineRef, Vec<(CounterKey, Decimal)>, Vec<(CounterKey, i64)>)> + '_ {
+        let (p, at) = (&self.facts.program, self.placed_at);
+        let mut order: Vec<usize> = (0..self.delta.commissions.len()).collect();
+        order.sort_by_key(|&i| (self.delta.commissions[i].level, self.delta.commissions[i].kind));
+        let commissions = order.into_iter().map(move |i| {
+            let l = &self.delta.commissions[i];
+            let keys = self.facts.limits.commission_counters(&l.affiliate_id, l.level, &p.budgets, at, p.timezone);
+            (LineRef::Commission(i), keys, Vec::new())
+        });
+        let rewards = self.delta.rewards.iter().enumerate().map(move |(i, l)| {
+            (LineRef::Reward(i), Vec::new(), caps::points_counters(l.kind, &p.budgets, at, p.timezone))
+        });
+        commissions.chain(rewards)
+    }
+
+    /// Each delta line charged to its counters, in order: what it pays and its cut.
+    pub(crate) fn charge(&self, used: &mut HashMap<CounterKey, Used>) -> Charged {
+        let mut commissions: Vec<(Decimal, Option<Cut<Decimal>>)> =
+            self.delta.commissions.iter().map(|l| (l.amount, None)).collect();
+        let mut points: Vec<(i64, Option<Cut<i64>>)> = self.delta.rewards.iter().map(|l| (l.points, None)).collect();
+        let mode = self.facts.program.on_exhausted;
+        for (line, commission_keys, points_keys) in self.limited() {
+            match line {
+                LineRef::Commission(i) if !commission_keys.is_empty() => {
+                    let amount = self.delta.commissions[i].amount;
+                    commissions[i] = caps::charge(amount, &commission_keys, used, caps::commission, mode);
+                }
+                LineRef::Reward(i) if !points_keys.is_empty() => {
+                    let amount = self.delta.rewards[i].points;
+                    points[i] = caps::charge(amount, &points_keys, used, caps::points, mode);
+                }
+                _ => {}
+            }
+        }
+        (commissions, points)
+    }
+
+    pub(crate) fn counters(&self) -> Vec<CounterKey> {
+        self.limited()
+            .flat_map(|(_, c, r)| c.into_iter().map(|(k, _)| k).chain(r.into_iter().map(|(k, _)| k)))
+            .collect()
+    }
+}
+
+/// A delta's commission and reward lines as charged: (pays, cut) each, in order.
+pub(crate) type Charged = (Vec<(Decimal, Option<Cut<Decimal>>)>, Vec<(i64, Option<Cut<i64>>)>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineRef {
+    Commission(usize),
+    Reward(usize),
+}
+
+/// The rules for one event, pure: its planned delta charged to the cap and
+/// budget counters (`used`, moved here), and the rows, balances, points,
+/// counters and order update that write it (added to `w`); its outcome.
+/// `token`: the fencing token it is applied under.
+fn entitle_event(
+    w: &mut Writes,
+    ev: &LockedEvent,
+    plan: Plan,
+    used: &mut HashMap<CounterKey, Used>,
+    token: Option<u64>,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let (charged_commissions, charged_points) = plan.charge(used);
+    let Plan { facts: f, entitled, delta, mut limits_changed, .. } = plan;
+    let mut limits = f.limits;
     // Once approved, an order's entries (clawbacks included) land approved.
     let status = if ev.approved { EntryStatus::Approved } else { EntryStatus::Pending };
     let mut amounts: BTreeMap<CommissionKind, Decimal> = BTreeMap::new();
-    for line in &delta.commissions {
+    for (line, (amount, cut)) in delta.commissions.iter().zip(charged_commissions) {
+        if cut.is_some() {
+            // What the line may pay from now on: what it holds.
+            let held =
+                f.applied.commissions.get(&(line.affiliate_id.clone(), line.kind)).map_or(Decimal::ZERO, |a| a.1);
+            limits.grant(Grant::Commission {
+                affiliate_id: line.affiliate_id.clone(),
+                kind: line.kind,
+                amount: held + amount,
+            });
+            limits_changed = true;
+        }
         w.ledger.push(LedgerRow {
             affiliate_id: line.affiliate_id.clone(),
             order_id: ev.order_id.clone(),
             event_id: ev.id,
             level: line.level,
             kind: line.kind,
-            amount: line.amount,
+            amount,
             status,
             rule_version: ev.program_version,
+            cut,
         });
-        *w.balances.entry(line.affiliate_id.clone()).or_default().entry(status).or_default() += line.amount;
-        *amounts.entry(line.kind).or_default() += line.amount;
+        *w.balances.entry(line.affiliate_id.clone()).or_default().entry(status).or_default() += amount;
+        *amounts.entry(line.kind).or_default() += amount;
     }
-    for line in &delta.rewards {
+    let delta_rewards: Vec<RewardLine> = delta
+        .rewards
+        .iter()
+        .zip(&charged_points)
+        .map(|(l, (points, cut))| {
+            if cut.is_some() {
+                let held = f.applied.rewards.get(&(l.buyer_id.clone(), l.kind)).copied().unwrap_or(0);
+                limits.grant(Grant::Points { buyer_id: l.buyer_id.clone(), kind: l.kind, points: held + points });
+                limits_changed = true;
+            }
+            RewardLine { points: *points, ..l.clone() }
+        })
+        .collect();
+    for (line, (_, cut)) in delta_rewards.iter().zip(charged_points) {
         // Earned points are a lot that expires `points_expire_days` from now.
         let expires_at = (line.points > 0 && f.program.points_expire_days > 0)
             .then(|| now + chrono::Duration::days(i64::from(f.program.points_expire_days)));
@@ -279,6 +444,7 @@ fn entitle_event(w: &mut Writes, ev: &LockedEvent, f: Facts, token: Option<u64>,
             kind: line.kind,
             points: line.points,
             expires_at,
+            cut,
         });
         *w.points.entry(line.buyer_id.clone()).or_default() += line.points;
     }
@@ -294,12 +460,42 @@ fn entitle_event(w: &mut Writes, ev: &LockedEvent, f: Facts, token: Option<u64>,
         commission_status: CommissionStatus::of(ev.siblings.iter().copied().chain([EventStatus::Done])),
         no_commission_reason: entitled.no_commission_reason.map(|r| r.as_str()),
         context: f.new_context,
+        limits: limits_changed.then(|| serde_json::to_string(&limits).expect("limits serialize")),
     });
     Outcome::Applied {
         kind: ev.kind,
         lag: (now - ev.created_at).to_std().unwrap_or_default(),
         amounts: amounts.into_iter().collect(),
         rows_written: delta.commissions.len() + delta.rewards.len(),
+    }
+}
+
+/// Lines a cap or budget cut, counted per bound; each budget's use of its
+/// current window, as a ratio of its maximum (per instance: the last
+/// transaction that moved it).
+fn count_caps(w: &Writes, programs: &HashMap<u64, Arc<Program>>, now: DateTime<Utc>) {
+    let cuts =
+        w.ledger.iter().filter_map(|r| r.cut.map(|c| c.by)).chain(w.rewards.iter().filter_map(|r| r.cut.map(|c| c.by)));
+    for by in cuts {
+        metrics::counter!(m::CAPS_BOUND_TOTAL, "bound" => by.as_str()).increment(1);
+    }
+    let Some(program) = programs.values().max_by_key(|p| p.budgets.len()).filter(|p| !p.budgets.is_empty()) else {
+        return;
+    };
+    for (key, used) in w.counters.iter().filter(|(k, _)| k.scope == caps::Scope::Program) {
+        let Some(budget) = program.budgets.iter().find(|b| b.period == key.period) else { continue };
+        if key.start != key.period.start(now, program.timezone) {
+            continue;
+        }
+        let period = key.period.as_str();
+        if let Some(max) = budget.max_commission {
+            let ratio = (used.commission / max).to_f64().unwrap_or(0.0);
+            metrics::gauge!(m::BUDGET_USED_RATIO, "period" => period, "measure" => "commission").set(ratio);
+        }
+        if let Some(max) = budget.max_points {
+            metrics::gauge!(m::BUDGET_USED_RATIO, "period" => period, "measure" => "points")
+                .set(used.points as f64 / max as f64);
+        }
     }
 }
 
@@ -565,6 +761,7 @@ mod tests {
             buyer_id: None,
             email_hash: None,
             unqualified: false,
+            caps: None,
         }
     }
 
@@ -593,6 +790,7 @@ mod tests {
             order_status: OrderStatus::Placed,
             fx_rate: None,
             context: None,
+            limits: None,
             buyer_email_hash: None,
             approve_at: Some(now - chrono::TimeDelta::seconds(1)),
             approved,
@@ -624,6 +822,7 @@ mod tests {
             },
             new_context,
             applied,
+            limits: OrderLimits::default(),
         }
     }
 
@@ -636,7 +835,14 @@ mod tests {
         let now = Utc::now();
         let ev = event(EventType::OrderPlaced, Vec::new(), false, now);
         let mut w = Writes::default();
-        let outcome = entitle_event(&mut w, &ev, facts(0, Applied::default(), Some("{ctx}".into())), Some(7), now);
+        let outcome = entitle_event(
+            &mut w,
+            &ev,
+            plan(&ev, facts(0, Applied::default(), Some("{ctx}".into()))).unwrap(),
+            &mut HashMap::new(),
+            Some(7),
+            now,
+        );
         let rows: Vec<(&str, u8, Decimal, EntryStatus)> =
             w.ledger.iter().map(|r| (r.affiliate_id.as_str(), r.level, r.amount, r.status)).collect();
         assert_eq!(
@@ -668,13 +874,90 @@ mod tests {
         }
     }
 
+    fn budget_facts(refunded_shirts: u32, applied: Applied, limits: OrderLimits, zero: bool) -> Facts {
+        let mut f = facts(refunded_shirts, applied, None);
+        let mut doc = f.program.to_doc();
+        doc.budgets =
+            vec![caps::BudgetDoc { period: "month".into(), max_commission: Some("100000".into()), max_points: None }];
+        doc.on_exhausted = zero.then_some(caps::OnExhausted::Zero);
+        f.program = Arc::new(Program::parse(&doc).unwrap());
+        f.limits = limits;
+        f
+    }
+
+    fn written(w: &Writes) -> Vec<(&str, Decimal, Option<(&'static str, Decimal)>)> {
+        w.ledger.iter().map(|r| (r.affiliate_id.as_str(), r.amount, r.cut.map(|c| (c.by.as_str(), c.amount)))).collect()
+    }
+
+    #[test]
+    fn a_budget_cuts_the_lines_past_it_direct_first_and_a_refund_never_raises_them() {
+        let now = Utc::now();
+        let ev = event(EventType::OrderPlaced, Vec::new(), false, now);
+        let key = CounterKey {
+            scope: caps::Scope::Program,
+            period: caps::Period::Month,
+            start: caps::Period::Month.start(now, chrono_tz::Asia::Jakarta),
+        };
+        // Clip: C's 95 000 fits, B gets the 5 000 left, A nothing.
+        let mut used = HashMap::new();
+        let mut w = Writes::default();
+        let p = plan(&ev, budget_facts(0, Applied::default(), OrderLimits::default(), false)).unwrap();
+        entitle_event(&mut w, &ev, p, &mut used, None, now);
+        assert_eq!(
+            written(&w),
+            vec![
+                ("A", d("0"), Some(("budget_month", d("21500")))),
+                ("B", d("5000"), Some(("budget_month", d("59500")))),
+                ("C", d("95000"), None)
+            ]
+        );
+        assert_eq!(used[&key].commission, d("100000"));
+        let limits: OrderLimits = serde_json::from_str(w.orders[0].limits.as_deref().unwrap()).unwrap();
+        assert_eq!(limits.grants.len(), 2, "A and B are held to what they got");
+        // Both shirts refunded: only C's line moves, and gives its 15 000 back.
+        let mut applied = Applied::default();
+        for r in &w.ledger {
+            applied.commissions.insert((r.affiliate_id.clone(), r.kind), (r.level, r.amount));
+        }
+        let refund = event(EventType::OrderRefunded, vec![EventStatus::Done], false, now);
+        let mut w = Writes::default();
+        entitle_event(
+            &mut w,
+            &refund,
+            plan(&refund, budget_facts(2, applied, limits, false)).unwrap(),
+            &mut used,
+            None,
+            now,
+        );
+        assert_eq!(written(&w), vec![("C", d("-15000"), None)]);
+        assert_eq!(used[&key].commission, d("85000"));
+        // Zero: a line that does not fit whole pays nothing; the lines after
+        // it that fit are paid.
+        let mut used = HashMap::from([(key.clone(), caps::Used { commission: d("10000"), points: 0 })]);
+        let mut w = Writes::default();
+        let p = plan(&ev, budget_facts(0, Applied::default(), OrderLimits::default(), true)).unwrap();
+        entitle_event(&mut w, &ev, p, &mut used, None, now);
+        assert_eq!(
+            written(&w),
+            vec![("A", d("21500"), None), ("B", d("64500"), None), ("C", d("0"), Some(("budget_month", d("95000"))))]
+        );
+        assert_eq!(used[&key].commission, d("96000"));
+    }
+
     #[test]
     fn a_refund_after_approval_writes_only_the_delta_and_lands_approved() {
         let now = Utc::now();
         // What the first processing wrote.
         let mut placed = Writes::default();
         let ev = event(EventType::OrderPlaced, Vec::new(), false, now);
-        entitle_event(&mut placed, &ev, facts(0, Applied::default(), None), None, now);
+        entitle_event(
+            &mut placed,
+            &ev,
+            plan(&ev, facts(0, Applied::default(), None)).unwrap(),
+            &mut HashMap::new(),
+            None,
+            now,
+        );
         let mut applied = Applied::default();
         for r in &placed.ledger {
             applied.commissions.insert((r.affiliate_id.clone(), r.kind), (r.level, r.amount));
@@ -685,7 +968,7 @@ mod tests {
         // Both shirts refunded, the order approved meanwhile; another event still open.
         let refund = event(EventType::OrderRefunded, vec![EventStatus::Done, EventStatus::Failed], true, now);
         let mut w = Writes::default();
-        entitle_event(&mut w, &refund, facts(2, applied, None), None, now);
+        entitle_event(&mut w, &refund, plan(&refund, facts(2, applied, None)).unwrap(), &mut HashMap::new(), None, now);
         let rows: Vec<(&str, Decimal, EntryStatus)> =
             w.ledger.iter().map(|r| (r.affiliate_id.as_str(), r.amount, r.status)).collect();
         assert_eq!(

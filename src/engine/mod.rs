@@ -9,6 +9,7 @@ pub mod affiliates;
 pub mod apply;
 pub mod attribution;
 pub mod batch;
+pub mod caps;
 pub mod events;
 pub mod faults;
 pub mod intake;

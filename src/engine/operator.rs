@@ -128,7 +128,14 @@ impl Engine {
         let ctx: FrozenContext = serde_json::from_str(&inputs.context)
             .map_err(|e| StoreError::Corrupt(format!("frozen context of order {order_id}: {e}")))?;
         let program = self.store().program(inputs.program_version).await?;
-        Ok((entitle(&inputs.state, &program, &ctx), inputs.applied))
+        let mut entitled = entitle(&inputs.state, &program, &ctx);
+        // Lines a cap or budget cut pay at most their grant (docs/RULES.md "Caps and budgets").
+        if let Some(json) = &inputs.limits {
+            let limits: crate::domain::caps::OrderLimits = serde_json::from_str(json)
+                .map_err(|e| StoreError::Corrupt(format!("limits of order {order_id}: {e}")))?;
+            limits.clamp(&mut entitled);
+        }
+        Ok((entitled, inputs.applied))
     }
 
     /// What the order is entitled to, what its ledger holds, and the difference.

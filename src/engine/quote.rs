@@ -2,12 +2,14 @@
 //! transaction's own functions (`resolve_contexts`, `entitle`) on a
 //! read-only view, storing nothing — so a quote and the order placed later
 //! agree whenever nothing they read changed in between.
-use super::apply::{resolve_contexts, ContextAsk};
+use super::apply::{resolve_contexts, ContextAsk, Plan};
 use super::attribution::ClickKey;
 use super::Result;
 use crate::domain::attribution::{decide, Claims, ClickCheck, CouponCode, Decision, Link, LinkMode, Source};
+use crate::domain::caps::Cut;
 use crate::domain::currency::{decide_fx, Fx, FxAsk};
-use crate::domain::entitlement::{entitle, Entitlement};
+use crate::domain::entitlement::Entitlement;
+use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::order::{Attribution, NewItem, OrderState};
 use crate::domain::program::Program;
@@ -15,6 +17,7 @@ use crate::domain::wallet::spendable_of;
 use crate::domain::FieldError;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use std::collections::HashMap;
 
 /// An order as a quote sees it.
 #[derive(Debug, Clone)]
@@ -49,11 +52,21 @@ pub struct Quote {
     pub affiliate_id: Option<AffiliateId>,
     /// How: the decision intake would take now.
     pub attribution: Decision,
+    /// Its lines as the caps and budgets would pay them now.
     pub entitlement: Entitlement,
+    /// What they would cut from each line.
+    pub cuts: Cuts,
     /// The buyer's points that may be held now.
     pub spendable_points: i128,
     /// Currency per point when spent.
     pub points_value: Decimal,
+}
+
+/// A quote's cuts: per (affiliate, kind) and per reward kind.
+#[derive(Debug, Clone, Default)]
+pub struct Cuts {
+    pub commissions: HashMap<(AffiliateId, CommissionKind), Option<Cut<Decimal>>>,
+    pub rewards: HashMap<RewardKind, Option<Cut<i64>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,12 +153,34 @@ impl super::Engine {
         };
         let mut view = self.store().begin_read().await?;
         let mut contexts = resolve_contexts(view.as_mut(), &[(ask, program.as_ref())]).await?;
-        drop(view);
         let ctx = contexts.remove(&order_id).ok_or_else(|| super::corrupt("quote context missing"))?;
         let state =
             OrderState { fx_rate: fx.as_ref().map(|f| f.rate), ..OrderState::placed(&req.buyer_id, &req.items) };
         let converted_total = state.items.iter().map(|i| state.line_amount(i, i.quantity, &program)).sum();
-        let entitlement = entitle(&state, &program, &ctx);
+        // The caps and budgets as they stand now (read, not locked).
+        let plan = Plan::for_quote(program.clone(), state, ctx, placed_at);
+        let mut keys = plan.counters();
+        keys.sort();
+        keys.dedup();
+        let mut used = view.counters(&keys, false).await?;
+        drop(view);
+        let (commissions, points) = plan.charge(&mut used);
+        let (mut entitlement, delta) = (plan.entitled().clone(), plan.delta());
+        let mut cuts = Cuts::default();
+        for (line, (pays, cut)) in delta.commissions.iter().zip(commissions) {
+            if let Some(e) =
+                entitlement.commissions.iter_mut().find(|e| e.affiliate_id == line.affiliate_id && e.kind == line.kind)
+            {
+                e.amount = pays;
+                cuts.commissions.insert((line.affiliate_id.clone(), line.kind), cut);
+            }
+        }
+        for (line, (pays, cut)) in delta.rewards.iter().zip(points) {
+            if let Some(e) = entitlement.rewards.iter_mut().find(|e| e.kind == line.kind) {
+                e.points = pays;
+                cuts.rewards.insert(line.kind, cut);
+            }
+        }
         let spendable_points = spendable_of(self.store().buyer_rewards(&req.buyer_id).await?.points);
         Ok(QuoteOutcome::Quoted(Box::new(Quote {
             program_version: version,
@@ -157,6 +192,7 @@ impl super::Engine {
             affiliate_id: direct,
             attribution,
             entitlement,
+            cuts,
             spendable_points,
             points_value: program.points_value,
         })))

@@ -6,6 +6,7 @@
 //! Each run is stored with its report, so the last result is read at once.
 //! When a run is due and who may run it is `domain::reconcile`.
 use super::{Engine, Result};
+use crate::domain::caps::{CounterKey, OrderLimits, Scope, Used};
 use crate::domain::entitlement::month_window;
 use crate::domain::ids::{BuyerId, OrderId};
 use crate::domain::ledger::delta;
@@ -39,6 +40,9 @@ pub struct Checked {
     /// Counted months of `affiliate_months` (a full sweep's).
     #[serde(default)]
     pub months: u64,
+    /// Cap and budget counters (a full sweep's).
+    #[serde(default)]
+    pub counters: u64,
 }
 
 /// A run's result.
@@ -359,6 +363,7 @@ impl Engine {
         }
         found.wallets_after = None;
         self.check_months(run, &mut found).await?;
+        self.check_counters(run, &mut found).await?;
         for (kind, tallied, stored) in self.store().tally_mismatches().await? {
             let detail = format!("the tallies count {tallied} {kind} events, but {stored} are stored");
             found.push(Violation::new("event_tally_mismatch", detail));
@@ -455,6 +460,74 @@ impl Engine {
                 from.to_rfc3339()
             );
             found.push(Violation::new("month_volume_mismatch", detail).affiliate(affiliate));
+        }
+        Ok(())
+    }
+
+    /// Each cap and budget counter equals the lines it covers: for an
+    /// affiliate's window, its level-1 lines of the window's orders that
+    /// count against a cap of that period (the order's limits say); for a
+    /// budget's, every line (and the points earned) of the window's orders
+    /// under a program version with a budget of that period.
+    async fn check_counters(&self, run: &mut Run, found: &mut Found) -> Result<()> {
+        let tz = self.store().current_program().await?.1.timezone;
+        let mut after: Option<CounterKey> = None;
+        loop {
+            let keys = self.store().counter_keys(after.as_ref(), PAGE).await?;
+            for key in &keys {
+                found.checked.counters += 1;
+                let check = self.store().counter_check(key, key.period.end(key.start, tz)).await?;
+                let mut expected = Used::default();
+                for o in &check.orders {
+                    let (commission, points) = match &key.scope {
+                        Scope::Affiliate(a) => {
+                            let limits: OrderLimits = match &o.limits {
+                                Some(json) => serde_json::from_str(json).map_err(super::corrupt)?,
+                                None => OrderLimits::default(),
+                            };
+                            let counts =
+                                limits.caps.get(a).is_some_and(|caps| caps.iter().any(|c| c.period == key.period));
+                            (counts, false)
+                        }
+                        Scope::Program => {
+                            let program = self.store().program(o.program_version).await?;
+                            let budget = program.budgets.iter().find(|b| b.period == key.period);
+                            (
+                                budget.is_some_and(|b| b.max_commission.is_some()),
+                                budget.is_some_and(|b| b.max_points.is_some()),
+                            )
+                        }
+                    };
+                    if commission {
+                        expected.commission += o.commission;
+                    }
+                    if points {
+                        expected.points += o.points;
+                    }
+                }
+                if expected != check.stored {
+                    let detail = format!(
+                        "{} {} window from {}: counted {}/{} points but its lines sum to {}/{} points",
+                        key.scope.kind(),
+                        key.period.as_str(),
+                        key.start.to_rfc3339(),
+                        money::format(check.stored.commission),
+                        check.stored.points,
+                        money::format(expected.commission),
+                        expected.points
+                    );
+                    let v = Violation::new("cap_counter_mismatch", detail);
+                    found.push(match &key.scope {
+                        Scope::Affiliate(a) => v.affiliate(a),
+                        Scope::Program => v,
+                    });
+                }
+            }
+            match keys.last() {
+                Some(last) if keys.len() == PAGE as usize => after = Some(last.clone()),
+                _ => break,
+            }
+            self.heartbeat(run, found).await?;
         }
         Ok(())
     }

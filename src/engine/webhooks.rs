@@ -168,9 +168,14 @@ pub fn apply_notices(
                 "amount": amount(total),
                 "currency": ev.currency,
                 "status": lines[0].status.as_str(),
-                "lines": lines.iter().map(|l| json!({
-                    "level": l.level, "kind": l.kind.as_str(), "amount": amount(l.amount)
-                })).collect::<Vec<_>>(),
+                "lines": lines.iter().map(|l| {
+                    let mut line = json!({"level": l.level, "kind": l.kind.as_str(), "amount": amount(l.amount)});
+                    if let Some(cut) = l.cut {
+                        line["capped_by"] = cut.by.as_str().into();
+                        line["cut"] = amount(cut.amount).into();
+                    }
+                    line
+                }).collect::<Vec<_>>(),
                 "program_version": ev.program_version,
             }),
         ));

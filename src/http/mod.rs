@@ -4,6 +4,7 @@ pub mod admin;
 pub mod affiliates;
 pub mod attribution;
 pub mod buyers;
+pub mod caps;
 pub mod console;
 pub mod error;
 pub mod events;
@@ -86,6 +87,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(buyers::routes())
         .merge(program::routes())
         .merge(fx::routes())
+        .merge(caps::routes())
         .merge(admin::routes())
         .merge(events::routes())
         .merge(ops::routes())

@@ -30,6 +30,14 @@ pub struct LedgerEntry {
     pub status: EntryStatus,
     pub rule_version: u64,
     pub created_at: DateTime<Utc>,
+    /// The cap or budget that cut the line: `affiliate_day`, `affiliate_month`,
+    /// `budget_month` or `budget_total` (absent: not cut).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped_by: Option<String>,
+    /// What it cut (the line pays `amount`).
+    #[serde(skip_serializing_if = "Option::is_none", with = "crate::domain::money::opt_decimal_str")]
+    #[schema(value_type = Option<String>, example = "5000")]
+    pub cut: Option<Decimal>,
 }
 
 impl From<ledger::LedgerEntry> for LedgerEntry {
@@ -45,6 +53,8 @@ impl From<ledger::LedgerEntry> for LedgerEntry {
             status: e.status,
             rule_version: e.rule_version,
             created_at: e.created_at,
+            capped_by: e.cut.map(|c| c.by.as_str().to_owned()),
+            cut: e.cut.map(|c| c.amount),
         }
     }
 }
@@ -63,6 +73,12 @@ pub struct RewardEntry {
     pub redemption_id: Option<String>,
     /// When earned points expire (null: never, or not an earning).
     pub expires_at: Option<DateTime<Utc>>,
+    /// The budget that cut the points (`budget_month`, `budget_total`; absent: not cut).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped_by: Option<String>,
+    /// The points it cut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<i64>,
 }
 
 impl From<ledger::RewardEntry> for RewardEntry {
@@ -77,6 +93,8 @@ impl From<ledger::RewardEntry> for RewardEntry {
             created_at: e.created_at,
             redemption_id: e.redemption_id,
             expires_at: e.expires_at,
+            capped_by: e.cut.map(|c| c.by.as_str().to_owned()),
+            cut: e.cut.map(|c| c.amount),
         }
     }
 }
@@ -746,6 +764,13 @@ pub struct QuoteLine {
     #[serde(with = "crate::domain::money::decimal_str")]
     #[schema(value_type = String, example = "95000")]
     pub amount: Decimal,
+    /// The cap or budget that would cut the line (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped_by: Option<String>,
+    /// What it would cut (the line would pay `amount`).
+    #[serde(skip_serializing_if = "Option::is_none", with = "crate::domain::money::opt_decimal_str")]
+    #[schema(value_type = Option<String>, example = "5000")]
+    pub cut: Option<Decimal>,
 }
 
 /// Points a quote's order would earn, by kind.
@@ -753,6 +778,11 @@ pub struct QuoteLine {
 pub struct QuotePoints {
     pub kind: RewardKind,
     pub points: i64,
+    /// The budget that would cut the points (absent: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<i64>,
 }
 
 /// `POST /v1/quotes`: what the order would pay now.
@@ -802,10 +832,32 @@ impl From<crate::engine::quote::Quote> for QuoteView {
             commissions: e
                 .commissions
                 .into_iter()
-                .map(|l| QuoteLine { affiliate_id: l.affiliate_id, level: l.level, kind: l.kind, amount: l.amount })
+                .map(|l| {
+                    let cut = q.cuts.commissions.get(&(l.affiliate_id.clone(), l.kind)).copied().flatten();
+                    QuoteLine {
+                        affiliate_id: l.affiliate_id,
+                        level: l.level,
+                        kind: l.kind,
+                        amount: l.amount,
+                        capped_by: cut.map(|c| c.by.as_str().to_owned()),
+                        cut: cut.map(|c| c.amount),
+                    }
+                })
                 .collect(),
             points_to_earn: e.rewards.iter().map(|r| r.points).sum(),
-            rewards: e.rewards.into_iter().map(|r| QuotePoints { kind: r.kind, points: r.points }).collect(),
+            rewards: e
+                .rewards
+                .into_iter()
+                .map(|r| {
+                    let cut = q.cuts.rewards.get(&r.kind).copied().flatten();
+                    QuotePoints {
+                        kind: r.kind,
+                        points: r.points,
+                        capped_by: cut.map(|c| c.by.as_str().to_owned()),
+                        cut: cut.map(|c| c.amount),
+                    }
+                })
+                .collect(),
             spendable_points: q.spendable_points,
             points_value: q.points_value,
         }

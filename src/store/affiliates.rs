@@ -43,5 +43,12 @@ pub trait AffiliateTx: Send {
         patched: &crate::domain::affiliate::Patched,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// Sets the affiliate's own caps (None: the program's).
+    async fn set_caps(
+        &mut self,
+        id: &AffiliateId,
+        caps: Option<&[crate::domain::caps::Cap]>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }

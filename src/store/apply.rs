@@ -3,6 +3,7 @@
 use super::events::Fence;
 use super::Result;
 use crate::domain::affiliate::Affiliate;
+use crate::domain::caps::{CounterKey, Cut, Used};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::{EventId, EventStatus, EventType};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
@@ -33,6 +34,8 @@ pub struct LockedEvent {
     pub fx_rate: Option<Decimal>,
     /// The frozen context (JSON) once resolved by a first processing.
     pub context: Option<String>,
+    /// The order's caps (JSON, `domain::caps::OrderLimits`) once counted.
+    pub limits: Option<String>,
     /// The e-mail hash the order carried.
     pub buyer_email_hash: Option<crate::domain::affiliate::EmailHash>,
     pub approve_at: Option<DateTime<Utc>>,
@@ -71,6 +74,8 @@ pub struct LedgerRow {
     pub amount: Decimal,
     pub status: EntryStatus,
     pub rule_version: u64,
+    /// What a cap or budget cut from the line.
+    pub cut: Option<Cut<Decimal>>,
 }
 
 pub struct RewardRow {
@@ -81,6 +86,8 @@ pub struct RewardRow {
     pub points: i64,
     /// An earned lot's expiry (`points_expire_days` after now).
     pub expires_at: Option<DateTime<Utc>>,
+    /// What a points budget cut from the line.
+    pub cut: Option<Cut<i64>>,
 }
 
 /// How an applied event leaves its order.
@@ -90,6 +97,8 @@ pub struct OrderUpdate {
     pub no_commission_reason: Option<&'static str>,
     /// The context resolved by this event (first processing only), as JSON.
     pub context: Option<String>,
+    /// The order's caps, when this event changed them, as JSON.
+    pub limits: Option<String>,
 }
 
 /// Everything one event transaction writes, in one call so the backend can
@@ -114,6 +123,9 @@ pub struct Writes {
     /// The instance applying the events.
     pub applied_by: Option<Arc<str>>,
     pub orders: Vec<OrderUpdate>,
+    /// The cap and budget counters the lines moved: their new values (the
+    /// rows are locked by [`ApplyTx::counters`]).
+    pub counters: BTreeMap<CounterKey, Used>,
 }
 
 /// Per approved order, the amount approved per affiliate.
@@ -143,6 +155,11 @@ pub trait ApplyTx: super::NotifyTx + Send {
         count: usize,
     ) -> Result<HashMap<AffiliateId, Vec<Affiliate>>>;
     async fn month_facts(&mut self, asks: &[MonthAsk<'_>]) -> Result<HashMap<OrderId, MonthFacts>>;
+    /// The cap and budget counters of `keys` (sorted), a missing one at 0.
+    /// `lock`: each row is created if missing and locked for update, in key
+    /// order, to the end of the transaction (the event transaction, before
+    /// it writes); without, a plain read (a quote).
+    async fn counters(&mut self, keys: &[CounterKey], lock: bool) -> Result<HashMap<CounterKey, Used>>;
     /// Writes everything; returns what the approvals in `writes.approve`
     /// approved: per order, the amount per affiliate.
     async fn write(&mut self, writes: &Writes, now: DateTime<Utc>) -> Result<Approved>;

@@ -34,7 +34,9 @@ pub use orders::{
 };
 pub use payouts::{PayoutTx, Payouts};
 pub use programs::{FxRates, Programs};
-pub use reconcile::{BalanceCheck, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts};
+pub use reconcile::{
+    BalanceCheck, Changes, ClaimTx, CounterCheck, CoveredOrder, MonthCheck, Reconcile, ReconcileFacts,
+};
 pub use wallets::{BuyerBalance, WalletTx, WalletWrite, Wallets};
 pub use webhooks::{NotifyTx, Webhooks};
 

@@ -44,6 +44,8 @@ pub struct EntitlementInputs {
     pub state: OrderState,
     /// The frozen context (JSON).
     pub context: String,
+    /// The order's caps (JSON), once counted.
+    pub limits: Option<String>,
     pub applied: Applied,
 }
 

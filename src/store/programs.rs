@@ -24,4 +24,9 @@ pub trait Programs: Send + Sync {
     async fn current_program(&self) -> Result<(u64, Arc<Program>)>;
     /// Stores a validated program as a new version.
     async fn insert_program(&self, program: &Program) -> Result<u64>;
+    /// The cap and budget counters of `keys` as committed (a missing one: none).
+    async fn cap_counters(
+        &self,
+        keys: &[crate::domain::caps::CounterKey],
+    ) -> Result<std::collections::HashMap<crate::domain::caps::CounterKey, crate::domain::caps::Used>>;
 }

@@ -63,8 +63,39 @@ pub struct MonthCheck {
     pub orders: (Decimal, u64),
 }
 
+/// One cap or budget counter against the lines of its window's orders,
+/// read in one snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterCheck {
+    pub stored: crate::domain::caps::Used,
+    /// Each order placed in the window with lines the counter may cover.
+    pub orders: Vec<CoveredOrder>,
+}
+
+/// An order's lines a counter may cover: for an affiliate's counter its
+/// level-1 commission lines of that affiliate; for the program's, every
+/// commission line and the points earned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoveredOrder {
+    pub order_id: OrderId,
+    pub program_version: u64,
+    /// `orders.limits` (JSON).
+    pub limits: Option<String>,
+    pub commission: Decimal,
+    pub points: i64,
+}
+
 #[async_trait::async_trait]
 pub trait Reconcile: Send + Sync {
+    /// A page of the cap and budget counters' keys, in key order, after `after`.
+    async fn counter_keys(
+        &self,
+        after: Option<&crate::domain::caps::CounterKey>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::caps::CounterKey>>;
+    /// A counter and the lines of the orders placed in its window
+    /// (`[key.start, end)`), in one snapshot.
+    async fn counter_check(&self, key: &crate::domain::caps::CounterKey, end: DateTime<Utc>) -> Result<CounterCheck>;
     /// The balance, points, duplicate, stuck-event and payout checks over
     /// everything; `stuck_before`: open events created earlier are stuck;
     /// `mark`: a ledger id every entry up to which has committed (the checks

@@ -57,6 +57,10 @@ static DIALECT: Dialect = Dialect {
         let adds: Vec<String> = counts.iter().map(|c| format!("{c} = {c} + VALUES({c})")).collect();
         format!(" ON DUPLICATE KEY UPDATE {}", adds.join(", "))
     },
+    set_on_conflict: |_, columns| {
+        let sets: Vec<String> = columns.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+        format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+    },
 };
 
 /// ` AND CRC32(partition_key) % of IN (owned)`: only events of these journal

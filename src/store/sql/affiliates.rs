@@ -114,6 +114,18 @@ impl AffiliateTx for SqlAffiliateTx {
         Ok(())
     }
 
+    async fn set_caps(
+        &mut self,
+        id: &AffiliateId,
+        caps: Option<&[crate::domain::caps::Cap]>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let json = caps.map(serde_json::to_string).transpose().map_err(crate::store::corrupt)?;
+        let q = Sql::new("UPDATE affiliates SET caps = ?, updated_at = ? WHERE id = ?").arg(json).arg(now).arg(id);
+        self.conn.execute(&q).await?;
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.conn.commit().await
     }

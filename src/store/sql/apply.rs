@@ -7,6 +7,7 @@ use super::rows::{self, event_id, event_status, event_type, order_status, status
 use super::{Arg, Conn, PointsMoves, Sql};
 use crate::domain::affiliate::Affiliate;
 use crate::domain::affiliate::EmailHash;
+use crate::domain::caps::{CounterKey, Used};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
@@ -61,7 +62,7 @@ impl ApplyTx for SqlApply {
                     "SELECT e.id AS event_id, e.type, e.order_id, e.status AS event_status, \
                      e.created_at AS event_created_at, \
                      (SELECT group_concat(s.status) FROM events s WHERE s.order_id = e.order_id AND s.id <> e.id) \
-                     AS siblings, o.buyer_id, o.affiliate_id, o.status, o.placed_at, o.program_version, o.context, o.fx_rate, \
+                     AS siblings, o.buyer_id, o.affiliate_id, o.status, o.placed_at, o.program_version, o.context, o.limits, o.fx_rate, \
                      o.buyer_email_hash, o.approve_at, o.approved_at FROM events e JOIN orders o ON o.id = e.order_id WHERE e.id IN (",
                 );
                 q.list(chunk.iter().copied()).push(")").push(lock);
@@ -83,6 +84,7 @@ impl ApplyTx for SqlApply {
                 order_status: order_status(&row.text("status")?)?,
                 fx_rate: rows::fx_rate(row)?,
                 context: row.opt_text("context")?,
+                limits: row.opt_text("limits")?,
                 buyer_email_hash: row.opt_text("buyer_email_hash")?.map(EmailHash::from_trusted),
                 approve_at: row.opt_time("approve_at")?,
                 approved: row.opt_time("approved_at")?.is_some(),
@@ -122,6 +124,10 @@ impl ApplyTx for SqlApply {
         facts
     }
 
+    async fn counters(&mut self, keys: &[CounterKey], lock: bool) -> Result<HashMap<CounterKey, Used>> {
+        super::caps::counters(self.conn.as_mut(), keys, lock).await
+    }
+
     async fn write(&mut self, w: &Writes, now: DateTime<Utc>) -> Result<crate::store::apply::Approved> {
         let conn = self.conn.as_mut();
         // Buyers' rows first: a buyer's reward entries are written only under
@@ -136,6 +142,7 @@ impl ApplyTx for SqlApply {
         }
         mark_done(conn, w, now).await?;
         update_orders(conn, w, now).await?;
+        super::caps::write(conn, &w.counters).await?;
         // Last, so the most contended rows (uplines' balances) are held the shortest.
         conn.move_balances(&w.balances).await?;
         Ok(approved)
@@ -213,7 +220,7 @@ pub async fn ancestors(
             );
             q.bind(count).push(
                 " ) SELECT c.first, c.depth, a.id, a.name, a.parent_id, a.referral_code, a.buyer_id, a.email_hash, a.status, \
-                   a.pending, a.approved, a.paid, a.created_at FROM chain c JOIN affiliates a ON a.id = c.id \
+                   a.pending, a.approved, a.paid, a.created_at, a.caps FROM chain c JOIN affiliates a ON a.id = c.id \
                    ORDER BY c.first, c.depth",
             );
             q
@@ -429,13 +436,15 @@ async fn insert_rows(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> Res
                 row.status.as_str().into(),
                 super::uint(row.rule_version)?,
                 now.into(),
+                row.cut.map(|c| c.by.as_str()).into(),
+                row.cut.map_or(Arg::Null, |c| Arg::Money(c.amount)),
             ])
         })
         .collect::<Result<Vec<Vec<Arg>>>>()?;
-    conn.execute_chunked(&ledger, 9, |chunk| {
+    conn.execute_chunked(&ledger, 11, |chunk| {
         let mut q = Sql::new(
             "INSERT INTO ledger_entries (affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, \
-             created_at)",
+             created_at, capped_by, cut)",
         );
         q.values(chunk, Clone::clone);
         q
@@ -453,12 +462,16 @@ async fn insert_rows(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> Res
                 row.points.into(),
                 now.into(),
                 row.expires_at.into(),
+                row.cut.map(|c| c.by.as_str()).into(),
+                row.cut.map_or(Arg::Null, |c| Arg::Int(c.amount)),
             ]
         })
         .collect();
-    conn.execute_chunked(&rewards, 7, |chunk| {
-        let mut q =
-            Sql::new("INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at, expires_at)");
+    conn.execute_chunked(&rewards, 9, |chunk| {
+        let mut q = Sql::new(
+            "INSERT INTO reward_entries (buyer_id, order_id, event_id, kind, points, created_at, expires_at, \
+             capped_by, cut)",
+        );
         q.values(chunk, Clone::clone);
         q
     })
@@ -497,7 +510,7 @@ async fn mark_done(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> Resul
 /// Updates the orders: commission status, reason, and the context resolved
 /// now (each order once: a batch holds distinct orders).
 async fn update_orders(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> Result<()> {
-    conn.execute_chunked(&w.orders, 7, |chunk| {
+    conn.execute_chunked(&w.orders, 9, |chunk| {
         let mut q = Sql::new("UPDATE orders SET commission_status = CASE id");
         for u in chunk {
             q.push(" WHEN ").bind(&u.order_id).push(" THEN ").bind(u.commission_status.as_str());
@@ -510,7 +523,11 @@ async fn update_orders(conn: &mut dyn Conn, w: &Writes, now: DateTime<Utc>) -> R
         for u in chunk {
             q.push(" WHEN ").bind(&u.order_id).push(" THEN ").bind(u.context.as_deref());
         }
-        q.push(" END, context), updated_at = ").bind(now).push(" WHERE id IN (");
+        q.push(" END, context), limits = COALESCE(CASE id");
+        for u in chunk {
+            q.push(" WHEN ").bind(&u.order_id).push(" THEN ").bind(u.limits.as_deref());
+        }
+        q.push(" END, limits), updated_at = ").bind(now).push(" WHERE id IN (");
         q.list(chunk.iter().map(|u| &u.order_id)).push(")");
         q
     })

@@ -4,6 +4,7 @@
 mod affiliates;
 mod apply;
 pub mod attribution;
+mod caps;
 pub(crate) mod events;
 mod fx;
 pub mod intake;

@@ -105,7 +105,7 @@ impl Orders for SqlStore {
     async fn entitlement_inputs(&self, id: &OrderId) -> Result<Option<EntitlementInputs>> {
         let mut conn = self.snapshot().await?;
         let q = format!(
-            "SELECT buyer_id, status, program_version, context, fx_rate FROM orders WHERE id = ?{}",
+            "SELECT buyer_id, status, program_version, context, limits, fx_rate FROM orders WHERE id = ?{}",
             conn.dialect().for_share
         );
         let Some(order) = conn.optional(&Sql::new(q).arg(id)).await? else { return Ok(None) };
@@ -122,6 +122,7 @@ impl Orders for SqlStore {
                 fx_rate: rows::fx_rate(order.as_ref())?,
             },
             context,
+            limits: order.opt_text("limits")?,
             applied,
         }))
     }
@@ -132,7 +133,7 @@ impl Orders for SqlStore {
         let orders = conn
             .fetch_chunked(&refs, 1, |chunk| {
                 let mut q = Sql::new(
-                    "SELECT id, buyer_id, status, program_version, context, fx_rate FROM orders \
+                    "SELECT id, buyer_id, status, program_version, context, limits, fx_rate FROM orders \
                      WHERE commission_status = 'processed' AND context IS NOT NULL AND id IN (",
                 );
                 q.list(chunk.iter().copied()).push(")");
@@ -155,6 +156,7 @@ impl Orders for SqlStore {
                         fx_rate: rows::fx_rate(o.as_ref())?,
                     },
                     context: o.text("context")?,
+                    limits: o.opt_text("limits")?,
                     applied: applied.remove(&id).unwrap_or_default(),
                 };
                 Ok((id, inputs))

@@ -52,6 +52,13 @@ impl Programs for SqlStore {
         self.programs.get(self.read().await?.as_mut(), version).await
     }
 
+    async fn cap_counters(
+        &self,
+        keys: &[crate::domain::caps::CounterKey],
+    ) -> Result<HashMap<crate::domain::caps::CounterKey, crate::domain::caps::Used>> {
+        super::caps::counters(self.read().await?.as_mut(), keys, false).await
+    }
+
     async fn current_program(&self) -> Result<(u64, Arc<Program>)> {
         let mut conn = self.read().await?;
         let version = conn.one(&Sql::new("SELECT MAX(version) AS v FROM program_versions")).await?.uint("v")?;

@@ -356,6 +356,9 @@ pub struct Dialect {
     /// The tail of an INSERT that, where a row with the key (the columns
     /// `key`) exists, adds the new row's integer `counts` to it instead.
     pub add_on_conflict: fn(key: &str, counts: &[&str]) -> String,
+    /// The tail of an INSERT that, where a row with the key exists, sets
+    /// its `columns` to the new row's instead.
+    pub set_on_conflict: fn(key: &str, columns: &[&str]) -> String,
 }
 
 impl Dialect {

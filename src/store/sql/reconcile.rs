@@ -4,10 +4,13 @@
 //! snapshot; sums are exact (see [`super::Dialect::sum`]) and compared as
 //! `Decimal`s (`"1.5000"` equals `"1.5"`), never as text.
 use super::{rows, Arg, Conn, Lane, Sql, SqlStore};
+use crate::domain::caps::{CounterKey, Scope};
 use crate::domain::event::EventId;
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::reconcile::{Run, RunKind, RunStatus, Window};
-use crate::store::{corrupt, BalanceCheck, Changes, ClaimTx, MonthCheck, Reconcile, ReconcileFacts, Result};
+use crate::store::{
+    corrupt, BalanceCheck, Changes, ClaimTx, CounterCheck, CoveredOrder, MonthCheck, Reconcile, ReconcileFacts, Result,
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -23,6 +26,81 @@ fn chunks<T>(only: Option<&[T]>) -> Vec<Option<&[T]>> {
 
 #[async_trait::async_trait]
 impl Reconcile for SqlStore {
+    async fn counter_keys(&self, after: Option<&CounterKey>, limit: u32) -> Result<Vec<CounterKey>> {
+        let mut q = Sql::new("SELECT scope, subject, period, period_start FROM cap_counters");
+        if let Some(k) = after {
+            q.push(" WHERE scope > ").bind(k.scope.kind()).push(" OR (scope = ").bind(k.scope.kind());
+            q.push(" AND (subject > ").bind(k.scope.subject()).push(" OR (subject = ").bind(k.scope.subject());
+            q.push(" AND (period > ").bind(k.period.as_str()).push(" OR (period = ").bind(k.period.as_str());
+            q.push(" AND period_start > ").bind(Arg::Time(k.start)).push(")))))");
+        }
+        q.push(" ORDER BY scope, subject, period, period_start LIMIT ").bind(limit);
+        rows::all(&self.read().await?.fetch(&q).await?, |r| super::caps::counter_key(r))
+    }
+
+    async fn counter_check(&self, key: &CounterKey, end: DateTime<Utc>) -> Result<CounterCheck> {
+        let mut conn = self.snapshot().await?;
+        let sum = conn.dialect().sum;
+        let stored = super::caps::counters(conn.as_mut(), std::slice::from_ref(key), false)
+            .await?
+            .remove(key)
+            .ok_or_else(|| corrupt("the counter vanished"))?;
+        let mut orders: Vec<CoveredOrder> = Vec::new();
+        let order = |r: &super::Row, commission: Decimal, points: i64| -> Result<CoveredOrder> {
+            Ok(CoveredOrder {
+                order_id: OrderId::from_trusted(r.text("id")?),
+                program_version: r.uint("program_version")?,
+                limits: r.opt_text("limits")?,
+                commission,
+                points,
+            })
+        };
+        match &key.scope {
+            Scope::Affiliate(a) => {
+                let mut q = Sql::new(format!(
+                    "SELECT o.id, o.program_version, o.limits, {} AS commission FROM ledger_entries l \
+                     JOIN orders o ON o.id = l.order_id WHERE l.affiliate_id = ",
+                    sum("l.amount")
+                ));
+                q.bind(a).push(" AND l.level = 1 AND o.placed_at >= ").bind(Arg::Bound(key.start));
+                q.push(" AND o.placed_at < ").bind(Arg::Bound(end)).push(" GROUP BY o.id, o.program_version, o.limits");
+                for r in conn.fetch(&q).await? {
+                    orders.push(order(&r, r.sum("commission")?, 0)?);
+                }
+            }
+            Scope::Program => {
+                let mut q = Sql::new(format!(
+                    "SELECT o.id, o.program_version, NULL AS limits, {} AS commission FROM orders o \
+                     JOIN ledger_entries l ON l.order_id = o.id WHERE o.placed_at >= ",
+                    sum("l.amount")
+                ));
+                q.bind(Arg::Bound(key.start)).push(" AND o.placed_at < ").bind(Arg::Bound(end));
+                q.push(" GROUP BY o.id, o.program_version");
+                let mut by_id: HashMap<String, usize> = HashMap::new();
+                for r in conn.fetch(&q).await? {
+                    by_id.insert(r.text("id")?, orders.len());
+                    orders.push(order(&r, r.sum("commission")?, 0)?);
+                }
+                let mut q = Sql::new(format!(
+                    "SELECT o.id, o.program_version, NULL AS limits, {} AS points FROM orders o \
+                     JOIN reward_entries r ON r.order_id = o.id WHERE r.kind IN ('points', 'first_order_bonus') \
+                     AND o.placed_at >= ",
+                    sum("r.points")
+                ));
+                q.bind(Arg::Bound(key.start)).push(" AND o.placed_at < ").bind(Arg::Bound(end));
+                q.push(" GROUP BY o.id, o.program_version");
+                for r in conn.fetch(&q).await? {
+                    let points = r.sum("points")?.to_i64().ok_or_else(|| corrupt("an order's points overflow"))?;
+                    match by_id.get(&r.text("id")?) {
+                        Some(&i) => orders[i].points = points,
+                        None => orders.push(order(&r, Decimal::ZERO, points)?),
+                    }
+                }
+            }
+        }
+        Ok(CounterCheck { stored, orders })
+    }
+
     async fn reconcile_facts(&self, stuck_before: DateTime<Utc>, mark: u64) -> Result<ReconcileFacts> {
         let mut conn = self.snapshot().await?;
         let c = conn.as_mut();

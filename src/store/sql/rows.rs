@@ -2,6 +2,7 @@
 //! column lists they read.
 use super::Cols;
 use crate::domain::affiliate::{Affiliate, AffiliateStatus, Balances};
+use crate::domain::caps::{Bound, Cut};
 use crate::domain::entitlement::{CommissionKind, RewardKind};
 use crate::domain::event::{EventId, EventRecord, EventRef, EventStatus, EventType, PartitionKey};
 use crate::domain::ids::{AffiliateId, BuyerId, Category, OrderId, RedemptionId, ReferralCode, Sku};
@@ -12,11 +13,11 @@ use crate::store::{corrupt, Result};
 use rust_decimal::Decimal;
 
 pub const AFFILIATE_COLUMNS: &str =
-    "id, name, parent_id, referral_code, buyer_id, email_hash, status, pending, approved, paid, created_at";
+    "id, name, parent_id, referral_code, buyer_id, email_hash, status, pending, approved, paid, created_at, caps";
 pub const LEDGER_COLUMNS: &str =
-    "id, affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at";
+    "id, affiliate_id, order_id, event_id, level, kind, amount, status, rule_version, created_at, capped_by, cut";
 pub const REWARD_COLUMNS: &str =
-    "id, buyer_id, order_id, event_id, kind, points, created_at, redemption_id, expires_at";
+    "id, buyer_id, order_id, event_id, kind, points, created_at, redemption_id, expires_at, capped_by, cut";
 pub const REDEMPTION_COLUMNS: &str =
     "buyer_id, id, points, order_id, status, value, program_version, hold_until, created_at, updated_at";
 pub const EVENT_COLUMNS: &str = "id, type, order_id, status, attempts, last_error, created_at, updated_at";
@@ -59,6 +60,10 @@ pub fn affiliate(r: &dyn Cols) -> Result<Affiliate> {
         status: AffiliateStatus::parse(&status).ok_or_else(|| corrupt(format!("affiliate status {status:?}")))?,
         balances: Balances { pending: r.money("pending")?, approved: r.money("approved")?, paid: r.money("paid")? },
         created_at: r.time("created_at")?,
+        caps: match r.opt_text("caps")? {
+            Some(json) => Some(serde_json::from_str(&json).map_err(corrupt)?),
+            None => None,
+        },
     })
 }
 
@@ -74,6 +79,10 @@ pub fn ledger_entry(r: &dyn Cols) -> Result<LedgerEntry> {
         status: EntryStatus::parse(&r.text("status")?).ok_or_else(|| corrupt("entry status"))?,
         rule_version: r.uint("rule_version")?,
         created_at: r.time("created_at")?,
+        cut: match r.opt_text("capped_by")? {
+            Some(by) => Some(Cut { by: bound(&by)?, amount: r.money("cut")? }),
+            None => None,
+        },
     })
 }
 
@@ -89,7 +98,15 @@ pub fn reward_entry(r: &dyn Cols) -> Result<RewardEntry> {
         kind: RewardKind::parse(&r.text("kind")?).ok_or_else(|| corrupt("reward kind"))?,
         points: r.int("points")?,
         created_at: r.time("created_at")?,
+        cut: match r.opt_text("capped_by")? {
+            Some(by) => Some(Cut { by: bound(&by)?, amount: r.int("cut")? }),
+            None => None,
+        },
     })
+}
+
+fn bound(s: &str) -> Result<Bound> {
+    Bound::parse(s).ok_or_else(|| corrupt(format!("capped_by {s:?}")))
 }
 
 pub fn redemption(r: &dyn Cols) -> Result<Redemption> {

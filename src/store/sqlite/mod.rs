@@ -62,6 +62,10 @@ static DIALECT: Dialect = Dialect {
         let adds: Vec<String> = counts.iter().map(|c| format!("{c} = {c} + excluded.{c}")).collect();
         format!(" ON CONFLICT ({key}) DO UPDATE SET {}", adds.join(", "))
     },
+    set_on_conflict: |key, columns| {
+        let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        format!(" ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
+    },
 };
 
 /// Handle to the database file: the writer and the readers.
