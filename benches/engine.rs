@@ -41,6 +41,7 @@ fn context() -> FrozenContext {
         buyer_id: None,
         email_hash: None,
         unqualified: false,
+        caps: None,
     };
     FrozenContext {
         direct: Some(snap("leaf")),

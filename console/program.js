@@ -1,6 +1,7 @@
 // Program: the version in force (read-only: a new version is a whole
-// document, PUT by the operator's tooling), and the exchange-rate table in
-// force for orders in other currencies, with a form to put a new one.
+// document, PUT by the operator's tooling), its caps and budgets with their
+// use this period (a bar per budget), and the exchange-rate table in force
+// for orders in other currencies, with a form to put a new one.
 import { api, get } from './api.js';
 import { fields, fill, h, message, money, num, table, time } from './dom.js';
 
@@ -27,8 +28,39 @@ function parseRates(text) {
   return rates;
 }
 
+/** A bar of `used` against `max` (null: no maximum), with the figures beside it. */
+function usage(id, used, max, show) {
+  if (max === null || max === undefined) return h('span', { class: 'muted' }, `${show(used)} (no maximum)`);
+  const share = Number(max) > 0 ? Math.min(Number(used) / Number(max), 1) : 0;
+  return h('span', { class: 'usage' },
+    h('progress', { id, max: '1', value: String(share), 'aria-label': `${Math.round(share * 100)} % used` }),
+    ` ${show(used)} of ${show(max)} (${(share * 100).toLocaleString(undefined, { maximumFractionDigits: 1 })} %)`);
+}
+
+/** The program's budgets and the caps on each affiliate, with their use now. */
+function limits(b, cur) {
+  const window = (x) => (x.window_end ? `${time(x.window_start)} – ${time(x.window_end)}` : 'the program\'s whole life');
+  const caps = (b.affiliate_caps || []).map((c) => `${money(c.max_commission, cur)} a ${c.period}`).join(' · ');
+  return [
+    h('h2', {}, 'Caps and budgets'),
+    h('p', { class: 'muted' }, `A line past a cap or budget is ${b.on_exhausted === 'zero' ? 'paid nothing when it does not fit whole' : 'cut to what remains'} (on_exhausted: ${b.on_exhausted}); the cut is on its ledger line.`),
+    h('section', { class: 'card', id: 'caps-summary' }, fields([
+      ['each affiliate, as direct affiliate', h('span', { id: 'affiliate-caps' }, caps || 'no caps')],
+    ])),
+    b.budgets.length
+      ? table([{ label: 'budget' }, { label: 'window' }, { label: 'commission' }, { label: 'points' }],
+        b.budgets.map((x) => [
+          h('td', {}, x.period),
+          h('td', {}, window(x)),
+          h('td', {}, usage(`budget-${x.period}-commission`, x.used_commission, x.max_commission, (v) => money(v, cur))),
+          h('td', {}, usage(`budget-${x.period}-points`, x.used_points, x.max_points, (v) => num(Number(v)))),
+        ]), { id: 'budgets' })
+      : h('p', { class: 'muted', id: 'budgets-none' }, 'No budgets: the program pays whatever its rules say.'),
+  ];
+}
+
 export async function render(main) {
-  const [p, rates] = await Promise.all([get('/admin/program'), tableNow()]);
+  const [p, rates, budgets] = await Promise.all([get('/admin/program'), tableNow(), get('/admin/budgets')]);
   const cur = p.currency;
   const out = h('div', { id: 'fx-message', 'aria-live': 'polite' });
   const input = h('textarea', { id: 'fx-rates-input', name: 'rates', rows: 4, spellcheck: 'false',
@@ -75,6 +107,7 @@ export async function render(main) {
       ['holding', `${num(p.holding_days)} days`],
       ['buyer points', `${pct(p.buyer_rewards.points_rate)} of the eligible amount, ${num(Number(p.buyer_rewards.first_order_bonus))} on a first order`],
     ])),
+    ...limits(budgets, cur),
     h('h2', {}, 'Currencies'),
     h('p', { class: 'muted' }, `Orders in ${cur} need no rate. An order in another ISO 4217 currency carries its own fx_rate, or takes the rate of the table in force when it was placed; the rate is frozen on the order.`),
     rates

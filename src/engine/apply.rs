@@ -319,7 +319,7 @@ impl Plan {
     /// The counters of the delta's lines, with their maxima, in the order
     /// they are charged: the direct affiliate's lines, then up the levels
     /// (by kind within a level), then the points.
-    fn limited(&self) -> impl Iterator<Item = (LineRef, Vec<(CounterKey, Decimal)>, Vec<(CounterKey, i64)>)> + '_ {
+    fn limited(&self) -> impl Iterator<Item = LineCounters> + '_ {
         let (p, at) = (&self.facts.program, self.placed_at);
         let mut order: Vec<usize> = (0..self.delta.commissions.len()).collect();
         order.sort_by_key(|&i| (self.delta.commissions[i].level, self.delta.commissions[i].kind));
@@ -362,6 +362,9 @@ impl Plan {
             .collect()
     }
 }
+
+/// A delta line and the counters it moves, with their maxima (commission, points).
+type LineCounters = (LineRef, Vec<(CounterKey, Decimal)>, Vec<(CounterKey, i64)>);
 
 /// A delta's commission and reward lines as charged: (pays, cut) each, in order.
 pub(crate) type Charged = (Vec<(Decimal, Option<Cut<Decimal>>)>, Vec<(i64, Option<Cut<i64>>)>);
@@ -885,7 +888,9 @@ mod tests {
         f
     }
 
-    fn written(w: &Writes) -> Vec<(&str, Decimal, Option<(&'static str, Decimal)>)> {
+    type Written<'a> = Vec<(&'a str, Decimal, Option<(&'static str, Decimal)>)>;
+
+    fn written(w: &Writes) -> Written<'_> {
         w.ledger.iter().map(|r| (r.affiliate_id.as_str(), r.amount, r.cut.map(|c| (c.by.as_str(), c.amount)))).collect()
     }
 

@@ -6,7 +6,7 @@
 //! Each run is stored with its report, so the last result is read at once.
 //! When a run is due and who may run it is `domain::reconcile`.
 use super::{Engine, Result};
-use crate::domain::caps::{CounterKey, OrderLimits, Scope, Used};
+use crate::domain::caps::{CounterKey, OrderLimits, Period, Scope, Used};
 use crate::domain::entitlement::month_window;
 use crate::domain::ids::{BuyerId, OrderId};
 use crate::domain::ledger::delta;
@@ -476,7 +476,8 @@ impl Engine {
             let keys = self.store().counter_keys(after.as_ref(), PAGE).await?;
             for key in &keys {
                 found.checked.counters += 1;
-                let check = self.store().counter_check(key, key.period.end(key.start, tz)).await?;
+                let end = (key.period != Period::Total).then(|| key.period.end(key.start, tz));
+                let check = self.store().counter_check(key, end).await?;
                 let mut expected = Used::default();
                 for o in &check.orders {
                     let (commission, points) = match &key.scope {

@@ -94,8 +94,12 @@ pub trait Reconcile: Send + Sync {
         limit: u32,
     ) -> Result<Vec<crate::domain::caps::CounterKey>>;
     /// A counter and the lines of the orders placed in its window
-    /// (`[key.start, end)`), in one snapshot.
-    async fn counter_check(&self, key: &crate::domain::caps::CounterKey, end: DateTime<Utc>) -> Result<CounterCheck>;
+    /// (`[key.start, end)`; no end: the program's whole life), in one snapshot.
+    async fn counter_check(
+        &self,
+        key: &crate::domain::caps::CounterKey,
+        end: Option<DateTime<Utc>>,
+    ) -> Result<CounterCheck>;
     /// The balance, points, duplicate, stuck-event and payout checks over
     /// everything; `stuck_before`: open events created earlier are stuck;
     /// `mark`: a ledger id every entry up to which has committed (the checks

@@ -86,7 +86,13 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         Faults::default(),
     )
     .await;
-    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    app.set_program(|p| {
+        p["holding_days"] = json!(0);
+        // Room enough for every order of the run: the program page shows how much is used.
+        p["budgets"] = json!([{"period": "month", "max_commission": "1000000", "max_points": "100000000"}]);
+        p["affiliate_caps"] = json!([{"period": "month", "max_commission": "50000000"}]);
+    })
+    .await;
     abc_tree(&app).await;
     app.create_affiliate_with(json!({"id": "xss", "name": XSS_NAME, "parent_id": "C", "referral_code": "code-xss"}))
         .await;

@@ -8,6 +8,7 @@
 //! those run in either run.
 mod attribution;
 mod batching;
+mod caps;
 mod concurrency;
 mod console;
 mod currencies;

@@ -281,6 +281,12 @@ try {
   await page.locator('#program-summary').waitFor();
   check((await text('#program-currency')).startsWith('IDR'), `the program currency: ${await text('#program-currency')}`);
   check((await rows('fx-rates').count()) === 1, 'one rate in the table in force');
+  const monthBar = page.locator('#budget-month-commission');
+  check(await monthBar.count() === 1, 'a bar for the month budget');
+  const share = Number(await monthBar.getAttribute('value'));
+  check(share > 0 && share < 1, `the month budget's use, a share of 1: ${share}`);
+  check((await rows('budgets').first().textContent()).includes('1,000,000'), `the budget's maximum: ${await rows('budgets').first().textContent()}`);
+  check((await text('#affiliate-caps')).includes('a month'), `the affiliate cap: ${await text('#affiliate-caps')}`);
   const usdRate = await rows('fx-rates').first().locator('td').allTextContents();
   check(usdRate[0] === 'USD' && usdRate[1].includes('15,650.25'), `the dollar's rate: ${usdRate}`);
   const firstTable = await text('#fx-table-id');

@@ -111,6 +111,9 @@ pub fn program_doc() -> ProgramDoc {
         },
         attribution: Default::default(),
         upline_qualification: None,
+        affiliate_caps: Vec::new(),
+        budgets: Vec::new(),
+        on_exhausted: None,
     }
 }
 

@@ -282,6 +282,7 @@ impl Sim {
                         buyer_id: buyer.map(|b| BuyerId::from_trusted(buyer_name(b))),
                         email_hash: None,
                         unqualified: false,
+                        caps: None,
                     },
                     id,
                     parent: parent_of(n, m),
@@ -316,6 +317,7 @@ impl Sim {
                 status: if a.suspended { AffiliateStatus::Suspended } else { AffiliateStatus::Active },
                 balances: Balances::default(),
                 created_at: a.created_at,
+                caps: None,
             })
             .collect();
         for n in 0..m {

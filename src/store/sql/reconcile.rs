@@ -38,7 +38,12 @@ impl Reconcile for SqlStore {
         rows::all(&self.read().await?.fetch(&q).await?, |r| super::caps::counter_key(r))
     }
 
-    async fn counter_check(&self, key: &CounterKey, end: DateTime<Utc>) -> Result<CounterCheck> {
+    async fn counter_check(&self, key: &CounterKey, end: Option<DateTime<Utc>>) -> Result<CounterCheck> {
+        let before = |q: &mut Sql| {
+            if let Some(end) = end {
+                q.push(" AND o.placed_at < ").bind(Arg::Bound(end));
+            }
+        };
         let mut conn = self.snapshot().await?;
         let sum = conn.dialect().sum;
         let stored = super::caps::counters(conn.as_mut(), std::slice::from_ref(key), false)
@@ -63,7 +68,8 @@ impl Reconcile for SqlStore {
                     sum("l.amount")
                 ));
                 q.bind(a).push(" AND l.level = 1 AND o.placed_at >= ").bind(Arg::Bound(key.start));
-                q.push(" AND o.placed_at < ").bind(Arg::Bound(end)).push(" GROUP BY o.id, o.program_version, o.limits");
+                before(&mut q);
+                q.push(" GROUP BY o.id, o.program_version, o.limits");
                 for r in conn.fetch(&q).await? {
                     orders.push(order(&r, r.sum("commission")?, 0)?);
                 }
@@ -74,7 +80,8 @@ impl Reconcile for SqlStore {
                      JOIN ledger_entries l ON l.order_id = o.id WHERE o.placed_at >= ",
                     sum("l.amount")
                 ));
-                q.bind(Arg::Bound(key.start)).push(" AND o.placed_at < ").bind(Arg::Bound(end));
+                q.bind(Arg::Bound(key.start));
+                before(&mut q);
                 q.push(" GROUP BY o.id, o.program_version");
                 let mut by_id: HashMap<String, usize> = HashMap::new();
                 for r in conn.fetch(&q).await? {
@@ -87,7 +94,8 @@ impl Reconcile for SqlStore {
                      AND o.placed_at >= ",
                     sum("r.points")
                 ));
-                q.bind(Arg::Bound(key.start)).push(" AND o.placed_at < ").bind(Arg::Bound(end));
+                q.bind(Arg::Bound(key.start));
+                before(&mut q);
                 q.push(" GROUP BY o.id, o.program_version");
                 for r in conn.fetch(&q).await? {
                     let points = r.sum("points")?.to_i64().ok_or_else(|| corrupt("an order's points overflow"))?;
