@@ -39,7 +39,7 @@ function usage(id, used, max, show) {
 
 /** The program's budgets and the caps on each affiliate, with their use now. */
 function limits(b, cur) {
-  const window = (x) => (x.window_end ? `${time(x.window_start)} – ${time(x.window_end)}` : 'the program\'s whole life');
+  const window = (x) => (x.window_end ? h('span', {}, time(x.window_start), ' – ', time(x.window_end)) : 'the program\'s whole life');
   const caps = (b.affiliate_caps || []).map((c) => `${money(c.max_commission, cur)} a ${c.period}`).join(' · ');
   return [
     h('h2', {}, 'Caps and budgets'),

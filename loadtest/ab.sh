@@ -15,6 +15,9 @@
 # KOMISI_AB_LT_A / KOMISI_AB_LT_B: extra load-generator arguments for one side
 # (e.g. the same build twice, B's orders in another currency:
 # KOMISI_AB_LT_B="--fx-rate 15650.25" loadtest/ab.sh . .).
+# KOMISI_AB_PROGRAM_A / KOMISI_AB_PROGRAM_B: a program document (a file) PUT
+# to one side's fresh server before its runs (e.g. with a budget:
+# KOMISI_AB_PROGRAM_B=loadtest/programs/budget.json).
 set -euo pipefail
 A=$(cd "$1" && pwd)
 B=$(cd "$2" && pwd)
@@ -36,6 +39,12 @@ for round in $(seq "$RUNS"); do
     extra=${KOMISI_AB_LT_A:-}
     [ "$side" = B ] && dir=$B && extra=${KOMISI_AB_LT_B:-}
     PID=$(cd "$dir" && loadtest/serve.sh)
+    program=${KOMISI_AB_PROGRAM_A:-}
+    [ "$side" = B ] && program=${KOMISI_AB_PROGRAM_B:-}
+    if [ -n "$program" ]; then
+      curl -sf -X PUT -H "Authorization: Bearer loadtest-admin" -H "Content-Type: application/json" \
+        --data @"$program" http://127.0.0.1:18090/admin/program >/dev/null
+    fi
     if [ -z "${KOMISI_AB_SAT_ONLY:-}" ]; then
       (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" $extra) | summary "round=$round $side $DIST max=$RATE"
       (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" $extra) | summary "round=$round $side $DIST half=$HALF"

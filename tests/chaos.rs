@@ -168,7 +168,15 @@ struct Program {
     milestones: Vec<(u32, Decimal)>,
     points_rate: Decimal,
     first_order_bonus: i64,
+    /// Rule 7's qualification: an ancestor's own sales in the month before
+    /// the order must reach this.
+    qualification: Decimal,
 }
+
+/// The affiliate whose own monthly cap (`PUT /admin/affiliates/{id}/caps`)
+/// binds during the run, and the cap.
+const CAPPED: &str = "a4-1";
+const CAP: &str = "150000";
 
 impl Program {
     /// Every rule in play: three levels, two category rates, an excluded
@@ -186,6 +194,7 @@ impl Program {
             milestones: vec![(3, dec("25000")), (10, dec("50000")), (40, dec("200000"))],
             points_rate: dec("0.01"),
             first_order_bonus: 5000,
+            qualification: dec("300000"),
         }
     }
 
@@ -211,6 +220,7 @@ impl Program {
             // buyers linked for life to the affiliate of their first
             // attributed order: what [`decide`] recomputes.
             "attribution": {"customer_link": {"mode": "lifetime"}},
+            "upline_qualification": {"min_personal_month_sales": s(&self.qualification)},
         })
     }
 
@@ -361,6 +371,11 @@ struct OrderRec {
     refunds: u32,
     cancelled: bool,
     completed: bool,
+    /// When its first attempt was sent, and when the last was answered 2xx:
+    /// an order answered before another was sent was stored before that
+    /// one was processed (rule 7's qualification reads such orders).
+    sent_at: Instant,
+    accepted_at: Instant,
 }
 
 impl OrderRec {
@@ -1258,7 +1273,9 @@ async fn run_lane(s: LaneSetup) -> LaneResult {
                 past_orders += 1;
                 past_clock
             };
-            let o = OrderRec {
+            let mut o = OrderRec {
+                sent_at: Instant::now(),
+                accepted_at: Instant::now(),
                 id: format!("o{}-{k:06}", s.lane),
                 buyer: plan.buyer,
                 via: plan.via,
@@ -1272,7 +1289,9 @@ async fn run_lane(s: LaneSetup) -> LaneResult {
                 cancelled: false,
                 completed: false,
             };
+            o.sent_at = Instant::now();
             let a = s.api.until_2xx(Method::POST, "/v1/orders", Some(&o.body(&s.affs))).await;
+            o.accepted_at = Instant::now();
             tally.orders += 1;
             orders.push(o);
             a
@@ -1724,6 +1743,63 @@ struct Expected {
     /// For the coverage line only: the cap cut something; a suspended ancestor was skipped.
     capped: bool,
     skipped_ancestor: bool,
+    /// Rule 7's walk: (ancestor, level, passed over why); empty when the order pays no commission.
+    upline: Vec<(String, u64, Option<&'static str>)>,
+    /// Ancestors passed over as unqualified; of the qualification decisions,
+    /// those the record could not settle (komisi's was checked against
+    /// both bounds).
+    unqualified: usize,
+    open_decisions: usize,
+    /// The capped affiliate's level-1 lines this order was entitled to, and
+    /// what the cut left (the expected lines hold the latter).
+    capped_entitled: Decimal,
+    capped_paid: Decimal,
+    capped_cut: bool,
+    /// Attributed to the capped affiliate.
+    capped_order: bool,
+}
+
+/// Each affiliate's attributed orders per Jakarta month, in (placed_at, id)
+/// order: (placed_at, id, eligible as bought, answered at).
+struct Sales(HashMap<(usize, i32, u32), Vec<(DateTime<Utc>, String, Decimal, Instant)>>);
+
+impl Sales {
+    fn new(orders: &[OrderRec], attrs: &HashMap<String, Attr>, p: &Program) -> Self {
+        let mut by: HashMap<(usize, i32, u32), Vec<(DateTime<Utc>, String, Decimal, Instant)>> = HashMap::new();
+        for o in orders {
+            if let Some(a) = attrs[&o.id].affiliate {
+                let local = o.placed_at.with_timezone(&Jakarta);
+                by.entry((a, local.year(), local.month())).or_default().push((
+                    o.placed_at,
+                    o.id.clone(),
+                    eligible_as_bought(o, p),
+                    o.accepted_at,
+                ));
+            }
+        }
+        for v in by.values_mut() {
+            v.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        }
+        Self(by)
+    }
+
+    /// What `u` had sold in `o`'s month before `o` when `o` was first
+    /// processed: at least the orders answered before `o` was sent, at most
+    /// all of them.
+    fn before(&self, u: usize, o: &OrderRec) -> (Decimal, Decimal) {
+        let local = o.placed_at.with_timezone(&Jakarta);
+        let (mut lo, mut hi) = (Decimal::ZERO, Decimal::ZERO);
+        for (at, id, amount, answered) in self.0.get(&(u, local.year(), local.month())).into_iter().flatten() {
+            if (*at, id.as_str()) >= (o.placed_at, o.id.as_str()) {
+                break;
+            }
+            hi += amount;
+            if *answered < o.sent_at {
+                lo += amount;
+            }
+        }
+        (lo, hi)
+    }
 }
 
 /// Rule 2.
@@ -1740,8 +1816,48 @@ fn no_commission_reason(o: &OrderRec, attr: &Attr, p: &Program, affs: &[Affiliat
     }
 }
 
-fn expect(o: &OrderRec, attr: &Attr, f: &Facts, p: &Program, affs: &[Affiliate]) -> Expected {
+/// `qualified(u)`: whether ancestor `u` met rule 7's qualification for
+/// this order (settled by the caller from the record, or komisi's answer
+/// checked against it).
+fn expect(
+    o: &OrderRec,
+    attr: &Attr,
+    f: &Facts,
+    p: &Program,
+    affs: &[Affiliate],
+    qualified: &mut dyn FnMut(usize) -> bool,
+) -> Expected {
     let mut e = Expected { no_commission_reason: no_commission_reason(o, attr, p, affs), ..Expected::default() };
+    // Rule 7's walk up the tree, frozen at the first processing (shown even
+    // when the order is voided since).
+    let mut paid_levels: Vec<(usize, u64)> = Vec::new();
+    if let (None, Some(a)) = (e.no_commission_reason, attr.affiliate) {
+        let mut up = affs[a].parent;
+        let mut k = 1;
+        while k < p.levels.len() {
+            let Some(u) = up else { break };
+            let passed = if affs[u].suspended {
+                Some("suspended")
+            } else if !qualified(u) {
+                Some("unqualified")
+            } else {
+                None
+            };
+            e.upline.push((affs[u].id.clone(), k as u64 + 1, passed));
+            match passed {
+                // Skipped (skip_inactive_upline): the next one up takes the level.
+                Some(why) => {
+                    e.skipped_ancestor = true;
+                    e.unqualified += usize::from(why == "unqualified");
+                }
+                None => {
+                    paid_levels.push((u, k as u64 + 1));
+                    k += 1;
+                }
+            }
+            up = affs[u].parent;
+        }
+    }
     if o.voided() {
         return e;
     }
@@ -1774,16 +1890,9 @@ fn expect(o: &OrderRec, attr: &Attr, f: &Facts, p: &Program, affs: &[Affiliate])
         line(a, 1, "commission", commission);
         line(a, 1, "tier_bonus", tier);
         line(a, 1, "milestone_bonus", milestone);
-        // Rule 7: levels 2.. up the tree, suspended ancestors skipped.
-        let mut up = affs[a].parent;
-        for (k, rate) in p.levels.iter().enumerate().skip(1) {
-            while let Some(u) = up.filter(|&u| affs[u].suspended) {
-                e.skipped_ancestor = true;
-                up = affs[u].parent;
-            }
-            let Some(u) = up else { break };
-            line(u, k as u64 + 1, "commission", p.round(eligible * rate));
-            up = affs[u].parent;
+        // Rule 7: the levels of the walk above.
+        for &(u, level) in &paid_levels {
+            line(u, level, "commission", p.round(eligible * p.levels[level as usize - 1]));
         }
     }
     // Rule 8: points floored; the first-order bonus.
@@ -1803,6 +1912,8 @@ fn coverage(orders: &[OrderRec], expected: &HashMap<String, Expected>, p: &Progr
     let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
     let mut months: BTreeMap<String, usize> = BTreeMap::new();
     let (mut capped, mut skipped, mut first, mut voided, mut only_excluded_left) = (0, 0, 0, 0, 0);
+    let (mut unqualified, mut open_decisions, mut capped_orders, mut capped_cut) = (0, 0, 0, 0);
+    let (mut capped_entitled, mut capped_paid) = (Decimal::ZERO, Decimal::ZERO);
     for o in orders {
         let e = &expected[&o.id];
         for (_, level, kind) in e.commissions.keys() {
@@ -1811,6 +1922,12 @@ fn coverage(orders: &[OrderRec], expected: &HashMap<String, Expected>, p: &Progr
         *reasons.entry(e.no_commission_reason.unwrap_or("paid")).or_default() += 1;
         *months.entry(o.placed_at.with_timezone(&Jakarta).format("%Y-%m").to_string()).or_default() += 1;
         capped += usize::from(e.capped);
+        unqualified += e.unqualified;
+        open_decisions += e.open_decisions;
+        capped_orders += usize::from(e.capped_order);
+        capped_cut += usize::from(e.capped_cut);
+        capped_entitled += e.capped_entitled;
+        capped_paid += e.capped_paid;
         skipped += usize::from(e.skipped_ancestor && !e.commissions.is_empty());
         first += usize::from(e.rewards.contains_key("first_order_bonus"));
         voided += usize::from(o.voided());
@@ -1820,8 +1937,10 @@ fn coverage(orders: &[OrderRec], expected: &HashMap<String, Expected>, p: &Progr
     format!(
         "lines {kinds:?}; rule 2 {reasons:?}; capped {capped}; suspended ancestor skipped {skipped}; \
          first-order bonuses {first}; cancelled or fully refunded {voided}; refunded down to excluded items {only_excluded_left}; \
-         orders per Jakarta month {months:?}"
-    )
+         orders per Jakarta month {months:?}; upline qualification: {unqualified} ancestors passed over as \
+         unqualified, {open_decisions} decisions settled by komisi within the record's bounds; {CAPPED}'s cap of \
+         {CAP} a month: {capped_orders} orders attributed to it, {capped_cut} of them cut, entitled {capped_entitled}, \
+         paid {capped_paid}")
 }
 
 /// What the orders carried, what attributed them and what was ignored, so
@@ -1932,6 +2051,16 @@ fn compare_order(o: &OrderRec, attr: &Attr, e: &Expected, got: &Value, p: &Progr
         format!("{:?}", e.no_commission_reason),
         format!("{:?}", got["no_commission_reason"].as_str()),
     );
+    let upline: Vec<(String, u64, Option<&str>)> = got["upline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let passed = s["passed_over"].as_str();
+            (s["affiliate_id"].as_str().unwrap_or("?").to_owned(), s["level"].as_u64().unwrap_or(0), passed)
+        })
+        .collect();
+    check("upline", format!("{:?}", e.upline), format!("{upline:?}"));
 
     let mut lines: BTreeMap<(String, u64, String), Decimal> = BTreeMap::new();
     let want_status = if o.completed { "approved" } else { "pending" };
@@ -1977,21 +2106,97 @@ async fn check_orders(
     affs: &[Affiliate],
 ) -> (CheckReport, HashMap<String, Expected>) {
     let facts = facts(orders, attrs, p);
-    let expected: HashMap<String, Expected> =
-        orders.iter().map(|o| (o.id.clone(), expect(o, &attrs[&o.id], &facts[&o.id], p, affs))).collect();
+    let sales = Sales::new(orders, attrs, p);
+    let capped = affs.iter().position(|a| a.id == CAPPED).expect("the capped affiliate");
     let fetched: Vec<(usize, Value)> = futures::stream::iter(orders.iter().enumerate())
         .map(|(i, o)| async move { (i, api.get(&format!("/v1/orders/{}", o.id)).await) })
         .buffer_unordered(16)
         .collect()
         .await;
     let mut report = CheckReport { orders: orders.len(), ..CheckReport::default() };
+    let mut expected: HashMap<String, Expected> = HashMap::with_capacity(orders.len());
+    // The capped affiliate's level-1 pay per Jakarta month.
+    let mut capped_months: BTreeMap<String, Decimal> = BTreeMap::new();
     for (i, got) in fetched {
         let o = &orders[i];
-        let diffs = compare_order(o, &attrs[&o.id], &expected[&o.id], &got, p, affs);
+        // komisi's qualification decisions, used only where the record
+        // cannot settle one (another lane's order of the ancestor still on
+        // its way), and then checked against both bounds.
+        let said: HashMap<String, bool> = got["upline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| (s["affiliate_id"].as_str().unwrap_or("?").to_owned(), s["passed_over"] != "unqualified"))
+            .collect();
+        let mut open = 0;
+        let mut qualified = |u: usize| {
+            let (lo, hi) = sales.before(u, o);
+            if hi < p.qualification {
+                false
+            } else if lo >= p.qualification {
+                true
+            } else {
+                open += 1;
+                said.get(&affs[u].id).copied().unwrap_or(true)
+            }
+        };
+        let mut e = expect(o, &attrs[&o.id], &facts[&o.id], p, affs, &mut qualified);
+        e.open_decisions = open;
+        let mut diffs = cap_lines(o, &mut e, &got, capped, affs);
+        if attrs[&o.id].affiliate == Some(capped) {
+            e.capped_order = true;
+            let month = o.placed_at.with_timezone(&Jakarta).format("%Y-%m").to_string();
+            *capped_months.entry(month).or_default() += e.capped_paid;
+        }
+        diffs.extend(compare_order(o, &attrs[&o.id], &e, &got, p, affs));
         report.attribution_diffs += diffs.iter().filter(|d| d.contains(": attribution.")).count();
         report.diffs.extend(diffs);
+        expected.insert(o.id.clone(), e);
+    }
+    for (month, paid) in capped_months {
+        if paid > dec(CAP) {
+            report
+                .diffs
+                .push(format!("{CAPPED}'s month {month}: paid {paid} as direct affiliate, above its cap {CAP}"));
+        }
     }
     (report, expected)
+}
+
+/// The capped affiliate's level-1 lines: komisi may pay less than the
+/// entitlement only on a line it cut (`capped_by` on one of the order's
+/// entries), never more; the expected lines take what it paid, so the
+/// balances and webhooks are checked against it. (The month's total is
+/// checked against the cap by the caller, and each counter against the
+/// ledger by reconcile.)
+fn cap_lines(o: &OrderRec, e: &mut Expected, got: &Value, capped: usize, affs: &[Affiliate]) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let id = &affs[capped].id;
+    let entries: Vec<&Value> = got["commissions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["affiliate_id"] == id.as_str() && c["level"] == 1)
+        .collect();
+    for kind in ["commission", "tier_bonus", "milestone_bonus"] {
+        let key = (id.clone(), 1, kind.to_owned());
+        let want = e.commissions.get(&key).copied().unwrap_or_default();
+        let of_kind: Vec<&&Value> = entries.iter().filter(|c| c["kind"] == kind).collect();
+        let paid: Decimal = of_kind.iter().map(|c| money(&c["amount"])).sum();
+        let cut = of_kind.iter().any(|c| c["capped_by"] == "affiliate_month");
+        e.capped_entitled += want;
+        e.capped_paid += paid;
+        e.capped_cut |= cut;
+        if paid > want || (paid < want && !cut) || paid.is_sign_negative() {
+            diffs.push(format!("order {}: {id} {kind}: entitled {want}, paid {paid}, cut recorded {cut}", o.id));
+        }
+        if paid.is_zero() {
+            e.commissions.remove(&key);
+        } else {
+            e.commissions.insert(key, paid);
+        }
+    }
+    diffs
 }
 
 async fn check_balances(
@@ -2475,6 +2680,8 @@ async fn chaos() {
     let table = json!({"base": "IDR", "rates": rates, "as_of": "2000-01-01T00:00:00Z"});
     api.until_2xx(Method::PUT, "/admin/fx-rates", Some(&table)).await;
     register_tree(&api, &affs).await;
+    let caps = json!({"caps": [{"period": "month", "max_commission": CAP}]});
+    api.until_2xx(Method::PUT, &format!("/admin/affiliates/{CAPPED}/caps"), Some(&caps)).await;
     let webhooks = register_webhooks(&api).await;
 
     let setup = began.elapsed();

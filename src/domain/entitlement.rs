@@ -266,35 +266,63 @@ fn direct_lines(
     .collect()
 }
 
+/// What rule 7 made of one ancestor of the frozen chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct UplineStep {
+    pub affiliate_id: AffiliateId,
+    /// The level it earns, or (when `earns` is false) the level it was
+    /// passed over for.
+    pub level: u8,
+    pub earns: bool,
+    /// Why it earns nothing: `suspended` or `unqualified` (below
+    /// `upline_qualification`); with `skip_inactive_upline` the next
+    /// ancestor takes the level, without it the level is forfeited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passed_over: Option<&'static str>,
+}
+
+/// Rule 7's walk up the frozen chain, as far as the program's levels go:
+/// which ancestor earns which level, and which were passed over and why.
+pub fn upline_steps(program: &Program, ctx: &FrozenContext) -> Vec<UplineStep> {
+    let why = |a: &AffiliateSnapshot| if a.suspended { "suspended" } else { "unqualified" };
+    let mut steps = Vec::new();
+    let mut ancestors = ctx.upline.iter();
+    let last = program.levels.len();
+    let mut level = 2;
+    while level <= last {
+        let Some(a) = ancestors.next() else { break };
+        let earns = a.earns();
+        steps.push(UplineStep {
+            affiliate_id: a.id.clone(),
+            level: level as u8,
+            earns,
+            passed_over: (!earns).then(|| why(a)),
+        });
+        // Skipped: the next ancestor is considered for the same level.
+        if earns || !program.skip_inactive_upline {
+            level += 1;
+        }
+    }
+    steps
+}
+
 /// Rule 7: levels 2..n up the frozen chain (a suspended or unqualified
 /// ancestor is skipped or forfeits its level, as the program says).
 fn upline_lines(program: &Program, ctx: &FrozenContext, eligible_amount: Decimal) -> Vec<CommissionLine> {
     let round = |x: Decimal| money::round(x, program.scale, program.rounding);
-    let mut lines = Vec::new();
-    let mut ancestors = ctx.upline.iter();
-    for (k, rate) in program.levels.iter().enumerate().skip(1) {
-        let beneficiary = if program.skip_inactive_upline {
-            ancestors.by_ref().find(|a| a.earns())
-        } else {
-            ancestors.next().filter(|a| a.earns())
-        };
-        let Some(ancestor) = beneficiary else {
-            if program.skip_inactive_upline {
-                break;
-            }
-            continue;
-        };
-        let amount = round(eligible_amount * rate);
-        if !amount.is_zero() {
-            lines.push(CommissionLine {
-                affiliate_id: ancestor.id.clone(),
-                level: (k + 1) as u8,
+    upline_steps(program, ctx)
+        .into_iter()
+        .filter(|s| s.earns)
+        .filter_map(|s| {
+            let amount = round(eligible_amount * program.levels[usize::from(s.level) - 1]);
+            (!amount.is_zero()).then_some(CommissionLine {
+                affiliate_id: s.affiliate_id,
+                level: s.level,
                 kind: CommissionKind::Commission,
                 amount,
-            });
-        }
-    }
-    lines
+            })
+        })
+        .collect()
 }
 
 /// Rule 8: buyer rewards, whole points, always floored; the first order's bonus.

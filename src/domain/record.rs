@@ -34,6 +34,8 @@ pub struct OrderRecord {
     pub state: OrderState,
     /// The exchange rate frozen at intake (an order in another currency).
     pub fx: Option<super::currency::Fx>,
+    /// The context frozen at the first processing (JSON; None before it).
+    pub context: Option<String>,
     pub commissions: Vec<LedgerEntry>,
     pub rewards: Vec<RewardEntry>,
     pub events: Vec<EventSummary>,

@@ -169,6 +169,8 @@ pub struct OrderDetails {
     pub program_currency: String,
     /// The order's total, as bought, in the program currency.
     pub converted_total: Decimal,
+    /// Rule 7's walk up the frozen chain (empty before the first processing).
+    pub upline: Vec<crate::domain::entitlement::UplineStep>,
 }
 
 impl Engine {
@@ -266,7 +268,20 @@ impl Engine {
         let eligible_amount = eligible(&record.state, &program);
         let converted_total =
             record.state.items.iter().map(|i| record.state.line_amount(i, i.quantity, &program)).sum();
-        Ok(Some(OrderDetails { record, eligible_amount, program_currency: program.currency.clone(), converted_total }))
+        let upline = match &record.context {
+            Some(json) => {
+                let ctx: crate::domain::entitlement::FrozenContext = serde_json::from_str(json).map_err(corrupt)?;
+                crate::domain::entitlement::upline_steps(&program, &ctx)
+            }
+            None => Vec::new(),
+        };
+        Ok(Some(OrderDetails {
+            record,
+            eligible_amount,
+            program_currency: program.currency.clone(),
+            converted_total,
+            upline,
+        }))
     }
 
     /// The program currency (every balance is in it).

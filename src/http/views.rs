@@ -208,11 +208,16 @@ pub struct OrderView {
     pub commissions: Vec<LedgerEntry>,
     pub rewards: Vec<RewardEntry>,
     pub events: Vec<EventSummary>,
+    /// Rule 7's walk up the upline frozen at the first processing: which
+    /// ancestor earns which level, and who was passed over and why (empty
+    /// before the first processing, and for an order that pays no one).
+    pub upline: Vec<crate::domain::entitlement::UplineStep>,
 }
 
 impl From<OrderDetails> for OrderView {
     fn from(d: OrderDetails) -> Self {
         let r: crate::domain::record::OrderRecord = d.record;
+        let pays = r.no_commission_reason.is_none();
         Self {
             id: r.id,
             buyer_id: r.state.buyer_id,
@@ -244,6 +249,7 @@ impl From<OrderDetails> for OrderView {
             commissions: r.commissions.into_iter().map(Into::into).collect(),
             rewards: r.rewards.into_iter().map(Into::into).collect(),
             events: r.events.into_iter().map(|e| EventSummary { id: e.id, kind: e.kind, status: e.status }).collect(),
+            upline: if pays { d.upline } else { Vec::new() },
         }
     }
 }
@@ -579,6 +585,9 @@ pub struct Checked {
     /// Affiliates' counted months (volume and order count) checked against
     /// their orders: a full sweep's.
     pub months: u64,
+    /// Cap and budget counters checked against the ledger lines they
+    /// cover: a full sweep's.
+    pub counters: u64,
 }
 
 /// Entry ids a run covers: above `from`, up to `to`.
@@ -679,6 +688,7 @@ impl From<reconcile::Report> for Report {
                 payouts: c.payouts,
                 wallets: c.wallets,
                 months: c.months,
+                counters: c.counters,
             },
             violations: r
                 .violations

@@ -128,6 +128,16 @@ async fn a_monthly_cap_clips_the_order_that_reaches_it_and_a_refund_gives_room_b
     assert_eq!(r.json::<Value>().await.unwrap()["source"], "program");
 
     app.assert_ledger_consistent().await;
+    // The full sweep checks C's day and month counters against its lines.
+    let report = app.reconcile().await;
+    assert_eq!((&report["ok"], &report["checked"]["counters"]), (&json!(true), &json!(2)), "{report}");
+    // A counter off its lines is found.
+    app.db.exec("UPDATE cap_counters SET used_commission = '1' WHERE period = 'day'", &[]).await;
+    let report = app.reconcile().await;
+    assert_eq!(report["ok"], false, "{report}");
+    let v = &report["violations"][0];
+    assert_eq!((&v["kind"], &v["affiliate_id"]), (&json!("cap_counter_mismatch"), &json!("C")), "{report}");
+    app.db.exec("UPDATE cap_counters SET used_commission = '12345' WHERE period = 'day'", &[]).await;
     app.assert_reconciled().await;
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     // (Other tests in this process count too.)

@@ -130,6 +130,11 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         let r = app.post("/v1/clicks", &json!({"referral_code": "code-promo"})).await;
         assert_eq!(r.status(), reqwest::StatusCode::CREATED);
     }
+    // promo's own monthly cap clips the coupon order's 5 000 line to 3 000 (the order page shows the cut).
+    let r = app
+        .admin_put("/admin/affiliates/promo/caps", &json!({"caps": [{"period": "month", "max_commission": "3000"}]}))
+        .await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
     let mut coupon_order = simple_order(COUPON_ORDER, "u", Some(OUTRANKED_CODE), "50000");
     coupon_order["coupon_codes"] = json!([COUPON.to_lowercase()]);
     app.accept(&coupon_order).await;
@@ -233,8 +238,9 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     // The orders the webhooks step placed.
     app.processed("o-hook").await;
     app.processed("o-hook-2").await;
-    // The attribution step only read: promo alone earned on its coupon's order.
-    assert_eq!(app.balance("promo", "pending").await, d("5000"));
+    // The attribution step only read: promo alone earned on its coupon's
+    // order, clipped to its cap of 3 000.
+    assert_eq!(app.balance("promo", "pending").await, d("3000"));
     app.assert_ledger_consistent().await;
     app.assert_reconciled().await;
     for name in [

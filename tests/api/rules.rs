@@ -328,6 +328,15 @@ async fn an_unqualified_ancestor_forfeits_its_level_unless_the_program_skips_ina
         app.order_amounts("o-1").await,
         vec![("A".into(), "commission".into(), d("1000")), ("C".into(), "commission".into(), d("10000"))]
     );
+    // The order says why B earns nothing.
+    let o = app.get_json("/v1/orders/o-1").await;
+    assert_eq!(
+        o["upline"],
+        json!([
+            {"affiliate_id": "B", "level": 2, "earns": false, "passed_over": "unqualified"},
+            {"affiliate_id": "A", "level": 3, "earns": true}
+        ])
+    );
     app.set_program(qualify(true)).await;
     app.accept(&simple_order("o-2", "y", Some("code-C"), "100000")).await;
     app.processed("o-2").await;
@@ -335,6 +344,14 @@ async fn an_unqualified_ancestor_forfeits_its_level_unless_the_program_skips_ina
     assert_eq!(
         app.order_amounts("o-2").await,
         vec![("A".into(), "commission".into(), d("3000")), ("C".into(), "commission".into(), d("10000"))]
+    );
+    let o = app.get_json("/v1/orders/o-2").await;
+    assert_eq!(
+        o["upline"],
+        json!([
+            {"affiliate_id": "B", "level": 2, "earns": false, "passed_over": "unqualified"},
+            {"affiliate_id": "A", "level": 2, "earns": true}
+        ])
     );
     // Bad settings are refused with their field.
     let mut bad = default_program();

@@ -224,6 +224,8 @@ try {
   check(/phone.*electronics.*1.*1/s.test(await rows('items-table').nth(1).textContent()), 'the phone is refunded');
   check(await text('#commission-status') === 'dead', 'the refund event is dead');
   check((await rows('ledger-table').count()) === 3 && (await rows('rewards-table').count()) === 2, 'ledger lines and rewards');
+  const upline = await page.locator('#order-upline tbody tr').allTextContents();
+  check(upline.length === 2 && /^B2yes$/.test(upline[0]) && /^A3yes$/.test(upline[1]), `the upline walk: ${upline}`);
   await page.click('#dry-run');
   await page.locator('#delta-table').waitFor();
   const delta = await page.locator('#delta-table tbody tr').allTextContents();
@@ -285,7 +287,9 @@ try {
   check(await monthBar.count() === 1, 'a bar for the month budget');
   const share = Number(await monthBar.getAttribute('value'));
   check(share > 0 && share < 1, `the month budget's use, a share of 1: ${share}`);
-  check((await rows('budgets').first().textContent()).includes('1,000,000'), `the budget's maximum: ${await rows('budgets').first().textContent()}`);
+  const budgetRow = await rows('budgets').first().textContent();
+  check(budgetRow.includes('1,000,000') && !budgetRow.includes('[object'), `the budget's maximum and window: ${budgetRow}`);
+  check(await rows('budgets').first().locator('time').count() === 2, 'the window is two times');
   check((await text('#affiliate-caps')).includes('a month'), `the affiliate cap: ${await text('#affiliate-caps')}`);
   const usdRate = await rows('fx-rates').first().locator('td').allTextContents();
   check(usdRate[0] === 'USD' && usdRate[1].includes('15,650.25'), `the dollar's rate: ${usdRate}`);
@@ -316,6 +320,9 @@ try {
   check(ignored[0] === 'referral_code' && ignored[1] === OUTRANKED_CODE && ignored[2] === 'outranked'
     && ignored[3].includes(OUTRANKED_CODE) && ignored[3].includes(`coupon (${COUPON_AFFILIATE})`),
     `the ignored referral code (source, detail, reason, message): ${ignored}`);
+  // The coupon's affiliate has a monthly cap of 3 000 of its own: the 5 000 line was clipped.
+  const cutLine = await rows('ledger-table').first().textContent();
+  check(/IDR\s3,000.*IDR\s2,000 by affiliate_month/.test(cutLine), `the clipped line and its cut: ${cutLine}`);
   await shot('order-attribution');
   await credited.click();
   await page.waitForFunction((a) => location.hash === `#/affiliates/${a}`, COUPON_AFFILIATE);

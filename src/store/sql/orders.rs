@@ -42,7 +42,7 @@ impl Orders for SqlStore {
                 &Sql::new(
                     "SELECT id, buyer_id, affiliate_id, referral_code, attribution_note, attribution, status, currency, \
                      placed_at, total, program_version, commission_status, no_commission_reason, created_at, \
-                     fx_rate, fx_source, fx_as_of FROM orders WHERE id = ?",
+                     fx_rate, fx_source, fx_as_of, context FROM orders WHERE id = ?",
                 )
                 .arg(id),
             )
@@ -90,6 +90,7 @@ impl Orders for SqlStore {
                 fx_rate: rows::fx_rate(row.as_ref())?,
             },
             fx: rows::fx(row.as_ref())?,
+            context: row.opt_text("context")?,
             commissions,
             rewards,
             events,
