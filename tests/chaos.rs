@@ -1761,11 +1761,14 @@ struct Expected {
 
 /// Each affiliate's attributed orders per Jakarta month, in (placed_at, id)
 /// order: (placed_at, id, eligible as bought, answered at).
-struct Sales(HashMap<(usize, i32, u32), Vec<(DateTime<Utc>, String, Decimal, Instant)>>);
+struct Sales(HashMap<(usize, i32, u32), Vec<Sale>>);
+
+/// (placed_at, id, eligible as bought, answered at).
+type Sale = (DateTime<Utc>, String, Decimal, Instant);
 
 impl Sales {
     fn new(orders: &[OrderRec], attrs: &HashMap<String, Attr>, p: &Program) -> Self {
-        let mut by: HashMap<(usize, i32, u32), Vec<(DateTime<Utc>, String, Decimal, Instant)>> = HashMap::new();
+        let mut by: HashMap<(usize, i32, u32), Vec<Sale>> = HashMap::new();
         for o in orders {
             if let Some(a) = attrs[&o.id].affiliate {
                 let local = o.placed_at.with_timezone(&Jakarta);
