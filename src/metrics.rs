@@ -221,7 +221,8 @@ fn describe() {
     describe_gauge!(
         BUDGET_USED_RATIO,
         "A program budget's use of its current window (month, total), by measure (commission, points), as a \
-         ratio of its maximum; set by each event transaction that moves it"
+         ratio of its maximum; set by each event transaction that moves it (0 until then, and for a budget the \
+         program does not have)"
     );
     describe_gauge!(RECONCILE_VIOLATIONS, "Violations the last finished reconcile run found (0: the ledger is exact)");
     describe_gauge!(
@@ -287,6 +288,14 @@ fn register_zeroes() {
     metrics::counter!(CLICKS_TOTAL).absolute(0);
     for source in ["order", "table"] {
         metrics::counter!(ORDERS_CONVERTED_TOTAL, "source" => source).absolute(0);
+    }
+    for bound in ["affiliate_day", "affiliate_month", "budget_month", "budget_total"] {
+        metrics::counter!(CAPS_BOUND_TOTAL, "bound" => bound).absolute(0);
+    }
+    for period in ["month", "total"] {
+        for measure in ["commission", "points"] {
+            metrics::gauge!(BUDGET_USED_RATIO, "period" => period, "measure" => measure).set(0.0);
+        }
     }
     metrics::gauge!(WEBHOOK_MESSAGES_PENDING).set(0.0);
     metrics::gauge!(WEBHOOK_ENDPOINTS_DISABLED).set(0.0);

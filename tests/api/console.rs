@@ -89,7 +89,8 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     app.set_program(|p| {
         p["holding_days"] = json!(0);
         // Room enough for every order of the run: the program page shows how much is used.
-        p["budgets"] = json!([{"period": "month", "max_commission": "1000000", "max_points": "100000000"}]);
+        // (A total budget: the month's gauge is caps::a_program_budget_…'s alone in this process.)
+        p["budgets"] = json!([{"period": "total", "max_commission": "1000000", "max_points": "100000000"}]);
         p["affiliate_caps"] = json!([{"period": "month", "max_commission": "50000000"}]);
     })
     .await;
