@@ -230,40 +230,75 @@ fn direct_lines(
     direct: &AffiliateSnapshot,
     eligible_amount: Decimal,
 ) -> Vec<CommissionLine> {
-    let round = |x: Decimal| money::round(x, program.scale, program.rounding);
-    let raw: Decimal = eligible_items(order, program)
-        .map(|i| order.line_amount(i, i.net_quantity(), program) * program.level1_rate(i.category.as_str()))
-        .sum();
-    let mut commission = round(raw);
-    let tier_rate = program
-        .tiers
-        .iter()
-        .filter(|t| t.monthly_sales_from <= ctx.volume_before)
-        .map(|t| t.bonus_rate)
-        .next_back()
-        .unwrap_or(Decimal::ZERO);
-    let mut tier = round(eligible_amount * tier_rate);
-    if commission > program.max_commission_per_order {
-        commission = program.max_commission_per_order;
-        tier = Decimal::ZERO;
-    } else {
-        tier = tier.min(program.max_commission_per_order - commission);
-    }
-    let milestone = program
-        .milestones
-        .iter()
-        .find(|m| m.nth_order_in_month == ctx.nth_in_month)
-        .map(|m| m.bonus)
-        .unwrap_or(Decimal::ZERO);
+    let calc = DirectCalc::of(order, program, ctx, eligible_amount);
     [
-        (CommissionKind::Commission, commission),
-        (CommissionKind::TierBonus, tier),
-        (CommissionKind::MilestoneBonus, milestone),
+        (CommissionKind::Commission, calc.commission),
+        (CommissionKind::TierBonus, calc.tier_bonus),
+        (CommissionKind::MilestoneBonus, calc.milestone.map_or(Decimal::ZERO, |m| m.1)),
     ]
     .into_iter()
     .filter(|(_, amount)| !amount.is_zero())
     .map(|(kind, amount)| CommissionLine { affiliate_id: direct.id.clone(), level: 1, kind, amount })
     .collect()
+}
+
+/// Rules 3–6 for the direct affiliate, with every intermediate value: the
+/// entitlement takes the results, the explanation shows the steps (one
+/// computation for both).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectCalc {
+    /// Per eligible item: (its index, its net amount in the program
+    /// currency, its level-1 rate, whether the rate is its category's).
+    pub items: Vec<(usize, Decimal, Decimal, bool)>,
+    /// Σ amount × rate, before rounding.
+    pub raw: Decimal,
+    pub commission_rounded: Decimal,
+    /// The tier reached by the month's volume before the order: (from, rate).
+    pub tier: Option<(Decimal, Decimal)>,
+    pub tier_raw: Decimal,
+    pub tier_rounded: Decimal,
+    /// After rule 6's cap per order.
+    pub commission: Decimal,
+    pub tier_bonus: Decimal,
+    /// Rule 5: (n, bonus) when the order is the n-th of a milestone.
+    pub milestone: Option<(u32, Decimal)>,
+}
+
+impl DirectCalc {
+    pub fn of(order: &OrderState, program: &Program, ctx: &FrozenContext, eligible_amount: Decimal) -> Self {
+        let round = |x: Decimal| money::round(x, program.scale, program.rounding);
+        let items: Vec<(usize, Decimal, Decimal, bool)> = order
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| !program.is_excluded(i.category.as_str()))
+            .map(|(n, i)| {
+                let own = program.category_rates.contains_key(i.category.as_str());
+                (n, order.line_amount(i, i.net_quantity(), program), program.level1_rate(i.category.as_str()), own)
+            })
+            .collect();
+        let raw: Decimal = items.iter().map(|(_, amount, rate, _)| amount * rate).sum();
+        let commission_rounded = round(raw);
+        let tier = program
+            .tiers
+            .iter()
+            .filter(|t| t.monthly_sales_from <= ctx.volume_before)
+            .map(|t| (t.monthly_sales_from, t.bonus_rate))
+            .next_back();
+        let tier_raw = eligible_amount * tier.map_or(Decimal::ZERO, |t| t.1);
+        let tier_rounded = round(tier_raw);
+        let (commission, tier_bonus) = if commission_rounded > program.max_commission_per_order {
+            (program.max_commission_per_order, Decimal::ZERO)
+        } else {
+            (commission_rounded, tier_rounded.min(program.max_commission_per_order - commission_rounded))
+        };
+        let milestone = program
+            .milestones
+            .iter()
+            .find(|m| m.nth_order_in_month == ctx.nth_in_month)
+            .map(|m| (m.nth_order_in_month, m.bonus));
+        Self { items, raw, commission_rounded, tier, tier_raw, tier_rounded, commission, tier_bonus, milestone }
+    }
 }
 
 /// What rule 7 made of one ancestor of the frozen chain.

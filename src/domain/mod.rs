@@ -8,6 +8,7 @@ pub mod caps;
 pub mod currency;
 pub mod entitlement;
 pub mod event;
+pub mod explain;
 pub mod ids;
 pub mod intake;
 pub mod ledger;

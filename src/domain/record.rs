@@ -36,6 +36,8 @@ pub struct OrderRecord {
     pub fx: Option<super::currency::Fx>,
     /// The context frozen at the first processing (JSON; None before it).
     pub context: Option<String>,
+    /// The order's caps (JSON, `caps::OrderLimits`), once counted.
+    pub limits: Option<String>,
     pub commissions: Vec<LedgerEntry>,
     pub rewards: Vec<RewardEntry>,
     pub events: Vec<EventSummary>,

@@ -159,6 +159,23 @@ struct Inner {
     click_cache: attribution::ClickCache,
 }
 
+/// An order's explanation and its record (with its ledger).
+#[derive(Debug, Clone)]
+pub struct OrderExplanation {
+    pub record: OrderRecord,
+    /// The program's (every amount is in it).
+    pub currency: String,
+    pub explanation: crate::domain::explain::Explanation,
+}
+
+#[derive(Debug, Clone)]
+pub enum Explained {
+    Explained(Box<OrderExplanation>),
+    NotFound,
+    /// No event of the order was applied yet: nothing is frozen to explain.
+    NotProcessed,
+}
+
 /// An order as the API shows it: the record and its current eligible amount.
 #[derive(Debug, Clone)]
 pub struct OrderDetails {
@@ -282,6 +299,21 @@ impl Engine {
             converted_total,
             upline,
         }))
+    }
+
+    /// Why each line of a processed order is what it is (docs/RULES.md), with
+    /// the ledger entries that wrote it.
+    pub async fn explain(&self, id: &OrderId) -> Result<Explained> {
+        let Some(record) = self.store().order(id).await? else { return Ok(Explained::NotFound) };
+        let Some(json) = &record.context else { return Ok(Explained::NotProcessed) };
+        let ctx: crate::domain::entitlement::FrozenContext = serde_json::from_str(json).map_err(corrupt)?;
+        let limits: crate::domain::caps::OrderLimits = match &record.limits {
+            Some(json) => serde_json::from_str(json).map_err(corrupt)?,
+            None => Default::default(),
+        };
+        let program = self.store().program(record.program_version).await?;
+        let explanation = crate::domain::explain::explain(&record.state, &program, &ctx, &limits);
+        Ok(Explained::Explained(Box::new(OrderExplanation { currency: program.currency.clone(), explanation, record })))
     }
 
     /// The program currency (every balance is in it).

@@ -8,6 +8,7 @@ pub mod caps;
 pub mod console;
 pub mod error;
 pub mod events;
+pub mod explain;
 pub mod extract;
 pub mod fx;
 pub mod limit;
@@ -88,6 +89,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(program::routes())
         .merge(fx::routes())
         .merge(caps::routes())
+        .merge(explain::routes())
         .merge(admin::routes())
         .merge(events::routes())
         .merge(ops::routes())

@@ -13,6 +13,7 @@ mod concurrency;
 mod console;
 mod currencies;
 mod embedded;
+mod explain;
 mod faults;
 mod fencing;
 mod helpers;

@@ -42,7 +42,7 @@ impl Orders for SqlStore {
                 &Sql::new(
                     "SELECT id, buyer_id, affiliate_id, referral_code, attribution_note, attribution, status, currency, \
                      placed_at, total, program_version, commission_status, no_commission_reason, created_at, \
-                     fx_rate, fx_source, fx_as_of, context FROM orders WHERE id = ?",
+                     fx_rate, fx_source, fx_as_of, context, limits FROM orders WHERE id = ?",
                 )
                 .arg(id),
             )
@@ -91,6 +91,7 @@ impl Orders for SqlStore {
             },
             fx: rows::fx(row.as_ref())?,
             context: row.opt_text("context")?,
+            limits: row.opt_text("limits")?,
             commissions,
             rewards,
             events,

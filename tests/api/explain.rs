@@ -1,0 +1,121 @@
+//! `GET /v1/orders/{id}/explanation` (docs/API.md): each line of an order
+//! with the rules that produced it, computed by the entitlement itself.
+use crate::helpers::*;
+use crate::lifecycle::refund;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn steps(line: &Value) -> Vec<(String, String)> {
+    line["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["rule"].as_str().unwrap().to_owned(), s["text"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn line<'a>(x: &'a Value, affiliate: &str, kind: &str) -> &'a Value {
+    x["commissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["affiliate_id"] == affiliate && l["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {affiliate} {kind} line: {x}"))
+}
+
+fn pair(rule: &str, text: &str) -> (String, String) {
+    (rule.to_owned(), text.to_owned())
+}
+
+#[tokio::test]
+async fn the_worked_example_is_explained_line_by_line_and_after_a_refund_each_entry_shows() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let x = app.get_json("/v1/orders/o-1/explanation").await;
+    assert_eq!(
+        (&x["eligible_amount"], &x["currency"], &x["program_version"]),
+        (&json!("2150000"), &json!("IDR"), &json!(1))
+    );
+    assert_eq!(
+        x["items"][2],
+        json!({"sku": "voucher", "category": "gift-card", "quantity": 1, "refunded": 0,
+        "amount": "100000", "excluded": true, "level1_rate": null, "rate_from": null})
+    );
+    assert_eq!(x["items"][1]["rate_from"], "category_rates");
+    let c = line(&x, "C", "commission");
+    assert_eq!(
+        steps(c),
+        [
+            pair("1", "eligible amount 2150000: the items' net amounts, without voucher (excluded category)"),
+            pair("3", "shirt (fashion): 150000 × 10 % (levels[0]) = 15000"),
+            pair("3", "phone (electronics): 2000000 × 4 % (its category's rate) = 80000"),
+            pair("3", "commission 95000"),
+        ]
+    );
+    assert_eq!((&c["amount"], &c["paid"]), (&json!("95000"), &json!("95000")));
+    assert_eq!(c["summary"], "C is paid 95000 commission as the direct affiliate on an eligible 2150000");
+    assert_eq!(steps(line(&x, "B", "commission"))[1], pair("7", "B is the ancestor at level 2: 2150000 × 3 % = 64500"));
+    assert_eq!(steps(line(&x, "A", "commission"))[1], pair("7", "A is the ancestor at level 3: 2150000 × 1 % = 21500"));
+    let points = &x["rewards"][0];
+    assert_eq!(points["steps"][1]["text"], "2150000 × points_rate 0.01 = 21500, floored to 21500");
+    assert_eq!((&points["points"], &points["paid"]), (&json!(21500), &json!(21500)));
+    assert_eq!(x["rewards"][1]["summary"], "5000 points for the buyer's first order");
+
+    // The phone refunded: C's line is the shirts' 15 000, written by two entries.
+    let (status, _) = refund(&app, "o-1", "r-1", json!([{"sku": "phone", "quantity": 1}])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.processed("o-1").await;
+    let x = app.get_json("/v1/orders/o-1/explanation").await;
+    let c = line(&x, "C", "commission");
+    assert_eq!((&c["amount"], &c["paid"]), (&json!("15000"), &json!("15000")));
+    let written: Vec<&str> = c["entries"].as_array().unwrap().iter().map(|e| e["amount"].as_str().unwrap()).collect();
+    assert_eq!(written, ["95000", "-80000"]);
+    assert_eq!(steps(c)[2], pair("3", "phone (electronics): 0 × 4 % (its category's rate) = 0"));
+
+    // Unknown: 404; not processed yet: 409.
+    let r = app.get("/v1/orders/nope/explanation").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    app.faults.fail_order_mid_tx("o-2", 1000);
+    app.accept(&simple_order("o-2", "y", Some("code-C"), "100000")).await;
+    let r = app.get("/v1/orders/o-2/explanation").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn a_line_a_cap_cut_says_so_and_a_skipped_ancestor_says_why() {
+    let app = spawn_app().await;
+    app.set_program(|p| {
+        p["tiers"] = json!([]);
+        p["milestones"] = json!([]);
+        p["affiliate_caps"] = json!([{"period": "month", "max_commission": "15000"}]);
+        p["upline_qualification"] = json!({"min_personal_month_sales": "1"});
+    })
+    .await;
+    abc_tree(&app).await;
+    app.accept(&simple_order("a-1", "z", Some("code-A"), "100000")).await;
+    app.processed("a-1").await;
+    for id in ["o-1", "o-2"] {
+        app.accept(&simple_order(id, &format!("b-{id}"), Some("code-C"), "100000")).await;
+        app.processed(id).await;
+    }
+    let x = app.get_json("/v1/orders/o-2/explanation").await;
+    let c = line(&x, "C", "commission");
+    assert_eq!((&c["amount"], &c["paid"]), (&json!("5000"), &json!("5000")));
+    assert_eq!(
+        steps(c).last().unwrap(),
+        &pair("caps", "a cap or budget cut this line when it was first paid: it pays at most 5000 (10000 entitled)")
+    );
+    assert_eq!((&c["entries"][0]["capped_by"], &c["entries"][0]["cut"]), (&json!("affiliate_month"), &json!("5000")));
+    // B sold nothing itself this month: skipped, A takes level 2.
+    let a = line(&x, "A", "commission");
+    assert_eq!(
+        steps(a)[1..],
+        [
+            pair("7", "B passed over for level 2 (unqualified): the next ancestor up takes the level"),
+            pair("7", "A is the ancestor at level 2: 100000 × 3 % = 3000"),
+        ]
+    );
+}
