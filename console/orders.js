@@ -1,5 +1,6 @@
 // Orders: look one up; its items, status, attribution (the source that
-// decided, and what was ignored and why), events, ledger lines and rewards;
+// decided, and what was ignored and why), events, why each line is what it
+// is (the explanation, step by step), ledger lines and rewards;
 // a dry-run recompute (entitled vs applied vs delta) and, behind a
 // confirmation, the event that writes the delta.
 import { get, post, seg } from './api.js';
@@ -24,6 +25,13 @@ export async function render(main, { id }) {
   } catch (e) {
     fill(main, h('h1', {}, 'Orders'), form, message('error', e.status === 404 ? `No order ${id}.` : e.message, 'order-error'));
     return;
+  }
+  // Why each line is what it is (409 until the order is first processed).
+  let why = null;
+  try {
+    why = await get(`/v1/orders/${seg(id)}/explanation`);
+  } catch (e) {
+    if (e.status !== 409) throw e;
   }
   const cur = o.currency;
   // Commissions, points and the eligible amount are in the program currency;
@@ -106,6 +114,8 @@ export async function render(main, { id }) {
     h('h2', {}, 'Events'),
     table([{ label: 'event' }, { label: 'type' }, { label: 'status' }],
       o.events.map((e) => [h('td', { class: 'id' }, h('a', { href: `#/events/${seg(e.id)}` }, e.id)), e.type, badge(e.status)]), { id: 'order-events' }),
+    h('h2', {}, 'Why these amounts'),
+    explanation(why, o.fx ? o.fx.program_currency : o.currency),
     h('h2', {}, 'Upline'),
     table([{ label: 'ancestor' }, { label: 'level', num: true }, { label: 'earns' }],
       (o.upline || []).map((s) => [h('a', { href: `#/affiliates/${seg(s.affiliate_id)}` }, s.affiliate_id),
@@ -127,4 +137,16 @@ export async function render(main, { id }) {
     h('h2', {}, 'Recompute'),
     h('section', { class: 'card' }, h('p', { class: 'muted' }, 'Compares what the order is entitled to now with what the ledger holds. A dry run writes nothing.'),
       h('div', { class: 'actions' }, dryRun), recomputeOut));
+}
+
+/** Each line's summary, and its steps (rule by rule) behind a click. */
+function explanation(why, cur) {
+  if (!why) return h('p', { class: 'muted', id: 'explanation' }, 'Not processed yet: nothing is frozen to explain.');
+  const line = (key, summary, amount, paid, steps) => h('details', { class: 'card why', 'data-line': key },
+    h('summary', {}, summary, amount === paid ? '' : h('span', { class: 'warn' }, ` (entitled ${amount}, paid ${paid}: an event of the order is not applied yet)`)),
+    h('ol', {}, ...steps.map((s) => h('li', {}, h('span', { class: 'rule' }, s.rule === 'caps' ? 'caps' : `rule ${s.rule}`), ' ', s.text))));
+  return h('section', { id: 'explanation' },
+    why.no_commission_reason ? h('p', { class: 'muted' }, `No commission: ${why.no_commission_reason} (rule 2).`) : null,
+    ...why.commissions.map((l) => line(`${l.affiliate_id}-${l.kind}`, l.summary, money(l.amount, cur), money(l.paid, cur), l.steps)),
+    ...why.rewards.map((r) => line(`points-${r.kind}`, r.summary, num(r.points), num(r.paid), r.steps)));
 }

@@ -224,6 +224,16 @@ try {
   check(/phone.*electronics.*1.*1/s.test(await rows('items-table').nth(1).textContent()), 'the phone is refunded');
   check(await text('#commission-status') === 'dead', 'the refund event is dead');
   check((await rows('ledger-table').count()) === 3 && (await rows('rewards-table').count()) === 2, 'ledger lines and rewards');
+  // Why C is paid what it is: the refund's event is dead, so the line says
+  // what it is entitled to (the shirts' 15 000) against what it was paid.
+  const whyC = page.locator('#explanation details[data-line="C-commission"]');
+  check(await whyC.count() === 1, 'C\'s line is explained');
+  const whySummary = await whyC.locator('summary').textContent();
+  check(whySummary.startsWith('C is paid 15000 commission') && /paid IDR\s95,000: an event of the order is not applied yet/.test(whySummary),
+    `C's summary: ${whySummary}`);
+  await whyC.locator('summary').click();
+  const whySteps = await whyC.locator('li').allTextContents();
+  check(whySteps.some((s) => s.startsWith('rule 3') && s.includes('phone (electronics): 0 × 4 %')), `C's steps: ${whySteps}`);
   const upline = await page.locator('#order-upline tbody tr').allTextContents();
   check(upline.length === 2 && /^B2yes$/.test(upline[0]) && /^A3yes$/.test(upline[1]), `the upline walk: ${upline}`);
   await page.click('#dry-run');
