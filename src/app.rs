@@ -298,3 +298,72 @@ pub async fn migrate(config: Config) -> Result<(), AppError> {
     }
     Ok(())
 }
+
+/// `komisi reproduce FILE`: runs the rules on an event's bundle (`GET
+/// /admin/events/{id}/bundle`) with no database and no network, prints the
+/// entitlement, what the ledger holds, the delta and the explanation as
+/// JSON, and returns the exit code: 0 when the ledger equals the
+/// entitlement, 1 when they differ, 2 when the bundle is unreadable or
+/// invalid.
+pub fn reproduce(path: &std::path::Path) -> i32 {
+    use crate::domain::bundle::{reproduce, Bundle};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("komisi reproduce: cannot read {}: {e}", path.display());
+            return 2;
+        }
+    };
+    let bundle: Bundle = match serde_json::from_str(&text) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("komisi reproduce: {} is not an event bundle: {e}", path.display());
+            return 2;
+        }
+    };
+    let r = match reproduce(&bundle) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("komisi reproduce: {e}");
+            return 2;
+        }
+    };
+    let f = crate::domain::money::format;
+    let lines = |ls: &[crate::domain::entitlement::CommissionLine]| -> Vec<serde_json::Value> {
+        ls.iter()
+            .map(|l| {
+                serde_json::json!({"affiliate_id": l.affiliate_id, "level": l.level, "kind": l.kind, "amount": f(l.amount)})
+            })
+            .collect()
+    };
+    let points = |ls: &[crate::domain::entitlement::RewardLine]| -> Vec<serde_json::Value> {
+        ls.iter().map(|l| serde_json::json!({"buyer_id": l.buyer_id, "kind": l.kind, "points": l.points})).collect()
+    };
+    let out = serde_json::json!({
+        "event": {"id": bundle.event.id, "type": bundle.event.kind, "status": bundle.event.status},
+        "order_id": bundle.order.id,
+        "program_version": bundle.program_version,
+        "context_frozen": bundle.context_frozen,
+        "entitled": lines(&r.entitled.commissions),
+        "entitled_points": points(&r.entitled.rewards),
+        "applied": bundle.applied.iter().map(|a| serde_json::json!({"affiliate_id": a.affiliate_id, "level": a.level, "kind": a.kind, "amount": f(a.amount)})).collect::<Vec<_>>(),
+        "applied_points": bundle.applied_points,
+        "delta": lines(&r.delta.commissions),
+        "delta_points": points(&r.delta.rewards),
+        "explanation": r.explanation.commissions.iter().map(|l| serde_json::json!({
+            "summary": l.summary,
+            "steps": l.steps.iter().map(|s| format!("rule {}: {}", s.rule, s.text)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+    if r.delta.is_empty() {
+        eprintln!("komisi reproduce: the ledger equals the entitlement");
+        0
+    } else {
+        eprintln!(
+            "komisi reproduce: the ledger differs from the entitlement by {} line(s)",
+            r.delta.commissions.len() + r.delta.rewards.len()
+        );
+        1
+    }
+}

@@ -24,6 +24,13 @@ enum Command {
     Serve(Config),
     /// Apply pending migrations and exit.
     Migrate(Config),
+    /// Run the rules on an event's bundle (GET /admin/events/{id}/bundle)
+    /// offline: no database, no network. Exit 0: the ledger equals the
+    /// entitlement; 1: they differ; 2: the bundle is invalid.
+    Reproduce {
+        /// The bundle (JSON).
+        file: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -37,10 +44,14 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     let cli = Cli::parse();
+    if let Some(Command::Reproduce { file }) = &cli.command {
+        std::process::exit(komisi::app::reproduce(file));
+    }
     match cli.command {
         None => komisi::app::serve(cli.serve).await?,
         Some(Command::Serve(config)) => komisi::app::serve(config).await?,
         Some(Command::Migrate(config)) => komisi::app::migrate(config).await?,
+        Some(Command::Reproduce { .. }) => unreachable!("handled above"),
     }
     Ok(())
 }

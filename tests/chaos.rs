@@ -2111,8 +2111,11 @@ async fn check_orders(
     let facts = facts(orders, attrs, p);
     let sales = Sales::new(orders, attrs, p);
     let capped = affs.iter().position(|a| a.id == CAPPED).expect("the capped affiliate");
-    let fetched: Vec<(usize, Value)> = futures::stream::iter(orders.iter().enumerate())
-        .map(|(i, o)| async move { (i, api.get(&format!("/v1/orders/{}", o.id)).await) })
+    let fetched: Vec<(usize, Value, Value)> = futures::stream::iter(orders.iter().enumerate())
+        .map(|(i, o)| async move {
+            let got = api.get(&format!("/v1/orders/{}", o.id)).await;
+            (i, got, api.get(&format!("/v1/orders/{}/explanation", o.id)).await)
+        })
         .buffer_unordered(16)
         .collect()
         .await;
@@ -2120,8 +2123,9 @@ async fn check_orders(
     let mut expected: HashMap<String, Expected> = HashMap::with_capacity(orders.len());
     // The capped affiliate's level-1 pay per Jakarta month.
     let mut capped_months: BTreeMap<String, Decimal> = BTreeMap::new();
-    for (i, got) in fetched {
+    for (i, got, why) in fetched {
         let o = &orders[i];
+        report.diffs.extend(compare_explanation(o, &got, &why));
         // komisi's qualification decisions, used only where the record
         // cannot settle one (another lane's order of the ancestor still on
         // its way), and then checked against both bounds.
@@ -2164,6 +2168,48 @@ async fn check_orders(
         }
     }
     (report, expected)
+}
+
+/// The explanation's lines are the ledger's: each line's `amount` (what
+/// the rules entitle it to) and `paid` (its entries) equal the order's
+/// ledger sums, every line of the ledger is explained, and so for points.
+fn compare_explanation(o: &OrderRec, got: &Value, why: &Value) -> Vec<String> {
+    let mut ledger: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for c in got["commissions"].as_array().into_iter().flatten() {
+        let key = (c["affiliate_id"].as_str().unwrap_or("?").to_owned(), c["kind"].as_str().unwrap_or("?").to_owned());
+        *ledger.entry(key).or_default() += money(&c["amount"]);
+    }
+    let mut explained: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    let mut diffs = Vec::new();
+    for l in why["commissions"].as_array().into_iter().flatten() {
+        let key = (l["affiliate_id"].as_str().unwrap_or("?").to_owned(), l["kind"].as_str().unwrap_or("?").to_owned());
+        if money(&l["amount"]) != money(&l["paid"]) {
+            diffs
+                .push(format!("order {}: explanation of {key:?}: amount {} but paid {}", o.id, l["amount"], l["paid"]));
+        }
+        explained.insert(key, money(&l["amount"]));
+    }
+    ledger.retain(|_, v| !v.is_zero());
+    explained.retain(|_, v| !v.is_zero());
+    if ledger != explained {
+        diffs.push(format!("order {}: explanation {explained:?}, ledger {ledger:?}", o.id));
+    }
+    let mut points: BTreeMap<String, i64> = BTreeMap::new();
+    for r in got["rewards"].as_array().into_iter().flatten() {
+        *points.entry(r["kind"].as_str().unwrap_or("?").to_owned()).or_default() += r["points"].as_i64().unwrap_or(0);
+    }
+    points.retain(|_, v| *v != 0);
+    let said: BTreeMap<String, i64> = why["rewards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (r["kind"].as_str().unwrap_or("?").to_owned(), r["points"].as_i64().unwrap_or(0)))
+        .filter(|(_, p)| *p != 0)
+        .collect();
+    if points != said {
+        diffs.push(format!("order {}: explained points {said:?}, rewards {points:?}", o.id));
+    }
+    diffs
 }
 
 /// The capped affiliate's level-1 lines: komisi may pay less than the
@@ -2828,7 +2874,7 @@ async fn chaos() {
         wrong_clicks.len()
     );
     println!(
-        "checker: {} orders, {} affiliates, {} buyers recomputed in {checked_in:.1?}; {} differences",
+        "checker: {} orders (and their explanations), {} affiliates, {} buyers recomputed in {checked_in:.1?}; {} differences",
         report.orders,
         report.affiliates,
         report.buyers,

@@ -4,6 +4,7 @@
 //! fetch what a rule needs and write what it decided.
 pub mod affiliate;
 pub mod attribution;
+pub mod bundle;
 pub mod caps;
 pub mod currency;
 pub mod entitlement;

@@ -178,3 +178,110 @@ async fn reopened_orders(
     }
     Ok(())
 }
+
+/// What `GET /admin/events/{id}/bundle` finds.
+pub enum BundleOutcome {
+    Bundle(Box<crate::domain::bundle::Bundle>),
+    NotFound,
+    /// A buyer's wallet event: no order, no commission rules to reproduce.
+    NoOrder,
+}
+
+impl Engine {
+    /// An event taken out for offline reproduction (`komisi reproduce`):
+    /// its order, the program version's document, the frozen context (or,
+    /// for an order never processed, the context a processing would resolve
+    /// now, read as a quote reads it) and what the order's ledger holds.
+    pub async fn event_bundle(&self, id: EventId) -> Result<BundleOutcome> {
+        use crate::domain::bundle::{AppliedLine, AppliedPoints, Bundle, BundleEvent, BundleItem, BundleOrder};
+        let Some(detail) = self.store().event_detail(id).await? else { return Ok(BundleOutcome::NotFound) };
+        let Some(order_id) = detail.event.order_id.clone() else { return Ok(BundleOutcome::NoOrder) };
+        let record =
+            self.store().order(&order_id).await?.ok_or_else(|| super::corrupt("the event's order vanished"))?;
+        let program = self.store().program(record.program_version).await?;
+        let (context, context_frozen) = match &record.context {
+            Some(json) => (serde_json::from_str(json).map_err(super::corrupt)?, true),
+            None => {
+                let ask = super::apply::ContextAsk {
+                    order_id: &record.id,
+                    buyer_id: &record.state.buyer_id,
+                    direct: record.affiliate_id.as_ref(),
+                    placed_at: record.placed_at,
+                    buyer_email_hash: None,
+                };
+                let mut view = self.store().begin_read().await?;
+                let mut resolved = super::apply::resolve_contexts(view.as_mut(), &[(ask, program.as_ref())]).await?;
+                (resolved.remove(&record.id).ok_or_else(|| super::corrupt("context not resolved"))?, false)
+            }
+        };
+        let limits = match &record.limits {
+            Some(json) => serde_json::from_str(json).map_err(super::corrupt)?,
+            None => Default::default(),
+        };
+        // Σ per (affiliate, kind), as the event transaction reads the ledger.
+        let mut applied: Vec<AppliedLine> = Vec::new();
+        for c in &record.commissions {
+            match applied.iter_mut().find(|a| a.affiliate_id == c.affiliate_id && a.kind == c.kind) {
+                Some(a) => {
+                    a.amount += c.amount;
+                    a.level = a.level.max(c.level);
+                }
+                None => applied.push(AppliedLine {
+                    affiliate_id: c.affiliate_id.clone(),
+                    kind: c.kind,
+                    level: c.level,
+                    amount: c.amount,
+                }),
+            }
+        }
+        let mut applied_points: Vec<AppliedPoints> = Vec::new();
+        for r in &record.rewards {
+            match applied_points.iter_mut().find(|a| a.buyer_id == r.buyer_id && a.kind == r.kind) {
+                Some(a) => a.points += r.points,
+                None => {
+                    applied_points.push(AppliedPoints { buyer_id: r.buyer_id.clone(), kind: r.kind, points: r.points })
+                }
+            }
+        }
+        let e = &detail.event;
+        Ok(BundleOutcome::Bundle(Box::new(Bundle {
+            format: crate::domain::bundle::FORMAT,
+            komisi_version: env!("CARGO_PKG_VERSION").to_owned(),
+            event: BundleEvent {
+                id: e.id.to_string(),
+                kind: e.kind,
+                status: e.status,
+                attempts: e.attempts,
+                last_error: e.last_error.clone(),
+                created_at: e.created_at,
+                attempt_history: detail.attempt_history.iter().map(|a| (a.at, a.error.clone())).collect(),
+            },
+            order: BundleOrder {
+                id: record.id.clone(),
+                buyer_id: record.state.buyer_id.clone(),
+                placed_at: record.placed_at,
+                cancelled: record.state.cancelled,
+                fx_rate: record.state.fx_rate,
+                items: record
+                    .state
+                    .items
+                    .iter()
+                    .map(|i| BundleItem {
+                        sku: i.sku.clone(),
+                        category: i.category.clone(),
+                        quantity: i.quantity,
+                        refunded: i.refunded,
+                        unit_price: i.unit_price,
+                    })
+                    .collect(),
+            },
+            program_version: record.program_version,
+            program: program.to_doc(),
+            context,
+            context_frozen,
+            limits,
+            applied,
+            applied_points,
+        })))
+    }
+}

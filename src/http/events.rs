@@ -22,6 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(counts))
         .routes(routes!(replay_many))
         .routes(routes!(detail))
+        .routes(routes!(bundle))
         .routes(routes!(replay_one))
         .routes(routes!(recompute))
 }
@@ -160,6 +161,44 @@ async fn detail(
 ) -> Result<Json<EventDetail>, ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
     state.engine.event_detail(id).await?.map(|d| Json(d.into())).ok_or(ApiError::NotFound("event"))
+}
+
+/// An event's bundle (docs/API.md): a self-contained JSON document for
+/// `komisi reproduce`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+struct BundleView(serde_json::Value);
+
+/// An event taken out for offline reproduction: the event and its attempts,
+/// the order and its items, the program version's document, the frozen
+/// context, the order's caps and what its ledger holds — everything the
+/// event transaction's rules read. `komisi reproduce bundle.json` runs the
+/// rules on it without a database.
+#[utoipa::path(get, path = "/admin/events/{id}/bundle", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses(
+        (status = 200, description = "The bundle", body = BundleView),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A wallet event: it has no order to reproduce", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn bundle(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<BundleView>, ApiError> {
+    use crate::engine::events::BundleOutcome;
+    let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
+    match state.engine.event_bundle(id).await? {
+        BundleOutcome::Bundle(b) => {
+            // Plain data with string keys: serialising cannot fail.
+            Ok(Json(BundleView(serde_json::to_value(&*b).expect("a bundle serialises"))))
+        }
+        BundleOutcome::NotFound => Err(ApiError::NotFound("event")),
+        BundleOutcome::NoOrder => Err(ApiError::Conflict("a wallet event has no order to reproduce".into())),
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

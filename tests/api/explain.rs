@@ -119,3 +119,104 @@ async fn a_line_a_cap_cut_says_so_and_a_skipped_ancestor_says_why() {
         ]
     );
 }
+
+/// Runs `komisi reproduce` on a bundle: (exit code, stdout as JSON or Null, stderr).
+fn reproduce(bundle: &Value, name: &str) -> (i32, Value, String) {
+    let path = std::env::temp_dir().join(format!("komisi-bundle-{}-{name}.json", uuid::Uuid::now_v7().simple()));
+    std::fs::write(&path, serde_json::to_vec(bundle).unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_komisi")).arg("reproduce").arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The commission lines of a recompute's delta or a reproduction's, sorted.
+fn commission_lines(lines: &Value) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.get("affiliate_id").is_some())
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (s("affiliate_id"), s("kind"), crate::helpers::dec(&l["amount"]).normalize().to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_dead_events_bundle_reproduces_offline_the_delta_recompute_reports_and_exit_0_after_the_replay() {
+    let app = spawn_app_with(|c| c.max_attempts = 1, komisi::engine::faults::Faults::default()).await;
+    abc_tree(&app).await;
+    app.faults.fail_order_mid_tx("o-dead", 1000);
+    let event = app.accept(&worked_example_order("o-dead", "x", "code-C")).await;
+    assert!(
+        poll(std::time::Duration::from_secs(30), || async {
+            app.admin_get(&format!("/admin/events/{event}")).await["status"] == "dead"
+        })
+        .await,
+        "the event dies"
+    );
+    app.faults.clear();
+    let bundle = app.admin_get(&format!("/admin/events/{event}/bundle")).await;
+    assert_eq!((&bundle["format"], &bundle["context_frozen"]), (&json!(1), &json!(false)), "never processed");
+    assert_eq!(bundle["event"]["status"], "dead");
+    assert!(bundle["event"]["attempt_history"][0][1].as_str().unwrap().contains("injected"), "{bundle}");
+    // Offline: the ledger is empty, the entitlement is not — exit 1, and the
+    // delta is the one a dry-run recompute would report once processed.
+    let (code, out, err) = reproduce(&bundle, "dead");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        commission_lines(&out["delta"]),
+        [
+            ("A".into(), "commission".into(), "21500".into()),
+            ("B".into(), "commission".into(), "64500".into()),
+            ("C".into(), "commission".into(), "95000".into())
+        ]
+    );
+    assert!(out["explanation"][0]["steps"][1].as_str().unwrap().starts_with("rule 3: shirt (fashion)"), "{out}");
+
+    // Replayed, the event applies; the new bundle reproduces with exit 0 and
+    // the same (empty) delta as a dry-run recompute.
+    let r = app.admin_post(&format!("/admin/events/{event}/replay"), &json!({})).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    app.processed("o-dead").await;
+    let bundle = app.admin_get(&format!("/admin/events/{event}/bundle")).await;
+    assert_eq!(bundle["context_frozen"], true);
+    let (code, out, err) = reproduce(&bundle, "applied");
+    assert_eq!(code, 0, "{err} {out}");
+    let dry: Value =
+        app.admin_post("/admin/orders/o-dead/recompute", &json!({"dry_run": true})).await.json().await.unwrap();
+    assert_eq!(commission_lines(&out["delta"]), commission_lines(&dry["delta"]));
+    assert!(commission_lines(&dry["delta"]).is_empty());
+
+    // A bundle edited to change an applied line differs: exit 1, the delta names it.
+    let mut edited = bundle.clone();
+    let c = edited["applied"].as_array_mut().unwrap().iter_mut().find(|l| l["affiliate_id"] == "C").unwrap();
+    c["amount"] = json!("90000");
+    let (code, out, _) = reproduce(&edited, "edited");
+    assert_eq!(code, 1);
+    assert_eq!(commission_lines(&out["delta"]), [("C".into(), "commission".into(), "5000".into())]);
+    // Another major version, or not a bundle at all: exit 2, saying why.
+    let mut other = bundle.clone();
+    other["format"] = json!(99);
+    let (code, _, err) = reproduce(&other, "format");
+    assert_eq!(code, 2);
+    assert!(err.contains("bundle format 99"), "{err}");
+    let (code, _, err) = reproduce(&json!({"hello": "world"}), "junk");
+    assert_eq!((code, err.contains("not an event bundle")), (2, true), "{err}");
+    // Unknown event: 404.
+    let r = app
+        .client
+        .get(app.url(&format!("/admin/events/{}/bundle", uuid::Uuid::now_v7())))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

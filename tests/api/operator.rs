@@ -252,6 +252,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/fx-rates"),
         ("GET", "/admin/budgets"),
         ("GET", "/v1/orders/{id}/explanation"),
+        ("GET", "/admin/events/{id}/bundle"),
         ("GET", "/admin/affiliates/{id}/caps"),
         ("PUT", "/admin/affiliates/{id}/caps"),
         ("GET", "/metrics"),
