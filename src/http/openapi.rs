@@ -298,6 +298,71 @@ fn merge(target: &mut Value, with: Value) {
     }
 }
 
+/// Each operation's `operationId`: unique and descriptive, so generated
+/// clients name (and type) every call apart — the handlers' own names
+/// repeat across modules (`read`, `create`).
+const OPERATION_IDS: &[(&str, &str, &str)] = &[
+    ("post", "/v1/affiliates", "createAffiliate"),
+    ("get", "/v1/affiliates/{id}", "getAffiliate"),
+    ("patch", "/v1/affiliates/{id}", "updateAffiliate"),
+    ("get", "/v1/affiliates/{id}/commissions", "listAffiliateCommissions"),
+    ("get", "/v1/affiliates/{id}/children", "listAffiliateChildren"),
+    ("get", "/v1/affiliates/{id}/attribution", "getAffiliateAttribution"),
+    ("post", "/v1/affiliates/{id}/coupons", "addCoupon"),
+    ("get", "/v1/affiliates/{id}/coupons", "listCoupons"),
+    ("delete", "/v1/affiliates/{id}/coupons/{code}", "deleteCoupon"),
+    ("post", "/v1/clicks", "recordClick"),
+    ("post", "/v1/orders", "createOrder"),
+    ("get", "/v1/orders/{id}", "getOrder"),
+    ("get", "/v1/orders/{id}/explanation", "explainOrder"),
+    ("post", "/v1/orders/{id}/refunds", "refundOrder"),
+    ("post", "/v1/orders/{id}/cancel", "cancelOrder"),
+    ("post", "/v1/orders/{id}/complete", "completeOrder"),
+    ("post", "/v1/quotes", "quoteOrder"),
+    ("get", "/v1/buyers/{id}", "getBuyer"),
+    ("get", "/v1/buyers/{id}/rewards", "getBuyerRewards"),
+    ("post", "/v1/buyers/{id}/redemptions", "holdPoints"),
+    ("post", "/v1/buyers/{id}/redemptions/{rid}/capture", "captureRedemption"),
+    ("post", "/v1/buyers/{id}/redemptions/{rid}/release", "releaseRedemption"),
+    ("get", "/admin/events", "listEvents"),
+    ("get", "/admin/events/counts", "countEvents"),
+    ("get", "/admin/events/{id}", "getEvent"),
+    ("get", "/admin/events/{id}/bundle", "getEventBundle"),
+    ("post", "/admin/events/{id}/replay", "replayEvent"),
+    ("post", "/admin/events/replay", "replayEvents"),
+    ("post", "/admin/orders/{id}/recompute", "recomputeOrder"),
+    ("post", "/admin/orders/{id}/attribution", "reattributeOrder"),
+    ("put", "/admin/buyers/{id}/affiliate", "setBuyerAffiliate"),
+    ("get", "/admin/program", "getProgram"),
+    ("put", "/admin/program", "putProgram"),
+    ("get", "/admin/fx-rates", "getRateTable"),
+    ("put", "/admin/fx-rates", "putRateTable"),
+    ("get", "/admin/budgets", "getBudgets"),
+    ("get", "/admin/affiliates/{id}/caps", "getAffiliateCaps"),
+    ("put", "/admin/affiliates/{id}/caps", "putAffiliateCaps"),
+    ("post", "/admin/payouts", "createPayout"),
+    ("get", "/admin/payouts", "listPayouts"),
+    ("get", "/admin/payouts/{id}", "getPayout"),
+    ("post", "/admin/payouts/{id}/complete", "completePayout"),
+    ("get", "/admin/reconcile", "getReconcile"),
+    ("post", "/admin/reconcile", "startReconcile"),
+    ("post", "/admin/webhooks", "createWebhookEndpoint"),
+    ("get", "/admin/webhooks", "listWebhookEndpoints"),
+    ("get", "/admin/webhooks/{id}", "getWebhookEndpoint"),
+    ("patch", "/admin/webhooks/{id}", "updateWebhookEndpoint"),
+    ("delete", "/admin/webhooks/{id}", "deleteWebhookEndpoint"),
+    ("post", "/admin/webhooks/{id}/rotate-secret", "rotateWebhookSecret"),
+    ("post", "/admin/webhooks/{id}/recover", "recoverWebhookMessages"),
+    ("get", "/admin/webhook-messages", "listWebhookMessages"),
+    ("get", "/admin/webhook-messages/{id}", "getWebhookMessage"),
+    ("post", "/admin/webhook-messages/{id}/resend", "resendWebhookMessage"),
+    ("post", "/admin/webhook-messages/prune", "pruneWebhookMessages"),
+    ("get", "/healthz", "getHealth"),
+    ("get", "/readyz", "getReadiness"),
+    ("get", "/metrics", "getMetrics"),
+    ("get", "/openapi.json", "getOpenApi"),
+];
+
 /// The document served at `/openapi.json`.
 pub fn document(derived: &utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(derived).expect("the OpenAPI document serialises");
@@ -312,7 +377,9 @@ pub fn document(derived: &utoipa::openapi::OpenApi) -> Value {
     );
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, ops) in paths.iter_mut() {
-            for op in ops.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+            for (method, op) in ops.as_object_mut().into_iter().flat_map(|o| o.iter_mut()) {
+                let id = OPERATION_IDS.iter().find(|(m, p, _)| m == method && p == path).map(|(_, _, id)| *id);
+                op["operationId"] = json!(id.unwrap_or_else(|| panic!("OpenAPI: no operationId for {method} {path}")));
                 parameters(path, op);
                 if path.starts_with("/v1/") || path.starts_with("/admin/") {
                     shared_responses(path, op);
@@ -326,6 +393,20 @@ pub fn document(derived: &utoipa::openapi::OpenApi) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_operation_has_its_own_descriptive_id() {
+        let doc = document(super::super::openapi());
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap().to_owned();
+                assert!(id.chars().next().unwrap().is_ascii_lowercase() && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+                assert!(seen.insert(id.clone()), "{method} {path}: operationId {id} is used twice");
+            }
+        }
+        assert_eq!(seen.len(), OPERATION_IDS.len(), "every listed id names an operation");
+    }
 
     #[test]
     fn every_constraint_lands_on_a_schema_that_exists() {
