@@ -51,6 +51,10 @@ impl Actor for Scheduler {
         if let Err(e) = st.deps.engine.reconcile_tick().await {
             tracing::warn!(error = %e, "reconcile could not start; next tick retries");
         }
+        // A queued simulation (or one whose instance stopped), likewise.
+        if let Err(e) = st.deps.engine.simulation_tick().await {
+            tracing::warn!(error = %e, "a simulation could not start; next tick retries");
+        }
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ pub mod payout;
 pub mod program;
 pub mod reconcile;
 pub mod record;
+pub mod simulation;
 pub mod wallet;
 pub mod webhook;
 

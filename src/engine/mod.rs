@@ -20,6 +20,7 @@ pub mod quote;
 pub mod reconcile;
 pub mod retry;
 pub mod rewards;
+pub mod simulate;
 pub mod webhooks;
 
 use crate::domain::event::EventRef;
@@ -154,6 +155,8 @@ struct Inner {
     open_events: std::sync::atomic::AtomicU64,
     /// This instance runs a reconcile run in the background.
     reconciling: std::sync::atomic::AtomicBool,
+    /// This instance runs a simulation in the background.
+    simulating: std::sync::atomic::AtomicBool,
     click_key: attribution::ClickKey,
     clicks: Arc<attribution::ClickCounts>,
     click_cache: attribution::ClickCache,
@@ -223,6 +226,7 @@ impl Engine {
                 config,
                 open_events: Default::default(),
                 reconciling: Default::default(),
+                simulating: Default::default(),
                 click_key,
                 clicks,
                 click_cache: Default::default(),

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod program;
+pub mod simulations;
 pub mod views;
 pub mod webhooks;
 
@@ -90,6 +91,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(fx::routes())
         .merge(caps::routes())
         .merge(explain::routes())
+        .merge(simulations::routes())
         .merge(admin::routes())
         .merge(events::routes())
         .merge(ops::routes())

@@ -357,6 +357,10 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("get", "/admin/webhook-messages/{id}", "getWebhookMessage"),
     ("post", "/admin/webhook-messages/{id}/resend", "resendWebhookMessage"),
     ("post", "/admin/webhook-messages/prune", "pruneWebhookMessages"),
+    ("post", "/admin/simulations", "createSimulation"),
+    ("get", "/admin/simulations/{id}", "getSimulation"),
+    ("delete", "/admin/simulations/{id}", "cancelSimulation"),
+    ("get", "/admin/simulations/{id}/affiliates.csv", "getSimulationAffiliates"),
     ("get", "/healthz", "getHealth"),
     ("get", "/readyz", "getReadiness"),
     ("get", "/metrics", "getMetrics"),
@@ -401,7 +405,10 @@ mod tests {
         for (path, ops) in doc["paths"].as_object().unwrap() {
             for (method, op) in ops.as_object().unwrap() {
                 let id = op["operationId"].as_str().unwrap().to_owned();
-                assert!(id.chars().next().unwrap().is_ascii_lowercase() && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+                assert!(
+                    id.chars().next().unwrap().is_ascii_lowercase() && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                    "{id}"
+                );
                 assert!(seen.insert(id.clone()), "{method} {path}: operationId {id} is used twice");
             }
         }

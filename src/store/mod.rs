@@ -20,6 +20,7 @@ pub mod orders;
 pub mod payouts;
 pub mod programs;
 pub mod reconcile;
+pub mod simulations;
 pub mod sql;
 pub mod sqlite;
 pub mod wallets;
@@ -37,6 +38,7 @@ pub use programs::{FxRates, Programs};
 pub use reconcile::{
     BalanceCheck, Changes, ClaimTx, CounterCheck, CoveredOrder, MonthCheck, Reconcile, ReconcileFacts,
 };
+pub use simulations::{SimulationRow, Simulations};
 pub use wallets::{BuyerBalance, WalletTx, WalletWrite, Wallets};
 pub use webhooks::{NotifyTx, Webhooks};
 
@@ -117,6 +119,7 @@ pub trait Backend:
     + Payouts
     + Reconcile
     + Webhooks
+    + Simulations
     + Send
     + Sync
     + 'static

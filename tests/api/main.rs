@@ -30,6 +30,7 @@ mod rewards;
 mod rules;
 mod scale;
 mod schema;
+mod simulations;
 mod sqlite;
 mod sqlite_journal;
 mod webhook_receiver;

@@ -15,6 +15,7 @@ mod programs;
 pub mod query;
 mod reconcile;
 mod rows;
+mod simulations;
 mod wallets;
 pub(crate) mod webhooks;
 
