@@ -1,24 +1,13 @@
 // Affiliates: balances, attribution (clicks, conversion, coupons, clicks
 // per day), the ledger a page at a time, the upline and the direct children.
 import { get, query, seg } from './api.js';
-import { badge, fields, fill, h, message, money, moneyCell, num, table, time } from './dom.js';
+import { badge, fields, fill, h, message, money, moneyCell, num, svg, table, time } from './dom.js';
 
 const PAGE = 20;
 const MAX_UPLINE = 50;
 const DAY_MS = 86400000;
 /** The most days the clicks chart draws (the window is at most two months). */
 const MAX_DAYS = 93;
-
-/** An SVG element: like `h`, made with createElementNS; strings become Text nodes. */
-function svg(tag, attrs = {}, ...children) {
-  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith('on')) throw new Error(`refusing attribute ${k}`);
-    if (v !== undefined && v !== null) el.setAttribute(k, String(v));
-  }
-  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return el;
-}
 
 /** The UTC day ('2026-12-06') of a time in ms. */
 const dayOf = (ms) => new Date(ms).toISOString().slice(0, 10);

@@ -9,13 +9,14 @@ import * as affiliates from './affiliates.js';
 import * as payouts from './payouts.js';
 import * as webhooks from './webhooks.js';
 import * as program from './program.js';
+import * as simulations from './simulations.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const signOut = document.getElementById('sign-out');
 let cleanup = null;
 
-const pages = { overview, events, orders, affiliates, payouts, webhooks, program };
+const pages = { overview, events, orders, affiliates, payouts, webhooks, program, simulations };
 
 /** '#/events/abc?status=dead' → {page: 'events', id: 'abc', params: URLSearchParams} */
 function parseHash() {

@@ -253,6 +253,8 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         "affiliate",
         "order-attribution",
         "affiliate-attribution",
+        "program",
+        "simulation",
         "payout",
         "webhooks",
         "webhook",

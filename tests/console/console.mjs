@@ -54,7 +54,7 @@ try {
     // A refused sign-in is logged by Chromium as a failed resource load.
     if (expectRefusals && /status of 40[13]/.test(m.text())) return;
     // The program step stores a refused rate table on purpose.
-    if (step === 'program' && /status of 422/.test(m.text())) return;
+    if ((step === 'program' || step === 'simulations') && /status of 422/.test(m.text())) return;
     problems.push(`[${step}] console error: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`[${step}] page error: ${e.message}`));
@@ -315,6 +315,32 @@ try {
   const newRates = await page.locator('#fx-rates tbody tr td:first-child').allTextContents();
   check(newRates.join(',') === 'JPY,USD', `the new table's currencies: ${newRates}`);
   await shot('program');
+
+  // ---- a small simulation: the program in force with levels[0] doubled
+  step = 'simulations';
+  await go('#/simulations');
+  await page.locator('#sim-form').waitFor();
+  const candidate = JSON.parse(await page.inputValue('#sim-program'));
+  candidate.levels[0] = '2';
+  await page.fill('#sim-program', JSON.stringify(candidate));
+  await page.click('#sim-run');
+  await page.locator('#sim-error').waitFor();
+  check((await text('#sim-error')).includes('program.levels[0]'), `a bad candidate is refused at its field: ${await text('#sim-error')}`);
+  candidate.levels[0] = '0.20';
+  await page.fill('#sim-program', JSON.stringify(candidate));
+  await page.fill('#sim-since', new Date(Date.now() - 86400000).toISOString());
+  await page.fill('#sim-until', new Date(Date.now() + 86400000).toISOString());
+  await page.click('#sim-run');
+  await page.waitForFunction(() => /^#\/simulations\/\d+$/.test(location.hash));
+  await page.waitForFunction(() => document.querySelector('#sim-status')?.textContent === 'done', null, { timeout: 30000 });
+  const level1 = await page.locator('#sim-totals tbody tr').filter({ hasText: /^commission1/ }).first().locator('td').allTextContents();
+  check(level1.length === 5 && !level1[4].startsWith('-') && level1[4] !== 'IDR 0' && level1[3] !== level1[2],
+    `level 1's commissions change: ${level1}`);
+  check(await page.locator('#sim-chart g.level').count() >= 1, 'a bar a level');
+  check(await rows('sim-affiliates').count() >= 1, 'the affiliates that change');
+  await page.click('#sim-csv');
+  await page.waitForFunction(() => /affiliates saved/.test(document.querySelector('#sim-csv-result')?.textContent || ''));
+  await shot('simulation');
 
   // ---- attribution: the coupon's order, and its affiliate's figures
   step = 'attribution';
