@@ -18,6 +18,9 @@
 # KOMISI_AB_PROGRAM_A / KOMISI_AB_PROGRAM_B: a program document (a file) PUT
 # to one side's fresh server before its runs (e.g. with a budget:
 # KOMISI_AB_PROGRAM_B=loadtest/programs/budget.json).
+# KOMISI_AB_SQL_A / KOMISI_AB_SQL_B: SQL run on one side's fresh database
+# before its runs (e.g. without an index: KOMISI_AB_SQL_A="ALTER TABLE orders
+# DROP KEY ix_orders_placed").
 set -euo pipefail
 A=$(cd "$1" && pwd)
 B=$(cd "$2" && pwd)
@@ -44,6 +47,11 @@ for round in $(seq "$RUNS"); do
     if [ -n "$program" ]; then
       curl -sf -X PUT -H "Authorization: Bearer loadtest-admin" -H "Content-Type: application/json" \
         --data @"$program" http://127.0.0.1:18090/admin/program >/dev/null
+    fi
+    sql=${KOMISI_AB_SQL_A:-}
+    [ "$side" = B ] && sql=${KOMISI_AB_SQL_B:-}
+    if [ -n "$sql" ]; then
+      mariadb -uroot -h127.0.0.1 "${KOMISI_BENCH_DB:-komisi_perf}" -e "$sql"
     fi
     if [ -z "${KOMISI_AB_SAT_ONLY:-}" ]; then
       (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" $extra) | summary "round=$round $side $DIST max=$RATE"

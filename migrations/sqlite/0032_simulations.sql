@@ -14,4 +14,3 @@ CREATE TABLE simulations (
     error TEXT NULL
 ) STRICT;
 CREATE INDEX ix_simulations_status ON simulations (status, id);
-CREATE INDEX ix_orders_placed ON orders (placed_at, id);

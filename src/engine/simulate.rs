@@ -1,8 +1,9 @@
 //! Backtests (docs/API.md "Simulations"): a candidate program run over the
 //! orders placed in a window, against what the ledger holds or another
 //! program version — in the background, one at a time per instance, a page
-//! of orders at a time (memory grows with the affiliates, not the orders),
-//! writing nothing but the simulation's own row.
+//! of orders at a time by primary key (memory grows with the affiliates, not
+//! the orders; each order is independent of the others, so their order does
+//! not matter), writing nothing but the simulation's own row.
 //!
 //! Each order is recomputed under the context frozen at its first
 //! processing: the upline and statuses as they were then, the month volume
@@ -162,14 +163,14 @@ impl Engine {
         let total = self.store().orders_placed_between(req.since, req.until).await?;
         let (mut done, mut skipped) = (0u64, 0u64);
         let mut tally = Tally::default();
-        let mut after: Option<(DateTime<Utc>, OrderId)> = None;
+        let mut after: Option<OrderId> = None;
         if !self.store().simulation_progress(row.id, 0, total, Utc::now()).await? {
             return Ok(None);
         }
         loop {
             let page = self.store().orders_placed_page(req.since, req.until, after.as_ref(), PAGE).await?;
-            let ids: Vec<OrderId> = page.iter().map(|(_, id)| id.clone()).collect();
-            let inputs = self.store().entitlement_inputs_of(&ids).await?;
+            let ids = &page;
+            let inputs = self.store().entitlement_inputs_of(ids).await?;
             skipped += (ids.len() - inputs.len()) as u64;
             for (order_id, input) in inputs {
                 let ctx: FrozenContext = serde_json::from_str(&input.context).map_err(corrupt)?;

@@ -148,22 +148,16 @@ impl Simulations for SqlStore {
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
-        after: Option<&(DateTime<Utc>, OrderId)>,
+        after: Option<&OrderId>,
         limit: u32,
-    ) -> Result<Vec<(DateTime<Utc>, OrderId)>> {
-        let mut q = Sql::new("SELECT placed_at, id FROM orders WHERE placed_at < ");
-        q.bind(Arg::Bound(until)).push(" AND ");
-        match after {
-            Some((at, id)) => {
-                q.push("(placed_at > ").bind(Arg::Bound(*at)).push(" OR (placed_at = ").bind(Arg::Bound(*at));
-                q.push(" AND id > ").bind(id).push("))");
-            }
-            None => {
-                q.push("placed_at >= ").bind(Arg::Bound(since));
-            }
+    ) -> Result<Vec<OrderId>> {
+        let mut q = Sql::new("SELECT id FROM orders WHERE placed_at >= ");
+        q.bind(Arg::Bound(since)).push(" AND placed_at < ").bind(Arg::Bound(until));
+        if let Some(id) = after {
+            q.push(" AND id > ").bind(id);
         }
-        q.push(" ORDER BY placed_at, id LIMIT ").bind(limit);
+        q.push(" ORDER BY id LIMIT ").bind(limit);
         let rows = self.read().await?.fetch(&q).await?;
-        rows::all(&rows, |r| Ok((r.time("placed_at")?, OrderId::from_trusted(r.text("id")?))))
+        rows::all(&rows, |r| Ok(OrderId::from_trusted(r.text("id")?)))
     }
 }
