@@ -4,6 +4,7 @@
 //! affiliate and per order. Pure; memory grows with the affiliates, never
 //! with the orders (the orders with the largest change are kept in a
 //! bounded heap).
+use super::caps::CounterKey;
 use super::entitlement::CommissionKind;
 use super::ids::{AffiliateId, OrderId};
 use rust_decimal::Decimal;
@@ -30,6 +31,25 @@ pub struct Tally {
     affiliates: HashMap<AffiliateId, AffiliateTotals>,
     /// The orders with the largest |delta| (a min-heap of TOP).
     orders_heap: BinaryHeap<Reverse<(Decimal, OrderId, Decimal, Decimal)>>,
+    /// The candidate's caps and budgets: per window, what its lines would
+    /// take before any cut, and the maximum.
+    windows: HashMap<CounterKey, (Decimal, Decimal, i64, i64)>,
+}
+
+/// A cap or budget of the candidate that its window's lines would pass.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WouldBind {
+    /// `affiliate` or `program`.
+    pub scope: String,
+    /// The affiliate (empty for a budget).
+    pub subject: String,
+    pub period: super::caps::Period,
+    pub window_start: chrono::DateTime<chrono::Utc>,
+    /// What the window's lines add up to before any cut (commission; points).
+    pub entitled: Decimal,
+    pub max: Option<Decimal>,
+    pub entitled_points: i64,
+    pub max_points: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,6 +96,12 @@ pub struct Outcome {
     pub affiliates_losing_a_tier: u64,
     pub affiliates_reaching_a_milestone: u64,
     pub affiliates_losing_a_milestone: u64,
+    /// The candidate's caps and budgets its windows would pass, the most
+    /// passed first (the TOP), and how many windows in all.
+    #[serde(default)]
+    pub caps_that_would_bind: Vec<WouldBind>,
+    #[serde(default)]
+    pub windows_that_would_bind: u64,
     /// Every affiliate with a line on either side: (id, baseline, candidate).
     pub affiliates: Vec<(AffiliateId, Decimal, Decimal)>,
 }
@@ -118,6 +144,24 @@ impl Tally {
         }
     }
 
+    /// Adds a candidate line to a cap's or budget's window (before any cut).
+    pub fn charge_window(
+        &mut self,
+        key: &CounterKey,
+        commission: Option<(Decimal, Decimal)>,
+        points: Option<(i64, i64)>,
+    ) {
+        let w = self.windows.entry(key.clone()).or_insert((Decimal::ZERO, Decimal::MAX, 0, i64::MAX));
+        if let Some((amount, max)) = commission {
+            w.0 += amount;
+            w.1 = max;
+        }
+        if let Some((p, max)) = points {
+            w.2 += p;
+            w.3 = max;
+        }
+    }
+
     pub fn finish(self) -> Outcome {
         let totals: Vec<Total> = self
             .by_kind_level
@@ -151,6 +195,27 @@ impl Tally {
             self.orders_heap.into_iter().map(|Reverse((_, id, b, c))| change(id.as_str().to_owned(), b, c)).collect();
         top_orders.sort_by(|x, y| y.delta.abs().cmp(&x.delta.abs()).then_with(|| x.id.cmp(&y.id)));
         let count = |f: &dyn Fn(&AffiliateTotals) -> bool| self.affiliates.values().filter(|t| f(t)).count() as u64;
+        let mut binding: Vec<WouldBind> = self
+            .windows
+            .iter()
+            .filter(|(_, w)| w.0 > w.1 || w.2 > w.3)
+            .map(|(k, w)| WouldBind {
+                scope: k.scope.kind().to_owned(),
+                subject: k.scope.subject().to_owned(),
+                period: k.period,
+                window_start: k.start,
+                entitled: w.0.normalize(),
+                max: (w.1 != Decimal::MAX).then(|| w.1.normalize()),
+                entitled_points: w.2,
+                max_points: (w.3 != i64::MAX).then_some(w.3),
+            })
+            .collect();
+        let windows_that_would_bind = binding.len() as u64;
+        let over = |b: &WouldBind| b.max.map_or(Decimal::ZERO, |m| b.entitled - m);
+        binding.sort_by(|x, y| {
+            over(y).cmp(&over(x)).then_with(|| (&x.subject, x.window_start).cmp(&(&y.subject, y.window_start)))
+        });
+        binding.truncate(TOP);
         Outcome {
             orders: self.orders,
             baseline_total: totals.iter().map(|t| t.baseline).sum::<Decimal>().normalize(),
@@ -164,6 +229,8 @@ impl Tally {
             affiliates_losing_a_tier: count(&|t| t.tier == (true, false)),
             affiliates_reaching_a_milestone: count(&|t| t.milestone == (false, true)),
             affiliates_losing_a_milestone: count(&|t| t.milestone == (true, false)),
+            caps_that_would_bind: binding,
+            windows_that_would_bind,
             affiliates,
         }
     }

@@ -169,8 +169,9 @@ impl Engine {
         }
         loop {
             let page = self.store().orders_placed_page(req.since, req.until, after.as_ref(), PAGE).await?;
-            let ids = &page;
-            let inputs = self.store().entitlement_inputs_of(ids).await?;
+            let ids: Vec<OrderId> = page.iter().map(|(id, _)| id.clone()).collect();
+            let placed: std::collections::HashMap<OrderId, DateTime<Utc>> = page.iter().cloned().collect();
+            let inputs = self.store().entitlement_inputs_of(&ids).await?;
             skipped += (ids.len() - inputs.len()) as u64;
             for (order_id, input) in inputs {
                 let ctx: FrozenContext = serde_json::from_str(&input.context).map_err(corrupt)?;
@@ -185,6 +186,15 @@ impl Engine {
                     }
                     side_of(&e)
                 };
+                if candidate.has_limits() {
+                    charge_windows(
+                        &mut tally,
+                        &candidate,
+                        &ctx,
+                        &entitle(&input.state, &candidate, &ctx),
+                        placed[&order_id],
+                    );
+                }
                 let base = match &baseline {
                     None => Side {
                         commissions: input
@@ -210,12 +220,33 @@ impl Engine {
                 return Ok(None);
             }
             match page.last() {
-                Some(last) if page.len() == PAGE as usize => after = Some(last.clone()),
+                Some((last, _)) if page.len() == PAGE as usize => after = Some(last.clone()),
                 _ => break,
             }
         }
         let result = SimulationResult { outcome: tally.finish(), skipped };
         Ok(Some(serde_json::to_string(&result).map_err(corrupt)?))
+    }
+}
+
+/// The candidate's caps and budgets: each line of the order, before any
+/// cut, added to the windows it would count in (the direct affiliate's own
+/// caps frozen with the order, else the candidate's).
+fn charge_windows(tally: &mut Tally, candidate: &Program, ctx: &FrozenContext, e: &Entitlement, at: DateTime<Utc>) {
+    let tz = candidate.timezone;
+    let mut limits = OrderLimits::default();
+    if let Some(direct) = &ctx.direct {
+        limits.count_direct(&direct.id, direct.caps.as_deref().unwrap_or(&candidate.affiliate_caps));
+    }
+    for l in &e.commissions {
+        for (key, max) in limits.commission_counters(&l.affiliate_id, l.level, &candidate.budgets, at, tz) {
+            tally.charge_window(&key, Some((l.amount, max)), None);
+        }
+    }
+    for r in &e.rewards {
+        for (key, max) in crate::domain::caps::points_counters(r.kind, &candidate.budgets, at, tz) {
+            tally.charge_window(&key, None, Some((r.points, max)));
+        }
     }
 }
 

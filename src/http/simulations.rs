@@ -113,6 +113,11 @@ struct ResultView {
     affiliates_losing_a_tier: u64,
     affiliates_reaching_a_milestone: u64,
     affiliates_losing_a_milestone: u64,
+    /// The candidate's caps and budgets that its windows' lines would pass
+    /// (before any cut), the most passed first (100 at most).
+    #[schema(value_type = Object)]
+    caps_that_would_bind: Vec<crate::domain::simulation::WouldBind>,
+    windows_that_would_bind: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -187,6 +192,8 @@ async fn read(
             affiliates_losing_a_tier: o.affiliates_losing_a_tier,
             affiliates_reaching_a_milestone: o.affiliates_reaching_a_milestone,
             affiliates_losing_a_milestone: o.affiliates_losing_a_milestone,
+            caps_that_would_bind: o.caps_that_would_bind,
+            windows_that_would_bind: o.windows_that_would_bind,
         }
     });
     Ok(Json(SimulationView {

@@ -53,15 +53,14 @@ pub trait Simulations: Send + Sync {
     async fn cancel_simulation(&self, id: u64, now: DateTime<Utc>) -> Result<Option<String>>;
     /// How many orders were placed in `[since, until)`.
     async fn orders_placed_between(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<u64>;
-    /// A page of the orders placed in `[since, until)`, in id order, after
-    /// the id `after`, read by primary key (no index on placed_at: it would
-    /// cost every intake); and the last id the page read (None: the table
-    /// is done), which may be past the last order returned.
+    /// A page of the orders placed in `[since, until)` with their
+    /// placed_at, in id order after the id `after`, read by primary key (no
+    /// index on placed_at: it would cost every intake).
     async fn orders_placed_page(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         after: Option<&OrderId>,
         limit: u32,
-    ) -> Result<Vec<OrderId>>;
+    ) -> Result<Vec<(OrderId, DateTime<Utc>)>>;
 }

@@ -122,6 +122,22 @@ async fn the_applied_program_backtests_to_a_zero_delta_and_a_doubled_level_1_to_
     let c_line = csv.lines().find(|l| l.starts_with("C,")).unwrap();
     let cols: Vec<&str> = c_line.split(',').collect();
     assert_eq!(cols[3], "2990000", "{c_line}");
+    // A candidate with a monthly cap of 1 000 000 a direct affiliate: C's
+    // month would pass it by what its level-1 lines add up to.
+    let mut capped = program.clone();
+    capped["affiliate_caps"] = json!([{"period": "month", "max_commission": "1000000"}]);
+    let caps = run(&app, &with(&capped, json!("applied"))).await;
+    let r = &caps["result"];
+    assert_eq!(r["windows_that_would_bind"], 1, "{caps}");
+    let bind = &r["caps_that_would_bind"][0];
+    let level1: rust_decimal::Decimal =
+        ["commission", "tier_bonus", "milestone_bonus"].iter().map(|k| dec(&total(&caps, k, 1)["candidate"])).sum();
+    assert_eq!(
+        (&bind["scope"], &bind["subject"], &bind["period"]),
+        (&json!("affiliate"), &json!("C"), &json!("month"))
+    );
+    assert_eq!((dec(&bind["entitled"]), &bind["max"]), (level1, &json!("1000000")), "{bind}");
+    assert_eq!(bind["window_start"], "2026-10-31T17:00:00Z", "November in Jakarta");
     // Against version 1 (the same rules as the program in force): zero again.
     let v1 = run(&app, &with(&program, json!(1))).await;
     assert!(v1["result"]["totals"].as_array().unwrap().iter().all(|t| t["delta"] == "0"), "{v1}");

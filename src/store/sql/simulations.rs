@@ -150,14 +150,14 @@ impl Simulations for SqlStore {
         until: DateTime<Utc>,
         after: Option<&OrderId>,
         limit: u32,
-    ) -> Result<Vec<OrderId>> {
-        let mut q = Sql::new("SELECT id FROM orders WHERE placed_at >= ");
+    ) -> Result<Vec<(OrderId, DateTime<Utc>)>> {
+        let mut q = Sql::new("SELECT id, placed_at FROM orders WHERE placed_at >= ");
         q.bind(Arg::Bound(since)).push(" AND placed_at < ").bind(Arg::Bound(until));
         if let Some(id) = after {
             q.push(" AND id > ").bind(id);
         }
         q.push(" ORDER BY id LIMIT ").bind(limit);
         let rows = self.read().await?.fetch(&q).await?;
-        rows::all(&rows, |r| Ok(OrderId::from_trusted(r.text("id")?)))
+        rows::all(&rows, |r| Ok((OrderId::from_trusted(r.text("id")?), r.time("placed_at")?)))
     }
 }
