@@ -77,6 +77,13 @@ fn constraints() -> Vec<(String, Value)> {
         (s("TierDoc", "bonus_rate"), rate()),
         (s("MilestoneDoc", "bonus"), money()),
         (s("UplineQualificationDoc", "min_personal_month_sales"), money()),
+        (s("SimulationBody", "since"), time()),
+        (s("SimulationBody", "until"), time()),
+        // "applied" or a version (an integer from 1); its `type` replaces the derived one.
+        (
+            s("SimulationBody", "compare_to"),
+            json!({"type": ["string", "integer", "null"], "pattern": "^applied$", "minimum": 1}),
+        ),
         (s("CapDoc", "period"), json!({"enum": ["day", "month"]})),
         (s("CapDoc", "max_commission"), money()),
         (s("BudgetDoc", "period"), json!({"enum": ["month", "total"]})),
