@@ -64,8 +64,14 @@ async fn a_monthly_cap_clips_the_order_that_reaches_it_and_a_refund_gives_room_b
         app.post("/v1/quotes", &simple_order("q", "x-q", Some("code-C"), "100000")).await.json().await.unwrap();
     let c = quote["commissions"].as_array().unwrap().iter().find(|l| l["affiliate_id"] == "C").unwrap().clone();
     assert_eq!((&c["amount"], &c["capped_by"], &c["cut"]), (&json!("5000"), &json!("affiliate_month"), &json!("5000")));
-    app.accept(&simple_order("o-3", "x-3", Some("code-C"), "100000")).await;
+    // The order that reaches the cap fails once in the middle of its
+    // transaction (after its counter moved): rolled back whole, retried, and
+    // the counter and the ledger come out exact.
+    app.faults.fail_order_mid_tx("o-3", 1);
+    let event = app.accept(&simple_order("o-3", "x-3", Some("code-C"), "100000")).await;
     app.processed("o-3").await;
+    let e = app.admin_get(&format!("/admin/events/{event}")).await;
+    assert_eq!(e["attempt_history"].as_array().map(Vec::len), Some(1), "the injected failure happened: {e}");
     assert_eq!(direct_lines(&app, "o-3").await, [(d("5000"), Some("affiliate_month".into()), Some(d("5000")))]);
     assert_eq!(
         app.order_amounts("o-3").await,
