@@ -26,6 +26,8 @@ pub struct OrderRecord {
     pub attribution: super::attribution::Decision,
     pub status: OrderStatus,
     pub currency: String,
+    /// The buyer's e-mail hash the storefront sent (self-referral by e-mail).
+    pub buyer_email_hash: Option<super::affiliate::EmailHash>,
     pub placed_at: DateTime<Utc>,
     pub total: Decimal,
     pub program_version: u64,

@@ -207,7 +207,7 @@ impl Engine {
                     buyer_id: &record.state.buyer_id,
                     direct: record.affiliate_id.as_ref(),
                     placed_at: record.placed_at,
-                    buyer_email_hash: None,
+                    buyer_email_hash: record.buyer_email_hash.as_ref(),
                 };
                 let mut view = self.store().begin_read().await?;
                 let mut resolved = super::apply::resolve_contexts(view.as_mut(), &[(ask, program.as_ref())]).await?;

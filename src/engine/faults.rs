@@ -34,6 +34,12 @@ pub struct Faults {
     /// The leaser takes no partition while on (renewals go on), as in the
     /// moments after a start before the first lease tick.
     hold_leases: AtomicBool,
+    /// Simulations: `Some(n)` lets the runner read n more pages of orders and
+    /// holds it before the next one (a test watches progress between pages);
+    /// None: no hold.
+    simulation_pages: std::sync::Mutex<Option<u32>>,
+    /// Simulations read this many orders a page instead of the default (0).
+    simulation_page_size: AtomicU32,
     /// Benchmark only: sleep before every commission computation, holding no
     /// connection and no lock (KOMISI_BENCH_COMMISSION_DELAY_MS).
     commission_delay: Duration,
@@ -92,6 +98,20 @@ impl Faults {
     pub fn journal_down(&self, down: bool) {
         self.journal_down.store(down, Ordering::SeqCst);
     }
+    /// Holds simulations before their next page until
+    /// [`Faults::allow_simulation_pages`] (None: release them).
+    pub fn hold_simulations(&self, pages: Option<u32>) {
+        *self.simulation_pages.lock().expect("faults lock") = pages;
+    }
+    /// Lets held simulations read this many more pages.
+    pub fn allow_simulation_pages(&self, pages: u32) {
+        if let Some(n) = self.simulation_pages.lock().expect("faults lock").as_mut() {
+            *n += pages;
+        }
+    }
+    pub fn simulation_page_size(&self, orders: u32) {
+        self.simulation_page_size.store(orders, Ordering::SeqCst);
+    }
     pub fn clear(&self) {
         self.fail_db_mid_tx(0);
         self.panic_in_actor(0);
@@ -102,6 +122,7 @@ impl Faults {
         self.hold_after_commit(false);
         self.journal_down(false);
         self.hold_leases(false);
+        self.hold_simulations(None);
     }
 
     pub(crate) fn take_db_error(&self) -> bool {
@@ -135,6 +156,30 @@ impl Faults {
     }
     pub(crate) fn holding_leases(&self) -> bool {
         self.hold_leases.load(Ordering::SeqCst)
+    }
+    /// Waits while simulations are held, then takes one page.
+    pub(crate) async fn simulation_page(&self) {
+        loop {
+            {
+                let mut pages = self.simulation_pages.lock().expect("faults lock");
+                match pages.as_mut() {
+                    None => return,
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        return;
+                    }
+                    Some(_) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    /// The page size of simulations, when a test sets one.
+    pub(crate) fn simulation_page_size_or(&self, default: u32) -> u32 {
+        match self.simulation_page_size.load(Ordering::SeqCst) {
+            0 => default,
+            n => n,
+        }
     }
     pub(crate) fn commission_delay(&self) -> Duration {
         self.commission_delay

@@ -167,8 +167,10 @@ impl Engine {
         if !self.store().simulation_progress(row.id, 0, total, Utc::now()).await? {
             return Ok(None);
         }
+        let page_size = self.inner.faults.simulation_page_size_or(PAGE);
         loop {
-            let page = self.store().orders_placed_page(req.since, req.until, after.as_ref(), PAGE).await?;
+            self.inner.faults.simulation_page().await;
+            let page = self.store().orders_placed_page(req.since, req.until, after.as_ref(), page_size).await?;
             let ids: Vec<OrderId> = page.iter().map(|(id, _)| id.clone()).collect();
             let placed: std::collections::HashMap<OrderId, DateTime<Utc>> = page.iter().cloned().collect();
             let inputs = self.store().entitlement_inputs_of(&ids).await?;
@@ -220,7 +222,7 @@ impl Engine {
                 return Ok(None);
             }
             match page.last() {
-                Some((last, _)) if page.len() == PAGE as usize => after = Some(last.clone()),
+                Some((last, _)) if page.len() == page_size as usize => after = Some(last.clone()),
                 _ => break,
             }
         }

@@ -210,6 +210,28 @@ async fn a_dead_events_bundle_reproduces_offline_the_delta_recompute_reports_and
     assert!(err.contains("bundle format 99"), "{err}");
     let (code, _, err) = reproduce(&json!({"hello": "world"}), "junk");
     assert_eq!((code, err.contains("not an event bundle")), (2, true), "{err}");
+    // A never-processed order's bundle resolves its context with the order's
+    // own e-mail hash: a self-referral by e-mail shows offline too.
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let r = app.patch("/v1/affiliates/C", &json!({"email_hash": hash})).await;
+    assert!(r.status().is_success());
+    app.faults.fail_order_mid_tx("o-self", 1000);
+    let mut own = worked_example_order("o-self", "guest-1", "code-C");
+    own["buyer_email_hash"] = json!(hash);
+    let event = app.accept(&own).await;
+    assert!(
+        poll(std::time::Duration::from_secs(30), || async {
+            app.admin_get(&format!("/admin/events/{event}")).await["status"] == "dead"
+        })
+        .await,
+        "the event dies"
+    );
+    app.faults.clear();
+    let bundle = app.admin_get(&format!("/admin/events/{event}/bundle")).await;
+    assert_eq!((&bundle["context_frozen"], &bundle["context"]["buyer_email_hash"]), (&json!(false), &json!(hash)));
+    let (code, out, err) = reproduce(&bundle, "self");
+    assert_eq!(code, 1, "{err}");
+    assert!(commission_lines(&out["delta"]).iter().all(|(a, _, _)| a != "C"), "C refers itself: {out}");
     // Unknown event: 404.
     let r = app
         .client

@@ -165,3 +165,79 @@ async fn the_applied_program_backtests_to_a_zero_delta_and_a_doubled_level_1_to_
     let fields: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["since", "compare_to"], "{body}");
 }
+
+#[tokio::test]
+async fn a_running_simulation_reports_its_progress_page_by_page_and_a_sixth_open_one_is_refused() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    for i in 0..30 {
+        let mut o = simple_order(&format!("p-{i:02}"), &format!("b-{i}"), Some("code-C"), "100000");
+        o["placed_at"] = json!(format!("2026-11-10T01:{i:02}:00Z"));
+        app.accept(&o).await;
+    }
+    for i in 0..30 {
+        app.processed(&format!("p-{i:02}")).await;
+    }
+    // Pages of 10 orders; the runner waits before each page until allowed.
+    app.faults.simulation_page_size(10);
+    app.faults.hold_simulations(Some(0));
+    let mut program = app.admin_get("/admin/program").await;
+    program.as_object_mut().unwrap().remove("version");
+    let body = json!({"program": program, "since": "2026-11-10T00:00:00Z", "until": "2026-11-11T00:00:00Z",
+                      "compare_to": "applied"});
+    let r = app.admin_post("/admin/simulations", &body).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let at = |done: u64| {
+        let app = &app;
+        async move {
+            poll(Duration::from_secs(30), || async move {
+                let s = app.admin_get(&format!("/admin/simulations/{id}")).await;
+                s["status"] == "running" && s["progress"]["done"] == done && s["progress"]["total"] == 30
+            })
+            .await
+        }
+    };
+    assert!(at(0).await, "running, nothing done yet");
+    // Four more queue behind it (five open); the sixth is refused with a Retry-After.
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        let r = app.admin_post("/admin/simulations", &body).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        queued.push(r.json::<Value>().await.unwrap()["id"].as_u64().unwrap());
+    }
+    let r = app.admin_post("/admin/simulations", &body).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    for (allowed, done) in [(1, 10), (1, 20)] {
+        app.faults.allow_simulation_pages(allowed);
+        assert!(at(done).await, "progress reaches {done}/30");
+        let s = app.admin_get(&format!("/admin/simulations/{id}")).await;
+        assert!(s["progress"]["eta_secs"].as_f64().is_some(), "an ETA while running: {s}");
+        assert!(s["result"].is_null(), "no result before the end: {s}");
+    }
+    // A queued one cancelled is not run; with one place free, a new one is taken.
+    let r = app
+        .client
+        .delete(app.url(&format!("/admin/simulations/{}", queued[3])))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "cancelled");
+    let r = app.admin_post("/admin/simulations", &body).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    app.faults.hold_simulations(None);
+    for sid in [id, queued[0], queued[1], queued[2]] {
+        let app = &app;
+        let done = poll(Duration::from_secs(60), || async move {
+            app.admin_get(&format!("/admin/simulations/{sid}")).await["status"] == "done"
+        })
+        .await;
+        assert!(done, "simulation {sid} ends");
+    }
+    let s = app.admin_get(&format!("/admin/simulations/{id}")).await;
+    assert_eq!((&s["progress"]["done"], &s["result"]["orders"]), (&json!(30), &json!(30)), "{s}");
+    assert_eq!(app.admin_get(&format!("/admin/simulations/{}", queued[3])).await["status"], "cancelled");
+}

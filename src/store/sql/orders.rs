@@ -42,7 +42,7 @@ impl Orders for SqlStore {
                 &Sql::new(
                     "SELECT id, buyer_id, affiliate_id, referral_code, attribution_note, attribution, status, currency, \
                      placed_at, total, program_version, commission_status, no_commission_reason, created_at, \
-                     fx_rate, fx_source, fx_as_of, context, limits FROM orders WHERE id = ?",
+                     fx_rate, fx_source, fx_as_of, context, limits, buyer_email_hash FROM orders WHERE id = ?",
                 )
                 .arg(id),
             )
@@ -77,6 +77,7 @@ impl Orders for SqlStore {
             attribution,
             status,
             currency: row.text("currency")?,
+            buyer_email_hash: row.opt_text("buyer_email_hash")?.map(crate::domain::affiliate::EmailHash::from_trusted),
             placed_at: row.time("placed_at")?,
             total: row.money("total")?,
             program_version: row.uint("program_version")?,
