@@ -34,9 +34,15 @@
 # node 20+ and the npm package standardwebhooks (`npm ci` in tests/webhooks
 # when missing).
 #
+# The integrator's contract (tests/client, with the contract run): redocly
+# lint of the served OpenAPI document, a TypeScript client generated from it
+# (openapi-typescript + openapi-fetch), type-checked and run through the
+# worked example: node 20+ and `npm ci` in tests/client when missing.
+#
 # Skips: no test may skip here for want of something this script provides.
 # Each one this script needs (MariaDB, Redis, the cluster, chromium, node,
-# playwright-core, standardwebhooks, the chaos run's mariadbd, schemathesis,
+# playwright-core, standardwebhooks, the client's npm packages, the chaos
+# run's mariadbd, schemathesis,
 # cargo-deny) is provided or the script stops with an error saying what is
 # missing, and the tests that would otherwise skip are required
 # (KOMISI_TEST_REQUIRE_CLUSTER, KOMISI_TEST_REQUIRE_BROWSER: a skip becomes a
@@ -704,6 +710,34 @@ esac
 SCHEMATHESIS_VERSION=4.32.5
 CARGO_DENY_VERSION=0.20.2
 
+# The integrator's contract, against the server schemathesis then runs on
+# (fresh, default program): redocly lint (recommended rules, 0 errors), a
+# TypeScript client generated with openapi-typescript, type-checked with
+# `tsc --noEmit`, then compiled and run through the worked example
+# (tests/client/worked-example.ts).
+run_client_contract() {
+  local port=$1 dir=tests/client
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+    die "node 20+ and npm are needed for the client contract (tests/client): install them"
+  if [ ! -f $dir/node_modules/typescript/package.json ] || [ ! -f $dir/node_modules/@redocly/cli/package.json ]; then
+    log "npm ci in $dir (redocly, openapi-typescript, openapi-fetch, typescript)"
+    (cd $dir && npm ci --no-audit --no-fund) || die "npm ci in $dir failed (output above)"
+  fi
+  node -e 'fetch(process.argv[1]).then(async (r) => { if (!r.ok) throw new Error(r.status); require("fs").writeFileSync(process.argv[2], await r.text()) })' \
+    "http://127.0.0.1:$port/openapi.json" "$TMP_ROOT/openapi.json" || die "GET /openapi.json failed"
+  export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true
+  log "redocly lint /openapi.json (recommended rules)"
+  (cd $dir && npx --no-install redocly lint --config redocly.yaml --format=stylish "$TMP_ROOT/openapi.json") ||
+    die "redocly lint found errors in the OpenAPI document (above)"
+  log "TypeScript client: openapi-typescript, tsc --noEmit, the worked example"
+  mkdir -p $dir/generated
+  (cd $dir && npx --no-install openapi-typescript "$TMP_ROOT/openapi.json" -o generated/komisi.d.ts >/dev/null 2>&1) ||
+    die "openapi-typescript could not generate the client types"
+  (cd $dir && npx --no-install tsc --noEmit -p .) || die "the generated client does not type-check (above)"
+  (cd $dir && npx --no-install tsc -p . && node dist/worked-example.js "http://127.0.0.1:$port" st-storefront st-admin) ||
+    die "the worked example through the generated client failed (above)"
+}
+
 # schemathesis against /openapi.json of the debug build (embedded mode: the
 # HTTP layer is the same on both backends), every check, a bounded number of
 # examples per operation (KOMISI_TEST_SCHEMATHESIS_EXAMPLES, default 100).
@@ -724,6 +758,7 @@ run_schemathesis() {
     target/debug/komisi serve --bind "127.0.0.1:$port" >"$TMP_ROOT/schemathesis-server.log" 2>&1 &
   KOMISI_PID=$!
   for _ in $(seq 1 100); do port_open "$port" && break; sleep 0.1; done
+  run_client_contract "$port"
   log "schemathesis run (all checks, ${KOMISI_TEST_SCHEMATHESIS_EXAMPLES:-100} examples per operation)"
   # A fixed seed: CI reruns the same cases (a new seed explores more: KOMISI_TEST_SCHEMATHESIS_SEED).
   # One worker: with two, Hypothesis parses lambda sources from two threads at

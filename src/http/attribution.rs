@@ -260,6 +260,7 @@ struct AttributionStatsView {
     /// Orders attributed to the affiliate (any source) placed in the window.
     orders: u64,
     /// orders / clicks in the window, as a decimal string with 4 decimals; null without clicks.
+    #[schema(format = "decimal")]
     conversion_rate: Option<String>,
     /// Buyers linked to the affiliate (expired links included).
     linked_customers: u64,

@@ -27,10 +27,10 @@ struct WindowView {
     /// null: the program's whole life (`total`).
     window_end: Option<DateTime<Utc>>,
     #[serde(with = "crate::domain::money::opt_decimal_str")]
-    #[schema(value_type = Option<String>, example = "5000000")]
+    #[schema(value_type = Option<String>, example = "5000000", format = "decimal")]
     max_commission: Option<Decimal>,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "1250000")]
+    #[schema(value_type = String, example = "1250000", format = "decimal")]
     used_commission: Decimal,
     max_points: Option<i64>,
     used_points: i64,

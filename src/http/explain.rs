@@ -35,14 +35,15 @@ impl From<&Step> for StepView {
 /// A ledger entry of the line: what one event wrote.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct EntryView {
+    #[schema(value_type = crate::domain::event::EventId)]
     event_id: String,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     amount: Decimal,
     #[serde(skip_serializing_if = "Option::is_none")]
     capped_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", with = "crate::domain::money::opt_decimal_str")]
-    #[schema(value_type = Option<String>, example = "5000")]
+    #[schema(value_type = Option<String>, example = "5000", format = "decimal")]
     cut: Option<Decimal>,
     created_at: DateTime<Utc>,
 }
@@ -54,11 +55,11 @@ struct LineView {
     kind: CommissionKind,
     /// What the rules entitle the line to now (0: nothing any more).
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     amount: Decimal,
     /// Σ of its ledger entries: equal to `amount` once the order's events are applied.
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     paid: Decimal,
     summary: String,
     steps: Vec<StepView>,
@@ -83,11 +84,11 @@ struct ItemView {
     refunded: u32,
     /// Net quantity × unit price, in the program currency.
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "150000")]
+    #[schema(value_type = String, example = "150000", format = "decimal")]
     amount: Decimal,
     excluded: bool,
     #[serde(with = "crate::domain::money::opt_decimal_str")]
-    #[schema(value_type = Option<String>, example = "0.1")]
+    #[schema(value_type = Option<String>, example = "0.1", format = "decimal")]
     level1_rate: Option<Decimal>,
     /// `category_rates` or `levels[0]` (null: excluded).
     rate_from: Option<&'static str>,
@@ -100,10 +101,10 @@ struct ExplanationView {
     /// The program currency: every amount is in it.
     currency: String,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "2150000")]
+    #[schema(value_type = String, example = "2150000", format = "decimal")]
     eligible_amount: Decimal,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "2150000")]
+    #[schema(value_type = String, example = "2150000", format = "decimal")]
     original_eligible_amount: Decimal,
     items: Vec<ItemView>,
     /// Why no commission is paid (rule 2; null: they are).

@@ -86,6 +86,7 @@ async fn replace(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AtQuery {
     /// The instant (RFC 3339; default now)
     at: Option<String>,

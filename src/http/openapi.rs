@@ -17,13 +17,36 @@ fn id() -> Value {
     json!({"pattern": ID_PATTERN})
 }
 fn money() -> Value {
-    json!({"pattern": MONEY_PATTERN, "example": "75000"})
+    json!({"format": "decimal", "pattern": MONEY_PATTERN, "example": "75000"})
 }
 fn rate() -> Value {
-    json!({"pattern": RATE_PATTERN, "example": "0.10"})
+    json!({"format": "decimal", "pattern": RATE_PATTERN, "example": "0.10"})
 }
 fn fx_rate() -> Value {
-    json!({"pattern": r"^[0-9]{1,12}(\.[0-9]{1,12})?$", "example": "15650.25"})
+    json!({"format": "decimal", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,12})?$", "example": "15650.25"})
+}
+/// Every decimal the API answers (amounts, balances, totals, deltas, rates):
+/// a string, exact, never a JSON number, never an exponent.
+pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+
+/// Gives every `format: decimal` string without a pattern of its own (the
+/// answers; the inputs carry their parsers' tighter ones) the decimal pattern.
+fn decimal_patterns(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("format").and_then(Value::as_str) == Some("decimal") && !o.contains_key("pattern") {
+                o.insert("pattern".into(), json!(DECIMAL_PATTERN));
+            }
+            o.values_mut().for_each(decimal_patterns);
+        }
+        Value::Array(a) => a.iter_mut().for_each(decimal_patterns),
+        _ => {}
+    }
+}
+/// A whole schema (not merged into a derived one): says its type too.
+fn string(mut schema: Value) -> Value {
+    schema["type"] = json!("string");
+    schema
 }
 fn time() -> Value {
     json!({"format": "date-time"})
@@ -57,6 +80,9 @@ fn constraints() -> Vec<(String, Value)> {
         (s("PatchBody", "name"), json!({"pattern": r"^\s*\S([\s\S]{0,198}\S)?\s*$"})),
         (s("PatchBody", "parent_id"), id()),
         (s("PayoutBody", "min_amount"), money()),
+        // The two answers of POST /admin/payouts, told apart by `status`.
+        (s("Payout", "status"), json!({"enum": ["open", "paid"]})),
+        (s("NothingToPay", "status"), json!({"enum": ["nothing_to_pay"]})),
         (s("BulkReplay", "status"), json!({"enum": ["failed", "dead"]})),
         // Nullable: the enum lists null too, or a null would be "invalid".
         (
@@ -68,11 +94,11 @@ fn constraints() -> Vec<(String, Value)> {
         (s("BulkReplay", "until"), time()),
         (s("ProgramDoc", "currency"), json!({"pattern": "^[A-Z]{3}$"})),
         (s("ProgramDoc", "scale"), json!({"maximum": 4})),
-        (s("ProgramDoc", "levels"), json!({"minItems": 1, "maxItems": 10, "items": rate()})),
+        (s("ProgramDoc", "levels"), json!({"minItems": 1, "maxItems": 10, "items": string(rate())})),
         (s("ProgramDoc", "min_order_amount"), money()),
         (s("ProgramDoc", "max_commission_per_order"), money()),
         (s("ProgramDoc", "excluded_categories"), json!({"items": id()})),
-        (s("ProgramDoc", "category_rates"), json!({"additionalProperties": rate(), "propertyNames": id()})),
+        (s("ProgramDoc", "category_rates"), json!({"additionalProperties": string(rate()), "propertyNames": id()})),
         (s("TierDoc", "monthly_sales_from"), money()),
         (s("TierDoc", "bonus_rate"), rate()),
         (s("MilestoneDoc", "bonus"), money()),
@@ -231,6 +257,23 @@ fn shared_responses(path: &str, op: &mut Value) {
     add(op, "500", "An internal failure; nothing was changed by this request");
 }
 
+/// The headers every answer carries, and those of a refusal to wait.
+fn response_headers(op: &mut Value) {
+    let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { return };
+    for (status, response) in responses.iter_mut() {
+        let mut headers = json!({"X-Request-Id": {"$ref": "#/components/headers/RequestId"}});
+        if status == "429" || status == "503" {
+            headers["Retry-After"] = json!({"$ref": "#/components/headers/RetryAfter"});
+        }
+        if status == "401" {
+            headers["WWW-Authenticate"] = json!({"$ref": "#/components/headers/WwwAuthenticate"});
+        }
+        if let Some(r) = response.as_object_mut() {
+            merge(r.entry("headers").or_insert_with(|| json!({})), headers);
+        }
+    }
+}
+
 fn parameters(path: &str, op: &mut Value) {
     let merge_schema = |p: &mut Value, with: Value| {
         if let Some(schema) = p.get_mut("schema") {
@@ -275,7 +318,7 @@ fn parameters(path: &str, op: &mut Value) {
     if let Some(p) = param(op, "order_id") {
         merge_schema(p, id());
     }
-    for name in ["since", "until"] {
+    for name in ["since", "until", "at"] {
         if let Some(p) = param(op, name) {
             merge_schema(p, time());
         }
@@ -381,6 +424,28 @@ pub fn document(derived: &utoipa::openapi::OpenApi) -> Value {
         let target = doc.pointer_mut(&pointer).unwrap_or_else(|| panic!("OpenAPI: no {pointer}"));
         merge(target, with);
     }
+    decimal_patterns(&mut doc["components"]);
+    doc["components"]["headers"] = json!({
+        "RequestId": {
+            "description": "The request's id: the caller's own `X-Request-Id` when it is 1-64 visible ASCII \
+                characters, else a new UUID. Every log line of the request and every error body \
+                (`request_id`) carry it.",
+            "required": true,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 64}
+        },
+        "RetryAfter": {
+            "description": "Whole seconds to wait before trying again (at least 1).",
+            "required": true,
+            "schema": {"type": "integer", "minimum": 1}
+        },
+        "WwwAuthenticate": {
+            "description": "The scheme the API wants: `Bearer realm=\"komisi\"`.",
+            "required": true,
+            "schema": {"type": "string"}
+        }
+    });
+    // Relative to where the document is served from.
+    doc["servers"] = json!([{"url": "/", "description": "this komisi (the document's own origin)"}]);
     // GET answers the program with its `version`; PUT accepts and ignores it.
     merge(
         &mut doc["components"]["schemas"]["ProgramDoc"]["properties"],
@@ -394,6 +459,11 @@ pub fn document(derived: &utoipa::openapi::OpenApi) -> Value {
                 parameters(path, op);
                 if path.starts_with("/v1/") || path.starts_with("/admin/") {
                     shared_responses(path, op);
+                }
+                response_headers(op);
+                // No key: said explicitly (the ops routes).
+                if op.get("security").is_none() {
+                    op["security"] = json!([]);
                 }
             }
         }
@@ -420,6 +490,63 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), OPERATION_IDS.len(), "every listed id names an operation");
+    }
+
+    /// What a generated client relies on: one schema per id, money as
+    /// decimal strings (never a JSON number), the headers of every answer.
+    #[test]
+    fn ids_money_and_headers_are_described_one_way() {
+        let doc = document(super::super::openapi());
+        let mut event_ids = 0;
+        let mut decimals = 0;
+        fn walk(v: &Value, path: &str, f: &mut dyn FnMut(&str, &Value)) {
+            f(path, v);
+            match v {
+                Value::Object(o) => o.iter().for_each(|(k, x)| walk(x, &format!("{path}/{k}"), f)),
+                Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| walk(x, &format!("{path}/{i}"), f)),
+                _ => {}
+            }
+        }
+        walk(&doc, "", &mut |path, v| {
+            if path.ends_with("/properties/event_id") {
+                event_ids += 1;
+                assert!(v.to_string().contains("#/components/schemas/EventId"), "{path}: {v}");
+            }
+            if v.get("format").and_then(Value::as_str) == Some("decimal") {
+                decimals += 1;
+                assert!(v["type"].to_string().contains("string"), "{path}: {v}");
+                assert!(v.get("pattern").is_some(), "{path}: a decimal without a pattern");
+            }
+            assert!(!matches!(v.get("type"), Some(t) if t == "number"), "{path}: a JSON number ({v})");
+        });
+        assert!(event_ids >= 9, "{event_ids}");
+        assert!(decimals >= 50, "{decimals}");
+        for prop in ["LedgerEntry/properties/amount", "BalancesView/properties/pending", "OrderView/properties/total"] {
+            let v = doc.pointer(&format!("/components/schemas/{prop}")).unwrap();
+            assert_eq!((&v["format"], &v["pattern"]), (&json!("decimal"), &json!(DECIMAL_PATTERN)), "{prop}");
+        }
+        let pattern = regex::Regex::new(DECIMAL_PATTERN).unwrap();
+        for ok in ["0", "95000", "-21500", "1250.50", "-0.0001"] {
+            assert!(pattern.is_match(ok), "{ok}");
+        }
+        for bad in ["", "1e5", "1.", ".5", "+1", "1,5", "NaN"] {
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
+        assert_eq!(doc["servers"][0]["url"], "/");
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(op["security"].is_array(), "{method} {path}: security stated");
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    let h = &r["headers"];
+                    assert!(h.get("X-Request-Id").is_some(), "{method} {path} {status}: X-Request-Id");
+                    assert_eq!(
+                        h.get("Retry-After").is_some(),
+                        status == "429" || status == "503",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

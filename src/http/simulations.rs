@@ -99,9 +99,9 @@ struct ResultView {
     skipped: u64,
     #[schema(value_type = Object)]
     totals: Vec<Total>,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = "decimal")]
     baseline_total: rust_decimal::Decimal,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = "decimal")]
     candidate_total: rust_decimal::Decimal,
     points_baseline: i64,
     points_candidate: i64,

@@ -21,11 +21,12 @@ pub struct LedgerEntry {
     pub id: u64,
     pub affiliate_id: AffiliateId,
     pub order_id: OrderId,
+    #[schema(value_type = crate::domain::event::EventId)]
     pub event_id: String,
     pub level: u8,
     pub kind: CommissionKind,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub amount: Decimal,
     pub status: EntryStatus,
     pub rule_version: u64,
@@ -36,7 +37,7 @@ pub struct LedgerEntry {
     pub capped_by: Option<String>,
     /// What it cut (the line pays `amount`).
     #[serde(skip_serializing_if = "Option::is_none", with = "crate::domain::money::opt_decimal_str")]
-    #[schema(value_type = Option<String>, example = "5000")]
+    #[schema(value_type = Option<String>, example = "5000", format = "decimal")]
     pub cut: Option<Decimal>,
 }
 
@@ -65,6 +66,7 @@ pub struct RewardEntry {
     pub buyer_id: BuyerId,
     /// The order that earned or reversed the points (null: a redemption or an expiry).
     pub order_id: Option<OrderId>,
+    #[schema(value_type = crate::domain::event::EventId)]
     pub event_id: String,
     pub kind: RewardKind,
     pub points: i64,
@@ -143,7 +145,7 @@ pub struct OrderItemView {
     /// Quantity refunded so far.
     pub refunded: u32,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "75000")]
+    #[schema(value_type = String, example = "75000", format = "decimal")]
     pub unit_price: Decimal,
 }
 
@@ -156,7 +158,7 @@ pub struct FxView {
     pub program_currency: String,
     /// 1 unit of the order's currency = this many units of the program's.
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "15650.25")]
+    #[schema(value_type = String, example = "15650.25", format = "decimal")]
     pub rate: Decimal,
     pub source: FxSource,
     /// The rate table's as_of (source `table`).
@@ -164,7 +166,7 @@ pub struct FxView {
     pub as_of: Option<DateTime<Utc>>,
     /// The order's total as bought, each line converted, in the program currency.
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "938546")]
+    #[schema(value_type = String, example = "938546", format = "decimal")]
     pub total: Decimal,
 }
 
@@ -189,7 +191,7 @@ pub struct OrderView {
     pub currency: String,
     pub placed_at: DateTime<Utc>,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub total: Decimal,
     /// The rate frozen at intake, for an order in another currency than the
     /// program's (absent otherwise).
@@ -198,7 +200,7 @@ pub struct OrderView {
     /// Eligible amount of the current state (net of refunds; 0 when
     /// cancelled), in the program currency.
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub eligible_amount: Decimal,
     pub rule_version: u64,
     pub commission_status: CommissionStatus,
@@ -257,13 +259,13 @@ impl From<OrderDetails> for OrderView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalancesView {
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub pending: Decimal,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub approved: Decimal,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub paid: Decimal,
 }
 
@@ -309,7 +311,7 @@ impl AffiliateView {
 pub struct PayoutItem {
     pub affiliate_id: AffiliateId,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub amount: Decimal,
 }
 
@@ -319,7 +321,7 @@ pub struct Payout {
     pub status: String,
     pub items: Vec<PayoutItem>,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub total: Decimal,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -333,7 +335,7 @@ pub struct PayoutSummaryView {
     /// How many affiliates the batch pays.
     pub items: u64,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub total: Decimal,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -384,7 +386,7 @@ pub struct NothingToPay {
     pub status: &'static str,
     #[schema(example = json!([]))]
     pub items: Vec<PayoutItem>,
-    #[schema(value_type = String, example = "0")]
+    #[schema(value_type = String, example = "0", format = "decimal")]
     pub total: &'static str,
 }
 
@@ -495,7 +497,7 @@ pub struct LineView {
     pub level: Option<u8>,
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_money")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = "decimal")]
     pub amount: Option<Decimal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub points: Option<i64>,
@@ -567,6 +569,7 @@ pub struct Violation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::domain::event::EventId>)]
     pub event_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payout_id: Option<u64>,
@@ -738,7 +741,7 @@ pub struct RedemptionView {
     /// points × the program's `points_value`, floored to its scale: the
     /// discount the storefront may apply
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "500")]
+    #[schema(value_type = String, example = "500", format = "decimal")]
     pub value: Decimal,
     /// The program version whose `points_value` priced it.
     pub program_version: u64,
@@ -772,14 +775,14 @@ pub struct QuoteLine {
     pub level: u8,
     pub kind: CommissionKind,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "95000")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
     pub amount: Decimal,
     /// The cap or budget that would cut the line (absent: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capped_by: Option<String>,
     /// What it would cut (the line would pay `amount`).
     #[serde(skip_serializing_if = "Option::is_none", with = "crate::domain::money::opt_decimal_str")]
-    #[schema(value_type = Option<String>, example = "5000")]
+    #[schema(value_type = Option<String>, example = "5000", format = "decimal")]
     pub cut: Option<Decimal>,
 }
 
@@ -811,7 +814,7 @@ pub struct QuoteView {
     /// The attribution intake would decide now.
     pub attribution: AttributionView,
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "2150000")]
+    #[schema(value_type = String, example = "2150000", format = "decimal")]
     pub eligible_amount: Decimal,
     /// Why the order would pay no commission (null: it pays).
     pub no_commission_reason: Option<String>,
@@ -823,7 +826,7 @@ pub struct QuoteView {
     pub spendable_points: i128,
     /// Currency per point when spent.
     #[serde(with = "crate::domain::money::decimal_str")]
-    #[schema(value_type = String, example = "1")]
+    #[schema(value_type = String, example = "1", format = "decimal")]
     pub points_value: Decimal,
 }
 
