@@ -49,6 +49,8 @@ pub enum AppError {
     Actors(String),
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr} (KOMISI_BIND / --bind): {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A started instance.
@@ -119,6 +121,8 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     // The recorder first (it is installed on first use), then the gauge.
     let _ = crate::metrics::handle();
     metrics::gauge!(crate::metrics::INSTANCE_INFO, "instance_id" => journal.instance().to_owned()).set(1.0);
+    metrics::gauge!(crate::metrics::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "git_sha" => env!("KOMISI_GIT_SHA"))
+        .set(1.0);
     let (supervisor, supervisor_done) =
         Actor::spawn(None, Supervisor, deps).await.map_err(|e| AppError::Actors(e.to_string()))?;
     engine.connect_outbox(Arc::new(SupervisorOutbox(supervisor.clone())));
@@ -134,13 +138,16 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
         keys: Arc::new(keys.clone()),
         limits: Arc::new(crate::http::limit::Limits::new(limits)),
         metrics: crate::metrics::handle(),
+        access_log: config.access_log,
     };
-    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| AppError::Bind { addr: config.bind, source })?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let root = supervisor.clone();
     let task = tokio::spawn(serve_then_drain(listener, router(state), shutdown.clone(), supervisor, supervisor_done));
-    tracing::info!(%addr, "komisi serving");
+    tracing::info!(%addr, console = %format!("http://{addr}/console"), "komisi serving");
     if config.storefront_keys.is_empty() {
         // Keys were generated for this run: show how to use them.
         eprintln!("{}", quickstart(addr, &keys.storefront[0]));
@@ -245,7 +252,8 @@ fn quickstart(addr: SocketAddr, key: &str) -> String {
          curl -s -X POST {base}/v1/orders -H \"Authorization: Bearer $K\" -H 'Content-Type: application/json' -d '{order}'; echo\n\
          sleep 1; curl -s {base}/v1/orders/o-1 -H \"Authorization: Bearer $K\"; echo\n\n\
          The order pays C 95000, B 64500 and A 21500 (pending for the program's 14 holding days after\n\
-         completion) and buyer x 21500 + 5000 points. docs/RULES.md explains the example.\n"
+         completion) and buyer x 21500 + 5000 points. docs/RULES.md explains the example.\n\n\
+         The operator console: {base}/console (sign in with an admin key).\n"
     )
 }
 

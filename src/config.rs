@@ -7,104 +7,139 @@ use std::time::Duration;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// HTTP listen address.
-    #[arg(long, env = "KOMISI_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, help_heading = "Server", env = "KOMISI_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
     /// System of record: `sqlite://FILE` (embedded, one instance; created when
     /// missing) or `mysql://user:pass@host/db` (production).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://komisi.db")]
+    #[arg(long, help_heading = "Database", env = "DATABASE_URL", default_value = "sqlite://komisi.db")]
     pub database_url: String,
 
     /// Dispatch journal (Redis Streams), required with MySQL. Unset with
     /// SQLite: the journal lives in the same file. Several comma-separated
     /// URLs (`redis://h1:6379,redis://h2:6379,…`) name a Redis Cluster.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, help_heading = "Journal", env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
     /// Journal partitions (Redis streams), 1–1024. Each is read by one live
     /// instance at a time; every instance of a deployment must use the same
     /// count (change it only with every instance stopped). The embedded mode
     /// has one.
-    #[arg(long, env = "KOMISI_JOURNAL_PARTITIONS", default_value_t = 16)]
+    #[arg(long, help_heading = "Journal", env = "KOMISI_JOURNAL_PARTITIONS", default_value_t = 16)]
     pub journal_partitions: u16,
 
     /// A partition lease's time to live: a killed instance's partitions are
     /// taken over this long after its last renewal (renewals every third of it).
-    #[arg(long, env = "KOMISI_LEASE_TTL_MS", default_value_t = 5_000)]
+    #[arg(long, help_heading = "Journal", env = "KOMISI_LEASE_TTL_MS", default_value_t = 5_000)]
     pub lease_ttl_ms: u64,
 
     /// This instance's name: its journal consumer, the holder named in its
     /// leases and fencing tokens, `applied_by` of the events it applies.
     /// Letters, digits and `.` `_` `:` `-`, at most 128. [default: komisi-<uuid>]
-    #[arg(long, env = "KOMISI_INSTANCE_ID")]
+    #[arg(long, help_heading = "Server", env = "KOMISI_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
     /// Prefix of every Redis key, so deployments and tests can share one Redis.
-    #[arg(long, env = "KOMISI_REDIS_PREFIX", default_value = "komisi")]
+    #[arg(long, help_heading = "Journal", env = "KOMISI_REDIS_PREFIX", default_value = "komisi")]
     pub redis_prefix: String,
 
     /// Comma-separated bearer keys for `/v1/*`; generated and printed once when unset.
-    #[arg(long, env = "KOMISI_STOREFRONT_KEYS", value_delimiter = ',')]
+    #[arg(long, help_heading = "Server", env = "KOMISI_STOREFRONT_KEYS", value_delimiter = ',')]
     pub storefront_keys: Vec<String>,
 
     /// Comma-separated bearer keys for `/admin/*`; generated and printed once when unset.
-    #[arg(long, env = "KOMISI_ADMIN_KEYS", value_delimiter = ',')]
+    #[arg(long, help_heading = "Server", env = "KOMISI_ADMIN_KEYS", value_delimiter = ',')]
     pub admin_keys: Vec<String>,
 
+    /// One log line per request at info (method, route, status, duration,
+    /// request id); `false` turns it off.
+    #[arg(long, help_heading = "Server", env = "KOMISI_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+
     /// Attempts before an event is dead.
-    #[arg(long, env = "KOMISI_MAX_ATTEMPTS", default_value_t = 8)]
+    #[arg(long, help_heading = "Events, retries and reconcile", env = "KOMISI_MAX_ATTEMPTS", default_value_t = 8)]
     pub max_attempts: u32,
 
     /// First retry delay; doubles each attempt (with jitter) up to the maximum.
-    #[arg(long, env = "KOMISI_RETRY_BASE_MS", default_value_t = 1_000)]
+    #[arg(long, help_heading = "Events, retries and reconcile", env = "KOMISI_RETRY_BASE_MS", default_value_t = 1_000)]
     pub retry_base_ms: u64,
 
     /// Longest retry delay.
-    #[arg(long, env = "KOMISI_RETRY_MAX_MS", default_value_t = 300_000)]
+    #[arg(
+        long,
+        help_heading = "Events, retries and reconcile",
+        env = "KOMISI_RETRY_MAX_MS",
+        default_value_t = 300_000
+    )]
     pub retry_max_ms: u64,
 
     /// A pending event not applied this long after it was journaled is journaled again.
-    #[arg(long, env = "KOMISI_REDELIVER_AFTER_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        help_heading = "Events, retries and reconcile",
+        env = "KOMISI_REDELIVER_AFTER_MS",
+        default_value_t = 60_000
+    )]
     pub redeliver_after_ms: u64,
 
     /// A journal entry unacknowledged this long is claimed from its (presumed dead) consumer.
-    #[arg(long, env = "KOMISI_CLAIM_IDLE_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        help_heading = "Events, retries and reconcile",
+        env = "KOMISI_CLAIM_IDLE_MS",
+        default_value_t = 60_000
+    )]
     pub claim_idle_ms: u64,
 
     /// How often the recovery sweep runs.
-    #[arg(long, env = "KOMISI_RECOVERY_INTERVAL_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        help_heading = "Events, retries and reconcile",
+        env = "KOMISI_RECOVERY_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
     pub recovery_interval_ms: u64,
 
     /// An incremental reconcile run (what changed since the runs before) this
     /// often; 0: only on demand (`POST /admin/reconcile`).
-    #[arg(long, env = "KOMISI_RECONCILE_EVERY_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        help_heading = "Events, retries and reconcile",
+        env = "KOMISI_RECONCILE_EVERY_MS",
+        default_value_t = 60_000
+    )]
     pub reconcile_every_ms: u64,
 
     /// A full reconcile sweep (every order, affiliate, buyer) this often; 0:
     /// only on demand. The first one runs at once when none ever finished.
-    #[arg(long, env = "KOMISI_RECONCILE_FULL_EVERY_MS", default_value_t = 86_400_000)]
+    #[arg(
+        long,
+        help_heading = "Events, retries and reconcile",
+        env = "KOMISI_RECONCILE_FULL_EVERY_MS",
+        default_value_t = 86_400_000
+    )]
     pub reconcile_full_every_ms: u64,
 
     /// A commission actor with no work for this long stops (it is respawned on demand).
-    #[arg(long, env = "KOMISI_ACTOR_IDLE_MS", default_value_t = 1_000)]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_ACTOR_IDLE_MS", default_value_t = 1_000)]
     pub actor_idle_ms: u64,
 
     /// Journal entries handed to actors and not yet finished, at most.
-    #[arg(long, env = "KOMISI_MAX_INFLIGHT", default_value_t = 2_000)]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_MAX_INFLIGHT", default_value_t = 2_000)]
     pub max_inflight: usize,
 
     /// Of those, one partition's (one affiliate's) at most: a hot affiliate's
     /// backlog never takes every place, so other affiliates' events keep
     /// flowing. Its further entries wait, read but not counted (up to 50 ×
     /// KOMISI_MAX_INFLIGHT in all).
-    #[arg(long, env = "KOMISI_PARTITION_INFLIGHT", default_value_t = 256)]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_PARTITION_INFLIGHT", default_value_t = 256)]
     pub partition_inflight: usize,
 
     /// Backpressure: when this many events are open (not yet applied; as the
     /// recovery sweep last counted them), `POST /v1/orders` answers 503 with
     /// Retry-After and stores nothing, and /readyz reports the backlog.
     /// Lifecycle requests (refund, cancel, complete) are still taken. 0: off.
-    #[arg(long, env = "KOMISI_MAX_BACKLOG", default_value_t = 100_000)]
+    #[arg(long, help_heading = "Limits", env = "KOMISI_MAX_BACKLOG", default_value_t = 100_000)]
     pub max_backlog: u64,
 
     /// Requests per second one API key may make (a token bucket per key;
@@ -112,94 +147,99 @@ pub struct Config {
     /// instance takes on a small server (about 2 000 orders a second on 2
     /// cores): it stops a runaway client, not a flash sale; overload is
     /// KOMISI_MAX_BACKLOG's (503 with Retry-After).
-    #[arg(long, env = "KOMISI_RATE_LIMIT_PER_SEC", default_value_t = 5_000)]
+    #[arg(long, help_heading = "Limits", env = "KOMISI_RATE_LIMIT_PER_SEC", default_value_t = 5_000)]
     pub rate_limit_per_sec: u32,
 
     /// Requests one key may make at once above its rate (the bucket's size).
-    #[arg(long, env = "KOMISI_RATE_LIMIT_BURST", default_value_t = 10_000)]
+    #[arg(long, help_heading = "Limits", env = "KOMISI_RATE_LIMIT_BURST", default_value_t = 10_000)]
     pub rate_limit_burst: u32,
 
     /// Failed authentications (missing or wrong key) per minute from one
     /// client address; past them every request from it is 429 until a token
     /// is back. 0: off.
-    #[arg(long, env = "KOMISI_AUTH_FAILURES_PER_MIN", default_value_t = 60)]
+    #[arg(long, help_heading = "Limits", env = "KOMISI_AUTH_FAILURES_PER_MIN", default_value_t = 60)]
     pub auth_failures_per_min: u32,
 
     /// Failed authentications one address may make at once.
-    #[arg(long, env = "KOMISI_AUTH_FAILURES_BURST", default_value_t = 20)]
+    #[arg(long, help_heading = "Limits", env = "KOMISI_AUTH_FAILURES_BURST", default_value_t = 20)]
     pub auth_failures_burst: u32,
 
     /// MySQL connections for requests (intake and reads); with MySQL also
     /// the intake batches in flight at once (the embedded mode, with one
     /// writer, runs 2). With SQLite: the read-only connections.
-    #[arg(long, env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, help_heading = "Database", env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
     /// MySQL connections for event processing, approval and recovery.
-    #[arg(long, env = "KOMISI_DB_WORKER_CONNECTIONS", default_value_t = 20)]
+    #[arg(long, help_heading = "Database", env = "KOMISI_DB_WORKER_CONNECTIONS", default_value_t = 20)]
     pub db_worker_connections: u32,
 
     /// Transactions applying events at once. Few and large beat many and
     /// small: each shares its commit and statements over more events, and
     /// leaves the database's CPU to intake. At most KOMISI_DB_WORKER_CONNECTIONS.
     /// [default: 16 with MySQL, 1 with SQLite (one writer)]
-    #[arg(long, env = "KOMISI_EVENT_WORKERS")]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_EVENT_WORKERS")]
     pub event_workers: Option<usize>,
 
     /// Events of different partitions applied in one transaction, at most
     /// (batches form only when events wait; 1 turns batching off).
     /// [default: 32 with MySQL, 128 with SQLite]
-    #[arg(long, env = "KOMISI_EVENT_BATCH")]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_EVENT_BATCH")]
     pub event_batch: Option<usize>,
 
     /// How long a worker waits after an event is ready for more to share its
     /// transaction. Trades a little lag for less database work per event at
-    /// moderate load, which keeps intake fast (G4); 0 turns it off.
+    /// moderate load, which keeps intake fast; 0 turns it off.
     /// [default: 25 with MySQL, 50 with SQLite]
-    #[arg(long, env = "KOMISI_EVENT_LINGER_MS")]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_EVENT_LINGER_MS")]
     pub event_linger_ms: Option<u64>,
 
     /// Webhook endpoints may be plain `http` and name loopback, private and
     /// link-local addresses (local development and tests only: it lets an
     /// admin key make this server call into its own network).
-    #[arg(long, env = "KOMISI_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, help_heading = "Webhooks", env = "KOMISI_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub webhook_allow_private: bool,
 
     /// Pauses after each failed webhook attempt (comma-separated: `5s`,
     /// `5m`, `2h`…; ±10 % jitter); after the last one the message has failed.
-    #[arg(long, env = "KOMISI_WEBHOOK_RETRY_DELAYS", default_value = "5s,5m,30m,2h,5h,10h,10h")]
+    #[arg(
+        long,
+        help_heading = "Webhooks",
+        env = "KOMISI_WEBHOOK_RETRY_DELAYS",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
     pub webhook_retry_delays: String,
 
     /// A webhook attempt's answer must come within this.
-    #[arg(long, env = "KOMISI_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
+    #[arg(long, help_heading = "Webhooks", env = "KOMISI_WEBHOOK_TIMEOUT_MS", default_value_t = 15_000)]
     pub webhook_timeout_ms: u64,
 
     /// A webhook endpoint whose every attempt failed for this long is disabled.
-    #[arg(long, env = "KOMISI_WEBHOOK_DISABLE_AFTER", default_value = "5d")]
+    #[arg(long, help_heading = "Webhooks", env = "KOMISI_WEBHOOK_DISABLE_AFTER", default_value = "5d")]
     pub webhook_disable_after: String,
 
     /// Webhook attempts in flight per endpoint (per instance), at most.
-    #[arg(long, env = "KOMISI_WEBHOOK_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, help_heading = "Webhooks", env = "KOMISI_WEBHOOK_CONCURRENCY", default_value_t = 8)]
     pub webhook_concurrency: usize,
 
     /// How often each instance looks for due webhook messages.
-    #[arg(long, env = "KOMISI_WEBHOOK_POLL_MS", default_value_t = 200)]
+    #[arg(long, help_heading = "Webhooks", env = "KOMISI_WEBHOOK_POLL_MS", default_value_t = 200)]
     pub webhook_poll_ms: u64,
 
     /// Delivered webhook messages are deleted this many days after they were
     /// created (failed ones are kept until resent or pruned).
-    #[arg(long, env = "KOMISI_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, help_heading = "Webhooks", env = "KOMISI_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
     pub webhook_retention_days: u32,
 
     /// Seals webhook signing secrets at rest (AES-256-GCM): the base64 of 32
     /// random bytes (`openssl rand -base64 32`). Unset: secrets are stored
     /// as they are, and a copy of the database can sign messages.
-    #[arg(long, env = "KOMISI_WEBHOOK_SECRET_KEY", hide_env_values = true)]
+    #[arg(long, help_heading = "Webhooks", env = "KOMISI_WEBHOOK_SECRET_KEY", hide_env_values = true)]
     pub webhook_secret_key: Option<String>,
 
     /// Benchmark only: sleep this long before every commission computation
     /// (outside any transaction). Off (0) by default.
-    #[arg(long, env = "KOMISI_BENCH_COMMISSION_DELAY_MS", default_value_t = 0)]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_BENCH_COMMISSION_DELAY_MS", default_value_t = 0)]
     pub bench_commission_delay_ms: u64,
 }
 

@@ -6,7 +6,7 @@ use komisi::config::Config;
 #[derive(Parser)]
 #[command(
     name = "komisi",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KOMISI_GIT_SHA"), ")"),
     about = "Affiliate-commission and buyer-reward engine",
     args_conflicts_with_subcommands = true
 )]

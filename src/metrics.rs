@@ -36,6 +36,7 @@ pub const LEASE_TAKEOVERS_TOTAL: &str = "komisi_lease_takeovers_total";
 pub const LEASE_RELEASES_TOTAL: &str = "komisi_lease_releases_total";
 pub const EVENTS_FENCED_TOTAL: &str = "komisi_events_fenced_total";
 pub const INSTANCE_INFO: &str = "komisi_instance_info";
+pub const BUILD_INFO: &str = "komisi_build_info";
 pub const WEBHOOK_MESSAGES_TOTAL: &str = "komisi_webhook_messages_total";
 pub const WEBHOOK_ATTEMPTS_TOTAL: &str = "komisi_webhook_attempts_total";
 pub const WEBHOOK_DELIVERY_LAG_SECONDS: &str = "komisi_webhook_delivery_lag_seconds";
@@ -92,6 +93,7 @@ pub const ALL: &[(&str, &str)] = &[
     (LEASE_RELEASES_TOTAL, "counter"),
     (EVENTS_FENCED_TOTAL, "counter"),
     (INSTANCE_INFO, "gauge"),
+    (BUILD_INFO, "gauge"),
     (RECONCILE_VIOLATIONS, "gauge"),
     (RECONCILE_LAST_SUCCESS, "gauge"),
     (RECONCILE_RUNS_TOTAL, "counter"),
@@ -212,6 +214,7 @@ fn describe() {
     describe_counter!(LEASE_RELEASES_TOTAL, "Partition leases given up (rebalancing, shutdown)");
     describe_counter!(EVENTS_FENCED_TOTAL, "Entries left to a partition's new owner: their fencing token had moved on");
     describe_gauge!(INSTANCE_INFO, "1, labelled with this instance's id (KOMISI_INSTANCE_ID)");
+    describe_gauge!(BUILD_INFO, "1, labelled with the version and the git commit this binary was built from");
     describe_gauge!(POINTS_HELD, "Points held by open redemptions, as last counted by the wallet sweep");
     describe_counter!(
         CAPS_BOUND_TOTAL,

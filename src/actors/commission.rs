@@ -194,7 +194,13 @@ async fn settle_failure(deps: &Deps, delivery: &Delivery, error: &EngineError) -
         Ok((status, kind)) => {
             let outcome = if status == EventStatus::Dead { "dead" } else { "failed" };
             metrics::counter!(m::EVENTS_TOTAL, "type" => kind.as_str(), "outcome" => outcome).increment(1);
-            tracing::warn!(%error, status = status.as_str(), "event attempt failed");
+            let (event_id, order_id) = (delivery.event.id, delivery.event.order_id.as_str());
+            if status == EventStatus::Dead {
+                // No retry is left: an operator must look (replay after the fix).
+                tracing::error!(%error, %event_id, order_id, kind = kind.as_str(), "event is dead: every attempt failed; replay it once the cause is fixed");
+            } else {
+                tracing::warn!(%error, %event_id, order_id, status = status.as_str(), "event attempt failed; it is retried");
+            }
             true
         }
         Err(e) => {

@@ -90,17 +90,25 @@ async fn sweep(st: &mut RecoveryState) -> Result<(), SweepError> {
     let fresh = deps.journal.ensure(&owned).await.inspect_err(|_| {
         metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "ensure").increment(1);
     })?;
+    if !fresh.is_empty() {
+        // A first start creates every partition: nothing is lost unless open
+        // events are found for them below.
+        tracing::info!(parts = ?fresh, "journal partitions created (first start, or their data was lost)");
+    }
     for p in &fresh {
-        tracing::warn!(
-            part = p,
-            "journal partition created anew (first start, or its data was lost): journaling its open events again"
-        );
         st.caught_up.remove(p);
     }
     let behind: Vec<u16> = owned.iter().copied().filter(|p| !st.caught_up.contains(p)).collect();
     if !behind.is_empty() {
         let n = rejournal_all(deps, Parts { of: parts.of, owned: &behind }).await?;
-        if n > 0 {
+        if n > 0 && !fresh.is_empty() {
+            tracing::warn!(
+                events = n,
+                parts = ?behind,
+                created = ?fresh,
+                "journaled open events again: partitions were created anew while events were open (their journal data was lost; nothing else is)"
+            );
+        } else if n > 0 {
             tracing::info!(events = n, parts = ?behind, "journaled open events again");
         }
         st.caught_up.extend(behind);

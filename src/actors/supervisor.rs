@@ -362,13 +362,39 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
     // … and has been read once two reads after that came back empty (the
     // first may have begun before the flush); then wait for the actors.
     let seen = deps.empty_reads.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let mut told = started;
+    tracing::info!(
+        mode = if handover { "handover" } else { "alone: the journal is drained" },
+        in_flight = deps.inflight.load(Ordering::SeqCst),
+        parked = deps.parked.load(Ordering::SeqCst),
+        "draining: finishing the events read"
+    );
     while Instant::now() < deadline {
+        let (routing, inflight, parked) = (
+            deps.routing.load(Ordering::SeqCst),
+            deps.inflight.load(Ordering::SeqCst),
+            deps.parked.load(Ordering::SeqCst),
+        );
         if (handover || deps.empty_reads.load(Ordering::SeqCst) >= seen + 2)
-            && deps.routing.load(Ordering::SeqCst) == 0
-            && deps.inflight.load(Ordering::SeqCst) == 0
-            && deps.parked.load(Ordering::SeqCst) == 0
+            && routing == 0
+            && inflight == 0
+            && parked == 0
         {
+            tracing::info!(
+                secs = started.elapsed().as_secs_f64(),
+                "drained: every event read is applied and acknowledged"
+            );
             break;
+        }
+        if told.elapsed() >= Duration::from_secs(1) {
+            told = Instant::now();
+            tracing::info!(
+                in_flight = inflight + routing,
+                parked,
+                left_secs = deadline.saturating_duration_since(Instant::now()).as_secs(),
+                "draining"
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

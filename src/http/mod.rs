@@ -46,6 +46,8 @@ pub struct AppState {
     pub keys: Arc<ApiKeys>,
     pub limits: Arc<limit::Limits>,
     pub metrics: PrometheusHandle,
+    /// One info line per request (KOMISI_ACCESS_LOG).
+    pub access_log: bool,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -53,8 +55,15 @@ pub struct AppState {
     info(title = "komisi", description = "Affiliate-commission and buyer-reward engine. Money is a JSON string holding a decimal."),
     modifiers(&BearerKeys),
     tags(
-        (name = "affiliates"), (name = "orders"), (name = "buyers"), (name = "program"),
-        (name = "payouts"), (name = "events"), (name = "operations"), (name = "ops"), (name = "webhooks")
+        (name = "affiliates", description = "The affiliate tree: register, change, look up balances, commissions, coupons and attribution"),
+        (name = "orders", description = "The storefront's orders and what they pay: place, refund, cancel, complete, quote, explain; clicks"),
+        (name = "buyers", description = "Buyers' reward points: balance, history, redemptions"),
+        (name = "program", description = "The commission program, exchange rates, caps and budgets, backtests"),
+        (name = "payouts", description = "Payout batches of approved commissions"),
+        (name = "events", description = "The event journal: list, inspect, replay, bundle for offline reproduction"),
+        (name = "operations", description = "Operator actions: recompute, reattribute, reconcile"),
+        (name = "ops", description = "Health, readiness, metrics and this document (no key)"),
+        (name = "webhooks", description = "Outbound webhook endpoints and their messages")
     )
 )]
 struct ApiDoc;
@@ -107,6 +116,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api().split_for_parts();
+    let access_log = state.access_log;
     // The framework's own answers (no such route, a method the route does
     // not take) are problem+json like every other error.
     routes
@@ -115,7 +125,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { error::ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn(move |req, next| observe(access_log, req, next)))
         .with_state(state)
 }
 
@@ -134,8 +144,9 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Counts and times every request by route template (never the raw path, so
 /// label cardinality stays bounded), gives it a request id (the caller's
 /// `X-Request-Id` when sane, else a new one) that every log line of the request
-/// and every error body carries, and logs the cause of every 5xx.
-async fn observe(req: Request, next: Next) -> Response {
+/// and every error body carries, logs the cause of every 5xx, and (with the
+/// access log on) one line per request.
+async fn observe(access_log: bool, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -159,7 +170,19 @@ async fn observe(req: Request, next: Next) -> Response {
     }
     metrics::counter!(m::HTTP_REQUESTS_TOTAL, "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string())
         .increment(1);
+    let elapsed = started.elapsed();
+    if access_log {
+        tracing::info!(
+            target: "komisi::access",
+            %method,
+            %route,
+            status = status.as_u16(),
+            ms = elapsed.as_secs_f64() * 1e3,
+            %request_id,
+            "request"
+        );
+    }
     metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     response
 }

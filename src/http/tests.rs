@@ -62,6 +62,7 @@ fn offline_state() -> AppState {
         keys: Arc::new(ApiKeys { storefront: vec![STOREFRONT.into()], admin: vec![ADMIN.into()] }),
         limits: Arc::new(Limits::new(generous)),
         metrics: crate::metrics::handle(),
+        access_log: false,
     }
 }
 

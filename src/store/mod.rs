@@ -128,3 +128,44 @@ pub trait Backend:
     async fn migrate(&self) -> Result<()>;
     async fn ping(&self) -> bool;
 }
+
+/// Migration progress for the log: what a start is about to apply (the
+/// versions not yet in `applied`), then what it did. Nothing is logged above
+/// debug when the schema is up to date.
+pub(crate) struct MigrationLog {
+    pending: Vec<i64>,
+    started: std::time::Instant,
+}
+
+impl MigrationLog {
+    pub(crate) fn begin(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Self {
+        let pending: Vec<i64> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect();
+        if pending.is_empty() {
+            tracing::debug!(version = applied.iter().max().copied().unwrap_or(0), "database schema up to date");
+        } else {
+            tracing::info!(
+                pending = pending.len(),
+                from = applied.iter().max().copied().unwrap_or(0),
+                to = pending.iter().max().copied().unwrap_or(0),
+                "applying database migrations (each in its own transaction; a stop in between resumes at the next start)"
+            );
+        }
+        Self { pending, started: std::time::Instant::now() }
+    }
+
+    pub(crate) fn done(self) {
+        if !self.pending.is_empty() {
+            tracing::info!(
+                applied = self.pending.len(),
+                version = self.pending.iter().max().copied().unwrap_or(0),
+                secs = self.started.elapsed().as_secs_f64(),
+                "database migrations applied"
+            );
+        }
+    }
+}

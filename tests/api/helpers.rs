@@ -339,6 +339,7 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         webhook_poll_ms: 50,
         webhook_retention_days: 30,
         webhook_secret_key: None,
+        access_log: true,
     }
 }
 

@@ -363,6 +363,25 @@ fn dashboards_and_alerts_only_use_exported_metrics() {
     }
     let prometheus = std::fs::read_to_string(format!("{dir}/prometheus.yml")).unwrap();
     assert!(prometheus.contains("alerts.yml") && prometheus.contains("/metrics"));
+    assert!(prometheus.contains("\"127.0.0.1:8080\""), "the default KOMISI_BIND is scraped");
+    // Every alert: a summary, a description and a runbook section that exists.
+    let reliability = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/RELIABILITY.md")).unwrap();
+    let headings: BTreeSet<String> = reliability
+        .lines()
+        .filter_map(|l| l.strip_prefix("### ").or_else(|| l.strip_prefix("## ")))
+        .map(|h| h.to_lowercase().replace(' ', "-"))
+        .collect();
+    let alerts: Vec<&str> = rules.split("- alert: ").skip(1).collect();
+    assert!(alerts.len() >= 11, "{}", alerts.len());
+    for alert in alerts {
+        let name = alert.lines().next().unwrap().trim();
+        for key in ["summary:", "description:", "runbook_url:"] {
+            assert!(alert.contains(key), "{name} has no {key}");
+        }
+        let url = alert.lines().find_map(|l| l.trim().strip_prefix("runbook_url:")).unwrap().trim().trim_matches('"');
+        assert_eq!(url, format!("docs/RELIABILITY.md#{}", name.to_lowercase()), "{name}");
+        assert!(headings.contains(&name.to_lowercase()), "docs/RELIABILITY.md has no section {name}");
+    }
 }
 
 #[tokio::test]

@@ -90,3 +90,145 @@ async fn commission_actors_are_spawned_per_partition_and_stop_when_idle() {
     app.processed("o-again").await;
     assert_eq!(app.balance("A0", "pending").await, d("20000"));
 }
+
+/// The binary as an operator meets it (embedded mode, its own file): the
+/// start logs the migrations and the console's address and no WARN (nothing
+/// was lost), each request gets an access line with its request id, a taken
+/// port names the address and the setting, SIGTERM logs the drain, and
+/// `serve --help` is grouped.
+#[tokio::test]
+async fn the_binary_logs_its_start_each_request_its_drain_and_a_taken_port_by_name() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("komisi-ops-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // On the MySQL run: a new database and Redis prefix (where a fresh start
+    // once logged 16 WARN lines about lost journal data that was not lost).
+    let mysql = match test_backend() {
+        TestBackend::MySql => {
+            let name = format!("komisi_ops_{}", uuid::Uuid::now_v7().simple());
+            let (db, url) = create_mysql_database(&name).await;
+            Some((name, db, url))
+        }
+        TestBackend::Sqlite => None,
+    };
+    let prefix = format!("ops-{}", uuid::Uuid::now_v7().simple());
+    let start = |file: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_komisi"));
+        match &mysql {
+            Some((_, _, url)) => cmd
+                .env_clear()
+                .env("DATABASE_URL", url)
+                .env("REDIS_URL", redis_url())
+                .env("KOMISI_REDIS_PREFIX", format!("{prefix}-{file}")),
+            None => cmd.env_clear().env("DATABASE_URL", format!("sqlite://{}", dir.join(file).display())),
+        };
+        cmd.arg("serve")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KOMISI_BIND", format!("127.0.0.1:{port}"))
+            .env("KOMISI_LOG_FORMAT", "json")
+            .env("KOMISI_RECOVERY_INTERVAL_MS", "200")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start komisi")
+    };
+    let mut first = start("a.db");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for out in [
+        Box::new(first.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(first.stdout.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut lines: Vec<String> = Vec::new();
+    // Whether a line read so far, or one within 30 s, says `what`.
+    let wait_for = |what: &dyn Fn(&str) -> bool, lines: &mut Vec<String>| -> bool {
+        if lines.iter().any(|l| what(l)) {
+            return true;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = what(&line);
+                    lines.push(line);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    let serving = format!("http://127.0.0.1:{port}/console");
+    assert!(wait_for(&|l| l.contains("komisi serving") && l.contains(&serving), &mut lines), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("database migrations applied")), "{lines:#?}");
+    if mysql.is_some() {
+        // The recovery sweep meets the new journal partitions: said at info.
+        assert!(wait_for(&|l| l.contains("journal partitions created"), &mut lines), "{lines:#?}");
+    }
+    // The copy-paste banner names the console too.
+    assert!(wait_for(&|l| l.contains("The operator console:") && l.contains(&serving), &mut lines), "{lines:#?}");
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .header("X-Request-Id", "ops-test-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "ops-test-42");
+    let access = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+            let f = &v["fields"];
+            v["target"] == "komisi::access"
+                && f["route"] == "/healthz"
+                && f["method"] == "GET"
+                && f["status"] == 200
+                && f["request_id"] == "ops-test-42"
+                && f["ms"].is_f64()
+        })
+    };
+    assert!(wait_for(&access, &mut lines), "an access line: {lines:#?}");
+    // What runs: the version and the commit, as a metric and in --version.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    let build = metrics.lines().find(|l| l.starts_with("komisi_build_info{")).unwrap_or_default();
+    assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{build}");
+    assert!(regex::Regex::new(r#"git_sha="([0-9a-f]{12}|unknown)""#).unwrap().is_match(build), "{build}");
+    // The same port again: refused, naming the address and the setting.
+    let second = start("b.db").wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port} (KOMISI_BIND / --bind)")), "{err}");
+    // SIGTERM: the drain says what it does, and the process ends cleanly.
+    let ok = Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+    assert!(wait_for(&|l| l.contains("drained"), &mut lines), "{lines:#?}");
+    assert!(first.wait().unwrap().success());
+    // A fresh start lost nothing: not one WARN or ERROR line.
+    let loud: Vec<&String> =
+        lines.iter().filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"")).collect();
+    assert!(loud.is_empty(), "{loud:#?}");
+    // `serve --help`: grouped, no internal labels.
+    let help = Command::new(env!("CARGO_BIN_EXE_komisi")).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for heading in
+        ["Server:", "Database:", "Journal:", "Limits:", "Events, retries and reconcile:", "Webhooks:", "Tuning:"]
+    {
+        assert!(help.contains(heading), "{heading} in {help}");
+    }
+    assert!(!regex::Regex::new(r"\(G[0-9]+\)").unwrap().is_match(&help), "{help}");
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some((name, db, _)) = mysql {
+        drop(db);
+        drop_mysql_database(&name);
+    }
+}

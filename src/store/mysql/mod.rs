@@ -197,7 +197,15 @@ impl Db for MySqlStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/mysql").run(&self.pool).await?;
+        let migrator = sqlx::migrate!("./migrations/mysql");
+        // None yet on a new database (no table).
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        let log = crate::store::MigrationLog::begin(&migrator, &applied);
+        migrator.run(&self.pool).await?;
+        log.done();
         Ok(())
     }
 

@@ -134,7 +134,15 @@ impl Db for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?;
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        // None yet on a new database (no table).
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(&self.writer)
+            .await
+            .unwrap_or_default();
+        let log = crate::store::MigrationLog::begin(&migrator, &applied);
+        migrator.run(&self.writer).await?;
+        log.done();
         Ok(())
     }
 
