@@ -32,6 +32,26 @@ pub struct PayoutSummary {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// One batch as an affiliate's payout history shows it: what it paid the
+/// affiliate.
+#[derive(Debug, Clone)]
+pub struct AffiliatePayout {
+    pub payout_id: u64,
+    pub amount: Decimal,
+    /// `open` (built, not yet marked paid) or `completed`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A line of a batch's export for the bank or PayPal run.
+#[derive(Debug, Clone)]
+pub struct ExportLine {
+    pub affiliate_id: AffiliateId,
+    pub name: String,
+    pub amount: Decimal,
+}
+
 /// What a payout request did.
 #[derive(Debug, Clone)]
 pub enum CreatePayout {

@@ -96,6 +96,21 @@ impl Engine {
         Ok(self.store().payout(id).await?)
     }
 
+    /// The batches that paid an affiliate, newest first; None: no such affiliate.
+    pub async fn affiliate_payouts(
+        &self,
+        id: &crate::domain::ids::AffiliateId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Option<Vec<crate::domain::payout::AffiliatePayout>>> {
+        Ok(self.store().affiliate_payouts(id, before, limit).await?)
+    }
+
+    /// A batch's status and lines for export; None: no such batch.
+    pub async fn payout_export(&self, id: u64) -> Result<Option<(String, Vec<crate::domain::payout::ExportLine>)>> {
+        Ok(self.store().payout_export(id).await?)
+    }
+
     /// Batches newest first, ids below `before`.
     pub async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>> {
         Ok(self.store().list_payouts(before, limit).await?)

@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_payout, list_payouts))
         .routes(routes!(read_payout))
         .routes(routes!(complete_payout))
+        .routes(routes!(payout_items_csv))
         .routes(routes!(reconcile_status, start_reconcile))
 }
 
@@ -127,6 +128,58 @@ async fn read_payout(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Payout>, ApiError> {
     state.engine.payout(payout_id(&id)?).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
+}
+
+/// A batch's items as CSV for the bank or PayPal run: one line per
+/// affiliate (`payout_id,affiliate_id,name,amount,currency,status`), by
+/// affiliate id. komisi keeps no payout details (bank accounts, PayPal
+/// addresses): join on `affiliate_id` in the system that holds them.
+#[utoipa::path(get, path = "/admin/payouts/{id}/items.csv", tag = "payouts",
+    params(("id" = u64, Path, description = "Payout id")),
+    responses(
+        (status = 200, description = "The batch's items (CSV, RFC 4180)", body = String, content_type = "text/csv"),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payout", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn payout_items_csv(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let id = payout_id(&id)?;
+    let (status, lines) = state.engine.payout_export(id).await?.ok_or(ApiError::NotFound("payout"))?;
+    let currency = state.engine.currency().await?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    // Writing to memory: an error here is a bug, answered as a 500.
+    let failed = |e: &dyn std::fmt::Display| ApiError::Internal(crate::engine::corrupt(format!("payout CSV: {e}")));
+    let mut write = |record: &[&str]| csv.write_record(record).map_err(|e| failed(&e));
+    write(&["payout_id", "affiliate_id", "name", "amount", "currency", "status"])?;
+    let id = id.to_string();
+    for l in &lines {
+        let amount = l.amount.normalize().to_string();
+        write(&[&id, l.affiliate_id.as_str(), &spreadsheet_safe(&l.name), &amount, &currency, &status])?;
+    }
+    let body = csv.into_inner().map_err(|e| failed(&e))?;
+    let disposition = format!("attachment; filename=\"payout-{id}.csv\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    ))
+}
+
+/// A name as a spreadsheet shows it, never as a formula: a leading `=`, `+`,
+/// `-`, `@`, tab or carriage return gets a `'` before it (OWASP "CSV
+/// injection"). Names are the only free text in the export.
+fn spreadsheet_safe(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{name}").into()
+    } else {
+        name.into()
+    }
 }
 
 /// Marks a batch paid: its entries move approved → paid. Idempotent.

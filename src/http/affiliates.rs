@@ -1,7 +1,7 @@
 //! `/v1/affiliates`: register, update, read an affiliate, and list its ledger.
 use super::error::ApiError;
 use super::error::Problem;
-use super::extract::{id_field, page_limit, ApiJson, ApiPath, ApiQuery, Storefront};
+use super::extract::{id_cursor, id_field, page_limit, ApiJson, ApiPath, ApiQuery, Storefront};
 use super::views::{AffiliateView, LedgerEntry};
 use super::AppState;
 use crate::domain::affiliate::{
@@ -22,6 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read, update))
         .routes(routes!(commissions))
         .routes(routes!(children))
+        .routes(routes!(payouts))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -270,5 +271,62 @@ async fn children(
     let currency = state.engine.currency().await?;
     let items: Vec<AffiliateView> = children.into_iter().map(|a| AffiliateView::new(a, currency.clone())).collect();
     let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|a| a.id.to_string())).flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// One batch that paid the affiliate.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AffiliatePayoutView {
+    payout_id: u64,
+    /// What the batch pays this affiliate.
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "95000", format = "decimal")]
+    amount: rust_decimal::Decimal,
+    #[schema(example = "IDR")]
+    currency: String,
+    /// `open` (built, to be paid) or `completed` (marked paid by the operator).
+    #[schema(example = "completed")]
+    status: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The affiliate's payout history: the batches that paid it, newest first,
+/// a page at a time (the cursor is the last batch's id).
+#[utoipa::path(get, path = "/v1/affiliates/{id}/payouts", tag = "affiliates",
+    params(("id" = String, Path, description = "Affiliate id"), PageQuery),
+    responses(
+        (status = 200, description = "One page of batches", body = Page<AffiliatePayoutView>),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
+async fn payouts(
+    _: Storefront,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<AffiliatePayoutView>>, ApiError> {
+    let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
+    let mut errors = Vec::new();
+    let limit = page_limit(q.limit.as_deref(), &mut errors);
+    let before = id_cursor(q.cursor.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let page = state.engine.affiliate_payouts(&id, before, limit).await?.ok_or(ApiError::NotFound("affiliate"))?;
+    let currency = state.engine.currency().await?;
+    let items: Vec<AffiliatePayoutView> = page
+        .into_iter()
+        .map(|p| AffiliatePayoutView {
+            payout_id: p.payout_id,
+            amount: p.amount,
+            currency: currency.clone(),
+            status: p.status,
+            created_at: p.created_at,
+            completed_at: p.completed_at,
+        })
+        .collect();
+    let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|p| p.payout_id.to_string())).flatten();
     Ok(Json(Page { items, next_cursor }))
 }

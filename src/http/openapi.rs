@@ -81,7 +81,7 @@ fn constraints() -> Vec<(String, Value)> {
         (s("PatchBody", "parent_id"), id()),
         (s("PayoutBody", "min_amount"), money()),
         // The two answers of POST /admin/payouts, told apart by `status`.
-        (s("Payout", "status"), json!({"enum": ["open", "paid"]})),
+        (s("Payout", "status"), json!({"enum": ["open", "completed"]})),
         (s("NothingToPay", "status"), json!({"enum": ["nothing_to_pay"]})),
         (s("BulkReplay", "status"), json!({"enum": ["failed", "dead"]})),
         // Nullable: the enum lists null too, or a null would be "invalid".
@@ -394,6 +394,8 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("get", "/admin/payouts", "listPayouts"),
     ("get", "/admin/payouts/{id}", "getPayout"),
     ("post", "/admin/payouts/{id}/complete", "completePayout"),
+    ("get", "/admin/payouts/{id}/items.csv", "exportPayoutItems"),
+    ("get", "/v1/affiliates/{id}/payouts", "listAffiliatePayouts"),
     ("get", "/admin/reconcile", "getReconcile"),
     ("post", "/admin/reconcile", "startReconcile"),
     ("post", "/admin/webhooks", "createWebhookEndpoint"),

@@ -1,7 +1,7 @@
 //! Payout batches: approved balances paid out together.
 use super::Result;
 use crate::domain::ids::AffiliateId;
-use crate::domain::payout::{NewPayout, Payout, PayoutItem, PayoutSummary};
+use crate::domain::payout::{AffiliatePayout, ExportLine, NewPayout, Payout, PayoutItem, PayoutSummary};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
@@ -14,6 +14,17 @@ pub trait Payouts: Send + Sync {
     /// One page of batches, newest first (ids below `before`).
     async fn list_payouts(&self, before: Option<u64>, limit: u32) -> Result<Vec<PayoutSummary>>;
     async fn begin_payout(&self) -> Result<Box<dyn PayoutTx>>;
+    /// One page of the batches that paid an affiliate, newest first (ids
+    /// below `before`); None when there is no such affiliate.
+    async fn affiliate_payouts(
+        &self,
+        id: &AffiliateId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Option<Vec<AffiliatePayout>>>;
+    /// A batch's status and its lines with each affiliate's name, by
+    /// affiliate id; None when there is no such batch.
+    async fn payout_export(&self, id: u64) -> Result<Option<(String, Vec<ExportLine>)>>;
 }
 
 /// Building a batch, or marking one paid.

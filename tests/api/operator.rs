@@ -227,6 +227,8 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/payouts"),
         ("GET", "/admin/payouts/{id}"),
         ("POST", "/admin/payouts/{id}/complete"),
+        ("GET", "/admin/payouts/{id}/items.csv"),
+        ("GET", "/v1/affiliates/{id}/payouts"),
         ("GET", "/admin/reconcile"),
         ("POST", "/admin/reconcile"),
         ("POST", "/admin/webhooks"),
@@ -487,6 +489,60 @@ async fn payout_batches_are_listed_newest_first_and_read_with_their_items() {
 
     app.admin_post(&format!("/admin/payouts/{first_id}/complete"), &json!({})).await;
     assert_eq!(app.admin_get(&format!("/admin/payouts/{first_id}")).await["status"], "completed");
+
+    // The export for the bank run: one line per affiliate, a name that a
+    // spreadsheet would run as a formula defused, quoted as RFC 4180 says.
+    let r = app.patch("/v1/affiliates/B", &json!({"name": "=SUM(A1), \"B\""})).await;
+    assert!(r.status().is_success());
+    let csv = |id: u64, key: &'static str| {
+        let app = &app;
+        async move {
+            app.client.get(app.url(&format!("/admin/payouts/{id}/items.csv"))).bearer_auth(key).send().await.unwrap()
+        }
+    };
+    let r = csv(first_id, ADMIN_KEY).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(r.headers()["content-disposition"], format!("attachment; filename=\"payout-{first_id}.csv\""));
+    let c_name = app.get_json("/v1/affiliates/C").await["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!(
+            "payout_id,affiliate_id,name,amount,currency,status\n\
+             {first_id},B,\"'=SUM(A1), \"\"B\"\"\",64500,IDR,completed\n\
+             {first_id},C,{c_name},95000,IDR,completed\n"
+        )
+    );
+    assert_eq!(csv(999_999, ADMIN_KEY).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(csv(first_id, STOREFRONT_KEY).await.status(), StatusCode::FORBIDDEN);
+
+    // Each affiliate's payout history, newest first: C is paid again by a third batch.
+    app.accept(&worked_example_order("o-2", "y", "code-C")).await;
+    app.processed("o-2").await;
+    let r = app.client.post(app.url("/v1/orders/o-2/complete")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(poll(Duration::from_secs(10), || async { app.balance("C", "approved").await == d("95000") }).await);
+    let third: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "90000"})).await.json().await.unwrap();
+    let third_id = third["id"].as_u64().unwrap();
+    let history = app.get_json("/v1/affiliates/C/payouts").await;
+    let seen: Vec<(u64, &str, &str)> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["payout_id"].as_u64().unwrap(), p["amount"].as_str().unwrap(), p["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, [(third_id, "95000", "open"), (first_id, "95000", "completed")], "{history}");
+    assert_eq!((&history["items"][0]["currency"], &history["next_cursor"]), (&json!("IDR"), &Value::Null));
+    let page = app.get_json("/v1/affiliates/C/payouts?limit=1").await;
+    assert_eq!(page["items"][0]["payout_id"], third_id);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let next = app.get_json(&format!("/v1/affiliates/C/payouts?limit=1&cursor={cursor}")).await;
+    assert_eq!(next["items"][0]["payout_id"], first_id);
+    assert_eq!(app.get_json("/v1/affiliates/A/payouts").await["items"][0]["payout_id"], second_id);
+    app.create_affiliate("never-paid", None).await;
+    assert_eq!(app.get_json("/v1/affiliates/never-paid/payouts").await, json!({"items": [], "next_cursor": null}));
+    assert_eq!(app.get("/v1/affiliates/nobody/payouts").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/v1/affiliates/C/payouts?cursor=x").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
     for (path, status) in [
         ("/admin/payouts/999999", StatusCode::NOT_FOUND),
         ("/admin/payouts/99999999999999999999", StatusCode::NOT_FOUND),

@@ -4,7 +4,7 @@ use super::rows;
 use super::{Arg, Conn, Lane, Sql, SqlStore};
 use crate::domain::ids::AffiliateId;
 use crate::domain::ledger::EntryStatus;
-use crate::domain::payout::{NewPayout, Payout, PayoutItem, PayoutSummary};
+use crate::domain::payout::{AffiliatePayout, ExportLine, NewPayout, Payout, PayoutItem, PayoutSummary};
 use crate::store::{PayoutTx, Payouts, Result};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -68,6 +68,58 @@ impl Payouts for SqlStore {
 
     async fn begin_payout(&self) -> Result<Box<dyn PayoutTx>> {
         Ok(Box::new(SqlPayoutTx { conn: self.write(Lane::Request).await? }))
+    }
+
+    async fn affiliate_payouts(
+        &self,
+        id: &AffiliateId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Option<Vec<AffiliatePayout>>> {
+        let mut conn = self.snapshot().await?;
+        if conn.optional(&Sql::new("SELECT id FROM affiliates WHERE id = ?").arg(id)).await?.is_none() {
+            return Ok(None);
+        }
+        // ix_payout_items_affiliate: the affiliate's items by batch, newest first.
+        let q = Sql::new(
+            "SELECT i.payout_id, i.amount, p.status, p.created_at, p.completed_at \
+             FROM payout_items i JOIN payouts p ON p.id = i.payout_id \
+             WHERE i.affiliate_id = ? AND i.payout_id < ? ORDER BY i.payout_id DESC LIMIT ?",
+        )
+        .arg(id)
+        .arg(before.map_or(Ok(Arg::Int(i64::MAX)), super::uint)?)
+        .arg(limit);
+        let page = rows::all(&conn.fetch(&q).await?, |r| {
+            Ok(AffiliatePayout {
+                payout_id: r.uint("payout_id")?,
+                amount: r.money("amount")?,
+                status: r.text("status")?,
+                created_at: r.time("created_at")?,
+                completed_at: r.opt_time("completed_at")?,
+            })
+        })?;
+        conn.commit().await?;
+        Ok(Some(page))
+    }
+
+    async fn payout_export(&self, id: u64) -> Result<Option<(String, Vec<ExportLine>)>> {
+        let mut conn = self.snapshot().await?;
+        let q = Sql::new("SELECT status FROM payouts WHERE id = ?").arg(super::uint(id)?);
+        let Some(row) = conn.optional(&q).await? else { return Ok(None) };
+        let q = Sql::new(
+            "SELECT i.affiliate_id, a.name, i.amount FROM payout_items i \
+             JOIN affiliates a ON a.id = i.affiliate_id WHERE i.payout_id = ? ORDER BY i.affiliate_id",
+        )
+        .arg(super::uint(id)?);
+        let lines = rows::all(&conn.fetch(&q).await?, |r| {
+            Ok(ExportLine {
+                affiliate_id: AffiliateId::from_trusted(r.text("affiliate_id")?),
+                name: r.text("name")?,
+                amount: r.money("amount")?,
+            })
+        })?;
+        conn.commit().await?;
+        Ok(Some((row.text("status")?, lines)))
     }
 }
 
