@@ -1,5 +1,6 @@
 // Building the page: every value from the API goes in as text (a Text node
 // or textContent), never as markup. `h` is the only way elements are made.
+import { api } from './api.js';
 
 /**
  * h('a', {href: '#/x', class: 'c', on: {click}}, 'text', child, ...)
@@ -81,14 +82,27 @@ export function badge(status) {
   return h('span', { class: `badge ${String(status).replace(/[^a-z_]/g, '')}` }, status);
 }
 
-/** A table: columns [{label, num?}], rows of cells (a td element, or anything h accepts). */
+/**
+ * A table: columns [{label, num?, cls?, minor?}], rows of cells (a td
+ * element, or anything h accepts). A `minor` column is left out on a phone's
+ * width (style.css), where the priority columns stay in view and the row's
+ * link leads to everything.
+ */
 export function table(columns, rows, { empty = 'Nothing to show.', id } = {}) {
   if (!rows.length) return h('p', { class: 'muted', 'data-empty': id || true }, empty);
+  const classes = (c, ...more) => [...more, c.minor ? 'minor' : null].filter(Boolean).join(' ') || null;
   return h('div', { class: 'table-wrap' },
     h('table', { id },
-      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)))),
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: classes(c, c.num ? 'num' : null) }, c.label)))),
       h('tbody', {}, rows.map((cells) => h('tr', {},
-        cells.map((c, i) => (c instanceof HTMLTableCellElement ? c : h('td', { class: columns[i].cls || (columns[i].num ? 'num' : null) }, c))))))));
+        cells.map((c, i) => {
+          const col = columns[i];
+          if (c instanceof HTMLTableCellElement) {
+            if (col.minor) c.classList.add('minor');
+            return c;
+          }
+          return h('td', { class: classes(col, col.cls || (col.num ? 'num' : null)) }, c);
+        }))))));
 }
 
 export function fields(pairs) {
@@ -148,4 +162,29 @@ export function svg(tag, attrs = {}, ...children) {
   }
   for (const c of children.flat(Infinity)) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return el;
+}
+
+/**
+ * A button that fetches a CSV with the session's key (a plain link could not
+ * send it) and saves it as `file`; `#<id>-result` says how many rows.
+ */
+export function csvButton(path, file, { id, label, noun }) {
+  const out = h('span', { id: `${id}-result`, class: 'muted', 'aria-live': 'polite' });
+  const button = h('button', { type: 'button', id }, label);
+  button.addEventListener('click', async () => {
+    try {
+      const csv = await api('GET', path, { headers: { Accept: 'text/csv' } });
+      const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv' }));
+      // (`h` refuses links that are not http(s): this one is our own blob.)
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = file;
+      a.click();
+      URL.revokeObjectURL(url);
+      fill(out, ` ${num(csv.trim().split('\n').length - 1)} ${noun} saved.`);
+    } catch (err) {
+      fill(out, message('error', err.message));
+    }
+  });
+  return h('p', { class: 'actions' }, button, out);
 }

@@ -95,8 +95,8 @@ async function list(main, params) {
     form,
     h('div', { class: 'actions' }, bulk, action('Refresh', () => list(main, params), { id: 'refresh-events' })),
     out,
-    table([{ label: 'event' }, { label: 'type' }, { label: 'order' }, { label: 'status' }, { label: 'attempts', num: true },
-      { label: 'last error' }, { label: 'created' }, { label: 'updated' }], rows, { id: 'events-table', empty: 'No event matches.' }),
+    table([{ label: 'event' }, { label: 'type' }, { label: 'order', minor: true }, { label: 'status' }, { label: 'attempts', num: true, minor: true },
+      { label: 'last error', minor: true }, { label: 'created', minor: true }, { label: 'updated', minor: true }], rows, { id: 'events-table', empty: 'No event matches.' }),
     pager);
 }
 

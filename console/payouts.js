@@ -2,7 +2,7 @@
 // items, mark it paid. Each creation carries a fresh Idempotency-Key, so a
 // retried click returns the batch the first one built.
 import { get, post, query, seg } from './api.js';
-import { action, badge, confirmAction, fields, fill, h, message, money, moneyCell, num, table, time } from './dom.js';
+import { action, badge, confirmAction, csvButton, fields, fill, h, message, money, moneyCell, num, table, time } from './dom.js';
 
 const PAGE = 20;
 
@@ -40,7 +40,7 @@ async function list(main, params) {
     h('h1', {}, 'Payouts'),
     form, out,
     h('h2', {}, 'Batches'),
-    table([{ label: 'batch', num: true }, { label: 'status' }, { label: 'affiliates', num: true }, { label: 'total', num: true }, { label: 'created' }, { label: 'paid' }],
+    table([{ label: 'batch', num: true }, { label: 'status' }, { label: 'affiliates', num: true, minor: true }, { label: 'total', num: true }, { label: 'created', minor: true }, { label: 'paid', minor: true }],
       page.items.map((p) => [h('td', { class: 'num' }, h('a', { href: `#/payouts/${p.id}` }, `#${p.id}`)), badge(p.status),
         h('td', { class: 'num' }, num(p.items)), moneyCell(p.total), time(p.created_at), time(p.completed_at)]),
       { id: 'payouts-table', empty: 'No batch yet.' }),
@@ -76,6 +76,8 @@ async function batch(main, id) {
     ])),
     h('div', { class: 'actions' }, complete), out,
     h('h2', {}, 'Items'),
+    csvButton(`/admin/payouts/${seg(String(p.id))}/items.csv`, `payout-${p.id}.csv`,
+      { id: 'payout-csv', label: 'Download for the bank run (CSV)', noun: 'affiliates' }),
     table([{ label: 'affiliate' }, { label: 'amount', num: true }],
       p.items.map((i) => [h('a', { href: `#/affiliates/${seg(i.affiliate_id)}` }, i.affiliate_id), moneyCell(i.amount)]),
       { id: 'payout-items', empty: 'No item.' }));

@@ -3,7 +3,7 @@
 // per kind and level (a bar per level's change), the affiliates and orders
 // that change most, and the CSV of every affiliate.
 import { api, get, seg } from './api.js';
-import { badge, fields, fill, h, message, money, num, svg, table, time } from './dom.js';
+import { badge, csvButton, fields, fill, h, message, money, num, svg, table, time } from './dom.js';
 
 
 const POLL_MS = 1000;
@@ -107,7 +107,7 @@ function result(s, cur) {
       ['milestones', `${num(r.affiliates_reaching_a_milestone)} would reach one, ${num(r.affiliates_losing_a_milestone)} lose one`],
     ])),
     h('h3', {}, 'Change per level'), chart,
-    table([{ label: 'kind' }, { label: 'level', num: true }, { label: 'now', num: true }, { label: 'candidate', num: true }, { label: 'change', num: true }],
+    table([{ label: 'kind' }, { label: 'level', num: true }, { label: 'now', num: true, minor: true }, { label: 'candidate', num: true, minor: true }, { label: 'change', num: true }],
       r.totals.map((t) => [t.kind, h('td', { class: 'num' }, String(t.level)), h('td', { class: 'num' }, money(t.baseline, cur)),
         h('td', { class: 'num' }, money(t.candidate, cur)), h('td', { class: String(t.delta).startsWith('-') ? 'num neg' : 'num' }, money(t.delta, cur))]),
       { id: 'sim-totals' }),
@@ -116,27 +116,7 @@ function result(s, cur) {
       r.top_affiliates.map((a) => [h('a', { href: `#/affiliates/${seg(a.id)}` }, a.id), h('td', { class: 'num' }, money(a.baseline, cur)),
         h('td', { class: 'num' }, money(a.candidate, cur)), h('td', { class: 'num' }, money(a.delta, cur))]),
       { id: 'sim-affiliates', empty: 'No affiliate would be paid differently.' }),
-    csvDownload(s.id));
+    csvButton(`/admin/simulations/${seg(String(s.id))}/affiliates.csv`, `simulation-${s.id}-affiliates.csv`,
+      { id: 'sim-csv', label: 'Download every affiliate (CSV)', noun: 'affiliates' }));
 }
 
-/** A button that fetches every affiliate as CSV (with the session's key) and saves it. */
-function csvDownload(id) {
-  const out = h('span', { id: 'sim-csv-result', class: 'muted', 'aria-live': 'polite' });
-  const button = h('button', { type: 'button', id: 'sim-csv' }, 'Download every affiliate (CSV)');
-  button.addEventListener('click', async () => {
-    try {
-      const csv = await api('GET', `/admin/simulations/${seg(String(id))}/affiliates.csv`, { headers: { Accept: 'text/csv' } });
-      const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv' }));
-      // (`h` refuses links that are not http(s): this one is our own blob.)
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = `simulation-${id}-affiliates.csv`;
-      a.click();
-      URL.revokeObjectURL(url);
-      fill(out, ` ${num(csv.trim().split('\n').length - 1)} affiliates saved.`);
-    } catch (err) {
-      fill(out, message('error', err.message));
-    }
-  });
-  return h('p', { class: 'actions' }, button, out);
-}

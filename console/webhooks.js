@@ -193,7 +193,7 @@ function subject(m) {
 const excerpt = (s) => (s && s.length > EXCERPT ? `${s.slice(0, EXCERPT)}…` : s);
 
 function attemptsTable(m) {
-  return table([{ label: 'at' }, { label: 'status', num: true }, { label: 'duration', num: true }, { label: 'response' }, { label: 'error' }],
+  return table([{ label: 'at' }, { label: 'status', num: true }, { label: 'duration', num: true, minor: true }, { label: 'response', minor: true }, { label: 'error' }],
     m.attempt_log.map((a) => [
       time(a.at),
       h('td', { class: a.status_code >= 200 && a.status_code < 300 ? 'num' : 'num neg' }, a.status_code ?? '—'),

@@ -9,7 +9,7 @@
 // console error, page error, CSP violation or dialog fails the run (exit 1,
 // the reason on stderr).
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 
@@ -395,6 +395,13 @@ try {
   await confirm(/^Mark batch #\d+ paid\? 1 affiliate, IDR\s20,000/);
   await page.locator('#payout-result').waitFor();
   check(await text('#payout-status') === 'completed', 'the batch is paid');
+  // The export for the bank run, saved as a file by the browser.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#payout-csv')]);
+  check(/^payout-\d+\.csv$/.test(download.suggestedFilename()), `the file's name: ${download.suggestedFilename()}`);
+  const exported = readFileSync(await download.path(), 'utf8').trim().split('\n');
+  check(exported[0] === 'payout_id,affiliate_id,name,amount,currency,status' && exported.length === 2
+    && /^\d+,A,[^,]*,20000,IDR,completed$/.test(exported[1]), `the payout CSV: ${exported.join(' | ')}`);
+  await page.locator('#payout-csv-result').filter({ hasText: '1 affiliates saved' }).waitFor();
   await shot('payout');
   await go('#/payouts');
   await page.locator('#payouts-table').waitFor();
@@ -616,6 +623,15 @@ try {
     await page.locator(wait).waitFor();
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     check(width <= 390, `${hash} fits 390 px (scroll width ${width})`);
+    if (hash === '#/events') {
+      // The priority columns in view, whole: the event (its link), type, status.
+      const seen = await page.evaluate(() => [...document.querySelectorAll('#events-table tbody tr:first-child td')]
+        .filter((td) => getComputedStyle(td).display !== 'none')
+        .map((td) => { const r = td.getBoundingClientRect(); return { text: td.textContent.trim(), left: r.left, right: r.right }; }));
+      check(seen.length === 3 && seen.every((c) => c.left >= 0 && c.right <= 390)
+        && /^[a-z]+\.[a-z_]+$/.test(seen[1].text) && /^(pending|processing|done|failed|dead)$/.test(seen[2].text),
+        `at 390 px the events list shows event, type and status in view: ${JSON.stringify(seen)}`);
+    }
     await shot(name);
   }
   await page.setViewportSize({ width: 1280, height: 900 });
