@@ -1,9 +1,10 @@
-// Program: the version in force (read-only: a new version is a whole
-// document, PUT by the operator's tooling), its caps and budgets with their
-// use this period (a bar per budget), and the exchange-rate table in force
-// for orders in other currencies, with a form to put a new one.
-import { api, get } from './api.js';
-import { fields, fill, h, message, money, num, table, time } from './dom.js';
+// Program: the version in force, its caps and budgets with their use this
+// period (a bar per budget), the stored versions with what changed between
+// two, the program edited as JSON (the server's validation errors listed at
+// their fields and lines), and the exchange-rate table in force for orders
+// in other currencies, with a form to put a new one.
+import { api, get, query, seg } from './api.js';
+import { badge, confirmAction, fields, fill, h, message, money, num, table, time } from './dom.js';
 
 const pct = (rate) => `${(Number(rate) * 100).toLocaleString(undefined, { maximumFractionDigits: 4 })} %`;
 
@@ -59,6 +60,120 @@ function limits(b, cur) {
   ];
 }
 
+/** A JSON document as path → scalar value (`levels[0]`, `buyer_rewards.points_rate`). */
+function flatten(value, path = '', out = new Map()) {
+  if (Array.isArray(value)) {
+    if (!value.length) out.set(path, '[]');
+    value.forEach((v, i) => flatten(v, `${path}[${i}]`, out));
+  } else if (value && typeof value === 'object') {
+    const keys = Object.keys(value);
+    if (!keys.length && path) out.set(path, '{}');
+    keys.forEach((k) => flatten(value[k], path ? `${path}.${k}` : k, out));
+  } else {
+    out.set(path, JSON.stringify(value));
+  }
+  return out;
+}
+
+/** What changed from document `a` to `b`: [path, before, after] (undefined: absent). */
+export function diff(a, b) {
+  const [fa, fb] = [flatten(a), flatten(b)];
+  const paths = [...new Set([...fa.keys(), ...fb.keys()])].sort();
+  return paths.filter((k) => fa.get(k) !== fb.get(k)).map((k) => [k, fa.get(k), fb.get(k)]);
+}
+
+/** The document to edit or compare: a version without its own number and date. */
+const doc = (v) => { const { version, created_at, ...rest } = v; return rest; };
+
+/** The 1-based line of a field path's last key in the pretty-printed JSON (null if not found). */
+function lineOf(text, field) {
+  const key = /([A-Za-z_][A-Za-z0-9_]*)(\[\d+\])*$/.exec(field || '');
+  if (!key) return null;
+  const at = text.split('\n').findIndex((l) => l.trimStart().startsWith(`"${key[1]}"`));
+  return at < 0 ? null : at + 1;
+}
+
+/** The stored versions, and what changed between two of them. */
+async function versions(current) {
+  const page = await get(`/admin/program/versions${query({ limit: 50 })}`);
+  const out = h('div', { id: 'program-diff', 'aria-live': 'polite' });
+  const pick = (id, selected) => h('select', { id, name: id },
+    page.items.map((v) => h('option', { value: String(v.version), selected: v.version === selected ? 'selected' : null }, `version ${v.version}`)));
+  const older = page.items[1] ? page.items[1].version : current;
+  const from = pick('diff-from', older);
+  const to = pick('diff-to', current);
+  const compare = async () => {
+    const [a, b] = await Promise.all([get(`/admin/program/versions/${seg(from.value)}`), get(`/admin/program/versions/${seg(to.value)}`)]);
+    const changes = diff(doc(a), doc(b));
+    fill(out, changes.length
+      ? table([{ label: 'field' }, { label: `version ${a.version}` }, { label: `version ${b.version}` }],
+        changes.map(([k, x, y]) => [h('td', { class: 'id' }, k), x === undefined ? '—' : x, y === undefined ? '—' : y]), { id: 'diff-table' })
+      : h('p', { class: 'muted', id: 'diff-none' }, `Versions ${a.version} and ${b.version} are the same program.`));
+  };
+  const form = h('form', { class: 'card filters', id: 'diff-form' },
+    h('label', {}, 'from ', from), h('label', {}, 'to ', to),
+    h('button', { type: 'submit', id: 'diff-run' }, 'Compare'));
+  form.addEventListener('submit', async (e) => { e.preventDefault(); await compare(); });
+  if (page.items.length > 1) await compare();
+  return [
+    h('h2', {}, 'Versions'),
+    table([{ label: 'version', num: true }, { label: 'stored' }, { label: '' }],
+      page.items.map((v) => [h('td', { class: 'num' }, String(v.version)), time(v.created_at), v.current ? badge('in force') : '']),
+      { id: 'program-versions' }),
+    page.items.length > 1 ? [form, out] : h('p', { class: 'muted' }, 'One version so far: nothing to compare.'),
+  ];
+}
+
+/** The program in force as JSON, stored as a new version after the server's checks. */
+function editor(main, p) {
+  const text = JSON.stringify(doc(p), null, 2);
+  const input = h('textarea', { id: 'program-json', name: 'program', rows: Math.min(40, text.split('\n').length + 1), spellcheck: 'false' }, text);
+  const out = h('div', { id: 'program-edit-message', 'aria-live': 'polite' });
+  const submit = h('button', { type: 'submit', class: 'primary', id: 'program-save' }, 'Check and store as a new version…');
+  const form = h('form', { class: 'card', id: 'program-form' },
+    h('label', { for: 'program-json' }, 'The program in force, as JSON. A new version applies to orders placed from then on; stored versions never change.'),
+    input, h('div', { class: 'actions' }, submit), out);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    let body;
+    try {
+      body = JSON.parse(input.value);
+    } catch (err) {
+      fill(out, message('error', `Not JSON: ${err.message}`, 'program-errors'));
+      return;
+    }
+    const changes = diff(doc(p), body);
+    if (!changes.length) {
+      fill(out, message('info', 'Nothing changed: no version stored.', 'program-errors'));
+      return;
+    }
+    if (!(await confirmAction(`Store a new program version (${changes.length} field${changes.length === 1 ? '' : 's'} changed: ${changes.slice(0, 4).map(([k]) => k).join(', ')}${changes.length > 4 ? ', …' : ''})? Orders placed from now on are paid under it.`, 'Store version'))) return;
+    submit.disabled = true;
+    try {
+      const stored = await api('PUT', '/admin/program', { body });
+      await render(main);
+      fill(document.getElementById('program-edit-message'), message('ok', `Stored as version ${stored.version}.`, 'program-stored'));
+    } catch (err) {
+      const errors = err.problem && Array.isArray(err.problem.errors) ? err.problem.errors : null;
+      if (err.status === 422 && errors) {
+        // Each refused field with its line in the text above.
+        fill(out, h('div', { class: 'message error', role: 'alert', id: 'program-errors' },
+          `Not stored: ${errors.length} field${errors.length === 1 ? ' is' : 's are'} refused.`,
+          h('ul', {}, errors.map((x) => {
+            const line = lineOf(input.value, x.field);
+            return h('li', { class: 'field-error', 'data-field': x.field }, h('code', {}, x.field || 'body'),
+              line ? ` (line ${line})` : '', `: ${x.message}`);
+          }))));
+      } else {
+        fill(out, message('error', err.message, 'program-errors'));
+      }
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return [h('h2', {}, 'Edit'), form];
+}
+
 export async function render(main) {
   const [p, rates, budgets] = await Promise.all([get('/admin/program'), tableNow(), get('/admin/budgets')]);
   const cur = p.currency;
@@ -108,6 +223,8 @@ export async function render(main) {
       ['buyer points', `${pct(p.buyer_rewards.points_rate)} of the eligible amount, ${num(Number(p.buyer_rewards.first_order_bonus))} on a first order`],
     ])),
     ...limits(budgets, cur),
+    ...(await versions(p.version)),
+    ...editor(main, p),
     h('h2', {}, 'Currencies'),
     h('p', { class: 'muted' }, `Orders in ${cur} need no rate. An order in another ISO 4217 currency carries its own fx_rate, or takes the rate of the table in force when it was placed; the rate is frozen on the order.`),
     rates

@@ -65,6 +65,25 @@ impl Engine {
         Ok(self.store().current_program().await?)
     }
 
+    /// One page of the program versions (number, stored at), newest first.
+    pub async fn program_versions(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, chrono::DateTime<chrono::Utc>)>> {
+        Ok(self.store().program_versions(before, limit).await?)
+    }
+
+    /// One stored version: when it was stored and its program; None when
+    /// there is no such version.
+    pub async fn program_version(&self, version: u64) -> Result<Option<(chrono::DateTime<chrono::Utc>, Arc<Program>)>> {
+        let found = self.store().program_versions(version.checked_add(1), 1).await?;
+        match found.first() {
+            Some((v, at)) if *v == version => Ok(Some((*at, self.store().program(version).await?))),
+            _ => Ok(None),
+        }
+    }
+
     /// Validates a program and stores it as a new immutable version. The
     /// currency cannot change: balances and open orders are kept in one.
     /// Validates a rate table and stores it as a new version (its base must

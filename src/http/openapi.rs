@@ -385,6 +385,8 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("put", "/admin/buyers/{id}/affiliate", "setBuyerAffiliate"),
     ("get", "/admin/program", "getProgram"),
     ("put", "/admin/program", "putProgram"),
+    ("get", "/admin/program/versions", "listProgramVersions"),
+    ("get", "/admin/program/versions/{version}", "getProgramVersion"),
     ("get", "/admin/fx-rates", "getRateTable"),
     ("put", "/admin/fx-rates", "putRateTable"),
     ("get", "/admin/budgets", "getBudgets"),

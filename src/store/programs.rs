@@ -24,6 +24,13 @@ pub trait Programs: Send + Sync {
     async fn current_program(&self) -> Result<(u64, Arc<Program>)>;
     /// Stores a validated program as a new version.
     async fn insert_program(&self, program: &Program) -> Result<u64>;
+    /// One page of the versions (number, stored at), newest first, numbers
+    /// below `before`.
+    async fn program_versions(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, chrono::DateTime<chrono::Utc>)>>;
     /// The cap and budget counters of `keys` as committed (a missing one: none).
     async fn cap_counters(
         &self,

@@ -228,6 +228,8 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/payouts/{id}"),
         ("POST", "/admin/payouts/{id}/complete"),
         ("GET", "/admin/payouts/{id}/items.csv"),
+        ("GET", "/admin/program/versions"),
+        ("GET", "/admin/program/versions/{version}"),
         ("GET", "/v1/affiliates/{id}/payouts"),
         ("GET", "/admin/reconcile"),
         ("POST", "/admin/reconcile"),
@@ -576,4 +578,50 @@ async fn an_order_shows_its_items_with_what_is_refunded() {
             {"sku": "voucher", "category": "gift-card", "quantity": 1, "refunded": 0, "unit_price": "100000"}
         ])
     );
+}
+
+#[tokio::test]
+async fn program_versions_are_listed_newest_first_and_each_reads_as_it_was_stored() {
+    let app = spawn_app().await;
+    let first = app.admin_get("/admin/program").await;
+    let v2 = app.set_program(|p| p["holding_days"] = json!(7)).await;
+    let v3 = app.set_program(|p| p["holding_days"] = json!(30)).await;
+    let list = app.admin_get("/admin/program/versions").await;
+    let seen: Vec<(u64, bool)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_u64().unwrap(), v["current"].as_bool().unwrap()))
+        .collect();
+    let v1 = first["version"].as_u64().unwrap();
+    assert_eq!(seen, [(v3, true), (v2, false), (v1, false)], "{list}");
+    assert_eq!(list["next_cursor"], Value::Null);
+    // Each version as it was stored: the first is the program that was in force.
+    let mut one = app.admin_get(&format!("/admin/program/versions/{v1}")).await;
+    assert!(one.as_object_mut().unwrap().remove("created_at").is_some());
+    assert_eq!(one, first);
+    assert_eq!(app.admin_get(&format!("/admin/program/versions/{v2}")).await["holding_days"], 7);
+    let current = app.admin_get("/admin/program").await;
+    let mut newest = app.admin_get(&format!("/admin/program/versions/{v3}")).await;
+    newest.as_object_mut().unwrap().remove("created_at");
+    assert_eq!(newest, current);
+    // A page at a time.
+    let page = app.admin_get("/admin/program/versions?limit=2").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest = app.admin_get(&format!("/admin/program/versions?limit=2&cursor={cursor}")).await;
+    assert_eq!((rest["items"][0]["version"].as_u64(), &rest["next_cursor"]), (Some(v1), &Value::Null));
+    for (path, status) in [
+        ("/admin/program/versions/999999", StatusCode::NOT_FOUND),
+        ("/admin/program/versions/0", StatusCode::NOT_FOUND),
+        ("/admin/program/versions/x", StatusCode::NOT_FOUND),
+        ("/admin/program/versions/99999999999999999999", StatusCode::NOT_FOUND),
+        ("/admin/program/versions?cursor=-1", StatusCode::UNPROCESSABLE_ENTITY),
+        ("/admin/program/versions?limit=501", StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let r = app.client.get(app.url(path)).bearer_auth(ADMIN_KEY).send().await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+    }
+    let r = app.client.get(app.url("/admin/program/versions")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }

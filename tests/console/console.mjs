@@ -292,6 +292,32 @@ try {
   await go('#/program');
   await page.locator('#program-summary').waitFor();
   check((await text('#program-currency')).startsWith('IDR'), `the program currency: ${await text('#program-currency')}`);
+  // The versions (the default and the test's), and what changed between them.
+  check((await rows('program-versions').count()) === 2, 'two stored versions');
+  await page.locator('#diff-table').waitFor();
+  const changed = await page.locator('#diff-table tbody tr td:first-child').allTextContents();
+  check(changed.includes('holding_days') && changed.some((f) => f.startsWith('budgets[0].')),
+    `the diff names the fields the test changed: ${changed}`);
+  // Edited as JSON: a refused field is listed with its line; a good edit is stored.
+  const edited = JSON.parse(await page.inputValue('#program-json'));
+  const levelOne = edited.levels[0];
+  edited.levels[0] = '2';
+  await page.fill('#program-json', JSON.stringify(edited, null, 2));
+  await page.click('#program-save');
+  await confirm(/^Store a new program version \(1 field changed: levels\[0\]\)/);
+  await page.locator('#program-errors li[data-field="levels[0]"]').waitFor();
+  const refusal = await text('#program-errors');
+  check(/levels\[0\] \(line \d+\): /.test(refusal), `the refused field at its line: ${refusal}`);
+  check((await text('#program-version')) === '2', 'nothing stored');
+  edited.levels[0] = levelOne;
+  edited.buyer_rewards.redemption_hold_minutes += 1;
+  await page.fill('#program-json', JSON.stringify(edited, null, 2));
+  await page.click('#program-save');
+  await confirm(/^Store a new program version \(1 field changed: buyer_rewards\.redemption_hold_minutes\)/);
+  await page.locator('#program-stored').waitFor();
+  check((await text('#program-version')) === '3' && (await rows('program-versions').count()) === 3, 'version 3 stored and listed');
+  const now = await page.locator('#diff-table tbody tr td:first-child').allTextContents();
+  check(now.join() === 'buyer_rewards.redemption_hold_minutes', `version 2 → 3 changed one field: ${now}`);
   check((await rows('fx-rates').count()) === 1, 'one rate in the table in force');
   const bar = page.locator('#budget-total-commission');
   check(await bar.count() === 1, 'a bar for the budget');

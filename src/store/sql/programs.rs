@@ -52,6 +52,19 @@ impl Programs for SqlStore {
         self.programs.get(self.read().await?.as_mut(), version).await
     }
 
+    async fn program_versions(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<(u64, chrono::DateTime<chrono::Utc>)>> {
+        let q = Sql::new(
+            "SELECT version, created_at FROM program_versions WHERE version < ? ORDER BY version DESC LIMIT ?",
+        )
+        .arg(before.map_or(Ok(super::Arg::Int(i64::MAX)), super::uint)?)
+        .arg(limit);
+        super::rows::all(&self.read().await?.fetch(&q).await?, |r| Ok((r.uint("version")?, r.time("created_at")?)))
+    }
+
     async fn cap_counters(
         &self,
         keys: &[crate::domain::caps::CounterKey],
