@@ -1,4 +1,5 @@
-// Affiliates: balances, attribution (clicks, conversion, coupons, clicks
+// Affiliates: a search (id, referral code or name prefix, status) with a
+// page of matches; one affiliate's balances, attribution (clicks, conversion, coupons, clicks
 // per day), the ledger a page at a time, the upline and the direct children.
 import { get, query, seg } from './api.js';
 import { badge, fields, fill, h, message, money, moneyCell, num, svg, table, time } from './dom.js';
@@ -51,16 +52,43 @@ function rate(r) {
   return new Intl.NumberFormat(undefined, { style: 'percent', maximumFractionDigits: 2 }).format(Number(r));
 }
 
-export async function render(main, { id }) {
-  const input = h('input', { id: 'affiliate-id', name: 'affiliate', value: id || '', maxlength: 64, required: true, autocomplete: 'off' });
-  const form = h('form', { class: 'card filters', id: 'affiliate-lookup' },
-    h('label', {}, 'Affiliate id', input), h('button', { type: 'submit', class: 'primary' }, 'Look up'));
+/** The search: id, referral code or name prefix, a status; a page of matches by id. */
+async function search(main, params, form) {
+  const f = { q: params.get('q') || '', status: params.get('status') || '', cursor: params.get('cursor') || '' };
+  let page;
+  try {
+    page = await get(`/v1/affiliates${query({ q: f.q, status: f.status, cursor: f.cursor, limit: 25 })}`);
+  } catch (e) {
+    fill(main, h('h1', {}, 'Affiliates'), form, message('error', e.message, 'affiliate-error'));
+    return;
+  }
+  const here = (extra) => `#/affiliates${query({ q: f.q, status: f.status, ...extra })}`;
+  fill(main, h('h1', {}, 'Affiliates'), form,
+    table([{ label: 'affiliate' }, { label: 'name', cls: 'name' }, { label: 'code', minor: true }, { label: 'status' },
+      { label: 'pending', num: true, minor: true }, { label: 'approved', num: true }],
+    page.items.map((a) => [h('td', { class: 'id' }, h('a', { href: `#/affiliates/${seg(a.id)}` }, a.id)), a.name,
+      h('td', { class: 'id minor' }, a.referral_code), badge(a.status), moneyCell(a.balances.pending, a.currency),
+      moneyCell(a.balances.approved, a.currency)]),
+    { id: 'affiliates-table', empty: f.q ? `No affiliate's id, code or name starts with "${f.q}".` : 'No affiliate yet.' }),
+    h('div', { class: 'pager' },
+      f.cursor ? h('a', { href: here({}) }, '← First') : null,
+      page.next_cursor ? h('a', { href: here({ cursor: page.next_cursor }), id: 'affiliates-next' }, 'Next →') : null));
+}
+
+export async function render(main, { id, params }) {
+  const input = h('input', { id: 'affiliate-q', name: 'q', value: id || params.get('q') || '', maxlength: 64, autocomplete: 'off',
+    placeholder: 'id, referral code or name', type: 'search' });
+  const status = h('select', { id: 'affiliate-status', name: 'status' },
+    ['', 'active', 'suspended'].map((v) => h('option', { value: v, selected: params.get('status') === v && v ? 'selected' : null }, v || 'any status')));
+  const form = h('form', { class: 'card filters', id: 'affiliate-search', role: 'search' },
+    h('label', {}, 'Search affiliates', input), h('label', {}, 'Status', status),
+    h('button', { type: 'submit', class: 'primary', id: 'affiliate-search-run' }, 'Search'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    if (input.value.trim()) location.hash = `#/affiliates/${seg(input.value.trim())}`;
+    location.hash = `#/affiliates${query({ q: input.value.trim(), status: status.value })}`;
   });
   if (!id) {
-    fill(main, h('h1', {}, 'Affiliates'), form);
+    await search(main, params, form);
     input.focus();
     return;
   }

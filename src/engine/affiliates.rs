@@ -80,6 +80,16 @@ impl Engine {
         Ok(Some(self.store().affiliate_ledger(id, after, limit).await?))
     }
 
+    /// One page of affiliates by id matching `filter` (see [`crate::store::AffiliateFilter`]).
+    pub async fn search_affiliates(
+        &self,
+        filter: &crate::store::AffiliateFilter,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>> {
+        Ok(self.store().search_affiliates(filter, after, limit).await?)
+    }
+
     /// One page of an affiliate's direct children, by id; None if there is no such affiliate.
     pub async fn affiliate_children(
         &self,

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(create))
+        .routes(routes!(create, list))
         .routes(routes!(read, update))
         .routes(routes!(commissions))
         .routes(routes!(children))
@@ -328,5 +328,80 @@ async fn payouts(
         })
         .collect();
     let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|p| p.payout_id.to_string())).flatten();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// The longest search string.
+pub const MAX_QUERY: usize = 64;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// A prefix of the id, the referral code (both as written) or the name
+    /// (ASCII letters in either case); 1-64 characters.
+    q: Option<String>,
+    /// `active` or `suspended`
+    status: Option<String>,
+    /// Only the direct children of this affiliate
+    parent_id: Option<String>,
+    /// 1-500, default 50
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Affiliates by id, a page at a time, narrowed by a search string, a status
+/// and a parent (each optional; the cursor is the last affiliate's id). Each
+/// part is an index range, never a scan of every affiliate.
+#[utoipa::path(get, path = "/v1/affiliates", tag = "affiliates", params(ListQuery),
+    responses(
+        (status = 200, description = "One page of affiliates", body = Page<AffiliateView>),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A search string over 64 characters, an unknown status, a bad parent id, limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ), security(("storefront" = [])))]
+async fn list(
+    _: Storefront,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Page<AffiliateView>>, ApiError> {
+    use crate::domain::affiliate::AffiliateStatus;
+    let mut errors = Vec::new();
+    let limit = page_limit(q.limit.as_deref(), &mut errors);
+    let text = match q.q.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) if t.chars().count() > MAX_QUERY => {
+            errors.push(FieldError::new("q", format!("at most {MAX_QUERY} characters")));
+            None
+        }
+        Some(t) if t.chars().any(char::is_control) => {
+            errors.push(FieldError::new("q", "no control characters"));
+            None
+        }
+        Some(t) => Some(t.to_owned()),
+    };
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some("active") => Some(AffiliateStatus::Active),
+        Some("suspended") => Some(AffiliateStatus::Suspended),
+        Some(_) => {
+            errors.push(FieldError::new("status", "active or suspended"));
+            None
+        }
+    };
+    let parent_id = match q.parent_id.as_deref() {
+        None | Some("") => None,
+        Some(p) => id_field("parent_id", p, AffiliateId::parse, &mut errors),
+    };
+    let after = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => id_field("cursor", c, AffiliateId::parse, &mut errors),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let filter = crate::store::AffiliateFilter { q: text, status, parent_id };
+    let found = state.engine.search_affiliates(&filter, after.as_ref(), limit).await?;
+    let currency = state.engine.currency().await?;
+    let items: Vec<AffiliateView> = found.into_iter().map(|a| AffiliateView::new(a, currency.clone())).collect();
+    let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|a| a.id.to_string())).flatten();
     Ok(Json(Page { items, next_cursor }))
 }

@@ -301,7 +301,9 @@ fn parameters(path: &str, op: &mut Value) {
         p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": 500});
     }
     if let Some(p) = param(op, "status") {
-        if messages {
+        if path == "/v1/affiliates" {
+            merge_schema(p, json!({"enum": ["active", "suspended"]}));
+        } else if messages {
             merge_schema(p, json!({"enum": ["pending", "delivered", "failed"]}));
         } else {
             merge_schema(p, json!({"enum": ["pending", "processing", "done", "failed", "dead"]}));
@@ -315,6 +317,13 @@ fn parameters(path: &str, op: &mut Value) {
             merge_schema(p, json!({"enum": event_types()}));
         }
     }
+    if let Some(p) = param(op, "q") {
+        // At most MAX_QUERY characters, none a control character.
+        merge_schema(p, json!({"maxLength": super::affiliates::MAX_QUERY, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}));
+    }
+    if let Some(p) = param(op, "parent_id") {
+        merge_schema(p, id());
+    }
     if let Some(p) = param(op, "order_id") {
         merge_schema(p, id());
     }
@@ -326,7 +335,7 @@ fn parameters(path: &str, op: &mut Value) {
     if let Some(p) = param(op, "cursor") {
         let written = if path.starts_with("/admin/events") {
             "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-        } else if path.ends_with("/children") {
+        } else if path.ends_with("/children") || path == "/v1/affiliates" {
             // The last child's id.
             "[A-Za-z0-9_.:-]{1,64}"
         } else {
@@ -353,6 +362,7 @@ fn merge(target: &mut Value, with: Value) {
 /// repeat across modules (`read`, `create`).
 const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/v1/affiliates", "createAffiliate"),
+    ("get", "/v1/affiliates", "listAffiliates"),
     ("get", "/v1/affiliates/{id}", "getAffiliate"),
     ("patch", "/v1/affiliates/{id}", "updateAffiliate"),
     ("get", "/v1/affiliates/{id}/commissions", "listAffiliateCommissions"),

@@ -18,6 +18,13 @@ pub trait Affiliates: Send + Sync {
     ) -> Result<Vec<Affiliate>>;
     /// One page of an affiliate's ledger, oldest first; `after` is the last
     /// id of the previous page.
+    /// One page of affiliates by id (ids above `after`) matching `filter`.
+    async fn search_affiliates(
+        &self,
+        filter: &AffiliateFilter,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>>;
     async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
     /// The affiliate an order with this attribution would be attributed to
     /// (None: an unknown code or id).
@@ -51,4 +58,14 @@ pub trait AffiliateTx: Send {
         now: DateTime<Utc>,
     ) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// What a list of affiliates is narrowed to (each part optional).
+#[derive(Debug, Clone, Default)]
+pub struct AffiliateFilter {
+    /// A prefix of the id, of the referral code (both as written) or of the
+    /// name (ASCII letters in either case).
+    pub q: Option<String>,
+    pub status: Option<crate::domain::affiliate::AffiliateStatus>,
+    pub parent_id: Option<AffiliateId>,
 }

@@ -26,7 +26,7 @@ pub mod sqlite;
 pub mod wallets;
 pub mod webhooks;
 
-pub use affiliates::{AffiliateTx, Affiliates};
+pub use affiliates::{AffiliateFilter, AffiliateTx, Affiliates};
 pub use apply::{ApplyTx, LedgerRow, LockedEvent, MonthAsk, MonthFacts, OrderUpdate, RewardRow, Writes};
 pub use attribution::{Attributions, ClickCount};
 pub use events::{EventHead, EventTx, Events, Fence, Lane, Parts};

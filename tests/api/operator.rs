@@ -231,6 +231,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/program/versions"),
         ("GET", "/admin/program/versions/{version}"),
         ("GET", "/v1/affiliates/{id}/payouts"),
+        ("GET", "/v1/affiliates"),
         ("GET", "/admin/reconcile"),
         ("POST", "/admin/reconcile"),
         ("POST", "/admin/webhooks"),
@@ -624,4 +625,69 @@ async fn program_versions_are_listed_newest_first_and_each_reads_as_it_was_store
     }
     let r = app.client.get(app.url("/admin/program/versions")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn affiliates_are_searched_by_id_code_or_name_prefix_filtered_and_paged_by_id() {
+    let app = spawn_app().await;
+    for (id, name, code, parent) in [
+        ("acme-1", "Budi Santoso", "promo-budi", None),
+        ("acme-2", "budiman store", "bm-2", Some("acme-1")),
+        ("zeta", "Zeta 100% Deals", "acme-zeta", Some("acme-1")),
+        ("under", "a_b literal", "u-1", None),
+        ("axb", "axb shop", "u-2", None),
+    ] {
+        app.create_affiliate_with(json!({"id": id, "name": name, "referral_code": code, "parent_id": parent})).await;
+    }
+    let r = app.patch("/v1/affiliates/acme-2", &json!({"status": "suspended"})).await;
+    assert!(r.status().is_success());
+    let ids = |v: &Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let search = |query: &'static str| {
+        let app = &app;
+        async move { ids(&app.get_json(&format!("/v1/affiliates?{query}")).await) }
+    };
+    // id prefix or referral code prefix (zeta's code starts with "acme"), in id order.
+    assert_eq!(search("q=acme").await, ["acme-1", "acme-2", "zeta"]);
+    // A name prefix in either case; not a substring.
+    assert_eq!(search("q=BUDI").await, ["acme-1", "acme-2"]);
+    assert_eq!(search("q=Santoso").await, Vec::<String>::new());
+    // `%` and `_` are literal characters, never wildcards.
+    assert_eq!(search("q=a_b").await, ["under"]);
+    assert_eq!(search("q=Zeta%20100%25").await, ["zeta"]);
+    assert_eq!(search("q=%25").await, Vec::<String>::new());
+    // Filters, alone and with a search.
+    assert_eq!(search("status=suspended").await, ["acme-2"]);
+    assert_eq!(search("q=budi&status=active").await, ["acme-1"]);
+    assert_eq!(search("parent_id=acme-1").await, ["acme-2", "zeta"]);
+    // Every affiliate, a page at a time, each with its balances.
+    let page = app.get_json("/v1/affiliates?limit=2").await;
+    assert_eq!(ids(&page), ["acme-1", "acme-2"]);
+    assert_eq!(page["items"][0]["balances"]["pending"], "0");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(search_owned(&app, &format!("limit=2&cursor={cursor}")).await, ["axb", "under"]);
+    let page = app.get_json("/v1/affiliates?q=acme&limit=2").await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(search_owned(&app, &format!("q=acme&limit=2&cursor={cursor}")).await, ["zeta"]);
+    // Bad input: 422 naming the field, never a scan.
+    for (query, field) in [
+        (format!("q={}", "x".repeat(65)), "q"),
+        ("q=a%01b".to_owned(), "q"),
+        ("status=deleted".to_owned(), "status"),
+        ("parent_id=a%20b".to_owned(), "parent_id"),
+        ("cursor=a%20b".to_owned(), "cursor"),
+        ("limit=0".to_owned(), "limit"),
+    ] {
+        let r = app.get(&format!("/v1/affiliates?{query}")).await;
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], field, "{query}: {body}");
+    }
+    assert_eq!(search_owned(&app, &format!("q={}", "x".repeat(64))).await, Vec::<String>::new());
+}
+
+async fn search_owned(app: &TestApp, query: &str) -> Vec<String> {
+    let v = app.get_json(&format!("/v1/affiliates?{query}")).await;
+    v["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()
 }

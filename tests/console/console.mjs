@@ -369,6 +369,26 @@ try {
   await shot('simulation');
 
   // ---- attribution: the coupon's order, and its affiliate's figures
+  step = 'search';
+  await go('#/affiliates');
+  await page.locator('#affiliates-table').waitFor();
+  check((await rows('affiliates-table').count()) >= 5, 'every affiliate listed before a search');
+  await page.fill('#affiliate-q', 'AFFILIATE b');
+  await page.click('#affiliate-search-run');
+  await page.waitForFunction(() => location.hash === '#/affiliates?q=AFFILIATE+b');
+  await page.waitForFunction(() => document.querySelectorAll('#affiliates-table tbody tr').length === 1);
+  check((await rows('affiliates-table').first().textContent()).startsWith('BAffiliate B'), `the name search finds B: ${await rows('affiliates-table').first().textContent()}`);
+  await page.fill('#affiliate-q', 'no-such-prefix');
+  await page.click('#affiliate-search-run');
+  await page.locator('[data-empty="affiliates-table"]').waitFor();
+  await page.fill('#affiliate-q', 'code-C');
+  await page.click('#affiliate-search-run');
+  await page.waitForFunction(() => document.querySelectorAll('#affiliates-table tbody tr').length === 1);
+  await page.click('#affiliates-table a[href="#/affiliates/C"]');
+  await page.locator('#affiliate-name').waitFor();
+  check(await text('#affiliate-name') === 'Affiliate C', 'the result opens the affiliate');
+  await shot('affiliate-search');
+
   step = 'attribution';
   await go(`#/orders/${COUPON_ORDER}`);
   await page.locator('#order-attribution').waitFor();

@@ -47,6 +47,10 @@ static DIALECT: Dialect = Dialect {
     for_update: " FOR UPDATE",
     for_share: " LOCK IN SHARE MODE",
     insert_ignore: "INSERT IGNORE",
+    // The id columns are latin1_general_cs: LIKE is case-sensitive and a
+    // constant prefix is an index range.
+    id_prefix: |column| format!("{column} LIKE ? ESCAPE '!'"),
+    id_prefix_pattern: crate::store::sql::like_prefix,
     max_params: 65_535,
     max_compound: usize::MAX,
     fenced: true,

@@ -1,11 +1,11 @@
 //! Affiliates: the referral tree, balances and ledger pages.
 use super::rows::{self, AFFILIATE_COLUMNS, LEDGER_COLUMNS};
-use super::{Conn, Lane, Sql, SqlStore};
+use super::{like_prefix, Conn, Lane, Sql, SqlStore};
 use crate::domain::affiliate::{Affiliate, NewAffiliate};
 use crate::domain::ids::AffiliateId;
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::order::Attribution;
-use crate::store::{AffiliateTx, Affiliates, Result};
+use crate::store::{AffiliateFilter, AffiliateTx, Affiliates, Result};
 use chrono::{DateTime, Utc};
 
 #[async_trait::async_trait]
@@ -27,6 +27,56 @@ impl Affiliates for SqlStore {
         .arg(id)
         .arg(after.map_or("", |a| a.as_str()))
         .arg(limit);
+        rows::all(&self.read().await?.fetch(&q).await?, rows::affiliate)
+    }
+
+    /// Without `q`: one range of the primary key (or of the status or parent
+    /// index). With it: three index ranges — id prefix, referral code
+    /// prefix, name prefix — each its page's worth, merged by id.
+    async fn search_affiliates(
+        &self,
+        filter: &AffiliateFilter,
+        after: Option<&AffiliateId>,
+        limit: u32,
+    ) -> Result<Vec<Affiliate>> {
+        let dialect = self.db.dialect();
+        let after = after.map_or("", |a| a.as_str());
+        let narrow = |q: &mut Sql| {
+            q.push(" AND id > ").bind(after);
+            if let Some(status) = filter.status {
+                q.push(" AND status = ").bind(status.as_str());
+            }
+            if let Some(parent) = &filter.parent_id {
+                q.push(" AND parent_id = ").bind(parent.as_str());
+            }
+            q.push(" ORDER BY id LIMIT ").bind(limit);
+        };
+        let q = match &filter.q {
+            None => {
+                let mut q = Sql::new(format!("SELECT {AFFILIATE_COLUMNS} FROM affiliates WHERE 1 = 1"));
+                narrow(&mut q);
+                q
+            }
+            Some(text) => {
+                let mut q = Sql::new(format!("SELECT {AFFILIATE_COLUMNS} FROM ("));
+                let matches = [
+                    ((dialect.id_prefix)("id"), (dialect.id_prefix_pattern)(text)),
+                    ((dialect.id_prefix)("referral_code"), (dialect.id_prefix_pattern)(text)),
+                    ("name LIKE ? ESCAPE '!'".to_owned(), like_prefix(text)),
+                ];
+                for (i, (test, pattern)) in matches.into_iter().enumerate() {
+                    if i > 0 {
+                        q.push(" UNION ");
+                    }
+                    q.push(&format!("SELECT * FROM (SELECT {AFFILIATE_COLUMNS} FROM affiliates WHERE "));
+                    q.push_bound(&test, pattern);
+                    narrow(&mut q);
+                    q.push(&format!(") m{i}"));
+                }
+                q.push(") found ORDER BY id LIMIT ").bind(limit);
+                q
+            }
+        };
         rows::all(&self.read().await?.fetch(&q).await?, rows::affiliate)
     }
 

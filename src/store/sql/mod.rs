@@ -19,7 +19,9 @@ mod simulations;
 mod wallets;
 pub(crate) mod webhooks;
 
-pub use query::{small, uint, Arg, BalanceMoves, Cols, Conn, Db, Dialect, Done, Lane, PointsMoves, Row, Sql};
+pub use query::{
+    like_prefix, small, uint, Arg, BalanceMoves, Cols, Conn, Db, Dialect, Done, Lane, PointsMoves, Row, Sql,
+};
 
 use super::Result;
 use std::sync::Arc;

@@ -137,6 +137,14 @@ impl Sql {
         self
     }
 
+    /// Appends text holding one `?`, bound to `v`.
+    pub fn push_bound(&mut self, text: &str, v: impl Into<Arg>) -> &mut Self {
+        debug_assert_eq!(text.matches('?').count(), 1, "{text}");
+        self.text.push_str(text);
+        self.args.push(v.into());
+        self
+    }
+
     /// Appends a `?` bound to `v`.
     pub fn bind(&mut self, v: impl Into<Arg>) -> &mut Self {
         self.text.push('?');
@@ -340,6 +348,10 @@ pub struct Dialect {
     pub for_share: &'static str,
     /// `INSERT IGNORE` / `INSERT OR IGNORE`.
     pub insert_ignore: &'static str,
+    /// A case-sensitive prefix match of an id column (binary collation)
+    /// against one bound pattern, by its index; and the pattern for a prefix.
+    pub id_prefix: fn(column: &str) -> String,
+    pub id_prefix_pattern: fn(prefix: &str) -> String,
     /// Bound parameters one statement may hold.
     pub max_params: usize,
     /// SELECTs one compound statement (`UNION ALL`) may hold.
@@ -371,5 +383,31 @@ impl Dialect {
         } else {
             rows
         }
+    }
+}
+
+/// A `LIKE … ESCAPE '!'` pattern matching every string that starts with
+/// `prefix` taken literally (its `%`, `_` and `!` escaped).
+pub fn like_prefix(prefix: &str) -> String {
+    let mut p = String::with_capacity(prefix.len() + 2);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            p.push('!');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[cfg(test)]
+mod like_tests {
+    use super::like_prefix;
+
+    #[test]
+    fn a_like_prefix_takes_its_wildcards_and_escape_literally() {
+        assert_eq!(like_prefix("ab"), "ab%");
+        assert_eq!(like_prefix("100%_x!"), "100!%!_x!!%");
+        assert_eq!(like_prefix(""), "%");
     }
 }

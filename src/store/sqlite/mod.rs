@@ -48,6 +48,10 @@ static DIALECT: Dialect = Dialect {
     for_update: "",
     for_share: "",
     insert_ignore: "INSERT OR IGNORE",
+    // LIKE folds ASCII case and so cannot use a BINARY index; GLOB is
+    // case-sensitive and can (the id alphabet has no GLOB metacharacter).
+    id_prefix: |column| format!("{column} GLOB ?"),
+    id_prefix_pattern: |prefix| format!("{prefix}*"),
     max_params: 32_766,
     // SQLite allows 500 SELECTs in a compound statement.
     max_compound: 100,
