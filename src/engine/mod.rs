@@ -283,6 +283,16 @@ impl Engine {
         self.inner.intake.submit(order).await
     }
 
+    /// One page of an affiliate's or a buyer's orders, newest placed first.
+    pub async fn list_orders(
+        &self,
+        filter: &crate::store::OrderFilter,
+        before: Option<&(chrono::DateTime<chrono::Utc>, OrderId)>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::OrderSummary>> {
+        Ok(self.store().list_orders(filter, before, limit).await?)
+    }
+
     pub async fn order(&self, id: &OrderId) -> Result<Option<OrderDetails>> {
         let Some(record) = self.store().order(id).await? else { return Ok(None) };
         let program = self.store().program(record.program_version).await?;

@@ -21,6 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read_payout))
         .routes(routes!(complete_payout))
         .routes(routes!(payout_items_csv))
+        .routes(routes!(list_orders))
         .routes(routes!(reconcile_status, start_reconcile))
 }
 
@@ -257,4 +258,132 @@ async fn start_reconcile(
         Started::Busy(id) => RunStarted { run_id: id, started: false },
     };
     Ok((axum::http::StatusCode::ACCEPTED, Json(started)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct OrdersQuery {
+    /// The orders attributed to this affiliate (this or `buyer_id` is required)
+    affiliate_id: Option<String>,
+    /// The orders of this buyer
+    buyer_id: Option<String>,
+    /// `pending`, `processed`, `failed` or `dead`
+    commission_status: Option<String>,
+    /// Placed at or after (RFC 3339)
+    since: Option<String>,
+    /// Placed before (RFC 3339)
+    until: Option<String>,
+    /// 1-500, default 50
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// An order in a list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct OrderSummaryView {
+    #[schema(value_type = String)]
+    id: crate::domain::ids::OrderId,
+    #[schema(value_type = String)]
+    buyer_id: crate::domain::ids::BuyerId,
+    #[schema(value_type = Option<String>)]
+    affiliate_id: Option<crate::domain::ids::AffiliateId>,
+    placed_at: chrono::DateTime<chrono::Utc>,
+    currency: String,
+    #[serde(with = "crate::domain::money::decimal_str")]
+    #[schema(value_type = String, example = "2250000", format = "decimal")]
+    total: rust_decimal::Decimal,
+    status: crate::domain::order::OrderStatus,
+    commission_status: crate::domain::order::CommissionStatus,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct OrderPage {
+    items: Vec<OrderSummaryView>,
+    next_cursor: Option<String>,
+}
+
+/// An affiliate's or a buyer's orders, newest placed first, a page at a
+/// time, narrowed by commission status and a window of `placed_at`. One of
+/// `affiliate_id` and `buyer_id` is required: each has an index by
+/// placement time; an index of every order by time would cost the order
+/// path (docs/PERFORMANCE.md), and the newest events of all orders are
+/// `GET /admin/events`.
+#[utoipa::path(get, path = "/admin/orders", tag = "orders", params(OrdersQuery),
+    responses(
+        (status = 200, description = "One page of orders", body = OrderPage),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither or both of affiliate_id and buyer_id, or a bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ), security(("admin" = [])))]
+async fn list_orders(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<OrdersQuery>,
+) -> Result<Json<OrderPage>, ApiError> {
+    use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
+    use crate::domain::FieldError;
+    use crate::store::{OrderFilter, OrdersOf};
+    let mut errors = Vec::new();
+    let limit = page_limit(q.limit.as_deref(), &mut errors);
+    let nonempty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    let of = match (nonempty(&q.affiliate_id), nonempty(&q.buyer_id)) {
+        (Some(a), None) => {
+            super::extract::id_field("affiliate_id", &a, AffiliateId::parse, &mut errors).map(OrdersOf::Affiliate)
+        }
+        (None, Some(b)) => super::extract::id_field("buyer_id", &b, BuyerId::parse, &mut errors).map(OrdersOf::Buyer),
+        (None, None) => {
+            errors.push(FieldError::new("affiliate_id", "affiliate_id or buyer_id is required"));
+            None
+        }
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new("buyer_id", "give affiliate_id or buyer_id, not both"));
+            None
+        }
+    };
+    let commission_status = match q.commission_status.as_deref() {
+        None | Some("") => None,
+        Some(s) => crate::domain::order::CommissionStatus::parse(s).or_else(|| {
+            errors.push(FieldError::new("commission_status", "pending, processed, failed or dead"));
+            None
+        }),
+    };
+    let since = super::extract::rfc3339("since", q.since.as_deref().filter(|s| !s.is_empty()), &mut errors);
+    let until = super::extract::rfc3339("until", q.until.as_deref().filter(|s| !s.is_empty()), &mut errors);
+    // The cursor is `<placed_at in µs since the epoch>:<order id>`, as this API writes it.
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => {
+            let parsed = c.split_once(':').and_then(|(micros, id)| {
+                let digits = micros.strip_prefix('-').unwrap_or(micros);
+                let micros: i64 = micros.parse().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
+                Some((chrono::DateTime::from_timestamp_micros(micros)?, OrderId::parse(id).ok()?))
+            });
+            if parsed.is_none() {
+                errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
+            }
+            parsed
+        }
+    };
+    let Some(of) = of.filter(|_| errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
+    let filter = OrderFilter { of, commission_status, since, until };
+    let items: Vec<OrderSummaryView> = state
+        .engine
+        .list_orders(&filter, before.as_ref(), limit)
+        .await?
+        .into_iter()
+        .map(|o| OrderSummaryView {
+            id: o.id,
+            buyer_id: o.buyer_id,
+            affiliate_id: o.affiliate_id,
+            placed_at: o.placed_at,
+            currency: o.currency,
+            total: o.total,
+            status: o.status,
+            commission_status: o.commission_status,
+        })
+        .collect();
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|o| format!("{}:{}", o.placed_at.timestamp_micros(), o.id.as_str())))
+        .flatten();
+    Ok(Json(OrderPage { items, next_cursor }))
 }

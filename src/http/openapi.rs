@@ -321,8 +321,13 @@ fn parameters(path: &str, op: &mut Value) {
         // At most MAX_QUERY characters, none a control character.
         merge_schema(p, json!({"maxLength": super::affiliates::MAX_QUERY, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*$"}));
     }
-    if let Some(p) = param(op, "parent_id") {
-        merge_schema(p, id());
+    for name in ["parent_id", "affiliate_id", "buyer_id"] {
+        if let Some(p) = param(op, name) {
+            merge_schema(p, id());
+        }
+    }
+    if let Some(p) = param(op, "commission_status") {
+        merge_schema(p, json!({"enum": ["pending", "processed", "failed", "dead"]}));
     }
     if let Some(p) = param(op, "order_id") {
         merge_schema(p, id());
@@ -335,6 +340,9 @@ fn parameters(path: &str, op: &mut Value) {
     if let Some(p) = param(op, "cursor") {
         let written = if path.starts_with("/admin/events") {
             "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        } else if path == "/admin/orders" {
+            // `<placed_at in µs>:<order id>`.
+            "-?[0-9]{1,19}:[A-Za-z0-9_.:-]{1,64}"
         } else if path.ends_with("/children") || path == "/v1/affiliates" {
             // The last child's id.
             "[A-Za-z0-9_.:-]{1,64}"
@@ -391,6 +399,7 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/admin/events/{id}/replay", "replayEvent"),
     ("post", "/admin/events/replay", "replayEvents"),
     ("post", "/admin/orders/{id}/recompute", "recomputeOrder"),
+    ("get", "/admin/orders", "listOrders"),
     ("post", "/admin/orders/{id}/attribution", "reattributeOrder"),
     ("put", "/admin/buyers/{id}/affiliate", "setBuyerAffiliate"),
     ("get", "/admin/program", "getProgram"),

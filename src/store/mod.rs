@@ -31,7 +31,8 @@ pub use apply::{ApplyTx, LedgerRow, LockedEvent, MonthAsk, MonthFacts, OrderUpda
 pub use attribution::{Attributions, ClickCount};
 pub use events::{EventHead, EventTx, Events, Fence, Lane, Parts};
 pub use orders::{
-    ApprovalTx, EntitlementInputs, IntakeTx, OrderAttribution, OrderChange, OrderTx, Orders, Reattribution,
+    ApprovalTx, EntitlementInputs, IntakeTx, OrderAttribution, OrderChange, OrderFilter, OrderSummary, OrderTx, Orders,
+    OrdersOf, Reattribution,
 };
 pub use payouts::{PayoutTx, Payouts};
 pub use programs::{FxRates, Programs};

@@ -23,6 +23,14 @@ pub trait Orders: Send + Sync {
     /// The stored order with its items, ledger entries, rewards and events.
     async fn order(&self, id: &OrderId) -> Result<Option<OrderRecord>>;
     async fn order_exists(&self, id: &OrderId) -> Result<bool>;
+    /// One page of an affiliate's or a buyer's orders, newest placed first
+    /// (before `(placed_at, id)` when given), through their index.
+    async fn list_orders(
+        &self,
+        filter: &OrderFilter,
+        before: Option<&(DateTime<Utc>, OrderId)>,
+        limit: u32,
+    ) -> Result<Vec<OrderSummary>>;
     /// What recompute and reconcile read of one order, in one snapshot;
     /// None when the order does not exist or has not been processed.
     async fn entitlement_inputs(&self, id: &OrderId) -> Result<Option<EntitlementInputs>>;
@@ -144,4 +152,33 @@ pub trait ApprovalTx: super::NotifyTx + Send {
         now: DateTime<Utc>,
     ) -> Result<Vec<(crate::domain::ids::AffiliateId, rust_decimal::Decimal)>>;
     async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Whose orders a list shows (an affiliate's or a buyer's: each has an
+/// index by placement time) and what narrows them.
+#[derive(Debug, Clone)]
+pub struct OrderFilter {
+    pub of: OrdersOf,
+    pub commission_status: Option<CommissionStatus>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum OrdersOf {
+    Affiliate(AffiliateId),
+    Buyer(BuyerId),
+}
+
+/// An order in a list.
+#[derive(Debug, Clone)]
+pub struct OrderSummary {
+    pub id: OrderId,
+    pub buyer_id: BuyerId,
+    pub affiliate_id: Option<AffiliateId>,
+    pub placed_at: DateTime<Utc>,
+    pub currency: String,
+    pub total: rust_decimal::Decimal,
+    pub status: OrderStatus,
+    pub commission_status: CommissionStatus,
 }

@@ -232,6 +232,7 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/admin/program/versions/{version}"),
         ("GET", "/v1/affiliates/{id}/payouts"),
         ("GET", "/v1/affiliates"),
+        ("GET", "/admin/orders"),
         ("GET", "/admin/reconcile"),
         ("POST", "/admin/reconcile"),
         ("POST", "/admin/webhooks"),
@@ -690,4 +691,68 @@ async fn affiliates_are_searched_by_id_code_or_name_prefix_filtered_and_paged_by
 async fn search_owned(app: &TestApp, query: &str) -> Vec<String> {
     let v = app.get_json(&format!("/v1/affiliates?{query}")).await;
     v["items"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn an_affiliates_or_a_buyers_orders_are_listed_newest_first_filtered_and_paged() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    for (id, buyer, code, at) in [
+        ("o-1", "x", "code-C", "2026-11-01T10:00:00Z"),
+        ("o-2", "y", "code-C", "2026-11-02T10:00:00Z"),
+        ("o-3", "x", "code-C", "2026-11-03T10:00:00Z"),
+        ("o-4", "x", "code-B", "2026-11-03T10:00:00Z"),
+        ("o-5", "z", "code-C", "2026-11-03T10:00:00Z"),
+    ] {
+        let mut o = worked_example_order(id, buyer, code);
+        o["placed_at"] = json!(at);
+        app.accept(&o).await;
+        app.processed(id).await;
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_owned()).collect()
+    };
+    // C's orders, newest placed first (a tie by id, descending).
+    let c = app.admin_get("/admin/orders?affiliate_id=C").await;
+    assert_eq!(ids(&c), ["o-5", "o-3", "o-2", "o-1"]);
+    let first = &c["items"][0];
+    assert_eq!(
+        (&first["buyer_id"], &first["affiliate_id"], &first["currency"], &first["status"], &first["commission_status"]),
+        (&json!("z"), &json!("C"), &json!("IDR"), &json!("placed"), &json!("processed")),
+        "{first}"
+    );
+    assert_eq!(first["placed_at"], "2026-11-03T10:00:00Z");
+    // A buyer's, a window, a status.
+    assert_eq!(ids(&app.admin_get("/admin/orders?buyer_id=x").await), ["o-4", "o-3", "o-1"]);
+    let window = "affiliate_id=C&since=2026-11-02T00:00:00Z&until=2026-11-03T00:00:00Z";
+    assert_eq!(ids(&app.admin_get(&format!("/admin/orders?{window}")).await), ["o-2"]);
+    assert_eq!(ids(&app.admin_get("/admin/orders?affiliate_id=C&commission_status=dead").await), Vec::<String>::new());
+    // Pages: the cursor crosses the tie at 2026-11-03.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app.admin_get(&format!("/admin/orders?affiliate_id=C&limit=1&cursor={cursor}")).await;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["o-5", "o-3", "o-2", "o-1"]);
+    // Bad input: 422 naming the field.
+    for (query, field) in [
+        ("", "affiliate_id"),
+        ("affiliate_id=C&buyer_id=x", "buyer_id"),
+        ("affiliate_id=a%20b", "affiliate_id"),
+        ("affiliate_id=C&commission_status=paid", "commission_status"),
+        ("affiliate_id=C&since=yesterday", "since"),
+        ("affiliate_id=C&cursor=abc", "cursor"),
+    ] {
+        let r = app.client.get(app.url(&format!("/admin/orders?{query}"))).bearer_auth(ADMIN_KEY).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], field, "{query}: {body}");
+    }
+    let r = app.client.get(app.url("/admin/orders?affiliate_id=C")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }

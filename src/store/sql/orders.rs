@@ -99,6 +99,51 @@ impl Orders for SqlStore {
         }))
     }
 
+    async fn list_orders(
+        &self,
+        filter: &crate::store::OrderFilter,
+        before: Option<&(DateTime<Utc>, OrderId)>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::OrderSummary>> {
+        use crate::store::OrdersOf;
+        // ix_orders_affiliate_placed / ix_orders_buyer_placed: (who, placed_at, id), read backwards.
+        let mut q = Sql::new(
+            "SELECT id, buyer_id, affiliate_id, placed_at, currency, total, status, commission_status FROM orders WHERE ",
+        );
+        match &filter.of {
+            OrdersOf::Affiliate(a) => q.push("affiliate_id = ").bind(a.as_str()),
+            OrdersOf::Buyer(b) => q.push("buyer_id = ").bind(b.as_str()),
+        };
+        if let Some(since) = filter.since {
+            q.push(" AND placed_at >= ").bind(since);
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND placed_at < ").bind(until);
+        }
+        if let Some((at, id)) = before {
+            q.push(" AND (placed_at < ").bind(*at).push(" OR (placed_at = ").bind(*at);
+            q.push(" AND id < ").bind(id.as_str()).push("))");
+        }
+        if let Some(status) = filter.commission_status {
+            q.push(" AND commission_status = ").bind(status.as_str());
+        }
+        q.push(" ORDER BY placed_at DESC, id DESC LIMIT ").bind(limit);
+        rows::all(&self.read().await?.fetch(&q).await?, |r| {
+            let commission_status = r.text("commission_status")?;
+            Ok(crate::store::OrderSummary {
+                id: OrderId::from_trusted(r.text("id")?),
+                buyer_id: BuyerId::from_trusted(r.text("buyer_id")?),
+                affiliate_id: r.opt_text("affiliate_id")?.map(AffiliateId::from_trusted),
+                placed_at: r.time("placed_at")?,
+                currency: r.text("currency")?,
+                total: r.money("total")?,
+                status: order_status(&r.text("status")?)?,
+                commission_status: CommissionStatus::parse(&commission_status)
+                    .ok_or_else(|| corrupt(format!("commission status {commission_status:?}")))?,
+            })
+        })
+    }
+
     async fn order_exists(&self, id: &OrderId) -> Result<bool> {
         Ok(self.read().await?.optional(&Sql::new("SELECT id FROM orders WHERE id = ?").arg(id)).await?.is_some())
     }
