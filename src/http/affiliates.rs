@@ -291,12 +291,18 @@ struct AffiliatePayoutView {
     completed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AffiliatePayoutPage {
+    items: Vec<AffiliatePayoutView>,
+    next_cursor: Option<String>,
+}
+
 /// The affiliate's payout history: the batches that paid it, newest first,
 /// a page at a time (the cursor is the last batch's id).
 #[utoipa::path(get, path = "/v1/affiliates/{id}/payouts", tag = "affiliates",
     params(("id" = String, Path, description = "Affiliate id"), PageQuery),
     responses(
-        (status = 200, description = "One page of batches", body = Page<AffiliatePayoutView>),
+        (status = 200, description = "One page of batches", body = AffiliatePayoutPage),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
@@ -306,7 +312,7 @@ async fn payouts(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Json<Page<AffiliatePayoutView>>, ApiError> {
+) -> Result<Json<AffiliatePayoutPage>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
     let mut errors = Vec::new();
     let limit = page_limit(q.limit.as_deref(), &mut errors);
@@ -328,7 +334,7 @@ async fn payouts(
         })
         .collect();
     let next_cursor = (items.len() == limit as usize).then(|| items.last().map(|p| p.payout_id.to_string())).flatten();
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(AffiliatePayoutPage { items, next_cursor }))
 }
 
 /// The longest search string.
