@@ -1,6 +1,7 @@
 // Affiliates: a search (id, referral code or name prefix, status) with a
 // page of matches; one affiliate's balances, attribution (clicks, conversion, coupons, clicks
-// per day), the ledger a page at a time, the upline and the direct children.
+// per day), the upline, the direct children, its orders, its ledger and its
+// payouts, each a page at a time.
 import { get, query, seg } from './api.js';
 import { badge, fields, fill, h, message, money, moneyCell, num, svg, table, time } from './dom.js';
 
@@ -107,6 +108,8 @@ export async function render(main, { id, params }) {
   const upline = h('div', { id: 'upline' }, h('p', { class: 'muted' }, 'Loading…'));
   const children = h('div', { id: 'children' });
   const ledger = h('div', { id: 'ledger' });
+  const orders = h('div', { id: 'affiliate-orders' });
+  const payouts = h('div', { id: 'affiliate-payouts' });
 
   fill(main,
     h('h1', {}, 'Affiliate ', h('span', { id: 'affiliate-name' }, a.name), h('span', { class: 'muted' }, ` (${a.id})`)),
@@ -123,7 +126,9 @@ export async function render(main, { id, params }) {
     h('h2', {}, 'Attribution'), attribution,
     h('h2', {}, 'Upline'), upline,
     h('h2', {}, 'Direct children'), children,
-    h('h2', {}, 'Ledger'), ledger);
+    h('h2', {}, 'Orders'), orders,
+    h('h2', {}, 'Ledger'), ledger,
+    h('h2', {}, 'Payouts'), payouts);
 
   // Attribution since the start of last month: clicks, the orders credited
   // to the affiliate, linked customers, clicks per day; its coupons.
@@ -180,6 +185,16 @@ export async function render(main, { id, params }) {
     (c) => [h('a', { href: `#/affiliates/${seg(c.id)}` }, c.id), h('td', { class: 'name' }, c.name), badge(c.status),
       moneyCell(c.balances.pending, cur), moneyCell(c.balances.approved, cur), moneyCell(c.balances.paid, cur)],
     'children-table', 'No direct children.');
+  pager(orders, (c) => get(`/admin/orders${query({ affiliate_id: a.id, limit: PAGE, cursor: c })}`),
+    [{ label: 'order' }, { label: 'buyer', minor: true }, { label: 'placed' }, { label: 'total', num: true, minor: true }, { label: 'status', minor: true }, { label: 'commissions' }],
+    (o) => [h('td', { class: 'id' }, h('a', { href: `#/orders/${seg(o.id)}` }, o.id)), o.buyer_id, time(o.placed_at),
+      moneyCell(o.total, o.currency), badge(o.status), badge(o.commission_status)],
+    'affiliate-orders-table', 'No order attributed yet.');
+  pager(payouts, (c) => get(`/v1/affiliates/${seg(a.id)}/payouts${query({ limit: PAGE, cursor: c })}`),
+    [{ label: 'batch', num: true }, { label: 'amount', num: true }, { label: 'status' }, { label: 'created', minor: true }, { label: 'paid', minor: true }],
+    (p) => [h('td', { class: 'num' }, h('a', { href: `#/payouts/${seg(String(p.payout_id))}` }, `#${p.payout_id}`)), moneyCell(p.amount, p.currency),
+      badge(p.status), time(p.created_at), time(p.completed_at)],
+    'affiliate-payouts-table', 'Not paid out yet.');
   pager(ledger, (c) => get(`/v1/affiliates/${seg(a.id)}/commissions${query({ limit: PAGE, cursor: c })}`),
     [{ label: 'entry', num: true }, { label: 'order' }, { label: 'level', num: true }, { label: 'kind' }, { label: 'amount', num: true }, { label: 'status' }, { label: 'at' }],
     (e) => [h('td', { class: 'num' }, String(e.id)), h('a', { href: `#/orders/${seg(e.order_id)}` }, e.order_id), h('td', { class: 'num' }, String(e.level)),

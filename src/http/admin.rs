@@ -325,8 +325,8 @@ async fn list_orders(
     use crate::store::{OrderFilter, OrdersOf};
     let mut errors = Vec::new();
     let limit = page_limit(q.limit.as_deref(), &mut errors);
-    let nonempty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
-    let of = match (nonempty(&q.affiliate_id), nonempty(&q.buyer_id)) {
+    // An empty value is a value (the schema's): refused like any other.
+    let of = match (q.affiliate_id.clone(), q.buyer_id.clone()) {
         (Some(a), None) => {
             super::extract::id_field("affiliate_id", &a, AffiliateId::parse, &mut errors).map(OrdersOf::Affiliate)
         }
@@ -341,14 +341,14 @@ async fn list_orders(
         }
     };
     let commission_status = match q.commission_status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => crate::domain::order::CommissionStatus::parse(s).or_else(|| {
             errors.push(FieldError::new("commission_status", "pending, processed, failed or dead"));
             None
         }),
     };
-    let since = super::extract::rfc3339("since", q.since.as_deref().filter(|s| !s.is_empty()), &mut errors);
-    let until = super::extract::rfc3339("until", q.until.as_deref().filter(|s| !s.is_empty()), &mut errors);
+    let since = super::extract::rfc3339("since", q.since.as_deref(), &mut errors);
+    let until = super::extract::rfc3339("until", q.until.as_deref(), &mut errors);
     // The cursor is `<placed_at in µs since the epoch>:<order id>`, as this API writes it.
     let before = match q.cursor.as_deref() {
         None | Some("") => None,

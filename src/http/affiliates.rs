@@ -384,8 +384,9 @@ async fn list(
         }
         Some(t) => Some(t.to_owned()),
     };
+    // An empty value is a value (the schema's): refused like any other.
     let status = match q.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some("active") => Some(AffiliateStatus::Active),
         Some("suspended") => Some(AffiliateStatus::Suspended),
         Some(_) => {
@@ -394,7 +395,7 @@ async fn list(
         }
     };
     let parent_id = match q.parent_id.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(p) => id_field("parent_id", p, AffiliateId::parse, &mut errors),
     };
     let after = match q.cursor.as_deref() {

@@ -49,7 +49,7 @@ struct EntryView {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct LineView {
+struct ExplainedLine {
     affiliate_id: AffiliateId,
     level: u8,
     kind: CommissionKind,
@@ -109,7 +109,7 @@ struct ExplanationView {
     items: Vec<ItemView>,
     /// Why no commission is paid (rule 2; null: they are).
     no_commission_reason: Option<String>,
-    commissions: Vec<LineView>,
+    commissions: Vec<ExplainedLine>,
     rewards: Vec<PointsView>,
 }
 
@@ -152,12 +152,12 @@ async fn explanation(
             })
             .collect()
     };
-    let mut commissions: Vec<LineView> = e
+    let mut commissions: Vec<ExplainedLine> = e
         .commissions
         .iter()
         .map(|l| {
             let entries = entries_of(&l.affiliate_id, l.kind);
-            LineView {
+            ExplainedLine {
                 affiliate_id: l.affiliate_id.clone(),
                 level: l.level,
                 kind: l.kind,
@@ -180,7 +180,7 @@ async fn explanation(
     }
     for (a, k, level) in gone {
         let entries = entries_of(&a, k);
-        commissions.push(LineView {
+        commissions.push(ExplainedLine {
             summary: format!(
                 "{} is entitled to nothing on the order now: its entries reverse what was paid",
                 a.as_str()

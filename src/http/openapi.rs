@@ -472,7 +472,11 @@ pub fn document(derived: &utoipa::openapi::OpenApi) -> Value {
     // GET answers the program with its `version`; PUT accepts and ignores it.
     merge(
         &mut doc["components"]["schemas"]["ProgramDoc"]["properties"],
-        json!({"version": {"type": "integer", "minimum": 1, "description": "As GET answers it; ignored by PUT"}}),
+        json!({
+            "version": {"type": "integer", "minimum": 1, "description": "As GET answers it; ignored by PUT"},
+            "created_at": {"type": "string", "format": "date-time",
+                "description": "When the version was stored, as GET /admin/program/versions/{version} answers it; ignored by PUT"}
+        }),
     );
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, ops) in paths.iter_mut() {
@@ -556,6 +560,15 @@ mod tests {
             assert!(!pattern.is_match(bad), "{bad}");
         }
         assert_eq!(doc["servers"][0]["url"], "/");
+        // Two types of one name would share one component (the last wins):
+        // a recompute's lines carry points, an explanation's steps.
+        let line = |schema: &str, prop: &str| {
+            let r =
+                doc["components"]["schemas"][schema]["properties"][prop]["items"]["$ref"].as_str().unwrap().to_owned();
+            doc.pointer(&r.replacen('#', "", 1)).unwrap().clone()
+        };
+        assert!(line("Recompute", "entitled")["properties"].get("points").is_some());
+        assert!(line("ExplanationView", "commissions")["properties"].get("steps").is_some());
         for (path, ops) in doc["paths"].as_object().unwrap() {
             for (method, op) in ops.as_object().unwrap() {
                 assert!(op["security"].is_array(), "{method} {path}: security stated");

@@ -38,9 +38,10 @@ struct Stored {
     version: u64,
 }
 
-/// Validates a program and stores it as a new immutable version. A `version`
-/// field (as `GET` answers it) is accepted and ignored: komisi numbers the
-/// versions, so a read-edit-write round trip works as is.
+/// Validates a program and stores it as a new immutable version. `version`
+/// and `created_at` (as `GET` answers a version) are accepted and ignored:
+/// komisi numbers and dates the versions, so a read-edit-write round trip
+/// works as is, from the version in force or an older one.
 #[utoipa::path(put, path = "/admin/program", tag = "program", request_body = ProgramDoc,
     responses(
         (status = 200, description = "Stored", body = Stored),
@@ -53,7 +54,9 @@ async fn replace(
     State(state): State<AppState>,
     ApiJson(mut body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Stored>, ApiError> {
+    // As GET answers a version: its number and date are komisi's, not the program's.
     body.remove("version");
+    body.remove("created_at");
     let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let doc: ProgramDoc = super::extract::parse_json(&bytes)?;
     let version = state.engine.put_program(&doc).await?.map_err(ApiError::Validation)?;
@@ -142,7 +145,7 @@ async fn version(
     let v: u64 = version
         .parse()
         .ok()
-        .filter(|n| *n >= 1 && i64::try_from(*n).is_ok())
+        .filter(|n| *n >= 1 && *n < i64::MAX as u64)
         .ok_or(ApiError::NotFound("program version"))?;
     let (created_at, program) = state.engine.program_version(v).await?.ok_or(ApiError::NotFound("program version"))?;
     Ok(Json(StoredVersion { version: v, created_at, program: program.to_doc() }))

@@ -618,6 +618,7 @@ async fn program_versions_are_listed_newest_first_and_each_reads_as_it_was_store
         ("/admin/program/versions/0", StatusCode::NOT_FOUND),
         ("/admin/program/versions/x", StatusCode::NOT_FOUND),
         ("/admin/program/versions/99999999999999999999", StatusCode::NOT_FOUND),
+        ("/admin/program/versions/9223372036854775807", StatusCode::NOT_FOUND),
         ("/admin/program/versions?cursor=-1", StatusCode::UNPROCESSABLE_ENTITY),
         ("/admin/program/versions?limit=501", StatusCode::UNPROCESSABLE_ENTITY),
     ] {
@@ -626,6 +627,12 @@ async fn program_versions_are_listed_newest_first_and_each_reads_as_it_was_store
     }
     let r = app.client.get(app.url("/admin/program/versions")).bearer_auth(STOREFRONT_KEY).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // An older version read back is stored again as is: its number and date are ignored.
+    let mut again = app.admin_get(&format!("/admin/program/versions/{v2}")).await;
+    again["holding_days"] = json!(8);
+    let r = app.admin_put("/admin/program", &again).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.admin_get("/admin/program").await["holding_days"], 8);
 }
 
 #[tokio::test]
@@ -677,6 +684,8 @@ async fn affiliates_are_searched_by_id_code_or_name_prefix_filtered_and_paged_by
         ("q=a%01b".to_owned(), "q"),
         ("status=deleted".to_owned(), "status"),
         ("parent_id=a%20b".to_owned(), "parent_id"),
+        ("parent_id=".to_owned(), "parent_id"),
+        ("status=".to_owned(), "status"),
         ("cursor=a%20b".to_owned(), "cursor"),
         ("limit=0".to_owned(), "limit"),
     ] {
@@ -743,6 +752,8 @@ async fn an_affiliates_or_a_buyers_orders_are_listed_newest_first_filtered_and_p
     for (query, field) in [
         ("", "affiliate_id"),
         ("affiliate_id=C&buyer_id=x", "buyer_id"),
+        ("affiliate_id=C&buyer_id=", "buyer_id"),
+        ("affiliate_id=C&commission_status=", "commission_status"),
         ("affiliate_id=a%20b", "affiliate_id"),
         ("affiliate_id=C&commission_status=paid", "commission_status"),
         ("affiliate_id=C&since=yesterday", "since"),

@@ -387,6 +387,8 @@ try {
   await page.click('#affiliates-table a[href="#/affiliates/C"]');
   await page.locator('#affiliate-name').waitFor();
   check(await text('#affiliate-name') === 'Affiliate C', 'the result opens the affiliate');
+  await page.locator('#affiliate-orders-table').waitFor();
+  check(await page.locator('#affiliate-orders-table a[href="#/orders/o-refund"]').count() === 1, 'C\'s orders list o-refund');
   await shot('affiliate-search');
 
   step = 'attribution';
@@ -452,6 +454,10 @@ try {
   await go('#/payouts');
   await page.locator('#payouts-table').waitFor();
   check(/completed/.test(await rows('payouts-table').first().textContent()), 'the list shows it paid');
+  await go('#/affiliates/A');
+  await page.locator('#affiliate-payouts-table').waitFor();
+  const history = await rows('affiliate-payouts-table').first().textContent();
+  check(/IDR\s20,000/.test(history) && /completed/.test(history), `A's payout history: ${history}`);
   await shot('payouts');
 
   // ---- webhooks: an endpoint on a receiver here, its secret shown once, a
