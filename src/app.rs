@@ -85,14 +85,13 @@ fn generated_key(kind: &str) -> String {
 /// Connects everything, applies migrations, starts the actor tree and the HTTP server.
 pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, AppError> {
     config.validate().map_err(AppError::Config)?;
-    let keys = ApiKeys {
-        storefront: if config.storefront_keys.is_empty() {
-            vec![generated_key("storefront")]
-        } else {
-            config.storefront_keys.clone()
-        },
-        admin: if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() },
+    let storefront = if config.storefront_keys.is_empty() {
+        vec![generated_key("storefront")]
+    } else {
+        config.storefront_keys.clone()
     };
+    let admin = if config.admin_keys.is_empty() { vec![generated_key("admin")] } else { config.admin_keys.clone() };
+    let keys = ApiKeys::new(&storefront, &admin);
     let (backend, journal) = open(&config).await?;
     backend.migrate().await?;
     let journal: Arc<dyn Journal> = Arc::new(Switchable::new(journal, faults.clone()));

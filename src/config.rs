@@ -43,11 +43,14 @@ pub struct Config {
     #[arg(long, help_heading = "Journal", env = "KOMISI_REDIS_PREFIX", default_value = "komisi")]
     pub redis_prefix: String,
 
-    /// Comma-separated bearer keys for `/v1/*`; generated and printed once when unset.
+    /// Comma-separated bearer keys for `/v1/*`, each `name:key` or a bare key
+    /// (named storefront-<n>); generated and printed once when unset.
     #[arg(long, help_heading = "Server", env = "KOMISI_STOREFRONT_KEYS", value_delimiter = ',')]
     pub storefront_keys: Vec<String>,
 
-    /// Comma-separated bearer keys for `/admin/*`; generated and printed once when unset.
+    /// Comma-separated bearer keys for `/admin/*`, each `name:key` (the name
+    /// is who the access log says made a request) or a bare key (named
+    /// admin-<n>); generated and printed once when unset.
     #[arg(long, help_heading = "Server", env = "KOMISI_ADMIN_KEYS", value_delimiter = ',')]
     pub admin_keys: Vec<String>,
 

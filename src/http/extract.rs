@@ -16,6 +16,9 @@ use subtle::ConstantTimeEq;
 pub struct ApiKeys {
     pub storefront: Vec<String>,
     pub admin: Vec<String>,
+    /// Each key's name, storefront keys first, then admin keys: who made a
+    /// request, in the access log (never the key itself).
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +28,32 @@ enum Role {
 }
 
 impl ApiKeys {
+    /// Keys as configured: `name:key`, or a bare key (named `storefront-<n>` /
+    /// `admin-<n>`, n from 1). A name is 1-64 of `A-Z a-z 0-9 _ . -`; an entry
+    /// whose part before the first `:` is no name is a bare key.
+    pub fn new(storefront: &[String], admin: &[String]) -> Self {
+        fn split(entries: &[String], role: &str) -> (Vec<String>, Vec<String>) {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, entry)| match entry.split_once(':') {
+                    Some((name, key))
+                        if !key.is_empty()
+                            && (1..=64).contains(&name.len())
+                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
+                    {
+                        (key.to_owned(), name.to_owned())
+                    }
+                    _ => (entry.clone(), format!("{role}-{}", i + 1)),
+                })
+                .unzip()
+        }
+        let (storefront, mut names) = split(storefront, "storefront");
+        let (admin, admin_names) = split(admin, "admin");
+        names.extend(admin_names);
+        Self { storefront, admin, names }
+    }
+
     /// The role and number of the key given (storefront keys first, then
     /// admin keys), comparing against every key in constant time, so timing
     /// reveals nothing.
@@ -48,6 +77,9 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Role, ApiError> {
     state.limits.refused(addr).map_err(|wait| ApiError::too_many("auth", wait))?;
     match bearer(parts).and_then(|key| state.keys.which(key)) {
         Some((role, n)) => {
+            if let (Some(actor), Some(name)) = (parts.extensions.get::<super::Actor>(), state.keys.names.get(n)) {
+                let _ = actor.0.set(name.clone());
+            }
             state.limits.key(n).map_err(|wait| ApiError::too_many("key", wait))?;
             Ok(role)
         }
@@ -276,5 +308,21 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(_: axum::extract::rejection::PathRejection) -> Self {
         ApiError::NotFound("resource")
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::ApiKeys;
+
+    #[test]
+    fn keys_are_named_by_their_prefix_or_by_role_and_position() {
+        let k = ApiKeys::new(
+            &["shop-1:sf-secret".into(), "bare".into()],
+            &["alice:adm:with:colons".into(), "no name here:x".into(), ":empty-name".into(), "bob:".into()],
+        );
+        assert_eq!(k.storefront, ["sf-secret", "bare"]);
+        assert_eq!(k.admin, ["adm:with:colons", "no name here:x", ":empty-name", "bob:"]);
+        assert_eq!(k.names, ["shop-1", "storefront-2", "alice", "admin-2", "admin-3", "admin-4"]);
     }
 }

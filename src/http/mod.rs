@@ -141,12 +141,17 @@ pub fn current_request_id() -> Option<String> {
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The name of the key a request authenticated with (set by the auth
+/// extractors; empty when none did), for the access log.
+#[derive(Clone, Default)]
+pub struct Actor(pub Arc<std::sync::OnceLock<String>>);
+
 /// Counts and times every request by route template (never the raw path, so
 /// label cardinality stays bounded), gives it a request id (the caller's
 /// `X-Request-Id` when sane, else a new one) that every log line of the request
 /// and every error body carries, logs the cause of every 5xx, and (with the
 /// access log on) one line per request.
-async fn observe(access_log: bool, req: Request, next: Next) -> Response {
+async fn observe(access_log: bool, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -159,6 +164,8 @@ async fn observe(access_log: bool, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!("http", %method, %route, request_id = %request_id);
+    let actor = Actor::default();
+    req.extensions_mut().insert(actor.clone());
     let mut response =
         REQUEST_ID.scope(request_id.clone(), tracing::Instrument::instrument(next.run(req), span.clone())).await;
     if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
@@ -179,6 +186,7 @@ async fn observe(access_log: bool, req: Request, next: Next) -> Response {
             status = status.as_u16(),
             ms = elapsed.as_secs_f64() * 1e3,
             %request_id,
+            actor = actor.0.get().map_or("-", String::as_str),
             "request"
         );
     }

@@ -59,7 +59,7 @@ fn offline_state() -> AppState {
     };
     AppState {
         engine,
-        keys: Arc::new(ApiKeys { storefront: vec![STOREFRONT.into()], admin: vec![ADMIN.into()] }),
+        keys: Arc::new(ApiKeys::new(&[STOREFRONT.into()], &[ADMIN.into()])),
         limits: Arc::new(Limits::new(generous)),
         metrics: crate::metrics::handle(),
         access_log: false,

@@ -129,6 +129,7 @@ async fn the_binary_logs_its_start_each_request_its_drain_and_a_taken_port_by_na
             .env("KOMISI_BIND", format!("127.0.0.1:{port}"))
             .env("KOMISI_LOG_FORMAT", "json")
             .env("KOMISI_RECOVERY_INTERVAL_MS", "200")
+            .env("KOMISI_ADMIN_KEYS", "alice:ops-admin-secret")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -198,6 +199,20 @@ async fn the_binary_logs_its_start_each_request_its_drain_and_a_taken_port_by_na
         })
     };
     assert!(wait_for(&access, &mut lines), "an access line: {lines:#?}");
+    // An admin key's name (never the key) says who made an admin request.
+    let r = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/admin/program"))
+        .bearer_auth("ops-admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let by_alice = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|v| v["fields"]["route"] == "/admin/program" && v["fields"]["actor"] == "alice")
+    };
+    assert!(wait_for(&by_alice, &mut lines), "the admin key's name in the access line: {lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("ops-admin-secret")), "the key itself is never logged");
     // What runs: the version and the commit, as a metric and in --version.
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
     let build = metrics.lines().find(|l| l.starts_with("komisi_build_info{")).unwrap_or_default();
