@@ -18,6 +18,9 @@
 # KOMISI_AB_PROGRAM_A / KOMISI_AB_PROGRAM_B: a program document (a file) PUT
 # to one side's fresh server before its runs (e.g. with a budget:
 # KOMISI_AB_PROGRAM_B=loadtest/programs/budget.json).
+# KOMISI_AB_ENV_A / KOMISI_AB_ENV_B: server settings for one side, as
+# VAR=value words (e.g. the access log, which RUST_LOG=warn leaves out:
+# KOMISI_AB_ENV_B="RUST_LOG=info,sqlx=warn" loadtest/ab.sh . .).
 # KOMISI_AB_SQL_A / KOMISI_AB_SQL_B: SQL run on one side's fresh database
 # before its runs (e.g. without an index: KOMISI_AB_SQL_A="ALTER TABLE orders
 # DROP KEY ix_orders_placed").
@@ -41,7 +44,10 @@ for round in $(seq "$RUNS"); do
     dir=$A
     extra=${KOMISI_AB_LT_A:-}
     [ "$side" = B ] && dir=$B && extra=${KOMISI_AB_LT_B:-}
-    PID=$(cd "$dir" && loadtest/serve.sh)
+    envs=${KOMISI_AB_ENV_A:-}
+    [ "$side" = B ] && envs=${KOMISI_AB_ENV_B:-}
+    # shellcheck disable=SC2086 # one word per VAR=value
+    PID=$(cd "$dir" && loadtest/serve.sh $envs)
     program=${KOMISI_AB_PROGRAM_A:-}
     [ "$side" = B ] && program=${KOMISI_AB_PROGRAM_B:-}
     if [ -n "$program" ]; then

@@ -137,11 +137,19 @@ async fn the_binary_logs_its_start_each_request_its_drain_and_a_taken_port_by_na
             .spawn()
             .expect("start komisi")
     };
-    let mut first = start("a.db");
+    // Killed if the test fails half-way (a panic must not leave it running).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut first = KillOnDrop(start("a.db"));
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     for out in [
-        Box::new(first.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(first.stdout.take().unwrap()),
+        Box::new(first.0.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(first.0.stdout.take().unwrap()),
     ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -219,15 +227,24 @@ async fn the_binary_logs_its_start_each_request_its_drain_and_a_taken_port_by_na
     assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{build}");
     assert!(regex::Regex::new(r#"git_sha="([0-9a-f]{12}|unknown)""#).unwrap().is_match(build), "{build}");
     // The same port again: refused, naming the address and the setting.
-    let second = start("b.db").wait_with_output().unwrap();
-    assert!(!second.status.success());
-    let err = String::from_utf8_lossy(&second.stderr);
+    let mut second = KillOnDrop(start("b.db"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "a second komisi on a taken port must stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port} (KOMISI_BIND / --bind)")), "{err}");
     // SIGTERM: the drain says what it does, and the process ends cleanly.
-    let ok = Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap().success();
+    let ok = Command::new("kill").args(["-TERM", &first.0.id().to_string()]).status().unwrap().success();
     assert!(ok);
     assert!(wait_for(&|l| l.contains("drained"), &mut lines), "{lines:#?}");
-    assert!(first.wait().unwrap().success());
+    assert!(first.0.wait().unwrap().success());
     // A fresh start lost nothing: not one WARN or ERROR line.
     let loud: Vec<&String> =
         lines.iter().filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"")).collect();
