@@ -149,20 +149,26 @@ fn commission_lines(lines: &Value) -> Vec<(String, String, String)> {
     v
 }
 
+/// Places `order`, fails its event until it is dead (one attempt), and
+/// clears the fault; the event's id.
+async fn dead(app: &TestApp, order: &Value) -> String {
+    let id = order["id"].as_str().unwrap().to_owned();
+    app.faults.fail_order_mid_tx(&id, 1000);
+    let event = app.accept(order).await;
+    let died = poll(std::time::Duration::from_secs(30), || async {
+        app.admin_get(&format!("/admin/events/{event}")).await["status"] == "dead"
+    })
+    .await;
+    assert!(died, "the event of {id} dies");
+    app.faults.clear();
+    event
+}
+
 #[tokio::test]
 async fn a_dead_events_bundle_reproduces_offline_the_delta_recompute_reports_and_exit_0_after_the_replay() {
     let app = spawn_app_with(|c| c.max_attempts = 1, komisi::engine::faults::Faults::default()).await;
     abc_tree(&app).await;
-    app.faults.fail_order_mid_tx("o-dead", 1000);
-    let event = app.accept(&worked_example_order("o-dead", "x", "code-C")).await;
-    assert!(
-        poll(std::time::Duration::from_secs(30), || async {
-            app.admin_get(&format!("/admin/events/{event}")).await["status"] == "dead"
-        })
-        .await,
-        "the event dies"
-    );
-    app.faults.clear();
+    let event = dead(&app, &worked_example_order("o-dead", "x", "code-C")).await;
     let bundle = app.admin_get(&format!("/admin/events/{event}/bundle")).await;
     assert_eq!((&bundle["format"], &bundle["context_frozen"]), (&json!(1), &json!(false)), "never processed");
     assert_eq!(bundle["event"]["status"], "dead");
@@ -215,18 +221,9 @@ async fn a_dead_events_bundle_reproduces_offline_the_delta_recompute_reports_and
     let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     let r = app.patch("/v1/affiliates/C", &json!({"email_hash": hash})).await;
     assert!(r.status().is_success());
-    app.faults.fail_order_mid_tx("o-self", 1000);
     let mut own = worked_example_order("o-self", "guest-1", "code-C");
     own["buyer_email_hash"] = json!(hash);
-    let event = app.accept(&own).await;
-    assert!(
-        poll(std::time::Duration::from_secs(30), || async {
-            app.admin_get(&format!("/admin/events/{event}")).await["status"] == "dead"
-        })
-        .await,
-        "the event dies"
-    );
-    app.faults.clear();
+    let event = dead(&app, &own).await;
     let bundle = app.admin_get(&format!("/admin/events/{event}/bundle")).await;
     assert_eq!((&bundle["context_frozen"], &bundle["context"]["buyer_email_hash"]), (&json!(false), &json!(hash)));
     let (code, out, err) = reproduce(&bundle, "self");
