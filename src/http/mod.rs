@@ -164,8 +164,11 @@ async fn observe(access_log: bool, mut req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!("http", %method, %route, request_id = %request_id);
-    let actor = Actor::default();
-    req.extensions_mut().insert(actor.clone());
+    // Who made the request, only when it is logged (no allocation otherwise).
+    let actor = access_log.then(Actor::default);
+    if let Some(actor) = &actor {
+        req.extensions_mut().insert(actor.clone());
+    }
     let mut response =
         REQUEST_ID.scope(request_id.clone(), tracing::Instrument::instrument(next.run(req), span.clone())).await;
     if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
@@ -186,7 +189,7 @@ async fn observe(access_log: bool, mut req: Request, next: Next) -> Response {
             status = status.as_u16(),
             ms = elapsed.as_secs_f64() * 1e3,
             %request_id,
-            actor = actor.0.get().map_or("-", String::as_str),
+            actor = actor.as_ref().and_then(|a| a.0.get()).map_or("-", String::as_str),
             "request"
         );
     }
