@@ -16,6 +16,8 @@ pub enum CommissionKind {
     Commission,
     TierBonus,
     MilestoneBonus,
+    /// An operator's manual credit or debit (level 0, no order); never entitled.
+    Adjustment,
 }
 
 impl CommissionKind {
@@ -24,6 +26,7 @@ impl CommissionKind {
             Self::Commission => "commission",
             Self::TierBonus => "tier_bonus",
             Self::MilestoneBonus => "milestone_bonus",
+            Self::Adjustment => "adjustment",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -31,6 +34,7 @@ impl CommissionKind {
             "commission" => Some(Self::Commission),
             "tier_bonus" => Some(Self::TierBonus),
             "milestone_bonus" => Some(Self::MilestoneBonus),
+            "adjustment" => Some(Self::Adjustment),
             _ => None,
         }
     }
@@ -50,6 +54,8 @@ pub enum RewardKind {
     RedemptionReleased,
     /// Earned points past `points_expire_days` (negative).
     Expired,
+    /// An operator's manual credit (a lot that does not expire) or debit.
+    Adjustment,
 }
 
 impl RewardKind {
@@ -60,6 +66,7 @@ impl RewardKind {
             Self::Redemption => "redemption",
             Self::RedemptionReleased => "redemption_released",
             Self::Expired => "expired",
+            Self::Adjustment => "adjustment",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -69,6 +76,7 @@ impl RewardKind {
             "redemption" => Some(Self::Redemption),
             "redemption_released" => Some(Self::RedemptionReleased),
             "expired" => Some(Self::Expired),
+            "adjustment" => Some(Self::Adjustment),
             _ => None,
         }
     }

@@ -72,10 +72,16 @@ pub enum EventType {
     RedemptionExpired,
     #[serde(rename = "points.expired")]
     PointsExpired,
+    /// An operator's manual adjustment of an affiliate's commission or a
+    /// buyer's points; applied in the transaction that records it (`done`).
+    #[serde(rename = "commission.adjusted")]
+    CommissionAdjusted,
+    #[serde(rename = "points.adjusted")]
+    PointsAdjusted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 13] = [
         Self::OrderPlaced,
         Self::OrderRefunded,
         Self::OrderCancelled,
@@ -87,6 +93,8 @@ impl EventType {
         Self::RedemptionReleased,
         Self::RedemptionExpired,
         Self::PointsExpired,
+        Self::CommissionAdjusted,
+        Self::PointsAdjusted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,23 +110,12 @@ impl EventType {
             Self::RedemptionReleased => "redemption.released",
             Self::RedemptionExpired => "redemption.expired",
             Self::PointsExpired => "points.expired",
+            Self::CommissionAdjusted => "commission.adjusted",
+            Self::PointsAdjusted => "points.adjusted",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "order.placed" => Some(Self::OrderPlaced),
-            "order.refunded" => Some(Self::OrderRefunded),
-            "order.cancelled" => Some(Self::OrderCancelled),
-            "order.completed" => Some(Self::OrderCompleted),
-            "order.recomputed" => Some(Self::OrderRecomputed),
-            "order.reattributed" => Some(Self::OrderReattributed),
-            "redemption.held" => Some(Self::RedemptionHeld),
-            "redemption.captured" => Some(Self::RedemptionCaptured),
-            "redemption.released" => Some(Self::RedemptionReleased),
-            "redemption.expired" => Some(Self::RedemptionExpired),
-            "points.expired" => Some(Self::PointsExpired),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 

@@ -56,3 +56,5 @@ id_type!(/// A storefront-given refund id (idempotency key of a refund).
     RefundId);
 id_type!(/// A storefront-given redemption id (idempotency key of a points hold, per buyer).
     RedemptionId);
+id_type!(/// An operator-given adjustment id (idempotency key of a manual adjustment).
+    AdjustmentId);

@@ -2,8 +2,10 @@
 //! affiliates, events, entitlement (SPEC §4 rules 1–9) and ledger deltas.
 //! No I/O, no async: every rule lives here once, and the layers above only
 //! fetch what a rule needs and write what it decided.
+pub mod adjustment;
 pub mod affiliate;
 pub mod attribution;
+pub mod audit;
 pub mod bundle;
 pub mod caps;
 pub mod currency;

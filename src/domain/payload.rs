@@ -52,6 +52,27 @@ pub fn points_expired(buyer: &BuyerId, points: i64) -> String {
     json!({"buyer_id": buyer, "points": points}).to_string()
 }
 
+/// `commission.adjusted` / `points.adjusted`: the adjustment as asked for, and by whom.
+pub fn adjustment(a: &super::adjustment::Adjustment) -> String {
+    use super::adjustment::Adjusted;
+    let mut v = json!({
+        "adjustment_id": a.request.id,
+        "reason": a.request.reason,
+        "actor": a.actor,
+    });
+    match &a.request.adjusted {
+        Adjusted::Commission { affiliate_id, amount } => {
+            v["affiliate_id"] = json!(affiliate_id);
+            v["amount"] = json!(money::format(*amount));
+        }
+        Adjusted::Points { buyer_id, points } => {
+            v["buyer_id"] = json!(buyer_id);
+            v["points"] = json!(points);
+        }
+    }
+    v.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

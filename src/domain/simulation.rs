@@ -128,7 +128,7 @@ impl Tally {
                     match kind {
                         CommissionKind::TierBonus => flag(&mut a.tier),
                         CommissionKind::MilestoneBonus => flag(&mut a.milestone),
-                        CommissionKind::Commission => {}
+                        CommissionKind::Commission | CommissionKind::Adjustment => {}
                     }
                 }
             }

@@ -203,7 +203,7 @@ impl Wallet {
     pub fn apply(&mut self, e: &WalletEntry) {
         let want = e.points.unsigned_abs().min(i64::MAX as u64) as i64;
         match e.kind {
-            RewardKind::Points | RewardKind::FirstOrderBonus if e.points > 0 => {
+            RewardKind::Points | RewardKind::FirstOrderBonus | RewardKind::Adjustment if e.points > 0 => {
                 let paid = i64::try_from(self.debt).unwrap_or(i64::MAX).min(e.points);
                 self.debt -= i128::from(paid);
                 self.lots.push(Lot {
@@ -221,6 +221,13 @@ impl Wallet {
                     let any = self.spending_order(|_| true);
                     got += self.take(&any, want - got).iter().map(|(_, n)| n).sum::<i64>();
                 }
+                self.debt += i128::from(want - got);
+            }
+            RewardKind::Adjustment => {
+                // A debit takes from the lots in spending order; one past
+                // them (never accepted: `adjustment::check_points`) is a debt.
+                let any = self.spending_order(|_| true);
+                let got: i64 = self.take(&any, want).iter().map(|(_, n)| n).sum();
                 self.debt += i128::from(want - got);
             }
             RewardKind::Redemption => {
@@ -386,8 +393,8 @@ pub fn release(r: &Redemption) -> Result<Action, Refusal> {
 /// The wallet rules reconcile checks for one buyer, each problem as
 /// (violation kind, detail): its history replays as lots with no problem
 /// (no hold above the spendable points, no lot spent twice, no release of
-/// nothing, no expiry of points not due); balance = earned − reversed −
-/// expired − captured − held; spendable and debt never negative nor both
+/// nothing, no expiry of points not due); balance = earned − reversed +
+/// adjusted − expired − captured − held; spendable and debt never negative nor both
 /// positive; each redemption's entries agree with its status; no hold and
 /// no lot is left past its due time before `stuck_before`.
 pub fn audit(
@@ -408,16 +415,17 @@ pub fn audit(
     let earned: i128 = order_kinds.iter().map(|k| sum(*k, 1)).sum();
     let reversed: i128 = order_kinds.iter().map(|k| sum(*k, -1)).sum();
     let expired = sum(RewardKind::Expired, -1);
+    let adjusted = sum(RewardKind::Adjustment, 1) - sum(RewardKind::Adjustment, -1);
     let of = |status: RedemptionStatus| -> i128 {
         redemptions.iter().filter(|r| r.status == status).map(|r| i128::from(r.points)).sum()
     };
     let (captured, held) = (of(RedemptionStatus::Captured), of(RedemptionStatus::Held));
-    if earned - reversed - expired - captured - held != rewards.points {
+    if earned - reversed + adjusted - expired - captured - held != rewards.points {
         found.push((
             "wallet_balance_mismatch",
             format!(
-                "balance {} but earned {earned} - reversed {reversed} - expired {expired} - captured {captured} - \
-                 held {held}",
+                "balance {} but earned {earned} - reversed {reversed} + adjusted {adjusted} - expired {expired} - \
+                 captured {captured} - held {held}",
                 rewards.points
             ),
         ));

@@ -6,6 +6,7 @@ use crate::domain::affiliate::{
     walk_for_cycle, Affiliate, AffiliatePatch, CreateAffiliate, CycleWalk, NewAffiliate, PatchAffiliate, CYCLE_STRETCH,
     MAX_TREE_DEPTH,
 };
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::ids::{AffiliateId, BuyerId};
 use crate::domain::ledger::{BuyerRewards, LedgerEntry};
 use crate::store::{AffiliateTx, StoreError};
@@ -43,7 +44,12 @@ impl Engine {
     /// Changes an affiliate's name, status or parent. Re-parentings take
     /// turns (the tree's lock, held to the commit), so two cannot both pass
     /// the cycle check and together close a loop.
-    pub async fn patch_affiliate(&self, id: &AffiliateId, patch: &AffiliatePatch) -> Result<PatchAffiliate> {
+    pub async fn patch_affiliate(
+        &self,
+        id: &AffiliateId,
+        patch: &AffiliatePatch,
+        actor: &Actor,
+    ) -> Result<PatchAffiliate> {
         let mut tx = self.store().begin_affiliates().await?;
         if patch.reparents() {
             tx.lock_tree().await.map_err(|e| match e {
@@ -64,6 +70,9 @@ impl Engine {
         }
         tx.update(id, &patch.applied_to(&current), Utc::now()).await?;
         let updated = tx.affiliate(id, false).await?.ok_or_else(|| super::corrupt("affiliate vanished"))?;
+        let audit = AuditEntry::new(actor, Action::AffiliateUpdate, format!("affiliate:{id}"))
+            .change(audited(&current), audited(&updated));
+        tx.audit(&audit, Utc::now()).await?;
         tx.commit().await?;
         Ok(PatchAffiliate::Updated(Box::new(updated)))
     }
@@ -106,6 +115,17 @@ impl Engine {
     pub async fn buyer_rewards(&self, id: &BuyerId) -> Result<BuyerRewards> {
         Ok(self.store().buyer_rewards(id).await?)
     }
+}
+
+/// What an audit entry says of an affiliate (the fields a patch changes; the
+/// e-mail hash only as whether one is set).
+fn audited(a: &Affiliate) -> serde_json::Value {
+    serde_json::json!({
+        "name": a.name,
+        "status": a.status.as_str(),
+        "parent_id": a.parent_id,
+        "email_hash": a.email_hash.is_some(),
+    })
 }
 
 /// Whether making `parent` the parent of `id` closes a loop: the new

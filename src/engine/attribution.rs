@@ -7,6 +7,7 @@ use super::{Engine, Result};
 use crate::domain::attribution::{
     sign_click, verify_click, AddCoupon, Click, ClickCheck, Coupon, CouponCode, CustomerLink, LinkMode,
 };
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
 use crate::domain::order::NewOrder;
 use crate::store::{Backend, ClickCount};
@@ -202,16 +203,20 @@ impl Engine {
         self.inner.clicks.flush(self.store()).await
     }
 
-    pub async fn add_coupon(&self, affiliate: &AffiliateId, code: &CouponCode) -> Result<AddCoupon> {
-        Ok(self.store().add_coupon(affiliate, code, Utc::now()).await?)
+    pub async fn add_coupon(&self, affiliate: &AffiliateId, code: &CouponCode, actor: &Actor) -> Result<AddCoupon> {
+        let audit = AuditEntry::new(actor, Action::CouponAdd, format!("affiliate:{affiliate}"))
+            .after(serde_json::json!({ "code": code.as_str() }));
+        Ok(self.store().add_coupon(affiliate, code, Utc::now(), &audit).await?)
     }
 
     pub async fn coupons(&self, affiliate: &AffiliateId) -> Result<Option<Vec<Coupon>>> {
         Ok(self.store().coupons(affiliate).await?)
     }
 
-    pub async fn delete_coupon(&self, affiliate: &AffiliateId, code: &CouponCode) -> Result<bool> {
-        Ok(self.store().delete_coupon(affiliate, code, Utc::now()).await?)
+    pub async fn delete_coupon(&self, affiliate: &AffiliateId, code: &CouponCode, actor: &Actor) -> Result<bool> {
+        let audit = AuditEntry::new(actor, Action::CouponDelete, format!("affiliate:{affiliate}"))
+            .before(serde_json::json!({ "code": code.as_str() }));
+        Ok(self.store().delete_coupon(affiliate, code, Utc::now(), &audit).await?)
     }
 
     /// A buyer's link to an affiliate, with whether that affiliate is suspended.
@@ -221,14 +226,22 @@ impl Engine {
 
     /// Sets a buyer's link by hand (it holds as a link made now by an order
     /// would: for the program's `customer_link.days`, or for life), or clears it.
-    pub async fn set_customer_link(&self, buyer: &BuyerId, to: Option<&AffiliateId>, reason: &str) -> Result<SetLink> {
+    pub async fn set_customer_link(
+        &self,
+        buyer: &BuyerId,
+        to: Option<&AffiliateId>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<SetLink> {
         let now = Utc::now();
         let (_, program) = self.program().await?;
         let expires_at = match program.attribution.customer_link {
             LinkMode::Days(d) => Some(now + TimeDelta::days(i64::from(d))),
             LinkMode::Off | LinkMode::Lifetime => None,
         };
-        let done = self.store().set_customer_link(buyer, to.map(|a| (a, reason, expires_at)), now).await?;
+        let audit = AuditEntry::new(actor, Action::BuyerLink, format!("buyer:{buyer}"))
+            .after(serde_json::json!({ "affiliate_id": to, "reason": reason }));
+        let done = self.store().set_customer_link(buyer, to.map(|a| (a, reason, expires_at)), now, &audit).await?;
         if to.is_some() || !reason.is_empty() {
             tracing::info!(buyer = %buyer, to = ?to.map(|a| a.as_str()), reason, "customer link set by an operator");
         }

@@ -1,6 +1,7 @@
 //! Caps and budgets as operators see them: each window's use against its
 //! maximum, and an affiliate's own caps (docs/RULES.md "Caps and budgets").
 use super::Result;
+use crate::domain::audit::{Action, AuditEntry};
 use crate::domain::caps::{parse_caps, Cap, CapDoc, CounterKey, Period, Scope};
 use crate::domain::ids::AffiliateId;
 use crate::domain::program::Program;
@@ -130,7 +131,12 @@ impl super::Engine {
 
     /// Sets an affiliate's own caps (None: back to the program's). Orders
     /// already processed keep the caps they were counted against.
-    pub async fn set_affiliate_caps(&self, id: &AffiliateId, docs: Option<&[CapDoc]>) -> Result<SetCaps> {
+    pub async fn set_affiliate_caps(
+        &self,
+        id: &AffiliateId,
+        docs: Option<&[CapDoc]>,
+        actor: &crate::domain::audit::Actor,
+    ) -> Result<SetCaps> {
         let (_, program) = self.program().await?;
         let mut errors = Vec::new();
         let caps = docs.map(|d| parse_caps(d, "caps", program.scale, &mut errors));
@@ -138,10 +144,14 @@ impl super::Engine {
             return Ok(SetCaps::Invalid(errors));
         }
         let mut tx = self.store().begin_affiliates().await?;
-        if tx.affiliate(id, true).await?.is_none() {
-            return Ok(SetCaps::NotFound);
-        }
-        tx.set_caps(id, caps.as_deref(), Utc::now()).await?;
+        let Some(current) = tx.affiliate(id, true).await? else { return Ok(SetCaps::NotFound) };
+        let now = Utc::now();
+        tx.set_caps(id, caps.as_deref(), now).await?;
+        let as_json = |c: Option<&[Cap]>| serde_json::to_value(c).map_err(super::corrupt);
+        let audit = AuditEntry::new(actor, Action::AffiliateCaps, format!("affiliate:{id}"))
+            .before(serde_json::json!({ "caps": as_json(current.caps.as_deref())? }))
+            .after(serde_json::json!({ "caps": as_json(caps.as_deref())? }));
+        tx.audit(&audit, now).await?;
         tx.commit().await?;
         Ok(SetCaps::Set(self.caps_in_use(id, caps).await?))
     }

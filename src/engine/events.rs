@@ -4,6 +4,7 @@
 use super::retry::Failure;
 use super::webhooks::dead_notice;
 use super::{Engine, EngineError, Result};
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::event::{
     Backlog, EventCounts, EventDetail, EventFilter, EventId, EventRecord, EventRef, EventStatus, EventType, Parts,
 };
@@ -53,16 +54,16 @@ impl Engine {
     /// Replays one event: a failed or dead one gets a fresh attempt budget; a
     /// done one is journaled again and its processing is a recorded no-op.
     /// Returns its status after, or None when there is no such event.
-    pub async fn replay_one(&self, id: EventId) -> Result<Option<EventStatus>> {
-        let refs = self.replay(&[id]).await?;
+    pub async fn replay_one(&self, id: EventId, actor: &Actor) -> Result<Option<EventStatus>> {
+        let refs = self.replay(&[id], actor).await?;
         self.committed(refs).await;
         Ok(self.store().event_detail(id).await?.map(|d| d.event.status))
     }
 
     /// Replays every failed or dead event matching the filter; returns how many.
-    pub async fn replay_matching(&self, f: &EventFilter) -> Result<usize> {
+    pub async fn replay_matching(&self, f: &EventFilter, actor: &Actor) -> Result<usize> {
         let ids = self.store().select_for_replay(f).await?;
-        let refs = self.replay(&ids).await?;
+        let refs = self.replay(&ids, actor).await?;
         let n = refs.len();
         self.committed(refs).await;
         Ok(n)
@@ -71,14 +72,17 @@ impl Engine {
     /// Puts failed and dead events back to pending with a fresh attempt
     /// budget (their history stays), records every replay, and returns what
     /// to journal: a wallet event was applied when it was recorded, so it is
-    /// recorded as replayed but not journaled.
-    async fn replay(&self, ids: &[EventId]) -> Result<Vec<EventRef>> {
+    /// recorded as replayed but not journaled. Each transaction's events are
+    /// one audit entry (their statuses before the replay).
+    async fn replay(&self, ids: &[EventId], actor: &Actor) -> Result<Vec<EventRef>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(REPLAY_CHUNK) {
             let mut tx = self.store().begin_events(Lane::Request).await?;
             let now = Utc::now();
             let mut orders = BTreeSet::new();
+            let mut before = serde_json::Map::new();
             for event in tx.lock_events(chunk).await? {
+                before.insert(event.id.to_string(), event.status.as_str().into());
                 let reopen = event.status.reopens_on_replay();
                 tx.record_replay(&event, reopen.then(|| self.next_attempt_at(now)), now).await?;
                 let Some(order_id) = event.order_id.clone() else { continue };
@@ -88,6 +92,15 @@ impl Engine {
                 out.push(EventRef { id: event.id, partition: event.partition, order_id });
             }
             reopened_orders(tx.as_mut(), orders, now).await?;
+            if !before.is_empty() {
+                let subject = match chunk {
+                    [one] => format!("event:{one}"),
+                    _ => "events".to_owned(),
+                };
+                let after = serde_json::json!({ "replayed": before.len() });
+                let audit = AuditEntry::new(actor, Action::EventReplay, subject).before(before.into()).after(after);
+                tx.audit(&audit, now).await?;
+            }
             tx.commit().await?;
         }
         Ok(out)

@@ -5,6 +5,7 @@
 //! happen, and what the order becomes, is `domain::lifecycle`.
 use super::{Engine, Result};
 use crate::domain::attribution;
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::entitlement::month_window;
 use crate::domain::event::{EventId, EventRef, EventType};
 use crate::domain::ids::{AffiliateId, OrderId};
@@ -13,6 +14,7 @@ use crate::domain::order::{LifecycleOutcome, OrderStatus, RefundRequest};
 use crate::domain::payload;
 use crate::store::{OrderChange, OrderTx, Reattribution};
 use chrono::{DateTime, Utc};
+use serde_json::json;
 
 /// What a reassignment did.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ struct Change<'a> {
     status: Option<OrderStatus>,
     refund: Option<&'a RefundRequest>,
     approve_at: Option<DateTime<Utc>>,
+    /// An operator's change: its audit entry, written in the same transaction.
+    audit: Option<AuditEntry>,
 }
 
 impl Engine {
@@ -51,6 +55,7 @@ impl Engine {
             status: Some(status),
             refund: Some(req),
             approve_at: None,
+            audit: None,
         };
         self.change(tx, &req.order_id, &order, change).await
     }
@@ -64,8 +69,14 @@ impl Engine {
             Err(outcome) => return Ok(outcome),
         };
         let payload = payload::cancelled(id);
-        let change =
-            Change { kind: EventType::OrderCancelled, payload, status: Some(status), refund: None, approve_at: None };
+        let change = Change {
+            kind: EventType::OrderCancelled,
+            payload,
+            status: Some(status),
+            refund: None,
+            approve_at: None,
+            audit: None,
+        };
         self.change(tx, id, &order, change).await
     }
 
@@ -86,6 +97,7 @@ impl Engine {
             status: Some(status),
             refund: None,
             approve_at: Some(approve_at),
+            audit: None,
         };
         self.change(tx, id, &order, change).await
     }
@@ -94,7 +106,7 @@ impl Engine {
     /// are approved: one `order.reattributed` event, which reverses the old
     /// affiliate's (and its upline's) lines and credits the new one's, as
     /// any event does — by recomputing the order's entitlement.
-    pub async fn reattribute(&self, id: &OrderId, to: &AffiliateId, reason: &str) -> Result<Reassign> {
+    pub async fn reattribute(&self, id: &OrderId, to: &AffiliateId, reason: &str, actor: &Actor) -> Result<Reassign> {
         let mut tx = self.store().begin_order().await?;
         let Some(mut order) = tx.lock_order(id).await? else { return Ok(Reassign::NotFound) };
         // `order.partition()` stays the order's first event's: its events are applied one after the other.
@@ -124,8 +136,17 @@ impl Engine {
         tracing::info!(order = %id, from = ?from.as_ref().map(|a| a.as_str()), to = %to, reason, "order moved to another affiliate");
         order.affiliate_id = Some(to.clone());
         let payload = payload::reattributed(id, from.as_ref(), to, reason);
-        let change =
-            Change { kind: EventType::OrderReattributed, payload, status: None, refund: None, approve_at: None };
+        let audit = AuditEntry::new(actor, Action::OrderReattribute, format!("order:{id}"))
+            .before(json!({ "affiliate_id": from }))
+            .after(json!({ "affiliate_id": to, "reason": reason }));
+        let change = Change {
+            kind: EventType::OrderReattributed,
+            payload,
+            status: None,
+            refund: None,
+            approve_at: None,
+            audit: Some(audit),
+        };
         match self.change(tx, id, &order, change).await? {
             LifecycleOutcome::Accepted(event) => Ok(Reassign::Accepted(event)),
             _ => Err(super::corrupt("a reassignment was not accepted")),
@@ -135,10 +156,22 @@ impl Engine {
     /// Stores an `order.recomputed` event carrying `payload` (the order's
     /// commission status becomes pending with it) and journals it; None
     /// when there is no such order.
-    pub(super) async fn add_recompute_event(&self, id: &OrderId, payload: String) -> Result<Option<EventId>> {
+    pub(super) async fn add_recompute_event(
+        &self,
+        id: &OrderId,
+        payload: String,
+        audit: AuditEntry,
+    ) -> Result<Option<EventId>> {
         let mut tx = self.store().begin_order().await?;
         let Some(order) = tx.lock_order(id).await? else { return Ok(None) };
-        let change = Change { kind: EventType::OrderRecomputed, payload, status: None, refund: None, approve_at: None };
+        let change = Change {
+            kind: EventType::OrderRecomputed,
+            payload,
+            status: None,
+            refund: None,
+            approve_at: None,
+            audit: Some(audit),
+        };
         match self.change(tx, id, &order, change).await? {
             LifecycleOutcome::Accepted(event) => Ok(Some(event.id)),
             _ => Ok(None),
@@ -168,6 +201,9 @@ impl Engine {
             approve_at: c.approve_at,
         };
         tx.write(id, &write).await?;
+        if let Some(audit) = &c.audit {
+            tx.audit(&audit.with("event_id", event.id.to_string()), now).await?;
+        }
         tx.commit().await?;
         self.committed(vec![event.clone()]).await;
         Ok(LifecycleOutcome::Accepted(event))

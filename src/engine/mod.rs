@@ -5,6 +5,7 @@
 //! a narrow transaction of the store (`store::*Tx`), asks it what the rule
 //! needs, decides with the domain's pure functions, writes, commits — and
 //! "commit, then journal" is written once, here.
+pub mod adjustments;
 pub mod affiliates;
 pub mod apply;
 pub mod attribution;

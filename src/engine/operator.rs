@@ -1,6 +1,7 @@
 //! Operator actions: the program, and recomputing an order against its
 //! entitlement.
 use super::{Engine, Result};
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::currency::{check_table, RateTable};
 use crate::domain::entitlement::{entitle, CommissionLine, Entitlement, FrozenContext, RewardLine};
 use crate::domain::event::EventId;
@@ -10,6 +11,7 @@ use crate::domain::payload;
 use crate::domain::program::{Program, ProgramDoc};
 use crate::domain::FieldError;
 use crate::store::{EntitlementInputs, StoreError};
+use serde_json::json;
 use std::sync::Arc;
 
 /// One line of an entitlement, of the ledger, or of their difference.
@@ -84,8 +86,6 @@ impl Engine {
         }
     }
 
-    /// Validates a program and stores it as a new immutable version. The
-    /// currency cannot change: balances and open orders are kept in one.
     /// Validates a rate table and stores it as a new version (its base must
     /// be the program currency, which never changes); its id.
     pub async fn put_rate_table(
@@ -93,6 +93,7 @@ impl Engine {
         base: &str,
         rates: &std::collections::BTreeMap<String, String>,
         as_of: chrono::DateTime<chrono::Utc>,
+        actor: &Actor,
     ) -> Result<std::result::Result<(u64, RateTable), Vec<FieldError>>> {
         let table = match check_table(base, rates, as_of) {
             Ok(t) => t,
@@ -105,7 +106,11 @@ impl Engine {
                 format!("must be the program currency, {}", program.currency),
             )]));
         }
-        let id = self.store().put_rate_table(&table).await?;
+        let audit = AuditEntry::new(actor, Action::FxRatesReplace, format!("fx_rates:{}", table.base)).after(json!({
+            "as_of": table.as_of,
+            "rates": table.rates.len(),
+        }));
+        let id = self.store().put_rate_table(&table, &audit).await?;
         Ok(Ok((id, table)))
     }
 
@@ -115,7 +120,13 @@ impl Engine {
         Ok(self.store().rate_table_at(&program.currency, at).await?)
     }
 
-    pub async fn put_program(&self, doc: &ProgramDoc) -> Result<std::result::Result<u64, Vec<FieldError>>> {
+    /// Validates a program and stores it as a new immutable version. The
+    /// currency cannot change: balances and open orders are kept in one.
+    pub async fn put_program(
+        &self,
+        doc: &ProgramDoc,
+        actor: &Actor,
+    ) -> Result<std::result::Result<u64, Vec<FieldError>>> {
         let program = match Program::parse(doc) {
             Ok(p) => p,
             Err(errors) => return Ok(Err(errors)),
@@ -127,7 +138,19 @@ impl Engine {
                 format!("the program currency is {} and cannot change", current.currency),
             )]));
         }
-        Ok(Ok(self.store().insert_program(&program).await?))
+        // The versions themselves are the change's detail (`GET /admin/program/versions/{v}`).
+        let audit = AuditEntry::new(actor, Action::ProgramReplace, "program");
+        Ok(Ok(self.store().insert_program(&program, &audit).await?))
+    }
+
+    /// One page of the audit trail, newest first.
+    pub async fn audit_log(
+        &self,
+        f: &crate::domain::audit::AuditFilter,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::audit::AuditRecord>> {
+        Ok(self.store().audit_log(f, before, limit).await?)
     }
 
     /// The entitlement of an order's current state and what its ledger
@@ -160,7 +183,8 @@ impl Engine {
     /// What the order is entitled to, what its ledger holds, and the difference.
     /// Unless `dry_run`, a non-empty difference is written by a new
     /// `order.recomputed` event, processed like any other (exactly once too).
-    pub async fn recompute(&self, order_id: &OrderId, dry_run: bool) -> Result<RecomputeOutcome> {
+    /// A written difference is audited (a dry run writes nothing).
+    pub async fn recompute(&self, order_id: &OrderId, dry_run: bool, actor: &Actor) -> Result<RecomputeOutcome> {
         if !self.store().order_exists(order_id).await? {
             return Ok(RecomputeOutcome::NotFound);
         }
@@ -170,7 +194,9 @@ impl Engine {
         let difference = delta(&entitled, &applied);
         let mut event_id = None;
         if !dry_run && !difference.is_empty() {
-            event_id = self.add_recompute_event(order_id, payload::recomputed(order_id, &difference)).await?;
+            let audit = AuditEntry::new(actor, Action::OrderRecompute, format!("order:{order_id}"))
+                .after(json!({ "lines": difference.commissions.len() + difference.rewards.len() }));
+            event_id = self.add_recompute_event(order_id, payload::recomputed(order_id, &difference), audit).await?;
         }
         Ok(RecomputeOutcome::Done(Recompute {
             order_id: order_id.clone(),

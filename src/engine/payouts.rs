@@ -2,11 +2,14 @@
 //! is `domain::payout::plan`; here the transaction and the idempotency key.
 use super::webhooks::{payout_notices, publish};
 use super::{Engine, Result};
+use crate::domain::audit::{Action, Actor, AuditEntry};
+use crate::domain::money;
 use crate::domain::payout::{self, CreatePayout, Payout, PayoutItem, PayoutSummary};
 use crate::domain::webhook::MessageType;
 use crate::store::{corrupt, StoreError};
 use chrono::Utc;
 use rust_decimal::Decimal;
+use serde_json::json;
 
 impl Engine {
     /// Builds a batch from approved balances ≥ `min_amount`. With an
@@ -15,7 +18,7 @@ impl Engine {
     /// wait, and it then finds the key taken), and a key reused with another
     /// `min_amount` is refused. No batch is stored when nothing reaches the
     /// minimum.
-    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>) -> Result<CreatePayout> {
+    pub async fn create_payout(&self, min_amount: Decimal, key: Option<&str>, actor: &Actor) -> Result<CreatePayout> {
         let currency = self.currency().await?;
         let mut tx = self.store().begin_payout().await?;
         if let Some(key) = key {
@@ -50,6 +53,15 @@ impl Engine {
             .collect();
         let notices = || payout_notices(MessageType::PayoutCreated, id, &items, &currency);
         let published = publish(tx.as_mut(), batch.created_at, notices).await?;
+        let total: Decimal = items.iter().map(|i| i.amount).sum();
+        let audit = AuditEntry::new(actor, Action::PayoutCreate, format!("payout:{id}")).after(json!({
+            "payout_id": id,
+            "items": items.len(),
+            "total": money::format(total),
+            "min_amount": money::format(min_amount),
+            "idempotency_key": key,
+        }));
+        tx.audit(&audit, batch.created_at).await?;
         tx.commit().await?;
         published.committed();
         Ok(CreatePayout::Created(self.store().payout(id).await?.ok_or_else(|| corrupt("payout vanished"))?))
@@ -73,18 +85,22 @@ impl Engine {
     /// Marks a batch paid: its entries move approved → paid with the
     /// balances. Completing a completed batch changes nothing. None when
     /// there is no such batch.
-    pub async fn complete_payout(&self, id: u64) -> Result<Option<Payout>> {
+    pub async fn complete_payout(&self, id: u64, actor: &Actor) -> Result<Option<Payout>> {
         let currency = self.currency().await?;
         let mut tx = self.store().begin_payout().await?;
         match tx.lock(id).await?.as_deref() {
             None => return Ok(None),
             Some("completed") => {}
-            Some(_) => {
+            Some(status) => {
+                let audit = AuditEntry::new(actor, Action::PayoutComplete, format!("payout:{id}"))
+                    .before(json!({ "status": status }))
+                    .after(json!({ "status": "completed" }));
                 let items = tx.items(id).await?;
                 let now = Utc::now();
                 tx.complete(id, &items, now).await?;
                 let notices = || payout_notices(MessageType::PayoutPaid, id, &items, &currency);
                 let published = publish(tx.as_mut(), now, notices).await?;
+                tx.audit(&audit, now).await?;
                 tx.commit().await?;
                 published.committed();
             }

@@ -6,6 +6,7 @@
 //! Each run is stored with its report, so the last result is read at once.
 //! When a run is due and who may run it is `domain::reconcile`.
 use super::{Engine, Result};
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::caps::{CounterKey, OrderLimits, Period, Scope, Used};
 use crate::domain::entitlement::month_window;
 use crate::domain::ids::{BuyerId, OrderId};
@@ -43,6 +44,9 @@ pub struct Checked {
     /// Cap and budget counters (a full sweep's).
     #[serde(default)]
     pub counters: u64,
+    /// Manual adjustments against their entries.
+    #[serde(default)]
+    pub adjustments: u64,
 }
 
 /// A run's result.
@@ -141,14 +145,14 @@ impl Violation {
 impl Engine {
     /// A full sweep now, waited for (a tool's or a test's).
     pub async fn reconcile(&self) -> Result<Report> {
-        self.reconcile_now(RunKind::Full).await
+        self.reconcile_now(RunKind::Full, None).await
     }
 
     /// A run of `kind` now, waited for (`POST /admin/reconcile` with
     /// `wait`): a run already running is waited for first.
-    pub async fn reconcile_now(&self, kind: RunKind) -> Result<Report> {
+    pub async fn reconcile_now(&self, kind: RunKind, actor: Option<&Actor>) -> Result<Report> {
         loop {
-            match self.start_reconcile(kind).await? {
+            match self.start_reconcile(kind, actor).await? {
                 Started::Started(run) => return self.run_reconcile(*run).await,
                 Started::Busy(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             }
@@ -156,8 +160,9 @@ impl Engine {
     }
 
     /// Claims a run of `kind` (none may run alongside another, on any
-    /// instance); the caller runs it with [`Engine::run_reconcile`].
-    pub async fn start_reconcile(&self, kind: RunKind) -> Result<Started> {
+    /// instance); the caller runs it with [`Engine::run_reconcile`]. A run
+    /// an operator starts (`actor`) is audited; the schedule's are not.
+    pub async fn start_reconcile(&self, kind: RunKind, actor: Option<&Actor>) -> Result<Started> {
         let now = Utc::now();
         // Read before the claim (which holds the writer: SQLite's in-memory
         // database has no other connection). A run that ends in between
@@ -204,6 +209,11 @@ impl Engine {
             }
         }
         run.id = tx.insert(&run).await?;
+        if let Some(actor) = actor {
+            let audit = AuditEntry::new(actor, Action::ReconcileStart, format!("reconcile_run:{}", run.id))
+                .after(serde_json::json!({ "kind": kind, "run_id": run.id }));
+            tx.audit(&audit, now).await?;
+        }
         tx.commit().await?;
         Ok(Started::Started(Box::new(run)))
     }
@@ -287,7 +297,7 @@ impl Engine {
         let last_full = done.iter().find(|r| r.kind == RunKind::Full).map(|r| r.started_at);
         let last_any = done.first().map(|r| r.started_at);
         let Some(kind) = rules::due(Utc::now(), running, last_full, last_any, self.schedule()) else { return Ok(()) };
-        if let Started::Started(run) = self.start_reconcile(kind).await? {
+        if let Started::Started(run) = self.start_reconcile(kind, None).await? {
             self.run_in_background(*run);
         }
         Ok(())
@@ -562,6 +572,7 @@ fn report(run: Run, found: Found) -> Report {
 fn stored_violations(facts: ReconcileFacts, found: &mut Found) {
     let c = &mut found.checked;
     (c.affiliates, c.buyers, c.events, c.payouts) = (facts.affiliates, facts.buyers, facts.events, facts.payouts);
+    c.adjustments = facts.adjustments;
     for (affiliate, stored, sums) in facts.balance_mismatches {
         let f = |d: [rust_decimal::Decimal; 3]| d.map(money::format).join("/");
         let detail = format!("stored pending/approved/paid {} but ledger sums {}", f(stored), f(sums));
@@ -581,6 +592,9 @@ fn stored_violations(facts: ReconcileFacts, found: &mut Found) {
     for (payout, affiliate, amount, entries) in facts.payout_item_mismatches {
         let detail = format!("item {} but its entries sum to {}", money::format(amount), money::format(entries));
         found.push(Violation::new("payout_item_mismatch", detail).payout(payout).affiliate(affiliate));
+    }
+    for (adjustment, subject, detail) in facts.adjustment_mismatches {
+        found.push(Violation::new("adjustment_mismatch", format!("adjustment {adjustment} of {subject}: {detail}")));
     }
     for (entry, affiliate, payout, status, batch) in facts.payout_entry_statuses {
         let detail = format!("entry {entry} is {status} in a batch that is {batch}");

@@ -54,14 +54,14 @@ pub enum ActionOutcome {
 
 /// Wallet times are kept to the microsecond, as both databases store them,
 /// so the lots replayed from the store are the ones decided on.
-fn now_micros() -> DateTime<Utc> {
+pub(super) fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
     now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
 }
 
 /// Commits a wallet transaction, unless a test injects a failure after
 /// every row is written: then dropping it rolls everything back (G3).
-async fn commit(faults: &super::faults::Faults, tx: Box<dyn WalletTx>, published: Published) -> Result<()> {
+pub(super) async fn commit(faults: &super::faults::Faults, tx: Box<dyn WalletTx>, published: Published) -> Result<()> {
     if faults.take_wallet_error() {
         return Err(EngineError::Injected("database error in the middle of a wallet transaction"));
     }
@@ -71,7 +71,12 @@ async fn commit(faults: &super::faults::Faults, tx: Box<dyn WalletTx>, published
 }
 
 /// Records a wallet change and its webhook message, in the transaction.
-async fn record(tx: &mut dyn WalletTx, buyer: &BuyerId, write: &WalletWrite, now: DateTime<Utc>) -> Result<Published> {
+pub(super) async fn record(
+    tx: &mut dyn WalletTx,
+    buyer: &BuyerId,
+    write: &WalletWrite,
+    now: DateTime<Utc>,
+) -> Result<Published> {
     tx.record(write, now).await?;
     let Some((_, kind, payload)) = &write.event else { return Ok(Published::default()) };
     let notices = || wallet_notice(buyer, *kind, payload).into_iter().collect();
@@ -79,7 +84,12 @@ async fn record(tx: &mut dyn WalletTx, buyer: &BuyerId, write: &WalletWrite, now
 }
 
 /// The entry a write adds, as the wallet replays it (it has no id yet: last).
-fn pending_entry(kind: RewardKind, points: i64, rid: Option<&RedemptionId>, at: DateTime<Utc>) -> WalletEntry {
+pub(super) fn pending_entry(
+    kind: RewardKind,
+    points: i64,
+    rid: Option<&RedemptionId>,
+    at: DateTime<Utc>,
+) -> WalletEntry {
     WalletEntry {
         id: u64::MAX,
         kind,

@@ -14,6 +14,7 @@
 //! and budgets are not replayed in order — a candidate with caps or budgets
 //! keeps each order's cuts as applied, one without pays them in full.
 use super::{corrupt, Engine, Result};
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::caps::OrderLimits;
 use crate::domain::entitlement::{entitle, Entitlement, FrozenContext, RewardKind};
 use crate::domain::ids::OrderId;
@@ -70,7 +71,7 @@ pub struct SimulationResult {
 impl Engine {
     /// Validates and queues a simulation; starts it at once when this
     /// instance runs none.
-    pub async fn submit_simulation(&self, req: SimulationRequest) -> Result<Submitted> {
+    pub async fn submit_simulation(&self, req: SimulationRequest, actor: &Actor) -> Result<Submitted> {
         let mut errors: Vec<FieldError> = match Program::parse(&req.program) {
             Ok(_) => Vec::new(),
             Err(e) => e.into_iter().map(|f| FieldError::new(format!("program.{}", f.field), f.message)).collect(),
@@ -96,7 +97,10 @@ impl Engine {
         if open >= MAX_OPEN {
             return Ok(Submitted::Busy(open));
         }
-        let id = self.store().insert_simulation(&serde_json::to_string(&req).map_err(corrupt)?, Utc::now()).await?;
+        let audit = AuditEntry::new(actor, Action::SimulationSubmit, "simulations")
+            .after(serde_json::json!({ "since": req.since, "until": req.until }));
+        let request = serde_json::to_string(&req).map_err(corrupt)?;
+        let id = self.store().insert_simulation(&request, Utc::now(), &audit).await?;
         self.simulation_tick().await?;
         Ok(Submitted::Queued(id))
     }
@@ -106,8 +110,10 @@ impl Engine {
     }
 
     /// Cancels a queued or running simulation; its status now (None: unknown).
-    pub async fn cancel_simulation(&self, id: u64) -> Result<Option<String>> {
-        Ok(self.store().cancel_simulation(id, Utc::now()).await?)
+    pub async fn cancel_simulation(&self, id: u64, actor: &Actor) -> Result<Option<String>> {
+        let audit = AuditEntry::new(actor, Action::SimulationCancel, format!("simulation:{id}"))
+            .after(serde_json::json!({ "status": "cancelled" }));
+        Ok(self.store().cancel_simulation(id, Utc::now(), &audit).await?)
     }
 
     /// Claims and runs the queued simulations (and any whose instance

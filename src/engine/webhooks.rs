@@ -4,6 +4,7 @@
 //! record the attempt, retry on the schedule, disable an endpoint that keeps
 //! failing).
 use super::{Engine, Result};
+use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::event::{EventId, EventType};
 use crate::domain::ids::{AffiliateId, BuyerId, OrderId};
 use crate::domain::money;
@@ -328,7 +329,11 @@ impl Engine {
     }
 
     /// Registers an endpoint; returns it with its secret (shown only now).
-    pub async fn create_endpoint(&self, new: NewEndpoint) -> Result<std::result::Result<(Endpoint, String), Refused>> {
+    pub async fn create_endpoint(
+        &self,
+        new: NewEndpoint,
+        actor: &Actor,
+    ) -> Result<std::result::Result<(Endpoint, String), Refused>> {
         let mut refused = Refused::new();
         let url = self.check_endpoint_url(&new.url).await.map_err(|e| refused.push(("url", e))).ok();
         let types = wh::parse_patterns(&new.event_types).map_err(|e| refused.push(("event_types", e))).ok();
@@ -352,7 +357,9 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        self.store().insert_endpoint(&endpoint).await?;
+        let audit = AuditEntry::new(actor, Action::WebhookCreate, format!("webhook_endpoint:{}", endpoint.id))
+            .after(audited(&endpoint));
+        self.store().insert_endpoint(&endpoint, &audit).await?;
         Ok(Ok((endpoint, secret)))
     }
 
@@ -370,8 +377,10 @@ impl Engine {
         &self,
         id: &str,
         patch: EndpointPatch,
+        actor: &Actor,
     ) -> Result<Option<std::result::Result<Endpoint, Refused>>> {
         let Some(mut e) = self.endpoint(id).await? else { return Ok(None) };
+        let before = audited(&e);
         let mut refused = Refused::new();
         if let Some(url) = &patch.url {
             match self.check_endpoint_url(url).await {
@@ -404,22 +413,28 @@ impl Engine {
             _ => {}
         }
         e.updated_at = Utc::now();
-        Ok(self.store().update_endpoint(&e).await?.then_some(Ok(e)))
+        let audit =
+            AuditEntry::new(actor, Action::WebhookUpdate, format!("webhook_endpoint:{id}")).change(before, audited(&e));
+        Ok(self.store().update_endpoint(&e, &audit).await?.then_some(Ok(e)))
     }
 
-    pub async fn delete_endpoint(&self, id: &str) -> Result<bool> {
-        Ok(self.store().delete_endpoint(id).await?)
+    pub async fn delete_endpoint(&self, id: &str, actor: &Actor) -> Result<bool> {
+        let audit = AuditEntry::new(actor, Action::WebhookDelete, format!("webhook_endpoint:{id}"));
+        Ok(self.store().delete_endpoint(id, &audit).await?)
     }
 
     /// A new secret; the old one also signs for [`ROTATION_OVERLAP`].
-    pub async fn rotate_secret(&self, id: &str) -> Result<Option<(Endpoint, String)>> {
+    pub async fn rotate_secret(&self, id: &str, actor: &Actor) -> Result<Option<(Endpoint, String)>> {
         let Some(mut e) = self.endpoint(id).await? else { return Ok(None) };
         let now = Utc::now();
         let secret = wh::new_secret();
         e.previous_secret = Some(std::mem::replace(&mut e.secret, self.webhook_config().sealer.seal(&secret)));
         e.previous_secret_expires_at = Some(now + ROTATION_OVERLAP);
         e.updated_at = now;
-        Ok(self.store().update_endpoint(&e).await?.then_some((e, secret)))
+        // Never a secret in the trail: only when the old one stops signing.
+        let audit = AuditEntry::new(actor, Action::WebhookRotateSecret, format!("webhook_endpoint:{id}"))
+            .after(json!({ "previous_secret_expires_at": e.previous_secret_expires_at }));
+        Ok(self.store().update_endpoint(&e, &audit).await?.then_some((e, secret)))
     }
 
     /// Sends the endpoint's failed messages of a window again; None when
@@ -429,17 +444,22 @@ impl Engine {
         endpoint: &str,
         since: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
+        actor: &Actor,
     ) -> Result<Option<u64>> {
         if self.endpoint(endpoint).await?.is_none() {
             return Ok(None);
         }
         let now = Utc::now();
-        Ok(Some(self.store().requeue_failed(endpoint, since, until.unwrap_or(now), now).await?))
+        let until = until.unwrap_or(now);
+        let audit = AuditEntry::new(actor, Action::WebhookRecover, format!("webhook_endpoint:{endpoint}"))
+            .after(json!({ "since": since, "until": until }));
+        Ok(Some(self.store().requeue_failed(endpoint, since, until, now, &audit).await?))
     }
 
     /// Sends one message again, whatever its status.
-    pub async fn resend_message(&self, id: &str) -> Result<Option<Message>> {
-        if !self.store().requeue_message(id, Utc::now()).await? {
+    pub async fn resend_message(&self, id: &str, actor: &Actor) -> Result<Option<Message>> {
+        let audit = AuditEntry::new(actor, Action::WebhookResend, format!("webhook_message:{id}"));
+        if !self.store().requeue_message(id, Utc::now(), &audit).await? {
             return Ok(None);
         }
         Ok(self.store().webhook_message(id).await?)
@@ -454,10 +474,17 @@ impl Engine {
     }
 
     /// Deletes failed messages created before `before` (of one endpoint, or all).
-    pub async fn prune_failed(&self, before: DateTime<Utc>, endpoint: Option<&str>) -> Result<u64> {
+    /// Each transaction (up to 1 000 messages) is one audit entry.
+    pub async fn prune_failed(&self, before: DateTime<Utc>, endpoint: Option<&str>, actor: &Actor) -> Result<u64> {
+        let audit = AuditEntry::new(
+            actor,
+            Action::WebhookPrune,
+            endpoint.map_or("webhook_messages".to_owned(), |e| format!("webhook_endpoint:{e}")),
+        )
+        .after(json!({ "status": "failed", "before": before }));
         let mut deleted = 0;
         loop {
-            let n = self.store().prune_messages(MessageStatus::Failed, before, endpoint, 1000).await?;
+            let n = self.store().prune_messages(MessageStatus::Failed, before, endpoint, 1000, Some(&audit)).await?;
             deleted += n;
             if n < 1000 {
                 return Ok(deleted);
@@ -768,7 +795,7 @@ impl Deliverer {
         }
         let before = Utc::now() - chrono::TimeDelta::from_std(self.config.retention).unwrap_or(chrono::TimeDelta::MAX);
         loop {
-            match self.store.prune_messages(MessageStatus::Delivered, before, None, 1000).await {
+            match self.store.prune_messages(MessageStatus::Delivered, before, None, 1000, None).await {
                 Ok(1000) => continue,
                 Ok(_) => break,
                 Err(e) => {
@@ -876,6 +903,16 @@ fn describe(err: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// What an audit entry says of an endpoint: its settings, never its secrets.
+fn audited(e: &Endpoint) -> serde_json::Value {
+    json!({
+        "url": e.url,
+        "event_types": e.event_types,
+        "description": e.description,
+        "disabled": e.disabled,
+    })
 }
 
 #[cfg(test)]

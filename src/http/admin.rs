@@ -46,7 +46,7 @@ struct PayoutBody {
         (status = 422, description = "Invalid min_amount, or the Idempotency-Key used with another min_amount", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn create_payout(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PayoutBody>,
@@ -59,7 +59,7 @@ async fn create_payout(
             _ => return Err(ApiError::BadRequest("Idempotency-Key must be 1-128 visible ASCII characters".into())),
         },
     };
-    match state.engine.create_payout(min_amount, key.as_deref()).await? {
+    match state.engine.create_payout(min_amount, key.as_deref(), &admin.actor(&state)).await? {
         CreatePayout::Created(p) | CreatePayout::Repeated(p) => Ok(Json(PayoutAnswer::Batch(p.into()))),
         CreatePayout::NothingToPay => Ok(Json(PayoutAnswer::Nothing(NothingToPay::new()))),
         CreatePayout::KeyReused { min_amount } => Err(ApiError::field(
@@ -193,11 +193,16 @@ fn spreadsheet_safe(name: &str) -> std::borrow::Cow<'_, str> {
         (status = 404, description = "No such payout", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn complete_payout(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Payout>, ApiError> {
-    state.engine.complete_payout(payout_id(&id)?).await?.map(|p| Json(p.into())).ok_or(ApiError::NotFound("payout"))
+    state
+        .engine
+        .complete_payout(payout_id(&id)?, &admin.actor(&state))
+        .await?
+        .map(|p| Json(p.into()))
+        .ok_or(ApiError::NotFound("payout"))
 }
 
 /// The last finished reconcile run's report (what it covered, what it
@@ -239,7 +244,7 @@ struct ReconcileBody {
         (status = 422, description = "An unknown kind or field", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn start_reconcile(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     OptionalApiJson(body): OptionalApiJson<ReconcileBody>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -247,9 +252,11 @@ async fn start_reconcile(
     let body = body.unwrap_or_default();
     let kind = body.kind.unwrap_or(RunKind::Full);
     if body.wait {
-        return Ok(Json(Report::from(state.engine.reconcile_now(kind).await?)).into_response());
+        return Ok(
+            Json(Report::from(state.engine.reconcile_now(kind, Some(&admin.actor(&state))).await?)).into_response()
+        );
     }
-    let started = match state.engine.start_reconcile(kind).await? {
+    let started = match state.engine.start_reconcile(kind, Some(&admin.actor(&state))).await? {
         Started::Started(run) => {
             let id = run.id;
             state.engine.run_in_background(*run);

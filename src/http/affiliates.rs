@@ -129,7 +129,7 @@ async fn create(
         (status = 503, description = "The tree lock was not granted in time (MySQL); nothing changed, retry", body = Problem, content_type = "application/problem+json"),
     ), security(("storefront" = [])))]
 async fn update(
-    _: Storefront,
+    caller: Storefront,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchBody>,
@@ -154,7 +154,7 @@ async fn update(
         return Err(ApiError::Validation(errors));
     }
     let patch = AffiliatePatch { name, status: body.status, parent_id, email_hash };
-    match state.engine.patch_affiliate(&id, &patch).await? {
+    match state.engine.patch_affiliate(&id, &patch, &caller.actor(&state)).await? {
         PatchAffiliate::Updated(a) => Ok(Json(view(&state, *a).await?)),
         PatchAffiliate::NotFound => Err(ApiError::NotFound("affiliate")),
         PatchAffiliate::UnknownParent => Err(ApiError::field("parent_id", "no affiliate has this id")),

@@ -183,7 +183,7 @@ fn affiliate(id: &str) -> Result<AffiliateId, ApiError> {
         (status = 422, description = "Invalid code", body = Problem, content_type = "application/problem+json"),
     ), security(("storefront" = [])))]
 async fn add_coupon(
-    _: Storefront,
+    caller: Storefront,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CouponBody>,
@@ -193,7 +193,7 @@ async fn add_coupon(
     let Some(code) = id_field("code", &body.code, CouponCode::parse, &mut errors) else {
         return Err(ApiError::Validation(errors));
     };
-    match state.engine.add_coupon(&id, &code).await? {
+    match state.engine.add_coupon(&id, &code, &caller.actor(&state)).await? {
         AddCoupon::Added(c) => Ok((StatusCode::CREATED, Json(c.into()))),
         AddCoupon::Exists(c) => Ok((StatusCode::OK, Json(c.into()))),
         AddCoupon::Taken(_) => {
@@ -231,13 +231,13 @@ async fn list_coupons(
         (status = 404, description = "The affiliate holds no such active coupon", body = Problem, content_type = "application/problem+json"),
     ), security(("storefront" = [])))]
 async fn delete_coupon(
-    _: Storefront,
+    caller: Storefront,
     State(state): State<AppState>,
     ApiPath((id, code)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = affiliate(&id)?;
     let code = CouponCode::parse(&code).map_err(|_| ApiError::NotFound("coupon"))?;
-    match state.engine.delete_coupon(&id, &code).await? {
+    match state.engine.delete_coupon(&id, &code, &caller.actor(&state)).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::NotFound("coupon")),
     }
@@ -377,7 +377,7 @@ struct SetAffiliateBody {
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn set_buyer_affiliate(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<SetAffiliateBody>,
@@ -392,7 +392,7 @@ async fn set_buyer_affiliate(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    match state.engine.set_customer_link(&id, to.as_ref(), reason).await? {
+    match state.engine.set_customer_link(&id, to.as_ref(), reason, &admin.actor(&state)).await? {
         SetLink::Done => Ok(Json(buyer_view(&state, id).await?)),
         SetLink::NoAffiliate => Err(ApiError::NotFound("affiliate")),
     }
@@ -434,7 +434,7 @@ struct ReattributeView {
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn reattribute(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReattributeBody>,
@@ -447,7 +447,7 @@ async fn reattribute(
         errors.push(FieldError::new("reason", "must be 1-500 characters"));
     }
     let (Some(to), true) = (to, errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
-    match state.engine.reattribute(&id, &to, reason).await? {
+    match state.engine.reattribute(&id, &to, reason, &admin.actor(&state)).await? {
         Reassign::Accepted(event) => Ok((
             StatusCode::ACCEPTED,
             Json(ReattributeView { order_id: id, event_id: Some(event.id), status: "accepted" }),

@@ -139,13 +139,13 @@ async fn read_caps(
         (status = 422, description = "Invalid caps", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn replace_caps(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CapsBody>,
 ) -> Result<Json<CapsView>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
-    match state.engine.set_affiliate_caps(&id, body.caps.as_deref()).await? {
+    match state.engine.set_affiliate_caps(&id, body.caps.as_deref(), &admin.actor(&state)).await? {
         SetCaps::Set(caps) => Ok(Json(caps.into())),
         SetCaps::NotFound => Err(ApiError::NotFound("affiliate")),
         SetCaps::Invalid(errors) => Err(ApiError::Validation(errors)),

@@ -218,12 +218,12 @@ struct Replayed {
         (status = 404, description = "No such event", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn replay_one(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Replayed>), ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
-    let status = state.engine.replay_one(id).await?.ok_or(ApiError::NotFound("event"))?;
+    let status = state.engine.replay_one(id, &admin.actor(&state)).await?.ok_or(ApiError::NotFound("event"))?;
     Ok((StatusCode::ACCEPTED, Json(Replayed { event_id: id, status })))
 }
 
@@ -255,7 +255,7 @@ struct BulkReplayed {
         (status = 422, description = "Bad filter", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn replay_many(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<BulkReplay>,
 ) -> Result<Json<BulkReplayed>, ApiError> {
@@ -274,7 +274,7 @@ async fn replay_many(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let replayed = state.engine.replay_matching(&f).await?;
+    let replayed = state.engine.replay_matching(&f, &admin.actor(&state)).await?;
     Ok(Json(BulkReplayed { replayed }))
 }
 
@@ -295,13 +295,13 @@ struct RecomputeBody {
         (status = 409, description = "Not processed yet", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn recompute(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RecomputeBody>,
 ) -> Result<Json<Recompute>, ApiError> {
     let id = OrderId::parse(&id).map_err(|_| ApiError::NotFound("order"))?;
-    match state.engine.recompute(&id, body.dry_run).await? {
+    match state.engine.recompute(&id, body.dry_run, &admin.actor(&state)).await? {
         RecomputeOutcome::Done(r) => Ok(Json(r.into())),
         RecomputeOutcome::NotFound => Err(ApiError::NotFound("order")),
         RecomputeOutcome::NotProcessed => {

@@ -2,6 +2,7 @@
 //! admin) and JSON bodies whose failures become problem+json (400/413/415/422).
 use super::error::ApiError;
 use super::AppState;
+use crate::domain::audit::Actor;
 use crate::domain::FieldError;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -37,11 +38,7 @@ impl ApiKeys {
                 .iter()
                 .enumerate()
                 .map(|(i, entry)| match entry.split_once(':') {
-                    Some((name, key))
-                        if !key.is_empty()
-                            && (1..=64).contains(&name.len())
-                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
-                    {
+                    Some((name, key)) if !key.is_empty() && super::audit::is_key_name(name) => {
                         (key.to_owned(), name.to_owned())
                     }
                     _ => (entry.clone(), format!("{role}-{}", i + 1)),
@@ -71,8 +68,8 @@ impl ApiKeys {
     }
 }
 
-/// Who is calling: the key's role, after the rate limits (see [`super::limit`]).
-fn authenticate(parts: &Parts, state: &AppState) -> Result<Role, ApiError> {
+/// Who is calling: the key's role and number, after the rate limits (see [`super::limit`]).
+fn authenticate(parts: &Parts, state: &AppState) -> Result<(Role, usize), ApiError> {
     let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     state.limits.refused(addr).map_err(|wait| ApiError::too_many("auth", wait))?;
     match bearer(parts).and_then(|key| state.keys.which(key)) {
@@ -81,7 +78,7 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Role, ApiError> {
                 let _ = actor.0.set(name.clone());
             }
             state.limits.key(n).map_err(|wait| ApiError::too_many("key", wait))?;
-            Ok(role)
+            Ok((role, n))
         }
         None => {
             state.limits.failed(addr).map_err(|wait| ApiError::too_many("auth", wait))?;
@@ -100,25 +97,50 @@ fn bearer(parts: &Parts) -> Option<&[u8]> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// Who made a write, for the audit trail: the key's name (never the key)
+/// and the request's id.
+fn actor(state: &AppState, key: usize) -> Actor {
+    let name = state.keys.names.get(key).cloned().unwrap_or_else(|| format!("key-{}", key + 1));
+    Actor { key: name, request_id: super::current_request_id() }
+}
+
 /// A storefront caller (an admin key is accepted too).
-pub struct Storefront;
+pub struct Storefront {
+    key: usize,
+}
+
+impl Storefront {
+    /// The caller, for the audit trail of a write.
+    pub fn actor(&self, state: &AppState) -> Actor {
+        actor(state, self.key)
+    }
+}
 
 impl FromRequestParts<AppState> for Storefront {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(parts, state).map(|_| Storefront)
+        authenticate(parts, state).map(|(_, key)| Storefront { key })
     }
 }
 
 /// An operator caller: a storefront key is refused with 403.
-pub struct Admin;
+pub struct Admin {
+    key: usize,
+}
+
+impl Admin {
+    /// The caller, for the audit trail of a write.
+    pub fn actor(&self, state: &AppState) -> Actor {
+        actor(state, self.key)
+    }
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match authenticate(parts, state)? {
-            Role::Admin => Ok(Admin),
-            Role::Storefront => Err(ApiError::Forbidden),
+            (Role::Admin, key) => Ok(Admin { key }),
+            (Role::Storefront, _) => Err(ApiError::Forbidden),
         }
     }
 }

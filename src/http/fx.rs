@@ -61,7 +61,7 @@ impl RatesView {
         (status = 422, description = "Invalid table", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn replace(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RatesBody>,
 ) -> Result<Json<RatesView>, ApiError> {
@@ -80,8 +80,11 @@ async fn replace(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let (id, table) =
-        state.engine.put_rate_table(&body.base, &body.rates, as_of).await?.map_err(ApiError::Validation)?;
+    let (id, table) = state
+        .engine
+        .put_rate_table(&body.base, &body.rates, as_of, &admin.actor(&state))
+        .await?
+        .map_err(ApiError::Validation)?;
     Ok(Json(RatesView::new(id, table)))
 }
 

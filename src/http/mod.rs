@@ -1,8 +1,10 @@
 //! The HTTP surface (axum): one module per resource, merged here, plus the
 //! request metrics and logging middleware.
+pub mod adjustments;
 pub mod admin;
 pub mod affiliates;
 pub mod attribution;
+pub mod audit;
 pub mod buyers;
 pub mod caps;
 pub mod console;
@@ -106,6 +108,8 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(ops::routes())
         .merge(webhooks::routes())
         .merge(attribution::routes())
+        .merge(audit::routes())
+        .merge(adjustments::routes())
 }
 
 /// The OpenAPI document of every route, generated from the handlers' annotations.

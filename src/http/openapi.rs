@@ -185,8 +185,20 @@ fn constraints() -> Vec<(String, Value)> {
     let reason = json!({"pattern": r"^\s*[^\s\u0085]([\s\S]{0,498}[^\s\u0085])?\s*$"});
     c.push((s("SetAffiliateBody", "reason"), reason.clone()));
     c.push((s("SetAffiliateBody", "affiliate_id"), id()));
-    c.push((s("ReattributeBody", "reason"), reason));
+    c.push((s("ReattributeBody", "reason"), reason.clone()));
     c.push((s("ReattributeBody", "affiliate_id"), id()));
+    // Adjustments: signed amounts and points (zero and a scale finer than
+    // the program's are refused with 422, like an overdraw).
+    for body in ["CommissionAdjustmentBody", "PointsAdjustmentBody"] {
+        c.push((s(body, "adjustment_id"), id()));
+        c.push((s(body, "reason"), reason.clone()));
+    }
+    c.push((
+        s("CommissionAdjustmentBody", "amount"),
+        json!({"format": "decimal", "pattern": r"^-?0*[0-9]{1,12}(\.[0-9]{1,4})?$"}),
+    ));
+    let max = crate::domain::adjustment::MAX_POINTS;
+    c.push((s("PointsAdjustmentBody", "points"), json!({"minimum": -max, "maximum": max})));
     c.push((s("RecoverBody", "since"), time()));
     c.push((s("RecoverBody", "until"), time()));
     c.push((s("PruneMessagesBody", "before"), time()));
@@ -326,6 +338,13 @@ fn parameters(path: &str, op: &mut Value) {
             merge_schema(p, id());
         }
     }
+    if let Some(p) = param(op, "action") {
+        let actions: Vec<&str> = crate::domain::audit::Action::ALL.iter().map(|a| a.as_str()).collect();
+        merge_schema(p, json!({"enum": actions}));
+    }
+    if let Some(p) = param(op, "actor") {
+        merge_schema(p, json!({"pattern": "^[A-Za-z0-9_.-]{1,64}$"}));
+    }
     if let Some(p) = param(op, "commission_status") {
         merge_schema(p, json!({"enum": ["pending", "processed", "failed", "dead"]}));
     }
@@ -393,6 +412,9 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/v1/buyers/{id}/redemptions/{rid}/capture", "captureRedemption"),
     ("post", "/v1/buyers/{id}/redemptions/{rid}/release", "releaseRedemption"),
     ("get", "/admin/events", "listEvents"),
+    ("get", "/admin/audit", "listAuditEntries"),
+    ("post", "/admin/affiliates/{id}/adjustments", "adjustCommission"),
+    ("post", "/admin/buyers/{id}/points-adjustments", "adjustPoints"),
     ("get", "/admin/events/counts", "countEvents"),
     ("get", "/admin/events/{id}", "getEvent"),
     ("get", "/admin/events/{id}/bundle", "getEventBundle"),

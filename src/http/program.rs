@@ -50,7 +50,7 @@ struct Stored {
         (status = 422, description = "Invalid program", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn replace(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(mut body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<Stored>, ApiError> {
@@ -59,7 +59,7 @@ async fn replace(
     body.remove("created_at");
     let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let doc: ProgramDoc = super::extract::parse_json(&bytes)?;
-    let version = state.engine.put_program(&doc).await?.map_err(ApiError::Validation)?;
+    let version = state.engine.put_program(&doc, &admin.actor(&state)).await?.map_err(ApiError::Validation)?;
     Ok(Json(Stored { version }))
 }
 

@@ -54,7 +54,7 @@ struct Queued {
         (status = 429, description = "Too many simulations queued or running (Retry-After)", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn submit(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SimulationBody>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
@@ -75,7 +75,11 @@ async fn submit(
     let (Some(since), Some(until), Some(compare_to), true) = (since, until, compare_to, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    match state.engine.submit_simulation(SimulationRequest { program: body.program, since, until, compare_to }).await? {
+    match state
+        .engine
+        .submit_simulation(SimulationRequest { program: body.program, since, until, compare_to }, &admin.actor(&state))
+        .await?
+    {
         Submitted::Queued(id) => Ok((StatusCode::ACCEPTED, Json(Queued { id, status: "queued" }))),
         Submitted::Invalid(errors) => Err(ApiError::Validation(errors)),
         Submitted::Busy(_) => Err(ApiError::TooManyRequests(std::time::Duration::from_secs(30))),
@@ -230,12 +234,13 @@ struct Cancelled {
         (status = 404, description = "No such simulation", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn cancel(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Cancelled>, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::NotFound("simulation"))?;
-    let status = state.engine.cancel_simulation(id).await?.ok_or(ApiError::NotFound("simulation"))?;
+    let status =
+        state.engine.cancel_simulation(id, &admin.actor(&state)).await?.ok_or(ApiError::NotFound("simulation"))?;
     Ok(Json(Cancelled { id, status }))
 }
 

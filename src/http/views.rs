@@ -20,7 +20,8 @@ use serde::Serialize;
 pub struct LedgerEntry {
     pub id: u64,
     pub affiliate_id: AffiliateId,
-    pub order_id: OrderId,
+    /// The order of the line (null: a manual adjustment, kind `adjustment`, level 0).
+    pub order_id: Option<OrderId>,
     #[schema(value_type = crate::domain::event::EventId)]
     pub event_id: String,
     pub level: u8,
@@ -46,7 +47,7 @@ impl From<ledger::LedgerEntry> for LedgerEntry {
         Self {
             id: e.id,
             affiliate_id: e.affiliate_id,
-            order_id: e.order_id,
+            order_id: (!e.order_id.as_str().is_empty()).then_some(e.order_id),
             event_id: e.event_id,
             level: e.level,
             kind: e.kind,
@@ -591,6 +592,8 @@ pub struct Checked {
     /// Cap and budget counters checked against the ledger lines they
     /// cover: a full sweep's.
     pub counters: u64,
+    /// Manual adjustments checked against their ledger or reward entries.
+    pub adjustments: u64,
 }
 
 /// Entry ids a run covers: above `from`, up to `to`.
@@ -692,6 +695,7 @@ impl From<reconcile::Report> for Report {
                 wallets: c.wallets,
                 months: c.months,
                 counters: c.counters,
+                adjustments: c.adjustments,
             },
             violations: r
                 .violations

@@ -185,7 +185,7 @@ struct WebhookEndpointBody {
         (status = 422, description = "A URL not allowed, unknown types", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn create_endpoint(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<WebhookEndpointBody>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
@@ -195,7 +195,7 @@ async fn create_endpoint(
         return Err(ApiError::Validation(errors));
     }
     let new = NewEndpoint { url: body.url, event_types: body.event_types, description };
-    match state.engine.create_endpoint(new).await? {
+    match state.engine.create_endpoint(new, &admin.actor(&state)).await? {
         Ok((e, secret)) => Ok((StatusCode::CREATED, Json(EndpointView::of(e, Some(secret))))),
         Err(r) => Err(refused(r)),
     }
@@ -260,7 +260,7 @@ struct WebhookPatchBody {
         (status = 422, description = "A URL not allowed, unknown types", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn update_endpoint(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<WebhookPatchBody>,
@@ -276,7 +276,7 @@ async fn update_endpoint(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    match state.engine.update_endpoint(id, patch).await? {
+    match state.engine.update_endpoint(id, patch, &admin.actor(&state)).await? {
         None => Err(ApiError::NotFound("webhook endpoint")),
         Some(Err(r)) => Err(refused(r)),
         Some(Ok(e)) => Ok(Json(EndpointView::of(e, None))),
@@ -293,11 +293,11 @@ async fn update_endpoint(
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn delete_endpoint(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.engine.delete_endpoint(endpoint_id(&id)?).await? {
+    if state.engine.delete_endpoint(endpoint_id(&id)?, &admin.actor(&state)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("webhook endpoint"))
@@ -315,12 +315,15 @@ async fn delete_endpoint(
         (status = 404, description = "No such endpoint", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn rotate_secret(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    let (e, secret) =
-        state.engine.rotate_secret(endpoint_id(&id)?).await?.ok_or(ApiError::NotFound("webhook endpoint"))?;
+    let (e, secret) = state
+        .engine
+        .rotate_secret(endpoint_id(&id)?, &admin.actor(&state))
+        .await?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
     Ok(Json(EndpointView::of(e, Some(secret))))
 }
 
@@ -351,7 +354,7 @@ struct Requeued {
         (status = 422, description = "Bad times", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn recover(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RecoverBody>,
@@ -361,8 +364,11 @@ async fn recover(
     let since = rfc3339("since", Some(&body.since), &mut errors);
     let until = rfc3339("until", body.until.as_deref(), &mut errors);
     let Some(since) = since.filter(|_| errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
-    let requeued =
-        state.engine.recover_messages(id, since, until).await?.ok_or(ApiError::NotFound("webhook endpoint"))?;
+    let requeued = state
+        .engine
+        .recover_messages(id, since, until, &admin.actor(&state))
+        .await?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
     Ok(Json(Requeued { requeued }))
 }
 
@@ -464,11 +470,15 @@ async fn read_message(
         (status = 404, description = "No such message", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn resend(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<MessageView>, ApiError> {
-    let m = state.engine.resend_message(message_id(&id)?).await?.ok_or(ApiError::NotFound("webhook message"))?;
+    let m = state
+        .engine
+        .resend_message(message_id(&id)?, &admin.actor(&state))
+        .await?
+        .ok_or(ApiError::NotFound("webhook message"))?;
     Ok(Json(m.into()))
 }
 
@@ -497,7 +507,7 @@ struct Pruned {
         (status = 422, description = "A bad time or endpoint", body = Problem, content_type = "application/problem+json"),
     ), security(("admin" = [])))]
 async fn prune(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PruneMessagesBody>,
 ) -> Result<Json<Pruned>, ApiError> {
@@ -507,6 +517,6 @@ async fn prune(
         errors.push(FieldError::new("endpoint", "not an endpoint id"));
     }
     let Some(before) = before.filter(|_| errors.is_empty()) else { return Err(ApiError::Validation(errors)) };
-    let deleted = state.engine.prune_failed(before, body.endpoint.as_deref()).await?;
+    let deleted = state.engine.prune_failed(before, body.endpoint.as_deref(), &admin.actor(&state)).await?;
     Ok(Json(Pruned { deleted }))
 }

@@ -1,7 +1,8 @@
 //! Affiliates: the referral tree, each affiliate's balances and ledger.
 use super::Result;
+use crate::domain::adjustment::Adjustment;
 use crate::domain::affiliate::{Affiliate, NewAffiliate};
-use crate::domain::ids::AffiliateId;
+use crate::domain::ids::{AdjustmentId, AffiliateId};
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::order::Attribution;
 use chrono::{DateTime, Utc};
@@ -30,11 +31,13 @@ pub trait Affiliates: Send + Sync {
     /// (None: an unknown code or id).
     async fn attributed(&self, attribution: &Attribution) -> Result<Option<AffiliateId>>;
     async fn begin_affiliates(&self) -> Result<Box<dyn AffiliateTx>>;
+    /// A manual adjustment (of an affiliate or a buyer) by its id.
+    async fn adjustment(&self, id: &AdjustmentId) -> Result<Option<Adjustment>>;
 }
 
 /// A registration or a change of one affiliate.
 #[async_trait::async_trait]
-pub trait AffiliateTx: Send {
+pub trait AffiliateTx: super::AuditTx + Send {
     /// Serialises changes of the tree's shape until the commit: two
     /// re-parentings cannot both pass the cycle check and close a loop.
     async fn lock_tree(&mut self) -> Result<()>;
@@ -55,6 +58,18 @@ pub trait AffiliateTx: Send {
         &mut self,
         id: &AffiliateId,
         caps: Option<&[crate::domain::caps::Cap]>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The adjustment stored under `id` (of any subject).
+    async fn adjustment(&mut self, id: &AdjustmentId) -> Result<Option<Adjustment>>;
+    /// Records a commission adjustment of the locked affiliate: the request,
+    /// its event (done, with `payload`), an approved ledger entry of kind
+    /// `adjustment` and the approved balance moved by it.
+    async fn adjust_commission(
+        &mut self,
+        a: &Adjustment,
+        payload: &str,
+        rule_version: u64,
         now: DateTime<Utc>,
     ) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;

@@ -67,7 +67,7 @@ pub trait Events: Send + Sync {
 
 /// Failed attempts and replays, each batch in one transaction.
 #[async_trait::async_trait]
-pub trait EventTx: super::NotifyTx + Send {
+pub trait EventTx: super::NotifyTx + super::AuditTx + Send {
     /// Locks these events (unknown ids are left out), in id order.
     async fn lock_events(&mut self, ids: &[EventId]) -> Result<Vec<EventHead>>;
     /// A failed attempt: the event's new status, attempt count, error and

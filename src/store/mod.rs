@@ -14,6 +14,7 @@
 pub mod affiliates;
 pub mod apply;
 pub mod attribution;
+pub mod audit;
 pub mod events;
 pub mod mysql;
 pub mod orders;
@@ -29,6 +30,7 @@ pub mod webhooks;
 pub use affiliates::{AffiliateFilter, AffiliateTx, Affiliates};
 pub use apply::{ApplyTx, LedgerRow, LockedEvent, MonthAsk, MonthFacts, OrderUpdate, RewardRow, Writes};
 pub use attribution::{Attributions, ClickCount};
+pub use audit::{AuditTx, Audits};
 pub use events::{EventHead, EventTx, Events, Fence, Lane, Parts};
 pub use orders::{
     ApprovalTx, EntitlementInputs, IntakeTx, OrderAttribution, OrderChange, OrderFilter, OrderSummary, OrderTx, Orders,
@@ -121,6 +123,7 @@ pub trait Backend:
     + Reconcile
     + Webhooks
     + Simulations
+    + Audits
     + Send
     + Sync
     + 'static

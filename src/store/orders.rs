@@ -118,7 +118,7 @@ pub struct OrderChange<'a> {
 /// A refund, cancellation, completion or recompute of one order, holding
 /// the order's row lock from [`OrderTx::lock_order`] to the commit.
 #[async_trait::async_trait]
-pub trait OrderTx: Send {
+pub trait OrderTx: super::AuditTx + Send {
     async fn lock_order(&mut self, id: &OrderId) -> Result<Option<OrderHead>>;
     /// A refund accepted before under this id: its request hash and event.
     async fn refund(&mut self, order: &OrderId, refund: &RefundId) -> Result<Option<(Vec<u8>, EventId)>>;

@@ -29,7 +29,7 @@ pub trait Payouts: Send + Sync {
 
 /// Building a batch, or marking one paid.
 #[async_trait::async_trait]
-pub trait PayoutTx: super::NotifyTx + Send {
+pub trait PayoutTx: super::NotifyTx + super::AuditTx + Send {
     /// The batch built under this key: its id and minimum amount.
     async fn keyed(&mut self, key: &str) -> Result<Option<(u64, Decimal)>>;
     /// Every approved entry not in a batch yet, locked: (entry, affiliate, amount).

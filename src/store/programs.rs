@@ -7,7 +7,11 @@ use std::sync::Arc;
 #[async_trait::async_trait]
 pub trait FxRates: Send + Sync {
     /// Stores a validated table as a new version; its id.
-    async fn put_rate_table(&self, table: &crate::domain::currency::RateTable) -> Result<u64>;
+    async fn put_rate_table(
+        &self,
+        table: &crate::domain::currency::RateTable,
+        audit: &crate::domain::audit::AuditEntry,
+    ) -> Result<u64>;
     /// The table of `base` in force at `at` (the latest whose as_of is not
     /// after it), with its id.
     async fn rate_table_at(
@@ -23,7 +27,7 @@ pub trait Programs: Send + Sync {
     /// The version in force now and its program.
     async fn current_program(&self) -> Result<(u64, Arc<Program>)>;
     /// Stores a validated program as a new version.
-    async fn insert_program(&self, program: &Program) -> Result<u64>;
+    async fn insert_program(&self, program: &Program, audit: &crate::domain::audit::AuditEntry) -> Result<u64>;
     /// One page of the versions (number, stored at), newest first, numbers
     /// below `before`.
     async fn program_versions(

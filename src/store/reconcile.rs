@@ -25,6 +25,12 @@ pub struct ReconcileFacts {
     pub payout_item_mismatches: Vec<(u64, String, Decimal, Decimal)>,
     /// (entry, affiliate, payout, entry status, batch status)
     pub payout_entry_statuses: Vec<(u64, String, u64, String, String)>,
+    /// Manual adjustments checked (a full sweep's all; an incremental run's
+    /// those of its window).
+    pub adjustments: u64,
+    /// (adjustment, subject, what is wrong): an adjustment without exactly
+    /// its entry — of its subject, its amount or points, kind `adjustment`.
+    pub adjustment_mismatches: Vec<(String, String, String)>,
     /// The affiliates found right, with their totals up to the run's mark:
     /// the checks the next incremental runs start from.
     pub checks: Vec<BalanceCheck>,
@@ -148,7 +154,7 @@ pub trait Reconcile: Send + Sync {
 /// Starting a run, under the `reconcile` lock (held to the commit): two
 /// instances never start one at once.
 #[async_trait::async_trait]
-pub trait ClaimTx: Send {
+pub trait ClaimTx: super::AuditTx + Send {
     async fn running(&mut self) -> Result<Vec<Run>>;
     async fn run(&mut self, id: u64) -> Result<Option<Run>>;
     async fn fail(&mut self, id: u64, error: &str, now: DateTime<Utc>) -> Result<()>;

@@ -26,7 +26,12 @@ pub struct SimulationRow {
 #[async_trait::async_trait]
 pub trait Simulations: Send + Sync {
     /// Stores a queued simulation; its id.
-    async fn insert_simulation(&self, request: &str, now: DateTime<Utc>) -> Result<u64>;
+    async fn insert_simulation(
+        &self,
+        request: &str,
+        now: DateTime<Utc>,
+        audit: &crate::domain::audit::AuditEntry,
+    ) -> Result<u64>;
     /// Simulations queued or running.
     async fn open_simulations(&self) -> Result<u64>;
     async fn simulation(&self, id: u64) -> Result<Option<SimulationRow>>;
@@ -50,7 +55,13 @@ pub trait Simulations: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<()>;
     /// Cancels a queued or running simulation; its status afterwards (None: unknown).
-    async fn cancel_simulation(&self, id: u64, now: DateTime<Utc>) -> Result<Option<String>>;
+    /// `audit` is written when it cancels one.
+    async fn cancel_simulation(
+        &self,
+        id: u64,
+        now: DateTime<Utc>,
+        audit: &crate::domain::audit::AuditEntry,
+    ) -> Result<Option<String>>;
     /// How many orders were placed in `[since, until)`.
     async fn orders_placed_between(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<u64>;
     /// A page of the orders placed in `[since, until)` with their

@@ -1,6 +1,7 @@
 //! Buyers' wallets: points earned (written by the event transaction), held,
 //! captured, released and expired.
 use super::Result;
+use crate::domain::adjustment::Adjustment;
 use crate::domain::entitlement::RewardKind;
 use crate::domain::event::{EventId, EventType};
 use crate::domain::ids::{BuyerId, RedemptionId};
@@ -55,7 +56,7 @@ pub struct WalletWrite {
 /// buyer's entries (the event transaction too) takes the lock before it
 /// writes, so entry ids are in commit order.
 #[async_trait::async_trait]
-pub trait WalletTx: super::NotifyTx + Send {
+pub trait WalletTx: super::NotifyTx + super::AuditTx + Send {
     /// Locks the buyer's row; None when the buyer has never earned anything.
     async fn balance(&mut self) -> Result<Option<BuyerBalance>>;
     /// The buyer's whole history, in id order.
@@ -64,5 +65,9 @@ pub trait WalletTx: super::NotifyTx + Send {
     /// Inserts the redemption (`new`) or updates its status, order and time.
     async fn put_redemption(&mut self, r: &Redemption, new: bool) -> Result<()>;
     async fn record(&mut self, w: &WalletWrite, now: DateTime<Utc>) -> Result<()>;
+    /// The adjustment stored under `id` (of any subject).
+    async fn adjustment(&mut self, id: &crate::domain::ids::AdjustmentId) -> Result<Option<Adjustment>>;
+    /// Stores a points adjustment's request (its entry and event are a [`WalletWrite`]).
+    async fn insert_adjustment(&mut self, a: &Adjustment) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }

@@ -1,32 +1,36 @@
 //! Outbound webhooks: endpoints, the outbox every money-moving transaction
 //! writes to ([`NotifyTx`]), and the delivery worker's claims and attempts.
 use super::Result;
+use crate::domain::audit::AuditEntry;
 use crate::domain::webhook::{AfterAttempt, Attempt, Endpoint, Health, Message, MessageFilter, OutboxRow, Subscriber};
 use chrono::{DateTime, Utc};
 
 #[async_trait::async_trait]
 pub trait Webhooks: Send + Sync {
-    async fn insert_endpoint(&self, e: &Endpoint) -> Result<()>;
+    async fn insert_endpoint(&self, e: &Endpoint, audit: &AuditEntry) -> Result<()>;
     /// Every endpoint, oldest first.
     async fn webhook_endpoints(&self) -> Result<Vec<Endpoint>>;
     async fn webhook_endpoint(&self, id: &str) -> Result<Option<Endpoint>>;
     /// Writes the endpoint's settings, secrets and state; false when it is gone.
-    async fn update_endpoint(&self, e: &Endpoint) -> Result<bool>;
+    async fn update_endpoint(&self, e: &Endpoint, audit: &AuditEntry) -> Result<bool>;
     /// Deletes the endpoint with its messages and their attempts.
-    async fn delete_endpoint(&self, id: &str) -> Result<bool>;
+    async fn delete_endpoint(&self, id: &str, audit: &AuditEntry) -> Result<bool>;
     /// Newest first, rows below `before`, each with its attempts.
     async fn webhook_messages(&self, f: &MessageFilter, before: Option<u64>, limit: u32) -> Result<Vec<Message>>;
     async fn webhook_message(&self, id: &str) -> Result<Option<Message>>;
     /// Queues a message again (any status): pending, due at `now`, a fresh
     /// schedule. False when there is no such message.
-    async fn requeue_message(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
+    async fn requeue_message(&self, id: &str, now: DateTime<Utc>, audit: &AuditEntry) -> Result<bool>;
     /// Queues again the endpoint's failed messages created in the window.
+    /// The audited writes here record `audit` in their transaction when they
+    /// change something (with the count, where they return one).
     async fn requeue_failed(
         &self,
         endpoint: &str,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<u64>;
     /// Takes up to `limit` of the endpoint's due messages for one attempt
     /// each, leased under `claim` until `until` (a message leased by
@@ -60,6 +64,7 @@ pub trait Webhooks: Send + Sync {
         before: DateTime<Utc>,
         endpoint: Option<&str>,
         limit: u32,
+        audit: Option<&AuditEntry>,
     ) -> Result<u64>;
     async fn pending_messages(&self) -> Result<u64>;
 }

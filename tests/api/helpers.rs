@@ -969,3 +969,8 @@ pub async fn abc_tree(app: &TestApp) {
     app.create_affiliate("B", Some("A")).await;
     app.create_affiliate("C", Some("B")).await;
 }
+
+/// The operator a test's direct engine calls are audited as.
+pub fn test_operator() -> komisi::domain::audit::Actor {
+    komisi::domain::audit::Actor { key: "test-operator".into(), request_id: None }
+}

@@ -6,7 +6,9 @@
 //! so and are skipped on `sqlite`. `sqlite`, `sqlite_journal` and `embedded`
 //! drive the SQLite backend directly and `schema` compares the two schemas:
 //! those run in either run.
+mod adjustments;
 mod attribution;
+mod audit;
 mod batching;
 mod caps;
 mod concurrency;

@@ -140,7 +140,7 @@ async fn a_stopped_full_sweep_is_resumed_where_it_stopped() {
     }
     // An instance claims a sweep, checks up to o-14, and dies.
     let engine = engine_on(open_store(&app.config, 2).await.into(), Duration::from_secs(60));
-    let Started::Started(run) = engine.start_reconcile(RunKind::Full).await.expect("claim") else {
+    let Started::Started(run) = engine.start_reconcile(RunKind::Full, None).await.expect("claim") else {
         panic!("nothing else runs")
     };
     let id = run.id.to_string();
@@ -165,7 +165,7 @@ async fn one_run_at_a_time_on_every_instance() {
     app.create_affiliate("A", None).await;
     place_processed(&app, "o-1", "code-A").await;
     let other = engine_on(open_store(&app.config, 2).await.into(), Duration::from_secs(60));
-    let Started::Started(run) = other.start_reconcile(RunKind::Full).await.expect("claim") else {
+    let Started::Started(run) = other.start_reconcile(RunKind::Full, None).await.expect("claim") else {
         panic!("nothing else runs")
     };
 

@@ -2,7 +2,7 @@
 //! a refund, idempotency, reconcile; intake's outcomes; batched application
 //! equal to one-by-one application; failure, replay and payouts; and
 //! SQLite's busy error classified as a lock conflict.
-use crate::helpers::d;
+use crate::helpers::{d, test_operator};
 use komisi::domain::affiliate::{AffiliatePatch, AffiliateStatus, CreateAffiliate, NewAffiliate, PatchAffiliate};
 use komisi::domain::event::{EventId, EventStatus};
 use komisi::domain::ids::{AffiliateId, BuyerId, OrderId, ReferralCode, RefundId, Sku};
@@ -335,7 +335,10 @@ async fn wave(engine: &Engine, n: u32) {
                 create_affiliate(engine, id, parent).await;
             }
             let suspend = AffiliatePatch { status: Some(AffiliateStatus::Suspended), ..AffiliatePatch::default() };
-            let patched = engine.patch_affiliate(&AffiliateId::parse("Y").unwrap(), &suspend).await.expect("patch");
+            let patched = engine
+                .patch_affiliate(&AffiliateId::parse("Y").unwrap(), &suspend, &test_operator())
+                .await
+                .expect("patch");
             assert!(matches!(patched, PatchAffiliate::Updated(_)), "{patched:?}");
             accept(engine, worked_example("o-1", "b-1", "code-C")).await;
             accept(engine, simple("o-2", "b-2", Some("code-C"), "600000")).await;
@@ -352,7 +355,7 @@ async fn wave(engine: &Engine, n: u32) {
             accepted(engine.complete(&oid("o-7")).await.expect("complete"));
             let mut doc = Program::default_doc();
             doc.holding_days = 0;
-            engine.put_program(&doc).await.expect("program").expect("valid program");
+            engine.put_program(&doc, &test_operator()).await.expect("program").expect("valid program");
             accept(engine, simple("o-8", "b-7", Some("code-C"), "250000")).await;
             accept(engine, simple("o-9", "b-2", Some("code-Z"), "400000")).await;
         }
@@ -436,7 +439,7 @@ async fn a_failed_attempt_is_recorded_replayed_and_then_applied_once() {
     let order = store.order(&OrderId::parse("o-1").unwrap()).await.expect("read").expect("order");
     assert_eq!(order.commission_status.as_str(), "failed");
 
-    assert_eq!(engine.replay_one(event).await.expect("replay"), Some(EventStatus::Pending));
+    assert_eq!(engine.replay_one(event, &test_operator()).await.expect("replay"), Some(EventStatus::Pending));
     let outcome = apply_event(&*store, &Faults::default(), event).await.expect("applies");
     assert!(is_applied(&outcome), "{outcome:?}");
     assert_eq!(pending(&store, "A").await, d("10000"));
@@ -461,7 +464,7 @@ async fn approval_and_payouts_move_balances_exactly() {
     cents.scale = 2;
     cents.min_order_amount = "0".into();
     cents.milestones = Vec::new();
-    engine.put_program(&cents).await.expect("program").expect("valid program");
+    engine.put_program(&cents, &test_operator()).await.expect("program").expect("valid program");
     // B (level 1, 0.10, floored to cents): 0.10 + 0.20 + 60000.05;
     // A (level 2, 0.03): 0.03 + 0.06 + 18000.01.
     for (n, price) in ["1.01", "2.02", "600000.55"].iter().enumerate() {
@@ -474,20 +477,24 @@ async fn approval_and_payouts_move_balances_exactly() {
     let b = store.affiliate(&AffiliateId::parse("B").unwrap()).await.expect("read").expect("B");
     assert_eq!((b.balances.pending, b.balances.approved), (d("0"), d("60000.35")));
     use komisi::domain::payout::CreatePayout;
-    let CreatePayout::Created(payout) = engine.create_payout(d("0"), Some("key-1")).await.expect("payout") else {
+    let CreatePayout::Created(payout) =
+        engine.create_payout(d("0"), Some("key-1"), &test_operator()).await.expect("payout")
+    else {
         panic!("a batch")
     };
-    let CreatePayout::Repeated(same) = engine.create_payout(d("0"), Some("key-1")).await.expect("payout") else {
+    let CreatePayout::Repeated(same) =
+        engine.create_payout(d("0"), Some("key-1"), &test_operator()).await.expect("payout")
+    else {
         panic!("the same batch")
     };
     assert_eq!(payout.id, same.id);
     assert!(matches!(
-        engine.create_payout(d("1"), Some("key-1")).await.expect("payout"),
+        engine.create_payout(d("1"), Some("key-1"), &test_operator()).await.expect("payout"),
         CreatePayout::KeyReused { min_amount } if min_amount == d("0")
     ));
     assert_eq!(payout.total, d("78000.45"));
     assert_eq!(payout.items.len(), 2);
-    let paid = engine.complete_payout(payout.id).await.expect("complete").expect("payout");
+    let paid = engine.complete_payout(payout.id, &test_operator()).await.expect("complete").expect("payout");
     assert_eq!(paid.status, "completed");
     let b = store.affiliate(&AffiliateId::parse("B").unwrap()).await.expect("read").expect("B");
     assert_eq!((b.balances.approved, b.balances.paid), (d("0"), d("60000.35")));
@@ -496,7 +503,7 @@ async fn approval_and_payouts_move_balances_exactly() {
     let stored: String =
         sqlx::query_scalar("SELECT paid FROM affiliates WHERE id = 'B'").fetch_one(store.writer()).await.expect("read");
     assert_eq!(stored, "60000.3500");
-    assert!(engine.complete_payout(payout.id + 1).await.expect("complete").is_none());
+    assert!(engine.complete_payout(payout.id + 1, &test_operator()).await.expect("complete").is_none());
     let report = engine.reconcile().await.expect("reconcile");
     assert!(report.ok, "reconcile found violations: {:?}", report.violations);
 }

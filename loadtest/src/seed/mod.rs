@@ -157,7 +157,10 @@ pub async fn run(a: SeedArgs) -> Result<()> {
         bail!("affiliate_months counts months from {since} only, after the history's start {start}");
     }
     // Through komisi's store, as `PUT /admin/program` stores it.
-    let version = komisi.insert_program(&program).await?;
+    let seeder = komisi::domain::audit::Actor { key: "loadtest-seed".into(), request_id: None };
+    let audit =
+        komisi::domain::audit::AuditEntry::new(&seeder, komisi::domain::audit::Action::ProgramReplace, "program");
+    let version = komisi.insert_program(&program, &audit).await?;
     drop(komisi);
     sink.date_programs(start - TimeDelta::days(1)).await?;
 
@@ -334,7 +337,7 @@ mod tests {
                 webhooks: Default::default(),
             },
         );
-        engine.reconcile_now(RunKind::Full).await.expect("a full reconcile")
+        engine.reconcile_now(RunKind::Full, None).await.expect("a full reconcile")
     }
 
     fn args(url: &str) -> SeedArgs {

@@ -101,6 +101,13 @@ impl Affiliates for SqlStore {
     async fn begin_affiliates(&self) -> Result<Box<dyn AffiliateTx>> {
         Ok(Box::new(SqlAffiliateTx { conn: self.write(Lane::Request).await? }))
     }
+
+    async fn adjustment(
+        &self,
+        id: &crate::domain::ids::AdjustmentId,
+    ) -> Result<Option<crate::domain::adjustment::Adjustment>> {
+        super::adjustments::select(self.read().await?.as_mut(), id).await
+    }
 }
 
 struct SqlAffiliateTx {
@@ -176,7 +183,27 @@ impl AffiliateTx for SqlAffiliateTx {
         Ok(())
     }
 
+    async fn adjustment(
+        &mut self,
+        id: &crate::domain::ids::AdjustmentId,
+    ) -> Result<Option<crate::domain::adjustment::Adjustment>> {
+        super::adjustments::select(self.conn.as_mut(), id).await
+    }
+
+    async fn adjust_commission(
+        &mut self,
+        a: &crate::domain::adjustment::Adjustment,
+        payload: &str,
+        rule_version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        super::adjustments::insert(self.conn.as_mut(), a).await?;
+        super::adjustments::commission(self.conn.as_mut(), a, payload, rule_version, now).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.conn.commit().await
     }
 }
+
+super::audit::audit_tx!(SqlAffiliateTx);

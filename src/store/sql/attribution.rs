@@ -2,6 +2,7 @@
 //! an intake batch reads and writes in its transaction.
 use super::{rows, Arg, Cols, Conn, Lane, Sql, SqlStore};
 use crate::domain::attribution::{AddCoupon, Coupon, CouponCode, CustomerLink, Link, NewLink};
+use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{AffiliateId, BuyerId};
 use crate::domain::intake::Placement;
 use crate::store::{corrupt, Attributions, ClickCount, Result, StoreError};
@@ -180,7 +181,13 @@ impl Attributions for SqlStore {
         Ok(key)
     }
 
-    async fn add_coupon(&self, affiliate: &AffiliateId, code: &CouponCode, now: DateTime<Utc>) -> Result<AddCoupon> {
+    async fn add_coupon(
+        &self,
+        affiliate: &AffiliateId,
+        code: &CouponCode,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<AddCoupon> {
         let mut conn = self.write(Lane::Request).await?;
         if !affiliate_exists(conn.as_mut(), affiliate).await? {
             return Ok(AddCoupon::NoAffiliate);
@@ -213,6 +220,7 @@ impl Attributions for SqlStore {
             }
             Err(e) => return Err(e),
         }
+        super::audit::insert(conn.as_mut(), audit, now).await?;
         conn.commit().await?;
         Ok(AddCoupon::Added(Coupon {
             code: code.clone(),
@@ -236,7 +244,13 @@ impl Attributions for SqlStore {
         Ok(Some(out))
     }
 
-    async fn delete_coupon(&self, affiliate: &AffiliateId, code: &CouponCode, now: DateTime<Utc>) -> Result<bool> {
+    async fn delete_coupon(
+        &self,
+        affiliate: &AffiliateId,
+        code: &CouponCode,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
         let mut conn = self.write(Lane::Request).await?;
         let q = Sql::new(
             "UPDATE coupons SET active_code = NULL, deleted_at = ? WHERE active_code = ? AND affiliate_id = ?",
@@ -245,6 +259,9 @@ impl Attributions for SqlStore {
         .arg(code.as_str())
         .arg(affiliate);
         let done = conn.execute(&q).await?;
+        if done.rows > 0 {
+            super::audit::insert(conn.as_mut(), audit, now).await?;
+        }
         conn.commit().await?;
         Ok(done.rows > 0)
     }
@@ -279,16 +296,28 @@ impl Attributions for SqlStore {
         buyer: &BuyerId,
         to: Option<(&AffiliateId, &str, Option<DateTime<Utc>>)>,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<bool> {
         let mut conn = self.write(Lane::Request).await?;
+        if let Some((affiliate, ..)) = to {
+            if !affiliate_exists(conn.as_mut(), affiliate).await? {
+                return Ok(false);
+            }
+        }
+        let q = Sql::new(format!(
+            "SELECT affiliate_id FROM customer_links WHERE buyer_id = ?{}",
+            conn.dialect().for_update
+        ))
+        .arg(buyer);
+        let before = conn.optional(&q).await?.map(|r| r.text("affiliate_id")).transpose()?;
+        let mut audit = audit.clone();
+        audit.before = Some(serde_json::json!({ "affiliate_id": before }));
+        super::audit::insert(conn.as_mut(), &audit, now).await?;
         let Some((affiliate, reason, expires_at)) = to else {
             conn.execute(&Sql::new("DELETE FROM customer_links WHERE buyer_id = ?").arg(buyer)).await?;
             conn.commit().await?;
             return Ok(true);
         };
-        if !affiliate_exists(conn.as_mut(), affiliate).await? {
-            return Ok(false);
-        }
         conn.execute(&Sql::new("DELETE FROM customer_links WHERE buyer_id = ?").arg(buyer)).await?;
         let mut q = Sql::new(format!("INSERT INTO {NEW_LINK_COLUMNS}"));
         q.values(

@@ -312,3 +312,4 @@ impl EventTx for SqlEventTx {
 }
 
 super::webhooks::notify_tx!(SqlEventTx);
+super::audit::audit_tx!(SqlEventTx);

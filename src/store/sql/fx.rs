@@ -41,7 +41,7 @@ pub async fn tables_at(
 
 #[async_trait::async_trait]
 impl FxRates for SqlStore {
-    async fn put_rate_table(&self, table: &RateTable) -> Result<u64> {
+    async fn put_rate_table(&self, table: &RateTable, audit: &crate::domain::audit::AuditEntry) -> Result<u64> {
         let rates: BTreeMap<&str, String> =
             table.rates.iter().map(|(c, r)| (c.as_str(), crate::domain::money::format(*r))).collect();
         let mut conn = self.write(Lane::Request).await?;
@@ -54,6 +54,7 @@ impl FxRates for SqlStore {
                     .arg(Utc::now()),
             )
             .await?;
+        super::audit::insert(conn.as_mut(), &audit.created("id", done.last_id), Utc::now()).await?;
         conn.commit().await?;
         Ok(done.last_id)
     }

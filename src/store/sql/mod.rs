@@ -1,9 +1,11 @@
 //! The store's SQL, written once for every backend: [`SqlStore`] implements
 //! each aggregate's trait and transaction on a backend's [`Db`] (see
 //! `query` for what a backend provides). One module per aggregate.
+mod adjustments;
 mod affiliates;
 mod apply;
 pub mod attribution;
+pub(crate) mod audit;
 mod caps;
 pub(crate) mod events;
 mod fx;

@@ -485,3 +485,4 @@ fn decision(row: &dyn Cols) -> Result<crate::domain::attribution::Decision> {
     )
     .map_err(corrupt)
 }
+super::audit::audit_tx!(SqlOrderTx);

@@ -210,3 +210,4 @@ impl PayoutTx for SqlPayoutTx {
 }
 
 super::webhooks::notify_tx!(SqlPayoutTx);
+super::audit::audit_tx!(SqlPayoutTx);

@@ -82,7 +82,7 @@ impl Programs for SqlStore {
     /// the start of the counted months (`affiliate_months_since`) two days
     /// past now, in the same transaction: no counted month mixes orders of
     /// two time zones (see `sql::month`).
-    async fn insert_program(&self, program: &Program) -> Result<u64> {
+    async fn insert_program(&self, program: &Program, audit: &crate::domain::audit::AuditEntry) -> Result<u64> {
         let body = serde_json::to_string(&program.to_doc()).map_err(corrupt)?;
         let mut conn = self.write(Lane::Request).await?;
         let lock = conn.dialect().for_update;
@@ -101,6 +101,9 @@ impl Programs for SqlStore {
                 &Sql::new("INSERT INTO program_versions (body, created_at) VALUES (?, ?)").arg(body).arg(Utc::now()),
             )
             .await?;
+        let mut audit = audit.created("version", done.last_id);
+        audit.before = Some(serde_json::json!({ "version": current }));
+        super::audit::insert(conn.as_mut(), &audit, now).await?;
         conn.commit().await?;
         Ok(done.last_id)
     }

@@ -99,6 +99,7 @@ id_arg!(
     crate::domain::ids::BuyerId,
     crate::domain::ids::OrderId,
     crate::domain::ids::RedemptionId,
+    crate::domain::ids::AdjustmentId,
     crate::domain::ids::RefundId,
     crate::domain::ids::ReferralCode,
     crate::domain::ids::Sku,

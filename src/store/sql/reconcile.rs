@@ -127,6 +127,7 @@ impl Reconcile for SqlStore {
         f.stuck_events = stuck_events(c, stuck_before).await?;
         f.payout_item_mismatches = payout_item_mismatches(c, None).await?;
         f.payout_entry_statuses = payout_entry_statuses(c, None).await?;
+        (f.adjustments, f.adjustment_mismatches) = adjustment_mismatches(c, None).await?;
         conn.commit().await?;
         Ok(f)
     }
@@ -185,7 +186,11 @@ impl Reconcile for SqlStore {
             stuck_events: stuck_events(c, stuck_before).await?,
             payout_item_mismatches: payout_item_mismatches(c, Some(&payouts)).await?,
             payout_entry_statuses: payout_entry_statuses(c, Some(&payouts)).await?,
+            adjustments: 0,
+            adjustment_mismatches: Vec::new(),
         };
+        let mut facts = facts;
+        (facts.adjustments, facts.adjustment_mismatches) = adjustment_mismatches(c, w.since).await?;
         conn.commit().await?;
         Ok(Changes { facts, orders: orders.into_iter().map(OrderId::from_trusted).collect(), buyers })
     }
@@ -672,3 +677,64 @@ async fn payout_entry_statuses(
     }
     Ok(found)
 }
+
+/// Every adjustment (created at or after `since`, when given) against its
+/// entry: one entry of its event, of its subject, kind `adjustment`, with its
+/// amount or points. Returns how many were checked and the wrong ones.
+async fn adjustment_mismatches(
+    c: &mut dyn Conn,
+    since: Option<DateTime<Utc>>,
+) -> Result<(u64, Vec<(String, String, String)>)> {
+    let mut checked = 0;
+    let mut found = Vec::new();
+    for (kind, entries, subject) in
+        [("affiliate", "ledger_entries", "affiliate_id"), ("buyer", "reward_entries", "buyer_id")]
+    {
+        let value = if kind == "affiliate" { "amount" } else { "points" };
+        let mut q = Sql::new(format!(
+            "SELECT a.id, a.subject_id, a.amount, a.points, e.{subject} AS entry_subject, e.{value} AS entry_value, \
+             e.kind AS entry_kind FROM adjustments a LEFT JOIN {entries} e ON e.event_id = a.event_id \
+             WHERE a.subject_kind = "
+        ));
+        q.bind(kind);
+        if let Some(since) = since {
+            q.push(" AND a.created_at >= ").bind(Arg::Bound(since));
+        }
+        q.push(" ORDER BY a.id");
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for r in c.fetch(&q).await? {
+            let id = r.text("id")?;
+            let who = r.text("subject_id")?;
+            *seen.entry(id.clone()).or_default() += 1;
+            if seen[&id] > 1 {
+                found.push((id, who, "more than one entry".to_owned()));
+                continue;
+            }
+            checked += 1;
+            let Some(entry_subject) = r.opt_text("entry_subject")? else {
+                found.push((id, who, "no entry".to_owned()));
+                continue;
+            };
+            let (asked, entry) = if kind == "affiliate" {
+                (
+                    r.opt_money("amount")?.map(|d| d.normalize().to_string()),
+                    r.opt_money("entry_value")?.map(|d| d.normalize().to_string()),
+                )
+            } else {
+                (r.opt_int("points")?.map(|p| p.to_string()), r.opt_int("entry_value")?.map(|p| p.to_string()))
+            };
+            if entry_subject != who || r.text("entry_kind")? != "adjustment" || asked != entry {
+                let detail = format!(
+                    "its entry is {} {} of {entry_subject}, not {} of {who}",
+                    r.text("entry_kind")?,
+                    entry.unwrap_or_default(),
+                    asked.unwrap_or_default()
+                );
+                found.push((id, who, detail));
+            }
+        }
+    }
+    Ok((checked, found))
+}
+
+super::audit::audit_tx!(SqlClaim);

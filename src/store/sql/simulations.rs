@@ -26,12 +26,18 @@ fn row(r: &dyn super::Cols) -> Result<SimulationRow> {
 
 #[async_trait::async_trait]
 impl Simulations for SqlStore {
-    async fn insert_simulation(&self, request: &str, now: DateTime<Utc>) -> Result<u64> {
+    async fn insert_simulation(
+        &self,
+        request: &str,
+        now: DateTime<Utc>,
+        audit: &crate::domain::audit::AuditEntry,
+    ) -> Result<u64> {
         let mut conn = self.write(super::Lane::Request).await?;
         let q = Sql::new("INSERT INTO simulations (status, request, created_at) VALUES ('queued', ?, ?)")
             .arg(request)
             .arg(now);
         let done = conn.execute(&q).await?;
+        super::audit::insert(conn.as_mut(), &audit.created("simulation_id", done.last_id), now).await?;
         conn.commit().await?;
         Ok(done.last_id)
     }
@@ -120,14 +126,21 @@ impl Simulations for SqlStore {
         conn.commit().await
     }
 
-    async fn cancel_simulation(&self, id: u64, now: DateTime<Utc>) -> Result<Option<String>> {
+    async fn cancel_simulation(
+        &self,
+        id: u64,
+        now: DateTime<Utc>,
+        audit: &crate::domain::audit::AuditEntry,
+    ) -> Result<Option<String>> {
         let mut conn = self.write(super::Lane::Request).await?;
         let q = Sql::new(
             "UPDATE simulations SET status = 'cancelled', finished_at = ? WHERE id = ? AND status IN ('queued', 'running')",
         )
         .arg(now)
         .arg(super::uint(id)?);
-        conn.execute(&q).await?;
+        if conn.execute(&q).await?.rows > 0 {
+            super::audit::insert(conn.as_mut(), audit, now).await?;
+        }
         let status = conn
             .optional(&Sql::new("SELECT status FROM simulations WHERE id = ?").arg(super::uint(id)?))
             .await?

@@ -252,9 +252,21 @@ impl WalletTx for SqlWallet {
         super::events::tally(self.conn.as_mut(), *kind, 1, *event_id).await
     }
 
+    async fn adjustment(
+        &mut self,
+        id: &crate::domain::ids::AdjustmentId,
+    ) -> Result<Option<crate::domain::adjustment::Adjustment>> {
+        super::adjustments::select(self.conn.as_mut(), id).await
+    }
+
+    async fn insert_adjustment(&mut self, a: &crate::domain::adjustment::Adjustment) -> Result<()> {
+        super::adjustments::insert(self.conn.as_mut(), a).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.conn.commit().await
     }
 }
 
 super::webhooks::notify_tx!(SqlWallet);
+super::audit::audit_tx!(SqlWallet);

@@ -2,6 +2,7 @@
 //! and the delivery worker's claims and attempts.
 use super::rows;
 use super::{Arg, Cols, Conn, Lane, Sql, SqlStore};
+use crate::domain::audit::AuditEntry;
 use crate::domain::webhook::{
     AfterAttempt, Attempt, Endpoint, Health, Message, MessageFilter, MessageStatus, OutboxRow, Subscriber,
 };
@@ -109,7 +110,7 @@ fn endpoint_args(e: &Endpoint) -> Result<Vec<Arg>> {
 
 #[async_trait::async_trait]
 impl Webhooks for SqlStore {
-    async fn insert_endpoint(&self, e: &Endpoint) -> Result<()> {
+    async fn insert_endpoint(&self, e: &Endpoint, audit: &AuditEntry) -> Result<()> {
         let mut conn = self.write(Lane::Request).await?;
         let mut q = Sql::new(
             "INSERT INTO webhook_endpoints (url, event_types, description, secret, previous_secret, \
@@ -120,6 +121,7 @@ impl Webhooks for SqlStore {
         args.push(e.created_at.into());
         q.values(&[args], Clone::clone);
         conn.execute(&q).await?;
+        super::audit::insert(conn.as_mut(), audit, e.created_at).await?;
         conn.commit().await
     }
 
@@ -133,7 +135,7 @@ impl Webhooks for SqlStore {
         self.read().await?.optional(&q).await?.map(|r| endpoint(r.as_ref())).transpose()
     }
 
-    async fn update_endpoint(&self, e: &Endpoint) -> Result<bool> {
+    async fn update_endpoint(&self, e: &Endpoint, audit: &AuditEntry) -> Result<bool> {
         let mut conn = self.write(Lane::Request).await?;
         let mut q = Sql::new("UPDATE webhook_endpoints SET ");
         let columns = [
@@ -156,11 +158,14 @@ impl Webhooks for SqlStore {
         }
         q.push(" WHERE id = ").bind(e.id.as_str());
         let done = conn.execute(&q).await?;
+        if done.rows > 0 {
+            super::audit::insert(conn.as_mut(), audit, e.updated_at).await?;
+        }
         conn.commit().await?;
         Ok(done.rows > 0)
     }
 
-    async fn delete_endpoint(&self, id: &str) -> Result<bool> {
+    async fn delete_endpoint(&self, id: &str, audit: &AuditEntry) -> Result<bool> {
         let mut conn = self.write(Lane::Request).await?;
         conn.execute(&Sql::new(
             "DELETE FROM webhook_attempts WHERE message_row IN (SELECT id FROM webhook_messages WHERE endpoint_id = ?)",
@@ -169,6 +174,9 @@ impl Webhooks for SqlStore {
         .await?;
         conn.execute(&Sql::new("DELETE FROM webhook_messages WHERE endpoint_id = ?").arg(id)).await?;
         let done = conn.execute(&Sql::new("DELETE FROM webhook_endpoints WHERE id = ?").arg(id)).await?;
+        if done.rows > 0 {
+            super::audit::insert(conn.as_mut(), audit, Utc::now()).await?;
+        }
         conn.commit().await?;
         Ok(done.rows > 0)
     }
@@ -208,7 +216,7 @@ impl Webhooks for SqlStore {
         Ok(message)
     }
 
-    async fn requeue_message(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+    async fn requeue_message(&self, id: &str, now: DateTime<Utc>, audit: &AuditEntry) -> Result<bool> {
         let mut conn = self.write(Lane::Request).await?;
         let q = Sql::new(
             "UPDATE webhook_messages SET status = 'pending', tries = 0, next_attempt_at = ?, updated_at = ? \
@@ -218,6 +226,9 @@ impl Webhooks for SqlStore {
         .arg(now)
         .arg(id);
         let done = conn.execute(&q).await?;
+        if done.rows > 0 {
+            super::audit::insert(conn.as_mut(), audit, now).await?;
+        }
         conn.commit().await?;
         Ok(done.rows > 0)
     }
@@ -228,6 +239,7 @@ impl Webhooks for SqlStore {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<u64> {
         let mut conn = self.write(Lane::Request).await?;
         let q = Sql::new(
@@ -240,6 +252,9 @@ impl Webhooks for SqlStore {
         .arg(Arg::Bound(since))
         .arg(Arg::Bound(until));
         let done = conn.execute(&q).await?;
+        if done.rows > 0 {
+            super::audit::insert(conn.as_mut(), &audit.with("requeued", done.rows), now).await?;
+        }
         conn.commit().await?;
         Ok(done.rows)
     }
@@ -388,6 +403,7 @@ impl Webhooks for SqlStore {
         before: DateTime<Utc>,
         endpoint: Option<&str>,
         limit: u32,
+        audit: Option<&AuditEntry>,
     ) -> Result<u64> {
         let mut conn = self.write(Lane::Work).await?;
         let mut q = Sql::new("SELECT id FROM webhook_messages WHERE status = ");
@@ -406,6 +422,9 @@ impl Webhooks for SqlStore {
         let mut q = Sql::new("DELETE FROM webhook_messages WHERE id IN (");
         q.list(ids).push(")");
         let done = conn.execute(&q).await?;
+        if let Some(audit) = audit {
+            super::audit::insert(conn.as_mut(), &audit.with("deleted", done.rows), Utc::now()).await?;
+        }
         conn.commit().await?;
         Ok(done.rows)
     }
