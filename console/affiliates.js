@@ -1,9 +1,10 @@
 // Affiliates: a search (id, referral code or name prefix, status) with a
-// page of matches; one affiliate's balances, attribution (clicks, conversion, coupons, clicks
-// per day), the upline, the direct children, its orders, its ledger and its
-// payouts, each a page at a time.
-import { get, query, seg } from './api.js';
-import { badge, fields, fill, h, message, money, moneyCell, num, svg, table, time } from './dom.js';
+// page of matches; one affiliate's balances, a form to adjust its approved
+// commission by hand (credit or debit, with a reason), attribution (clicks,
+// conversion, coupons, clicks per day), the upline, the direct children, its
+// orders, its ledger and its payouts, each a page at a time.
+import { api, get, query, seg } from './api.js';
+import { badge, confirmAction, fields, fill, h, message, money, moneyCell, num, svg, table, time } from './dom.js';
 
 const PAGE = 20;
 const MAX_UPLINE = 50;
@@ -45,6 +46,106 @@ function clicksChart(since, days) {
   svg('line', { class: 'axis', x1: 0, y1: H, x2: all.length * W, y2: H, 'vector-effect': 'non-scaling-stroke' }));
   return [chart,
     h('div', { class: 'chart-axis muted' }, h('span', {}, all[0]), h('span', {}, `UTC days; at most ${num(max)} a day`), h('span', {}, all[all.length - 1]))];
+}
+
+/** A fresh adjustment id: `console-` and a random UUID (the API's ids are 1-64 of A-Z a-z 0-9 _ . : -). */
+function newAdjustmentId() {
+  if (crypto.randomUUID) return `console-${crypto.randomUUID()}`;
+  // (randomUUID needs a secure context; getRandomValues does not.)
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return `console-${[...b].map((x) => x.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/**
+ * The "Adjust commission" form: a signed amount and a reason, sent to
+ * POST /admin/affiliates/{id}/adjustments under an id the console makes.
+ * The id is kept until the adjustment is recorded, so sending the same form
+ * again (a double click, a retry after an answer that never came) records it
+ * once; a new id after it is recorded. 422: each refusal at its field.
+ * `done()` refreshes the balances and the ledger.
+ */
+function adjustForm(a, cur, done) {
+  let adjustmentId = newAdjustmentId();
+  let busy = false;
+  const refresh = () => done().catch((err) => fill(out, message('error', `Recorded, but the page could not refresh: ${err.message}`)));
+  const amount = h('input', { id: 'adjust-amount', name: 'amount', autocomplete: 'off', spellcheck: 'false', required: true,
+    placeholder: `e.g. 12500 or -12500`, 'aria-describedby': 'adjust-amount-error adjust-amount-hint' });
+  const reason = h('input', { id: 'adjust-reason', name: 'reason', autocomplete: 'off', maxlength: 500, required: true,
+    placeholder: 'e.g. chargeback on order o-991', 'aria-describedby': 'adjust-reason-error' });
+  const errorAt = { amount: h('span', { class: 'field-error', id: 'adjust-amount-error', hidden: true }),
+    reason: h('span', { class: 'field-error', id: 'adjust-reason-error', hidden: true }) };
+  const controls = { amount, reason };
+  const out = h('div', { id: 'adjust-message', 'aria-live': 'polite' });
+  const submit = h('button', { type: 'submit', class: 'primary', id: 'adjust-submit' }, 'Record adjustment…');
+  const form = h('form', { class: 'card', id: 'adjust-form', novalidate: true },
+    h('div', { class: 'row' },
+      h('label', { class: 'amount' }, `Amount in ${cur} (negative: a debit)`, amount, errorAt.amount),
+      h('label', { class: 'wide' }, 'Reason', reason, errorAt.reason)),
+    h('p', { class: 'muted', id: 'adjust-amount-hint' }, 'Approved at once and paid with the next payout batch; a debit may take the approved balance to zero, not below. Recorded in the audit trail under your key\'s name.'),
+    h('div', { class: 'actions' }, submit), out);
+
+  const clearErrors = () => {
+    for (const [k, el] of Object.entries(errorAt)) {
+      el.hidden = true;
+      fill(el);
+      controls[k].removeAttribute('aria-invalid');
+    }
+    fill(out);
+  };
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (busy) return;
+    busy = true;
+    submit.disabled = true;
+    clearErrors();
+    const body = { adjustment_id: adjustmentId, amount: amount.value.trim(), reason: reason.value.trim() };
+    try {
+      // A well-formed amount and a reason are confirmed first; anything else
+      // goes straight to the server, which refuses it at its field and writes nothing.
+      if (/^-?\d+(\.\d+)?$/.test(body.amount) && Number(body.amount) !== 0 && body.reason) {
+        const debit = body.amount.startsWith('-');
+        const what = debit ? `Debit ${money(body.amount.slice(1), cur)} from` : `Credit ${money(body.amount, cur)} to`;
+        if (!(await confirmAction(`${what} the approved commission of ${a.name} (${a.id})? Reason: “${body.reason}”.`, debit ? 'Debit' : 'Credit'))) return;
+      }
+      const r = await api('POST', `/admin/affiliates/${seg(a.id)}/adjustments`, { body });
+      // Recorded (201), or recorded already by an earlier send of this form (200).
+      adjustmentId = newAdjustmentId();
+      amount.value = '';
+      reason.value = '';
+      const what = `${r.amount.startsWith('-') ? 'a debit of' : 'a credit of'} ${money(r.amount.replace(/^-/, ''), cur)}`;
+      fill(out, message('ok', `Recorded: ${what}, by ${r.actor} (adjustment ${r.adjustment_id}).`, 'adjust-result'));
+      refresh();
+    } catch (err) {
+      const errors = err.status === 422 && Array.isArray(err.problem?.errors) ? err.problem.errors : null;
+      if (errors) {
+        // Refused, nothing written: the same id is still free for the corrected form.
+        const rest = [];
+        for (const x of errors) {
+          if (!errorAt[x.field]) { rest.push(x); continue; }
+          fill(errorAt[x.field], x.message);
+          errorAt[x.field].hidden = false;
+          controls[x.field].setAttribute('aria-invalid', 'true');
+        }
+        if (rest.length) fill(out, message('error', `Not recorded: ${rest.map((x) => `${x.field || 'body'}: ${x.message}`).join('; ')}`, 'adjust-error'));
+        (errors.map((x) => controls[x.field]).find(Boolean) || amount).focus();
+      } else if (err.status === 409) {
+        // The id holds another adjustment already (an earlier send whose
+        // answer never came, then edited): it is in the ledger now. A new id,
+        // so sending again records this one as well.
+        adjustmentId = newAdjustmentId();
+        fill(out, message('error', `${err.message}. The ledger below shows what was recorded under it; send again to record this adjustment as a new one.`, 'adjust-error'));
+        refresh();
+      } else {
+        // No answer, or a server error: the outcome is unknown, so the id is
+        // kept and sending again cannot record it twice.
+        fill(out, message('error', `${err.message}. Not known to be recorded: send again to retry (it is recorded once).`, 'adjust-error'));
+      }
+    } finally {
+      busy = false;
+      submit.disabled = false;
+    }
+  });
+  return form;
 }
 
 /** orders / clicks ('0.5000') as a percentage; '—' without clicks. */
@@ -123,6 +224,7 @@ export async function render(main, { id, params }) {
       ['own buyer id', a.buyer_id || '—'],
       ['registered', time(a.created_at)],
     ])),
+    h('h2', {}, 'Adjust commission'), adjustForm(a, cur, afterAdjustment),
     h('h2', {}, 'Attribution'), attribution,
     h('h2', {}, 'Upline'), upline,
     h('h2', {}, 'Direct children'), children,
@@ -179,6 +281,8 @@ export async function render(main, { id, params }) {
           page.next_cursor ? h('button', { type: 'button', id: `${tableId}-next`, on: { click: () => { trail.push(cursor); cursor = page.next_cursor; show(); } } }, 'Next →') : null));
     }
     show().catch((e) => fill(el, message('error', e.message)));
+    // Back to the first page, read again.
+    return () => { trail.length = 0; cursor = ''; return show(); };
   }
   pager(children, (c) => get(`/v1/affiliates/${seg(a.id)}/children${query({ limit: PAGE, cursor: c })}`),
     [{ label: 'affiliate' }, { label: 'name' }, { label: 'status' }, { label: 'pending', num: true }, { label: 'approved', num: true }, { label: 'paid', num: true }],
@@ -195,9 +299,20 @@ export async function render(main, { id, params }) {
     (p) => [h('td', { class: 'num' }, h('a', { href: `#/payouts/${seg(String(p.payout_id))}` }, `#${p.payout_id}`)), moneyCell(p.amount, p.currency),
       badge(p.status), time(p.created_at), time(p.completed_at)],
     'affiliate-payouts-table', 'Not paid out yet.');
-  pager(ledger, (c) => get(`/v1/affiliates/${seg(a.id)}/commissions${query({ limit: PAGE, cursor: c })}`),
+  const reloadLedger = pager(ledger, (c) => get(`/v1/affiliates/${seg(a.id)}/commissions${query({ limit: PAGE, cursor: c })}`),
     [{ label: 'entry', num: true }, { label: 'order' }, { label: 'level', num: true }, { label: 'kind' }, { label: 'amount', num: true }, { label: 'status' }, { label: 'at' }],
-    (e) => [h('td', { class: 'num' }, String(e.id)), h('a', { href: `#/orders/${seg(e.order_id)}` }, e.order_id), h('td', { class: 'num' }, String(e.level)),
+    (e) => [h('td', { class: 'num' }, String(e.id)),
+      // A manual adjustment has no order: its event holds the reason and the key's name.
+      e.order_id ? h('a', { href: `#/orders/${seg(e.order_id)}` }, e.order_id)
+        : h('td', { class: 'no-order' }, h('span', { class: 'muted' }, '— '), h('a', { href: `#/events/${seg(e.event_id)}`, title: 'A manual adjustment: its event holds the reason and who made it' }, 'manual')),
+      h('td', { class: 'num' }, String(e.level)),
       e.kind, moneyCell(e.amount, cur), badge(e.status), time(e.created_at)],
     'ledger-table', 'No ledger entry yet.');
+
+  // After an adjustment: the balances and the ledger's first page again.
+  async function afterAdjustment() {
+    const now = await get(`/v1/affiliates/${seg(a.id)}`);
+    for (const k of ['pending', 'approved', 'paid']) fill(document.getElementById(`balance-${k}`), money(now.balances[k], cur));
+    await reloadLedger();
+  }
 }

@@ -93,15 +93,28 @@ export function query(params) {
 /** A path segment. */
 export const seg = (s) => encodeURIComponent(s);
 
+/** /openapi.json, read once. */
+let doc = null;
+const openapi = () => (doc ||= fetch('/openapi.json', { cache: 'no-store', credentials: 'omit' }).then((r) => (r.ok ? r.json() : null)));
+
 /** The values a query parameter of an operation takes, from /openapi.json
  * (so the console lists event types komisi adds later), or `fallback`. */
-let doc = null;
 export async function parameterEnum(path, name, fallback) {
   try {
-    doc ||= fetch('/openapi.json', { cache: 'no-store', credentials: 'omit' }).then((r) => (r.ok ? r.json() : null));
-    const d = await doc;
+    const d = await openapi();
     const p = d?.paths?.[path]?.get?.parameters?.find((x) => x.name === name);
     const values = p?.schema?.enum?.filter((v) => typeof v === 'string');
+    return values?.length ? values : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+/** The values of a named schema of /openapi.json (`Action`), or `fallback`. */
+export async function schemaEnum(name, fallback) {
+  try {
+    const d = await openapi();
+    const values = d?.components?.schemas?.[name]?.enum?.filter((v) => typeof v === 'string');
     return values?.length ? values : fallback;
   } catch {
     return fallback;

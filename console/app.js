@@ -10,13 +10,14 @@ import * as payouts from './payouts.js';
 import * as webhooks from './webhooks.js';
 import * as program from './program.js';
 import * as simulations from './simulations.js';
+import * as audit from './audit.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const signOut = document.getElementById('sign-out');
 let cleanup = null;
 
-const pages = { overview, events, orders, affiliates, payouts, webhooks, program, simulations };
+const pages = { overview, events, orders, affiliates, payouts, webhooks, program, simulations, audit };
 
 /** '#/events/abc?status=dead' → {page: 'events', id: 'abc', params: URLSearchParams} */
 function parseHash() {

@@ -24,6 +24,7 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
     ("webhooks.js", "text/javascript; charset=utf-8", include_bytes!("../../console/webhooks.js")),
     ("program.js", "text/javascript; charset=utf-8", include_bytes!("../../console/program.js")),
     ("simulations.js", "text/javascript; charset=utf-8", include_bytes!("../../console/simulations.js")),
+    ("audit.js", "text/javascript; charset=utf-8", include_bytes!("../../console/audit.js")),
 ];
 
 /// Only this origin's scripts, styles and API; no inline code, no frames, no forms posting away.

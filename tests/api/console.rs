@@ -3,11 +3,13 @@
 //! refund whose event is dead, a sku and a name that are markup, an approved
 //! balance, an affiliate `hook` for the webhooks page's order, an order
 //! attributed by `promo`'s coupon over A's referral code, and promo's tracked
-//! clicks), runs
+//! clicks; the admin key is a named one), runs
 //! `tests/console/console.mjs` (playwright-core driving Debian's chromium)
 //! against the running komisi, and then checks the money side: the replayed
 //! event paid exactly once, the bulk replay and the applied delta landed, the
-//! payout moved approved → paid, and the ledger reconciles. The webhooks page
+//! payout moved approved → paid, the commission adjustment (sent twice, its
+//! first answer lost) was recorded once and audited under the key's name,
+//! and the ledger reconciles. The webhooks page
 //! is driven against a receiver the script runs on 127.0.0.1, so komisi runs
 //! with private webhook addresses allowed. Screenshots go to
 //! `target/console-screenshots/<backend>/`.
@@ -30,6 +32,12 @@ const XSS_NAME: &str = "<img src=x onerror=\"window.__xss=1\"> & <b>bold</b>";
 const COUPON_ORDER: &str = "o-coupon";
 const COUPON: &str = "RAMADAN-PROMO";
 const OUTRANKED_CODE: &str = "code-A";
+/// The admin key's name (`KOMISI_ADMIN_KEYS=name:key`): the audit page's actor.
+const ADMIN_NAME: &str = "support.dewi";
+/// The adjustment step's affiliate (approved balance 0) and its credit; a
+/// debit of more than 0 is refused first.
+const ADJUSTED: &str = "C";
+const CREDIT: &str = "12500";
 
 fn chromium() -> PathBuf {
     std::env::var_os("KOMISI_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into())
@@ -82,6 +90,7 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         |c| {
             c.max_attempts = 1;
             c.webhook_allow_private = true;
+            c.admin_keys = vec![format!("{ADMIN_NAME}:{ADMIN_KEY}")];
         },
         Faults::default(),
     )
@@ -191,6 +200,9 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         .env("KOMISI_COUPON_AFFILIATE", "promo")
         .env("KOMISI_COUPON", COUPON)
         .env("KOMISI_OUTRANKED_CODE", OUTRANKED_CODE)
+        .env("KOMISI_ADMIN_NAME", ADMIN_NAME)
+        .env("KOMISI_ADJUST_AFFILIATE", ADJUSTED)
+        .env("KOMISI_ADJUST_CREDIT", CREDIT)
         .env("KOMISI_SCREENSHOTS", &shots)
         .env("KOMISI_CHROMIUM", chromium())
         .stdin(Stdio::null())
@@ -242,6 +254,24 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
     // The attribution step only read: promo alone earned on its coupon's
     // order, clipped to its cap of 3 000.
     assert_eq!(app.balance("promo", "pending").await, d("3000"));
+    // The adjustment step: the refused debit wrote nothing; the credit, sent
+    // twice under one id (the first answer lost), is one approved entry and
+    // one audit entry by the key's name.
+    assert_eq!(app.balance(ADJUSTED, "approved").await, d(CREDIT));
+    let ledger = app.get_json(&format!("/v1/affiliates/{ADJUSTED}/commissions?limit=100")).await;
+    let adjustments: Vec<&Value> =
+        ledger["items"].as_array().expect("items").iter().filter(|e| e["kind"] == "adjustment").collect();
+    assert_eq!(adjustments.len(), 1, "{ledger}");
+    assert_eq!(
+        (&adjustments[0]["amount"], &adjustments[0]["status"], &adjustments[0]["order_id"]),
+        (&json!(CREDIT), &json!("approved"), &Value::Null)
+    );
+    let trail = app.admin_get("/admin/audit?action=adjustment.commission").await;
+    assert_eq!(trail["items"].as_array().map(Vec::len), Some(1), "{trail}");
+    assert_eq!(
+        (&trail["items"][0]["actor"], &trail["items"][0]["subject"], &trail["items"][0]["after"]["amount"]),
+        (&json!(ADMIN_NAME), &json!(format!("affiliate:{ADJUSTED}")), &json!(CREDIT))
+    );
     app.assert_ledger_consistent().await;
     app.assert_reconciled().await;
     for name in [
@@ -263,6 +293,9 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         "overview-phone",
         "webhooks-phone",
         "affiliate-phone",
+        "affiliate-adjusted",
+        "audit",
+        "audit-phone",
     ] {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");
     }

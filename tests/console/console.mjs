@@ -3,7 +3,10 @@
 // fault injection, a refund whose event is dead, an XSS sku and name, an
 // approved balance, an affiliate `hook` whose order the webhooks step places,
 // an order attributed by `promo`'s coupon over A's referral code and promo's
-// tracked clicks) and checks the money afterwards. The webhooks step runs its
+// tracked clicks; the admin key is named) and checks the money afterwards.
+// The adjustment step credits an affiliate's commission by hand (its
+// first answer lost on the way, so the form sends again) and the audit
+// step finds it under the key's name. The webhooks step runs its
 // own receiver (node:http on 127.0.0.1; komisi runs with KOMISI_WEBHOOK_ALLOW_PRIVATE) and
 // checks each delivery's signature with the secret the page showed. Any unmet expectation,
 // console error, page error, CSP violation or dialog fails the run (exit 1,
@@ -28,12 +31,16 @@ const COUPON_ORDER = env('KOMISI_COUPON_ORDER');
 const COUPON_AFFILIATE = env('KOMISI_COUPON_AFFILIATE');
 const COUPON = env('KOMISI_COUPON');
 const OUTRANKED_CODE = env('KOMISI_OUTRANKED_CODE');
+const ADMIN_NAME = env('KOMISI_ADMIN_NAME');
+const ADJUST_AFFILIATE = env('KOMISI_ADJUST_AFFILIATE');
+const ADJUST_CREDIT = env('KOMISI_ADJUST_CREDIT');
 const SHOTS = env('KOMISI_SCREENSHOTS');
 const CHROMIUM = process.env.KOMISI_CHROMIUM || '/usr/bin/chromium';
 mkdirSync(SHOTS, { recursive: true });
 
 const problems = [];
 let expectRefusals = false;
+let lostAnswer = false;
 let step = 'start';
 const fail = (why) => { throw new Error(`[${step}] ${why}`); };
 const check = (ok, why) => { if (!ok) fail(why); };
@@ -53,8 +60,10 @@ try {
     if (m.type() !== 'error') return;
     // A refused sign-in is logged by Chromium as a failed resource load.
     if (expectRefusals && /status of 40[13]/.test(m.text())) return;
-    // The program step stores a refused rate table on purpose.
-    if ((step === 'program' || step === 'simulations') && /status of 422/.test(m.text())) return;
+    // The program, simulation, adjustment and audit steps send refused requests on purpose.
+    if (['program', 'simulations', 'adjust', 'audit'].includes(step) && /status of 422/.test(m.text())) return;
+    // The adjustment step cuts the connection of one answer.
+    if (step === 'adjust' && lostAnswer && /net::ERR_/.test(m.text())) return;
     problems.push(`[${step}] console error: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`[${step}] page error: ${e.message}`));
@@ -460,6 +469,114 @@ try {
   check(/IDR\s20,000/.test(history) && /completed/.test(history), `A's payout history: ${history}`);
   await shot('payouts');
 
+  // ---- a commission adjustment by hand: a debit past the approved balance
+  // is refused at its field; a credit whose first answer is lost is sent
+  // again under the same id and recorded once
+  step = 'adjust';
+  const adjustmentRows = () => page.locator('#ledger-table tbody tr').filter({ hasText: 'adjustment' });
+  await go(`#/affiliates/${ADJUST_AFFILIATE}`);
+  await page.locator('#ledger-table').waitFor();
+  const approvedBefore = await text('#balance-approved');
+  check(/^IDR\s0$/.test(approvedBefore), `${ADJUST_AFFILIATE} has no approved commission yet: ${approvedBefore}`);
+  check(await adjustmentRows().count() === 0, 'no adjustment yet');
+  await page.fill('#adjust-amount', '-20000');
+  await page.fill('#adjust-reason', 'chargeback on o-refund');
+  await page.click('#adjust-submit');
+  await confirm(new RegExp(`^Debit IDR\\s20,000 from the approved commission of Affiliate ${ADJUST_AFFILIATE} \\(${ADJUST_AFFILIATE}\\)\\? Reason: “chargeback on o-refund”\\.$`));
+  await page.locator('#adjust-amount-error:not([hidden])').waitFor();
+  const overdraw = await text('#adjust-amount-error');
+  check(/below zero/.test(overdraw), `the debit is refused at the amount: ${overdraw}`);
+  check(await page.getAttribute('#adjust-amount', 'aria-invalid') === 'true', 'the amount is marked invalid');
+  check(await page.locator('#adjust-reason-error').isHidden(), 'the reason is not refused');
+  check(await page.inputValue('#adjust-amount') === '-20000', 'the refused amount stays to be corrected');
+  await shot('affiliate-adjust-refused');
+
+  // The credit: komisi records it, but its answer never reaches the page.
+  await page.fill('#adjust-amount', ADJUST_CREDIT);
+  let lostStatus = null;
+  lostAnswer = true;
+  await page.route(`**/admin/affiliates/${ADJUST_AFFILIATE}/adjustments`, async (route) => {
+    lostStatus = (await route.fetch()).status();
+    await route.abort('connectionreset');
+  }, { times: 1 });
+  const credit = new RegExp(`^Credit IDR\\s12,500 to the approved commission of Affiliate ${ADJUST_AFFILIATE} `);
+  await page.click('#adjust-submit');
+  await confirm(credit);
+  await page.locator('#adjust-error').waitFor();
+  check(lostStatus === 201, `komisi recorded the first send: ${lostStatus}`);
+  check(/send again to retry/.test(await text('#adjust-error')), `an unknown outcome: ${await text('#adjust-error')}`);
+  check(await page.locator('#adjust-amount-error').isHidden(), 'no field error any more');
+  check(await page.inputValue('#adjust-amount') === ADJUST_CREDIT, 'the form is kept for the retry');
+  // Sent again (the same id): recorded once, the balances and the ledger refreshed.
+  await page.click('#adjust-submit');
+  await confirm(credit);
+  await page.locator('#adjust-result').waitFor();
+  lostAnswer = false;
+  check(new RegExp(`^Recorded: a credit of IDR\\s12,500, by ${ADMIN_NAME.replace('.', '\\.')} \\(adjustment console-[0-9a-f-]{36}\\)\\.$`).test(await text('#adjust-result')),
+    `the result: ${await text('#adjust-result')}`);
+  await page.waitForFunction(() => /12,500/.test(document.querySelector('#balance-approved')?.textContent || ''));
+  await page.waitForFunction(() => [...document.querySelectorAll('#ledger-table tbody tr')].some((r) => r.textContent.includes('adjustment')));
+  check(await adjustmentRows().count() === 1, `one adjustment row: ${await page.locator('#ledger-table').textContent()}`);
+  const adjusted = (await adjustmentRows().first().locator('td').allTextContents()).map((t) => t.trim());
+  check(adjusted[1] === '— manual' && adjusted[2] === '0' && adjusted[3] === 'adjustment' && /^IDR\s12,500$/.test(adjusted[4])
+    && adjusted[5] === 'approved' && !adjusted.join(' ').includes('null'),
+  `the ledger row (entry, order, level, kind, amount, status, at): ${adjusted}`);
+  check(await adjustmentRows().first().locator('a[href^="#/events/"]').count() === 1, 'the row links to its event');
+  check(await page.inputValue('#adjust-amount') === '' && await page.inputValue('#adjust-reason') === '', 'the form is emptied');
+  await shot('affiliate-adjusted');
+
+  // ---- the audit trail: a refused filter at its field; the adjustment under the key's name
+  step = 'audit';
+  await page.click('#nav a[href="#/audit"]');
+  await page.locator('#audit-table').waitFor();
+  await page.fill('#audit-actor', 'not a key name');
+  await page.click('#audit-apply');
+  await page.locator('#audit-actor-error:not([hidden])').waitFor();
+  check(/key name/.test(await text('#audit-actor-error')), `the actor is refused at its field: ${await text('#audit-actor-error')}`);
+  check(await page.getAttribute('#audit-actor', 'aria-invalid') === 'true' && await page.locator('#audit-table').count() === 0,
+    'the actor is marked invalid, nothing listed');
+  await page.fill('#audit-actor', '');
+  await page.selectOption('#audit-action', 'adjustment.commission');
+  await page.click('#audit-apply');
+  await page.waitForFunction(() => location.hash === '#/audit?action=adjustment.commission');
+  await page.locator('#audit-table').waitFor();
+  const entries = page.locator('#audit-table tbody[data-entry]');
+  // The refused debit and the repeated send recorded nothing.
+  check(await entries.count() === 1, `one adjustment audited: ${await page.locator('#audit-table').textContent()}`);
+  const audited = (await entries.first().locator('tr.audit-row td').allTextContents()).map((t) => t.trim());
+  check(audited[1] === ADMIN_NAME && audited[2] === 'adjustment.commission' && audited[3] === `affiliate:${ADJUST_AFFILIATE}`
+    && audited[4].length > 0 && audited[4] !== '—' && audited[5].startsWith('{"approved":"0"} → {"') && audited[5].endsWith('…'),
+  `the entry (time, actor, action, subject, request id, change): ${audited}`);
+  check(await page.locator('#audit-table .audit-after').isHidden(), 'the whole entry is behind a click');
+  await entries.first().locator('.audit-change').click();
+  await page.locator('#audit-table .audit-after').waitFor();
+  const after = JSON.parse(await text('#audit-table .audit-after'));
+  check(after.amount === ADJUST_CREDIT && after.approved === ADJUST_CREDIT && after.reason === 'chargeback on o-refund'
+    && /^console-/.test(after.adjustment_id), `the whole after: ${JSON.stringify(after)}`);
+  check(JSON.parse(await text('#audit-table .audit-before')).approved === '0', 'the whole before');
+  check(await entries.first().locator('.audit-open').getAttribute('aria-expanded') === 'true', 'both toggles say it is open');
+  await shot('audit');
+  // The actor's name filters by it.
+  await entries.first().locator('td.actor a').click();
+  await page.waitForFunction((n) => location.hash === `#/audit?actor=${n}`, ADMIN_NAME);
+  await page.waitForFunction(() => document.querySelectorAll('#audit-table tbody[data-entry]').length > 3);
+  const actors = await page.locator('#audit-table tr.audit-row td.actor').allTextContents();
+  check(actors.every((a) => a === ADMIN_NAME), `only ${ADMIN_NAME}'s writes: ${actors}`);
+  check((await page.locator('#audit-table tr.audit-row td.action').allTextContents()).includes('payout.complete'), 'the payout step is audited');
+  // A page at a time, newest first: Older, then Newer back.
+  await go('#/audit?limit=3');
+  await page.waitForFunction(() => document.querySelectorAll('#audit-table tbody[data-entry]').length === 3);
+  const entryIds = () => page.locator('#audit-table tbody[data-entry]').evaluateAll((bs) => bs.map((b) => Number(b.dataset.entry)));
+  const newest = await entryIds();
+  check(newest[0] > newest[1] && newest[1] > newest[2], `newest first: ${newest}`);
+  check(await page.locator('#audit-newer').count() === 0, 'no newer page on the first');
+  await page.click('#audit-older');
+  await page.waitForFunction((f) => Number(document.querySelector('#audit-table tbody[data-entry]')?.dataset.entry) < f, newest[2]);
+  const older = await entryIds();
+  check(older.length === 3 && older[0] < newest[2], `the older page: ${older}`);
+  await page.click('#audit-newer');
+  await page.waitForFunction((f) => Number(document.querySelector('#audit-table tbody[data-entry]')?.dataset.entry) === f, newest[0]);
+
   // ---- webhooks: an endpoint on a receiver here, its secret shown once, a
   // delivery signed with that secret, its attempts, a resend; rotate, recover,
   // disable and enable, delete
@@ -670,7 +787,8 @@ try {
   step = 'phone';
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [hash, wait, name] of [['#/overview', '#count-dead', 'overview-phone'], ['#/orders/o-refund', '#items-table', 'order-phone'], ['#/events', '#events-table', 'events-phone'],
-    ['#/webhooks', '#webhook-form', 'webhooks-phone'], [`#/affiliates/${COUPON_AFFILIATE}`, '#clicks-chart', 'affiliate-phone']]) {
+    ['#/webhooks', '#webhook-form', 'webhooks-phone'], [`#/affiliates/${COUPON_AFFILIATE}`, '#clicks-chart', 'affiliate-phone'],
+    ['#/audit', '#audit-table', 'audit-phone']]) {
     await go(hash);
     await page.locator(wait).waitFor();
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -683,6 +801,20 @@ try {
       check(seen.length === 3 && seen.every((c) => c.left >= 0 && c.right <= 390)
         && /^[a-z]+\.[a-z_]+$/.test(seen[1].text) && /^(pending|processing|done|failed|dead)$/.test(seen[2].text),
         `at 390 px the events list shows event, type and status in view: ${JSON.stringify(seen)}`);
+    }
+    if (hash === '#/audit') {
+      // The priority columns in view, whole: time, action, subject; the whole entry behind the time.
+      const row = '#audit-table tbody[data-entry] tr.audit-row';
+      const seen = await page.evaluate((sel) => [...document.querySelector(sel).querySelectorAll('td')]
+        .filter((td) => getComputedStyle(td).display !== 'none')
+        .map((td) => { const r = td.getBoundingClientRect(); return { text: td.textContent.trim(), left: r.left, right: r.right }; }), row);
+      check(seen.length === 3 && seen.every((c) => c.left >= 0 && c.right <= 390)
+        && /^[a-z_]+\.[a-z_]+$/.test(seen[1].text) && /^[a-z_]+(:\S+)?$/.test(seen[2].text),
+        `at 390 px the audit list shows time, action and subject in view: ${JSON.stringify(seen)}`);
+      await page.locator(`${row} .audit-open`).first().click();
+      await page.locator('#audit-table tr.audit-detail:not([hidden])').first().waitFor();
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+      check(wide <= 390, `the opened entry fits 390 px (scroll width ${wide})`);
     }
     await shot(name);
   }
