@@ -23,6 +23,7 @@ pub mod payout;
 pub mod program;
 pub mod reconcile;
 pub mod record;
+pub mod report;
 pub mod simulation;
 pub mod wallet;
 pub mod webhook;

@@ -4,7 +4,7 @@
 //! for idempotency), its event (stored done), its entry, the balance, and
 //! the audit entry commit together — or nothing does.
 use super::rewards::{commit as commit_wallet, now_micros, pending_entry, record};
-use super::{corrupt, Engine, EngineError, Result};
+use super::{corrupt, retrying, Engine, EngineError, Result};
 use crate::domain::adjustment::{
     check_commission, check_points, repeated, AdjustOutcome, Adjusted, Adjustment, AdjustmentRequest,
 };
@@ -13,8 +13,9 @@ use crate::domain::entitlement::RewardKind;
 use crate::domain::event::{EventId, EventType};
 use crate::domain::money;
 use crate::domain::payload;
+use crate::domain::report::{day_start, AffiliateDay, Figures};
 use crate::domain::wallet::{spendable_of, Wallet, WalletEntry};
-use crate::store::{StoreError, WalletWrite};
+use crate::store::{ReportAdds, StoreError, WalletWrite};
 use serde_json::json;
 
 impl Engine {
@@ -24,26 +25,37 @@ impl Engine {
     /// zero, not below (part of it may already be in an open batch: the
     /// debit is then taken from the next batch).
     pub async fn adjust_commission(&self, req: AdjustmentRequest, actor: &Actor) -> Result<AdjustOutcome> {
+        retrying(|| self.try_adjust_commission(&req, actor)).await
+    }
+
+    async fn try_adjust_commission(&self, req: &AdjustmentRequest, actor: &Actor) -> Result<AdjustOutcome> {
         let Adjusted::Commission { affiliate_id, amount } = &req.adjusted else {
             return Err(corrupt("not a commission adjustment"));
         };
-        let (version, _) = self.program().await?;
+        let (version, program) = self.program().await?;
+        let now = now_micros();
+        let event_id = EventId::new();
         let mut tx = self.store().begin_affiliates().await?;
+        // The report rows first, as the event transaction takes them before
+        // the affiliates' rows: the two never wait on each other in a cycle.
+        // A refusal below rolls them back with the rest.
+        let mut report = ReportAdds::of(now, event_id, Figures { adjustments: *amount, ..Figures::default() });
+        let day = AffiliateDay { commission: *amount, ..AffiliateDay::default() };
+        report.days.insert((day_start(now, program.timezone), affiliate_id.clone()), day);
+        tx.add_report(&report).await?;
         let Some(affiliate) = tx.affiliate(affiliate_id, true).await? else { return Ok(AdjustOutcome::NotFound) };
         if let Some(earlier) = tx.adjustment(&req.id).await? {
-            return Ok(repeated(earlier, &req));
+            return Ok(repeated(earlier, req));
         }
         let approved = affiliate.balances.approved;
         if let Err(e) = check_commission(approved, *amount) {
             return Ok(AdjustOutcome::Overdraw(e));
         }
-        let now = now_micros();
-        let adjustment =
-            Adjustment { request: req.clone(), event_id: EventId::new(), actor: actor.key.clone(), created_at: now };
+        let adjustment = Adjustment { request: req.clone(), event_id, actor: actor.key.clone(), created_at: now };
         match tx.adjust_commission(&adjustment, &payload::adjustment(&adjustment), version, now).await {
             Err(StoreError::Duplicate(_)) => {
                 drop(tx);
-                return self.adjustment_taken(&req).await;
+                return self.adjustment_taken(req).await;
             }
             done => done?,
         }
@@ -70,13 +82,17 @@ impl Engine {
     /// first), at most what the buyer can spend (points held by open
     /// redemptions excluded). A buyer komisi has never seen is 404.
     pub async fn adjust_points(&self, req: AdjustmentRequest, actor: &Actor) -> Result<AdjustOutcome> {
+        retrying(|| self.try_adjust_points(&req, actor)).await
+    }
+
+    async fn try_adjust_points(&self, req: &AdjustmentRequest, actor: &Actor) -> Result<AdjustOutcome> {
         let Adjusted::Points { buyer_id, points } = &req.adjusted else {
             return Err(corrupt("not a points adjustment"));
         };
         let mut tx = self.store().begin_wallet(buyer_id).await?;
         let Some(balance) = tx.balance().await? else { return Ok(AdjustOutcome::NotFound) };
         if let Some(earlier) = tx.adjustment(&req.id).await? {
-            return Ok(repeated(earlier, &req));
+            return Ok(repeated(earlier, req));
         }
         let spendable = spendable_of(balance.points);
         if let Err(e) = check_points(spendable, *points) {
@@ -88,7 +104,7 @@ impl Engine {
         match tx.insert_adjustment(&adjustment).await {
             Err(StoreError::Duplicate(_)) => {
                 drop(tx);
-                return self.adjustment_taken(&req).await;
+                return self.adjustment_taken(req).await;
             }
             done => done?,
         }

@@ -16,8 +16,9 @@ use crate::domain::ids::{AffiliateId, OrderId};
 use crate::domain::ledger::{delta, Applied, Delta, EntryStatus};
 use crate::domain::order::{CommissionStatus, OrderItem, OrderState, OrderStatus};
 use crate::domain::program::Program;
+use crate::domain::report::{bucket, day_start, Figures, SHARDS};
 use crate::metrics as m;
-use crate::store::{ApplyTx, Backend, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, RewardRow, Writes};
+use crate::store::{ApplyTx, Backend, LedgerRow, LockedEvent, MonthAsk, OrderUpdate, ReportAdds, RewardRow, Writes};
 use chrono::{DateTime, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -114,9 +115,15 @@ pub async fn apply_fenced(
     keys.dedup();
     let mut used = tx.counters(&keys, true).await?;
     let before = used.clone();
+    let mut placed = Vec::new();
     for ((i, ev), plan) in open.iter().zip(plans) {
+        if ev.kind == EventType::OrderPlaced {
+            let direct = plan.facts.ctx.direct.as_ref().map(|d| d.id.clone());
+            placed.push((direct, plan.entitled.eligible_amount, plan.facts.program.timezone));
+        }
         outcomes[*i] = Some(entitle_event(&mut writes, ev, plan, &mut used, tokens.get(&ev.id).copied(), now));
     }
+    writes.report = report(&writes, &open, &placed, &inputs.programs, now);
     writes.counters = used.into_iter().filter(|(k, u)| before.get(k) != Some(u)).collect();
 
     let approved = tx.write(&writes, now).await?;
@@ -149,6 +156,43 @@ pub async fn apply_fenced(
     count_caps(&writes, &inputs.programs, now);
     // The lag is measured to the commit.
     finish(outcomes, (Utc::now() - now).to_std().unwrap_or_default())
+}
+
+/// What the batch adds to the report aggregates: its lines and points in
+/// the quarter-hour of `now` (one shard, by the batch's first event), each
+/// beneficiary's net lines and each placed order in the day of `now` in
+/// the order's program time zone.
+fn report(
+    w: &Writes,
+    open: &[(usize, LockedEvent)],
+    placed: &[(Option<AffiliateId>, Decimal, chrono_tz::Tz)],
+    programs: &HashMap<u64, Arc<Program>>,
+    now: DateTime<Utc>,
+) -> ReportAdds {
+    let mut adds = ReportAdds::default();
+    let Some((_, first)) = open.first() else { return adds };
+    let mut f = Figures::default();
+    let zones: HashMap<EventId, chrono_tz::Tz> =
+        open.iter().filter_map(|(_, ev)| programs.get(&ev.program_version).map(|p| (ev.id, p.timezone))).collect();
+    for line in &w.ledger {
+        f.line(line.kind, line.amount);
+        let tz = zones.get(&line.event_id).copied().unwrap_or(chrono_tz::UTC);
+        adds.days.entry((day_start(now, tz), line.affiliate_id.clone())).or_default().commission += line.amount;
+    }
+    for r in &w.rewards {
+        f.reward(r.kind, r.points);
+    }
+    for (direct, eligible, tz) in placed {
+        f.orders += 1;
+        f.eligible_sales += *eligible;
+        if let Some(a) = direct {
+            let day = adds.days.entry((day_start(now, *tz), a.clone())).or_default();
+            day.orders += 1;
+            day.sales += *eligible;
+        }
+    }
+    adds.buckets.insert((bucket(now), first.id.shard(SHARDS)), f);
+    adds
 }
 
 /// Outcomes so far (None: to apply), and the open events with their positions.

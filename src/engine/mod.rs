@@ -19,6 +19,7 @@ pub mod operator;
 pub mod payouts;
 pub mod quote;
 pub mod reconcile;
+pub mod reports;
 pub mod retry;
 pub mod rewards;
 pub mod simulate;

@@ -11,13 +11,14 @@ use crate::domain::event::{EventId, EventType};
 use crate::domain::ids::{BuyerId, OrderId, RedemptionId};
 use crate::domain::ledger::BuyerRewards;
 use crate::domain::payload;
+use crate::domain::report::Figures;
 pub use crate::domain::wallet::HoldRequest;
 use crate::domain::wallet::{
     capture, check_hold, new_hold, release, Action, HoldCheck, Redemption, RedemptionStatus, Refusal, Wallet,
     WalletEntry,
 };
 use crate::metrics as m;
-use crate::store::{Backend, WalletTx, WalletWrite};
+use crate::store::{Backend, ReportAdds, WalletTx, WalletWrite};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 /// A buyer's balance, history and redemptions.
@@ -215,6 +216,9 @@ impl super::Engine {
                         due: None,
                     };
                     let published = record(tx.as_mut(), buyer, &write, now).await?;
+                    let spent = Figures { points_spent: r.points, ..Figures::default() };
+                    tx.add_report(&ReportAdds::of(now, write.event.as_ref().map_or(EventId::new(), |e| e.0), spent))
+                        .await?;
                     commit(self.faults(), tx, published).await?;
                     metrics::counter!(m::POINTS_TOTAL, "movement" => "redeemed").increment(r.points.unsigned_abs());
                     Ok(ActionOutcome::Done(r))

@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod program;
+pub mod reports;
 pub mod simulations;
 pub mod views;
 pub mod webhooks;
@@ -110,6 +111,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(attribution::routes())
         .merge(audit::routes())
         .merge(adjustments::routes())
+        .merge(reports::routes())
 }
 
 /// The OpenAPI document of every route, generated from the handlers' annotations.

@@ -310,7 +310,8 @@ fn parameters(path: &str, op: &mut Value) {
         merge_schema(p, id());
     }
     if let Some(p) = param(op, "limit") {
-        p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": 500});
+        let max = if path == "/admin/reports/top-affiliates" { super::reports::MAX_TOP } else { 500 };
+        p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": max});
     }
     if let Some(p) = param(op, "status") {
         if path == "/v1/affiliates" {
@@ -351,10 +352,21 @@ fn parameters(path: &str, op: &mut Value) {
     if let Some(p) = param(op, "order_id") {
         merge_schema(p, id());
     }
+    let reports = path.starts_with("/admin/reports/");
     for name in ["since", "until", "at"] {
         if let Some(p) = param(op, name) {
-            merge_schema(p, time());
+            if reports {
+                merge_schema(p, json!({"format": "date", "pattern": super::reports::date_pattern()}));
+            } else {
+                merge_schema(p, time());
+            }
         }
+    }
+    if let Some(p) = param(op, "tz") {
+        merge_schema(p, json!({"pattern": "^[A-Za-z0-9_+/-]{1,64}$"}));
+    }
+    if let Some(p) = param(op, "by") {
+        merge_schema(p, json!({"enum": ["commission", "sales", "orders"]}));
     }
     if let Some(p) = param(op, "cursor") {
         let written = if path.starts_with("/admin/events") {
@@ -413,6 +425,8 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/v1/buyers/{id}/redemptions/{rid}/release", "releaseRedemption"),
     ("get", "/admin/events", "listEvents"),
     ("get", "/admin/audit", "listAuditEntries"),
+    ("get", "/admin/reports/daily", "getDailyReport"),
+    ("get", "/admin/reports/top-affiliates", "getTopAffiliates"),
     ("post", "/admin/affiliates/{id}/adjustments", "adjustCommission"),
     ("post", "/admin/buyers/{id}/points-adjustments", "adjustPoints"),
     ("get", "/admin/events/counts", "countEvents"),

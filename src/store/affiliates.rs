@@ -37,7 +37,7 @@ pub trait Affiliates: Send + Sync {
 
 /// A registration or a change of one affiliate.
 #[async_trait::async_trait]
-pub trait AffiliateTx: super::AuditTx + Send {
+pub trait AffiliateTx: super::AuditTx + super::ReportTx + Send {
     /// Serialises changes of the tree's shape until the commit: two
     /// re-parentings cannot both pass the cycle check and close a loop.
     async fn lock_tree(&mut self) -> Result<()>;

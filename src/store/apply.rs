@@ -126,6 +126,8 @@ pub struct Writes {
     /// The cap and budget counters the lines moved: their new values (the
     /// rows are locked by [`ApplyTx::counters`]).
     pub counters: BTreeMap<CounterKey, Used>,
+    /// What the report aggregates gain (`domain::report`).
+    pub report: super::ReportAdds,
 }
 
 /// Per approved order, the amount approved per affiliate.

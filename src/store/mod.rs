@@ -21,6 +21,7 @@ pub mod orders;
 pub mod payouts;
 pub mod programs;
 pub mod reconcile;
+pub mod reports;
 pub mod simulations;
 pub mod sql;
 pub mod sqlite;
@@ -41,6 +42,7 @@ pub use programs::{FxRates, Programs};
 pub use reconcile::{
     BalanceCheck, Changes, ClaimTx, CounterCheck, CoveredOrder, MonthCheck, Reconcile, ReconcileFacts,
 };
+pub use reports::{ReportAdds, ReportTx, Reports};
 pub use simulations::{SimulationRow, Simulations};
 pub use wallets::{BuyerBalance, WalletTx, WalletWrite, Wallets};
 pub use webhooks::{NotifyTx, Webhooks};
@@ -124,6 +126,7 @@ pub trait Backend:
     + Webhooks
     + Simulations
     + Audits
+    + Reports
     + Send
     + Sync
     + 'static

@@ -56,7 +56,7 @@ pub struct WalletWrite {
 /// buyer's entries (the event transaction too) takes the lock before it
 /// writes, so entry ids are in commit order.
 #[async_trait::async_trait]
-pub trait WalletTx: super::NotifyTx + super::AuditTx + Send {
+pub trait WalletTx: super::NotifyTx + super::AuditTx + super::ReportTx + Send {
     /// Locks the buyer's row; None when the buyer has never earned anything.
     async fn balance(&mut self) -> Result<Option<BuyerBalance>>;
     /// The buyer's whole history, in id order.

@@ -28,6 +28,7 @@ mod months;
 mod operator;
 mod ops;
 mod reconcile;
+mod reports;
 mod rewards;
 mod rules;
 mod scale;

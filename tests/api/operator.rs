@@ -234,6 +234,8 @@ async fn every_route_is_in_the_openapi_document() {
         ("GET", "/v1/affiliates"),
         ("GET", "/admin/orders"),
         ("GET", "/admin/audit"),
+        ("GET", "/admin/reports/daily"),
+        ("GET", "/admin/reports/top-affiliates"),
         ("POST", "/admin/affiliates/{id}/adjustments"),
         ("POST", "/admin/buyers/{id}/points-adjustments"),
         ("GET", "/admin/reconcile"),

@@ -61,6 +61,7 @@ static DIALECT: Dialect = Dialect {
         let adds: Vec<String> = counts.iter().map(|c| format!("{c} = {c} + VALUES({c})")).collect();
         format!(" ON DUPLICATE KEY UPDATE {}", adds.join(", "))
     },
+    adds_money: true,
     set_on_conflict: |_, columns| {
         let sets: Vec<String> = columns.iter().map(|c| format!("{c} = VALUES({c})")).collect();
         format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))

@@ -207,3 +207,4 @@ impl AffiliateTx for SqlAffiliateTx {
 }
 
 super::audit::audit_tx!(SqlAffiliateTx);
+super::reports::report_tx!(SqlAffiliateTx);

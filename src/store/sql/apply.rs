@@ -143,6 +143,8 @@ impl ApplyTx for SqlApply {
         mark_done(conn, w, now).await?;
         update_orders(conn, w, now).await?;
         super::caps::write(conn, &w.counters).await?;
+        // With the balances, last: an upline's day row is as contended as its balance row.
+        super::reports::add(conn, &w.report).await?;
         // Last, so the most contended rows (uplines' balances) are held the shortest.
         conn.move_balances(&w.balances).await?;
         Ok(approved)

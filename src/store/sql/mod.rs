@@ -16,6 +16,7 @@ mod payouts;
 mod programs;
 pub mod query;
 mod reconcile;
+pub(crate) mod reports;
 mod rows;
 mod simulations;
 mod wallets;

@@ -372,6 +372,9 @@ pub struct Dialect {
     /// The tail of an INSERT that, where a row with the key exists, sets
     /// its `columns` to the new row's instead.
     pub set_on_conflict: fn(key: &str, columns: &[&str]) -> String,
+    /// Money columns add exactly in SQL (`DECIMAL`); else they are read,
+    /// added in Rust and written back (SQLite's TEXT amounts).
+    pub adds_money: bool,
 }
 
 impl Dialect {

@@ -270,3 +270,4 @@ impl WalletTx for SqlWallet {
 
 super::webhooks::notify_tx!(SqlWallet);
 super::audit::audit_tx!(SqlWallet);
+super::reports::report_tx!(SqlWallet);

@@ -66,6 +66,7 @@ static DIALECT: Dialect = Dialect {
         let adds: Vec<String> = counts.iter().map(|c| format!("{c} = {c} + excluded.{c}")).collect();
         format!(" ON CONFLICT ({key}) DO UPDATE SET {}", adds.join(", "))
     },
+    adds_money: false,
     set_on_conflict: |key, columns| {
         let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
         format!(" ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
