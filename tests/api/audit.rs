@@ -37,10 +37,41 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
     )
     .await;
     use reqwest::Method as M;
+    let ok = |(status, body): (StatusCode, Value), what: &str| {
+        assert!(status.is_success(), "{what}: {status} {body}");
+        body
+    };
     abc_tree(&app).await;
+    // An endpoint first, so the order's money changes leave messages to resend, recover and prune.
+    let endpoint = ok(
+        send(
+            &app,
+            M::POST,
+            ADMIN_KEY,
+            "/admin/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]})),
+        )
+        .await,
+        "webhook",
+    );
+    let ep = endpoint["id"].as_str().unwrap().to_owned();
     app.accept(&worked_example_order("o-1", "x", "code-C")).await;
     app.processed("o-1").await;
-    assert!(trail(&app, "").await.is_empty(), "orders and registrations are not operator writes");
+    assert_eq!(
+        trail(&app, "").await.iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect::<Vec<_>>(),
+        ["webhook.create"],
+        "orders and registrations are not operator writes"
+    );
+    // A recompute that writes a difference (the ledger was changed behind komisi's back); a dry run records nothing.
+    let entry = app.db.one("SELECT id FROM ledger_entries WHERE order_id = 'o-1' AND affiliate_id = 'C'", &[]).await;
+    app.db.add_money("ledger_entries", "amount", &entry, d("1")).await;
+    ok(send(&app, M::POST, ADMIN_KEY, "/admin/orders/o-1/recompute", Some(json!({"dry_run": true}))).await, "dry run");
+    let recomputed = ok(
+        send(&app, M::POST, ADMIN_KEY, "/admin/orders/o-1/recompute", Some(json!({"dry_run": false}))).await,
+        "recompute",
+    );
+    assert!(recomputed["event_id"].is_string(), "{recomputed}");
+    app.processed("o-1").await;
 
     // The program, with a request id of the caller's.
     let mut program = default_program();
@@ -59,10 +90,6 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
     program["levels"] = json!([]);
     assert_eq!(app.admin_put("/admin/program", &program).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let ok = |(status, body): (StatusCode, Value), what: &str| {
-        assert!(status.is_success(), "{what}: {status} {body}");
-        body
-    };
     ok(
         send(
             &app,
@@ -145,18 +172,6 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
     let payout_id = payout["id"].as_u64().unwrap();
     ok(send(&app, M::POST, ADMIN_KEY, &format!("/admin/payouts/{payout_id}/complete"), None).await, "complete");
     ok(send(&app, M::POST, ADMIN_KEY, "/admin/reconcile", Some(json!({"wait": true}))).await, "reconcile");
-    let endpoint = ok(
-        send(
-            &app,
-            M::POST,
-            ADMIN_KEY,
-            "/admin/webhooks",
-            Some(json!({"url": "http://127.0.0.1:9/hook", "event_types": ["*"]})),
-        )
-        .await,
-        "webhook",
-    );
-    let ep = endpoint["id"].as_str().unwrap().to_owned();
     ok(
         send(&app, M::PATCH, ADMIN_KEY, &format!("/admin/webhooks/{ep}"), Some(json!({"description": "books"}))).await,
         "patch webhook",
@@ -164,6 +179,7 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
     let rotated =
         ok(send(&app, M::POST, ADMIN_KEY, &format!("/admin/webhooks/{ep}/rotate-secret"), None).await, "rotate");
     // Nothing to recover or prune: a write that changes nothing records nothing.
+    let nothing = trail(&app, "").await.len();
     ok(
         send(
             &app,
@@ -186,8 +202,32 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
         .await,
         "prune",
     );
+    assert_eq!(trail(&app, "").await.len(), nothing, "a recover or a prune of nothing records nothing");
+    // One message sent again; the endpoint's messages failed, recovered, failed and old, pruned.
+    let messages = app.admin_get(&format!("/admin/webhook-messages?endpoint={ep}")).await;
+    let message = messages["items"][0]["id"].as_str().expect("a message of the order").to_owned();
+    ok(send(&app, M::POST, ADMIN_KEY, &format!("/admin/webhook-messages/{message}/resend"), None).await, "resend");
+    app.db.exec("UPDATE webhook_messages SET status = 'failed' WHERE endpoint_id = ?", &[&ep]).await;
+    let since = json!({"since": "2000-01-01T00:00:00Z"});
+    ok(send(&app, M::POST, ADMIN_KEY, &format!("/admin/webhooks/{ep}/recover"), Some(since)).await, "recover");
+    app.db.exec("UPDATE webhook_messages SET status = 'failed' WHERE endpoint_id = ?", &[&ep]).await;
+    let old = "2020-06-01T00:00:00Z".parse().unwrap();
+    app.db.set_time_where("webhook_messages", "created_at", "endpoint_id", &ep, old).await;
+    let pruned = ok(
+        send(
+            &app,
+            M::POST,
+            ADMIN_KEY,
+            "/admin/webhook-messages/prune",
+            Some(json!({"before": "2021-01-01T00:00:00Z"})),
+        )
+        .await,
+        "prune",
+    );
     let (status, _) = send(&app, M::DELETE, ADMIN_KEY, &format!("/admin/webhooks/{ep}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // A simulation held before its first page, so its cancel finds it open.
+    app.faults.hold_simulations(Some(0));
     let mut candidate = default_program();
     candidate["levels"] = json!(["0.20"]);
     let sim = ok(
@@ -202,7 +242,8 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
         "simulate",
     );
     let sim_id = sim["id"].as_u64().unwrap();
-    let _ = send(&app, M::DELETE, ADMIN_KEY, &format!("/admin/simulations/{sim_id}"), None).await;
+    ok(send(&app, M::DELETE, ADMIN_KEY, &format!("/admin/simulations/{sim_id}"), None).await, "cancel");
+    app.faults.hold_simulations(None);
 
     let all = trail(&app, "").await;
     let actions: BTreeSet<&str> = all.iter().map(|e| e["action"].as_str().unwrap()).collect();
@@ -225,14 +266,18 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
         "webhook.update",
         "webhook.rotate_secret",
         "webhook.delete",
+        "webhook.resend",
+        "webhook.recover",
+        "webhook.prune",
         "simulation.submit",
+        "simulation.cancel",
+        "order.recompute",
     ]
     .into_iter()
     .collect();
-    // A simulation may finish before its cancel arrives (then nothing is cancelled, nothing recorded).
-    let extra: BTreeSet<&str> = actions.difference(&expected).copied().collect();
-    assert!(extra.is_empty() || extra == BTreeSet::from(["simulation.cancel"]), "{extra:?}");
-    assert!(expected.is_subset(&actions), "missing: {:?}", expected.difference(&actions).collect::<Vec<_>>());
+    let every: BTreeSet<&str> = komisi::domain::audit::Action::ALL.iter().map(|a| a.as_str()).collect();
+    assert_eq!(expected, every, "the test writes every audited action");
+    assert_eq!(actions, expected);
     let one = |action: &str| -> Value {
         let of: Vec<&Value> = all.iter().filter(|e| e["action"] == action).collect();
         assert_eq!(of.len(), 1, "{action}: {of:?}");
@@ -269,6 +314,11 @@ async fn every_write_through_the_api_is_audited_with_its_key_name_request_id_and
         !rotate.contains(secret) && !one("webhook.create").to_string().contains(endpoint["secret"].as_str().unwrap()),
         "no secret in the trail"
     );
+    assert_eq!(one("webhook.prune")["after"]["deleted"], pruned["deleted"], "{pruned}");
+    assert!(one("webhook.recover")["after"]["requeued"].as_u64().unwrap() >= 1);
+    assert_eq!(one("webhook.resend")["subject"], format!("webhook_message:{message}"));
+    assert_eq!(one("order.recompute")["after"]["event_id"], recomputed["event_id"]);
+    assert_eq!(one("simulation.cancel")["subject"], format!("simulation:{sim_id}"));
     for e in &all {
         assert!(e["request_id"].is_string(), "every entry carries its request id: {e}");
     }
