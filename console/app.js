@@ -3,6 +3,7 @@
 import { api, get, session, whenUnauthorized } from './api.js';
 import { fill, h, message, setCurrency } from './dom.js';
 import * as overview from './overview.js';
+import * as reports from './reports.js';
 import * as events from './events.js';
 import * as orders from './orders.js';
 import * as affiliates from './affiliates.js';
@@ -17,7 +18,7 @@ const nav = document.getElementById('nav');
 const signOut = document.getElementById('sign-out');
 let cleanup = null;
 
-const pages = { overview, events, orders, affiliates, payouts, webhooks, program, simulations, audit };
+const pages = { overview, reports, events, orders, affiliates, payouts, webhooks, program, simulations, audit };
 
 /** '#/events/abc?status=dead' → {page: 'events', id: 'abc', params: URLSearchParams} */
 function parseHash() {

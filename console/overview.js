@@ -3,7 +3,8 @@
 // incremental run every minute, a full sweep daily): the overview shows the
 // last result and the running run, which cost one indexed read; it never
 // starts a run by itself — a full sweep reads every order — only the
-// operator's button does, after a confirmation.
+// operator's button does, after a confirmation. What was booked per day is
+// on the Reports page (linked here), which loads it when opened, not every 5 s.
 import { get, metrics, post } from './api.js';
 import { action, confirmAction, fill, h, message, num, table, time } from './dom.js';
 
@@ -83,6 +84,9 @@ export async function render(main) {
     h('h2', {}, 'Events by status'), countsEl,
     h('h2', {}, 'Backlog and lag'), metricsEl,
     h('h2', {}, 'Reconcile'), h('section', { class: 'card' }, reconcileEl, h('div', { class: 'actions' }, sweep), sweepOut),
+    h('h2', {}, 'Booked per day'),
+    h('p', { id: 'overview-reports' }, 'Commissions booked and reversed and orders per day, the totals and the top affiliates of the last 7, 30 or 90 days or of any window: ',
+      h('a', { href: '#/reports', id: 'overview-reports-link' }, 'Reports'), ' (loaded when opened, not refreshed here).'),
     updated);
 
   let alive = true;

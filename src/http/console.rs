@@ -25,6 +25,7 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
     ("program.js", "text/javascript; charset=utf-8", include_bytes!("../../console/program.js")),
     ("simulations.js", "text/javascript; charset=utf-8", include_bytes!("../../console/simulations.js")),
     ("audit.js", "text/javascript; charset=utf-8", include_bytes!("../../console/audit.js")),
+    ("reports.js", "text/javascript; charset=utf-8", include_bytes!("../../console/reports.js")),
 ];
 
 /// Only this origin's scripts, styles and API; no inline code, no frames, no forms posting away.

@@ -9,7 +9,8 @@
 //! event paid exactly once, the bulk replay and the applied delta landed, the
 //! payout moved approved → paid, the commission adjustment (sent twice, its
 //! first answer lost) was recorded once and audited under the key's name,
-//! and the ledger reconciles. The webhooks page
+//! and the ledger reconciles; the daily report the reports step compared
+//! with the page counts every order of the scene, A at the top. The webhooks page
 //! is driven against a receiver the script runs on 127.0.0.1, so komisi runs
 //! with private webhook addresses allowed. Screenshots go to
 //! `target/console-screenshots/<backend>/`.
@@ -38,6 +39,11 @@ const ADMIN_NAME: &str = "support.dewi";
 /// debit of more than 0 is refused first.
 const ADJUSTED: &str = "C";
 const CREDIT: &str = "12500";
+/// The reports step's top affiliate by commission over the last 30 days:
+/// A earns on o-pay (20 000), the three bulk orders (3 × 10 000) and o-dead
+/// (3 000), ahead of C (95 000 on o-refund, 80 000 of it reversed, plus the
+/// 12 500 credit), B and the rest.
+const TOP_AFFILIATE: &str = "A";
 
 fn chromium() -> PathBuf {
     std::env::var_os("KOMISI_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into())
@@ -203,6 +209,7 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         .env("KOMISI_ADMIN_NAME", ADMIN_NAME)
         .env("KOMISI_ADJUST_AFFILIATE", ADJUSTED)
         .env("KOMISI_ADJUST_CREDIT", CREDIT)
+        .env("KOMISI_TOP_AFFILIATE", TOP_AFFILIATE)
         .env("KOMISI_SCREENSHOTS", &shots)
         .env("KOMISI_CHROMIUM", chromium())
         .stdin(Stdio::null())
@@ -272,6 +279,13 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         (&trail["items"][0]["actor"], &trail["items"][0]["subject"], &trail["items"][0]["after"]["amount"]),
         (&json!(ADMIN_NAME), &json!(format!("affiliate:{ADJUSTED}")), &json!(CREDIT))
     );
+    // The reports step compared the page with the API; the API's figures are the scene's:
+    // every order placed (o-refund, o-xss, o-pay, o-usd, the coupon's, o-dead,
+    // 3 bulk, 2 of hook's) in the 30 days, and A at the top.
+    let daily = app.admin_get("/admin/reports/daily").await;
+    assert_eq!(daily["totals"]["orders"], 11, "{}", daily["totals"]);
+    let top = app.admin_get("/admin/reports/top-affiliates").await;
+    assert_eq!(top["items"][0]["affiliate_id"], TOP_AFFILIATE, "{top}");
     app.assert_ledger_consistent().await;
     app.assert_reconciled().await;
     for name in [
@@ -296,6 +310,9 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         "affiliate-adjusted",
         "audit",
         "audit-phone",
+        "reports",
+        "reports-week",
+        "reports-phone",
     ] {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");
     }

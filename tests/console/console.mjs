@@ -6,7 +6,8 @@
 // tracked clicks; the admin key is named) and checks the money afterwards.
 // The adjustment step credits an affiliate's commission by hand (its
 // first answer lost on the way, so the form sends again) and the audit
-// step finds it under the key's name. The webhooks step runs its
+// step finds it under the key's name. The reports step compares the daily
+// report's charts and table with the API's figures for the same window. The webhooks step runs its
 // own receiver (node:http on 127.0.0.1; komisi runs with KOMISI_WEBHOOK_ALLOW_PRIVATE) and
 // checks each delivery's signature with the secret the page showed. Any unmet expectation,
 // console error, page error, CSP violation or dialog fails the run (exit 1,
@@ -34,6 +35,7 @@ const OUTRANKED_CODE = env('KOMISI_OUTRANKED_CODE');
 const ADMIN_NAME = env('KOMISI_ADMIN_NAME');
 const ADJUST_AFFILIATE = env('KOMISI_ADJUST_AFFILIATE');
 const ADJUST_CREDIT = env('KOMISI_ADJUST_CREDIT');
+const TOP_AFFILIATE = env('KOMISI_TOP_AFFILIATE');
 const SHOTS = env('KOMISI_SCREENSHOTS');
 const CHROMIUM = process.env.KOMISI_CHROMIUM || '/usr/bin/chromium';
 mkdirSync(SHOTS, { recursive: true });
@@ -61,7 +63,7 @@ try {
     // A refused sign-in is logged by Chromium as a failed resource load.
     if (expectRefusals && /status of 40[13]/.test(m.text())) return;
     // The program, simulation, adjustment and audit steps send refused requests on purpose.
-    if (['program', 'simulations', 'adjust', 'audit'].includes(step) && /status of 422/.test(m.text())) return;
+    if (['program', 'simulations', 'adjust', 'audit', 'reports'].includes(step) && /status of 422/.test(m.text())) return;
     // The adjustment step cuts the connection of one answer.
     if (step === 'adjust' && lostAnswer && /net::ERR_/.test(m.text())) return;
     problems.push(`[${step}] console error: ${m.text()}`);
@@ -783,12 +785,121 @@ try {
     receiver.close();
   }
 
+  // ---- reports: what was booked per day over a window, drawn and tabled;
+  // the page's figures are the API's for the same window; the top affiliates
+  step = 'reports';
+  const adminGet = async (path) => {
+    const r = await fetch(`${BASE}${path}`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
+    check(r.ok, `GET ${path}: ${r.status} ${r.ok ? '' : await r.text()}`);
+    return r.json();
+  };
+  /** Exact sum of decimal strings, normalized (no trailing fraction zeros). */
+  const decimal = (...xs) => {
+    const scale = Math.max(0, ...xs.map((x) => (String(x).split('.')[1] || '').length));
+    const total = xs.reduce((t, x) => {
+      const [i, f = ''] = String(x).replace('-', '').split('.');
+      const v = BigInt(i + f.padEnd(scale, '0'));
+      return t + (String(x).startsWith('-') ? -v : v);
+    }, 0n);
+    const digits = (total < 0n ? -total : total).toString().padStart(scale + 1, '0');
+    const s = scale ? `${digits.slice(0, -scale)}.${digits.slice(-scale)}`.replace(/\.?0+$/, '') : digits;
+    return total < 0n ? `-${s}` : s;
+  };
+  const digitsOf = (s) => {
+    const t = s.replace(/[^\d.-]/g, '');
+    return t.includes('.') ? t.replace(/0+$/, '').replace(/\.$/, '') : t;
+  };
+  const reportWindow = () => page.evaluate(() => ({ ...document.querySelector('#report').dataset }));
+  /** The page shows the API's report of its window: a bar group a day, the table's totals. */
+  const sameAsApi = async (days) => {
+    const w = await reportWindow();
+    const api = await adminGet(`/admin/reports/daily?since=${w.since}&until=${w.until}`);
+    check(api.days.length === days && w.tz === api.tz, `the API's window of ${days} days: ${JSON.stringify(w)} → ${api.days.length} days in ${api.tz}`);
+    check(await text('#report-tz') === api.tz, `the time zone shown: ${await text('#report-tz')}`);
+    const drawn = await page.locator('#booked-chart g.day').evaluateAll((gs) => gs.map((g) => g.dataset.date));
+    check(drawn.join() === api.days.map((d) => d.date).join(), `a bar group a day of the window: ${drawn.length} (${drawn[0]} … ${drawn.at(-1)})`);
+    check(await page.locator('#orders-chart g.day').count() === days, 'an orders bar a day');
+    check(await rows('daily-table').count() === days, `a table row a day: ${await rows('daily-table').count()}`);
+    const orders = await page.getAttribute('#daily-total-orders', 'data-value');
+    check(Number(orders) === api.totals.orders && digitsOf(await text('#daily-total-orders')) === String(api.totals.orders),
+      `the table's total orders ${orders} (${await text('#daily-total-orders')}) are the API's ${api.totals.orders}`);
+    const commissions = decimal(api.totals.commission, api.totals.tier_bonus, api.totals.milestone_bonus);
+    const shown = await page.getAttribute('#daily-total-commissions', 'data-value');
+    check(decimal(shown) === commissions && digitsOf(await text('#daily-total-commissions')) === commissions,
+      `the table's total commissions ${shown} (${await text('#daily-total-commissions')}) are the API's ${commissions}`);
+    return { w, api };
+  };
+  await page.click('#nav a[href="#/reports"]');
+  await page.locator('#booked-chart').waitFor();
+  await page.locator('#top-table').waitFor();
+  check(await page.getAttribute('#report-days-30', 'aria-pressed') === 'true', 'the last 30 days by default');
+  const month = await sameAsApi(30);
+  check(month.api.totals.orders > 0 && Number(month.api.totals.commission) > 0, `the seeded orders are booked: ${JSON.stringify(month.api.totals)}`);
+  // The refund's delta reversed commissions: drawn below the axis.
+  check(month.api.totals.reversals.startsWith('-'), `reversals: ${month.api.totals.reversals}`);
+  const below = await page.evaluate(() => {
+    const zero = Number(document.querySelector('#booked-chart line.axis').getAttribute('y1'));
+    const bars = [...document.querySelectorAll('#booked-chart rect.bar.reversals')];
+    return bars.length > 0 && bars.every((b) => Number(b.getAttribute('y')) >= zero - 0.01);
+  });
+  check(below, 'the reversals hang below the axis');
+  const label = await page.getAttribute('#booked-chart', 'aria-label');
+  check(/^Commissions booked per day in IDR, \d{4}-\d{2}-\d{2} to \d{4}-\d{2}-\d{2} \(days of [A-Za-z_/]+\): /.test(label)
+    && await page.locator('#booked-chart > title').textContent() === label, `the chart's accessible summary: ${label}`);
+  check(/^Orders per day, /.test(await page.getAttribute('#orders-chart', 'aria-label')), 'the orders chart\'s summary');
+  check((await page.locator('#booked-chart text.date').count()) >= 2, 'dates on the x axis');
+  check((await text('#total-orders')) === String(month.api.totals.orders), `the totals: ${await text('#total-orders')}`);
+  // The top affiliates of the window, each linking to its page: the API's, the seeded top first.
+  const topIds = async () => (await page.locator('#top-table td.affiliate a').evaluateAll((as) => as.map((a) => a.getAttribute('href'))));
+  const top = await adminGet(`/admin/reports/top-affiliates?since=${month.w.since}&until=${month.w.until}&by=commission&limit=10`);
+  check(top.items[0]?.affiliate_id === TOP_AFFILIATE, `the API's top affiliate: ${JSON.stringify(top.items[0])}`);
+  check((await topIds()).join() === top.items.map((a) => `#/affiliates/${encodeURIComponent(a.affiliate_id)}`).join(),
+    `the top affiliates, by commission: ${await topIds()}`);
+  check(await text('#top-table td.affiliate a') === `Affiliate ${TOP_AFFILIATE}`, `named: ${await text('#top-table td.affiliate a')}`);
+  check(await page.locator('main img').count() === 0, 'names are text');
+  await shot('reports');
+
+  // The last 7 days: redrawn with a bar group a day, the address keeps the window.
+  await page.click('#report-days-7');
+  await page.waitForFunction(() => document.querySelectorAll('#booked-chart g.day').length === 7
+    && document.querySelectorAll('#daily-table tbody tr').length === 7);
+  check(page.url().endsWith('#/reports?days=7'), `the window in the address: ${page.url()}`);
+  check(await page.getAttribute('#report-days-7', 'aria-pressed') === 'true' && await page.getAttribute('#report-days-30', 'aria-pressed') === 'false',
+    'the 7 days pressed');
+  const week = await sameAsApi(7);
+  // Ranked by orders: the API's order of the same window.
+  await page.click('#top-by-orders');
+  await page.waitForFunction(() => document.querySelector('#top')?.dataset.by === 'orders');
+  const byOrders = await adminGet(`/admin/reports/top-affiliates?since=${week.w.since}&until=${week.w.until}&by=orders&limit=10`);
+  check((await topIds()).join() === byOrders.items.map((a) => `#/affiliates/${encodeURIComponent(a.affiliate_id)}`).join(),
+    `the top affiliates, by orders: ${await topIds()}`);
+  check(page.url().endsWith('#/reports?days=7&by=orders'), `the ranking in the address: ${page.url()}`);
+  await shot('reports-week');
+  // A window over 366 days is refused, at its dates; two given days are shown.
+  await page.fill('#report-since', '2020-01-01');
+  await page.fill('#report-last', '2021-12-31');
+  await page.click('#report-apply');
+  await page.locator('#report-failed').waitFor();
+  check(/366/.test(await text('#report-failed')), `the refusal: ${await text('#report-failed')}`);
+  const windowEnd = await page.evaluate(() => document.querySelector('#report').dataset.until);
+  const dayBefore = (d, n) => new Date(Date.parse(`${d}T00:00:00Z`) - n * 86400000).toISOString().slice(0, 10);
+  await page.fill('#report-since', dayBefore(windowEnd, 2));
+  await page.fill('#report-last', dayBefore(windowEnd, 1));
+  await page.click('#report-apply');
+  await page.waitForFunction(() => document.querySelectorAll('#booked-chart g.day').length === 2 && !document.querySelector('#report-failed'));
+  check(page.url().includes(`since=${dayBefore(windowEnd, 2)}&until=${windowEnd}`), `the given window in the address: ${page.url()}`);
+  await sameAsApi(2);
+  // The link from the overview.
+  await go('#/overview');
+  await page.click('#overview-reports-link');
+  await page.waitForFunction(() => document.querySelectorAll('#booked-chart g.day').length === 30);
+
   // ---- a phone's width
   step = 'phone';
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [hash, wait, name] of [['#/overview', '#count-dead', 'overview-phone'], ['#/orders/o-refund', '#items-table', 'order-phone'], ['#/events', '#events-table', 'events-phone'],
     ['#/webhooks', '#webhook-form', 'webhooks-phone'], [`#/affiliates/${COUPON_AFFILIATE}`, '#clicks-chart', 'affiliate-phone'],
-    ['#/audit', '#audit-table', 'audit-phone']]) {
+    ['#/audit', '#audit-table', 'audit-phone'], ['#/reports', '#top-table', 'reports-phone']]) {
     await go(hash);
     await page.locator(wait).waitFor();
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -801,6 +912,21 @@ try {
       check(seen.length === 3 && seen.every((c) => c.left >= 0 && c.right <= 390)
         && /^[a-z]+\.[a-z_]+$/.test(seen[1].text) && /^(pending|processing|done|failed|dead)$/.test(seen[2].text),
         `at 390 px the events list shows event, type and status in view: ${JSON.stringify(seen)}`);
+    }
+    if (hash === '#/reports') {
+      // The charts fit the width; the tables' priority columns are in view, whole.
+      await page.locator('#booked-chart').waitFor();
+      const charts = await page.evaluate(() => ['#booked-chart', '#orders-chart'].map((sel) => {
+        const r = document.querySelector(sel).getBoundingClientRect();
+        return { sel, left: r.left, right: r.right, width: r.width, days: document.querySelectorAll(`${sel} g.day`).length };
+      }));
+      check(charts.every((c) => c.left >= 0 && c.right <= 390 && c.width > 300 && c.days === 30), `the charts fit 390 px: ${JSON.stringify(charts)}`);
+      for (const t of ['daily-table', 'top-table']) {
+        const seen = await page.evaluate((sel) => [...document.querySelectorAll(`${sel} tbody tr:first-child td`)]
+          .filter((td) => getComputedStyle(td).display !== 'none')
+          .map((td) => { const r = td.getBoundingClientRect(); return { text: td.textContent.trim(), left: r.left, right: r.right }; }), `#${t}`);
+        check(seen.length >= 2 && seen.every((c) => c.left >= 0 && c.right <= 390), `at 390 px ${t} shows its priority columns in view: ${JSON.stringify(seen)}`);
+      }
     }
     if (hash === '#/audit') {
       // The priority columns in view, whole: time, action, subject; the whole entry behind the time.
