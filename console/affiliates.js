@@ -3,8 +3,9 @@
 // commission by hand (credit or debit, with a reason), attribution (clicks,
 // conversion, coupons, clicks per day), the upline, the direct children, its
 // orders, its ledger and its payouts, each a page at a time.
-import { api, get, query, seg } from './api.js';
-import { badge, confirmAction, fields, fill, h, message, money, moneyCell, num, svg, table, time } from './dom.js';
+import { get, query, seg } from './api.js';
+import { adjustForm } from './adjust.js';
+import { badge, fields, fill, h, message, money, moneyCell, num, pager, svg, table, time } from './dom.js';
 
 const PAGE = 20;
 const MAX_UPLINE = 50;
@@ -48,104 +49,29 @@ function clicksChart(since, days) {
     h('div', { class: 'chart-axis muted' }, h('span', {}, all[0]), h('span', {}, `UTC days; at most ${num(max)} a day`), h('span', {}, all[all.length - 1]))];
 }
 
-/** A fresh adjustment id: `console-` and a random UUID (the API's ids are 1-64 of A-Z a-z 0-9 _ . : -). */
-function newAdjustmentId() {
-  if (crypto.randomUUID) return `console-${crypto.randomUUID()}`;
-  // (randomUUID needs a secure context; getRandomValues does not.)
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return `console-${[...b].map((x) => x.toString(16).padStart(2, '0')).join('')}`;
-}
-
 /**
- * The "Adjust commission" form: a signed amount and a reason, sent to
- * POST /admin/affiliates/{id}/adjustments under an id the console makes.
- * The id is kept until the adjustment is recorded, so sending the same form
- * again (a double click, a retry after an answer that never came) records it
- * once; a new id after it is recorded. 422: each refusal at its field.
- * `done()` refreshes the balances and the ledger.
+ * The "Adjust commission" form (adjust.js): a signed amount and a reason,
+ * sent to POST /admin/affiliates/{id}/adjustments. `done()` refreshes the
+ * balances and the ledger.
  */
-function adjustForm(a, cur, done) {
-  let adjustmentId = newAdjustmentId();
-  let busy = false;
-  const refresh = () => done().catch((err) => fill(out, message('error', `Recorded, but the page could not refresh: ${err.message}`)));
-  const amount = h('input', { id: 'adjust-amount', name: 'amount', autocomplete: 'off', spellcheck: 'false', required: true,
-    placeholder: `e.g. 12500 or -12500`, 'aria-describedby': 'adjust-amount-error adjust-amount-hint' });
-  const reason = h('input', { id: 'adjust-reason', name: 'reason', autocomplete: 'off', maxlength: 500, required: true,
-    placeholder: 'e.g. chargeback on order o-991', 'aria-describedby': 'adjust-reason-error' });
-  const errorAt = { amount: h('span', { class: 'field-error', id: 'adjust-amount-error', hidden: true }),
-    reason: h('span', { class: 'field-error', id: 'adjust-reason-error', hidden: true }) };
-  const controls = { amount, reason };
-  const out = h('div', { id: 'adjust-message', 'aria-live': 'polite' });
-  const submit = h('button', { type: 'submit', class: 'primary', id: 'adjust-submit' }, 'Record adjustment…');
-  const form = h('form', { class: 'card', id: 'adjust-form', novalidate: true },
-    h('div', { class: 'row' },
-      h('label', { class: 'amount' }, `Amount in ${cur} (negative: a debit)`, amount, errorAt.amount),
-      h('label', { class: 'wide' }, 'Reason', reason, errorAt.reason)),
-    h('p', { class: 'muted', id: 'adjust-amount-hint' }, 'Approved at once and paid with the next payout batch; a debit may take the approved balance to zero, not below. Recorded in the audit trail under your key\'s name.'),
-    h('div', { class: 'actions' }, submit), out);
-
-  const clearErrors = () => {
-    for (const [k, el] of Object.entries(errorAt)) {
-      el.hidden = true;
-      fill(el);
-      controls[k].removeAttribute('aria-invalid');
-    }
-    fill(out);
-  };
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    if (busy) return;
-    busy = true;
-    submit.disabled = true;
-    clearErrors();
-    const body = { adjustment_id: adjustmentId, amount: amount.value.trim(), reason: reason.value.trim() };
-    try {
-      // A well-formed amount and a reason are confirmed first; anything else
-      // goes straight to the server, which refuses it at its field and writes nothing.
-      if (/^-?\d+(\.\d+)?$/.test(body.amount) && Number(body.amount) !== 0 && body.reason) {
-        const debit = body.amount.startsWith('-');
-        const what = debit ? `Debit ${money(body.amount.slice(1), cur)} from` : `Credit ${money(body.amount, cur)} to`;
-        if (!(await confirmAction(`${what} the approved commission of ${a.name} (${a.id})? Reason: “${body.reason}”.`, debit ? 'Debit' : 'Credit'))) return;
-      }
-      const r = await api('POST', `/admin/affiliates/${seg(a.id)}/adjustments`, { body });
-      // Recorded (201), or recorded already by an earlier send of this form (200).
-      adjustmentId = newAdjustmentId();
-      amount.value = '';
-      reason.value = '';
-      const what = `${r.amount.startsWith('-') ? 'a debit of' : 'a credit of'} ${money(r.amount.replace(/^-/, ''), cur)}`;
-      fill(out, message('ok', `Recorded: ${what}, by ${r.actor} (adjustment ${r.adjustment_id}).`, 'adjust-result'));
-      refresh();
-    } catch (err) {
-      const errors = err.status === 422 && Array.isArray(err.problem?.errors) ? err.problem.errors : null;
-      if (errors) {
-        // Refused, nothing written: the same id is still free for the corrected form.
-        const rest = [];
-        for (const x of errors) {
-          if (!errorAt[x.field]) { rest.push(x); continue; }
-          fill(errorAt[x.field], x.message);
-          errorAt[x.field].hidden = false;
-          controls[x.field].setAttribute('aria-invalid', 'true');
-        }
-        if (rest.length) fill(out, message('error', `Not recorded: ${rest.map((x) => `${x.field || 'body'}: ${x.message}`).join('; ')}`, 'adjust-error'));
-        (errors.map((x) => controls[x.field]).find(Boolean) || amount).focus();
-      } else if (err.status === 409) {
-        // The id holds another adjustment already (an earlier send whose
-        // answer never came, then edited): it is in the ledger now. A new id,
-        // so sending again records this one as well.
-        adjustmentId = newAdjustmentId();
-        fill(out, message('error', `${err.message}. The ledger below shows what was recorded under it; send again to record this adjustment as a new one.`, 'adjust-error'));
-        refresh();
-      } else {
-        // No answer, or a server error: the outcome is unknown, so the id is
-        // kept and sending again cannot record it twice.
-        fill(out, message('error', `${err.message}. Not known to be recorded: send again to retry (it is recorded once).`, 'adjust-error'));
-      }
-    } finally {
-      busy = false;
-      submit.disabled = false;
-    }
+function adjustCommission(a, cur, done) {
+  return adjustForm({
+    field: 'amount',
+    path: `/admin/affiliates/${seg(a.id)}/adjustments`,
+    label: `Amount in ${cur} (negative: a debit)`,
+    placeholder: 'e.g. 12500 or -12500',
+    reasonPlaceholder: 'e.g. chargeback on order o-991',
+    hint: 'Approved at once and paid with the next payout batch; a debit may take the approved balance to zero, not below. Recorded in the audit trail under your key\'s name.',
+    confirm: (amount, reason) => {
+      if (!/^-?\d+(\.\d+)?$/.test(amount) || Number(amount) === 0) return null;
+      const debit = amount.startsWith('-');
+      const what = debit ? `Debit ${money(amount.slice(1), cur)} from` : `Credit ${money(amount, cur)} to`;
+      return [`${what} the approved commission of ${a.name} (${a.id})? Reason: “${reason}”.`, debit ? 'Debit' : 'Credit'];
+    },
+    recorded: (r) => `${r.amount.startsWith('-') ? 'a debit of' : 'a credit of'} ${money(r.amount.replace(/^-/, ''), cur)}`,
+    where: 'The ledger below',
+    done,
   });
-  return form;
 }
 
 /** orders / clicks ('0.5000') as a percentage; '—' without clicks. */
@@ -221,10 +147,10 @@ export async function render(main, { id, params }) {
       ['status', badge(a.status)],
       ['referral code', a.referral_code],
       ['parent', a.parent_id ? h('a', { href: `#/affiliates/${seg(a.parent_id)}` }, a.parent_id) : '— (top of the tree)'],
-      ['own buyer id', a.buyer_id || '—'],
+      ['own buyer id', a.buyer_id ? h('a', { href: `#/buyers/${seg(a.buyer_id)}` }, a.buyer_id) : '—'],
       ['registered', time(a.created_at)],
     ])),
-    h('h2', {}, 'Adjust commission'), adjustForm(a, cur, afterAdjustment),
+    h('h2', {}, 'Adjust commission'), adjustCommission(a, cur, afterAdjustment),
     h('h2', {}, 'Attribution'), attribution,
     h('h2', {}, 'Upline'), upline,
     h('h2', {}, 'Direct children'), children,
@@ -268,22 +194,7 @@ export async function render(main, { id, params }) {
       { id: 'upline-table', empty: 'No upline: this affiliate is at the top of the tree.' }));
   })().catch((e) => fill(upline, message('error', e.message)));
 
-  // Children and ledger: keyset pages, with the cursors seen so far to go back.
-  function pager(el, load, columns, row, tableId, empty) {
-    const trail = [];
-    let cursor = '';
-    async function show() {
-      const page = await load(cursor);
-      fill(el,
-        table(columns, page.items.map(row), { id: tableId, empty }),
-        h('div', { class: 'pager' },
-          trail.length ? h('button', { type: 'button', id: `${tableId}-prev`, on: { click: () => { cursor = trail.pop(); show(); } } }, '← Previous') : null,
-          page.next_cursor ? h('button', { type: 'button', id: `${tableId}-next`, on: { click: () => { trail.push(cursor); cursor = page.next_cursor; show(); } } }, 'Next →') : null));
-    }
-    show().catch((e) => fill(el, message('error', e.message)));
-    // Back to the first page, read again.
-    return () => { trail.length = 0; cursor = ''; return show(); };
-  }
+  // Children, orders, payouts and ledger: keyset pages (dom.js pager).
   pager(children, (c) => get(`/v1/affiliates/${seg(a.id)}/children${query({ limit: PAGE, cursor: c })}`),
     [{ label: 'affiliate' }, { label: 'name' }, { label: 'status' }, { label: 'pending', num: true }, { label: 'approved', num: true }, { label: 'paid', num: true }],
     (c) => [h('a', { href: `#/affiliates/${seg(c.id)}` }, c.id), h('td', { class: 'name' }, c.name), badge(c.status),
@@ -291,7 +202,7 @@ export async function render(main, { id, params }) {
     'children-table', 'No direct children.');
   pager(orders, (c) => get(`/admin/orders${query({ affiliate_id: a.id, limit: PAGE, cursor: c })}`),
     [{ label: 'order' }, { label: 'buyer', minor: true }, { label: 'placed' }, { label: 'total', num: true, minor: true }, { label: 'status', minor: true }, { label: 'commissions' }],
-    (o) => [h('td', { class: 'id' }, h('a', { href: `#/orders/${seg(o.id)}` }, o.id)), o.buyer_id, time(o.placed_at),
+    (o) => [h('td', { class: 'id' }, h('a', { href: `#/orders/${seg(o.id)}` }, o.id)), h('td', { class: 'id' }, o.buyer_id ? h('a', { href: `#/buyers/${seg(o.buyer_id)}` }, o.buyer_id) : '—'), time(o.placed_at),
       moneyCell(o.total, o.currency), badge(o.status), badge(o.commission_status)],
     'affiliate-orders-table', 'No order attributed yet.');
   pager(payouts, (c) => get(`/v1/affiliates/${seg(a.id)}/payouts${query({ limit: PAGE, cursor: c })}`),

@@ -7,6 +7,7 @@ import * as reports from './reports.js';
 import * as events from './events.js';
 import * as orders from './orders.js';
 import * as affiliates from './affiliates.js';
+import * as buyers from './buyers.js';
 import * as payouts from './payouts.js';
 import * as webhooks from './webhooks.js';
 import * as program from './program.js';
@@ -18,7 +19,9 @@ const nav = document.getElementById('nav');
 const signOut = document.getElementById('sign-out');
 let cleanup = null;
 
-const pages = { overview, reports, events, orders, affiliates, payouts, webhooks, program, simulations, audit };
+const pages = { overview, reports, events, orders, buyers, affiliates, payouts, webhooks, program, simulations, audit };
+/** Pages without a nav entry of their own: the section they belong to. */
+const sectionOf = { buyers: 'orders' };
 
 /** '#/events/abc?status=dead' → {page: 'events', id: 'abc', params: URLSearchParams} */
 function parseHash() {
@@ -88,8 +91,10 @@ async function route(event) {
   const { page, id, params } = parseHash();
   const mod = pages[page];
   stop();
+  const section = sectionOf[page] || page;
   for (const a of nav.querySelectorAll('a')) {
-    if (a.getAttribute('href') === `#/${page}`) a.setAttribute('aria-current', 'page');
+    // (A page under a section, such as a buyer's under Orders: that section is current, not the page.)
+    if (a.getAttribute('href') === `#/${section}`) a.setAttribute('aria-current', section === page ? 'page' : 'true');
     else a.removeAttribute('aria-current');
   }
   if (!mod) {

@@ -105,6 +105,27 @@ export function table(columns, rows, { empty = 'Nothing to show.', id } = {}) {
         }))))));
 }
 
+/**
+ * A keyset-paged table in `el`: `load(cursor)` gives {items, next_cursor};
+ * Previous and Next buttons (`#<tableId>-prev`, `-next`), with the cursors
+ * seen so far to go back. Returns a function that shows the first page again,
+ * read anew.
+ */
+export function pager(el, load, columns, row, tableId, empty) {
+  const trail = [];
+  let cursor = '';
+  async function show() {
+    const page = await load(cursor);
+    fill(el,
+      table(columns, page.items.map(row), { id: tableId, empty }),
+      h('div', { class: 'pager' },
+        trail.length ? h('button', { type: 'button', id: `${tableId}-prev`, on: { click: () => { cursor = trail.pop(); show(); } } }, '← Previous') : null,
+        page.next_cursor ? h('button', { type: 'button', id: `${tableId}-next`, on: { click: () => { trail.push(cursor); cursor = page.next_cursor; show(); } } }, 'Next →') : null));
+  }
+  show().catch((e) => fill(el, message('error', e.message)));
+  return () => { trail.length = 0; cursor = ''; return show(); };
+}
+
 export function fields(pairs) {
   return h('dl', { class: 'fields' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }

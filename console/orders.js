@@ -1,9 +1,11 @@
 // Orders: look one up; its items, status, attribution (the source that
 // decided, and what was ignored and why), events, why each line is what it
-// is (the explanation, step by step), ledger lines and rewards;
+// is (the explanation, step by step), ledger lines and rewards (the buyer
+// links to the buyer's page; the Orders page also opens a buyer by id);
 // a dry-run recompute (entitled vs applied vs delta) and, behind a
 // confirmation, the event that writes the delta.
 import { get, post, seg } from './api.js';
+import { buyerLink, buyerLookup } from './buyers.js';
 import { action, badge, confirmAction, fields, fill, h, message, money, moneyCell, num, table, time } from './dom.js';
 
 export async function render(main, { id }) {
@@ -15,7 +17,8 @@ export async function render(main, { id }) {
     if (input.value.trim()) location.hash = `#/orders/${seg(input.value.trim())}`;
   });
   if (!id) {
-    fill(main, h('h1', {}, 'Orders'), form);
+    // Also a buyer's page by id (its wallet, link and orders).
+    fill(main, h('h1', {}, 'Orders'), form, buyerLookup().form);
     input.focus();
     return;
   }
@@ -23,7 +26,7 @@ export async function render(main, { id }) {
   try {
     o = await get(`/v1/orders/${seg(id)}`);
   } catch (e) {
-    fill(main, h('h1', {}, 'Orders'), form, message('error', e.status === 404 ? `No order ${id}.` : e.message, 'order-error'));
+    fill(main, h('h1', {}, 'Orders'), form, message('error', e.status === 404 ? `No order ${id}.` : e.message, 'order-error'), buyerLookup().form);
     return;
   }
   // Why each line is what it is (409 until the order is first processed).
@@ -92,7 +95,7 @@ export async function render(main, { id }) {
       ['status', badge(o.status)],
       ['commissions', h('span', { id: 'commission-status' }, badge(o.commission_status))],
       ['no commission because', o.no_commission_reason || '—'],
-      ['buyer', o.buyer_id],
+      ['buyer', buyerLink(o.buyer_id, { id: 'order-buyer', title: 'The buyer\'s points, affiliate link and orders' })],
       ['affiliate', o.affiliate_id ? h('a', { href: `#/affiliates/${seg(o.affiliate_id)}` }, o.affiliate_id) : '—'],
       ['referral code', o.referral_code || '—'],
       ['attribution note', o.attribution_note || '—'],
@@ -131,7 +134,7 @@ export async function render(main, { id }) {
       { id: 'ledger-table', empty: 'No ledger line.' }),
     h('h2', {}, 'Rewards'),
     table([{ label: 'entry', num: true, minor: true }, { label: 'buyer' }, { label: 'kind' }, { label: 'points', num: true }, { label: 'cut', num: true, minor: true }, { label: 'at', minor: true }],
-      o.rewards.map((r) => [h('td', { class: 'num' }, String(r.id)), r.buyer_id, r.kind, h('td', { class: r.points < 0 ? 'num neg' : 'num' }, num(r.points)),
+      o.rewards.map((r) => [h('td', { class: 'num' }, String(r.id)), buyerLink(r.buyer_id), r.kind, h('td', { class: r.points < 0 ? 'num neg' : 'num' }, num(r.points)),
         h('td', { class: 'num cut' }, r.cut ? `${num(r.cut)} points by ${r.capped_by}` : ''), time(r.created_at)]),
       { id: 'rewards-table', empty: 'No reward.' }),
     h('h2', {}, 'Recompute'),

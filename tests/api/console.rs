@@ -9,7 +9,9 @@
 //! event paid exactly once, the bulk replay and the applied delta landed, the
 //! payout moved approved → paid, the commission adjustment (sent twice, its
 //! first answer lost) was recorded once and audited under the key's name,
-//! and the ledger reconciles; the daily report the reports step compared
+//! and the ledger reconciles; the buyer's points credit (after a refused
+//! debit) is the buyer's one points adjustment, audited under the key's
+//! name; the daily report the reports step compared
 //! with the page counts every order of the scene, A at the top. The webhooks page
 //! is driven against a receiver the script runs on 127.0.0.1, so komisi runs
 //! with private webhook addresses allowed. Screenshots go to
@@ -44,6 +46,12 @@ const CREDIT: &str = "12500";
 /// (3 000), ahead of C (95 000 on o-refund, 80 000 of it reversed, plus the
 /// 12 500 credit), B and the rest.
 const TOP_AFFILIATE: &str = "A";
+/// The buyer step's buyer, opened from its order o-pay (where it earned
+/// points), and the points it is credited by hand; a debit of more than it
+/// can spend is refused first.
+const BUYER: &str = "z";
+const BUYER_ORDER: &str = "o-pay";
+const POINTS_CREDIT: i64 = 750;
 
 fn chromium() -> PathBuf {
     std::env::var_os("KOMISI_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into())
@@ -210,6 +218,9 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         .env("KOMISI_ADJUST_AFFILIATE", ADJUSTED)
         .env("KOMISI_ADJUST_CREDIT", CREDIT)
         .env("KOMISI_TOP_AFFILIATE", TOP_AFFILIATE)
+        .env("KOMISI_BUYER", BUYER)
+        .env("KOMISI_BUYER_ORDER", BUYER_ORDER)
+        .env("KOMISI_POINTS_CREDIT", POINTS_CREDIT.to_string())
         .env("KOMISI_SCREENSHOTS", &shots)
         .env("KOMISI_CHROMIUM", chromium())
         .stdin(Stdio::null())
@@ -279,6 +290,23 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         (&trail["items"][0]["actor"], &trail["items"][0]["subject"], &trail["items"][0]["after"]["amount"]),
         (&json!(ADMIN_NAME), &json!(format!("affiliate:{ADJUSTED}")), &json!(CREDIT))
     );
+    // The buyer step: the refused debit wrote nothing; the credit is the
+    // buyer's one points adjustment (one `adjustment` entry in the wallet's
+    // history, never expiring) and one audit entry by the key's name.
+    let wallet = app.get_json(&format!("/v1/buyers/{BUYER}/rewards")).await;
+    let adjusted: Vec<&Value> =
+        wallet["history"].as_array().expect("history").iter().filter(|e| e["kind"] == "adjustment").collect();
+    assert_eq!(adjusted.len(), 1, "{wallet}");
+    assert_eq!(
+        (&adjusted[0]["points"], &adjusted[0]["order_id"], &adjusted[0]["expires_at"]),
+        (&json!(POINTS_CREDIT), &Value::Null, &Value::Null)
+    );
+    let trail = app.admin_get("/admin/audit?action=adjustment.points").await;
+    assert_eq!(trail["items"].as_array().map(Vec::len), Some(1), "{trail}");
+    assert_eq!(
+        (&trail["items"][0]["actor"], &trail["items"][0]["subject"]),
+        (&json!(ADMIN_NAME), &json!(format!("buyer:{BUYER}")))
+    );
     // The reports step compared the page with the API; the API's figures are the scene's:
     // every order placed (o-refund, o-xss, o-pay, o-usd, the coupon's, o-dead,
     // 3 bulk, 2 of hook's) in the 30 days, and A at the top.
@@ -313,6 +341,12 @@ async fn the_console_finds_replays_recomputes_and_pays_in_a_browser() {
         "reports",
         "reports-week",
         "reports-phone",
+        "buyer",
+        "buyer-adjust-refused",
+        "buyer-adjusted",
+        "buyer-unknown",
+        "orders-open-buyer",
+        "buyer-phone",
     ] {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}");
     }

@@ -6,7 +6,9 @@
 // tracked clicks; the admin key is named) and checks the money afterwards.
 // The adjustment step credits an affiliate's commission by hand (its
 // first answer lost on the way, so the form sends again) and the audit
-// step finds it under the key's name. The reports step compares the daily
+// step finds it under the key's name. The buyer step opens a buyer from an
+// order, refuses a points debit past the spendable points and records a
+// credit. The reports step compares the daily
 // report's charts and table with the API's figures for the same window. The webhooks step runs its
 // own receiver (node:http on 127.0.0.1; komisi runs with KOMISI_WEBHOOK_ALLOW_PRIVATE) and
 // checks each delivery's signature with the secret the page showed. Any unmet expectation,
@@ -36,6 +38,9 @@ const ADMIN_NAME = env('KOMISI_ADMIN_NAME');
 const ADJUST_AFFILIATE = env('KOMISI_ADJUST_AFFILIATE');
 const ADJUST_CREDIT = env('KOMISI_ADJUST_CREDIT');
 const TOP_AFFILIATE = env('KOMISI_TOP_AFFILIATE');
+const BUYER = env('KOMISI_BUYER');
+const BUYER_ORDER = env('KOMISI_BUYER_ORDER');
+const POINTS_CREDIT = env('KOMISI_POINTS_CREDIT');
 const SHOTS = env('KOMISI_SCREENSHOTS');
 const CHROMIUM = process.env.KOMISI_CHROMIUM || '/usr/bin/chromium';
 mkdirSync(SHOTS, { recursive: true });
@@ -63,7 +68,7 @@ try {
     // A refused sign-in is logged by Chromium as a failed resource load.
     if (expectRefusals && /status of 40[13]/.test(m.text())) return;
     // The program, simulation, adjustment and audit steps send refused requests on purpose.
-    if (['program', 'simulations', 'adjust', 'audit', 'reports'].includes(step) && /status of 422/.test(m.text())) return;
+    if (['program', 'simulations', 'adjust', 'buyer', 'audit', 'reports'].includes(step) && /status of 422/.test(m.text())) return;
     // The adjustment step cuts the connection of one answer.
     if (step === 'adjust' && lostAnswer && /net::ERR_/.test(m.text())) return;
     problems.push(`[${step}] console error: ${m.text()}`);
@@ -88,6 +93,12 @@ try {
     log('confirm:', said);
     await page.click('#confirm-ok');
     await dialog.waitFor({ state: 'hidden' });
+  };
+  /** An API read with the admin key, as the page makes it. */
+  const adminGet = async (path) => {
+    const r = await fetch(`${BASE}${path}`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
+    check(r.ok, `GET ${path}: ${r.status} ${r.ok ? '' : await r.text()}`);
+    return r.json();
   };
 
   // ---- headers and sign-in
@@ -579,6 +590,92 @@ try {
   await page.click('#audit-newer');
   await page.waitForFunction((f) => Number(document.querySelector('#audit-table tbody[data-entry]')?.dataset.entry) === f, newest[0]);
 
+  // ---- a buyer's page, opened from an order: the wallet as the API has it,
+  // a debit past the spendable points refused at its field, a credit
+  // recorded, the figures and the history refreshed; a buyer never seen
+  step = 'buyer';
+  const buyerWallet = () => adminGet(`/v1/buyers/${encodeURIComponent(BUYER)}/rewards`);
+  const walletBefore = await buyerWallet();
+  check(walletBefore.points > 0 && walletBefore.history.length > 0 && !walletBefore.history.some((e) => e.kind === 'adjustment'),
+    `${BUYER} earned points and has no adjustment yet: ${JSON.stringify(walletBefore)}`);
+  await go(`#/orders/${BUYER_ORDER}`);
+  await page.locator('#order-buyer').waitFor();
+  check(await text('#order-buyer') === BUYER, `the order's buyer: ${await text('#order-buyer')}`);
+  await page.click('#order-buyer');
+  await page.waitForFunction((b) => location.hash === `#/buyers/${b}`, encodeURIComponent(BUYER));
+  await page.locator('#history-table').waitFor();
+  await page.locator('#buyer-orders-table').waitFor();
+  check(await text('#buyer-id') === BUYER, `the heading names the buyer: ${await text('#buyer-id')}`);
+  check(await page.getAttribute('#nav a[href="#/orders"]', 'aria-current') === 'true', 'a buyer\'s page is under Orders');
+  const shownPoints = async () => ({ value: await page.getAttribute('#buyer-points', 'data-value'), text: await text('#buyer-points') });
+  const pointsShown = await shownPoints();
+  check(pointsShown.value === String(walletBefore.points) && pointsShown.text.replace(/[^\d]/g, '') === String(walletBefore.points),
+    `the spendable points shown (${JSON.stringify(pointsShown)}) are the API's ${walletBefore.points}`);
+  check(await page.getAttribute('#buyer-held', 'data-value') === String(walletBefore.held)
+    && await page.getAttribute('#buyer-debt', 'data-value') === String(walletBefore.debt), 'held and debt are the API\'s');
+  // The history, newest first: the API gives it oldest first.
+  const historyIds = await page.locator('#history-table tbody tr td:first-child').allTextContents();
+  check(historyIds.join() === walletBefore.history.map((e) => String(e.id)).reverse().join(), `the history, newest first: ${historyIds}`);
+  check(await page.locator(`#history-table a[href="#/orders/${BUYER_ORDER}"]`).count() >= 1, 'an earning links to its order');
+  check(await page.locator(`#buyer-orders-table a[href="#/orders/${BUYER_ORDER}"]`).count() === 1, 'the buyer\'s orders list the order');
+  check(await page.locator('[data-empty="buyer-link"]').count() === 1, 'not linked (the test program links no customers)');
+  const buyerAdjustments = () => page.locator('#history-table tbody tr').filter({ has: page.locator('td.kind', { hasText: /^adjustment$/ }) });
+  check(await buyerAdjustments().count() === 0, 'no adjustment row yet');
+  await shot('buyer');
+
+  // A debit of more than the spendable points: refused at the points field, nothing written.
+  const overdraft = walletBefore.points + 1000;
+  await page.fill('#adjust-points', `-${overdraft}`);
+  await page.fill('#adjust-reason', 'points given by mistake');
+  await page.click('#adjust-submit');
+  await confirm(new RegExp(`^Debit ${overdraft.toLocaleString('en-US')} points from buyer ${BUYER} \\(spendable now: ${walletBefore.points.toLocaleString('en-US')}\\)\\? Reason: “points given by mistake”\\.$`));
+  await page.locator('#adjust-points-error:not([hidden])').waitFor();
+  const pointsRefused = await text('#adjust-points-error');
+  check(/below zero/.test(pointsRefused), `the debit is refused at the points: ${pointsRefused}`);
+  check(await page.getAttribute('#adjust-points', 'aria-invalid') === 'true', 'the points are marked invalid');
+  check(await page.locator('#adjust-reason-error').isHidden(), 'the reason is not refused');
+  check(await page.inputValue('#adjust-points') === `-${overdraft}`, 'the refused points stay to be corrected');
+  check((await shownPoints()).value === String(walletBefore.points), 'the points are unchanged');
+  // Not a whole number: said at the field, nothing sent.
+  await page.fill('#adjust-points', '1.5');
+  await page.click('#adjust-submit');
+  await page.waitForFunction(() => /whole number/.test(document.querySelector('#adjust-points-error')?.textContent || ''));
+  await shot('buyer-adjust-refused');
+
+  // A credit: recorded, the figures and the history refreshed.
+  await page.fill('#adjust-points', POINTS_CREDIT);
+  await page.fill('#adjust-reason', 'late delivery, ticket 4412');
+  await page.click('#adjust-submit');
+  await confirm(new RegExp(`^Credit ${Number(POINTS_CREDIT).toLocaleString('en-US')} points to buyer ${BUYER}\\? Reason: “late delivery, ticket 4412”\\.$`));
+  await page.locator('#adjust-result').waitFor();
+  check(new RegExp(`^Recorded: a credit of ${Number(POINTS_CREDIT).toLocaleString('en-US')} points, by ${ADMIN_NAME.replace('.', '\\.')} \\(adjustment console-[0-9a-f-]{36}\\)\\.$`).test(await text('#adjust-result')),
+    `the result: ${await text('#adjust-result')}`);
+  const pointsCredited = walletBefore.points + Number(POINTS_CREDIT);
+  await page.waitForFunction((v) => document.querySelector('#buyer-points')?.dataset.value === v, String(pointsCredited));
+  const walletAfter = await buyerWallet();
+  check(walletAfter.points === pointsCredited, `the API's points after the credit: ${walletAfter.points}, expected ${pointsCredited}`);
+  check((await shownPoints()).text.replace(/[^\d]/g, '') === String(walletAfter.points), `the points shown: ${(await shownPoints()).text}`);
+  await page.waitForFunction(() => [...document.querySelectorAll('#history-table td.kind')].some((td) => td.textContent === 'adjustment'));
+  check(await buyerAdjustments().count() === 1, `one adjustment row: ${await page.locator('#history-table').textContent()}`);
+  const historyRow = (await page.locator('#history-table tbody tr').first().locator('td').allTextContents()).map((t) => t.trim());
+  check(historyRow[1] === 'adjustment' && historyRow[2] === Number(POINTS_CREDIT).toLocaleString('en-US') && historyRow[3] === '— manual' && historyRow[4] === 'never'
+    && !historyRow.join(' ').includes('null'), `the newest history row (entry, kind, points, source, expires, at): ${historyRow}`);
+  check(await page.locator('#history-table tbody tr').first().locator('a[href^="#/events/"]').count() === 1, 'the row links to its event');
+  check(await page.inputValue('#adjust-points') === '' && await page.inputValue('#adjust-reason') === '', 'the form is emptied');
+  await shot('buyer-adjusted');
+
+  // Opened by id from the Orders page: a buyer komisi has never seen.
+  await go('#/orders');
+  await page.locator('#buyer-open-id').waitFor();
+  await shot('orders-open-buyer');
+  await page.fill('#buyer-open-id', 'never-seen-buyer');
+  await page.click('#buyer-open');
+  await page.waitForFunction(() => location.hash === '#/buyers/never-seen-buyer');
+  await page.locator('#buyer-unknown').waitFor();
+  check(/^No such buyer yet/.test(await text('#buyer-unknown')), `the unknown buyer: ${await text('#buyer-unknown')}`);
+  check(await page.locator('#adjust-form').count() === 0 && await page.locator('#buyer-points').count() === 0, 'no wallet, no form');
+  await shot('buyer-unknown');
+
   // ---- webhooks: an endpoint on a receiver here, its secret shown once, a
   // delivery signed with that secret, its attempts, a resend; rotate, recover,
   // disable and enable, delete
@@ -788,11 +885,6 @@ try {
   // ---- reports: what was booked per day over a window, drawn and tabled;
   // the page's figures are the API's for the same window; the top affiliates
   step = 'reports';
-  const adminGet = async (path) => {
-    const r = await fetch(`${BASE}${path}`, { headers: { Authorization: `Bearer ${ADMIN_KEY}` } });
-    check(r.ok, `GET ${path}: ${r.status} ${r.ok ? '' : await r.text()}`);
-    return r.json();
-  };
   /** Exact sum of decimal strings, normalized (no trailing fraction zeros). */
   const decimal = (...xs) => {
     const scale = Math.max(0, ...xs.map((x) => (String(x).split('.')[1] || '').length));
@@ -899,7 +991,8 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [hash, wait, name] of [['#/overview', '#count-dead', 'overview-phone'], ['#/orders/o-refund', '#items-table', 'order-phone'], ['#/events', '#events-table', 'events-phone'],
     ['#/webhooks', '#webhook-form', 'webhooks-phone'], [`#/affiliates/${COUPON_AFFILIATE}`, '#clicks-chart', 'affiliate-phone'],
-    ['#/audit', '#audit-table', 'audit-phone'], ['#/reports', '#top-table', 'reports-phone']]) {
+    ['#/audit', '#audit-table', 'audit-phone'], ['#/reports', '#top-table', 'reports-phone'],
+    [`#/buyers/${encodeURIComponent(BUYER)}`, '#history-table', 'buyer-phone']]) {
     await go(hash);
     await page.locator(wait).waitFor();
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
@@ -927,6 +1020,18 @@ try {
           .map((td) => { const r = td.getBoundingClientRect(); return { text: td.textContent.trim(), left: r.left, right: r.right }; }), `#${t}`);
         check(seen.length >= 2 && seen.every((c) => c.left >= 0 && c.right <= 390), `at 390 px ${t} shows its priority columns in view: ${JSON.stringify(seen)}`);
       }
+    }
+    if (hash.startsWith('#/buyers/')) {
+      // The history's and the orders' priority columns in view, whole; the form fits.
+      await page.locator('#buyer-orders-table').waitFor();
+      for (const t of ['history-table', 'buyer-orders-table']) {
+        const seen = await page.evaluate((sel) => [...document.querySelectorAll(`${sel} tbody tr:first-child td`)]
+          .filter((td) => getComputedStyle(td).display !== 'none')
+          .map((td) => { const r = td.getBoundingClientRect(); return { text: td.textContent.trim(), left: r.left, right: r.right }; }), `#${t}`);
+        check(seen.length >= 3 && seen.every((c) => c.left >= 0 && c.right <= 390), `at 390 px ${t} shows its priority columns in view: ${JSON.stringify(seen)}`);
+      }
+      const formRight = await page.evaluate(() => document.querySelector('#adjust-form').getBoundingClientRect().right);
+      check(formRight <= 390, `the adjustment form fits: ${formRight}`);
     }
     if (hash === '#/audit') {
       // The priority columns in view, whole: time, action, subject; the whole entry behind the time.
