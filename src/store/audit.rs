@@ -9,10 +9,6 @@ use chrono::{DateTime, Utc};
 pub trait Audits: Send + Sync {
     /// One page of the trail, newest first: entries below `before` matching `f`.
     async fn audit_log(&self, f: &AuditFilter, before: Option<u64>, limit: u32) -> Result<Vec<AuditRecord>>;
-    /// Records an entry in a transaction of its own: for a write whose
-    /// effect is not in the database (none today but a reconcile run's start,
-    /// which its run row records anyway).
-    async fn record_audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> Result<()>;
 }
 
 /// An entry in a transaction that changes what it records.

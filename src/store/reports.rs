@@ -19,10 +19,6 @@ impl ReportAdds {
         let key = (crate::domain::report::bucket(at), by.shard(crate::domain::report::SHARDS));
         Self { buckets: BTreeMap::from([(key, f)]), days: BTreeMap::new() }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.buckets.values().all(Figures::is_zero) && self.days.is_empty()
-    }
 }
 
 #[async_trait::async_trait]

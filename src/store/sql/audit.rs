@@ -61,12 +61,6 @@ impl Audits for SqlStore {
             })
         })
     }
-
-    async fn record_audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> Result<()> {
-        let mut conn = self.write(super::Lane::Request).await?;
-        insert(conn.as_mut(), entry, now).await?;
-        conn.commit().await
-    }
 }
 
 /// [`crate::store::AuditTx`] for a transaction type holding its connection in `conn`.
