@@ -58,12 +58,16 @@ function lastRun(r) {
   return [head, when, rows.length ? table([{ label: 'kind' }, { label: 'detail' }, { label: 'ids' }], rows, { id: 'violations' }) : null, shown];
 }
 
-/** The running run: how far, how long left, where. */
+/** What a run checks after its orders (`phase`). */
+const PHASE = { wallets: 'wallets', months: 'month counters', counters: 'cap and budget counters', totals: 'balances and totals' };
+
+/** The running run: how far, how long left, what it checks now, where. */
 function running(p) {
   if (!p) return null;
   const pct = p.total ? ` (${Math.floor((100 * p.done) / p.total)} %)` : '';
   const eta = p.eta_seconds != null ? `, about ${Math.ceil(p.eta_seconds)} s left` : '';
-  return h('p', { id: 'reconcile-running' }, `Running: ${KIND[p.kind]} #${p.run_id}, ${num(p.done)} of ${num(p.total)} orders${pct}${eta}, on ${p.owner}, started `, time(p.started_at));
+  const now = p.phase && p.phase !== 'orders' ? `, now checking ${PHASE[p.phase] ?? p.phase}` : '';
+  return h('p', { id: 'reconcile-running' }, `Running: ${KIND[p.kind]} #${p.run_id}, ${num(p.done)} of ${num(p.total)} orders${pct}${eta}${now}, on ${p.owner}, started `, time(p.started_at));
 }
 
 export async function render(main) {

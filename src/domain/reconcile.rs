@@ -4,6 +4,28 @@
 //! scheduling.
 use chrono::{DateTime, TimeDelta, Utc};
 
+/// What a run is checking now, in this order. A full sweep's `done` and
+/// `total` count its orders: past `orders` they stay at `total`, and the
+/// phases after it have no estimate. An incremental run reads its totals
+/// first, then checks its orders and its wallets.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Each processed order's ledger against its entitlement, page by page.
+    #[default]
+    Orders,
+    /// Each buyer's wallet (lots, holds, spending), page by page.
+    Wallets,
+    /// Each counted month of the month counters against its orders.
+    Months,
+    /// Each cap and budget counter against the lines it covers.
+    Counters,
+    /// The stored totals: balances, points, batches, event tallies.
+    Totals,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {

@@ -12,7 +12,7 @@ use crate::domain::entitlement::month_window;
 use crate::domain::ids::{BuyerId, OrderId};
 use crate::domain::ledger::delta;
 use crate::domain::money;
-use crate::domain::reconcile::{self as rules, Run, RunKind, RunStatus, Schedule, Window};
+use crate::domain::reconcile::{self as rules, Phase, Run, RunKind, RunStatus, Schedule, Window};
 use crate::domain::wallet::audit;
 use crate::metrics as m;
 use crate::store::ReconcileFacts;
@@ -66,7 +66,10 @@ pub struct Report {
 pub struct Status {
     pub last: Option<Report>,
     pub running: Option<Run>,
-    /// Seconds the running run has left at its pace so far.
+    /// What the running run checks now.
+    pub phase: Option<Phase>,
+    /// Seconds the running run has left at its pace so far (its orders'
+    /// pace: none once they are checked).
     pub eta_secs: Option<f64>,
 }
 
@@ -93,6 +96,9 @@ struct Found {
     checked: Checked,
     violations: Vec<Violation>,
     total: u64,
+    /// What the run checks now (a resumed sweep goes on from it).
+    #[serde(default)]
+    phase: Phase,
     /// A full sweep past its orders: the last buyer whose wallet it checked
     /// ("" before the first), so a resumed sweep checks no order twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,7 +276,11 @@ impl Engine {
     pub async fn reconcile_status(&self) -> Result<Status> {
         let last = self.store().runs(false, 1).await?.into_iter().next();
         let running = self.store().runs(true, 1).await?.into_iter().next();
-        let eta_secs = running.as_ref().and_then(|r| rules::eta(r.started_at, Utc::now(), r.done, r.total));
+        let phase = running.as_ref().map(|r| serde_json::from_str::<Found>(&r.report).unwrap_or_default().phase);
+        let eta_secs = running
+            .as_ref()
+            .filter(|_| phase == Some(Phase::Orders))
+            .and_then(|r| rules::eta(r.started_at, Utc::now(), r.done, r.total));
         let last = match last {
             Some(run) => {
                 let found: Found = serde_json::from_str(&run.report).map_err(super::corrupt)?;
@@ -278,7 +288,7 @@ impl Engine {
             }
             None => None,
         };
-        Ok(Status { last, running, eta_secs })
+        Ok(Status { last, running, phase, eta_secs })
     }
 
     /// The scheduler's tick: starts the run that is due, in the background,
@@ -343,37 +353,57 @@ impl Engine {
         Ok(self.store().save_run(run).await?)
     }
 
+    /// A sign of life that keeps the stored report (a phase that runs again
+    /// whole when resumed stores none of its own findings until it ends).
+    async fn touch(&self, run: &mut Run) -> Result<()> {
+        run.heartbeat_at = Utc::now();
+        Ok(self.store().save_run(run).await?)
+    }
+
     /// Every processed order, page by page from the run's place; every
-    /// wallet; then the stored invariants over everything.
+    /// wallet, likewise; then the month and cap counters and the stored
+    /// totals over everything. The stored report is where a resumed sweep
+    /// goes on from: after each page of orders or wallets, and as it was
+    /// when each later phase began (which runs again whole).
     async fn full_sweep(&self, run: &mut Run) -> Result<Found> {
         let mut found: Found = serde_json::from_str(&run.report).unwrap_or_default();
         if run.total == 0 {
             run.total = self.store().order_count().await?;
         }
+        if found.phase == Phase::Orders && found.wallets_after.is_some() {
+            found.phase = Phase::Wallets; // a report stored before phases were
+        }
         let mut after = run.cursor.clone().unwrap_or_default();
-        while found.wallets_after.is_none() {
+        while found.phase == Phase::Orders {
             let ids = self.store().processed_orders(&after, PAGE).await?;
             self.check_orders(&ids, &mut found).await?;
             run.done += ids.len() as u64;
             match ids.last() {
                 Some(last) if ids.len() as u32 == PAGE => after = last.to_string(),
-                _ => found.wallets_after = Some(String::new()),
+                _ => (found.phase, found.wallets_after) = (Phase::Wallets, Some(String::new())),
             }
             run.cursor = Some(after.clone());
             self.heartbeat(run, &found).await?;
         }
-        while let Some(after) = found.wallets_after.clone() {
-            let ids = self.store().wallet_buyers(&after, PAGE).await?;
+        while found.phase == Phase::Wallets {
+            let ids = self.store().wallet_buyers(found.wallets_after.as_deref().unwrap_or_default(), PAGE).await?;
             self.check_wallets(&ids, &mut found).await?;
-            if ids.len() < PAGE as usize {
-                break;
-            }
             found.wallets_after = ids.last().map(|b| b.to_string());
+            if ids.len() < PAGE as usize {
+                (found.phase, found.wallets_after) = (Phase::Months, None);
+            }
             self.heartbeat(run, &found).await?;
         }
-        found.wallets_after = None;
-        self.check_months(run, &mut found).await?;
-        self.check_counters(run, &mut found).await?;
+        if found.phase == Phase::Months {
+            self.check_months(run, &mut found).await?;
+            found.phase = Phase::Counters;
+            self.heartbeat(run, &found).await?;
+        }
+        if found.phase == Phase::Counters {
+            self.check_counters(run, &mut found).await?;
+            found.phase = Phase::Totals;
+            self.heartbeat(run, &found).await?;
+        }
         for (kind, tallied, stored) in self.store().tally_mismatches().await? {
             let detail = format!("the tallies count {tallied} {kind} events, but {stored} are stored");
             found.push(Violation::new("event_tally_mismatch", detail));
@@ -392,8 +422,10 @@ impl Engine {
     /// What changed in the run's window: the orders of its entries, the
     /// wallets of its buyers, the stored invariants over what it touched.
     async fn incremental(&self, run: &mut Run) -> Result<Found> {
-        let mut found = Found::default();
+        let mut found = Found { phase: Phase::Totals, ..Found::default() };
+        self.heartbeat(run, &found).await?;
         let mut changes = self.store().changes(&run.window, self.stuck_before()).await?;
+        found.phase = Phase::Orders;
         self.store().save_balance_checks(&std::mem::take(&mut changes.facts.checks)).await?;
         run.total = changes.orders.len() as u64;
         for page in changes.orders.chunks(PAGE as usize) {
@@ -401,6 +433,8 @@ impl Engine {
             run.done += page.len() as u64;
             self.heartbeat(run, &found).await?;
         }
+        found.phase = Phase::Wallets;
+        self.heartbeat(run, &found).await?;
         self.check_wallets(&changes.buyers, &mut found).await?;
         stored_violations(changes.facts, &mut found);
         Ok(found)
@@ -462,7 +496,7 @@ impl Engine {
                 Some(last) if keys.len() == PAGE as usize => after = Some(last.clone()),
                 _ => break,
             }
-            self.heartbeat(run, found).await?;
+            self.touch(run).await?;
         }
         for (affiliate, counted, placed) in self.store().month_counts_from(from).await? {
             let detail = format!(
@@ -538,7 +572,7 @@ impl Engine {
                 Some(last) if keys.len() == PAGE as usize => after = Some(last.clone()),
                 _ => break,
             }
-            self.heartbeat(run, found).await?;
+            self.touch(run).await?;
         }
         Ok(())
     }

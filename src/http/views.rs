@@ -641,10 +641,15 @@ pub struct RunProgress {
     pub started_at: DateTime<Utc>,
     /// Its last sign of life.
     pub heartbeat_at: DateTime<Utc>,
+    /// What it checks now: `orders`, `wallets`, `months`, `counters`,
+    /// `totals` (a full sweep in this order; an incremental run reads its
+    /// totals first).
+    pub phase: crate::domain::reconcile::Phase,
     /// Orders checked so far, of `total`.
     pub done: u64,
     pub total: u64,
-    /// Seconds left at its pace so far.
+    /// Seconds left at its pace so far, while it checks its orders (the
+    /// phases after them have no estimate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta_seconds: Option<f64>,
     /// The instance running it.
@@ -725,6 +730,7 @@ impl From<reconcile::Status> for ReconcileStatus {
                 kind: r.kind,
                 started_at: r.started_at,
                 heartbeat_at: r.heartbeat_at,
+                phase: s.phase.unwrap_or_default(),
                 done: r.done,
                 total: r.total,
                 eta_seconds: s.eta_secs,

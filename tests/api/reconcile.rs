@@ -159,6 +159,50 @@ async fn a_stopped_full_sweep_is_resumed_where_it_stopped() {
     assert_eq!(app.reconcile().await["checked"]["orders"], 30);
 }
 
+/// A running sweep says what it checks now; one stopped past its orders and
+/// wallets is resumed from the phase it was in, not from its orders.
+#[tokio::test]
+async fn a_sweep_stopped_past_its_orders_says_so_and_is_resumed_from_that_phase() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    for i in 0..3 {
+        place_processed(&app, &format!("o-{i}"), "code-A").await;
+    }
+    let engine = engine_on(open_store(&app.config, 2).await.into(), Duration::from_secs(60));
+    let Started::Started(run) = engine.start_reconcile(RunKind::Full, None).await.expect("claim") else {
+        panic!("nothing else runs")
+    };
+    let id = run.id.to_string();
+    let status = app.admin_get("/admin/reconcile").await;
+    assert_eq!(status["running"]["phase"], "orders", "{status}");
+
+    // It stored its report as its month check began (its orders counted
+    // 0 here, so that checking them again would show), and died.
+    let report = json!({"checked": {"affiliates": 0, "buyers": 0, "orders": 0, "events": 0, "payouts": 0, "wallets": 0},
+                        "violations": [], "total": 0, "phase": "months"});
+    app.db
+        .exec(
+            "UPDATE reconcile_runs SET done_count = 3, total_count = 3, report = ? WHERE id = ?",
+            &[&report.to_string(), &id],
+        )
+        .await;
+    let status = app.admin_get("/admin/reconcile").await;
+    assert_eq!(
+        (&status["running"]["phase"], &status["running"]["done"], &status["running"]["eta_seconds"]),
+        (&json!("months"), &json!(3), &Value::Null),
+        "past its orders there is no estimate: {status}"
+    );
+    app.db.set_time("reconcile_runs", "heartbeat_at", &id, chrono::Utc::now() - chrono::TimeDelta::minutes(5)).await;
+
+    let resumed = app.reconcile().await;
+    assert_ne!(resumed["run_id"].as_u64(), Some(run.id));
+    assert_eq!(resumed["ok"], true, "{resumed}");
+    assert_eq!(resumed["checked"]["orders"], 0, "its orders are not checked again: {resumed}");
+    assert_eq!(resumed["checked"]["months"], 1, "A's month, once: {resumed}");
+    assert_eq!(resumed["checked"]["affiliates"], 1, "then the totals: {resumed}");
+    assert_eq!(app.reconcile().await["checked"]["orders"], 3, "the next sweep checks them");
+}
+
 #[tokio::test]
 async fn one_run_at_a_time_on_every_instance() {
     let app = spawn_app().await;
@@ -271,4 +315,78 @@ async fn wallet_buyers_are_paged_in_order_from_redemptions_and_wallet_entries() 
         }
     }
     assert_eq!(pages, [vec!["w-1", "w-2"], vec!["w-3", "w-5"], vec!["w-6"]]);
+}
+
+/// The full sweep checks buyers' points a range of buyer ids at a time:
+/// with more buyers than two ranges hold, each wrong balance is found once,
+/// at the ranges' edges too, and a right one never.
+#[tokio::test]
+async fn a_full_sweep_checks_every_buyers_points_range_by_range() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    place_processed(&app, "o-1", "code-A").await; // buyer-o-1, with reward entries
+    let at = "2026-01-01 00:00:00";
+    for thousand in 0..12 {
+        let rows: Vec<String> = (0..1000).map(|i| format!("('p-{:05}', '0', '{at}')", thousand * 1000 + i)).collect();
+        app.db.exec(&format!("INSERT INTO buyers (id, points, updated_at) VALUES {}", rows.join(", ")), &[]).await;
+    }
+    let right = app.reconcile().await;
+    assert_eq!((right["ok"].as_bool(), right["checked"]["buyers"].as_u64()), (Some(true), Some(12_001)), "{right}");
+
+    // In id order buyer-o-1 comes first; a range holds 5 000 buyers, so
+    // p-04998 ends the first range and p-04999 starts the second.
+    let wrong = ["p-00000", "p-04998", "p-04999", "p-09998", "p-09999", "p-11999"];
+    for id in wrong {
+        app.db.exec("UPDATE buyers SET points = '7' WHERE id = ?", &[id]).await;
+    }
+    app.db.exec("UPDATE buyers SET points = '999999' WHERE id = 'buyer-o-1'", &[]).await;
+    let caught = app.reconcile().await;
+    let mut expected = vec![("points_mismatch".to_owned(), "buyer-o-1".to_owned())];
+    expected.extend(wrong.iter().map(|id| ("points_mismatch".to_owned(), id.to_string())));
+    assert_eq!(violations(&caught), expected, "{caught}");
+    let first = &caught["violations"][0]["detail"];
+    assert!(first.as_str().unwrap().starts_with("stored 999999 points but reward entries sum to "), "{first}");
+    assert_ne!(first.as_str().unwrap(), "stored 999999 points but reward entries sum to 0", "o-1's entries are summed");
+}
+
+/// An incremental run sums a touched affiliate's open entries wherever they
+/// are (pending; approved outside any batch; approved in an open batch)
+/// without reading its history, and a wrong approved balance is caught.
+#[tokio::test]
+async fn an_incremental_run_sums_open_entries_in_and_out_of_an_open_batch() {
+    let app = spawn_app().await;
+    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    app.create_affiliate("A", None).await;
+    let complete = |id: &'static str| {
+        let app = &app;
+        async move {
+            assert_eq!(crate::lifecycle::lifecycle(app, id, "complete").await.0, StatusCode::ACCEPTED, "{id}");
+            app.processed(id).await;
+        }
+    };
+    place_processed(&app, "o-1", "code-A").await;
+    complete("o-1").await;
+    let batch: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "1"})).await.json().await.unwrap();
+    assert_eq!((batch["status"].as_str(), batch["items"][0]["affiliate_id"].as_str()), (Some("open"), Some("A")));
+    place_processed(&app, "o-2", "code-A").await;
+    complete("o-2").await;
+    place_processed(&app, "o-3", "code-A").await;
+    let batched = app.db.int("SELECT COUNT(*) FROM ledger_entries WHERE payout_id IS NOT NULL", &[]).await;
+    let open = app.db.int("SELECT COUNT(*) FROM ledger_entries WHERE status = 'pending'", &[]).await;
+    assert!(batched > 0 && open > 0, "entries in a batch ({batched}) and pending ({open})");
+    assert!(app.balance("A", "approved").await > d("0") && app.balance("A", "pending").await > d("0"));
+    let full = app.reconcile().await;
+    assert_eq!(full["ok"], true, "{full}");
+
+    place_processed(&app, "o-4", "code-A").await;
+    let incremental = app.reconcile_kind("incremental").await;
+    assert_eq!(incremental["ok"], true, "every open entry of A is summed: {incremental}");
+    assert_eq!(incremental["checked"]["affiliates"], 1, "{incremental}");
+
+    app.db.add_money("affiliates", "approved", "A", d("3")).await;
+    place_processed(&app, "o-5", "code-A").await;
+    let caught = app.reconcile_kind("incremental").await;
+    assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "A".to_string())], "{caught}");
+    app.db.add_money("affiliates", "approved", "A", d("-3")).await;
+    app.assert_reconciled().await;
 }

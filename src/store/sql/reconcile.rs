@@ -530,18 +530,29 @@ async fn touched_balances(
         return Ok((found, checks));
     }
     let sum = c.dialect().sum;
-    let q = Sql::new(format!(
-        "SELECT affiliate_id, status, {} AS s FROM ledger_entries WHERE status IN ('pending', 'approved') \
-         GROUP BY affiliate_id, status",
-        sum("amount")
-    ));
-    let mut open: HashMap<String, [Decimal; 2]> = HashMap::new();
-    for r in c.fetch(&q).await? {
-        let slot = usize::from(r.text("status")? == "approved");
-        open.entry(r.text("affiliate_id")?).or_default()[slot] = r.sum("s")?;
-    }
     let per_statement = c.dialect().max_compound.min(200);
     for chunk in affiliates.chunks(per_statement) {
+        // Their open entries: not in a batch (`ix_ledger_unbatched`, a range
+        // per affiliate) or in an open one (`ix_ledger_payout`). An open
+        // entry in a completed batch is left out, so its affiliate shows
+        // as a mismatch; the payout checks name the entry.
+        let mut q = Sql::new(format!(
+            "SELECT affiliate_id, status, {} AS s FROM ledger_entries WHERE status IN ('pending', 'approved') \
+             AND payout_id IS NULL AND affiliate_id IN (",
+            sum("amount")
+        ));
+        q.list(chunk).push(") GROUP BY affiliate_id, status UNION ALL ");
+        q.push(&format!(
+            "SELECT l.affiliate_id, l.status, {} AS s FROM payouts p JOIN ledger_entries l ON l.payout_id = p.id \
+             WHERE p.status = 'open' AND l.status IN ('pending', 'approved') AND l.affiliate_id IN (",
+            sum("l.amount")
+        ));
+        q.list(chunk).push(") GROUP BY l.affiliate_id, l.status");
+        let mut open: HashMap<String, [Decimal; 2]> = HashMap::new();
+        for r in c.fetch(&q).await? {
+            let slot = usize::from(r.text("status")? == "approved");
+            open.entry(r.text("affiliate_id")?).or_default()[slot] += r.sum("s")?;
+        }
         let mut q = Sql::new(
             "SELECT a.id, a.pending, a.approved, a.paid, k.ledger_mark, k.total FROM affiliates a \
              LEFT JOIN affiliate_checks k ON k.affiliate_id = a.id WHERE a.id IN (",
@@ -583,27 +594,72 @@ async fn touched_balances(
     Ok((found, checks))
 }
 
-/// Points balances against reward sums (exact: a balance may pass i64).
+/// Buyers a page of the full sweep's points check covers: the memory it
+/// holds is a page's rows, however many buyers there are.
+const POINTS_PAGE: i64 = 5_000;
+
+/// Points balances against reward sums (exact: a balance may pass i64): of
+/// the buyers `only`, or of every buyer, a range of buyer ids at a time.
 async fn points_mismatches(c: &mut dyn Conn, only: Option<&[BuyerId]>) -> Result<Vec<(String, i128, i128)>> {
-    let sum = (c.dialect().sum)("points");
     let mut found = Vec::new();
-    for keys in chunks(only) {
-        let mut q = Sql::new(format!(
-            "SELECT b.id, b.points, r.s FROM buyers b LEFT JOIN (SELECT buyer_id, {sum} AS s FROM reward_entries"
-        ));
-        push_only(&mut q, "WHERE", "buyer_id", args(keys, |k| Arg::from(k)));
-        q.push(" GROUP BY buyer_id) r ON r.buyer_id = b.id");
-        push_only(&mut q, "WHERE", "b.id", args(keys, |k| Arg::from(k)));
-        q.push(" ORDER BY b.id");
-        for r in c.fetch(&q).await? {
-            let stored = r.points("points")?;
-            let entries = r.sum("s")?.to_i128().ok_or_else(|| corrupt("a points sum is not whole"))?;
-            if stored != entries {
-                found.push((r.text("id")?, stored, entries));
+    if let Some(keys) = only {
+        for chunk in keys.chunks(500) {
+            let keys = || chunk.iter().map(Arg::from);
+            let mut q = points_query(c);
+            q.push(" WHERE buyer_id IN (").list(keys()).push(") GROUP BY buyer_id) r ON r.buyer_id = b.id");
+            q.push(" WHERE b.id IN (").list(keys()).push(") ORDER BY b.id");
+            points_differ(c, &q, &mut found).await?;
+        }
+        return Ok(found);
+    }
+    let mut after: Option<String> = None;
+    loop {
+        // The page's last buyer: the range is (after, upto], or everything
+        // after `after` on the last page.
+        let mut q = Sql::new("SELECT id FROM buyers");
+        if let Some(a) = &after {
+            q.push(" WHERE id > ").bind(a.as_str());
+        }
+        q.push(" ORDER BY id LIMIT 1 OFFSET ").bind(POINTS_PAGE - 1);
+        let upto = c.optional(&q).await?.map(|r| r.text("id")).transpose()?;
+        let range = |q: &mut Sql, column: &str| {
+            q.push(&format!(" WHERE {column} > ")).bind(after.as_deref().unwrap_or(""));
+            if let Some(u) = &upto {
+                q.push(&format!(" AND {column} <= ")).bind(u.as_str());
             }
+        };
+        let mut q = points_query(c);
+        range(&mut q, "buyer_id");
+        q.push(" GROUP BY buyer_id) r ON r.buyer_id = b.id");
+        range(&mut q, "b.id");
+        q.push(" ORDER BY b.id");
+        points_differ(c, &q, &mut found).await?;
+        match upto {
+            Some(u) => after = Some(u),
+            None => return Ok(found),
         }
     }
-    Ok(found)
+}
+
+/// The start of a points check: buyers joined to their reward sums, up to
+/// the sums' filter.
+fn points_query(c: &mut dyn Conn) -> Sql {
+    let sum = (c.dialect().sum)("points");
+    Sql::new(format!(
+        "SELECT b.id, b.points, r.s FROM buyers b LEFT JOIN (SELECT buyer_id, {sum} AS s FROM reward_entries"
+    ))
+}
+
+/// Runs a points check, adding the buyers whose balance is not their sum.
+async fn points_differ(c: &mut dyn Conn, q: &Sql, found: &mut Vec<(String, i128, i128)>) -> Result<()> {
+    for r in c.fetch(q).await? {
+        let stored = r.points("points")?;
+        let entries = r.sum("s")?.to_i128().ok_or_else(|| corrupt("a points sum is not whole"))?;
+        if stored != entries {
+            found.push((r.text("id")?, stored, entries));
+        }
+    }
+    Ok(())
 }
 
 /// Two entries of one event for one beneficiary and kind.
@@ -632,20 +688,30 @@ async fn stuck_events(c: &mut dyn Conn, stuck_before: DateTime<Utc>) -> Result<V
     })
 }
 
-/// Each payout item against the Σ of its entries.
+/// Each payout item against the Σ of its entries: of the batches `only`, or
+/// of every batch, one batch a statement (the rows held are one batch's
+/// items, however many batches there are).
 async fn payout_item_mismatches(
     c: &mut dyn Conn,
     only: Option<&[u64]>,
 ) -> Result<Vec<(u64, String, Decimal, Decimal)>> {
+    let all;
+    let payouts = match only {
+        Some(p) => p,
+        None => {
+            all = rows::all(&c.fetch(&Sql::new("SELECT id FROM payouts ORDER BY id")).await?, |r| r.uint("id"))?;
+            &all
+        }
+    };
     let sum = (c.dialect().sum)("l.amount");
     let mut found = Vec::new();
-    for keys in chunks(only) {
-        let mut q = Sql::new(format!(
+    for &payout in payouts {
+        let q = Sql::new(format!(
             "SELECT i.payout_id, i.affiliate_id, i.amount, {sum} AS entries FROM payout_items i \
-             LEFT JOIN ledger_entries l ON l.payout_id = i.payout_id AND l.affiliate_id = i.affiliate_id"
-        ));
-        push_only(&mut q, "WHERE", "i.payout_id", args(keys, |p| Arg::Int(*p as i64)));
-        q.push(" GROUP BY i.payout_id, i.affiliate_id, i.amount ORDER BY i.payout_id, i.affiliate_id");
+             LEFT JOIN ledger_entries l ON l.payout_id = i.payout_id AND l.affiliate_id = i.affiliate_id \
+             WHERE i.payout_id = ? GROUP BY i.payout_id, i.affiliate_id, i.amount ORDER BY i.affiliate_id"
+        ))
+        .arg(super::uint(payout)?);
         for r in c.fetch(&q).await? {
             let (amount, entries) = (r.money("amount")?, r.sum("entries")?);
             if amount != entries {
