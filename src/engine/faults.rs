@@ -40,6 +40,9 @@ pub struct Faults {
     simulation_pages: std::sync::Mutex<Option<u32>>,
     /// Simulations read this many orders a page instead of the default (0).
     simulation_page_size: AtomicU32,
+    /// A full sweep waits before reading its stored totals while on (a test
+    /// watches a long phase's heartbeat).
+    hold_reconcile_totals: AtomicBool,
     /// Benchmark only: sleep before every commission computation, holding no
     /// connection and no lock (KOMISI_BENCH_COMMISSION_DELAY_MS).
     commission_delay: Duration,
@@ -109,6 +112,9 @@ impl Faults {
             *n += pages;
         }
     }
+    pub fn hold_reconcile_totals(&self, on: bool) {
+        self.hold_reconcile_totals.store(on, Ordering::SeqCst);
+    }
     pub fn simulation_page_size(&self, orders: u32) {
         self.simulation_page_size.store(orders, Ordering::SeqCst);
     }
@@ -123,6 +129,7 @@ impl Faults {
         self.journal_down(false);
         self.hold_leases(false);
         self.hold_simulations(None);
+        self.hold_reconcile_totals(false);
     }
 
     pub(crate) fn take_db_error(&self) -> bool {
@@ -156,6 +163,12 @@ impl Faults {
     }
     pub(crate) fn holding_leases(&self) -> bool {
         self.hold_leases.load(Ordering::SeqCst)
+    }
+    /// Waits while a sweep's totals are held.
+    pub(crate) async fn reconcile_totals(&self) {
+        while self.hold_reconcile_totals.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     /// Waits while simulations are held, then takes one page.
     pub(crate) async fn simulation_page(&self) {

@@ -86,6 +86,9 @@ pub const KEPT_VIOLATIONS: usize = 1000;
 const PAGE: u32 = 500;
 /// A running run whose heartbeat is older than this has stopped.
 const STALE_AFTER: TimeDelta = TimeDelta::seconds(60);
+/// A running run's heartbeat, whatever it is doing: a phase may be one long
+/// read (the stored totals took minutes at 10 M orders).
+const BEAT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Finished runs kept.
 const KEEP_RUNS: u64 = 10_000;
 
@@ -229,10 +232,12 @@ impl Engine {
     pub async fn run_reconcile(&self, mut run: Run) -> Result<Report> {
         let began = std::time::Instant::now();
         let kind = run.kind;
+        let beat = self.beat(run.id);
         let outcome = match kind {
             RunKind::Full => self.full_sweep(&mut run).await,
             RunKind::Incremental => self.incremental(&mut run).await,
         };
+        beat.abort();
         metrics::histogram!(m::RECONCILE_DURATION_SECONDS, "kind" => kind.as_str())
             .record(began.elapsed().as_secs_f64());
         let now = Utc::now();
@@ -353,6 +358,21 @@ impl Engine {
         Ok(self.store().save_run(run).await?)
     }
 
+    /// Beats run `id`'s heartbeat every [`BEAT`] until aborted, so that a
+    /// run busy with one long read is not taken for stopped (another
+    /// instance would mark it failed and start its own).
+    fn beat(&self, id: u64) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BEAT).await;
+                if let Err(e) = engine.store().beat_run(id, Utc::now()).await {
+                    tracing::warn!(error = %e, run = id, "a reconcile heartbeat failed");
+                }
+            }
+        })
+    }
+
     /// A sign of life that keeps the stored report (a phase that runs again
     /// whole when resumed stores none of its own findings until it ends).
     async fn touch(&self, run: &mut Run) -> Result<()> {
@@ -404,6 +424,7 @@ impl Engine {
             found.phase = Phase::Totals;
             self.heartbeat(run, &found).await?;
         }
+        self.faults().reconcile_totals().await;
         for (kind, tallied, stored) in self.store().tally_mismatches().await? {
             let detail = format!("the tallies count {tallied} {kind} events, but {stored} are stored");
             found.push(Violation::new("event_tally_mismatch", detail));

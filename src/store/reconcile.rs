@@ -124,6 +124,8 @@ pub trait Reconcile: Send + Sync {
     async fn runs(&self, running: bool, limit: u32) -> Result<Vec<Run>>;
     /// Writes a run's progress, heartbeat, end and report.
     async fn save_run(&self, run: &Run) -> Result<()>;
+    /// A running run's sign of life (nothing else of it changes).
+    async fn beat_run(&self, id: u64, at: DateTime<Utc>) -> Result<()>;
     /// Deletes finished runs but the newest `keep`.
     async fn prune_runs(&self, keep: u64) -> Result<u64>;
     /// A transaction holding the `reconcile` lock: who may run now.

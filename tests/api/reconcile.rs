@@ -203,6 +203,39 @@ async fn a_sweep_stopped_past_its_orders_says_so_and_is_resumed_from_that_phase(
     assert_eq!(app.reconcile().await["checked"]["orders"], 3, "the next sweep checks them");
 }
 
+/// A sweep busy with one long read (held here before its stored totals,
+/// which took minutes at 10 M orders) keeps beating its heartbeat, so it is
+/// not taken for stopped: another request finds it running.
+#[tokio::test]
+async fn a_sweep_busy_with_one_long_read_keeps_its_heartbeat() {
+    let app = spawn_app().await;
+    app.create_affiliate("A", None).await;
+    place_processed(&app, "o-1", "code-A").await;
+    app.faults.hold_reconcile_totals(true);
+    let r = app.admin_post("/admin/reconcile", &json!({"kind": "full"})).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run_id = r.json::<Value>().await.expect("json")["run_id"].as_u64().expect("run id");
+    let running = || async { app.admin_get("/admin/reconcile").await["running"].clone() };
+    let held = poll(Duration::from_secs(30), || async { running().await["phase"] == "totals" }).await;
+    assert!(held, "the sweep reaches its totals: {}", running().await);
+    let time =
+        |v: &Value| chrono::DateTime::parse_from_rfc3339(v["heartbeat_at"].as_str().expect("heartbeat")).unwrap();
+    let first = time(&running().await);
+    let beaten = poll(Duration::from_secs(30), || async { time(&running().await) > first }).await;
+    assert!(beaten, "the heartbeat moves while the run waits: {}", running().await);
+    let again: Value = app.admin_post("/admin/reconcile", &json!({})).await.json().await.expect("json");
+    assert_eq!(again, json!({"run_id": run_id, "started": false}));
+
+    app.faults.hold_reconcile_totals(false);
+    let finished = poll(Duration::from_secs(30), || async {
+        app.admin_get("/admin/reconcile").await["last"]["run_id"].as_u64() == Some(run_id)
+    })
+    .await;
+    assert!(finished, "the sweep finishes once released");
+    let last = app.admin_get("/admin/reconcile").await["last"].clone();
+    assert_eq!((last["status"].as_str(), last["ok"].as_bool()), (Some("done"), Some(true)), "{last}");
+}
+
 #[tokio::test]
 async fn one_run_at_a_time_on_every_instance() {
     let app = spawn_app().await;

@@ -345,6 +345,15 @@ impl Reconcile for SqlStore {
         conn.commit().await
     }
 
+    async fn beat_run(&self, id: u64, at: DateTime<Utc>) -> Result<()> {
+        let mut conn = self.write(Lane::Work).await?;
+        let q = Sql::new("UPDATE reconcile_runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'")
+            .arg(at)
+            .arg(super::uint(id)?);
+        conn.execute(&q).await?;
+        conn.commit().await
+    }
+
     async fn prune_runs(&self, keep: u64) -> Result<u64> {
         let mut conn = self.write(Lane::Work).await?;
         let newest = conn.one(&Sql::new("SELECT MAX(id) AS n FROM reconcile_runs")).await?.opt_int("n")?.unwrap_or(0);
