@@ -423,3 +423,59 @@ async fn an_incremental_run_sums_open_entries_in_and_out_of_an_open_batch() {
     app.db.add_money("affiliates", "approved", "A", d("-3")).await;
     app.assert_reconciled().await;
 }
+
+/// An entry whose status disagrees with its batch's (approved in a completed
+/// batch, paid in an open one) is named by the full sweep, even when the
+/// balances were moved to match it.
+#[tokio::test]
+async fn a_full_sweep_names_entries_whose_status_disagrees_with_their_batch() {
+    let app = spawn_app().await;
+    app.set_program(|p| p["holding_days"] = json!(0)).await;
+    app.create_affiliate("A", None).await;
+    app.create_affiliate("B", None).await;
+    for (order, code) in [("o-1", "code-A"), ("o-2", "code-B")] {
+        place_processed(&app, order, code).await;
+        assert_eq!(crate::lifecycle::lifecycle(&app, order, "complete").await.0, StatusCode::ACCEPTED);
+        app.processed(order).await;
+    }
+    let first: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "1"})).await.json().await.unwrap();
+    app.admin_post(&format!("/admin/payouts/{}/complete", first["id"]), &json!({})).await;
+    place_processed(&app, "o-3", "code-A").await;
+    assert_eq!(crate::lifecycle::lifecycle(&app, "o-3", "complete").await.0, StatusCode::ACCEPTED);
+    app.processed("o-3").await;
+    let open: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "1"})).await.json().await.unwrap();
+    assert_eq!(open["status"], "open");
+    assert_eq!(app.reconcile().await["ok"], true);
+
+    // B's paid entry back to approved (its balances moved along), and A's
+    // entry in the open batch marked paid.
+    let (completed, open) = (first["id"].to_string(), open["id"].to_string());
+    let b = app.db.one("SELECT id FROM ledger_entries WHERE affiliate_id = 'B' AND payout_id = ?", &[&completed]).await;
+    let amount = d(&app.db.one("SELECT CAST(amount AS CHAR) FROM ledger_entries WHERE id = ?", &[&b]).await);
+    app.db.exec("UPDATE ledger_entries SET status = 'approved' WHERE id = ?", &[&b]).await;
+    app.db.add_money("affiliates", "paid", "B", -amount).await;
+    app.db.add_money("affiliates", "approved", "B", amount).await;
+    let a = app.db.one("SELECT id FROM ledger_entries WHERE affiliate_id = 'A' AND payout_id = ?", &[&open]).await;
+    let amount = d(&app.db.one("SELECT CAST(amount AS CHAR) FROM ledger_entries WHERE id = ?", &[&a]).await);
+    app.db.exec("UPDATE ledger_entries SET status = 'paid' WHERE id = ?", &[&a]).await;
+    app.db.add_money("affiliates", "approved", "A", -amount).await;
+    app.db.add_money("affiliates", "paid", "A", amount).await;
+
+    let caught = app.reconcile().await;
+    let named: Vec<(String, String, String)> = caught["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .map(|v| (v["kind"].as_str().unwrap().to_owned(), v["affiliate_id"].to_string(), v["payout_id"].to_string()))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            ("payout_entry_status".to_owned(), "\"B\"".to_owned(), completed.clone()),
+            ("payout_entry_status".to_owned(), "\"A\"".to_owned(), open.clone()),
+        ],
+        "{caught}"
+    );
+    assert_eq!(caught["violations"][0]["detail"], format!("entry {b} is approved in a batch that is completed"));
+    assert_eq!(caught["violations"][1]["detail"], format!("entry {a} is paid in a batch that is open"));
+}

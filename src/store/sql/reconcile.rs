@@ -732,23 +732,45 @@ async fn payout_item_mismatches(
 }
 
 /// Entries whose status disagrees with their batch's (paid in a completed
-/// batch, approved in an open one), the first 1 000.
+/// batch, approved in an open one), the first 1 000: of the batches `only`,
+/// or of every batch. Each batch is two exact ranges of
+/// `ix_ledger_unbatched` (status, batch): the statuses it must not hold
+/// (`status` holds one of three, its reader refuses any other), so a sweep
+/// reads the wrong entries only, not every paid one.
 async fn payout_entry_statuses(
     c: &mut dyn Conn,
     only: Option<&[u64]>,
 ) -> Result<Vec<(u64, String, u64, String, String)>> {
+    let mut q = Sql::new("SELECT id, status FROM payouts");
+    if let Some(keys) = only {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        q.push(" WHERE id IN (").list(keys.iter().map(|p| Arg::Int(*p as i64))).push(")");
+    }
+    q.push(" ORDER BY id");
+    let batches = rows::all(&c.fetch(&q).await?, |r| Ok((r.uint("id")?, r.text("status")?)))?;
     let mut found = Vec::new();
-    for keys in chunks(only) {
-        let mut q = Sql::new(
-            "SELECT l.id, l.affiliate_id, l.payout_id, l.status, p.status AS batch FROM ledger_entries l \
-             JOIN payouts p ON p.id = l.payout_id \
-             WHERE ((p.status = 'completed' AND l.status <> 'paid') OR (p.status = 'open' AND l.status <> 'approved'))",
-        );
-        push_only(&mut q, "AND", "p.id", args(keys, |p| Arg::Int(*p as i64)));
-        q.push(" LIMIT 1000");
+    for (payout, batch) in batches {
+        let wrong = match batch.as_str() {
+            "completed" => ["pending", "approved"],
+            "open" => ["pending", "paid"],
+            _ => continue,
+        };
+        let q = Sql::new(
+            "SELECT id, affiliate_id, payout_id, status FROM ledger_entries WHERE status IN (?, ?) AND payout_id = ? \
+             ORDER BY id LIMIT 1000",
+        )
+        .arg(wrong[0])
+        .arg(wrong[1])
+        .arg(super::uint(payout)?);
         found.extend(rows::all(&c.fetch(&q).await?, |r| {
-            Ok((r.uint("id")?, r.text("affiliate_id")?, r.uint("payout_id")?, r.text("status")?, r.text("batch")?))
+            Ok((r.uint("id")?, r.text("affiliate_id")?, r.uint("payout_id")?, r.text("status")?, batch.clone()))
         })?);
+        if found.len() >= 1000 {
+            found.truncate(1000);
+            break;
+        }
     }
     Ok(found)
 }
