@@ -132,3 +132,23 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    /// The database unreachable, out of connections or its pool exhausted is
+    /// the client's to retry: 503 with `Retry-After`, not an internal error.
+    #[test]
+    fn an_unavailable_database_is_a_503_with_retry_after() {
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            let response = ApiError::from(EngineError::Store(StoreError::from(e))).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        }
+        let other = ApiError::from(EngineError::Store(StoreError::Corrupt("x".into()))).into_response();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -20,6 +20,10 @@ const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 const ER_LOCK_DEADLOCK: u16 = 1213;
 const ER_DUP_ENTRY: u16 = 1062;
 /// The server went away / the connection was lost during a query.
+/// The server's, or this account's, connection limit is reached.
+const ER_CON_COUNT_ERROR: u16 = 1040;
+const ER_TOO_MANY_USER_CONNECTIONS: u16 = 1203;
+const ER_USER_LIMIT_REACHED: u16 = 1226;
 const CR_SERVER_GONE: u16 = 2006;
 const CR_SERVER_LOST: u16 = 2013;
 
@@ -32,12 +36,14 @@ fn error_number(e: &sqlx::Error) -> Option<u16> {
 }
 
 /// The store's kind of a MySQL error: a deadlock or lock wait timeout is a
-/// lock conflict, a lost connection makes the database unavailable, a
-/// duplicate key is a duplicate.
+/// lock conflict, a lost connection or a connection limit reached makes the
+/// database unavailable, a duplicate key is a duplicate.
 pub fn classify(e: sqlx::Error) -> StoreError {
     match error_number(&e) {
         Some(ER_LOCK_WAIT_TIMEOUT | ER_LOCK_DEADLOCK) => StoreError::LockConflict(e),
-        Some(CR_SERVER_GONE | CR_SERVER_LOST) => StoreError::Unavailable(e),
+        Some(
+            CR_SERVER_GONE | CR_SERVER_LOST | ER_CON_COUNT_ERROR | ER_TOO_MANY_USER_CONNECTIONS | ER_USER_LIMIT_REACHED,
+        ) => StoreError::Unavailable(e),
         Some(ER_DUP_ENTRY) => StoreError::Duplicate(e),
         _ => StoreError::from(e),
     }
