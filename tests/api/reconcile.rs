@@ -382,11 +382,13 @@ async fn a_full_sweep_checks_every_buyers_points_range_by_range() {
     assert_ne!(first.as_str().unwrap(), "stored 999999 points but reward entries sum to 0", "o-1's entries are summed");
 }
 
-/// An incremental run sums a touched affiliate's open entries wherever they
-/// are (pending; approved outside any batch; approved in an open batch)
-/// without reading its history, and a wrong approved balance is caught.
+/// An incremental run checks a touched affiliate's balances without reading
+/// its history: paid from its completed payout items, approved from its
+/// approved entries outside a batch or in an open one, pending as the rest
+/// of its total. A wrong balance of each kind is caught; a pending entry
+/// rewritten in place is not read (the full sweep finds it).
 #[tokio::test]
-async fn an_incremental_run_sums_open_entries_in_and_out_of_an_open_batch() {
+async fn an_incremental_run_checks_balances_from_payout_items_and_approved_entries() {
     let app = spawn_app().await;
     app.set_program(|p| p["holding_days"] = json!(0)).await;
     app.create_affiliate("A", None).await;
@@ -397,6 +399,14 @@ async fn an_incremental_run_sums_open_entries_in_and_out_of_an_open_batch() {
             app.processed(id).await;
         }
     };
+    // o-0 paid in a completed batch, o-1 approved in an open one, o-2
+    // approved outside any batch, o-3 pending; o-0 twice the others, so no
+    // balance equals another.
+    app.accept(&simple_order("o-0", "buyer-o-0", Some("code-A"), "200000")).await;
+    app.processed("o-0").await;
+    complete("o-0").await;
+    let paid: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "1"})).await.json().await.unwrap();
+    app.admin_post(&format!("/admin/payouts/{}/complete", paid["id"]), &json!({})).await;
     place_processed(&app, "o-1", "code-A").await;
     complete("o-1").await;
     let batch: Value = app.admin_post("/admin/payouts", &json!({"min_amount": "1"})).await.json().await.unwrap();
@@ -404,24 +414,41 @@ async fn an_incremental_run_sums_open_entries_in_and_out_of_an_open_batch() {
     place_processed(&app, "o-2", "code-A").await;
     complete("o-2").await;
     place_processed(&app, "o-3", "code-A").await;
-    let batched = app.db.int("SELECT COUNT(*) FROM ledger_entries WHERE payout_id IS NOT NULL", &[]).await;
-    let open = app.db.int("SELECT COUNT(*) FROM ledger_entries WHERE status = 'pending'", &[]).await;
-    assert!(batched > 0 && open > 0, "entries in a batch ({batched}) and pending ({open})");
-    assert!(app.balance("A", "approved").await > d("0") && app.balance("A", "pending").await > d("0"));
+    for status in ["pending", "approved", "paid"] {
+        assert!(app.balance("A", status).await > d("0"), "A has a {status} balance");
+    }
+    let in_open = "SELECT COUNT(*) FROM ledger_entries WHERE status = 'approved' AND payout_id IS NOT NULL";
+    assert!(app.db.int(in_open, &[]).await > 0, "approved entries in the open batch");
     let full = app.reconcile().await;
     assert_eq!(full["ok"], true, "{full}");
 
     place_processed(&app, "o-4", "code-A").await;
     let incremental = app.reconcile_kind("incremental").await;
-    assert_eq!(incremental["ok"], true, "every open entry of A is summed: {incremental}");
+    assert_eq!(incremental["ok"], true, "every balance of A adds up: {incremental}");
     assert_eq!(incremental["checked"]["affiliates"], 1, "{incremental}");
 
-    app.db.add_money("affiliates", "approved", "A", d("3")).await;
-    place_processed(&app, "o-5", "code-A").await;
-    let caught = app.reconcile_kind("incremental").await;
-    assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "A".to_string())], "{caught}");
-    app.db.add_money("affiliates", "approved", "A", d("-3")).await;
+    for (status, by) in [("approved", "3"), ("paid", "5"), ("pending", "2")] {
+        app.db.add_money("affiliates", status, "A", d(by)).await;
+        let order = format!("o-{status}");
+        app.accept(&simple_order(&order, "buyer-x", Some("code-A"), "100000")).await;
+        app.processed(&order).await;
+        let caught = app.reconcile_kind("incremental").await;
+        assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "A".to_string())], "{status}: {caught}");
+        app.db.add_money("affiliates", status, "A", -d(by)).await;
+    }
     app.assert_reconciled().await;
+
+    // o-3's pending entry rewritten in place: no incremental run reads it,
+    // the full sweep does.
+    let entry = app.db.one("SELECT id FROM ledger_entries WHERE order_id = 'o-3' AND affiliate_id = 'A'", &[]).await;
+    app.db.add_money("ledger_entries", "amount", &entry, d("1")).await;
+    place_processed(&app, "o-5", "code-A").await;
+    let incremental = app.reconcile_kind("incremental").await;
+    assert_eq!(incremental["ok"], true, "no pending entry is read: {incremental}");
+    let full = app.reconcile().await;
+    let kinds: std::collections::BTreeSet<(String, String)> = violations(&full).into_iter().collect();
+    assert!(kinds.contains(&("balance_mismatch".to_string(), "A".to_string())), "{full}");
+    assert!(kinds.contains(&("ledger_differs_from_entitlement".to_string(), "o-3".to_string())), "{full}");
 }
 
 /// An entry whose status disagrees with its batch's (approved in a completed

@@ -66,8 +66,16 @@ impl Payouts for SqlStore {
         })
     }
 
+    /// One batch is made or completed at a time, on every instance: two
+    /// requests that both lock the approved entries and then move them into
+    /// a batch deadlock each other on MySQL (each one's move lands in the
+    /// index gap the other holds), and the second would find nothing left
+    /// to pay anyway.
     async fn begin_payout(&self) -> Result<Box<dyn PayoutTx>> {
-        Ok(Box::new(SqlPayoutTx { conn: self.write(Lane::Request).await? }))
+        let mut conn = self.write(Lane::Request).await?;
+        let q = format!("SELECT name FROM locks WHERE name = 'payouts'{}", conn.dialect().for_update);
+        conn.one(&Sql::new(q)).await?;
+        Ok(Box::new(SqlPayoutTx { conn }))
     }
 
     async fn affiliate_payouts(

@@ -524,11 +524,22 @@ async fn balance_mismatches(c: &mut dyn Conn, mark: u64) -> Result<(Vec<BalanceM
 }
 
 /// The balances of `affiliates` against their ledger, at a cost that does
-/// not grow with their history: pending and approved against the sums of
-/// the entries in those statuses (entries not yet paid, through
-/// `ix_ledger_unbatched`), and the total against the affiliate's last
-/// check plus its entries above that check's mark (`ix_ledger_affiliate`).
-/// Those found right get a check up to `mark`.
+/// not grow with their history:
+/// - the total against the affiliate's last check plus its entries above
+///   that check's mark (`ix_ledger_affiliate`);
+/// - paid against its completed payout items (a few a year; each item was
+///   checked against its entries by the run that saw its batch made and
+///   completed), plus any entry paid outside a completed batch;
+/// - approved against its approved entries not in a completed batch (a range
+///   of `ix_ledger_unbatched` per affiliate and open batch, read from the
+///   index alone: the amount is in it);
+/// - pending as the rest. The pending entries are the most numerous (every
+///   order inside its holding period, an upline's whole subtree's) and are
+///   never read.
+///
+/// An entry pending or approved in a completed batch counts as paid here
+/// (its item holds it); the payout checks name it. Those found right get a
+/// check up to `mark`.
 async fn touched_balances(
     c: &mut dyn Conn,
     affiliates: &[AffiliateId],
@@ -539,28 +550,43 @@ async fn touched_balances(
         return Ok((found, checks));
     }
     let sum = c.dialect().sum;
+    let open_batches = rows::all(&c.fetch(&Sql::new("SELECT id FROM payouts WHERE status = 'open'")).await?, |r| {
+        super::uint(r.uint("id")?)
+    })?;
     let per_statement = c.dialect().max_compound.min(200);
     for chunk in affiliates.chunks(per_statement) {
-        // Their open entries: not in a batch (`ix_ledger_unbatched`, a range
-        // per affiliate) or in an open one (`ix_ledger_payout`). An open
-        // entry in a completed batch is left out, so its affiliate shows
-        // as a mismatch; the payout checks name the entry.
+        // Approved and paid entries outside a completed batch: not in a
+        // batch, or in an open one.
         let mut q = Sql::new(format!(
-            "SELECT affiliate_id, status, {} AS s FROM ledger_entries WHERE status IN ('pending', 'approved') \
+            "SELECT affiliate_id, status, {} AS s FROM ledger_entries WHERE status IN ('approved', 'paid') \
              AND payout_id IS NULL AND affiliate_id IN (",
             sum("amount")
         ));
-        q.list(chunk).push(") GROUP BY affiliate_id, status UNION ALL ");
-        q.push(&format!(
-            "SELECT l.affiliate_id, l.status, {} AS s FROM payouts p JOIN ledger_entries l ON l.payout_id = p.id \
-             WHERE p.status = 'open' AND l.status IN ('pending', 'approved') AND l.affiliate_id IN (",
-            sum("l.amount")
-        ));
-        q.list(chunk).push(") GROUP BY l.affiliate_id, l.status");
-        let mut open: HashMap<String, [Decimal; 2]> = HashMap::new();
+        q.list(chunk).push(") GROUP BY affiliate_id, status");
+        if !open_batches.is_empty() {
+            q.push(&format!(
+                " UNION ALL SELECT affiliate_id, status, {} AS s FROM ledger_entries \
+                 WHERE status IN ('approved', 'paid') AND payout_id IN (",
+                sum("amount")
+            ));
+            q.list(open_batches.iter().cloned()).push(") AND affiliate_id IN (");
+            q.list(chunk).push(") GROUP BY affiliate_id, status");
+        }
+        // [approved, paid] by affiliate.
+        let mut unbatched: HashMap<String, [Decimal; 2]> = HashMap::new();
         for r in c.fetch(&q).await? {
-            let slot = usize::from(r.text("status")? == "approved");
-            open.entry(r.text("affiliate_id")?).or_default()[slot] += r.sum("s")?;
+            let slot = usize::from(r.text("status")? == "paid");
+            unbatched.entry(r.text("affiliate_id")?).or_default()[slot] += r.sum("s")?;
+        }
+        let mut q = Sql::new(format!(
+            "SELECT i.affiliate_id, {} AS s FROM payout_items i JOIN payouts p ON p.id = i.payout_id \
+             WHERE p.status = 'completed' AND i.affiliate_id IN (",
+            sum("i.amount")
+        ));
+        q.list(chunk).push(") GROUP BY i.affiliate_id");
+        let mut items: HashMap<String, Decimal> = HashMap::new();
+        for r in c.fetch(&q).await? {
+            items.insert(r.text("affiliate_id")?, r.sum("s")?);
         }
         let mut q = Sql::new(
             "SELECT a.id, a.pending, a.approved, a.paid, k.ledger_mark, k.total FROM affiliates a \
@@ -590,9 +616,10 @@ async fn touched_balances(
             let balances = [r.money("pending")?, r.money("approved")?, r.money("paid")?];
             let (checked_mark, checked) = (checked_mark(r.as_ref())?, r.opt_money("total")?.unwrap_or_default());
             let (upto, above) = new.get(&id).copied().unwrap_or_default();
-            let [pending, approved] = open.get(&id).copied().unwrap_or_default();
+            let [approved, stray_paid] = unbatched.get(&id).copied().unwrap_or_default();
+            let paid = items.get(&id).copied().unwrap_or_default() + stray_paid;
             let total = checked + above;
-            let ledger = [pending, approved, total - pending - approved];
+            let ledger = [total - approved - paid, approved, paid];
             if balances != ledger {
                 found.push((id, balances, ledger));
             } else if mark > checked_mark {
