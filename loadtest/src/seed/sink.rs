@@ -451,28 +451,25 @@ impl Sink {
         Ok(dropped)
     }
 
-    /// Builds the keys [`Sink::drop_keys`] dropped, all of a table's in one
-    /// ALTER, and checks each table is defined exactly as before.
-    pub async fn restore_keys(&mut self, dropped: &[DroppedKeys]) -> Result<()> {
+    /// Builds the keys [`Sink::drop_keys`] dropped of one table, all in one
+    /// ALTER, and checks the table is defined exactly as before.
+    pub async fn restore_keys(&mut self, d: &DroppedKeys) -> Result<()> {
         let Sink::My { conn, .. } = self else { return Ok(()) };
-        for d in dropped {
-            if d.keys.is_empty() {
-                sqlx::raw_sql(&format!("ALTER TABLE {} FORCE", d.table)).execute(&mut *conn).await?;
-                continue;
-            }
-            // FORCE: the table is rebuilt in key order as well (rows that
-            // were final late were inserted between others, leaving pages
-            // half full).
-            let adds: Vec<String> = d.keys.iter().map(|k| format!("ADD {k}")).collect();
-            sqlx::raw_sql(&format!("ALTER TABLE {} {}, FORCE", d.table, adds.join(", ")))
-                .execute(&mut *conn)
-                .await
-                .with_context(|| format!("building the keys of {}", d.table))?;
-            let (_, create): (String, String) =
-                sqlx::query_as(&format!("SHOW CREATE TABLE {}", d.table)).fetch_one(&mut *conn).await?;
-            if strip_auto_increment(&create) != strip_auto_increment(&d.create) {
-                bail!("{} is not defined as komisi's migrations made it:\n{create}\nwas\n{}", d.table, d.create);
-            }
+        if d.keys.is_empty() {
+            sqlx::raw_sql(&format!("ALTER TABLE {} FORCE", d.table)).execute(&mut *conn).await?;
+            return Ok(());
+        }
+        // FORCE: the table is rebuilt in key order as well (rows that were
+        // final late were inserted between others, leaving pages half full).
+        let adds: Vec<String> = d.keys.iter().map(|k| format!("ADD {k}")).collect();
+        sqlx::raw_sql(&format!("ALTER TABLE {} {}, FORCE", d.table, adds.join(", ")))
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("building the keys of {}", d.table))?;
+        let (_, create): (String, String) =
+            sqlx::query_as(&format!("SHOW CREATE TABLE {}", d.table)).fetch_one(&mut *conn).await?;
+        if strip_auto_increment(&create) != strip_auto_increment(&d.create) {
+            bail!("{} is not defined as komisi's migrations made it:\n{create}\nwas\n{}", d.table, d.create);
         }
         Ok(())
     }
@@ -604,7 +601,7 @@ fn my_row(q: &mut String, row: &[V]) {
 
 /// The secondary keys of a table, dropped for the load.
 pub struct DroppedKeys {
-    table: String,
+    pub table: String,
     /// `SHOW CREATE TABLE` before.
     create: String,
     /// Each key's definition as it shows there.
