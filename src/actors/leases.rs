@@ -51,6 +51,8 @@ pub struct Ownership {
     paused: AtomicBool,
     /// Live instances, this one included, as last counted.
     peers: AtomicUsize,
+    /// See [`Ownership::stalled`].
+    stalled: AtomicBool,
 }
 
 impl Ownership {
@@ -91,6 +93,11 @@ impl Ownership {
     /// Lease ticks completed so far.
     pub fn ticks(&self) -> u64 {
         self.ticks.load(Ordering::SeqCst)
+    }
+    /// The last tick could take nothing: the journal did not answer, or the
+    /// live instances use another partition count.
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::SeqCst)
     }
     /// Forgets every partition (after the drain) and returns them, to release.
     pub fn give_up_all(&self) -> Vec<u16> {
@@ -170,13 +177,20 @@ async fn tick(st: &mut LeaserState) {
     let started = Instant::now();
 
     match journal.heartbeat(ttl).await {
-        Ok(n) => ownership.peers.store(n.max(1), Ordering::Relaxed),
-        Err(e) => tracing::warn!(error = %e, "instance heartbeat failed"),
+        Ok(n) => {
+            ownership.peers.store(n.max(1), Ordering::Relaxed);
+            ownership.stalled.store(false, Ordering::SeqCst);
+        }
+        Err(e) => {
+            ownership.stalled.store(true, Ordering::SeqCst);
+            tracing::warn!(error = %e, "instance heartbeat failed");
+        }
     }
     if !st.agreed {
         match journal.agree_partitions().await {
             Ok(true) => st.agreed = true,
             Ok(false) => {
+                ownership.stalled.store(true, Ordering::SeqCst);
                 tracing::error!(
                     partitions = journal.partitions(),
                     "live instances use another KOMISI_JOURNAL_PARTITIONS: this instance takes orders but owns no \
@@ -185,6 +199,7 @@ async fn tick(st: &mut LeaserState) {
                 return;
             }
             Err(e) => {
+                ownership.stalled.store(true, Ordering::SeqCst);
                 tracing::warn!(error = %e, "could not check the partition count; retrying");
                 return;
             }
@@ -211,7 +226,9 @@ async fn renew(st: &mut LeaserState, journal: &dyn Journal, ttl: Duration) {
     if held.is_empty() {
         return;
     }
-    match journal.renew(&held, ttl).await {
+    let renewed = journal.renew(&held, ttl).await;
+    let renewed = if st.deps.faults.take_lease_loss() { renewed.map(|kept| vec![false; kept.len()]) } else { renewed };
+    match renewed {
         Ok(kept) => {
             for (part, kept) in held.into_iter().zip(kept) {
                 if kept {

@@ -346,22 +346,27 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
     let handover = deps.ownership.peers() > 1;
     let ticks = deps.ownership.ticks();
     deps.ownership.close(handover);
-    if !handover {
-        // Alone, the journal is read only from the partitions owned: a drain
-        // begun before the lease tick took them (a shutdown just after the
-        // start) waits for one tick, which takes them — or fails, as with
-        // Redis unreachable, and then there is nothing to wait for.
-        let share = super::leases::share(deps.journal.partitions(), deps.ownership.peers());
-        while Instant::now() < deadline && deps.ownership.owned().len() < share && deps.ownership.ticks() <= ticks {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    // Alone, the journal is read only from the partitions owned, and every
+    // one of them must be read to its end: a drain begun before the lease
+    // tick took them (a shutdown just after the start), or while one is
+    // being taken again (a lease lost to a slow tick), waits until the share
+    // is owned — unless a tick since the close could take nothing (Redis
+    // unreachable): then there is nothing more to read.
+    let share = super::leases::share(deps.journal.partitions(), deps.ownership.peers());
+    let all_readable = || {
+        handover
+            || deps.ownership.owned().len() >= share
+            || (deps.ownership.ticks() > ticks && deps.ownership.stalled())
+    };
+    while Instant::now() < deadline && !all_readable() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Everything intake committed is in the journal once the dispatcher has caught up …
     // Bounded: a dispatcher stuck on an unreachable Redis must not hold the exit.
     let _ = tokio::time::timeout(timeout, async { ractor::call!(dispatcher, DispatcherMsg::Flush) }).await;
     // … and has been read once two reads after that came back empty (the
     // first may have begun before the flush); then wait for the actors.
-    let seen = deps.empty_reads.load(Ordering::SeqCst);
+    let mut seen = deps.empty_reads.load(Ordering::SeqCst);
     let started = Instant::now();
     let mut told = started;
     tracing::info!(
@@ -371,6 +376,11 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
         "draining: finishing the events read"
     );
     while Instant::now() < deadline {
+        if !all_readable() {
+            // A partition is not owned (being taken again): the reads so far
+            // missed it; two more once it is read again.
+            seen = deps.empty_reads.load(Ordering::SeqCst);
+        }
         let (routing, inflight, parked) = (
             deps.routing.load(Ordering::SeqCst),
             deps.inflight.load(Ordering::SeqCst),

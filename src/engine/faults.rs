@@ -34,6 +34,9 @@ pub struct Faults {
     /// The leaser takes no partition while on (renewals go on), as in the
     /// moments after a start before the first lease tick.
     hold_leases: AtomicBool,
+    /// The next lease renewal finds every held lease lost, as after ticks
+    /// slower than the lease TTL.
+    lose_leases: AtomicBool,
     /// Simulations: `Some(n)` lets the runner read n more pages of orders and
     /// holds it before the next one (a test watches progress between pages);
     /// None: no hold.
@@ -68,6 +71,14 @@ impl Faults {
     }
     pub fn hold_leases(&self, on: bool) {
         self.hold_leases.store(on, Ordering::SeqCst);
+    }
+    /// Every lease held is lost at the next renewal (once).
+    pub fn lose_leases(&self) {
+        self.lose_leases.store(true, Ordering::SeqCst);
+    }
+    /// Whether a [`Faults::lose_leases`] is still to happen.
+    pub fn losing_leases(&self) -> bool {
+        self.lose_leases.load(Ordering::SeqCst)
     }
     pub fn fail_db_mid_tx(&self, times: u32) {
         self.db_error_mid_tx.store(times, Ordering::SeqCst);
@@ -128,6 +139,7 @@ impl Faults {
         self.hold_after_commit(false);
         self.journal_down(false);
         self.hold_leases(false);
+        self.lose_leases.store(false, Ordering::SeqCst);
         self.hold_simulations(None);
         self.hold_reconcile_totals(false);
     }
@@ -160,6 +172,9 @@ impl Faults {
     }
     pub(crate) fn holding_after_commit(&self) -> bool {
         self.hold_after_commit.load(Ordering::SeqCst)
+    }
+    pub(crate) fn take_lease_loss(&self) -> bool {
+        self.lose_leases.swap(false, Ordering::SeqCst)
     }
     pub(crate) fn holding_leases(&self) -> bool {
         self.hold_leases.load(Ordering::SeqCst)

@@ -247,6 +247,37 @@ async fn graceful_shutdown_before_the_partitions_are_taken_still_drains() {
     app.assert_ledger_consistent().await;
 }
 
+/// A shutdown while the partitions are being taken again (their leases lost
+/// to ticks slower than the TTL, as on a loaded machine): the drain waits
+/// until they are owned and reads them to the end, not one tick.
+#[tokio::test]
+async fn graceful_shutdown_while_lost_leases_are_taken_again_still_drains() {
+    let mut app = spawn_app_with(|_| {}, Faults::default()).await;
+    abc_tree(&app).await;
+    app.faults.hold_leases(true);
+    app.faults.lose_leases();
+    while app.faults.losing_leases() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 0..3 {
+        app.accept(&simple_order(&format!("o-{n}"), &format!("buyer-{n}"), Some("code-C"), "100000")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = app.db.int("SELECT COUNT(*) FROM events WHERE status <> 'done'", &[]).await;
+    assert_eq!(open, 3, "nothing is applied while no partition is owned");
+    // The leases come back only well after the drain began.
+    let faults = app.faults.clone();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        faults.hold_leases(false);
+    });
+    app.shutdown().await;
+    release.await.expect("release task");
+    let open = app.db.int("SELECT COUNT(*) FROM events WHERE status <> 'done'", &[]).await;
+    assert_eq!(open, 0, "every accepted event was applied before exit");
+    app.assert_ledger_consistent().await;
+}
+
 #[tokio::test]
 async fn graceful_shutdown_completes_while_the_journal_is_unreachable() {
     let mut app = spawn_app_without_journal().await;
