@@ -341,7 +341,7 @@ impl Engine {
 
     fn stuck_before(&self) -> DateTime<Utc> {
         let horizon = TimeDelta::from_std(self.inner.config.retry_horizon).unwrap_or(TimeDelta::MAX);
-        Utc::now().checked_sub_signed(horizon).unwrap_or(DateTime::<Utc>::MIN_UTC)
+        Utc::now().checked_sub_signed(horizon).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
     }
 
     fn publish_gauges(&self, run: &Run) {
@@ -445,7 +445,9 @@ impl Engine {
     async fn incremental(&self, run: &mut Run) -> Result<Found> {
         let mut found = Found { phase: Phase::Totals, ..Found::default() };
         self.heartbeat(run, &found).await?;
+        let started = std::time::Instant::now();
         let mut changes = self.store().changes(&run.window, self.stuck_before()).await?;
+        let totals = started.elapsed();
         found.phase = Phase::Orders;
         self.store().save_balance_checks(&std::mem::take(&mut changes.facts.checks)).await?;
         run.total = changes.orders.len() as u64;
@@ -454,10 +456,20 @@ impl Engine {
             run.done += page.len() as u64;
             self.heartbeat(run, &found).await?;
         }
+        let orders = started.elapsed() - totals;
         found.phase = Phase::Wallets;
         self.heartbeat(run, &found).await?;
         self.check_wallets(&changes.buyers, &mut found).await?;
         stored_violations(changes.facts, &mut found);
+        tracing::info!(
+            run = run.id,
+            orders = changes.orders.len(),
+            buyers = changes.buyers.len(),
+            totals_secs = totals.as_secs_f64(),
+            orders_secs = orders.as_secs_f64(),
+            wallets_secs = (started.elapsed() - totals - orders).as_secs_f64(),
+            "incremental reconcile: phases"
+        );
         Ok(found)
     }
 

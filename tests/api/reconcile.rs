@@ -80,6 +80,27 @@ async fn an_incremental_run_checks_what_changed_and_a_full_sweep_everything() {
     assert_eq!(status["running"], Value::Null);
 }
 
+/// The very first run may be an incremental one (an operator's, before the
+/// schedule's first sweep): its window starts at the beginning.
+#[tokio::test]
+async fn a_first_run_that_is_incremental_checks_everything_so_far() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    place_processed(&app, "o-1", "code-C").await;
+    place_processed(&app, "o-2", "code-B").await;
+    let first = app.reconcile_kind("incremental").await;
+    assert_eq!(first["kind"], "incremental");
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["checked"]["orders"], 2, "{first}");
+    assert_eq!(first["checked"]["affiliates"], 3, "C, B and A: {first}");
+    assert_eq!(first["coverage"]["ledger_entries"]["from"], 0, "{first}");
+    // And it finds what is wrong in that window.
+    app.db.add_money("affiliates", "pending", "C", d("5")).await;
+    place_processed(&app, "o-3", "code-C").await;
+    let caught = app.reconcile_kind("incremental").await;
+    assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "C".to_string())], "{caught}");
+}
+
 /// An incremental run checks a touched affiliate's total from its last
 /// check (`affiliate_checks`) plus its new entries, not from its whole
 /// history; a full sweep trusts no check and writes them all anew.

@@ -135,7 +135,9 @@ impl Reconcile for SqlStore {
     async fn changes(&self, w: &Window, stuck_before: DateTime<Utc>) -> Result<Changes> {
         let mut conn = self.snapshot().await?;
         let c = conn.as_mut();
-        let since = Arg::Bound(w.since.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        // No run before this one: since the beginning. (The epoch, not
+        // `MIN_UTC`: MySQL's DATETIME starts at year 1000.)
+        let since = Arg::Bound(w.since.unwrap_or(DateTime::<Utc>::UNIX_EPOCH));
         let (mut orders, mut affiliates, mut buyers, mut events) =
             (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         let q = Sql::new("SELECT order_id, affiliate_id, event_id FROM ledger_entries WHERE id > ? AND id <= ?")
