@@ -101,6 +101,83 @@ async fn a_first_run_that_is_incremental_checks_everything_so_far() {
     assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "C".to_string())], "{caught}");
 }
 
+/// Entries are summed from just above a check's mark, both where the
+/// touched affiliates' recent entries are read in one scan (C and B, checked
+/// near the end; the scan starts at B's mark, below C's) and where an
+/// affiliate checked long ago is read on its own (D, 80 entries back): a
+/// check whose mark is the affiliate's own last entry must not count that
+/// entry twice.
+#[tokio::test]
+async fn an_incremental_run_sums_entries_from_just_above_each_check_in_the_scan_and_one_by_one() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.create_affiliate("D", None).await;
+    place_processed(&app, "o-d1", "code-D").await;
+    for n in 0..26 {
+        place_processed(&app, &format!("o-c{n}"), "code-C").await;
+    }
+    for _ in 0..2 {
+        let sweep = app.reconcile().await;
+        assert_eq!(sweep["ok"], true, "{sweep}");
+    }
+    // Each check moved back to the affiliate's own last entry: the totals
+    // stay right (no entry of theirs lies between), the marks are on an entry.
+    for a in ["C", "D"] {
+        app.db
+            .exec(
+                "UPDATE affiliate_checks SET ledger_mark = (SELECT MAX(id) FROM ledger_entries WHERE affiliate_id = ?) \
+                 WHERE affiliate_id = ?",
+                &[a, a],
+            )
+            .await;
+    }
+    // B's check one order further back (its o-c25 entries above it, out
+    // of its total): the scan starts there, below C's mark.
+    let b_last: rust_decimal::Decimal = app
+        .db
+        .column("SELECT amount FROM ledger_entries WHERE affiliate_id = 'B' AND order_id = 'o-c25'", &[])
+        .await
+        .iter()
+        .map(|a| d(a))
+        .sum();
+    let b_mark =
+        app.db.one("SELECT MAX(id) FROM ledger_entries WHERE affiliate_id = 'B' AND order_id = 'o-c24'", &[]).await;
+    let b_total = d(&app.db.one("SELECT total FROM affiliate_checks WHERE affiliate_id = 'B'", &[]).await);
+    let total = (b_total - b_last).to_string();
+    app.db
+        .exec("UPDATE affiliate_checks SET ledger_mark = ?, total = ? WHERE affiliate_id = 'B'", &[&b_mark, &total])
+        .await;
+    let behind = app
+        .db
+        .int(
+            "SELECT (SELECT MAX(id) FROM ledger_entries) - (SELECT ledger_mark FROM affiliate_checks WHERE affiliate_id = 'D')",
+            &[],
+        )
+        .await;
+    assert!(behind > 75, "D is checked long ago: {behind} entries back");
+    place_processed(&app, "o-d2", "code-D").await;
+    place_processed(&app, "o-c26", "code-C").await;
+    let run = app.reconcile_kind("incremental").await;
+    assert_eq!(run["checked"]["affiliates"], 4, "{run}");
+    assert_eq!(run["ok"], true, "{run}");
+    // And the sums are the checks': a wrong one is found on either path.
+    for a in ["C", "D"] {
+        let total = app.db.one("SELECT total FROM affiliate_checks WHERE affiliate_id = ?", &[a]).await;
+        let wrong = (d(&total) + d("1")).to_string();
+        app.db.exec("UPDATE affiliate_checks SET total = ? WHERE affiliate_id = ?", &[&wrong, a]).await;
+    }
+    place_processed(&app, "o-d3", "code-D").await;
+    place_processed(&app, "o-c27", "code-C").await;
+    let caught = app.reconcile_kind("incremental").await;
+    let mut named = violations(&caught);
+    named.sort();
+    assert_eq!(
+        named,
+        vec![("balance_mismatch".to_string(), "C".to_string()), ("balance_mismatch".to_string(), "D".to_string())],
+        "{caught}"
+    );
+}
+
 /// An incremental run checks a touched affiliate's total from its last
 /// check (`affiliate_checks`) plus its new entries, not from its whole
 /// history; a full sweep trusts no check and writes them all anew.

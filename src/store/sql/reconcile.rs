@@ -175,7 +175,7 @@ impl Reconcile for SqlStore {
         let affiliates: Vec<AffiliateId> = affiliates.into_iter().map(AffiliateId::from_trusted).collect();
         let buyers: Vec<BuyerId> = buyers.into_iter().map(BuyerId::from_trusted).collect();
         let events: Vec<EventId> = events.iter().map(|e| rows::event_id(e)).collect::<Result<_>>()?;
-        let (balance_mismatches, checks) = touched_balances(c, &affiliates, w.ledger.0).await?;
+        let (balance_mismatches, checks) = touched_balances(c, &affiliates, w.ledger.0, w.ledger.1).await?;
         let facts = ReconcileFacts {
             affiliates: affiliates.len() as u64,
             buyers: buyers.len() as u64,
@@ -487,10 +487,6 @@ async fn counts_that_differ(c: &mut dyn Conn, q: &Sql, key: &str, first: &str) -
 }
 
 /// The mark of an affiliate's last check (0: none).
-fn checked_mark(r: &dyn super::Cols) -> Result<u64> {
-    r.opt_int("ledger_mark")?.map_or(Ok(0), |m| u64::try_from(m).map_err(corrupt))
-}
-
 /// (affiliate, stored [pending, approved, paid], ledger sums)
 type BalanceMismatch = (String, [Decimal; 3], [Decimal; 3]);
 
@@ -528,7 +524,10 @@ async fn balance_mismatches(c: &mut dyn Conn, mark: u64) -> Result<(Vec<BalanceM
 /// The balances of `affiliates` against their ledger, at a cost that does
 /// not grow with their history:
 /// - the total against the affiliate's last check plus its entries above
-///   that check's mark (`ix_ledger_affiliate`);
+///   that check's mark: for those checked recently (most: the run before
+///   checked them), one scan of the recent entries from the lowest such
+///   mark (`scan_floor`); for the others a range of `ix_ledger_affiliate`
+///   each;
 /// - paid against its completed payout items (a few a year; each item was
 ///   checked against its entries by the run that saw its batch made and
 ///   completed), plus any entry paid outside a completed batch;
@@ -546,6 +545,7 @@ async fn touched_balances(
     c: &mut dyn Conn,
     affiliates: &[AffiliateId],
     mark: u64,
+    end: u64,
 ) -> Result<(Vec<BalanceMismatch>, Vec<BalanceCheck>)> {
     let (mut found, mut checks) = (Vec::new(), Vec::new());
     if affiliates.is_empty() {
@@ -556,6 +556,11 @@ async fn touched_balances(
         super::uint(r.uint("id")?)
     })?;
     let per_statement = c.dialect().max_compound.min(200);
+    // [approved, paid] outside a completed batch, paid by completed items, and
+    // the stored balances with the last check, by affiliate.
+    let mut unbatched: HashMap<String, [Decimal; 2]> = HashMap::new();
+    let mut items: HashMap<String, Decimal> = HashMap::new();
+    let mut stored = Vec::with_capacity(affiliates.len());
     for chunk in affiliates.chunks(per_statement) {
         // Approved and paid entries outside a completed batch: not in a
         // batch, or in an open one.
@@ -574,8 +579,6 @@ async fn touched_balances(
             q.list(open_batches.iter().cloned()).push(") AND affiliate_id IN (");
             q.list(chunk).push(") GROUP BY affiliate_id, status");
         }
-        // [approved, paid] by affiliate.
-        let mut unbatched: HashMap<String, [Decimal; 2]> = HashMap::new();
         for r in c.fetch(&q).await? {
             let slot = usize::from(r.text("status")? == "paid");
             unbatched.entry(r.text("affiliate_id")?).or_default()[slot] += r.sum("s")?;
@@ -586,7 +589,6 @@ async fn touched_balances(
             sum("i.amount")
         ));
         q.list(chunk).push(") GROUP BY i.affiliate_id");
-        let mut items: HashMap<String, Decimal> = HashMap::new();
         for r in c.fetch(&q).await? {
             items.insert(r.text("affiliate_id")?, r.sum("s")?);
         }
@@ -595,41 +597,109 @@ async fn touched_balances(
              LEFT JOIN affiliate_checks k ON k.affiliate_id = a.id WHERE a.id IN (",
         );
         q.list(chunk).push(")");
-        let stored = c.fetch(&q).await?;
-        let mut q = Sql::new("");
-        let upto = sum(&format!("CASE WHEN id <= {mark} THEN amount END"));
-        for (i, r) in stored.iter().enumerate() {
-            q.push(if i == 0 { "" } else { " UNION ALL " });
-            q.push(&format!(
-                "SELECT affiliate_id, {upto} AS upto, {} AS s FROM ledger_entries WHERE affiliate_id = ",
-                sum("amount")
-            ));
-            q.bind(r.text("id")?).push(" AND id > ").bind(super::uint(checked_mark(r.as_ref())?)?);
-            q.push(" GROUP BY affiliate_id");
-        }
-        let mut new: HashMap<String, (Decimal, Decimal)> = HashMap::new();
-        if !stored.is_empty() {
-            for r in c.fetch(&q).await? {
-                new.insert(r.text("affiliate_id")?, (r.sum("upto")?, r.sum("s")?));
-            }
-        }
-        for r in &stored {
-            let id = r.text("id")?;
+        for r in c.fetch(&q).await? {
             let balances = [r.money("pending")?, r.money("approved")?, r.money("paid")?];
-            let (checked_mark, checked) = (checked_mark(r.as_ref())?, r.opt_money("total")?.unwrap_or_default());
-            let (upto, above) = new.get(&id).copied().unwrap_or_default();
-            let [approved, stray_paid] = unbatched.get(&id).copied().unwrap_or_default();
-            let paid = items.get(&id).copied().unwrap_or_default() + stray_paid;
-            let total = checked + above;
-            let ledger = [total - approved - paid, approved, paid];
-            if balances != ledger {
-                found.push((id, balances, ledger));
-            } else if mark > checked_mark {
-                checks.push(BalanceCheck { affiliate_id: AffiliateId::from_trusted(id), mark, total: checked + upto });
+            let mark = r.opt_int("ledger_mark")?.map(u64::try_from).transpose().map_err(corrupt)?;
+            stored.push((r.text("id")?, balances, (mark, r.opt_money("total")?.unwrap_or_default())));
+        }
+    }
+    // Each affiliate's entries above its check: (up to `mark`, all).
+    let mut new: HashMap<String, (Decimal, Decimal)> = HashMap::new();
+    // The sum of `amount` over the entries up to `mark`.
+    let upto = |id: &str, amount: &str| sum(&format!("CASE WHEN {id} <= {mark} THEN {amount} END"));
+    let floor = scan_floor(stored.iter().filter_map(|(_, _, (m, _))| *m).collect(), end, stored.len());
+    if let Some(floor) = floor {
+        // Those checked at or after `floor` (the most: the run before
+        // checked them): one range of the primary key, the recent entries
+        // of every affiliate, read a page at a time and each summed from its
+        // own check's mark.
+        let from: HashMap<&str, u64> =
+            stored.iter().filter_map(|(id, _, (m, _))| m.filter(|m| *m >= floor).map(|m| (id.as_str(), m))).collect();
+        let mut after = floor;
+        loop {
+            let q = Sql::new("SELECT id, affiliate_id, amount FROM ledger_entries WHERE id > ? ORDER BY id LIMIT ?")
+                .arg(super::uint(after)?)
+                .arg(SCAN_PAGE);
+            let page = c.fetch(&q).await?;
+            for r in &page {
+                after = r.uint("id")?;
+                let affiliate = r.text("affiliate_id")?;
+                let Some(&checked) = from.get(affiliate.as_str()) else { continue };
+                if after > checked {
+                    let amount = r.money("amount")?;
+                    let slot = new.entry(affiliate).or_default();
+                    if after <= mark {
+                        slot.0 += amount;
+                    }
+                    slot.1 += amount;
+                }
+            }
+            if page.len() < SCAN_PAGE as usize {
+                break;
             }
         }
     }
+    // The others (checked long ago, or never): their entries above their
+    // check, each a range of `ix_ledger_affiliate`.
+    let older: Vec<_> = stored.iter().filter(|(_, _, (m, _))| floor.is_none_or(|f| m.is_none_or(|m| m < f))).collect();
+    for chunk in older.chunks(per_statement) {
+        let mut q = Sql::new("");
+        for (i, (id, _, (checked_mark, _))) in chunk.iter().enumerate() {
+            q.push(if i == 0 { "" } else { " UNION ALL " });
+            q.push(&format!(
+                "SELECT affiliate_id, {} AS upto, {} AS s FROM ledger_entries WHERE affiliate_id = ",
+                upto("id", "amount"),
+                sum("amount")
+            ));
+            q.bind(id.as_str()).push(" AND id > ").bind(super::uint(checked_mark.unwrap_or(0))?);
+            q.push(" GROUP BY affiliate_id");
+        }
+        for r in c.fetch(&q).await? {
+            new.insert(r.text("affiliate_id")?, (r.sum("upto")?, r.sum("s")?));
+        }
+    }
+    for (id, balances, (checked_mark, checked)) in stored {
+        let checked_mark = checked_mark.unwrap_or(0);
+        let (upto, above) = new.get(&id).copied().unwrap_or_default();
+        let [approved, stray_paid] = unbatched.get(&id).copied().unwrap_or_default();
+        let paid = items.get(&id).copied().unwrap_or_default() + stray_paid;
+        let total = checked + above;
+        let ledger = [total - approved - paid, approved, paid];
+        if balances != ledger {
+            found.push((id, balances, ledger));
+        } else if mark > checked_mark {
+            checks.push(BalanceCheck { affiliate_id: AffiliateId::from_trusted(id), mark, total: checked + upto });
+        }
+    }
     Ok((found, checks))
+}
+
+/// Ledger entries read at most by the shared scan of recent entries.
+const SCAN_MAX: u64 = 500_000;
+/// The shared scan's page: the memory it holds.
+const SCAN_PAGE: u32 = 20_000;
+/// One affiliate's own range read costs about as much as this many entries
+/// of the shared scan (MariaDB, measured: about 0.2 ms against 4 µs an entry).
+const ENTRIES_PER_RANGE_READ: u64 = 50;
+
+/// Where the shared scan of recent entries starts (it reads the ids above
+/// it, up to `end`), given the touched affiliates' check marks: the mark
+/// that costs least, the scan's entries plus a range read for each
+/// affiliate checked below it. None: range reads only.
+fn scan_floor(mut marks: Vec<u64>, end: u64, affiliates: usize) -> Option<u64> {
+    marks.sort_unstable_by(|a, b| b.cmp(a));
+    let mut best = (affiliates as u64 * ENTRIES_PER_RANGE_READ, None);
+    for (i, &m) in marks.iter().enumerate() {
+        let rows = end.saturating_sub(m);
+        if rows > SCAN_MAX {
+            break;
+        }
+        let cost = rows + (affiliates - (i + 1)) as u64 * ENTRIES_PER_RANGE_READ;
+        if cost < best.0 {
+            best = (cost, Some(m));
+        }
+    }
+    best.1
 }
 
 /// Buyers a page of the full sweep's points check covers: the memory it
@@ -864,3 +934,38 @@ async fn adjustment_mismatches(
 }
 
 super::audit::audit_tx!(SqlClaim);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scan_starts_at_the_mark_most_affiliates_were_checked_at() {
+        // 1 000 affiliates checked at the run before (30 000 entries ago), 10
+        // long ago (400 000 entries ago): one scan of 30 000, ten range reads.
+        let mut marks = vec![970_000; 1_000];
+        marks.extend([600_000; 10]);
+        assert_eq!(scan_floor(marks, 1_000_000, 1_010), Some(970_000));
+    }
+
+    #[test]
+    fn a_few_affiliates_are_read_one_by_one_and_a_long_scan_is_never_made() {
+        // Scanning 30 000 entries for 5 affiliates costs more than 5 reads.
+        assert_eq!(scan_floor(vec![970_000; 5], 1_000_000, 5), None);
+        // Never past SCAN_MAX, however many it would cover.
+        assert_eq!(scan_floor(vec![0; 100_000], 1_000_000, 100_000), None);
+        // Unchecked affiliates have no mark: they are read one by one.
+        assert_eq!(scan_floor(Vec::new(), 1_000_000, 10), None);
+    }
+
+    #[test]
+    fn a_lower_mark_is_taken_only_when_the_affiliates_it_adds_pay_for_its_entries() {
+        let mut marks = vec![990_000; 1_000];
+        // 100 more at 900 000: 90 000 more entries against 100 reads (5 000): no.
+        marks.extend([900_000; 100]);
+        assert_eq!(scan_floor(marks.clone(), 1_000_000, 1_100), Some(990_000));
+        // 5 000 more there: 90 000 entries against 5 000 reads (250 000): yes.
+        marks.extend([900_000; 4_900]);
+        assert_eq!(scan_floor(marks, 1_000_000, 6_000), Some(900_000));
+    }
+}
