@@ -486,7 +486,6 @@ async fn counts_that_differ(c: &mut dyn Conn, q: &Sql, key: &str, first: &str) -
     Ok(counts.into_iter().filter(|(_, (a, b))| a != b).map(|(k, (a, b))| (k, a, b)).collect())
 }
 
-/// The mark of an affiliate's last check (0: none).
 /// (affiliate, stored [pending, approved, paid], ledger sums)
 type BalanceMismatch = (String, [Decimal; 3], [Decimal; 3]);
 
