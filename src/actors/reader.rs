@@ -68,9 +68,9 @@ impl Actor for Reader {
                     st.deps.empty_reads.fetch_add(1, Ordering::SeqCst);
                 }
                 Err(e) => {
-                    // Nothing more can be read now: for a drain, as good as an empty read
-                    // (whatever was not read stays pending in MySQL for the next start).
-                    st.deps.empty_reads.fetch_add(1, Ordering::SeqCst);
+                    // Not an empty read: a drain goes on waiting, unless the
+                    // lease ticks find the journal unreachable too (whatever
+                    // was not read stays pending in the database for the next start).
                     metrics::counter!(m::JOURNAL_ERRORS_TOTAL, "op" => "read").increment(1);
                     tracing::warn!(error = %e, "journal read failed");
                     tokio::time::sleep(Duration::from_millis(500)).await;

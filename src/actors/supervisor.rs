@@ -353,11 +353,8 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
     // is owned — unless a tick since the close could take nothing (Redis
     // unreachable): then there is nothing more to read.
     let share = super::leases::share(deps.journal.partitions(), deps.ownership.peers());
-    let all_readable = || {
-        handover
-            || deps.ownership.owned().len() >= share
-            || (deps.ownership.ticks() > ticks && deps.ownership.stalled())
-    };
+    let unreachable = || deps.ownership.ticks() > ticks && deps.ownership.stalled();
+    let all_readable = || handover || deps.ownership.owned().len() >= share || unreachable();
     while Instant::now() < deadline && !all_readable() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -365,7 +362,9 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
     // Bounded: a dispatcher stuck on an unreachable Redis must not hold the exit.
     let _ = tokio::time::timeout(timeout, async { ractor::call!(dispatcher, DispatcherMsg::Flush) }).await;
     // … and has been read once two reads after that came back empty (the
-    // first may have begun before the flush); then wait for the actors.
+    // first may have begun before the flush; a failed read is not empty) —
+    // or there is nothing to read, the journal being unreachable; then wait
+    // for the actors.
     let mut seen = deps.empty_reads.load(Ordering::SeqCst);
     let started = Instant::now();
     let mut told = started;
@@ -386,7 +385,7 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
             deps.inflight.load(Ordering::SeqCst),
             deps.parked.load(Ordering::SeqCst),
         );
-        if (handover || deps.empty_reads.load(Ordering::SeqCst) >= seen + 2)
+        if (handover || unreachable() || deps.empty_reads.load(Ordering::SeqCst) >= seen + 2)
             && routing == 0
             && inflight == 0
             && parked == 0
