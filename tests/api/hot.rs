@@ -207,14 +207,25 @@ async fn a_backlog_of_10000_events_of_one_affiliate_does_not_hold_up_another() {
     // Once the backlog is flowing, another affiliate's order.
     assert!(poll(Duration::from_secs(60), || async { open_events(&app).await < 9_900 }).await, "the backlog starts");
     // Another affiliate's orders, one after another while the backlog drains:
-    // each is applied within a few seconds (measured from its post).
+    // each is applied long before the backlog open at its post is (at most
+    // half of it applied meanwhile). Relative, not a wall-clock bound: a
+    // loaded machine slows both alike. The times are printed, and measured in
+    // docs/PERFORMANCE.md.
     let mut waits = Vec::new();
     for n in 0..20 {
         let id = format!("z-{n}");
+        let open_at_post = open_events(&app).await;
         let posted = Instant::now();
         app.accept(&simple_order(&id, &format!("zz-{n}"), Some("code-Z"), "100000")).await;
-        app.order_in_status(&id, "processed", Duration::from_secs(5)).await;
+        app.order_in_status(&id, "processed", Duration::from_secs(60)).await;
         waits.push(posted.elapsed());
+        let open_at_applied = open_events(&app).await;
+        // (Checked while the backlog is large enough for half of it to be a
+        // wait of its own: a thousand events and more.)
+        assert!(
+            open_at_post < 1_000 || open_at_applied * 2 >= open_at_post,
+            "{id} waited for the backlog: {open_at_post} events open at its post, {open_at_applied} when it was applied"
+        );
     }
     let still_open = open_events(&app).await;
     assert!(still_open > 0, "the hot backlog was still draining (else this proves nothing)");
