@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the pure engine and of order parsing + validation.
-//! `cargo bench --bench engine` (CI compiles them with `--no-run`).
+//! `cargo bench --bench engine` (CI runs each once in the test profile: `cargo test --bench '*'`).
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use komisi::domain::entitlement::{entitle, AffiliateSnapshot, FrozenContext};
 use komisi::domain::ids::{AffiliateId, BuyerId, Category, Sku};
