@@ -12,9 +12,11 @@
 # LABEL `empty` starts from a fresh database instead (serve.sh's setup). The
 # scheduled reconcile is off (KOMISI_RECONCILE_EVERY_MS=0): the runs are the
 # ones started here. The per-key rate limit is off (serve.sh).
-# KOMISI_HISTORY_SKIP lists parts to leave out: `sweep` (the full sweep and
-# the saturation during it), `incremental` (the run after 10 000 orders) —
-# on 10 M orders the sweep takes about an hour.
+# KOMISI_HISTORY_SKIP lists parts to leave out: `saturation`, `half` (the
+# half-rate run with the reads; left out too when saturation is, unless
+# KOMISI_HISTORY_HALF gives the rate), `sweep` (the full sweep and the
+# saturation during it), `incremental` (10 000 orders then an incremental
+# run, RUNS times) — on 10 M orders the sweep takes about an hour.
 #   loadtest/history.sh LABEL [runs] [clients]      (release build first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,9 +46,9 @@ else
 fi
 echo "# $LABEL: $(orders) orders; rss_mb at start $(awk '/VmRSS/ {print $2 / 1024}' "/proc/$PID/status")"
 
-echo "# saturation, $CLIENTS clients"
 accepted=()
-for round in $(seq "$RUNS"); do
+skipped saturation || echo "# saturation, $CLIENTS clients"
+for round in $(skipped saturation || seq "$RUNS"); do
   for dist in uniform zipf:1.1 hot; do
     out=$($LT run --base-url $URL --clients "$CLIENTS" --duration-secs 12 --affiliates-dist "$dist" --server-pid "$PID")
     echo "$out" | summary "round=$round sat $dist"
@@ -55,8 +57,8 @@ for round in $(seq "$RUNS"); do
 done
 HALF=${KOMISI_HISTORY_HALF:-$(printf '%s\n' "${accepted[@]}" | sort -n | awk '{a[NR]=$1} END {print int(a[int((NR+1)/2)] / 2)}')}
 
-echo "# half rate ($HALF/s) with the operator's reads alongside (20/s each)"
-for round in $(seq "$RUNS"); do
+[ "$HALF" -gt 0 ] && ! skipped half && echo "# half rate ($HALF/s) with the operator's reads alongside (20/s each)"
+for round in $( ([ "$HALF" -gt 0 ] && ! skipped half) && seq "$RUNS"); do
   $LT reads --base-url $URL --rate 20 --duration-secs 12 >/tmp/history-reads.json &
   reads=$!
   $LT run --base-url $URL --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "round=$round half=$HALF"
@@ -81,11 +83,13 @@ fi
 if ! skipped incremental; then
   echo "# an incremental reconcile after 10 000 new orders"
   for _ in 1 2; do curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "incremental", "wait": true}' $URL/admin/reconcile >/dev/null; done
-  $LT run --base-url $URL --rate 1000 --duration-secs 10 --refund-share 0 --complete-share 0 --server-pid "$PID" >/dev/null
-  curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "incremental", "wait": true}' $URL/admin/reconcile | python3 -c "
+  for round in $(seq "$RUNS"); do
+    $LT run --base-url $URL --rate 1000 --duration-secs 10 --refund-share 0 --complete-share 0 --server-pid "$PID" >/dev/null
+    curl -sf "${ADMIN[@]}" -XPOST -d '{"kind": "incremental", "wait": true}' $URL/admin/reconcile | python3 -c "
 import json,sys; from datetime import datetime
 l = json.load(sys.stdin); t = lambda s: datetime.fromisoformat(s.replace('Z', '+00:00'))
-print('$LABEL incremental after 10 000 orders: ok=%s checked=%s seconds=%.2f' % (l['ok'], l['checked'], (t(l['finished_at']) - t(l['started_at'])).total_seconds()))"
+print('$LABEL round=$round incremental after 10 000 orders: ok=%s checked=%s seconds=%.2f' % (l['ok'], l['checked'], (t(l['finished_at']) - t(l['started_at'])).total_seconds()))"
+  done
 fi
 
 n=$(orders)

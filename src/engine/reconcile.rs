@@ -10,13 +10,14 @@ use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::caps::{CounterKey, OrderLimits, Period, Scope, Used};
 use crate::domain::entitlement::month_window;
 use crate::domain::ids::{BuyerId, OrderId};
-use crate::domain::ledger::delta;
+use crate::domain::ledger::{delta, BuyerRewards};
 use crate::domain::money;
 use crate::domain::reconcile::{self as rules, Phase, Run, RunKind, RunStatus, Schedule, Window};
-use crate::domain::wallet::audit;
+use crate::domain::wallet::{audit, Redemption};
 use crate::metrics as m;
-use crate::store::ReconcileFacts;
+use crate::store::{EntitlementInputs, ReconcileFacts};
 use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
 use std::sync::atomic::Ordering;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -84,6 +85,8 @@ pub enum Started {
 pub const KEPT_VIOLATIONS: usize = 1000;
 /// Orders checked per page (one read of their inputs, one heartbeat).
 const PAGE: u32 = 500;
+/// Pages an incremental run reads ahead of the one it checks.
+const PAGES_AT_ONCE: usize = 2;
 /// A running run whose heartbeat is older than this has stopped.
 const STALE_AFTER: TimeDelta = TimeDelta::seconds(60);
 /// A running run's heartbeat, whatever it is doing: a phase may be one long
@@ -451,15 +454,26 @@ impl Engine {
         found.phase = Phase::Orders;
         self.store().save_balance_checks(&std::mem::take(&mut changes.facts.checks)).await?;
         run.total = changes.orders.len() as u64;
-        for page in changes.orders.chunks(PAGE as usize) {
-            self.check_orders(page, &mut found).await?;
-            run.done += page.len() as u64;
+        // The next page is read while this one is checked (the database's
+        // reads and the recomputation overlap, on a core each).
+        let store = self.store();
+        let chunks = changes.orders.chunks(PAGE as usize);
+        let mut sizes = chunks.clone().map(<[OrderId]>::len);
+        let reads: Vec<_> = chunks.map(|page| store.entitlement_inputs_of(page)).collect();
+        let mut pages = futures::stream::iter(reads).buffered(PAGES_AT_ONCE);
+        while let Some(inputs) = pages.next().await {
+            self.check_inputs(inputs?, &mut found).await?;
+            run.done += sizes.next().unwrap_or_default() as u64;
             self.heartbeat(run, &found).await?;
         }
         let orders = started.elapsed() - totals;
         found.phase = Phase::Wallets;
         self.heartbeat(run, &found).await?;
-        self.check_wallets(&changes.buyers, &mut found).await?;
+        let reads: Vec<_> = changes.buyers.chunks(PAGE as usize).map(|page| store.buyer_wallets(page)).collect();
+        let mut pages = futures::stream::iter(reads).buffered(PAGES_AT_ONCE);
+        while let Some(wallets) = pages.next().await {
+            self.check_buyer_wallets(wallets?, &mut found);
+        }
         stored_violations(changes.facts, &mut found);
         tracing::info!(
             run = run.id,
@@ -475,7 +489,12 @@ impl Engine {
 
     /// For every processed order of `ids`, the ledger equals the entitlement.
     async fn check_orders(&self, ids: &[OrderId], found: &mut Found) -> Result<()> {
-        for (order_id, inputs) in self.store().entitlement_inputs_of(ids).await? {
+        let inputs = self.store().entitlement_inputs_of(ids).await?;
+        self.check_inputs(inputs, found).await
+    }
+
+    async fn check_inputs(&self, inputs: Vec<(OrderId, EntitlementInputs)>, found: &mut Found) -> Result<()> {
+        for (order_id, inputs) in inputs {
             found.checked.orders += 1;
             let (entitled, applied) = self.entitled(&order_id, inputs).await?;
             let off = delta(&entitled, &applied);
@@ -612,16 +631,20 @@ impl Engine {
 
     /// Each buyer's wallet (see `domain::wallet::audit`).
     async fn check_wallets(&self, buyers: &[BuyerId], found: &mut Found) -> Result<()> {
-        let stuck_before = self.stuck_before();
         for page in buyers.chunks(PAGE as usize) {
-            for (rewards, redemptions) in self.store().buyer_wallets(page).await? {
-                found.checked.wallets += 1;
-                for (kind, detail) in audit(&rewards, &redemptions, stuck_before) {
-                    found.push(Violation::new(kind, detail).buyer(&rewards.buyer_id));
-                }
-            }
+            self.check_buyer_wallets(self.store().buyer_wallets(page).await?, found);
         }
         Ok(())
+    }
+
+    fn check_buyer_wallets(&self, wallets: Vec<(BuyerRewards, Vec<Redemption>)>, found: &mut Found) {
+        let stuck_before = self.stuck_before();
+        for (rewards, redemptions) in wallets {
+            found.checked.wallets += 1;
+            for (kind, detail) in audit(&rewards, &redemptions, stuck_before) {
+                found.push(Violation::new(kind, detail).buyer(&rewards.buyer_id));
+            }
+        }
     }
 }
 

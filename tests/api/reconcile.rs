@@ -4,6 +4,7 @@
 //! instances; the schedule starts a full sweep first and incremental runs
 //! after; `GET` answers the last result without checking anything.
 use crate::helpers::*;
+use futures::StreamExt;
 use komisi::domain::reconcile::RunKind;
 use komisi::engine::reconcile::Started;
 use reqwest::StatusCode;
@@ -31,8 +32,11 @@ async fn place_processed(app: &TestApp, id: &str, code: &str) {
 /// Moves money between an order's entry and its affiliate's balance so
 /// that the balances still add up: only recomputing the order finds it.
 async fn corrupt_entry_quietly(app: &TestApp, order: &str, affiliate: &str) {
-    let id =
-        app.db.one("SELECT id FROM ledger_entries WHERE order_id = ? AND affiliate_id = ?", &[order, affiliate]).await;
+    // (Its first: an order that reached a milestone has a bonus entry too.)
+    let id = app
+        .db
+        .one("SELECT MIN(id) FROM ledger_entries WHERE order_id = ? AND affiliate_id = ?", &[order, affiliate])
+        .await;
     app.db.add_money("ledger_entries", "amount", &id, d("1")).await;
     app.db.add_money("affiliates", "pending", affiliate, d("1")).await;
 }
@@ -78,6 +82,38 @@ async fn an_incremental_run_checks_what_changed_and_a_full_sweep_everything() {
     assert_eq!(status["last"]["run_id"], caught["run_id"]);
     assert_eq!(status["last"]["violations"], caught["violations"]);
     assert_eq!(status["running"], Value::Null);
+}
+
+/// An incremental run over more orders than a page (500) reads each next
+/// page while it checks one: every order and every wallet of the window is
+/// checked once, and what is wrong is found on the first page and the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_run_over_several_pages_checks_every_order_once() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    let first = app.reconcile().await;
+    assert_eq!(first["ok"], true, "{first}");
+    let ids: Vec<String> = (0..1_101).map(|i| format!("p-{i:04}")).collect();
+    let app = &app;
+    futures::stream::iter(&ids)
+        .for_each_concurrent(16, |id| async move {
+            app.accept(&simple_order(id, &format!("buyer-{id}"), Some("code-C"), "100000")).await;
+        })
+        .await;
+    let done = poll(Duration::from_secs(120), || async {
+        app.db.int("SELECT COUNT(*) FROM orders WHERE commission_status = 'processed'", &[]).await == 1_101
+    })
+    .await;
+    assert!(done, "every order processed");
+    // The orders are checked in id order: p-0000 on the first page, p-1100 on the third.
+    corrupt_entry_quietly(app, "p-0000", "C").await;
+    corrupt_entry_quietly(app, "p-1100", "B").await;
+    let run = app.reconcile_kind("incremental").await;
+    assert_eq!((&run["checked"]["orders"], &run["checked"]["wallets"]), (&json!(1_101), &json!(1_101)), "{run}");
+    let mut found = violations(&run);
+    found.sort();
+    let differs = |o: &str| ("ledger_differs_from_entitlement".to_string(), o.to_string());
+    assert_eq!(found, vec![differs("p-0000"), differs("p-1100")], "{run}");
 }
 
 /// The very first run may be an incremental one (an operator's, before the
