@@ -10,10 +10,10 @@ use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::caps::{CounterKey, OrderLimits, Period, Scope, Used};
 use crate::domain::entitlement::month_window;
 use crate::domain::ids::{BuyerId, OrderId};
-use crate::domain::ledger::{delta, BuyerRewards};
+use crate::domain::ledger::delta;
 use crate::domain::money;
 use crate::domain::reconcile::{self as rules, Phase, Run, RunKind, RunStatus, Schedule, Window};
-use crate::domain::wallet::{audit, Redemption};
+use crate::domain::wallet::audit;
 use crate::metrics as m;
 use crate::store::{EntitlementInputs, ReconcileFacts};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -85,7 +85,7 @@ pub enum Started {
 pub const KEPT_VIOLATIONS: usize = 1000;
 /// Orders checked per page (one read of their inputs, one heartbeat).
 const PAGE: u32 = 500;
-/// Pages an incremental run reads ahead of the one it checks.
+/// Pages read at once: the next is read while one is checked.
 const PAGES_AT_ONCE: usize = 2;
 /// A running run whose heartbeat is older than this has stopped.
 const STALE_AFTER: TimeDelta = TimeDelta::seconds(60);
@@ -469,11 +469,7 @@ impl Engine {
         let orders = started.elapsed() - totals;
         found.phase = Phase::Wallets;
         self.heartbeat(run, &found).await?;
-        let reads: Vec<_> = changes.buyers.chunks(PAGE as usize).map(|page| store.buyer_wallets(page)).collect();
-        let mut pages = futures::stream::iter(reads).buffered(PAGES_AT_ONCE);
-        while let Some(wallets) = pages.next().await {
-            self.check_buyer_wallets(wallets?, &mut found);
-        }
+        self.check_wallets(&changes.buyers, &mut found).await?;
         stored_violations(changes.facts, &mut found);
         tracing::info!(
             run = run.id,
@@ -629,22 +625,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Each buyer's wallet (see `domain::wallet::audit`).
+    /// Each buyer's wallet (see `domain::wallet::audit`), a page at a time,
+    /// the next page read while one is checked.
     async fn check_wallets(&self, buyers: &[BuyerId], found: &mut Found) -> Result<()> {
-        for page in buyers.chunks(PAGE as usize) {
-            self.check_buyer_wallets(self.store().buyer_wallets(page).await?, found);
-        }
-        Ok(())
-    }
-
-    fn check_buyer_wallets(&self, wallets: Vec<(BuyerRewards, Vec<Redemption>)>, found: &mut Found) {
         let stuck_before = self.stuck_before();
-        for (rewards, redemptions) in wallets {
-            found.checked.wallets += 1;
-            for (kind, detail) in audit(&rewards, &redemptions, stuck_before) {
-                found.push(Violation::new(kind, detail).buyer(&rewards.buyer_id));
+        let store = self.store();
+        let reads: Vec<_> = buyers.chunks(PAGE as usize).map(|page| store.buyer_wallets(page)).collect();
+        let mut pages = futures::stream::iter(reads).buffered(PAGES_AT_ONCE);
+        while let Some(wallets) = pages.next().await {
+            for (rewards, redemptions) in wallets? {
+                found.checked.wallets += 1;
+                for (kind, detail) in audit(&rewards, &redemptions, stuck_before) {
+                    found.push(Violation::new(kind, detail).buyer(&rewards.buyer_id));
+                }
             }
         }
+        Ok(())
     }
 }
 
