@@ -570,3 +570,30 @@ async fn an_in_memory_database_is_served_by_the_writer_alone() {
     assert_eq!(pending(&store, "A").await, d("10000"));
     assert!(engine.reconcile().await.expect("reconcile").ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
+    let (store, db) = fresh_store().await;
+    let writer = store.writer();
+    // Settle what the migrations wrote first, so only the test's rows remain.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(writer).await.unwrap();
+    let before = std::fs::metadata(&db.path).unwrap().len();
+    sqlx::query("CREATE TABLE t_pages (b BLOB NOT NULL)").execute(writer).await.unwrap();
+    // About 2 MB in 64 commits: ~500 WAL pages, far below the writer's own
+    // checkpoint mark (16 384), so only the checkpointer copies them.
+    for _ in 0..64 {
+        sqlx::query("INSERT INTO t_pages (b) VALUES (randomblob(32768))").execute(writer).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let grown = loop {
+        let size = std::fs::metadata(&db.path).unwrap().len();
+        if size >= before + 2_000_000 || std::time::Instant::now() > deadline {
+            break size;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(grown >= before + 2_000_000, "the database file stayed at {grown} bytes (from {before})");
+    // And the writer's statement journals are in memory, not temporary files.
+    let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store").fetch_one(writer).await.unwrap();
+    assert_eq!(temp_store, 2);
+}

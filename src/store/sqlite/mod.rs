@@ -5,7 +5,8 @@
 //! transaction that writes runs (`BEGIN IMMEDIATE`), so writes never
 //! conflict and need no row locks; and a few read-only connections for
 //! plain reads, which WAL lets run beside the writer. `synchronous=FULL`: a
-//! commit is on disk before it is answered.
+//! commit is on disk before it is answered. A third connection checkpoints
+//! the WAL into the database file beside the writer (`checkpoints`).
 //!
 //! SQLite has no DECIMAL and no DATETIME: money is TEXT holding the exact
 //! decimal, times are fixed-width UTC TEXT (`codec`). Money is never summed
@@ -21,7 +22,22 @@ use crate::store::{Result, StoreError};
 use conn::LiteConn;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the checkpointer copies the WAL's committed pages into the
+/// database file (a PASSIVE checkpoint: it never waits for the writer).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// The writer checkpoints itself only if the WAL reaches this many pages
+/// (4 KiB each): when the checkpointer cannot keep up (a long read holds
+/// the WAL's older frames) or has stopped.
+const WRITER_CHECKPOINT_PAGES: &str = "16384";
+/// The writer's page cache, in KiB (SQLite's default is 2 000): its
+/// transactions walk the same index pages over and over, and a miss is a
+/// read from the file. The readers keep the default (there are up to
+/// `KOMISI_DB_MAX_CONNECTIONS` of them).
+const WRITER_CACHE_KIB: &str = "-65536";
 
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
@@ -80,6 +96,35 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only connections for plain reads.
     readers: SqlitePool,
+    /// Stops the checkpointer when the last clone of the store goes.
+    _checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// Cancels the checkpointer's task when dropped.
+struct Checkpointer(CancellationToken);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Checkpoints the WAL every `CHECKPOINT_EVERY` on a connection of its own
+/// until `stop`, so the copying and its fsync of the database file run
+/// beside the writer instead of inside one of its commits.
+async fn checkpoints(pool: SqlitePool, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed (the writer checkpoints past its own limit)");
+        }
+    }
+    pool.close().await;
 }
 
 impl SqliteStore {
@@ -92,7 +137,10 @@ impl SqliteStore {
             .map_err(classify)?
             .busy_timeout(Duration::from_secs(10))
             .synchronous(SqliteSynchronous::Full)
-            .statement_cache_capacity(256);
+            .statement_cache_capacity(256)
+            // Statement journals (the undo of one statement inside a
+            // transaction) in memory, not spilled to temporary files.
+            .pragma("temp_store", "memory");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // Connections are never recycled: an embedded connection does not go
         // stale, the last one to close would take an in-memory database with
@@ -105,7 +153,13 @@ impl SqliteStore {
             // Every writer waits for the one connection: allow a queue.
             .acquire_timeout(Duration::from_secs(30))
             .test_before_acquire(false)
-            .connect_with(base.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal))
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .pragma("cache_size", WRITER_CACHE_KIB)
+                    .pragma("wal_autocheckpoint", if in_memory { "1000" } else { WRITER_CHECKPOINT_PAGES }),
+            )
             .await
             .map_err(classify)?;
         let readers = if in_memory {
@@ -118,11 +172,28 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .acquire_timeout(Duration::from_secs(10))
                 .test_before_acquire(false)
-                .connect_with(base.read_only(true))
+                .connect_with(base.clone().read_only(true))
                 .await
                 .map_err(classify)?
         };
-        Ok(Self { writer, readers })
+        // Checkpoints need write access to the file: a connection of their own.
+        let checkpointer = if in_memory {
+            None
+        } else {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .test_before_acquire(false)
+                .connect_with(base)
+                .await
+                .map_err(classify)?;
+            let stop = CancellationToken::new();
+            tokio::spawn(checkpoints(pool, stop.clone()));
+            Some(Arc::new(Checkpointer(stop)))
+        };
+        Ok(Self { writer, readers, _checkpointer: checkpointer })
     }
 
     /// The one writer connection's pool, for components that write to the
