@@ -84,6 +84,26 @@ async fn an_incremental_run_checks_what_changed_and_a_full_sweep_everything() {
     assert_eq!(status["running"], Value::Null);
 }
 
+/// An incremental run checks the touched buyers' points on a second
+/// snapshot while it checks the touched affiliates' balances on its first:
+/// a wrong value is found on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_run_checks_points_and_balances_side_by_side() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    place_processed(&app, "o-1", "code-C").await;
+    let first = app.reconcile().await;
+    assert_eq!(first["ok"], true, "{first}");
+    place_processed(&app, "o-2", "code-B").await;
+    app.db.add_money("affiliates", "pending", "B", d("5")).await;
+    app.db.exec("UPDATE buyers SET points = '999999' WHERE id = 'buyer-o-2'", &[]).await;
+    let run = app.reconcile_kind("incremental").await;
+    let found = violations(&run);
+    for expected in [("balance_mismatch", "B"), ("points_mismatch", "buyer-o-2")] {
+        assert!(found.contains(&(expected.0.to_string(), expected.1.to_string())), "{expected:?} in {run}");
+    }
+}
+
 /// An incremental run over more orders than a page (500) reads each next
 /// page while it checks one: every order and every wallet of the window is
 /// checked once, and what is wrong is found on the first page and the last.

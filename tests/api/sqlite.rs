@@ -8,6 +8,7 @@ use komisi::domain::event::{EventId, EventStatus};
 use komisi::domain::ids::{AffiliateId, BuyerId, OrderId, ReferralCode, RefundId, Sku};
 use komisi::domain::order::{CreateOrder, LifecycleOutcome, NewOrder, RefundRequest};
 use komisi::domain::program::Program;
+use komisi::domain::reconcile::RunKind;
 use komisi::engine::apply::{apply_event, apply_events, Outcome};
 use komisi::engine::faults::Faults;
 use komisi::engine::intake::take_batch;
@@ -569,6 +570,16 @@ async fn an_in_memory_database_is_served_by_the_writer_alone() {
     assert!(is_applied(&apply_event(&*store, &Faults::default(), event).await.expect("applies")));
     assert_eq!(pending(&store, "A").await, d("10000"));
     assert!(engine.reconcile().await.expect("reconcile").ok);
+    // An incremental run holds its one snapshot and finds no second
+    // connection for the points check: it checks the points on the first,
+    // and finds a wrong balance there.
+    let event = accept(&engine, simple("o-2", "b-2", Some("code-A"), "100000")).await;
+    assert!(is_applied(&apply_event(&*store, &Faults::default(), event).await.expect("applies")));
+    sqlx::query("UPDATE buyers SET points = '999' WHERE id = 'b-2'").execute(store.writer()).await.unwrap();
+    let run = engine.reconcile_now(RunKind::Incremental, None).await.expect("incremental reconcile");
+    assert_eq!(run.checked.orders, 1);
+    let kinds: Vec<_> = run.violations.iter().map(|v| (v.kind.as_str(), v.buyer_id.as_deref())).collect();
+    assert!(kinds.contains(&("points_mismatch", Some("b-2"))), "{kinds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

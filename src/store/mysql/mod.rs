@@ -72,6 +72,7 @@ static DIALECT: Dialect = Dialect {
         let sets: Vec<String> = columns.iter().map(|c| format!("{c} = VALUES({c})")).collect();
         format!(" ON DUPLICATE KEY UPDATE {}", sets.join(", "))
     },
+    use_index: |index| format!(" FORCE INDEX ({index})"),
 };
 
 /// ` AND CRC32(partition_key) % of IN (owned)`: only events of these journal

@@ -375,6 +375,10 @@ pub struct Dialect {
     /// Money columns add exactly in SQL (`DECIMAL`); else they are read,
     /// added in Rust and written back (SQLite's TEXT amounts).
     pub adds_money: bool,
+    /// After a table's name in FROM: read it through this index (` FORCE
+    /// INDEX (ix)` / ` INDEXED BY ix`). Only where the planner, misled by
+    /// estimates, has been seen to pick a much slower one.
+    pub use_index: fn(index: &str) -> String,
 }
 
 impl Dialect {

@@ -87,6 +87,7 @@ static DIALECT: Dialect = Dialect {
         let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
         format!(" ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
     },
+    use_index: |index| format!(" INDEXED BY {index}"),
 };
 
 /// Handle to the database file: the writer and the readers.
