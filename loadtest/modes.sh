@@ -3,7 +3,8 @@
 # times each: closed-loop saturation (CLIENTS clients, each sending its next
 # request when the last is answered), then open loop at RATE and RATE/2; DIST
 # is the affiliates' distribution (uniform, zipf[:S], hot; default uniform).
-# The per-key rate limit is off (serve.sh).
+# The per-key rate limit is off (serve.sh). KOMISI_MODES_SAT_ONLY=1 runs the
+# saturation case alone.
 #   loadtest/modes.sh [rate] [runs] [dist] [clients]   (release build first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,8 +21,10 @@ for round in $(seq "$RUNS"); do
   for mode in mysql embedded; do
     if [ "$mode" = embedded ]; then PID=$(KOMISI_BENCH_EMBEDDED=1 loadtest/serve.sh); else PID=$(loadtest/serve.sh); fi
     ./target/release/loadtest run --base-url http://127.0.0.1:18090 --clients "$CLIENTS" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST sat clients=$CLIENTS"
-    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST max=$RATE"
-    ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST half=$HALF"
+    if [ -z "${KOMISI_MODES_SAT_ONLY:-}" ]; then
+      ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$RATE" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST max=$RATE"
+      ./target/release/loadtest run --base-url http://127.0.0.1:18090 --rate "$HALF" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" | summary "round=$round $mode $DIST half=$HALF"
+    fi
     kill "$PID"
     while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
   done
