@@ -128,6 +128,20 @@ async fn checkpoints(pool: SqlitePool, stop: CancellationToken) {
     pool.close().await;
 }
 
+/// A pool of up to `connections` whose connections are never recycled: an
+/// embedded connection does not go stale, the last one to close would take
+/// an in-memory database with it, and the read-only readers need the
+/// writer's WAL index to exist.
+fn kept(connections: u32, acquire_timeout: Duration) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        .min_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+}
+
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `url` (`sqlite://path`,
     /// `sqlite:path`, or a bare path): a writer pool of one connection and a
@@ -143,17 +157,8 @@ impl SqliteStore {
             // transaction) in memory, not spilled to temporary files.
             .pragma("temp_store", "memory");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        // Connections are never recycled: an embedded connection does not go
-        // stale, the last one to close would take an in-memory database with
-        // it, and the read-only readers need the writer's WAL index to exist.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            // Every writer waits for the one connection: allow a queue.
-            .acquire_timeout(Duration::from_secs(30))
-            .test_before_acquire(false)
+        // Every writer waits for the one connection: allow a queue.
+        let writer = kept(1, Duration::from_secs(30))
             .connect_with(
                 base.clone()
                     .create_if_missing(true)
@@ -166,13 +171,7 @@ impl SqliteStore {
         let readers = if in_memory {
             writer.clone()
         } else {
-            SqlitePoolOptions::new()
-                .max_connections(readers.max(1))
-                .min_connections(1)
-                .max_lifetime(None)
-                .idle_timeout(None)
-                .acquire_timeout(Duration::from_secs(10))
-                .test_before_acquire(false)
+            kept(readers.max(1), Duration::from_secs(10))
                 .connect_with(base.clone().read_only(true))
                 .await
                 .map_err(classify)?
@@ -181,15 +180,7 @@ impl SqliteStore {
         let checkpointer = if in_memory {
             None
         } else {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .max_lifetime(None)
-                .idle_timeout(None)
-                .test_before_acquire(false)
-                .connect_with(base)
-                .await
-                .map_err(classify)?;
+            let pool = kept(1, Duration::from_secs(30)).connect_with(base).await.map_err(classify)?;
             let stop = CancellationToken::new();
             tokio::spawn(checkpoints(pool, stop.clone()));
             Some(Arc::new(Checkpointer(stop)))
