@@ -9,8 +9,8 @@ use crate::engine::retry::RetryPolicy;
 use crate::engine::{Engine, EngineConfig};
 use crate::http::extract::ApiKeys;
 use crate::http::{router, AppState};
+use crate::journal::memory::MemoryJournal;
 use crate::journal::redis::RedisJournal;
-use crate::journal::sqlite::SqliteJournal;
 use crate::journal::{Journal, JournalError};
 use crate::store::mysql::MySqlStore;
 use crate::store::sql::SqlStore;
@@ -154,15 +154,20 @@ pub async fn start(config: Config, faults: Arc<Faults>) -> Result<RunningApp, Ap
     Ok(RunningApp { addr, engine, keys, supervisor: root, shutdown, task })
 }
 
-/// The store and the journal of the configured backend: one SQLite file
-/// holding both (the embedded mode), or MySQL and Redis.
+/// Live entries the embedded journal holds at most: twice the default
+/// backlog bound, about 40 MB. Past it, events wait in the file for recovery.
+const MEMORY_JOURNAL_CAPACITY: usize = 200_000;
+
+/// The store and the journal of the configured backend: one SQLite file and
+/// a queue in memory (the embedded mode), or MySQL and Redis.
 async fn open(config: &Config) -> Result<(Arc<dyn Backend>, Arc<dyn Journal>), AppError> {
     let consumer = config.instance();
     Ok(match config.backend() {
         Some(BackendKind::Sqlite) => {
-            // One file: the record and the journal, written through one connection.
+            // One file is the record; the journal is a queue in memory (open
+            // events are journaled again from the file at every start).
             let store = SqliteStore::connect(&config.database_url, config.db_max_connections).await?;
-            let journal = Arc::new(SqliteJournal::new(store.writer().clone(), consumer));
+            let journal = Arc::new(MemoryJournal::new(consumer, MEMORY_JOURNAL_CAPACITY));
             (Arc::new(SqlStore::new(Arc::new(store))), journal)
         }
         _ => {

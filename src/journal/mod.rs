@@ -10,8 +10,8 @@
 //! The embedded journal has one partition and one instance: its leases are
 //! always granted.
 pub mod keys;
+pub mod memory;
 pub mod redis;
-pub mod sqlite;
 
 use crate::domain::event::{EventRef, PartitionKey};
 use std::time::Duration;

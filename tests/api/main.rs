@@ -3,7 +3,7 @@
 //! default: MariaDB + Redis, a database and key prefix of its own) or `sqlite`
 //! (the embedded mode, a file of its own) — and checks it over HTTP and in the
 //! database. Tests of Redis itself (`journal`, stream loss, live entries) say
-//! so and are skipped on `sqlite`. `sqlite`, `sqlite_journal` and `embedded`
+//! so and are skipped on `sqlite`. `sqlite` and `embedded`
 //! drive the SQLite backend directly and `schema` compares the two schemas:
 //! those run in either run.
 mod adjustments;
@@ -35,6 +35,5 @@ mod scale;
 mod schema;
 mod simulations;
 mod sqlite;
-mod sqlite_journal;
 mod webhook_receiver;
 mod webhooks;

@@ -49,6 +49,7 @@ fn sqlite_matches(declared: &str, class: &str) -> bool {
     }
 }
 
+/// Bookkeeping, and the journal's fences (several instances: production only).
 fn ignored(table: &str) -> bool {
     table == "_sqlx_migrations" || table.starts_with("sqlite_") || table.starts_with("journal_")
 }

@@ -188,8 +188,8 @@ impl SqliteStore {
         Ok(Self { writer, readers, _checkpointer: checkpointer })
     }
 
-    /// The one writer connection's pool, for components that write to the
-    /// same file (the embedded journal): sharing it keeps writes serial.
+    /// The one writer connection's pool (tests read and corrupt the file
+    /// through it, serially with the store's writes).
     pub fn writer(&self) -> &SqlitePool {
         &self.writer
     }
