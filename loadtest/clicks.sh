@@ -20,7 +20,7 @@ LT=./target/release/loadtest
 BASE=http://127.0.0.1:18090
 loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'orders/s=%.0f' % d['accepted_per_s'], 'clicks/s=%.0f' % d['clicks_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'server p99 <= %s s' % d['server_orders_upper_bound_s']['p99'], 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'], 'dropped=%s' % d['dropped'], 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'orders/s=%.0f' % d['accepted_per_s'], 'clicks/s=%.0f' % d['clicks_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'server p99 <= %s s' % d['server_orders_upper_bound_s']['p99'], 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s%s' % (d['errors'], d.get('errors_by_kind') or ''), 'dropped=%s' % d['dropped'], 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
 }
 TOTAL=$(python3 -c "print($ORDERS * (1 + $CPO))")
 # SIDES=off,on,healthz adds the control: as many requests to GET /healthz.

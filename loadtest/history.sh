@@ -29,7 +29,7 @@ NAME=${KOMISI_BENCH_DB:-komisi_perf}
 ADMIN=(-H 'Authorization: Bearer loadtest-admin' -H 'content-type: application/json')
 loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-8192}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$LABEL $1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'], 'rss_mb=%s' % d['server_memory']['rss_mb'], 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$LABEL $1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s%s' % (d['errors'], d.get('errors_by_kind') or ''), 'rss_mb=%s' % d['server_memory']['rss_mb'], 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
 }
 skipped() { [[ " ${KOMISI_HISTORY_SKIP:-} " == *" $1 "* ]]; }
 orders() {
@@ -63,7 +63,7 @@ for round in $( ([ "$HALF" -gt 0 ] && ! skipped half) && seq "$RUNS"); do
   reads=$!
   $LT run --base-url $URL --rate "$HALF" --duration-secs 12 --server-pid "$PID" | summary "round=$round half=$HALF"
   wait "$reads"
-  python3 -c "import json; d=json.load(open('/tmp/history-reads.json')); print('$LABEL round=$round reads p50/p99 ms', ' '.join('%s=%s/%s' % (k, v['p50_ms'], v['p99_ms']) for k, v in d['latency'].items()), 'errors=%s' % d['errors'])"
+  python3 -c "import json; d=json.load(open('/tmp/history-reads.json')); print('$LABEL round=$round reads p50/p99 ms', ' '.join('%s=%s/%s' % (k, v['p50_ms'], v['p99_ms']) for k, v in d['latency'].items()), 'errors=%s%s' % (d['errors'], d.get('errors_by_kind') or ''))"
 done
 
 if ! skipped sweep; then

@@ -19,7 +19,7 @@ LT=${KOMISI_AB_LOADTEST:-$HERE/target/release/loadtest}
 DB=komisi_perf
 "$HERE/loadtest/mariadb-tune.sh" "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s' % d['errors'], 'rss_mb=%s' % d['server_memory']['peak_rss_mb'])"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s%s' % (d['errors'], d.get('errors_by_kind') or ''), 'rss_mb=%s' % d['server_memory']['peak_rss_mb'])"
 }
 seed() {
   # Orders placed over this month (UTC) up to now, 100 000 each, processed.

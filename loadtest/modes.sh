@@ -15,7 +15,7 @@ CLIENTS=${4:-128}
 HALF=$((RATE / 2))
 loadtest/mariadb-tune.sh "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'lag p99<=%s' % d['lag_upper_bound_s']['p99'], 'errors=%s' % d['errors'])"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'lag p99<=%s' % d['lag_upper_bound_s']['p99'], 'errors=%s%s' % (d['errors'], d.get('errors_by_kind') or ''))"
 }
 for round in $(seq "$RUNS"); do
   for mode in mysql embedded; do
