@@ -3,6 +3,13 @@
 use clap::{Parser, Subcommand};
 use komisi::config::Config;
 
+/// At saturation glibc's malloc took about a quarter of the server's CPU
+/// (`perf`: `_int_malloc`, `_int_free`, `malloc_consolidate`): every request
+/// builds and drops strings and rows across threads. mimalloc's per-thread
+/// pages make those cheap (docs/PERFORMANCE.md, sixteenth session).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "komisi",
