@@ -50,6 +50,58 @@ async fn a_database_error_mid_transaction_rolls_back_and_the_retry_applies_once(
     assert_worked_example_paid_once(&app, "o-1").await;
 }
 
+/// A real database error among an event transaction's writes: a trigger
+/// refuses the affiliates' report rows, written after the ledger, the
+/// rewards, the event and the order, before the balances. None of them
+/// stays; once the trigger is gone the retry pays the order exactly once.
+#[tokio::test]
+async fn a_database_error_among_an_events_writes_keeps_none_of_them_and_the_retry_applies_once() {
+    let app = spawn_app_with(|c| c.max_attempts = 1_000, Faults::default()).await;
+    abc_tree(&app).await;
+    let triggers: &[&str] = match test_backend() {
+        TestBackend::MySql => &[
+            "CREATE TRIGGER refuse_day_insert BEFORE INSERT ON report_affiliate_days FOR EACH ROW \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
+            "CREATE TRIGGER refuse_day_update BEFORE UPDATE ON report_affiliate_days FOR EACH ROW \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
+        ],
+        TestBackend::Sqlite => &[
+            "CREATE TRIGGER refuse_day_insert BEFORE INSERT ON report_affiliate_days BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            "CREATE TRIGGER refuse_day_update BEFORE UPDATE ON report_affiliate_days BEGIN SELECT RAISE(ABORT, 'injected'); END",
+        ],
+    };
+    for t in triggers {
+        app.db.exec(t, &[]).await;
+    }
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    let failed = poll(Duration::from_secs(20), || async { event_row(&app, "o-1").await.2.len() >= 2 }).await;
+    assert!(failed, "the event's attempts fail while the trigger refuses its report rows");
+    let (status, _, errors) = event_row(&app, "o-1").await;
+    assert_ne!(status, "done");
+    assert!(errors.iter().all(|e| e.contains("injected")), "{errors:?}");
+    let count = |sql: &'static str| app.db.int(sql, &[]);
+    assert_eq!(count("SELECT COUNT(*) FROM ledger_entries").await, 0, "no ledger row stays");
+    assert_eq!(count("SELECT COUNT(*) FROM reward_entries").await, 0, "no reward row stays");
+    assert_eq!(count("SELECT COUNT(*) FROM report_affiliate_days").await, 0);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM report_buckets").await,
+        0,
+        "the statement before the refused one is gone too"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM orders WHERE id = 'o-1' AND commission_status <> 'processed'").await, 1);
+    for a in ["A", "B", "C"] {
+        assert_eq!(app.balance(a, "pending").await, d("0"));
+    }
+    assert_eq!(app.points("x").await, 0);
+
+    for t in ["refuse_day_insert", "refuse_day_update"] {
+        app.db.exec(&format!("DROP TRIGGER {t}"), &[]).await;
+    }
+    app.processed("o-1").await;
+    assert_worked_example_paid_once(&app, "o-1").await;
+    app.assert_reconciled().await;
+}
+
 #[tokio::test]
 async fn an_event_that_keeps_failing_goes_dead_with_its_history_and_writes_nothing() {
     let app = spawn_app_with(|c| c.max_attempts = 3, Faults::default()).await;
