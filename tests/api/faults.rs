@@ -20,6 +20,30 @@ async fn event_row(app: &TestApp, order_id: &str) -> (String, u32, Vec<String>) 
     (cell(1), cell(2).parse().expect("attempts"), errors)
 }
 
+/// A real database error on every insert into and update of `table`
+/// (triggers, until [`allow_writes`]).
+async fn refuse_writes(app: &TestApp, table: &str) {
+    for op in ["INSERT", "UPDATE"] {
+        let name = format!("refuse_{table}_{}", op.to_lowercase());
+        let sql = match test_backend() {
+            TestBackend::MySql => format!(
+                "CREATE TRIGGER {name} BEFORE {op} ON {table} FOR EACH ROW \
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'"
+            ),
+            TestBackend::Sqlite => {
+                format!("CREATE TRIGGER {name} BEFORE {op} ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END")
+            }
+        };
+        app.db.exec(&sql, &[]).await;
+    }
+}
+
+async fn allow_writes(app: &TestApp, table: &str) {
+    for op in ["insert", "update"] {
+        app.db.exec(&format!("DROP TRIGGER refuse_{table}_{op}"), &[]).await;
+    }
+}
+
 async fn assert_worked_example_paid_once(app: &TestApp, order_id: &str) {
     assert_eq!(
         app.order_amounts(order_id).await,
@@ -58,21 +82,7 @@ async fn a_database_error_mid_transaction_rolls_back_and_the_retry_applies_once(
 async fn a_database_error_among_an_events_writes_keeps_none_of_them_and_the_retry_applies_once() {
     let app = spawn_app_with(|c| c.max_attempts = 1_000, Faults::default()).await;
     abc_tree(&app).await;
-    let triggers: &[&str] = match test_backend() {
-        TestBackend::MySql => &[
-            "CREATE TRIGGER refuse_day_insert BEFORE INSERT ON report_affiliate_days FOR EACH ROW \
-             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
-            "CREATE TRIGGER refuse_day_update BEFORE UPDATE ON report_affiliate_days FOR EACH ROW \
-             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
-        ],
-        TestBackend::Sqlite => &[
-            "CREATE TRIGGER refuse_day_insert BEFORE INSERT ON report_affiliate_days BEGIN SELECT RAISE(ABORT, 'injected'); END",
-            "CREATE TRIGGER refuse_day_update BEFORE UPDATE ON report_affiliate_days BEGIN SELECT RAISE(ABORT, 'injected'); END",
-        ],
-    };
-    for t in triggers {
-        app.db.exec(t, &[]).await;
-    }
+    refuse_writes(&app, "report_affiliate_days").await;
     app.accept(&worked_example_order("o-1", "x", "code-C")).await;
     let failed = poll(Duration::from_secs(20), || async { event_row(&app, "o-1").await.2.len() >= 2 }).await;
     assert!(failed, "the event's attempts fail while the trigger refuses its report rows");
@@ -94,9 +104,7 @@ async fn a_database_error_among_an_events_writes_keeps_none_of_them_and_the_retr
     }
     assert_eq!(app.points("x").await, 0);
 
-    for t in ["refuse_day_insert", "refuse_day_update"] {
-        app.db.exec(&format!("DROP TRIGGER {t}"), &[]).await;
-    }
+    allow_writes(&app, "report_affiliate_days").await;
     app.processed("o-1").await;
     assert_worked_example_paid_once(&app, "o-1").await;
     app.assert_reconciled().await;
@@ -357,21 +365,7 @@ async fn an_intake_failing_at_its_last_statement_keeps_nothing_and_the_retry_lan
     let tallies = || app.db.rows("SELECT type, shard, n FROM event_tallies ORDER BY type, shard", &[]);
     let (months_before, tallies_before) = (months().await, tallies().await);
 
-    let triggers: &[&str] = match test_backend() {
-        TestBackend::MySql => &[
-            "CREATE TRIGGER refuse_tally_insert BEFORE INSERT ON event_tallies FOR EACH ROW \
-             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
-            "CREATE TRIGGER refuse_tally_update BEFORE UPDATE ON event_tallies FOR EACH ROW \
-             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected'",
-        ],
-        TestBackend::Sqlite => &[
-            "CREATE TRIGGER refuse_tally_insert BEFORE INSERT ON event_tallies BEGIN SELECT RAISE(ABORT, 'injected'); END",
-            "CREATE TRIGGER refuse_tally_update BEFORE UPDATE ON event_tallies BEGIN SELECT RAISE(ABORT, 'injected'); END",
-        ],
-    };
-    for t in triggers {
-        app.db.exec(t, &[]).await;
-    }
+    refuse_writes(&app, "event_tallies").await;
     let (status, body) = app.place(&worked_example_order("o-2", "x", "code-C")).await;
     assert!(status.is_server_error(), "{status} {body}");
     assert_eq!(app.db.int("SELECT COUNT(*) FROM orders WHERE id = 'o-2'", &[]).await, 0);
@@ -380,9 +374,7 @@ async fn an_intake_failing_at_its_last_statement_keeps_nothing_and_the_retry_lan
     assert_eq!(months().await, months_before, "no month counted the refused order");
     assert_eq!(tallies().await, tallies_before);
 
-    for t in ["refuse_tally_insert", "refuse_tally_update"] {
-        app.db.exec(&format!("DROP TRIGGER {t}"), &[]).await;
-    }
+    allow_writes(&app, "event_tallies").await;
     assert_eq!(app.place(&worked_example_order("o-2", "x", "code-C")).await.0, StatusCode::ACCEPTED);
     assert_eq!(app.place(&worked_example_order("o-2", "x", "code-C")).await.0, StatusCode::OK, "a repeat");
     app.processed("o-2").await;
