@@ -37,7 +37,7 @@ HALF=$((RATE / 2))
 LT=${KOMISI_AB_LOADTEST:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/loadtest}
 "$(dirname "${BASH_SOURCE[0]}")/mariadb-tune.sh" "${KOMISI_BENCH_BUFFER_POOL_MB:-2048}"
 summary() {
-  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'errors=%s%s' % (d['errors'], d.get('errors_by_kind') or ''), 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
+  python3 -c "import json,sys; d=json.load(sys.stdin); l=d['intake_latency']; print('$1', 'accepted/s=%.0f' % d['accepted_per_s'], 'intake p50/p99 ms=%s/%s' % (l['p50_ms'], l['p99_ms']), 'e2e events/s=%.0f' % d['end_to_end_events_per_s'], 'drain_s=%.2f' % d['drain_s'], 'lag p99<=%s' % d['lag_upper_bound_s']['p99'], 'errors=%s%s' % (d['errors'], d.get('errors_by_kind') or ''), 'cpu_ms/event=' + ' '.join('%s:%s' % kv for kv in (d.get('cpu_ms_per_event') or {}).items()))"
 }
 for round in $(seq "$RUNS"); do
   for side in A B; do
