@@ -66,5 +66,11 @@ for round in $(seq "$RUNS"); do
     (cd "$dir" && $LT run --base-url http://127.0.0.1:18090 --clients "$CLIENTS" --duration-secs 12 --affiliates-dist "$DIST" --server-pid "$PID" $extra) | summary "round=$round $side $DIST sat clients=$CLIENTS"
     kill "$PID"
     while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
+    # A 5xx is logged with its cause ("request failed"): keep that server's log.
+    if grep -q "request failed" /tmp/komisi-bench.log; then
+      kept=$(mktemp /tmp/komisi-bench-failed.XXXXXX.log)
+      cp /tmp/komisi-bench.log "$kept"
+      echo "round=$round: the server answered 5xx; its log is kept in $kept" >&2
+    fi
   done
 done

@@ -27,5 +27,11 @@ for round in $(seq "$RUNS"); do
     fi
     kill "$PID"
     while kill -0 "$PID" 2>/dev/null; do sleep 0.2; done
+    # A 5xx is logged with its cause ("request failed"): keep that server's log.
+    if grep -q "request failed" /tmp/komisi-bench.log; then
+      kept=$(mktemp /tmp/komisi-bench-failed.XXXXXX.log)
+      cp /tmp/komisi-bench.log "$kept"
+      echo "round=$round: the server answered 5xx; its log is kept in $kept" >&2
+    fi
   done
 done
