@@ -4,6 +4,7 @@
 //! `domain::intake::plan`; here the transaction around them.
 use super::attribution::ClickKey;
 use super::batch::Coalescer;
+use super::retry::LOCK_CONFLICT_RETRIES;
 use super::{Committed, EngineError};
 use crate::domain::attribution::{ClickCheck, LinkMode};
 use crate::domain::ids::{AffiliateId, BuyerId};
@@ -67,18 +68,27 @@ pub async fn take_batch(store: &dyn Backend, orders: &[NewOrder], redeliver_afte
     take(store, &ClickKey::default(), orders, TimeDelta::from_std(redeliver_after).unwrap_or(TimeDelta::MAX)).await
 }
 
-/// Takes a batch in one transaction, each order answered on its own. If the
-/// batch fails (a concurrent writer took one of its ids between the lookup
-/// and the insert, a row the database refuses), nothing of it is kept and
-/// each order is taken again in a transaction of its own, so one bad order
-/// fails alone.
+/// Takes a batch in one transaction, each order answered on its own. A
+/// batch that lost a lock conflict (a deadlock, a lock wait) is rolled back
+/// and taken again at once, up to `LOCK_CONFLICT_RETRIES` times. If the
+/// batch fails otherwise (a concurrent writer took one of its ids between
+/// the lookup and the insert, a row the database refuses), nothing of it is
+/// kept and each order is taken again in a transaction of its own, so one
+/// bad order fails alone.
 async fn take(store: &dyn Backend, key: &ClickKey, orders: &[NewOrder], lease: TimeDelta) -> Outcomes {
     if orders.is_empty() {
         return Vec::new();
     }
-    let failed = match write(store, key, orders, lease).await {
-        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-        Err(e) => e,
+    let mut conflicts = 0;
+    let failed = loop {
+        match write(store, key, orders, lease).await {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(e) if e.is_lock_conflict() && conflicts < LOCK_CONFLICT_RETRIES => {
+                conflicts += 1;
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
+            }
+            Err(e) => break e,
+        }
     };
     match failed {
         e if orders.len() > 1 && is_row_error(&e) => {

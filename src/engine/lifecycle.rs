@@ -3,7 +3,7 @@
 //! order's lock; the event then recomputes the order's entitlement like any
 //! other (SPEC §4), so only the delta is written. Whether a change may
 //! happen, and what the order becomes, is `domain::lifecycle`.
-use super::{Engine, Result};
+use super::{retrying, Engine, Result};
 use crate::domain::attribution;
 use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::entitlement::month_window;
@@ -41,6 +41,10 @@ struct Change<'a> {
 
 impl Engine {
     pub async fn refund(&self, req: &RefundRequest) -> Result<LifecycleOutcome> {
+        retrying(|| self.try_refund(req)).await
+    }
+
+    async fn try_refund(&self, req: &RefundRequest) -> Result<LifecycleOutcome> {
         let mut tx = self.store().begin_order().await?;
         let Some(order) = tx.lock_order(&req.order_id).await? else { return Ok(LifecycleOutcome::NotFound) };
         let earlier = tx.refund(&req.order_id, &req.refund_id).await?;
@@ -61,6 +65,10 @@ impl Engine {
     }
 
     pub async fn cancel(&self, id: &OrderId) -> Result<LifecycleOutcome> {
+        retrying(|| self.try_cancel(id)).await
+    }
+
+    async fn try_cancel(&self, id: &OrderId) -> Result<LifecycleOutcome> {
         let mut tx = self.store().begin_order().await?;
         let Some(order) = tx.lock_order(id).await? else { return Ok(LifecycleOutcome::NotFound) };
         let earlier = tx.event_of(id, EventType::OrderCancelled).await?;
@@ -82,6 +90,10 @@ impl Engine {
 
     /// The return window is over: entries become approved `holding_days` after now.
     pub async fn complete(&self, id: &OrderId) -> Result<LifecycleOutcome> {
+        retrying(|| self.try_complete(id)).await
+    }
+
+    async fn try_complete(&self, id: &OrderId) -> Result<LifecycleOutcome> {
         let mut tx = self.store().begin_order().await?;
         let Some(order) = tx.lock_order(id).await? else { return Ok(LifecycleOutcome::NotFound) };
         let earlier = tx.event_of(id, EventType::OrderCompleted).await?;
@@ -107,6 +119,10 @@ impl Engine {
     /// affiliate's (and its upline's) lines and credits the new one's, as
     /// any event does — by recomputing the order's entitlement.
     pub async fn reattribute(&self, id: &OrderId, to: &AffiliateId, reason: &str, actor: &Actor) -> Result<Reassign> {
+        retrying(|| self.try_reattribute(id, to, reason, actor)).await
+    }
+
+    async fn try_reattribute(&self, id: &OrderId, to: &AffiliateId, reason: &str, actor: &Actor) -> Result<Reassign> {
         let mut tx = self.store().begin_order().await?;
         let Some(mut order) = tx.lock_order(id).await? else { return Ok(Reassign::NotFound) };
         // `order.partition()` stays the order's first event's: its events are applied one after the other.

@@ -64,13 +64,18 @@ pub enum EngineError {
 
 impl EngineError {
     /// Why the work could not be done now, for the caller to retry: a lock
-    /// it needs was not granted in time, too many events wait, or the
-    /// database is unreachable or out of connections. (A connection lost at
+    /// it needs was not granted in time, its transaction kept losing lock
+    /// conflicts (deadlocks, lock waits) after its immediate retries, too
+    /// many events wait, or the database is unreachable or out of
+    /// connections. (A connection lost at
     /// commit may have committed: the API's writes are idempotent by their
     /// ids, so the retry is answered with what was stored.)
     pub fn busy(&self) -> Option<String> {
         match self {
             EngineError::Store(StoreError::Busy(why)) => Some((*why).to_owned()),
+            EngineError::Store(StoreError::LockConflict(_)) => {
+                Some("concurrent transactions held the rows this request needs; nothing was stored".to_owned())
+            }
             EngineError::Store(StoreError::Unavailable(_)) => {
                 Some("the database cannot take this request now (unreachable, or out of connections)".to_owned())
             }

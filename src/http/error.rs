@@ -150,5 +150,10 @@ mod tests {
         }
         let other = ApiError::from(EngineError::Store(StoreError::Corrupt("x".into()))).into_response();
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // A lock conflict that outlived its retries is the client's to retry.
+        let conflict = ApiError::from(EngineError::Store(StoreError::LockConflict(sqlx::Error::PoolTimedOut)));
+        let conflict = conflict.into_response();
+        assert_eq!(conflict.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(conflict.headers()[header::RETRY_AFTER], "1");
     }
 }

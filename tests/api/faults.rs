@@ -3,6 +3,7 @@
 use crate::helpers::*;
 use komisi::engine::faults::Faults;
 use reqwest::StatusCode;
+use serde_json::json;
 use std::time::Duration;
 
 /// Leases and claims far beyond any test's length: only the recovery path under
@@ -381,5 +382,69 @@ async fn an_intake_failing_at_its_last_statement_keeps_nothing_and_the_retry_lan
     assert_eq!(app.db.int("SELECT COUNT(*) FROM events WHERE order_id = 'o-2'", &[]).await, 1);
     let orders: Vec<String> = app.db.column("SELECT orders FROM affiliate_months WHERE affiliate_id = 'C'", &[]).await;
     assert_eq!(orders, ["2"], "C's month counts both orders once");
+    app.assert_reconciled().await;
+}
+
+/// A refund whose transaction loses a real deadlock is taken again at once
+/// and answered 202, not 500; the refund is applied once. Another
+/// transaction (heavier, so InnoDB rolls the refund's back) holds the refund
+/// row's key uncommitted, waits until the refund's transaction, holding the
+/// order's lock, waits for that key, then asks for the order's lock.
+#[tokio::test]
+async fn a_refund_that_loses_a_deadlock_is_retried_and_applied_once() {
+    use sqlx::{Connection, Executor};
+    if !needs_mysql_backend("a_refund_that_loses_a_deadlock", "it makes an InnoDB deadlock") {
+        return;
+    }
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    app.accept(&worked_example_order("o-1", "x", "code-C")).await;
+    app.processed("o-1").await;
+    let TestDb::MySql(pool) = &app.db else { unreachable!("the MySQL backend") };
+    pool.execute("CREATE TABLE ballast (n INT PRIMARY KEY)").await.unwrap();
+    let mut other = pool.acquire().await.unwrap().detach();
+    let mut other_tx = other.begin().await.unwrap();
+    // Weight: InnoDB rolls back the transaction that changed fewer rows.
+    other_tx.execute("INSERT INTO ballast SELECT seq FROM seq_1_to_200").await.unwrap();
+    other_tx
+        .execute(
+            "INSERT INTO refunds (order_id, refund_id, request_hash, event_id, created_at) \
+             VALUES ('o-1', 'r-1', REPEAT('x', 32), 'held-by-the-test', NOW(6))",
+        )
+        .await
+        .unwrap();
+
+    let refund = {
+        let (client, url) = (app.client.clone(), app.url("/v1/orders/o-1/refunds"));
+        tokio::spawn(async move {
+            let body = json!({"refund_id": "r-1", "items": [{"sku": "voucher", "quantity": 1}]});
+            let r = client.post(url).bearer_auth(STOREFRONT_KEY).json(&body).send().await.unwrap();
+            (r.status(), r.text().await.unwrap_or_default())
+        })
+    };
+    let waiting = poll(Duration::from_secs(10), || async {
+        let sql = "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                   WHERE INFO LIKE '%INSERT INTO refunds%' AND ID <> CONNECTION_ID()";
+        app.db.int(sql, &[]).await >= 1
+    })
+    .await;
+    if !waiting && refund.is_finished() {
+        panic!("the refund did not wait: {:?}", refund.await.unwrap());
+    }
+    assert!(waiting, "the refund's transaction waits for the held key");
+    // The cycle: this waits for the order the refund holds; InnoDB ends the refund's attempt.
+    other_tx.execute("SELECT id FROM orders WHERE id = 'o-1' FOR UPDATE").await.unwrap();
+    other_tx.rollback().await.unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), refund).await.expect("answered").unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    app.processed("o-1").await;
+    assert_eq!(app.db.int("SELECT COUNT(*) FROM refunds WHERE order_id = 'o-1'", &[]).await, 1);
+    assert_eq!(
+        app.db.int("SELECT COUNT(*) FROM events WHERE order_id = 'o-1' AND type = 'order.refunded'", &[]).await,
+        1
+    );
+    // The voucher (gift-card, no commission) refunded: the commissions stand as placed.
+    assert_worked_example_paid_once(&app, "o-1").await;
     app.assert_reconciled().await;
 }
