@@ -4,8 +4,7 @@
 //! `domain::intake::plan`; here the transaction around them.
 use super::attribution::ClickKey;
 use super::batch::Coalescer;
-use super::retry::LOCK_CONFLICT_RETRIES;
-use super::{Committed, EngineError};
+use super::{retrying_on, Committed, EngineError};
 use crate::domain::attribution::{ClickCheck, LinkMode};
 use crate::domain::ids::{AffiliateId, BuyerId};
 use crate::domain::intake::{self, IntakeBatch};
@@ -79,16 +78,9 @@ async fn take(store: &dyn Backend, key: &ClickKey, orders: &[NewOrder], lease: T
     if orders.is_empty() {
         return Vec::new();
     }
-    let mut conflicts = 0;
-    let failed = loop {
-        match write(store, key, orders, lease).await {
-            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-            Err(e) if e.is_lock_conflict() && conflicts < LOCK_CONFLICT_RETRIES => {
-                conflicts += 1;
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(conflicts))).await;
-            }
-            Err(e) => break e,
-        }
+    let failed = match retrying_on(|| write(store, key, orders, lease)).await {
+        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+        Err(e) => e,
     };
     match failed {
         e if orders.len() > 1 && is_row_error(&e) => {

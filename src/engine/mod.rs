@@ -360,13 +360,39 @@ impl Engine {
     }
 }
 
+/// An error a transaction may get by losing to a concurrent one.
+pub(crate) trait Conflict {
+    fn is_lock_conflict(&self) -> bool;
+}
+
+impl Conflict for EngineError {
+    fn is_lock_conflict(&self) -> bool {
+        EngineError::is_lock_conflict(self)
+    }
+}
+
+impl Conflict for StoreError {
+    fn is_lock_conflict(&self) -> bool {
+        StoreError::is_lock_conflict(self)
+    }
+}
+
 /// Runs `attempt` again, at once (after a short pause), while it loses a
 /// lock conflict (a deadlock, a lock wait, SQLite BUSY), up to
 /// [`LOCK_CONFLICT_RETRIES`] times.
-pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+pub(crate) async fn retrying<T, F, Fut>(attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
+{
+    retrying_on(attempt).await
+}
+
+/// [`retrying`] for any error that tells a lost lock conflict (the store's too).
+pub(crate) async fn retrying_on<T, E: Conflict, F, Fut>(mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
 {
     let mut conflicts = 0;
     loop {
