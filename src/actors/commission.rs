@@ -144,7 +144,7 @@ async fn process_in_span(deps: &Deps, delivery: &Delivery) -> bool {
     // The token of the entry's partition, as this instance holds it now: a
     // partition given up or lost meanwhile is the new owner's to apply.
     let part = deps.journal.part_of(&delivery.event.partition);
-    let Some(fence) = deps.ownership.fence(part) else {
+    let Some(fence) = deps.ownership.fence(part).filter(|_| !deps.faults.take_unfenced()) else {
         return fenced(delivery);
     };
     let started = Instant::now();

@@ -17,7 +17,7 @@ use crate::domain::event::{EventRef, PartitionKey};
 use crate::journal::Delivery;
 use crate::metrics as m;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,7 +114,7 @@ impl Actor for Supervisor {
                 // Wait outside this handler, so Deliver and Finished keep flowing.
                 let (dispatcher, deps, me) = (st.dispatcher.clone(), st.deps.clone(), myself.clone());
                 tokio::spawn(async move {
-                    drain(dispatcher, deps, timeout).await;
+                    drain(dispatcher, &me, deps, timeout).await;
                     let _ = me.cast(SupervisorMsg::Stop(reply));
                 });
             }
@@ -336,12 +336,48 @@ impl SupervisorState {
     }
 }
 
+/// Alone, with nothing read left in flight, an entry of an owned partition
+/// still unacknowledged was dropped on its way: an actor found the
+/// partition's lease gone between the read and the apply (a tick slower than
+/// the lease TTL) and left it to the next owner — this instance, which took
+/// the partition back — while the copy its take-over claimed was dropped as
+/// one still on its way. No read returns it again. Claims such entries and
+/// hands them to the actors, each once; true when there were some.
+async fn redeliver_unacknowledged(
+    deps: &Deps,
+    supervisor: &ActorRef<SupervisorMsg>,
+    redelivered: &mut HashSet<String>,
+) -> bool {
+    let owned = deps.ownership.owned();
+    let claimed = match deps.journal.claim_idle(&owned, Duration::ZERO, 1000).await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "draining: unacknowledged entries could not be claimed; they are claimed at the next start");
+            return false;
+        }
+    };
+    // An entry already handed on once and unacknowledged again failed in a
+    // way its actor could not record: it waits for the next start.
+    let orphans: Vec<_> = claimed.into_iter().filter(|d| redelivered.insert(d.entry_id.clone())).collect();
+    let orphans = super::without_stale(deps, orphans).await;
+    if orphans.is_empty() {
+        return false;
+    }
+    tracing::info!(entries = orphans.len(), "draining: entries read and left unacknowledged are applied");
+    deps.deliver(supervisor, orphans).is_ok()
+}
+
 /// A graceful stop's wait. With other instances alive this is a handover:
 /// read nothing more (what is queued is theirs to read once the leases are
 /// given up) and finish what was read. Alone, the instance drains its
 /// journal. Then every partition is given up at once: the others take them
 /// at their next tick instead of waiting for the leases to expire.
-async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Duration) {
+async fn drain(
+    dispatcher: ActorRef<DispatcherMsg>,
+    supervisor: &ActorRef<SupervisorMsg>,
+    deps: Arc<Deps>,
+    timeout: Duration,
+) {
     let deadline = Instant::now() + timeout;
     let handover = deps.ownership.peers() > 1;
     let ticks = deps.ownership.ticks();
@@ -368,6 +404,7 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
     let mut seen = deps.empty_reads.load(Ordering::SeqCst);
     let started = Instant::now();
     let mut told = started;
+    let mut redelivered = HashSet::new();
     tracing::info!(
         mode = if handover { "handover" } else { "alone: the journal is drained" },
         in_flight = deps.inflight.load(Ordering::SeqCst),
@@ -390,6 +427,10 @@ async fn drain(dispatcher: ActorRef<DispatcherMsg>, deps: Arc<Deps>, timeout: Du
             && inflight == 0
             && parked == 0
         {
+            if !handover && !unreachable() && redeliver_unacknowledged(&deps, supervisor, &mut redelivered).await {
+                seen = deps.empty_reads.load(Ordering::SeqCst);
+                continue;
+            }
             tracing::info!(
                 secs = started.elapsed().as_secs_f64(),
                 "drained: every event read is applied and acknowledged"

@@ -37,6 +37,10 @@ pub struct Faults {
     /// The next lease renewal finds every held lease lost, as after ticks
     /// slower than the lease TTL.
     lose_leases: AtomicBool,
+    /// This many next entries a commission actor takes find their
+    /// partition's fence gone, as when its lease is lost between the read
+    /// and the apply: each is left unapplied and unacknowledged.
+    unfenced_entries: AtomicU32,
     /// Simulations: `Some(n)` lets the runner read n more pages of orders and
     /// holds it before the next one (a test watches progress between pages);
     /// None: no hold.
@@ -79,6 +83,14 @@ impl Faults {
     /// Whether a [`Faults::lose_leases`] is still to happen.
     pub fn losing_leases(&self) -> bool {
         self.lose_leases.load(Ordering::SeqCst)
+    }
+    /// The next `times` entries taken by commission actors find no fence.
+    pub fn unfence_entries(&self, times: u32) {
+        self.unfenced_entries.store(times, Ordering::SeqCst);
+    }
+    /// How many entries are still to find no fence.
+    pub fn unfenced_left(&self) -> u32 {
+        self.unfenced_entries.load(Ordering::SeqCst)
     }
     pub fn fail_db_mid_tx(&self, times: u32) {
         self.db_error_mid_tx.store(times, Ordering::SeqCst);
@@ -140,6 +152,7 @@ impl Faults {
         self.journal_down(false);
         self.hold_leases(false);
         self.lose_leases.store(false, Ordering::SeqCst);
+        self.unfence_entries(0);
         self.hold_simulations(None);
         self.hold_reconcile_totals(false);
     }
@@ -175,6 +188,9 @@ impl Faults {
     }
     pub(crate) fn take_lease_loss(&self) -> bool {
         self.lose_leases.swap(false, Ordering::SeqCst)
+    }
+    pub(crate) fn take_unfenced(&self) -> bool {
+        take(&self.unfenced_entries)
     }
     pub(crate) fn holding_leases(&self) -> bool {
         self.hold_leases.load(Ordering::SeqCst)
