@@ -28,12 +28,6 @@ use tokio_util::sync::CancellationToken;
 /// Orders written by one intake transaction, at most.
 const INTAKE_BATCH: usize = 64;
 
-/// Intake batches in flight at once in the embedded mode (one writer
-/// connection). Measured: 16 (one per MySQL connection) left batches of one
-/// or two orders and halved the rate; 1 and 2 apply about the same, 2 with
-/// the lower intake latency.
-const SQLITE_INTAKE_WORKERS: usize = 2;
-
 /// How long a graceful shutdown waits for actors to finish what they hold.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -191,17 +185,8 @@ async fn open(config: &Config) -> Result<(Arc<dyn Backend>, Arc<dyn Journal>), A
 }
 
 fn engine_config(config: &Config) -> EngineConfig {
-    // Intake batches in flight at once. On MySQL one per connection; the
-    // embedded mode has one writer, where more than SQLITE_INTAKE_WORKERS
-    // batches in flight would only queue for it, each small: fewer, larger
-    // batches share its statements and commits.
-    let intake_workers = if matches!(config.backend(), Some(BackendKind::Sqlite)) {
-        SQLITE_INTAKE_WORKERS
-    } else {
-        config.db_max_connections as usize
-    };
     EngineConfig {
-        intake_workers,
+        intake_workers: config.intake_workers(),
         intake_batch: INTAKE_BATCH,
         event_workers: config.event_workers(),
         event_batch: config.event_batch(),

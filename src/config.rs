@@ -177,6 +177,14 @@ pub struct Config {
     #[arg(long, help_heading = "Database", env = "KOMISI_DB_WORKER_CONNECTIONS", default_value_t = 20)]
     pub db_worker_connections: u32,
 
+    /// Intake transactions at once, each taking every order waiting then
+    /// (up to 64). Few and large beat many and small, as for events: each
+    /// shares its round trips and commit over more orders. Each keeps a
+    /// MySQL connection of its own besides KOMISI_DB_MAX_CONNECTIONS.
+    /// [default: 4 with MySQL, 2 with SQLite (one writer)]
+    #[arg(long, help_heading = "Tuning", env = "KOMISI_INTAKE_WORKERS")]
+    pub intake_workers: Option<usize>,
+
     /// Transactions applying events at once. Few and large beat many and
     /// small: each shares its commit and statements over more events, and
     /// leaves the database's CPU to intake. At most KOMISI_DB_WORKER_CONNECTIONS.
@@ -294,6 +302,15 @@ impl Config {
     /// applies the most (docs/PERFORMANCE.md, "Embedded mode"); on MySQL 8
     /// workers of up to 64 events beat 16 of up to 32 at every rate measured
     /// (PERFORMANCE.md, sixteenth session).
+    /// Intake batches in flight at once. The embedded mode has one writer:
+    /// 16 (then one per MySQL connection) left batches of one or two orders
+    /// and halved its rate; 1 and 2 apply about the same, 2 with the lower
+    /// intake latency. On MySQL 4 rather than one per request connection
+    /// (16): the same orders in fewer, larger transactions, +11 / +17 / +9 %
+    /// at saturation (uniform / Zipf / hot, docs/PERFORMANCE.md).
+    pub fn intake_workers(&self) -> usize {
+        self.intake_workers.unwrap_or(if self.embedded() { 2 } else { 4 }).max(1)
+    }
     pub fn event_workers(&self) -> usize {
         self.event_workers.unwrap_or(if self.embedded() { 1 } else { 8 })
     }

@@ -326,6 +326,7 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         partition_inflight: 256,
         db_max_connections: 4,
         db_worker_connections: 4,
+        intake_workers: None,
         event_workers: Some(2),
         event_batch: Some(32),
         event_linger_ms: Some(2),
