@@ -167,9 +167,9 @@ pub struct Config {
     #[arg(long, help_heading = "Limits", env = "KOMISI_AUTH_FAILURES_BURST", default_value_t = 20)]
     pub auth_failures_burst: u32,
 
-    /// MySQL connections for requests (intake and reads); with MySQL also
-    /// the intake batches in flight at once (the embedded mode, with one
-    /// writer, runs 2). With SQLite: the read-only connections.
+    /// MySQL connections for requests (lifecycle changes and reads; intake's
+    /// workers keep their own, see KOMISI_INTAKE_WORKERS). With SQLite: the
+    /// read-only connections.
     #[arg(long, help_heading = "Database", env = "KOMISI_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
