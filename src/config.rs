@@ -297,11 +297,6 @@ impl Config {
     fn embedded(&self) -> bool {
         matches!(self.backend(), Some(BackendKind::Sqlite))
     }
-    /// Event-application settings by backend: the embedded mode has one
-    /// writer connection, where one worker with large, lingering batches
-    /// applies the most (docs/PERFORMANCE.md, "Embedded mode"); on MySQL 8
-    /// workers of up to 64 events beat 16 of up to 32 at every rate measured
-    /// (PERFORMANCE.md, sixteenth session).
     /// Intake batches in flight at once. The embedded mode has one writer:
     /// 16 (then one per MySQL connection) left batches of one or two orders
     /// and halved its rate; 1 and 2 apply about the same, 2 with the lower
@@ -311,6 +306,11 @@ impl Config {
     pub fn intake_workers(&self) -> usize {
         self.intake_workers.unwrap_or(if self.embedded() { 2 } else { 4 }).max(1)
     }
+    /// Event-application settings by backend: the embedded mode has one
+    /// writer connection, where one worker with large, lingering batches
+    /// applies the most (docs/PERFORMANCE.md, "Embedded mode"); on MySQL 8
+    /// workers of up to 64 events beat 16 of up to 32 at every rate measured
+    /// (PERFORMANCE.md, sixteenth session).
     pub fn event_workers(&self) -> usize {
         self.event_workers.unwrap_or(if self.embedded() { 1 } else { 8 })
     }
