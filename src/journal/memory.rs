@@ -48,19 +48,11 @@ pub struct MemoryJournal {
     entries: Mutex<Entries>,
     /// Wakes blocked readers when entries are published.
     published: Notify,
-    /// Whether `ensure` has answered: the first call finds a new journal.
-    ensured: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryJournal {
     pub fn new(consumer: String, capacity: usize) -> Self {
-        Self {
-            consumer,
-            capacity,
-            entries: Mutex::new(Entries::default()),
-            published: Notify::new(),
-            ensured: std::sync::atomic::AtomicBool::new(false),
-        }
+        Self { consumer, capacity, entries: Mutex::new(Entries::default()), published: Notify::new() }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -88,11 +80,13 @@ impl Journal for MemoryJournal {
         &self.consumer
     }
 
-    /// One partition: `parts` is always `[0]`. The queue is new once per
-    /// process, so the first call answers it created.
+    /// One partition: `parts` is always `[0]`. Nothing is ever reported
+    /// created: the queue is new at every start by design, not lost, and
+    /// recovery journals the open events again at every start anyway (a
+    /// restart of the embedded mode with open events used to log that the
+    /// journal's data had been lost).
     async fn ensure(&self, _parts: &[u16]) -> Result<Vec<u16>, JournalError> {
-        let first = !self.ensured.swap(true, std::sync::atomic::Ordering::SeqCst);
-        Ok(if first { vec![0] } else { Vec::new() })
+        Ok(Vec::new())
     }
 
     async fn publish(&self, events: &[EventRef]) -> Result<usize, JournalError> {
@@ -224,9 +218,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_queue_is_new_once_per_process() {
+    async fn a_new_queue_is_not_reported_as_lost() {
         let j = journal();
-        assert_eq!(j.ensure(&[0]).await.unwrap(), vec![0], "a new queue reports it was created");
+        assert!(j.ensure(&[0]).await.unwrap().is_empty(), "new at every start by design");
         assert!(j.ensure(&[0]).await.unwrap().is_empty());
         assert!(j.ping().await);
         assert_eq!(j.heartbeat(Duration::from_secs(1)).await.unwrap(), 1);
