@@ -155,7 +155,7 @@ export async function render(main, { id, params }) {
     h('h2', {}, 'Upline'), upline,
     h('h2', {}, 'Direct children'), children,
     h('h2', {}, 'Orders'), orders,
-    h('h2', {}, 'Ledger'), ledger,
+    h('h2', {}, 'Ledger (newest first)'), ledger,
     h('h2', {}, 'Payouts'), payouts);
 
   // Attribution since the start of last month: clicks, the orders credited
@@ -210,7 +210,7 @@ export async function render(main, { id, params }) {
     (p) => [h('td', { class: 'num' }, h('a', { href: `#/payouts/${seg(String(p.payout_id))}` }, `#${p.payout_id}`)), moneyCell(p.amount, p.currency),
       badge(p.status), time(p.created_at), time(p.completed_at)],
     'affiliate-payouts-table', 'Not paid out yet.');
-  const reloadLedger = pager(ledger, (c) => get(`/v1/affiliates/${seg(a.id)}/commissions${query({ limit: PAGE, cursor: c })}`),
+  const reloadLedger = pager(ledger, (c) => get(`/v1/affiliates/${seg(a.id)}/commissions${query({ limit: PAGE, cursor: c, order: 'newest' })}`),
     [{ label: 'entry', num: true }, { label: 'order' }, { label: 'level', num: true }, { label: 'kind' }, { label: 'amount', num: true }, { label: 'status' }, { label: 'at' }],
     (e) => [h('td', { class: 'num' }, String(e.id)),
       // A manual adjustment has no order: its event holds the reason and the key's name.

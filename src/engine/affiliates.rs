@@ -9,6 +9,7 @@ use crate::domain::affiliate::{
 use crate::domain::audit::{Action, Actor, AuditEntry};
 use crate::domain::ids::{AffiliateId, BuyerId};
 use crate::domain::ledger::{BuyerRewards, LedgerEntry};
+use crate::store::affiliates::LedgerOrder;
 use crate::store::{AffiliateTx, StoreError};
 use chrono::Utc;
 
@@ -81,12 +82,19 @@ impl Engine {
         Ok(self.store().affiliate(id).await?)
     }
 
-    /// One page of an affiliate's ledger, oldest first; None if there is no such affiliate.
-    pub async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Option<Vec<LedgerEntry>>> {
+    /// One page of an affiliate's ledger in `order` after the entry `after`;
+    /// None if there is no such affiliate.
+    pub async fn affiliate_ledger(
+        &self,
+        id: &AffiliateId,
+        order: LedgerOrder,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Option<Vec<LedgerEntry>>> {
         if self.store().affiliate(id).await?.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.store().affiliate_ledger(id, after, limit).await?))
+        Ok(Some(self.store().affiliate_ledger(id, order, after, limit).await?))
     }
 
     /// One page of affiliates by id matching `filter` (see [`crate::store::AffiliateFilter`]).

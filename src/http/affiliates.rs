@@ -9,6 +9,7 @@ use crate::domain::affiliate::{
 };
 use crate::domain::ids::{AffiliateId, BuyerId, ReferralCode};
 use crate::domain::FieldError;
+use crate::store::affiliates::LedgerOrder;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -190,47 +191,57 @@ struct PageQuery {
     cursor: Option<String>,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LedgerQuery {
+    /// 1-500, default 50
+    limit: Option<String>,
+    cursor: Option<String>,
+    /// `oldest` (the default) or `newest`: which end the pages start from
+    order: Option<String>,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Page<T> {
     items: Vec<T>,
     next_cursor: Option<String>,
 }
 
-/// The affiliate's ledger entries, oldest first, a page at a time.
+/// The affiliate's ledger entries, a page at a time: oldest first, or newest
+/// first with `order=newest`.
 #[utoipa::path(get, path = "/v1/affiliates/{id}/commissions", tag = "affiliates",
-    params(("id" = String, Path, description = "Affiliate id"), PageQuery),
+    params(("id" = String, Path, description = "Affiliate id"), LedgerQuery),
     responses(
         (status = 200, description = "One page of entries", body = Page<LedgerEntry>),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such affiliate", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit, cursor or order", body = Problem, content_type = "application/problem+json"),
     ), security(("storefront" = [])))]
 async fn commissions(
     _: Storefront,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<LedgerQuery>,
 ) -> Result<Json<Page<LedgerEntry>>, ApiError> {
     let id = AffiliateId::parse(&id).map_err(|_| ApiError::NotFound("affiliate"))?;
     let mut errors = Vec::new();
     let limit = page_limit(q.limit.as_deref(), &mut errors);
-    let after = match q.cursor.as_deref() {
-        None | Some("") => 0,
-        // Only the form this API writes: up to 19 digits (no sign).
-        Some(s) => Some(s)
-            .filter(|s| s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or_else(|| {
-                errors.push(FieldError::new("cursor", "not a cursor returned by this API"));
-                0
-            }),
+    // The cursor is the last entry's id of the page before.
+    let after = id_cursor(q.cursor.as_deref(), &mut errors);
+    let order = match q.order.as_deref() {
+        None | Some("oldest") => LedgerOrder::OldestFirst,
+        Some("newest") => LedgerOrder::NewestFirst,
+        Some(_) => {
+            errors.push(FieldError::new("order", "must be oldest or newest"));
+            LedgerOrder::OldestFirst
+        }
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     let items: Vec<LedgerEntry> = state
         .engine
-        .affiliate_ledger(&id, after, limit)
+        .affiliate_ledger(&id, order, after, limit)
         .await?
         .ok_or(ApiError::NotFound("affiliate"))?
         .into_iter()

@@ -17,8 +17,6 @@ pub trait Affiliates: Send + Sync {
         after: Option<&AffiliateId>,
         limit: u32,
     ) -> Result<Vec<Affiliate>>;
-    /// One page of an affiliate's ledger, oldest first; `after` is the last
-    /// id of the previous page.
     /// One page of affiliates by id (ids above `after`) matching `filter`.
     async fn search_affiliates(
         &self,
@@ -26,7 +24,15 @@ pub trait Affiliates: Send + Sync {
         after: Option<&AffiliateId>,
         limit: u32,
     ) -> Result<Vec<Affiliate>>;
-    async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
+    /// One page of an affiliate's ledger in `order`; `after` is the last id
+    /// of the previous page (None: the first page).
+    async fn affiliate_ledger(
+        &self,
+        id: &AffiliateId,
+        order: LedgerOrder,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>>;
     /// The affiliate an order with this attribution would be attributed to
     /// (None: an unknown code or id).
     async fn attributed(&self, attribution: &Attribution) -> Result<Option<AffiliateId>>;
@@ -73,6 +79,15 @@ pub trait AffiliateTx: super::AuditTx + super::ReportTx + Send {
         now: DateTime<Utc>,
     ) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Which end of an affiliate's ledger its pages start from. Either way a
+/// page is one range of `ix_ledger_affiliate` (affiliate, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LedgerOrder {
+    #[default]
+    OldestFirst,
+    NewestFirst,
 }
 
 /// What a list of affiliates is narrowed to (each part optional).

@@ -56,6 +56,58 @@ async fn worked_example_pays_every_level_and_the_buyer() {
 }
 
 #[tokio::test]
+async fn an_affiliates_ledger_pages_from_either_end() {
+    let app = spawn_app().await;
+    abc_tree(&app).await;
+    for i in 0..5 {
+        app.accept(&simple_order(&format!("o-{i}"), "x", Some("code-C"), "100000")).await;
+    }
+    for i in 0..5 {
+        app.processed(&format!("o-{i}")).await;
+    }
+    // Every page of 2 in one order, following next_cursor.
+    let pages = |order: &'static str| {
+        let app = &app;
+        async move {
+            let (mut ids, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+            loop {
+                let after = cursor.as_deref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+                let page = app.get_json(&format!("/v1/affiliates/C/commissions?limit=2&order={order}{after}")).await;
+                ids.extend(page["items"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()));
+                pages += 1;
+                match page["next_cursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => return (ids, pages),
+                }
+            }
+        }
+    };
+    let entries = app.db.int("SELECT COUNT(*) FROM ledger_entries WHERE affiliate_id = 'C'", &[]).await as usize;
+    assert!(entries >= 5, "a commission of C for each order: {entries}");
+    let (oldest, n) = pages("oldest").await;
+    assert_eq!(oldest.len(), entries, "every entry of C once: {oldest:?}");
+    assert!(n >= entries / 2, "in pages of 2: {n}");
+    assert!(oldest.windows(2).all(|w| w[0] < w[1]), "oldest first: {oldest:?}");
+    let (newest, _) = pages("newest").await;
+    assert_eq!(newest, oldest.iter().rev().copied().collect::<Vec<_>>(), "the same entries, newest first");
+    // No order is the oldest first; the newest first page starts at the last entry.
+    let first = app.get_json("/v1/affiliates/C/commissions?limit=1").await;
+    assert_eq!(first["items"][0]["id"].as_u64(), Some(oldest[0]));
+    let last = app.get_json("/v1/affiliates/C/commissions?limit=1&order=newest").await;
+    assert_eq!(last["items"][0]["id"].as_u64(), oldest.last().copied());
+    // A bad order: 422 naming it; a cursor past any id: an empty page, not an error.
+    let r = app.get("/v1/affiliates/C/commissions?order=upwards").await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("order"));
+    for order in ["oldest", "newest"] {
+        let page =
+            app.get_json(&format!("/v1/affiliates/C/commissions?order={order}&cursor=9999999999999999999")).await;
+        let expect = if order == "oldest" { 0 } else { entries.min(50) };
+        assert_eq!(page["items"].as_array().unwrap().len(), expect, "{order}: {page}");
+    }
+}
+
+#[tokio::test]
 async fn unknown_referral_code_is_accepted_unattributed() {
     let app = spawn_app().await;
     abc_tree(&app).await;

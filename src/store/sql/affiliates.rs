@@ -5,6 +5,7 @@ use crate::domain::affiliate::{Affiliate, NewAffiliate};
 use crate::domain::ids::AffiliateId;
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::order::Attribution;
+use crate::store::affiliates::LedgerOrder;
 use crate::store::{AffiliateFilter, AffiliateTx, Affiliates, Result};
 use chrono::{DateTime, Utc};
 
@@ -80,12 +81,23 @@ impl Affiliates for SqlStore {
         rows::all(&self.read().await?.fetch(&q).await?, rows::affiliate)
     }
 
-    async fn affiliate_ledger(&self, id: &AffiliateId, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
+    async fn affiliate_ledger(
+        &self,
+        id: &AffiliateId,
+        order: LedgerOrder,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>> {
+        // The first page starts past either end (ids are below 2^63).
+        let (from, direction, bound) = match order {
+            LedgerOrder::OldestFirst => ("id > ?", "ASC", after.unwrap_or(0)),
+            LedgerOrder::NewestFirst => ("id < ?", "DESC", after.unwrap_or(i64::MAX as u64)),
+        };
         let q = Sql::new(format!(
-            "SELECT {LEDGER_COLUMNS} FROM ledger_entries WHERE affiliate_id = ? AND id > ? ORDER BY id LIMIT ?"
+            "SELECT {LEDGER_COLUMNS} FROM ledger_entries WHERE affiliate_id = ? AND {from} ORDER BY id {direction} LIMIT ?"
         ))
         .arg(id)
-        .arg(super::uint(after)?)
+        .arg(super::uint(bound)?)
         .arg(limit);
         rows::all(&self.read().await?.fetch(&q).await?, rows::ledger_entry)
     }
