@@ -30,7 +30,9 @@ pub struct ReadsArgs {
 }
 
 /// The reads, in the order they are sent round-robin.
-const READS: [&str; 5] = ["dead_events", "event_counts", "ledger_page", "children_page", "order"];
+/// `ledger_page` is an affiliate's oldest 50 entries; `ledger_newest` its
+/// newest 50 (`order=newest`, the console's affiliate page).
+const READS: [&str; 6] = ["dead_events", "event_counts", "ledger_page", "ledger_newest", "children_page", "order"];
 
 pub async fn run(a: ReadsArgs) -> Result<()> {
     if a.affiliates < 1001 || a.rate <= 0.0 {
@@ -75,6 +77,10 @@ pub async fn run(a: ReadsArgs) -> Result<()> {
             "ledger_page" => {
                 let leaf = rng.random_range(1000..a.affiliates);
                 (format!("/v1/affiliates/aff-{leaf}/commissions?limit=50"), &a.storefront_key)
+            }
+            "ledger_newest" => {
+                let leaf = rng.random_range(1000..a.affiliates);
+                (format!("/v1/affiliates/aff-{leaf}/commissions?limit=50&order=newest"), &a.storefront_key)
             }
             "children_page" => {
                 let mid = rng.random_range(100..1000);
