@@ -1,7 +1,8 @@
 //! The operator's and the storefront's reads at a fixed rate each, for their
 //! latency on a database with history (run it next to `loadtest run`): the
-//! dead events, the counts per status, an affiliate's ledger and children
-//! pages, and an order — every one served from an index or a tally.
+//! dead events, the counts per status, an affiliate's ledger (oldest and
+//! newest first) and children pages, and an order — every one served from
+//! an index or a tally.
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hdrhistogram::Histogram;
