@@ -365,6 +365,9 @@ fn parameters(path: &str, op: &mut Value) {
     if let Some(p) = param(op, "tz") {
         merge_schema(p, json!({"pattern": "^[A-Za-z0-9_+/-]{1,64}$"}));
     }
+    if let Some(p) = param(op, "order").filter(|_| path == "/v1/affiliates/{id}/commissions") {
+        merge_schema(p, json!({"enum": ["oldest", "newest"]}));
+    }
     if let Some(p) = param(op, "by") {
         merge_schema(p, json!({"enum": ["commission", "sales", "orders"]}));
     }
