@@ -24,18 +24,23 @@ summary() {
 }
 TOTAL=$(python3 -c "print($ORDERS * (1 + $CPO))")
 # SIDES=off,on,healthz adds the control: as many requests to GET /healthz.
+# The sides on-apart and healthz-apart send the same clicks (or GETs) from a
+# thread of the generator's own at nice 19 (`--clicks-nice 19`): on this
+# one machine, the nearest thing to clicks sent from other hosts.
 # SERVE_ENV="K=V ..." starts komisi with those variables (e.g. TOKIO_WORKER_THREADS=8).
 SIDES=${SIDES:-off on}
 for round in $(seq "$RUNS"); do
   for side in ${SIDES//,/ }; do
     # shellcheck disable=SC2086 # SERVE_ENV: extra env assignments for komisi, word-split on purpose
     PID=$(loadtest/serve.sh ${SERVE_ENV:-})
-    if [ "$side" = on ]; then
+    APART=()
+    case "$side" in *-apart) APART=(--clicks-nice 19) ;; esac
+    if [ "${side%-apart}" = on ]; then
       $LT run --base-url "$BASE" --duration-secs 20 --affiliates-dist "$DIST" --server-pid "$PID" \
-        --rate "$TOTAL" --clicks-per-order "$CPO" | summary "round=$round clicks=on $DIST offered=$TOTAL/s"
-    elif [ "$side" = healthz ]; then
+        --rate "$TOTAL" --clicks-per-order "$CPO" "${APART[@]}" | summary "round=$round clicks=$side $DIST offered=$TOTAL/s"
+    elif [ "${side%-apart}" = healthz ]; then
       $LT run --base-url "$BASE" --duration-secs 20 --affiliates-dist "$DIST" --server-pid "$PID" \
-        --rate "$TOTAL" --clicks-per-order "$CPO" --clicks-as-healthz | summary "round=$round healthz $DIST offered=$TOTAL/s"
+        --rate "$TOTAL" --clicks-per-order "$CPO" --clicks-as-healthz "${APART[@]}" | summary "round=$round $side $DIST offered=$TOTAL/s"
     else
       $LT run --base-url "$BASE" --duration-secs 20 --affiliates-dist "$DIST" --server-pid "$PID" \
         --rate "$ORDERS" | summary "round=$round clicks=off $DIST offered=$ORDERS/s"

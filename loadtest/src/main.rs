@@ -102,6 +102,21 @@ struct Mix {
     /// costs, whatever the route).
     #[arg(long)]
     clicks_as_healthz: bool,
+    /// Offer the clicks (or their `GET /healthz` control) from a thread of
+    /// their own at this nice value (19: the lowest priority), with their
+    /// own connections; the orders' mix stays on the main runtime at normal
+    /// priority. On one machine this stands in for clicks sent from other
+    /// hosts: the generator's cost of sending 5 000 clicks a second then
+    /// takes CPU only when komisi, MariaDB and Redis leave it idle. Open
+    /// loop only (`--rate`); the order mix gets rate / (1 + clicks per
+    /// order), the clicks the rest.
+    #[arg(long, allow_hyphen_values = true)]
+    clicks_nice: Option<i32>,
+    /// Send the clicks (or their control) to this komisi instead of
+    /// `--base-url` (e.g. a second instance on the same database and
+    /// Redis that serves the clicks).
+    #[arg(long)]
+    clicks_base_url: Option<String>,
     /// Orders in US dollars at this rate into the program's IDR (sent as
     /// the order's `fx_rate`): every order converted, each unit price the
     /// rupiah one / 15 000 in cents. Left out: orders in IDR.
@@ -359,6 +374,9 @@ struct Load {
     latency: Mutex<Histogram<u64>>,
     accepted: Mutex<Vec<(String, usize)>>,
     in_flight: AtomicUsize,
+    /// Clicks in flight from the click thread (`--clicks-nice`), counted
+    /// apart: a click backlog there never drops the orders' mix.
+    clicks_in_flight: AtomicUsize,
     /// The last click id each leaf got.
     clicks: Mutex<std::collections::HashMap<usize, String>>,
 }
@@ -373,24 +391,8 @@ impl Load {
         };
         let base = &self.bases[i as usize % self.bases.len()];
         let cpo = self.mix.clicks_per_order;
-        if cpo > 0.0 && rng.random::<f64>() < cpo / (cpo + 1.0) {
-            let leaf = self.leaves.pick(rng);
-            if self.mix.clicks_as_healthz {
-                return Request {
-                    url: format!("{base}/healthz"),
-                    body: Value::Null,
-                    order: None,
-                    click: None,
-                    get: true,
-                };
-            }
-            return Request {
-                url: format!("{base}/v1/clicks"),
-                body: json!({"referral_code": format!("code-{leaf}")}),
-                order: None,
-                click: Some(leaf),
-                get: false,
-            };
+        if cpo > 0.0 && self.mix.clicks_nice.is_none() && rng.random::<f64>() < cpo / (cpo + 1.0) {
+            return self.click(i, rng);
         }
         match earlier {
             Some((order, items)) if roll < self.mix.refund_share => Request {
@@ -418,16 +420,46 @@ impl Load {
         }
     }
 
-    /// Sends a request counted in flight by the caller, and counts its
+    /// Click `i` of the run (or its control, a `GET /healthz`).
+    fn click(&self, i: u64, rng: &mut impl Rng) -> Request {
+        let base = self.mix.clicks_base_url.as_ref().unwrap_or(&self.bases[i as usize % self.bases.len()]);
+        let leaf = self.leaves.pick(rng);
+        if self.mix.clicks_as_healthz {
+            return Request { url: format!("{base}/healthz"), body: Value::Null, order: None, click: None, get: true };
+        }
+        Request {
+            url: format!("{base}/v1/clicks"),
+            body: json!({"referral_code": format!("code-{leaf}")}),
+            order: None,
+            click: Some(leaf),
+            get: false,
+        }
+    }
+
+    /// The count `r` is in flight in: the click thread's own for its clicks.
+    fn in_flight_of(&self, r: &Request) -> &AtomicUsize {
+        match self.mix.clicks_nice.is_some() && (r.click.is_some() || r.get) {
+            true => &self.clicks_in_flight,
+            false => &self.in_flight,
+        }
+    }
+
+    /// Sends a request counted in flight (see [`Load::in_flight_of`]) by the caller, and counts its
     /// answer; an order's latency counts from `since`.
     async fn send(&self, r: Request, since: Instant) {
-        let mut req = if r.get { self.http.get(r.url) } else { self.http.post(r.url) }.bearer_auth(&self.key);
+        self.send_with(&self.http, r, since).await
+    }
+
+    /// [`Load::send`] on the given client (the click thread has its own).
+    async fn send_with(&self, http: &reqwest::Client, r: Request, since: Instant) {
+        let in_flight = self.in_flight_of(&r);
+        let mut req = if r.get { http.get(r.url) } else { http.post(r.url) }.bearer_auth(&self.key);
         if !r.body.is_null() {
             req = req.json(&r.body);
         }
         let result = req.send().await;
         let elapsed = since.elapsed().as_micros() as u64;
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        in_flight.fetch_sub(1, Ordering::Relaxed);
         let counters = &self.counters;
         match result {
             Ok(answer) if answer.status().is_success() => match r.order {
@@ -478,6 +510,9 @@ enum Offer {
 }
 
 async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_timeout: Duration) -> Result<Value> {
+    if mix.clicks_nice.is_some() && matches!(offer, Offer::Clients(_)) {
+        bail!("--clicks-nice needs the open loop (--rate)");
+    }
     let http = client()?;
     let before = metrics::scrape_all(&http, &t.base_url).await.context("komisi /metrics")?;
     let load = Arc::new(Load {
@@ -491,6 +526,7 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
         latency: Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?),
         accepted: Mutex::new(Vec::new()),
         in_flight: AtomicUsize::new(0),
+        clicks_in_flight: AtomicUsize::new(0),
         clicks: Mutex::new(Default::default()),
     });
     let backlog = Arc::new(Mutex::new(Vec::new()));
@@ -511,8 +547,16 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
 
     let started = Instant::now();
     let mut tasks = Vec::new();
+    let mut click_thread = None;
     match offer {
-        Offer::Rate(rate) => {
+        Offer::Rate(mut rate) => {
+            if let (Some(nice), cpo) = (mix.clicks_nice, mix.clicks_per_order) {
+                if cpo > 0.0 {
+                    let clicks_rate = rate * cpo / (1.0 + cpo);
+                    click_thread = Some(clicks_apart(load.clone(), clicks_rate, duration, nice, started));
+                    rate -= clicks_rate;
+                }
+            }
             let interval = Duration::from_secs_f64(1.0 / rate);
             let total = (rate * duration.as_secs_f64()) as u64;
             let mut rng = rand::rng();
@@ -551,6 +595,11 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
     }
     for task in tasks {
         let _ = task.await;
+    }
+    if let Some(thread) = click_thread {
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the click thread panicked"))??;
     }
     let offered_for = started.elapsed();
     // Drain: until every accepted event is applied.
@@ -611,6 +660,52 @@ async fn run(t: &Target, mix: &Mix, offer: Offer, duration: Duration, drain_time
         "server_memory": rss(t.server_pid),
         "cpu_ms_per_event": cpu_before.per_event(&cpu_after, done),
     }))
+}
+
+/// Offers `rate` clicks a second for `duration` from `started`, open loop,
+/// from a thread of its own at nice value `nice` with a runtime and
+/// connections of its own (see `--clicks-nice`).
+fn clicks_apart(
+    load: Arc<Load>,
+    rate: f64,
+    duration: Duration,
+    nice: i32,
+    started: Instant,
+) -> std::thread::JoinHandle<Result<()>> {
+    std::thread::spawn(move || {
+        // On Linux a nice value belongs to a thread: `who` = this thread's id
+        // sets it for this thread (and the threads it starts) only.
+        // SAFETY: plain system calls on this thread's own id.
+        let set = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if set != 0 {
+            bail!("setpriority({nice}): {}", std::io::Error::last_os_error());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async move {
+            use rand::SeedableRng;
+            let http = client()?;
+            let mut rng = rand::rngs::StdRng::from_os_rng();
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let total = (rate * duration.as_secs_f64()) as u64;
+            let mut tasks = Vec::with_capacity(total as usize);
+            for i in 0..total {
+                let due = started + interval.mul_f64(i as f64);
+                tokio::time::sleep_until(due.into()).await;
+                if load.clicks_in_flight.load(Ordering::Relaxed) >= load.mix.max_in_flight {
+                    load.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let request = load.click(i, &mut rng);
+                load.clicks_in_flight.fetch_add(1, Ordering::Relaxed);
+                let (load, http) = (load.clone(), http.clone());
+                tasks.push(tokio::spawn(async move { load.send_with(&http, request, due).await }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            Ok(())
+        })
+    })
 }
 
 async fn find_max(a: FindMaxArgs) -> Result<()> {
