@@ -108,12 +108,13 @@ impl Literal for Arg {
 /// An intake batch's inserts (its orders, their items and events), its
 /// month volumes added in SQL (DECIMAL addition is exact; the rows are
 /// written, so locked, in key order), and the commit.
+///
+/// The month rows go last: a busy affiliate's row is wanted by every
+/// batch, and a row lock is held to the commit, so it is taken after the
+/// inserts, whose secondary-key pages may have to be read from disk on a
+/// large database (orders by buyer), not before them.
 pub(super) fn intake(batch: &IntakeBatch<'_>) -> Result<Script> {
     let mut script = Script::new();
-    let add = " ON DUPLICATE KEY UPDATE volume = volume + VALUES(volume), orders = orders + VALUES(orders)";
-    script.insert_then(MONTH_COLUMNS, &batch.months, add, |v, m| {
-        v.push(m.affiliate_id.as_str()).push(m.month_start).push(m.volume).push(m.orders);
-    });
     // The buyers' links this batch makes (docs/RULES.md "Customer links").
     for p in &batch.placements {
         if let Some(l) = p.link.as_ref().filter(|l| l.replaces_expired) {
@@ -139,6 +140,10 @@ pub(super) fn intake(batch: &IntakeBatch<'_>) -> Result<Script> {
         let add = (super::DIALECT.add_on_conflict)("type, shard", &["n"]);
         script.insert_then(TALLY_COLUMNS, &tally, &add, |v, row| row_values(v, row));
     }
+    let add = " ON DUPLICATE KEY UPDATE volume = volume + VALUES(volume), orders = orders + VALUES(orders)";
+    script.insert_then(MONTH_COLUMNS, &batch.months, add, |v, m| {
+        v.push(m.affiliate_id.as_str()).push(m.month_start).push(m.volume).push(m.orders);
+    });
     Ok(script)
 }
 

@@ -172,9 +172,9 @@ pub fn event_row(p: &Placement<'_>, batch: &IntakeBatch<'_>) -> Vec<Arg> {
 }
 
 /// The batch's rows as multi-row inserts, chunked within the dialect's
-/// parameter limit, and its month volumes, in the caller's transaction.
+/// parameter limit, and its month volumes, in the caller's transaction —
+/// the month rows last (the most contended rows, locked to the commit).
 pub async fn insert(conn: &mut dyn Conn, batch: &IntakeBatch<'_>) -> Result<()> {
-    add_months(conn, &batch.months).await?;
     super::attribution::write_links(conn, &batch.placements, batch.now).await?;
     let orders = batch.placements.iter().map(|p| order_row(p, batch)).collect::<Result<Vec<_>>>()?;
     let events: Vec<Vec<Arg>> = batch.placements.iter().map(|p| event_row(p, batch)).collect();
@@ -187,10 +187,10 @@ pub async fn insert(conn: &mut dyn Conn, batch: &IntakeBatch<'_>) -> Result<()> 
         })
         .await?;
     }
-    match batch.placements.first() {
-        Some(p) => super::events::tally(conn, EventType::OrderPlaced, batch.placements.len(), p.event.id).await,
-        None => Ok(()),
+    if let Some(p) = batch.placements.first() {
+        super::events::tally(conn, EventType::OrderPlaced, batch.placements.len(), p.event.id).await?;
     }
+    add_months(conn, &batch.months).await
 }
 
 /// Adds the batch's month volumes to `affiliate_months`: read (locked, in
