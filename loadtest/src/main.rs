@@ -113,8 +113,9 @@ struct Mix {
     #[arg(long, allow_hyphen_values = true)]
     clicks_nice: Option<i32>,
     /// Send the clicks (or their control) to this komisi instead of
-    /// `--base-url` (e.g. a second instance on the same database and
-    /// Redis that serves the clicks).
+    /// `--base-url` (another instance that serves the clicks; the orders
+    /// carry its click ids, which verify only where its click key is the
+    /// same, i.e. on the same database).
     #[arg(long)]
     clicks_base_url: Option<String>,
     /// Orders in US dollars at this rate into the program's IDR (sent as
