@@ -168,9 +168,30 @@ async fn sqlite_schema(pool: &SqlitePool, mysql: &BTreeMap<String, Table>) -> (B
     (tables, not_strict)
 }
 
+/// The one place the keys differ on purpose (migration 0039): MySQL stores
+/// the ledger clustered by affiliate, keyed (affiliate_id, id) with `id`
+/// unique, where SQLite keeps its rowid `id` and the index (affiliate_id, id).
+/// Maps the MySQL side onto SQLite's, only when it is exactly that.
+fn as_sqlite_keys(name: &str, m: &Table) -> Table {
+    let mut t = Table { columns: m.columns.clone(), indexes: m.indexes.clone() };
+    let by_affiliate = (true, vec!["affiliate_id".to_owned(), "id".to_owned()]);
+    if name == "ledger_entries"
+        && t.indexes.get("PRIMARY") == Some(&by_affiliate)
+        && t.indexes.get("uq_ledger_id") == Some(&(true, vec!["id".to_owned()]))
+        && !t.indexes.contains_key("ix_ledger_affiliate")
+    {
+        t.indexes.remove("uq_ledger_id");
+        t.indexes.insert("PRIMARY".into(), (true, vec!["id".into()]));
+        t.indexes.insert("ix_ledger_affiliate".into(), (false, by_affiliate.1));
+    }
+    t
+}
+
 /// Every difference, table by table and column by column.
 fn differences(mysql: &BTreeMap<String, Table>, sqlite: &BTreeMap<String, Table>) -> Vec<String> {
     let mut out = Vec::new();
+    let mysql: BTreeMap<String, Table> = mysql.iter().map(|(n, t)| (n.clone(), as_sqlite_keys(n, t))).collect();
+    let mysql = &mysql;
     for name in mysql.keys().chain(sqlite.keys()).collect::<std::collections::BTreeSet<_>>() {
         let (Some(m), Some(s)) = (mysql.get(name), sqlite.get(name)) else {
             out.push(format!("table {name}: only in {}", if mysql.contains_key(name) { "MySQL" } else { "SQLite" }));

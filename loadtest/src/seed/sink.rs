@@ -443,11 +443,14 @@ impl Sink {
 
     /// MySQL: drops the secondary keys of `tables` (a bulk load then only
     /// appends to each primary key; the keys are built afterwards by sorting,
-    /// many times faster than row by row). Returns what
-    /// [`Sink::restore_keys`] puts back.
+    /// many times faster than row by row). A table whose primary key is not
+    /// its `id` (the ledger, clustered by affiliate) is keyed by `id` for the
+    /// load, which the rows arrive in, and gets its own key back with the
+    /// others. Returns what [`Sink::restore_keys`] puts back.
     pub async fn drop_keys(&mut self, tables: &[&str]) -> Result<Vec<DroppedKeys>> {
         let Sink::My { conn, .. } = self else { return Ok(Vec::new()) };
-        let mut dropped = vec![DroppedKeys { table: "order_items".into(), create: String::new(), keys: Vec::new() }];
+        let mut dropped =
+            vec![DroppedKeys { table: "order_items".into(), create: String::new(), keys: Vec::new(), primary: None }];
         for table in tables {
             let (_, create): (String, String) =
                 sqlx::query_as(&format!("SHOW CREATE TABLE {table}")).fetch_one(&mut *conn).await?;
@@ -459,10 +462,17 @@ impl Sink {
             if keys.is_empty() {
                 continue;
             }
-            let drops: Vec<String> =
+            let primary = create
+                .lines()
+                .map(|l| l.trim().trim_end_matches(',').to_owned())
+                .find(|l| l.starts_with("PRIMARY KEY (") && l != "PRIMARY KEY (`id`)");
+            let mut drops: Vec<String> =
                 keys.iter().map(|k| format!("DROP KEY `{}`", k.split('`').nth(1).unwrap_or_default())).collect();
+            if primary.is_some() {
+                drops.push("DROP PRIMARY KEY, ADD PRIMARY KEY (`id`)".into());
+            }
             sqlx::raw_sql(&format!("ALTER TABLE {table} {}", drops.join(", "))).execute(&mut *conn).await?;
-            dropped.push(DroppedKeys { table: (*table).to_owned(), create, keys });
+            dropped.push(DroppedKeys { table: (*table).to_owned(), create, keys, primary });
         }
         Ok(dropped)
     }
@@ -477,7 +487,10 @@ impl Sink {
         }
         // FORCE: the table is rebuilt in key order as well (rows that were
         // final late were inserted between others, leaving pages half full).
-        let adds: Vec<String> = d.keys.iter().map(|k| format!("ADD {k}")).collect();
+        let mut adds: Vec<String> = d.keys.iter().map(|k| format!("ADD {k}")).collect();
+        if let Some(primary) = &d.primary {
+            adds.insert(0, format!("DROP PRIMARY KEY, ADD {primary}"));
+        }
         sqlx::raw_sql(&format!("ALTER TABLE {} {}, FORCE", d.table, adds.join(", ")))
             .execute(&mut *conn)
             .await
@@ -622,6 +635,9 @@ pub struct DroppedKeys {
     create: String,
     /// Each key's definition as it shows there.
     keys: Vec<String>,
+    /// The primary key as it shows there, when it is not `id` alone (the
+    /// table is keyed by `id` while it loads).
+    primary: Option<String>,
 }
 
 fn strip_auto_increment(create: &str) -> String {
