@@ -82,7 +82,8 @@ pub trait AffiliateTx: super::AuditTx + super::ReportTx + Send {
 }
 
 /// Which end of an affiliate's ledger its pages start from. Either way a
-/// page is one range of `ix_ledger_affiliate` (affiliate, id).
+/// page is one range of (affiliate, id): the table itself on MySQL, which is
+/// keyed so (migration 0039), `ix_ledger_affiliate` on SQLite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LedgerOrder {
     #[default]

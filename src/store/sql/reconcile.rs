@@ -544,7 +544,7 @@ async fn balance_mismatches(c: &mut dyn Conn, mark: u64) -> Result<(Vec<BalanceM
 /// - the total against the affiliate's last check plus its entries above
 ///   that check's mark: for those checked recently (most: the run before
 ///   checked them), one scan of the recent entries from the lowest such
-///   mark (`scan_floor`); for the others a range of `ix_ledger_affiliate`
+///   mark (`scan_floor`); for the others a range of (affiliate, id)
 ///   each;
 /// - paid against its completed payout items (a few a year; each item was
 ///   checked against its entries by the run that saw its batch made and
@@ -665,7 +665,8 @@ async fn touched_balances(
         }
     }
     // The others (checked long ago, or never): their entries above their
-    // check, each a range of `ix_ledger_affiliate`.
+    // check, each a range of (affiliate, id): the ledger's key on MySQL,
+    // `ix_ledger_affiliate` on SQLite.
     let older: Vec<_> = stored.iter().filter(|(_, _, (m, _))| floor.is_none_or(|f| m.is_none_or(|m| m < f))).collect();
     for chunk in older.chunks(per_statement) {
         let mut q = Sql::new("");
