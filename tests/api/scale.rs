@@ -32,12 +32,16 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(&mut self) {
+    /// Starts the process; returns where its output begins in the log
+    /// (the log is appended to across restarts).
+    fn spawn(&mut self) -> usize {
+        let from = std::fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_komisi"));
         cmd.args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)])
             .env("KOMISI_INSTANCE_ID", &self.id)
-            .env("RUST_LOG", "warn")
+            // "komisi serving" (its own port bound) and lease moves at info.
+            .env("RUST_LOG", "warn,komisi::app=info,komisi::actors::leases=info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
@@ -45,6 +49,13 @@ impl Proc {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("start komisi"));
+        from
+    }
+
+    /// The log from byte `from` on.
+    fn log_since(&self, from: usize) -> String {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(text.get(from..).unwrap_or_default()).into_owned()
     }
 
     fn signal(&self, sig: &str) {
@@ -120,7 +131,8 @@ impl Fleet {
         let procs: Vec<Proc> = (0..n)
             .map(|i| Proc {
                 id: format!("s{}", i + 1),
-                port: free_port(),
+                // Chosen when it first starts (see `start_one`).
+                port: 0,
                 child: None,
                 log: dir.join(format!("s{}.log", i + 1)),
                 env: common.clone(),
@@ -143,26 +155,44 @@ impl Fleet {
         fleet
     }
 
+    /// Starts instance `i` and waits until it answers ready. The first
+    /// start takes a free port just before the process binds it; if another
+    /// process took that port meanwhile, it tries another one. A restart
+    /// binds the port the load balancer already sends to.
     async fn start_one(&mut self, i: usize) {
-        self.procs[i].spawn();
-        let url = format!("http://127.0.0.1:{}/readyz", self.procs[i].port);
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = self.client.get(&url).send().await {
-                if r.status() == StatusCode::OK {
-                    break;
+        let first = self.procs[i].port == 0;
+        let mut tries = 0;
+        'spawn: loop {
+            tries += 1;
+            if first {
+                self.procs[i].port = free_port();
+            }
+            let from = self.procs[i].spawn();
+            let url = format!("http://127.0.0.1:{}/readyz", self.procs[i].port);
+            let started = Instant::now();
+            loop {
+                // Ready, and from this process: another server on the port
+                // (the port reused before this one bound it) is not it.
+                if let Ok(r) = self.client.get(&url).send().await {
+                    if r.status() == StatusCode::OK && self.procs[i].log_since(from).contains("komisi serving") {
+                        break 'spawn;
+                    }
                 }
+                if let Some(Ok(Some(status))) = self.procs[i].child.as_mut().map(|c| c.try_wait()) {
+                    self.procs[i].child = None;
+                    if first && tries < 5 && self.procs[i].log_since(from).contains("cannot listen") {
+                        continue 'spawn;
+                    }
+                    panic!("{} exited ({status}):\n{}", self.procs[i].id, self.procs[i].tail());
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "{} not ready:\n{}",
+                    self.procs[i].id,
+                    self.procs[i].tail()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if let Some(Ok(Some(status))) = self.procs[i].child.as_mut().map(|c| c.try_wait()) {
-                panic!("{} exited ({status}):\n{}", self.procs[i].id, self.procs[i].tail());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{} not ready:\n{}",
-                self.procs[i].id,
-                self.procs[i].tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.up[i].store(true, Ordering::SeqCst);
     }
@@ -241,7 +271,19 @@ impl Fleet {
             owned == usize::from(PARTITIONS)
         })
         .await;
-        assert!(ok, "partitions spread over {live:?}: {:?}", self.owners().await);
+        if !ok {
+            let mut seen = Vec::new();
+            for &i in live {
+                seen.push(format!("{}: {} owned", self.procs[i].id, self.metric(i, "komisi_partitions_owned").await));
+            }
+            let logs: Vec<String> =
+                live.iter().map(|&i| format!("{}:\n{}", self.procs[i].id, self.procs[i].tail())).collect();
+            panic!(
+                "partitions spread over {live:?}: fences {:?}, gauges {seen:?}\n{}",
+                self.owners().await,
+                logs.join("\n")
+            );
+        }
     }
 
     /// Open events (not yet applied or given up).
@@ -499,6 +541,8 @@ async fn an_instance_paused_past_its_lease_commits_nothing_for_the_partitions_th
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Pause s1 with work in flight; the load balancer stops sending to it.
     let tokens = fleet.db.rows("SELECT part, token FROM journal_fences WHERE owner = 's1'", &[]).await;
+    // Read before the pause: a stopped process answers no scrape.
+    let fenced_before = fleet.metric(0, "komisi_events_fenced_total").await;
     fleet.up[0].store(false, Ordering::SeqCst);
     fleet.procs[0].signal("-STOP");
     let paused = Instant::now();
@@ -520,7 +564,6 @@ async fn an_instance_paused_past_its_lease_commits_nothing_for_the_partitions_th
     // What s1 had committed before it was resumed.
     let before: std::collections::BTreeSet<String> =
         fleet.db.column("SELECT id FROM events WHERE applied_by = 's1'", &[]).await.into_iter().collect();
-    let fenced_before = fleet.metric(0, "komisi_events_fenced_total").await;
     fleet.procs[0].signal("-CONT");
     // s1 wakes with events in flight under tokens that have moved on: it
     // commits none of them.
