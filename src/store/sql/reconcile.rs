@@ -635,9 +635,11 @@ async fn touched_balances(
     let floor = scan_floor(stored.iter().filter_map(|(_, _, (m, _))| *m).collect(), end, stored.len());
     if let Some(floor) = floor {
         // Those checked at or after `floor` (the most: the run before
-        // checked them): one range of the primary key, the recent entries
-        // of every affiliate, read a page at a time and each summed from its
-        // own check's mark.
+        // checked them): one range of ids (the primary key on SQLite,
+        // `uq_ledger_id` on MySQL, whose rows are keyed by affiliate: each
+        // entry then a lookup of a recently written, so cached, page), the
+        // recent entries of every affiliate, read a page at a time and each
+        // summed from its own check's mark.
         let from: HashMap<&str, u64> =
             stored.iter().filter_map(|(id, _, (m, _))| m.filter(|m| *m >= floor).map(|m| (id.as_str(), m))).collect();
         let mut after = floor;
