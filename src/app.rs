@@ -197,6 +197,7 @@ fn engine_config(config: &Config) -> EngineConfig {
         redeliver_after: config.redeliver_after(),
         reconcile_every: config.reconcile_every(),
         reconcile_full_every: config.reconcile_full_every(),
+        reconcile_incremental_max_entries: config.reconcile_incremental_max_entries,
         // Validated at start.
         webhooks: config.webhooks().unwrap_or_default(),
     }

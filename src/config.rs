@@ -123,6 +123,18 @@ pub struct Config {
     )]
     pub reconcile_full_every_ms: u64,
 
+    /// An incremental run whose window spans more ledger and reward entries
+    /// than this (the first run on a database with history, or the first
+    /// after a long pause) runs as a full sweep instead: an incremental run
+    /// holds what its window touched in memory, a sweep pages through it.
+    #[arg(
+        long,
+        help_heading = "Events, retries and reconcile",
+        env = "KOMISI_RECONCILE_INCREMENTAL_MAX_ENTRIES",
+        default_value_t = 1_000_000
+    )]
+    pub reconcile_incremental_max_entries: u64,
+
     /// A commission actor with no work for this long stops (it is respawned on demand).
     #[arg(long, help_heading = "Tuning", env = "KOMISI_ACTOR_IDLE_MS", default_value_t = 1_000)]
     pub actor_idle_ms: u64,

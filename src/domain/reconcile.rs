@@ -161,6 +161,23 @@ pub fn incremental_window(finished: &[Run], ledger_max: u64, rewards_max: u64) -
     }
 }
 
+/// What a run asked for as incremental covers: the incremental window
+/// while it spans at most `max_entries` entry ids (ledger and reward
+/// entries together; ids are handed out in order, so the distance bounds
+/// the count), else a full sweep. An incremental run holds its window's
+/// touched orders, affiliates and buyers in memory at once, while a sweep
+/// pages through everything in bounded memory and can resume: the first
+/// run on a database with years of history and no run before, or the first
+/// after a long pause of the schedule, is a sweep.
+pub fn incremental_or_full(finished: &[Run], ledger_max: u64, rewards_max: u64, max_entries: u64) -> (RunKind, Window) {
+    let w = incremental_window(finished, ledger_max, rewards_max);
+    let spans = (w.ledger.1 - w.ledger.0).saturating_add(w.rewards.1 - w.rewards.0);
+    match spans <= max_entries {
+        true => (RunKind::Incremental, w),
+        false => (RunKind::Full, Window { ledger: (0, ledger_max), rewards: (0, rewards_max), since: None }),
+    }
+}
+
 /// Who may run now, decided under the `reconcile` lock from the runs that
 /// say they are running: one whose heartbeat is older than `stale_before`
 /// has stopped (its instance died) and is failed; a live one keeps the
@@ -266,6 +283,20 @@ mod tests {
         assert_eq!((w.ledger, w.rewards, w.since), ((70, 120), (35, 60), Some(t(50))));
         // Ids never go back (a restored database): the window is empty, not negative.
         assert_eq!(incremental_window(&two, 10, 10).ledger, (10, 10));
+    }
+
+    #[test]
+    fn an_incremental_window_wider_than_the_limit_is_a_full_sweep() {
+        let full = |l, r| (RunKind::Full, Window { ledger: (0, l), rewards: (0, r), since: None });
+        // Nothing covered yet: everything, incremental only while small.
+        assert_eq!(incremental_or_full(&[], 50, 20, 70), (RunKind::Incremental, incremental_window(&[], 50, 20)));
+        assert_eq!(incremental_or_full(&[], 50, 21, 70), full(50, 21), "71 entries past a limit of 70");
+        // Ledger and reward entries count together, from the base run's marks.
+        let two = [run(3, RunKind::Incremental, 100, 101, 90), run(2, RunKind::Incremental, 50, 51, 70)];
+        assert_eq!(incremental_or_full(&two, 120, 60, 75).0, RunKind::Incremental, "50 + 25 entries");
+        assert_eq!(incremental_or_full(&two, 120, 60, 74), full(120, 60));
+        // Ids that went back (a restored database) span nothing.
+        assert_eq!(incremental_or_full(&two, 10, 10, 0).0, RunKind::Incremental);
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct EngineConfig {
     pub reconcile_every: Duration,
     /// A full reconcile sweep this often (zero: only on demand).
     pub reconcile_full_every: Duration,
+    /// An incremental run spanning more entries than this runs as a full sweep.
+    pub reconcile_incremental_max_entries: u64,
     pub webhooks: webhooks::WebhookConfig,
 }
 

@@ -181,12 +181,20 @@ impl Engine {
         // only widens this window, and the next run covers the newest
         // window again (`incremental_window`).
         let (ledger, rewards) = self.store().entry_marks().await?;
-        let window = match kind {
-            RunKind::Full => Window { ledger: (0, ledger), rewards: (0, rewards), since: None },
+        let (kind, window) = match kind {
+            RunKind::Full => (kind, Window { ledger: (0, ledger), rewards: (0, rewards), since: None }),
             RunKind::Incremental => {
                 let done: Vec<Run> =
                     self.store().runs(false, 20).await?.into_iter().filter(|r| r.status == RunStatus::Done).collect();
-                rules::incremental_window(&done, ledger, rewards)
+                let max = self.inner.config.reconcile_incremental_max_entries;
+                let (kind, window) = rules::incremental_or_full(&done, ledger, rewards, max);
+                if kind == RunKind::Full {
+                    tracing::info!(
+                        max_entries = max,
+                        "an incremental reconcile's window spans more entries than its limit: a full sweep instead"
+                    );
+                }
+                (kind, window)
             }
         };
         let mut tx = self.store().begin_claim().await?;

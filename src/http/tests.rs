@@ -48,6 +48,7 @@ fn offline_state() -> AppState {
             redeliver_after: Duration::from_secs(60),
             reconcile_every: Duration::ZERO,
             reconcile_full_every: Duration::ZERO,
+            reconcile_incremental_max_entries: 1_000_000,
             webhooks: Default::default(),
         },
     );

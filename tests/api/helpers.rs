@@ -320,6 +320,7 @@ pub fn test_config(db_url: String, prefix: String) -> Config {
         // Reconcile runs when a test asks (`TestApp::reconcile`), not by itself.
         reconcile_every_ms: 0,
         reconcile_full_every_ms: 0,
+        reconcile_incremental_max_entries: 1_000_000,
         rate_limit_burst: 0,
         auth_failures_per_min: 0,
         auth_failures_burst: 0,
@@ -545,6 +546,7 @@ pub fn engine_on(store: Arc<dyn komisi::store::Backend>, redeliver_after: Durati
             redeliver_after,
             reconcile_every: Duration::ZERO,
             reconcile_full_every: Duration::ZERO,
+            reconcile_incremental_max_entries: 1_000_000,
             webhooks: komisi::engine::webhooks::WebhookConfig { allow_private: true, ..Default::default() },
         },
     )

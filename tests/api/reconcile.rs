@@ -157,6 +157,43 @@ async fn a_first_run_that_is_incremental_checks_everything_so_far() {
     assert_eq!(violations(&caught), vec![("balance_mismatch".to_string(), "C".to_string())], "{caught}");
 }
 
+/// An incremental run whose window spans more entries than
+/// `reconcile_incremental_max_entries` runs as a full sweep (bounded memory):
+/// the first one on a database with history, and one after a long pause. It
+/// is a real sweep: it finds what is wrong outside the window.
+#[tokio::test]
+async fn an_incremental_run_over_too_many_entries_is_a_full_sweep() {
+    let app = spawn_app_with(|c| c.reconcile_incremental_max_entries = 3, Default::default()).await;
+    abc_tree(&app).await;
+    app.create_affiliate("D", None).await;
+    let entries = |order: &'static str| {
+        let app = &app;
+        async move {
+            app.db.int("SELECT COUNT(*) FROM ledger_entries WHERE order_id = ?", &[order]).await
+                + app.db.int("SELECT COUNT(*) FROM reward_entries WHERE order_id = ?", &[order]).await
+        }
+    };
+    place_processed(&app, "o-1", "code-C").await;
+    assert!(entries("o-1").await > 3, "C, B and A's commissions and the buyer's points");
+    let first = app.reconcile_kind("incremental").await;
+    assert_eq!((&first["kind"], &first["ok"], &first["checked"]["orders"]), (&json!("full"), &json!(true), &json!(1)));
+
+    place_processed(&app, "o-2", "code-D").await;
+    assert!(entries("o-2").await <= 3, "D's commission and the buyer's points");
+    let small = app.reconcile_kind("incremental").await;
+    assert_eq!((&small["kind"], &small["checked"]["orders"]), (&json!("incremental"), &json!(1)), "{small}");
+
+    // o-2's and o-3's entries together are past the limit; o-1, outside
+    // that window, is wrong: only a sweep sees it.
+    corrupt_entry_quietly(&app, "o-1", "C").await;
+    place_processed(&app, "o-3", "code-C").await;
+    let wide = app.reconcile_kind("incremental").await;
+    assert_eq!((&wide["kind"], &wide["checked"]["orders"]), (&json!("full"), &json!(3)), "{wide}");
+    assert_eq!(violations(&wide), vec![("ledger_differs_from_entitlement".to_string(), "o-1".to_string())], "{wide}");
+    let last = app.admin_get("/admin/reconcile").await;
+    assert_eq!((&last["last"]["run_id"], &last["last"]["kind"]), (&wide["run_id"], &json!("full")));
+}
+
 /// Entries are summed from just above a check's mark, both where the
 /// touched affiliates' recent entries are read in one scan (C and B, checked
 /// near the end; the scan starts at B's mark, below C's) and where an

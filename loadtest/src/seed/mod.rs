@@ -357,6 +357,7 @@ mod tests {
                 redeliver_after: Duration::from_secs(3600),
                 reconcile_every: Duration::ZERO,
                 reconcile_full_every: Duration::ZERO,
+                reconcile_incremental_max_entries: 1_000_000,
                 webhooks: Default::default(),
             },
         );
