@@ -90,6 +90,13 @@ pub struct Window {
     pub since: Option<DateTime<Utc>>,
 }
 
+impl Window {
+    /// Every entry up to these ids, and every change since the beginning: a full sweep's.
+    pub fn everything(ledger_max: u64, rewards_max: u64) -> Self {
+        Self { ledger: (0, ledger_max), rewards: (0, rewards_max), since: None }
+    }
+}
+
 /// A run as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
@@ -152,7 +159,7 @@ pub fn due(
 pub fn incremental_window(finished: &[Run], ledger_max: u64, rewards_max: u64) -> Window {
     let base = finished.get(1).or(finished.first());
     match base {
-        None => Window { ledger: (0, ledger_max), rewards: (0, rewards_max), since: None },
+        None => Window::everything(ledger_max, rewards_max),
         Some(r) => Window {
             ledger: (r.window.ledger.1.min(ledger_max), ledger_max),
             rewards: (r.window.rewards.1.min(rewards_max), rewards_max),
@@ -174,7 +181,7 @@ pub fn incremental_or_full(finished: &[Run], ledger_max: u64, rewards_max: u64, 
     let spans = (w.ledger.1 - w.ledger.0).saturating_add(w.rewards.1 - w.rewards.0);
     match spans <= max_entries {
         true => (RunKind::Incremental, w),
-        false => (RunKind::Full, Window { ledger: (0, ledger_max), rewards: (0, rewards_max), since: None }),
+        false => (RunKind::Full, Window::everything(ledger_max, rewards_max)),
     }
 }
 

@@ -182,7 +182,7 @@ impl Engine {
         // window again (`incremental_window`).
         let (ledger, rewards) = self.store().entry_marks().await?;
         let (kind, window) = match kind {
-            RunKind::Full => (kind, Window { ledger: (0, ledger), rewards: (0, rewards), since: None }),
+            RunKind::Full => (kind, Window::everything(ledger, rewards)),
             RunKind::Incremental => {
                 let done: Vec<Run> =
                     self.store().runs(false, 20).await?.into_iter().filter(|r| r.status == RunStatus::Done).collect();
